@@ -1,1 +1,56 @@
 //! OCPP 2.0.1 message types and payload validation, generated from the official JSON schemas.
+//!
+//! # What is generated
+//!
+//! [`generated`] (re-exported here) is written by `tools/gen_v201.py` from the 128 schema files
+//! in `schemas/ocpp-2.0.1/` (a verbatim copy of the official OCPP 2.0.1 schemas). Regenerate it
+//! with `python3 tools/gen_v201.py` (needs `rustfmt` on `PATH`); CI runs
+//! `python3 tools/gen_v201.py --check`, which fails if the file and the schemas have drifted. Do
+//! not edit it by hand. It contains:
+//!
+//! * `{Action}Request` / `{Action}Response` structs for all 64 actions, implementing
+//!   [`RequestPayload`] / [`ResponsePayload`] (action, schema table, response type);
+//! * one Rust type per shared schema definition (a definition used by several messages is
+//!   generated once; the generator verifies that all same-named definitions are structurally
+//!   identical and gives differing ones distinct names);
+//! * [`Action`] with `as_str`, `from_name`, `ALL`, `request_schema`, `response_schema`;
+//! * [`tables`]: one `static` [`schema::Schema`] per definition and per payload, the data that
+//!   [`validate::validate`] walks (no JSON parsing and no allocation at run time);
+//! * [`for_each_action!`] for code that needs to handle every action generically.
+//!
+//! # Naming scheme
+//!
+//! * Message structs keep the schema file name: `BootNotificationRequest`,
+//!   `NotifyEVChargingNeedsRequest`; [`Action`] variants are the wire action names.
+//! * Definitions drop the `Type` suffix and write acronyms as words: `IdTokenType` → `IdToken`,
+//!   `EVSEType` → `Evse`, `ConnectorStatusEnumType` → `ConnectorStatusEnum`,
+//!   `OCSPRequestDataType` → `OcspRequestData`, `AuthorizationData` → `AuthorizationData`. A
+//!   definition that differed between schemas would get the message name appended
+//!   (`{Name}{Message}`); the OCPP 2.0.1 schemas have no such collision.
+//! * Fields are snake_case of the JSON name (`evseId` → `evse_id`, `type` → `r#type`); serde
+//!   maps them back with `rename_all = "camelCase"`, plus an explicit `rename` where that does not
+//!   reproduce the JSON name (`responderURL` → `responder_url`).
+//! * Enum variants are the JSON values in PascalCase with separators removed and acronyms as
+//!   words (`Energy.Active.Import.Register` → `EnergyActiveImportRegister`, `ISO14443` →
+//!   `Iso14443`, `s309-1P-16A` → `S309_1P16A`); every enum has `as_str()` and `VALUES` with the
+//!   exact JSON strings.
+//! * Table statics are the SCREAMING_SNAKE_CASE of the type: `tables::ID_TOKEN`,
+//!   `tables::BOOT_NOTIFICATION_REQUEST`.
+//!
+//! # Type mapping
+//!
+//! `integer` → `i64`, `number` → `f64`, `boolean` → `bool`, `string` (also `date-time`, which the
+//! validator checks) → `String`, `array` → `Vec<T>`, untyped (`DataTransfer` `data`) →
+//! `serde_json::Value`. Properties not in `required` are `Option<T>`, omitted when `None`
+//! (structs whose fields are all optional also derive `Default`). `CustomData` keeps arbitrary
+//! vendor properties in `extra`. Schema `default` values are annotations only; they are not
+//! applied.
+//!
+//! Decode incoming payloads with [`validate::decode`], which validates first so that errors carry
+//! the right OCPP-J error code.
+
+pub mod generated;
+pub mod schema;
+pub mod validate;
+
+pub use generated::*;

@@ -1,0 +1,772 @@
+//! Cross-checks the generated OCPP 2.0.1 types and static validation tables against the
+//! official JSON schema files in `schemas/ocpp-2.0.1/`.
+//!
+//! The JSON schema text is read here independently of the generator: instances are generated
+//! from it (a minimal one with required properties only and a maximal one with every property),
+//! and each must pass `validate`, decode into the generated Rust type and re-serialize to an equal
+//! value. Mutations of the maximal instance must fail with the right OCPP-J error code and path.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ocpp_agent::ocpp::v201::schema::{Format, Schema};
+use ocpp_agent::ocpp::v201::validate::{Violation, ViolationKind, decode, validate};
+use ocpp_agent::ocpp::v201::{self, Action, RequestPayload, ResponsePayload};
+use serde_json::{Map, Value, json};
+
+fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ocpp-2.0.1")
+}
+
+/// One official schema file.
+struct SchemaFile {
+    stem: String,
+    action: Action,
+    is_request: bool,
+    root: Value,
+}
+
+impl SchemaFile {
+    fn table(&self) -> &'static Schema {
+        if self.is_request {
+            self.action.request_schema()
+        } else {
+            self.action.response_schema()
+        }
+    }
+
+    fn definitions(&self) -> &Map<String, Value> {
+        self.root["definitions"].as_object().expect("definitions")
+    }
+
+    /// Follow a `$ref` (the schemas only use local `#/definitions/...` references).
+    fn resolve<'a>(&'a self, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.strip_prefix("#/definitions/").expect("local $ref");
+                &self.definitions()[name]
+            }
+            None => node,
+        }
+    }
+}
+
+fn load_all() -> Vec<SchemaFile> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(schema_dir())
+        .expect("schemas/ocpp-2.0.1 exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+            let (name, is_request) = match stem.strip_suffix("Request") {
+                Some(name) => (name, true),
+                None => (
+                    stem.strip_suffix("Response").expect("Request/Response"),
+                    false,
+                ),
+            };
+            let action = Action::from_name(name).unwrap_or_else(|| panic!("no Action for {stem}"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let root = serde_json::from_str(&text).unwrap();
+            SchemaFile {
+                stem,
+                action,
+                is_request,
+                root,
+            }
+        })
+        .collect()
+}
+
+macro_rules! typed_dispatch {
+    ($(($action:ident, $req:ident, $resp:ident)),* $(,)?) => {
+        /// Decode `value` into the generated type for (action, direction) and serialize it back.
+        fn typed_roundtrip(action: Action, is_request: bool, value: Value) -> Result<Value, Violation> {
+            match (action, is_request) {
+                $(
+                    (Action::$action, true) => roundtrip::<v201::$req>(action.request_schema(), value),
+                    (Action::$action, false) => roundtrip::<v201::$resp>(action.response_schema(), value),
+                )*
+            }
+        }
+
+        /// The trait constants of the generated types agree with `Action`.
+        fn check_payload_traits() -> usize {
+            let mut n = 0;
+            $(
+                assert_eq!(<v201::$req as RequestPayload>::ACTION, Action::$action);
+                assert_eq!(<v201::$resp as ResponsePayload>::ACTION, Action::$action);
+                assert!(std::ptr::eq(<v201::$req as RequestPayload>::SCHEMA, Action::$action.request_schema()));
+                assert!(std::ptr::eq(<v201::$resp as ResponsePayload>::SCHEMA, Action::$action.response_schema()));
+                assert_eq!(Action::$action.as_str(), stringify!($action));
+                n += 1;
+            )*
+            n
+        }
+    };
+}
+v201::for_each_action!(typed_dispatch);
+
+fn roundtrip<T: serde::Serialize + serde::de::DeserializeOwned>(
+    schema: &'static Schema,
+    value: Value,
+) -> Result<Value, Violation> {
+    let typed: T = decode(schema, value)?;
+    Ok(serde_json::to_value(&typed).expect("serialize"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instance generation from the schema text
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Size {
+    Minimal,
+    Maximal,
+}
+
+fn instance(file: &SchemaFile, node: &Value, size: Size) -> Value {
+    let node = file.resolve(node);
+    let maximal = size == Size::Maximal;
+    if let Some(values) = node.get("enum").and_then(Value::as_array) {
+        return if maximal {
+            values.last()
+        } else {
+            values.first()
+        }
+        .unwrap()
+        .clone();
+    }
+    match node.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let required: BTreeSet<&str> = node
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            let mut out = Map::new();
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                for (name, sub) in props {
+                    if maximal || required.contains(name.as_str()) {
+                        out.insert(name.clone(), instance(file, sub, size));
+                    }
+                }
+            }
+            if maximal && node.get("additionalProperties") != Some(&Value::Bool(false)) {
+                out.insert(
+                    "vendorExtension".into(),
+                    json!({"nested": [1, "two", null, 2.5]}),
+                );
+            }
+            Value::Object(out)
+        }
+        Some("array") => {
+            let n = node
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .max(1);
+            let item = instance(file, &node["items"], size);
+            Value::Array(vec![item; n as usize])
+        }
+        Some("string") => {
+            if node.get("format").and_then(Value::as_str) == Some("date-time") {
+                return json!(if maximal {
+                    "2024-02-29T23:59:59.999+05:30"
+                } else {
+                    "2024-01-01T00:00:00Z"
+                });
+            }
+            match (node.get("maxLength").and_then(Value::as_u64), size) {
+                (Some(max), Size::Minimal) => json!("a".repeat(max.min(1) as usize)),
+                // Two-byte characters: maxLength counts characters, not bytes.
+                (Some(max), Size::Maximal) => json!("é".repeat(max as usize)),
+                (None, Size::Minimal) => json!("a"),
+                (None, Size::Maximal) => json!("unbounded string"),
+            }
+        }
+        Some("integer") => {
+            let min = node.get("minimum").and_then(Value::as_f64);
+            let max = node.get("maximum").and_then(Value::as_f64);
+            let v = match size {
+                Size::Minimal => min.unwrap_or(0.0),
+                Size::Maximal => max.or(min).unwrap_or(42.0),
+            };
+            json!(v as i64)
+        }
+        Some("number") => {
+            let min = node.get("minimum").and_then(Value::as_f64);
+            let max = node.get("maximum").and_then(Value::as_f64);
+            json!(match size {
+                Size::Minimal => min.unwrap_or(0.0),
+                Size::Maximal => max.unwrap_or(12.5),
+            })
+        }
+        Some("boolean") => json!(maximal),
+        None => {
+            if maximal {
+                json!({"any": [1, 2.5, null, true, "x"]})
+            } else {
+                json!("opaque")
+            }
+        }
+        Some(other) => panic!("{}: unexpected type {other}", file.stem),
+    }
+}
+
+/// A value in an instance together with its (resolved) schema node.
+struct Loc<'a> {
+    pointer: String,
+    node: &'a Value,
+}
+
+fn locations<'a>(
+    file: &'a SchemaFile,
+    node: &'a Value,
+    value: &Value,
+    pointer: String,
+    out: &mut Vec<Loc<'a>>,
+) {
+    let node = file.resolve(node);
+    out.push(Loc {
+        pointer: pointer.clone(),
+        node,
+    });
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                for (name, v) in map {
+                    if let Some(sub) = props.get(name) {
+                        locations(file, sub, v, format!("{pointer}/{name}"), out);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = node.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    locations(file, item_schema, v, format!("{pointer}/{i}"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn ty(node: &Value) -> Option<&str> {
+    node.get("type").and_then(Value::as_str)
+}
+
+/// Collects failures so that one run reports all of them.
+#[derive(Default)]
+struct Report {
+    checks: usize,
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn expect_ok(&mut self, file: &SchemaFile, what: &str, value: &Value) {
+        self.checks += 1;
+        if let Err(v) = validate(file.table(), value) {
+            self.failures.push(format!(
+                "{} {what}: unexpected {v}\n  value: {value}",
+                file.stem
+            ));
+        }
+    }
+
+    fn expect(
+        &mut self,
+        file: &SchemaFile,
+        what: &str,
+        value: &Value,
+        kind: ViolationKind,
+        path: &str,
+    ) {
+        self.checks += 1;
+        match validate(file.table(), value) {
+            Ok(()) => self.failures.push(format!(
+                "{} {what}: accepted, expected {kind} at {path:?}",
+                file.stem
+            )),
+            Err(v) if v.kind != kind || v.path != path => self.failures.push(format!(
+                "{} {what}: got {} at {:?} ({}), expected {kind} at {path:?}",
+                file.stem, v.kind, v.path, v.message
+            )),
+            Err(_) => {}
+        }
+    }
+
+    fn expect_roundtrip(&mut self, file: &SchemaFile, what: &str, value: &Value) {
+        self.checks += 1;
+        match typed_roundtrip(file.action, file.is_request, value.clone()) {
+            Err(v) => self.failures.push(format!(
+                "{} {what}: decode failed: {v}\n  value: {value}",
+                file.stem
+            )),
+            Ok(back) => {
+                if &back != value {
+                    self.failures.push(format!(
+                        "{} {what}: round trip changed the value\n  in:  {value}\n  out: {back}",
+                        file.stem
+                    ));
+                } else if let Err(v) = validate(file.table(), &back) {
+                    self.failures.push(format!(
+                        "{} {what}: re-serialized value invalid: {v}",
+                        file.stem
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(self, min_checks: usize) {
+        eprintln!("{} checks, {} failures", self.checks, self.failures.len());
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} checks failed:\n{}",
+            self.failures.len(),
+            self.checks,
+            self.failures.join("\n")
+        );
+        assert!(
+            self.checks >= min_checks,
+            "only {} checks ran (expected at least {min_checks})",
+            self.checks
+        );
+    }
+}
+
+fn set(value: &Value, pointer: &str, new: Value) -> Value {
+    let mut v = value.clone();
+    *v.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer} exists")) = new;
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_schema_file_maps_to_an_action() {
+    let files = load_all();
+    assert_eq!(files.len(), 128);
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        assert!(
+            seen.insert((f.action.as_str(), f.is_request)),
+            "{} twice",
+            f.stem
+        );
+        assert_eq!(f.root["$schema"], "http://json-schema.org/draft-06/schema#");
+    }
+    assert_eq!(seen.len(), 2 * Action::ALL.len());
+    assert_eq!(check_payload_traits(), 64);
+    for a in Action::ALL {
+        assert!(seen.contains(&(a.as_str(), true)) && seen.contains(&(a.as_str(), false)));
+    }
+}
+
+/// Walks the schema text and the static table side by side.
+fn compare_tables(
+    file: &SchemaFile,
+    node: &Value,
+    table: &'static Schema,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
+    let node = file.resolve(node);
+    macro_rules! err {
+        ($($arg:tt)*) => {
+            errors.push(format!("{} {at}: {}", file.stem, format!($($arg)*)))
+        };
+    }
+    let u32_of = |key: &str| node.get(key).and_then(Value::as_u64).map(|v| v as u32);
+    match (ty(node), table) {
+        (Some("object"), Schema::Object { props, additional }) => {
+            let json_props = node
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let required: BTreeSet<&str> = node
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().map(|v| v.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            let names: Vec<&str> = props.iter().map(|p| p.name).collect();
+            let json_names: Vec<&str> = json_props.keys().map(String::as_str).collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            if sorted != json_names {
+                err!("properties {names:?} != {json_names:?}");
+            }
+            let json_additional = node
+                .get("additionalProperties")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if *additional != json_additional {
+                err!("additional {additional} != {json_additional}");
+            }
+            for p in props.iter() {
+                if p.required != required.contains(p.name) {
+                    err!("{}: required {} is wrong", p.name, p.required);
+                }
+                if let Some(sub) = json_props.get(p.name) {
+                    compare_tables(file, sub, p.schema, &format!("{at}/{}", p.name), errors);
+                }
+            }
+        }
+        (
+            Some("array"),
+            Schema::Array {
+                items,
+                min_items,
+                max_items,
+            },
+        ) => {
+            if (*min_items, *max_items) != (u32_of("minItems"), u32_of("maxItems")) {
+                err!("items bounds {min_items:?}..{max_items:?}");
+            }
+            compare_tables(file, &node["items"], items, &format!("{at}/[]"), errors);
+        }
+        (Some("string"), Schema::Enum(values)) => {
+            let json_values: Vec<&str> = node["enum"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            if values.to_vec() != json_values {
+                err!("enum {values:?} != {json_values:?}");
+            }
+        }
+        (Some("string"), Schema::String { max_length, format }) => {
+            let json_format = match node.get("format").and_then(Value::as_str) {
+                Some("date-time") => Some(Format::DateTime),
+                None => None,
+                Some(other) => panic!("unexpected format {other}"),
+            };
+            if node.get("enum").is_some()
+                || *max_length != u32_of("maxLength")
+                || *format != json_format
+            {
+                err!("string {max_length:?} {format:?} does not match");
+            }
+        }
+        (Some("integer"), Schema::Integer { min, max }) => {
+            let bound = |key: &str| node.get(key).and_then(Value::as_f64).map(|v| v as i64);
+            if (*min, *max) != (bound("minimum"), bound("maximum")) {
+                err!("integer bounds {min:?}..{max:?}");
+            }
+        }
+        (Some("number"), Schema::Number { min, max }) => {
+            let bound = |key: &str| node.get(key).and_then(Value::as_f64);
+            if (*min, *max) != (bound("minimum"), bound("maximum")) {
+                err!("number bounds {min:?}..{max:?}");
+            }
+        }
+        (Some("boolean"), Schema::Boolean) => {}
+        (None, Schema::Any) => {}
+        (json_ty, table) => err!("type {json_ty:?} vs table {table:?}"),
+    }
+}
+
+#[test]
+fn static_tables_match_schema_files() {
+    let mut errors = Vec::new();
+    for f in load_all() {
+        compare_tables(&f, &f.root, f.table(), "", &mut errors);
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn minimal_and_maximal_instances_validate_and_round_trip() {
+    let mut report = Report::default();
+    for f in load_all() {
+        for (size, what) in [(Size::Minimal, "minimal"), (Size::Maximal, "maximal")] {
+            let value = instance(&f, &f.root, size);
+            report.expect_ok(&f, what, &value);
+            report.expect_roundtrip(&f, what, &value);
+        }
+    }
+    report.finish(4 * 128);
+}
+
+#[test]
+fn every_enum_value_round_trips() {
+    let mut report = Report::default();
+    for f in load_all() {
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in locs {
+            for allowed in loc
+                .node
+                .get("enum")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let v = set(&value, &loc.pointer, allowed.clone());
+                report.expect_roundtrip(&f, &format!("{} = {allowed}", loc.pointer), &v);
+            }
+        }
+    }
+    report.finish(700);
+}
+
+#[test]
+fn removing_a_required_property_is_an_occurrence_violation() {
+    let mut report = Report::default();
+    for f in load_all() {
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in locs {
+            for name in loc
+                .node
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = name.as_str().unwrap();
+                let mut v = value.clone();
+                v.pointer_mut(&loc.pointer)
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .remove(name);
+                let path = format!("{}/{name}", loc.pointer);
+                report.expect(
+                    &f,
+                    &format!("without {path}"),
+                    &v,
+                    ViolationKind::OccurrenceConstraintViolation,
+                    &path,
+                );
+            }
+        }
+    }
+    report.finish(800);
+}
+
+#[test]
+fn unknown_properties_are_format_violations() {
+    let mut report = Report::default();
+    for f in load_all() {
+        for size in [Size::Minimal, Size::Maximal] {
+            let mut v = instance(&f, &f.root, size);
+            v["unknownProperty"] = json!(1);
+            report.expect(
+                &f,
+                "unknown top-level property",
+                &v,
+                ViolationKind::FormatViolation,
+                "/unknownProperty",
+            );
+        }
+        // Nested objects: rejected where additionalProperties is false, accepted elsewhere.
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in locs
+            .iter()
+            .filter(|l| ty(l.node) == Some("object") && !l.pointer.is_empty())
+        {
+            let mut v = value.clone();
+            v.pointer_mut(&loc.pointer).unwrap()["zzUnknown"] = json!("x");
+            if loc.node.get("additionalProperties") == Some(&Value::Bool(false)) {
+                let path = format!("{}/zzUnknown", loc.pointer);
+                report.expect(
+                    &f,
+                    "unknown nested property",
+                    &v,
+                    ViolationKind::FormatViolation,
+                    &path,
+                );
+            } else {
+                report.expect_ok(&f, "extra property in an open object", &v);
+                report.expect_roundtrip(&f, "extra property in an open object", &v);
+            }
+        }
+        for not_object in [json!([]), json!(null), json!("x"), json!(1)] {
+            report.expect(
+                &f,
+                "non-object payload",
+                &not_object,
+                ViolationKind::FormatViolation,
+                "",
+            );
+        }
+    }
+    report.finish(1500);
+}
+
+#[test]
+fn invalid_values_are_property_constraint_violations() {
+    let mut report = Report::default();
+    let property = ViolationKind::PropertyConstraintViolation;
+    for f in load_all() {
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in &locs {
+            let p = loc.pointer.as_str();
+            if loc.node.get("enum").is_some() {
+                report.expect(
+                    &f,
+                    "enum NotAValue",
+                    &set(&value, p, json!("NotAValue")),
+                    property,
+                    p,
+                );
+            }
+            if let Some(max) = loc.node.get("maxLength").and_then(Value::as_u64) {
+                let long = "a".repeat(max as usize + 1);
+                report.expect(&f, "maxLength+1", &set(&value, p, json!(long)), property, p);
+                let exact = "a".repeat(max as usize);
+                report.expect_ok(&f, "maxLength", &set(&value, p, json!(exact)));
+            }
+            if loc.node.get("format").and_then(Value::as_str) == Some("date-time") {
+                for bad in [
+                    "yesterday",
+                    "2024-13-01T00:00:00Z",
+                    "2024-01-01 00:00:00",
+                    "2024-01-01T00:00:00",
+                ] {
+                    report.expect(
+                        &f,
+                        "bad date-time",
+                        &set(&value, p, json!(bad)),
+                        property,
+                        p,
+                    );
+                }
+            }
+            if let Some(min) = loc.node.get("minimum").and_then(Value::as_f64) {
+                report.expect(
+                    &f,
+                    "minimum-1",
+                    &set(&value, p, json!(min as i64 - 1)),
+                    property,
+                    p,
+                );
+                report.expect_ok(&f, "minimum", &set(&value, p, json!(min as i64)));
+            }
+            if let Some(max) = loc.node.get("maximum").and_then(Value::as_f64) {
+                report.expect(
+                    &f,
+                    "maximum+1",
+                    &set(&value, p, json!(max as i64 + 1)),
+                    property,
+                    p,
+                );
+                report.expect_ok(&f, "maximum", &set(&value, p, json!(max as i64)));
+            }
+        }
+    }
+    report.finish(1400);
+}
+
+#[test]
+fn wrong_types_are_type_constraint_violations() {
+    let mut report = Report::default();
+    let type_violation = ViolationKind::TypeConstraintViolation;
+    for f in load_all() {
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in locs.iter().filter(|l| !l.pointer.is_empty()) {
+            let p = loc.pointer.as_str();
+            let wrong: &[Value] = match ty(loc.node) {
+                Some("object") => &[json!([]), json!("x"), json!(null)],
+                Some("array") => &[json!({}), json!("x")],
+                Some("string") => &[json!(1), json!(true), json!(null), json!(["x"])],
+                Some("integer") => &[
+                    json!("1"),
+                    json!(1.5),
+                    json!(true),
+                    json!(null),
+                    json!(1e30),
+                ],
+                Some("number") => &[json!("1.5"), json!(false), json!(null)],
+                Some("boolean") => &[json!("true"), json!(1), json!(null)],
+                _ => &[],
+            };
+            for w in wrong {
+                report.expect(
+                    &f,
+                    &format!("{p} = {w}"),
+                    &set(&value, p, w.clone()),
+                    type_violation,
+                    p,
+                );
+            }
+            // Draft-06: an integral float is an integer, and decode accepts it.
+            if ty(loc.node) == Some("integer") {
+                let n = value.pointer(p).unwrap().as_i64().unwrap();
+                let v = set(&value, p, json!(n as f64));
+                report.expect_ok(&f, "integral float", &v);
+                report.checks += 1;
+                match typed_roundtrip(f.action, f.is_request, v) {
+                    Ok(back) if back == value => {}
+                    other => report
+                        .failures
+                        .push(format!("{} {p} = {n}.0: decode gave {other:?}", f.stem)),
+                }
+            }
+        }
+    }
+    report.finish(6000);
+}
+
+#[test]
+fn array_bounds_are_occurrence_violations() {
+    let mut report = Report::default();
+    let occurrence = ViolationKind::OccurrenceConstraintViolation;
+    for f in load_all() {
+        let value = instance(&f, &f.root, Size::Maximal);
+        let mut locs = Vec::new();
+        locations(&f, &f.root, &value, String::new(), &mut locs);
+        for loc in locs.iter().filter(|l| ty(l.node) == Some("array")) {
+            let p = loc.pointer.as_str();
+            let item = value.pointer(p).unwrap()[0].clone();
+            if let Some(min) = loc
+                .node
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .filter(|&m| m > 0)
+            {
+                let fewer = vec![item.clone(); min as usize - 1];
+                report.expect(
+                    &f,
+                    "minItems-1",
+                    &set(&value, p, Value::Array(fewer)),
+                    occurrence,
+                    p,
+                );
+            }
+            if let Some(max) = loc.node.get("maxItems").and_then(Value::as_u64) {
+                let exact = vec![item.clone(); max as usize];
+                report.expect_ok(&f, "maxItems", &set(&value, p, Value::Array(exact)));
+                let more = vec![item; max as usize + 1];
+                report.expect(
+                    &f,
+                    "maxItems+1",
+                    &set(&value, p, Value::Array(more)),
+                    occurrence,
+                    p,
+                );
+            }
+        }
+    }
+    report.finish(120);
+}
