@@ -1,3 +1,9 @@
-//! The sans-IO OCPP core: no sockets, no files, no clocks. See `station::Station` for the
+//! The sans-IO OCPP core: no sockets, no files, no clocks. See [`station::Station`] for the
 //! calling contract.
+pub mod clock;
+pub mod devmodel;
+pub mod rpc;
+pub mod station;
+pub mod testkit;
+pub mod timer;
 pub mod v201;

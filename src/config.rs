@@ -1,0 +1,641 @@
+//! The TOML configuration (figment: file, then `OCPP_AGENT_...` environment overrides with `__`
+//! between key levels, e.g. `OCPP_AGENT_CSMS__URL`), and its semantic checks.
+//!
+//! Unknown keys are errors. [`Config::check`] collects every semantic problem with the key it
+//! concerns, so `check-config` can print them all at once.
+
+use crate::ocpp::devmodel::DeviceModel;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ocpp-agent/agent.toml";
+pub const ENV_PREFIX: &str = "OCPP_AGENT_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub station: StationSection,
+    pub csms: CsmsSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub control: ControlSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub variables: BTreeMap<String, VariableValue>,
+    #[serde(default)]
+    pub evse: Vec<EvseSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSection {
+    pub id: String,
+    pub vendor: String,
+    pub model: String,
+    pub serial_number: Option<String>,
+    pub firmware_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsmsSection {
+    pub url: String,
+    #[serde(default = "default_security_profile")]
+    pub security_profile: u8,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+fn default_security_profile() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    #[serde(default = "default_storage_path")]
+    pub path: PathBuf,
+}
+
+fn default_storage_path() -> PathBuf {
+    PathBuf::from("/var/lib/ocpp-agent/agent.db")
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            path: default_storage_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/ocpp-agent/control.sock")
+}
+
+impl Default for ControlSection {
+    fn default() -> Self {
+        ControlSection {
+            socket: default_socket(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// A `RUST_LOG`-style filter, e.g. `info` or `info,ocpp_agent=debug`. `RUST_LOG` overrides.
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+}
+
+fn default_log_filter() -> String {
+    "info".into()
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            filter: default_log_filter(),
+        }
+    }
+}
+
+/// Variable values may be written as TOML strings, integers or booleans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum VariableValue {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl fmt::Display for VariableValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VariableValue::Text(s) => f.write_str(s),
+            VariableValue::Integer(i) => write!(f, "{i}"),
+            VariableValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvseSection {
+    pub id: u32,
+    /// Shorthand for an EVSE with one connector (id 1).
+    pub plug: Option<PlugConfig>,
+    #[serde(default)]
+    pub connectors: Vec<ConnectorSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSection {
+    pub id: u32,
+    pub plug: PlugConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PlugConfig {
+    /// Driven by `ocpp-agent ctl plug`.
+    Sim,
+    /// A GPIO input line on the character device.
+    Gpio(GpioLine),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioLine {
+    /// A chip path (`/dev/gpiochip0`), name (`gpiochip0`) or label (`pinctrl-stm32mp135`).
+    /// Optional when `line` is a line name, which is then searched on every chip.
+    pub chip: Option<String>,
+    /// The line offset on the chip, or the line's name.
+    pub line: LineId,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u32,
+}
+
+fn default_debounce_ms() -> u32 {
+    50
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LineId {
+    Offset(u32),
+    Name(String),
+}
+
+/// A semantic problem with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file is missing, unreadable, not TOML, or has unknown/mistyped keys.
+    Load(String),
+    /// It parsed, but values are wrong.
+    Invalid(Vec<Problem>),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Load(msg) => f.write_str(msg),
+            ConfigError::Invalid(problems) => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file and the environment overrides, then checks the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Load(format!(
+                "{}: no such configuration file",
+                path.display()
+            )));
+        }
+        Self::from_figment(Figment::new().merge(Toml::file_exact(path)))
+    }
+
+    /// Only `control.socket` (default included), for `ctl`: it must work even when other parts
+    /// of the file are unreadable or invalid for the calling user.
+    pub fn load_control_socket(path: &Path) -> Result<PathBuf, ConfigError> {
+        let figment = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        match figment.extract_inner::<PathBuf>("control.socket") {
+            Ok(p) => Ok(p),
+            Err(e) if e.missing() => Ok(default_socket()),
+            Err(e) => Err(ConfigError::Load(describe_figment_error(&e))),
+        }
+    }
+
+    /// Parses TOML text (and the environment), as `load` does for a file.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let config: Config = figment.extract().map_err(|e| {
+            let lines: Vec<String> = e.into_iter().map(|e| describe_figment_error(&e)).collect();
+            ConfigError::Load(lines.join("\n"))
+        })?;
+        let problems = config.check();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every semantic problem, each with its key.
+    pub fn check(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.to_owned(),
+                message,
+            })
+        };
+
+        // Part 4, 3.1.1: identifierString, at most 48 characters, no ':' (it is the Basic auth
+        // user name).
+        let id = &self.station.id;
+        if id.is_empty() || id.chars().count() > 48 {
+            problem(
+                "station.id",
+                format!("must be 1 to 48 characters, not {}", id.chars().count()),
+            );
+        }
+        if id.contains(':') {
+            problem(
+                "station.id",
+                "must not contain ':' (it is the HTTP Basic auth user name)".into(),
+            );
+        }
+        if let Some(c) = id.chars().find(|c| !is_identifier_char(*c)) {
+            problem(
+                "station.id",
+                format!("{c:?} is not allowed (letters, digits and *-_=+|@. only)"),
+            );
+        }
+        // The BootNotification's ChargingStationType limits.
+        for (key, value, max) in [
+            ("station.vendor", Some(&self.station.vendor), 50),
+            ("station.model", Some(&self.station.model), 20),
+            (
+                "station.serial_number",
+                self.station.serial_number.as_ref(),
+                25,
+            ),
+            (
+                "station.firmware_version",
+                self.station.firmware_version.as_ref(),
+                50,
+            ),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.chars().count() > max {
+                    problem(key, format!("must be 1 to {max} characters"));
+                }
+            }
+        }
+
+        match self.url_scheme() {
+            Some("ws") | Some("wss") => {}
+            _ => problem(
+                "csms.url",
+                format!("{:?} is not a ws:// or wss:// URL", self.csms.url),
+            ),
+        }
+        let host_present = self
+            .csms
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .is_some_and(|h| !h.is_empty());
+        if !host_present {
+            problem("csms.url", "has no host".into());
+        }
+        if self.csms.url.contains(['?', '#']) {
+            problem(
+                "csms.url",
+                "must not carry a query or fragment (the station id is appended to the path)"
+                    .into(),
+            );
+        }
+        let profile = self.csms.security_profile;
+        match profile {
+            1 if self.url_scheme() == Some("wss") => problem(
+                "csms.security_profile",
+                "profile 1 is Basic auth over plain ws://; use 2 or 3 for wss://".into(),
+            ),
+            2 | 3 if self.url_scheme() == Some("ws") => problem(
+                "csms.url",
+                format!("security profile {profile} needs TLS: use a wss:// URL"),
+            ),
+            1..=3 => {}
+            _ => problem(
+                "csms.security_profile",
+                format!("{profile} is not 1, 2 or 3"),
+            ),
+        }
+        if matches!(profile, 1 | 2) {
+            match &self.csms.password {
+                None => problem(
+                    "csms.password",
+                    format!("required for security profile {profile} (HTTP Basic auth)"),
+                ),
+                // A01: BasicAuthPassword is passwordString, 16 to 40 characters.
+                Some(p) if !(16..=40).contains(&p.chars().count()) => problem(
+                    "csms.password",
+                    "must be 16 to 40 characters (OCPP passwordString)".into(),
+                ),
+                Some(_) => {}
+            }
+        }
+        if profile == 3 {
+            for (key, value) in [
+                ("csms.client_cert_file", &self.csms.client_cert_file),
+                ("csms.client_key_file", &self.csms.client_key_file),
+            ] {
+                if value.is_none() {
+                    problem(key, "required for security profile 3 (mutual TLS)".into());
+                }
+            }
+        }
+        for (key, path) in [
+            ("csms.ca_file", &self.csms.ca_file),
+            ("csms.client_cert_file", &self.csms.client_cert_file),
+            ("csms.client_key_file", &self.csms.client_key_file),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    problem(key, format!("{} is not a readable file", p.display()));
+                }
+            }
+        }
+
+        if self
+            .log
+            .filter
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            problem(
+                "log.filter",
+                format!("{:?} is not a valid filter", self.log.filter),
+            );
+        }
+
+        if let Err(errors) = DeviceModel::with_initial(
+            self.variable_pairs()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ) {
+            for e in errors {
+                problem(&format!("variables.\"{}\"", e.key), e.problem);
+            }
+        }
+
+        if self.evse.is_empty() {
+            problem("evse", "at least one [[evse]] is required".into());
+        }
+        for (i, evse) in self.evse.iter().enumerate() {
+            let key = format!("evse[{i}]");
+            if evse.id == 0 {
+                problem(&format!("{key}.id"), "EVSE ids start at 1".into());
+            }
+            if evse.id as usize != i + 1 {
+                problem(
+                    &format!("{key}.id"),
+                    format!(
+                        "EVSE ids must be numbered 1, 2, ... in order; expected {}",
+                        i + 1
+                    ),
+                );
+            }
+            match (&evse.plug, evse.connectors.is_empty()) {
+                (Some(_), false) => problem(
+                    &key,
+                    "give either `plug` (one connector) or `connectors`, not both".into(),
+                ),
+                (None, true) => problem(&key, "needs a `plug` or a list of `connectors`".into()),
+                _ => {}
+            }
+            for (j, c) in evse.connectors.iter().enumerate() {
+                if c.id as usize != j + 1 {
+                    problem(
+                        &format!("{key}.connectors[{j}].id"),
+                        format!(
+                            "connector ids must be numbered 1, 2, ... in order; expected {}",
+                            j + 1
+                        ),
+                    );
+                }
+            }
+            for (c, plug) in evse.plugs() {
+                if let PlugConfig::Gpio(g) = plug {
+                    let pkey = if evse.plug.is_some() {
+                        format!("{key}.plug")
+                    } else {
+                        format!("{key}.connectors[{}].plug", c - 1)
+                    };
+                    if g.chip.is_none() && matches!(g.line, LineId::Offset(_)) {
+                        problem(&pkey, "a line offset needs a `chip`".into());
+                    }
+                    if g.debounce_ms > 10_000 {
+                        problem(
+                            &format!("{pkey}.debounce_ms"),
+                            "must be at most 10000".into(),
+                        );
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    fn url_scheme(&self) -> Option<&str> {
+        self.csms.url.split_once("://").map(|(s, _)| s)
+    }
+
+    /// `[variables]` as `(key, value)` strings.
+    pub fn variable_pairs(&self) -> Vec<(String, String)> {
+        self.variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect()
+    }
+
+    /// The WebSocket URL: `csms.url` + `/` + the percent-encoded station id (part 4, 3.1.1).
+    pub fn connection_url(&self) -> String {
+        let base = self.csms.url.trim_end_matches('/');
+        format!("{base}/{}", percent_encode(&self.station.id))
+    }
+}
+
+impl EvseSection {
+    /// `(connector id, plug)` for every connector of this EVSE.
+    pub fn plugs(&self) -> Vec<(u32, &PlugConfig)> {
+        match &self.plug {
+            Some(p) => vec![(1, p)],
+            None => self.connectors.iter().map(|c| (c.id, &c.plug)).collect(),
+        }
+    }
+}
+
+/// OCPP identifierString: `a-z A-Z 0-9 * - _ = : + | @ .` (':' is excluded separately).
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "*-_=:+|@.".contains(c)
+}
+
+/// RFC 3986 percent-encoding of everything but unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", e.path.join("."))
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    format!("{key}{}{source}", e.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [station]
+        id = "CP001"
+        vendor = "Example"
+        model = "AC-2"
+
+        [csms]
+        url = "ws://127.0.0.1:9000/ocpp"
+        password = "0123456789abcdef"
+
+        [[evse]]
+        id = 1
+        plug = { backend = "sim" }
+    "#;
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::from_toml_str(text) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_config_loads() {
+        let c = Config::from_toml_str(GOOD).unwrap();
+        assert_eq!(c.connection_url(), "ws://127.0.0.1:9000/ocpp/CP001");
+        assert_eq!(c.evse[0].plugs(), vec![(1, &PlugConfig::Sim)]);
+    }
+
+    #[test]
+    fn station_id_is_percent_encoded() {
+        let c = Config::from_toml_str(&GOOD.replace("CP001", "CP 1|a@b")).unwrap_err();
+        assert!(c.to_string().contains("station.id"));
+        let c = Config::from_toml_str(&GOOD.replace("CP001", "CP|1@b")).unwrap();
+        assert_eq!(c.connection_url(), "ws://127.0.0.1:9000/ocpp/CP%7C1%40b");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml_str(&GOOD.replace("model = ", "colour = \"red\"\nmodel = "))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, ConfigError::Load(_)));
+        assert!(text.contains("colour"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = GOOD
+            .replace("CP001", "CP:001")
+            .replace("ws://127.0.0.1:9000/ocpp", "http://example.com")
+            .replace("password = \"0123456789abcdef\"", "")
+            .replace(
+                "[[evse]]",
+                "[variables]\n\"OCPPCommCtrlr.HeartbeatInterval\" = \"soon\"\n[[evse]]",
+            );
+        let p = problems(&text);
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"station.id"), "{p:?}");
+        assert!(keys.contains(&"csms.url"), "{p:?}");
+        assert!(keys.contains(&"csms.password"), "{p:?}");
+        assert!(
+            keys.contains(&"variables.\"OCPPCommCtrlr.HeartbeatInterval\""),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn tls_profiles_need_wss_and_certificates() {
+        let p = problems(&GOOD.replace("password =", "security_profile = 3\npassword ="));
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"csms.url"));
+        assert!(keys.contains(&"csms.client_cert_file"));
+        assert!(keys.contains(&"csms.client_key_file"));
+    }
+
+    #[test]
+    fn gpio_plug_parses() {
+        let c = Config::from_toml_str(&GOOD.replace(
+            "plug = { backend = \"sim\" }",
+            "plug = { backend = \"gpio\", chip = \"/dev/gpiochip0\", line = 17, active_low = true, debounce_ms = 20 }",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.evse[0].plug,
+            Some(PlugConfig::Gpio(GpioLine {
+                chip: Some("/dev/gpiochip0".into()),
+                line: LineId::Offset(17),
+                active_low: true,
+                debounce_ms: 20
+            }))
+        );
+        let e = Config::from_toml_str(&GOOD.replace("backend = \"sim\"", "backend = \"magic\""))
+            .unwrap_err();
+        assert!(e.to_string().contains("magic"), "{e}");
+    }
+}

@@ -1,0 +1,209 @@
+//! The local control socket: a Unix stream socket speaking JSON lines, one request and one
+//! response per line. `ocpp-agent ctl` is its client.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+/// Longest request line we read; anything longer is refused.
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    Plug {
+        evse: u32,
+        #[serde(default = "one")]
+        connector: u32,
+        state: PlugState,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlugState {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn ok(result: Value) -> Self {
+        Response {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(message.into()),
+        }
+    }
+}
+
+/// A request from a client, with where to send the answer.
+pub type Job = (Request, oneshot::Sender<Response>);
+
+/// Binds the socket with owner-only permissions (a stale socket file from a crash is replaced).
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Create it under a tight umask-equivalent: bind, then restrict before anyone can use it
+    // meaningfully; the directory (RuntimeDirectory, 0755 owned by us) already limits creation.
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accepts clients forever, forwarding their requests to the event loop.
+pub async fn serve(listener: UnixListener, jobs: mpsc::Sender<Job>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(handle_client(stream, jobs.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle_client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match (&mut lines)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "control client read failed");
+                return;
+            }
+        }
+        let response = if line.len() > MAX_LINE {
+            Response::error("request too long")
+        } else {
+            match serde_json::from_str::<Request>(line.trim()) {
+                Err(e) => Response::error(format!("bad request: {e}")),
+                Ok(request) => {
+                    let (tx, rx) = oneshot::channel();
+                    if jobs.send((request, tx)).await.is_err() {
+                        return;
+                    }
+                    rx.await
+                        .unwrap_or_else(|_| Response::error("the agent is shutting down"))
+                }
+            }
+        };
+        let mut text = serde_json::to_string(&response).unwrap_or_default();
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+        if line.len() > MAX_LINE {
+            return;
+        }
+    }
+}
+
+/// Client side: sends one request and returns the response.
+pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
+    let stream = UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_format() {
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"plug","evse":2,"state":"in"}"#).unwrap(),
+            Request::Plug {
+                evse: 2,
+                connector: 1,
+                state: PlugState::In
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn socket_is_owner_only_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/control.sock");
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (tx, mut rx) = mpsc::channel::<Job>(4);
+        tokio::spawn(serve(listener, tx));
+        tokio::spawn(async move {
+            while let Some((req, reply)) = rx.recv().await {
+                let _ = reply.send(Response::ok(serde_json::to_value(&req).unwrap()));
+            }
+        });
+        let r = call(&path, &Request::Status).await.unwrap();
+        assert_eq!(r, Response::ok(serde_json::json!({"cmd":"status"})));
+        // A garbage line gets an error, and the connection stays usable.
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write
+            .write_all(b"{nonsense\n{\"cmd\":\"status\"}\n")
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let first: Response =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(!first.ok);
+        let second: Response =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(second.ok);
+    }
+}

@@ -1,0 +1,9 @@
+//! The tokio shell: everything that touches the world (sockets, files, GPIO, signals, systemd)
+//! lives here and only here.
+pub mod control;
+pub mod driver;
+pub mod gpio;
+pub mod logging;
+pub mod store;
+pub mod systemd;
+pub mod ws;

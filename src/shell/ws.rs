@@ -1,0 +1,246 @@
+//! Opening the OCPP-J WebSocket (part 4, chapter 3 and 7): the station id in the path, the
+//! `ocpp2.0.1` subprotocol offered and required, HTTP Basic auth for security profiles 1 and 2,
+//! TLS 1.2+ with server verification for 2 and 3 and a client certificate for 3.
+
+use crate::config::Config;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub const SUBPROTOCOL: &str = "ocpp2.0.1";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// Everything needed to connect, prepared once from the configuration (certificates are read
+/// and parsed up front so a bad file is a configuration error, not a reconnect loop).
+#[derive(Clone)]
+pub struct Connector {
+    url: String,
+    station_id: String,
+    password: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// DNS, TCP, TLS or HTTP trouble: retried with back-off.
+    Transport(String),
+    /// The CSMS does not speak OCPP 2.0.1 with us (subprotocol missing).
+    Protocol(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Transport(m) | ConnectError::Protocol(m) => f.write_str(m),
+        }
+    }
+}
+
+impl Connector {
+    pub fn from_config(config: &Config) -> Result<Connector, String> {
+        let profile = config.csms.security_profile;
+        let tls = if profile >= 2 {
+            Some(Arc::new(tls_config(config)?))
+        } else {
+            None
+        };
+        Ok(Connector {
+            url: config.connection_url(),
+            station_id: config.station.id.clone(),
+            password: if profile <= 2 {
+                config.csms.password.clone()
+            } else {
+                None
+            },
+            tls,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn connect(&self) -> Result<Ws, ConnectError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner())
+            .await
+            .map_err(|_| ConnectError::Transport("connection attempt timed out".into()))?
+    }
+
+    async fn connect_inner(&self) -> Result<Ws, ConnectError> {
+        let transport = |e: &dyn std::fmt::Display| ConnectError::Transport(e.to_string());
+        let mut request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| transport(&e))?;
+        let host = request
+            .uri()
+            .host()
+            .ok_or_else(|| ConnectError::Transport("URL has no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = request.uri().scheme_str() == Some("wss");
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(if tls { 443 } else { 80 });
+        let headers = request.headers_mut();
+        headers.insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+        if let Some(password) = &self.password {
+            let credentials = base64(format!("{}:{}", self.station_id, password).as_bytes());
+            let mut value = HeaderValue::from_str(&format!("Basic {credentials}"))
+                .map_err(|e| transport(&e))?;
+            value.set_sensitive(true);
+            headers.insert("Authorization", value);
+        }
+
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| ConnectError::Transport(format!("TCP connect to {host}:{port}: {e}")))?;
+        tcp.set_nodelay(true).ok();
+        let stream: Box<dyn Io> = match (&self.tls, tls) {
+            (Some(config), true) => {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| ConnectError::Transport(format!("bad server name {host}: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| ConnectError::Transport(format!("TLS handshake: {e}")))?;
+                Box::new(tls)
+            }
+            (None, false) => Box::new(tcp),
+            _ => {
+                return Err(ConnectError::Protocol(
+                    "URL scheme and security profile disagree".into(),
+                ));
+            }
+        };
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(1 << 20))
+            .max_frame_size(Some(1 << 20));
+        let (ws, response) =
+            tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
+                .await
+                .map_err(|e| ConnectError::Transport(format!("WebSocket handshake: {e}")))?;
+        let agreed = response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok());
+        if agreed != Some(SUBPROTOCOL) {
+            return Err(ConnectError::Protocol(format!(
+                "the CSMS did not agree to the {SUBPROTOCOL} subprotocol (got {agreed:?})"
+            )));
+        }
+        Ok(ws)
+    }
+}
+
+fn tls_config(config: &Config) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.csms.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("csms.ca_file {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("csms.ca_file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("csms.ca_file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                // Some system bundles carry certificates rustls cannot use; skip those.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no trusted CA certificates: set csms.ca_file or install the system roots".into(),
+        );
+    }
+    // A00.FR.3xx: TLS 1.2 at least; rustls offers nothing older.
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let tls = if config.csms.security_profile == 3 {
+        let (Some(cert_path), Some(key_path)) =
+            (&config.csms.client_cert_file, &config.csms.client_key_file)
+        else {
+            return Err(
+                "security profile 3 needs csms.client_cert_file and csms.client_key_file".into(),
+            );
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("csms.client_cert_file {}: {e}", cert_path.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key_path)
+            .map_err(|e| format!("csms.client_key_file {}: {e}", key_path.display()))?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| format!("client certificate: {e}"))?
+    } else {
+        builder.with_no_client_auth()
+    };
+    Ok(tls)
+}
+
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), expected);
+        }
+    }
+}
