@@ -168,9 +168,8 @@ fn sigterm_stops_cleanly() {
     agent.signal("TERM");
     assert_eq!(agent.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!agent.dir.path().join("control.sock").exists());
-    wait_for(T, "the disconnect", || {
-        (!csms.events("disconnected").is_empty()).then_some(())
-    });
+    let disconnected = wait_for(T, "the disconnect", || csms.events("disconnected").pop());
+    assert_eq!(disconnected["code"], 1001, "{disconnected}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, error, info, trace, warn};
 
 /// A write that takes longer than this means the link is stuck.
@@ -391,7 +393,12 @@ impl Link {
         }
         if let Some(mut ws) = self.ws.take() {
             debug!(reason, "closing the WebSocket");
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            // 1001 "going away": the station is shutting down or dropping a dead link.
+            let frame = CloseFrame {
+                code: CloseCode::Away,
+                reason: reason.chars().take(100).collect::<String>().into(),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
         }
     }
 }

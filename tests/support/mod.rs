@@ -160,12 +160,16 @@ impl Csms {
             .collect()
     }
 
-    /// Every CALLERROR the CSMS sent: a non-empty list means the station sent something the
-    /// `ocpp` library found invalid.
+    /// Every CALLERROR the CSMS sent and every schema violation it found in a reply: a
+    /// non-empty list means the station sent something the `ocpp` library (or the peer's own
+    /// RPC-level checks) found invalid.
     pub fn errors_sent(&self) -> Vec<Value> {
         self.records()
             .into_iter()
-            .filter(|r| r["event"] == "message" && r["dir"] == "out" && r["type"] == 4)
+            .filter(|r| {
+                (r["event"] == "message" && r["dir"] == "out" && r["type"] == 4)
+                    || r["event"] == "violation"
+            })
             .collect()
     }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command (README): sets up the independent CSMS peers, checks that the
+# generated OCPP types match the schemas, and runs every test (unit, core with virtual clock,
+# end-to-end with the real binary against real peers on localhost).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup-python.sh >/dev/null
+python3 tools/gen_v201.py --check
+.venv/bin/python tests/csms/selftest.py
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --all-targets --no-fail-fast "$@"
+    # nextest does not run doctests
+    cargo test --doc --quiet
+else
+    cargo test --all-targets --no-fail-fast "$@"
+fi
