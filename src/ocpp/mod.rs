@@ -2,6 +2,7 @@
 //! calling contract.
 pub mod clock;
 pub mod devmodel;
+pub mod persist;
 pub mod rpc;
 pub mod station;
 pub mod testkit;
