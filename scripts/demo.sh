@@ -9,7 +9,7 @@
 # (cargo build --release), starts tests/csms/csms.py on 127.0.0.1:$DEMO_PORT
 # (log: .demo/csms.jsonl), starts `ocpp-agent run --config config/demo.toml`,
 # then plugs the simulated cable into connector 1, shows the agent's status and
-# unplugs it again. Heartbeats keep coming until Ctrl-C (or DEMO_SECONDS).
+# unplugs it again (a transaction with meter values). Heartbeats keep coming until Ctrl-C (or DEMO_SECONDS).
 # Output lines are prefixed [csms], [agent], [ctl] and [demo].
 #
 # With DEMO_SECONDS set the run is checked at the end: it fails unless the CSMS
@@ -211,14 +211,17 @@ AGENT_PID=$!
 exec 3>&-
 START=$SECONDS
 
-# --- 5. drive the simulated plug -------------------------------------------------
-pause 5
+# --- 5. drive the simulated plug, RFID reader and meter ---------------------------
+pause 4
 say "plugging the cable into connector 1: ocpp-agent ctl --config $CONFIG plug 1 in"
 ctl plug 1 in
-pause 5
-say "agent status: ocpp-agent ctl --config $CONFIG status"
+pause 2
+say "presenting RFID card DEMO-CARD at EVSE 1: ocpp-agent ctl --config $CONFIG token 1 DEMO-CARD"
+ctl token 1 DEMO-CARD
+pause 11
+say "agent status (charging at 11 kW): ocpp-agent ctl --config $CONFIG status"
 ctl status
-pause 5
+pause 1
 say "unplugging connector 1: ocpp-agent ctl --config $CONFIG plug 1 out"
 ctl plug 1 out
 

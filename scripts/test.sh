@@ -6,13 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-python.sh >/dev/null
+scripts/setup-node.sh >/dev/null
 python3 tools/gen_v201.py --check
 .venv/bin/python tests/csms/selftest.py
+node tests/csms-js/selftest.js
 
+# Everything, with the Python `ocpp` peer; then the end-to-end tests again with the npm
+# `ocpp-rpc` peer (strict mode), so both independent validators see every scenario.
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast "$@"
+    OCPP_PEER=js cargo nextest run --no-fail-fast -E 'binary(/^e2e_/)' "$@"
     # nextest does not run doctests
     cargo test --doc --quiet
 else
     cargo test --all-targets --no-fail-fast "$@"
+    OCPP_PEER=js cargo test --no-fail-fast --test 'e2e_*' "$@"
 fi

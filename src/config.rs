@@ -63,6 +63,14 @@ fn default_security_profile() -> u8 {
 pub struct StorageSection {
     #[serde(default = "default_storage_path")]
     pub path: PathBuf,
+    /// Bound of the queued transaction messages' payloads; above it, intermediate Updated
+    /// events are dropped (E04.FR.08).
+    #[serde(default = "default_max_queue_bytes")]
+    pub max_queue_bytes: u64,
+}
+
+fn default_max_queue_bytes() -> u64 {
+    8 << 20
 }
 
 fn default_storage_path() -> PathBuf {
@@ -73,6 +81,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             path: default_storage_path(),
+            max_queue_bytes: default_max_queue_bytes(),
         }
     }
 }
@@ -143,6 +152,55 @@ pub struct EvseSection {
     pub plug: Option<PlugConfig>,
     #[serde(default)]
     pub connectors: Vec<ConnectorSection>,
+    /// The EVSE's energy meter; a simulated 11 kW meter when absent.
+    #[serde(default)]
+    pub meter: MeterConfig,
+    /// The EVSE's power path output; simulated when absent.
+    #[serde(default)]
+    pub contactor: ContactorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum MeterConfig {
+    /// Energy grows at `power_w` while the power path is closed (3 phases at 230 V).
+    Sim {
+        #[serde(default = "default_sim_power_w")]
+        power_w: f64,
+    },
+}
+
+fn default_sim_power_w() -> f64 {
+    11_000.0
+}
+
+impl Default for MeterConfig {
+    fn default() -> Self {
+        MeterConfig::Sim {
+            power_w: default_sim_power_w(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ContactorConfig {
+    /// Only recorded (visible in `ctl status`).
+    #[default]
+    Sim,
+    /// A GPIO output line driving the contactor relay: active = closed.
+    Gpio(GpioOutput),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioOutput {
+    /// A chip path, name or label, as for plug inputs.
+    pub chip: Option<String>,
+    /// The line offset on the chip, or the line's name.
+    pub line: LineId,
+    #[serde(default)]
+    pub active_low: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,7 +458,7 @@ impl Config {
         if self
             .log
             .filter
-            .parse::<tracing_subscriber::EnvFilter>()
+            .parse::<tracing_subscriber::filter::Targets>()
             .is_err()
         {
             problem(
@@ -452,6 +510,21 @@ impl Config {
                             "connector ids must be numbered 1, 2, ... in order; expected {}",
                             j + 1
                         ),
+                    );
+                }
+            }
+            let MeterConfig::Sim { power_w } = evse.meter;
+            if !(0.0..=1_000_000.0).contains(&power_w) {
+                problem(
+                    &format!("{key}.meter.power_w"),
+                    "must be 0 to 1000000 W".into(),
+                );
+            }
+            if let ContactorConfig::Gpio(g) = &evse.contactor {
+                if g.chip.is_none() && matches!(g.line, LineId::Offset(_)) {
+                    problem(
+                        &format!("{key}.contactor"),
+                        "a line offset needs a `chip`".into(),
                     );
                 }
             }
@@ -616,6 +689,27 @@ mod tests {
         assert!(keys.contains(&"csms.url"));
         assert!(keys.contains(&"csms.client_cert_file"));
         assert!(keys.contains(&"csms.client_key_file"));
+    }
+
+    #[test]
+    fn meter_and_contactor_parse_with_defaults() {
+        let c = Config::from_toml_str(GOOD).unwrap();
+        assert_eq!(c.evse[0].meter, MeterConfig::Sim { power_w: 11_000.0 });
+        assert_eq!(c.evse[0].contactor, ContactorConfig::Sim);
+        let c = Config::from_toml_str(&GOOD.replace(
+            "plug = { backend = \"sim\" }",
+            "plug = { backend = \"sim\" }\nmeter = { backend = \"sim\", power_w = 7400 }\ncontactor = { backend = \"gpio\", chip = \"gpiochip1\", line = 5 }",
+        ))
+        .unwrap();
+        assert_eq!(c.evse[0].meter, MeterConfig::Sim { power_w: 7400.0 });
+        assert_eq!(
+            c.evse[0].contactor,
+            ContactorConfig::Gpio(GpioOutput {
+                chip: Some("gpiochip1".into()),
+                line: LineId::Offset(5),
+                active_low: false
+            })
+        );
     }
 
     #[test]

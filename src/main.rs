@@ -22,13 +22,17 @@ USAGE:
     ocpp-agent check-config [--config FILE]
     ocpp-agent ctl [--socket PATH | --config FILE] status
     ocpp-agent ctl [--socket PATH | --config FILE] plug EVSE in|out [--connector N]
+    ocpp-agent ctl [--socket PATH | --config FILE] token EVSE IDTOKEN [--type TYPE]
     ocpp-agent --version
 
 The configuration defaults to /etc/ocpp-agent/agent.toml; OCPP_AGENT_<SECTION>__<KEY>
 environment variables override it (e.g. OCPP_AGENT_CSMS__URL).
 
-EXIT CODES: 0 ok, 64 usage, 69 agent not reachable, 73 cannot create store or socket,
-78 bad configuration.";
+EXIT CODES: 0 ok, 64 usage, 69 agent not reachable, 73 control socket or hardware line failed,
+78 bad configuration.
+
+TOKEN TYPES: Central, eMAID, ISO14443 (default), ISO15693, KeyCode, Local, MacAddress,
+NoAuthorization.";
 
 fn main() -> ExitCode {
     match parse_args() {
@@ -69,6 +73,7 @@ fn parse_args() -> Result<Command, String> {
     let mut config: Option<PathBuf> = None;
     let mut socket: Option<PathBuf> = None;
     let mut connector: Option<u32> = None;
+    let mut token_type: Option<String> = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
@@ -76,6 +81,9 @@ fn parse_args() -> Result<Command, String> {
             Long("socket") if sub == "ctl" => socket = Some(parser.value().map_err(err)?.into()),
             Long("connector") if sub == "ctl" => {
                 connector = Some(parser.value().map_err(err)?.parse().map_err(err)?)
+            }
+            Long("type") if sub == "ctl" => {
+                token_type = Some(parser.value().map_err(err)?.string().map_err(err)?)
             }
             Long("help") | Short('h') => return Ok(Command::Help),
             Value(v) if sub == "ctl" => words.push(v.string().map_err(err)?),
@@ -117,6 +125,13 @@ fn parse_args() -> Result<Command, String> {
                             return Err(format!("plug state must be in or out, not {other:?}"));
                         }
                     },
+                },
+                ["token", evse, id_token] => Request::Token {
+                    evse: evse
+                        .parse()
+                        .map_err(|_| format!("EVSE must be a number, not {evse:?}"))?,
+                    id_token: id_token.to_string(),
+                    token_type: token_type.unwrap_or_else(|| "ISO14443".into()),
                 },
                 [] => return Err("ctl needs a command".into()),
                 other => return Err(format!("unknown ctl command {:?}", other.join(" "))),

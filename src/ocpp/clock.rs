@@ -222,6 +222,13 @@ impl WallClock {
         self.source
     }
 
+    /// Whether UTC is believed: the CSMS gave it, or the system clock is past 2024-01-01 (a
+    /// board without RTC boots in 1970 or 2000 until NTP or the CSMS sets it).
+    pub fn trusted(&self, now: Instant) -> bool {
+        const PLAUSIBLE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+        self.source == TimeSource::Csms || self.utc(now).0 >= PLAUSIBLE_MS
+    }
+
     /// Adopts the CSMS's time; returns how far (ms) our estimate was off.
     pub fn sync(&mut self, now: Instant, csms_utc: UtcTime) -> i64 {
         let new_offset = csms_utc.0 - now.0 as i64;

@@ -8,6 +8,8 @@ pub enum DataType {
     Integer,
     Boolean,
     String,
+    /// A comma-separated subset of the listed values (may be empty).
+    MemberList(&'static [&'static str]),
 }
 
 impl DataType {
@@ -16,9 +18,27 @@ impl DataType {
             DataType::Integer => "integer",
             DataType::Boolean => "boolean",
             DataType::String => "string",
+            DataType::MemberList(_) => "MemberList",
         }
     }
 }
+
+/// The measurands this agent's meters can report (`SampledDataCtrlr.*Measurands`).
+pub const MEASURANDS: &[&str] = &[
+    "Energy.Active.Import.Register",
+    "Power.Active.Import",
+    "Current.Import",
+    "Voltage",
+];
+
+/// TxStartPoint / TxStopPoint values this agent supports (E01, E06). ParkingBayOccupancy and
+/// DataSigned need hardware the agent does not have (no bay detector, no signing meter).
+pub const TX_POINTS: &[&str] = &[
+    "EVConnected",
+    "Authorized",
+    "PowerPathClosed",
+    "EnergyTransfer",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutability {
@@ -70,13 +90,21 @@ impl VariableDef {
                 _ => Err(format!("{value:?} is not a boolean (true or false)")),
             },
             DataType::String => Ok(()),
+            DataType::MemberList(allowed) => {
+                for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                    if !allowed.contains(&member) {
+                        return Err(format!("{member:?} is not one of {}", allowed.join(", ")));
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
 
 macro_rules! variables {
     ($( $id:ident : $comp:literal . $name:literal $([$inst:literal])?,
-        $ty:ident, unit $unit:expr, min $min:expr, max $max:expr, $mutability:ident, default $default:literal; )*) => {
+        $ty:expr, unit $unit:expr, min $min:expr, max $max:expr, $mutability:ident, default $default:literal; )*) => {
         /// Typed handle of a declared variable (index into [`VARIABLES`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Var { $($id),* }
@@ -86,7 +114,7 @@ macro_rules! variables {
                 component: $comp,
                 name: $name,
                 instance: variables!(@inst $($inst)?),
-                data_type: DataType::$ty,
+                data_type: $ty,
                 unit: $unit,
                 min: $min,
                 max: $max,
@@ -99,11 +127,17 @@ macro_rules! variables {
     (@inst) => { None };
 }
 
+use DataType::{Boolean, Integer, MemberList};
+
 variables! {
     HeartbeatInterval: "OCPPCommCtrlr"."HeartbeatInterval",
         Integer, unit Some("s"), min Some(1), max Some(86_400), ReadWrite, default "60";
     MessageTimeout: "OCPPCommCtrlr"."MessageTimeout"["Default"],
         Integer, unit Some("s"), min Some(1), max Some(3600), ReadOnly, default "30";
+    MessageAttemptsTransactionEvent: "OCPPCommCtrlr"."MessageAttempts"["TransactionEvent"],
+        Integer, unit None, min Some(1), max Some(100), ReadWrite, default "3";
+    MessageAttemptIntervalTransactionEvent: "OCPPCommCtrlr"."MessageAttemptInterval"["TransactionEvent"],
+        Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "60";
     OfflineThreshold: "OCPPCommCtrlr"."OfflineThreshold",
         Integer, unit Some("s"), min Some(0), max None, ReadWrite, default "180";
     RetryBackOffRepeatTimes: "OCPPCommCtrlr"."RetryBackOffRepeatTimes",
@@ -114,6 +148,55 @@ variables! {
         Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "5";
     WebSocketPingInterval: "OCPPCommCtrlr"."WebSocketPingInterval",
         Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "30";
+
+    TxStartPoint: "TxCtrlr"."TxStartPoint",
+        MemberList(TX_POINTS), unit None, min None, max None, ReadWrite, default "EVConnected,Authorized";
+    TxStopPoint: "TxCtrlr"."TxStopPoint",
+        MemberList(TX_POINTS), unit None, min None, max None, ReadWrite, default "EVConnected,Authorized";
+    EvConnectionTimeOut: "TxCtrlr"."EVConnectionTimeOut",
+        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "120";
+    StopTxOnEvSideDisconnect: "TxCtrlr"."StopTxOnEVSideDisconnect",
+        Boolean, unit None, min None, max None, ReadWrite, default "true";
+    StopTxOnInvalidId: "TxCtrlr"."StopTxOnInvalidId",
+        Boolean, unit None, min None, max None, ReadWrite, default "true";
+    MaxEnergyOnInvalidId: "TxCtrlr"."MaxEnergyOnInvalidId",
+        Integer, unit Some("Wh"), min Some(0), max None, ReadWrite, default "0";
+    TxBeforeAcceptedEnabled: "TxCtrlr"."TxBeforeAcceptedEnabled",
+        Boolean, unit None, min None, max None, ReadWrite, default "false";
+
+    AuthEnabled: "AuthCtrlr"."Enabled",
+        Boolean, unit None, min None, max None, ReadWrite, default "true";
+    AuthorizeRemoteStart: "AuthCtrlr"."AuthorizeRemoteStart",
+        Boolean, unit None, min None, max None, ReadWrite, default "false";
+    LocalAuthorizeOffline: "AuthCtrlr"."LocalAuthorizeOffline",
+        Boolean, unit None, min None, max None, ReadWrite, default "true";
+    LocalPreAuthorize: "AuthCtrlr"."LocalPreAuthorize",
+        Boolean, unit None, min None, max None, ReadWrite, default "false";
+    OfflineTxForUnknownIdEnabled: "AuthCtrlr"."OfflineTxForUnknownIdEnabled",
+        Boolean, unit None, min None, max None, ReadWrite, default "false";
+    AuthCacheEnabled: "AuthCacheCtrlr"."Enabled",
+        Boolean, unit None, min None, max None, ReadWrite, default "true";
+    AuthCacheLifeTime: "AuthCacheCtrlr"."LifeTime",
+        Integer, unit Some("s"), min Some(1), max None, ReadWrite, default "86400";
+
+    TxStartedMeasurands: "SampledDataCtrlr"."TxStartedMeasurands",
+        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
+    TxUpdatedMeasurands: "SampledDataCtrlr"."TxUpdatedMeasurands",
+        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
+    TxUpdatedInterval: "SampledDataCtrlr"."TxUpdatedInterval",
+        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "60";
+    TxEndedMeasurands: "SampledDataCtrlr"."TxEndedMeasurands",
+        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
+    TxEndedInterval: "SampledDataCtrlr"."TxEndedInterval",
+        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
+    AlignedInterval: "AlignedDataCtrlr"."Interval",
+        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
+    AlignedMeasurands: "AlignedDataCtrlr"."Measurands",
+        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
+    AlignedTxEndedInterval: "AlignedDataCtrlr"."TxEndedInterval",
+        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
+    AlignedTxEndedMeasurands: "AlignedDataCtrlr"."TxEndedMeasurands",
+        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
 }
 
 /// A bad value for a variable, with the key it concerns.
@@ -195,6 +278,22 @@ impl DeviceModel {
             .parse()
             .or_else(|_| Self::def(var).default.parse())
             .unwrap_or(0)
+    }
+
+    pub fn bool(&self, var: Var) -> bool {
+        self.get(var) == "true"
+    }
+
+    /// The members of a MemberList variable.
+    pub fn list(&self, var: Var) -> impl Iterator<Item = &str> {
+        self.get(var)
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+    }
+
+    pub fn contains(&self, var: Var, member: &str) -> bool {
+        self.list(var).any(|m| m == member)
     }
 
     pub fn seconds(&self, var: Var) -> std::time::Duration {

@@ -269,6 +269,11 @@ impl MemoryJournal {
     fn apply_one(&mut self, op: &PersistOp) {
         match op {
             PersistOp::Enqueue(m) => {
+                debug_assert!(
+                    m.meta.queue_seq > self.last_queue_seq,
+                    "queue_seq {} reused",
+                    m.meta.queue_seq
+                );
                 self.last_queue_seq = self.last_queue_seq.max(m.meta.queue_seq);
                 self.queue.push(m.clone());
                 self.queue.sort_by_key(|m| m.meta.queue_seq);
@@ -296,7 +301,7 @@ impl MemoryJournal {
             } => {
                 if let Some(m) = self.message(*queue_seq) {
                     rebase_timestamps(&mut m.payload, *delta_ms);
-                    m.meta.created_ms += delta_ms;
+                    m.meta.created_ms = m.meta.created_ms.saturating_add(*delta_ms);
                     m.meta.time_trusted = true;
                     m.meta.bytes = m.payload.to_string().len() as u64;
                 }

@@ -1,37 +1,50 @@
 //! The charging station state machine: connection life cycle, registration (B01-B04),
-//! heartbeats (G02), connector status (G01) and the RPC rules of part 4.
+//! heartbeats (G02), connector status (G01), the RPC rules of part 4, and the two send queues
+//! (volatile requests, and the durable transaction queue of `outbox`). The transaction logic
+//! (functional blocks C, E, F) is in `transactions.rs`.
 //!
 //! # Calling contract
 //!
 //! [`Station`] is sans-IO: it never touches a socket, a file or a clock. The shell drives it:
 //!
-//! 1. Build it with [`Station::new`], passing the monotonic time and the system's UTC estimate.
+//! 1. Load the [`Persisted`] state and build it with [`Station::new`], passing the monotonic
+//!    time and the system's UTC estimate.
 //! 2. Feed every event in as it happens, with the current monotonic time (which never goes
 //!    backwards): [`handle_connected`](Station::handle_connected) /
 //!    [`handle_connect_failed`](Station::handle_connect_failed) /
 //!    [`handle_disconnected`](Station::handle_disconnected) for the WebSocket,
 //!    [`handle_frame`](Station::handle_frame) for each text message,
 //!    [`handle_pong`](Station::handle_pong), [`handle_input`](Station::handle_input) for
-//!    hardware and local commands, and [`handle_timeout`](Station::handle_timeout) when the
-//!    deadline from [`poll_timeout`](Station::poll_timeout) has passed.
+//!    hardware, meters and local commands, and [`handle_timeout`](Station::handle_timeout) when
+//!    the deadline from [`poll_timeout`](Station::poll_timeout) has passed.
 //! 3. After each call, drain [`poll_output`](Station::poll_output) and execute the effects
-//!    strictly in order.
+//!    strictly in order: a [`Output::Persist`] batch must be durable before any later output
+//!    is executed (persist before send).
 //! 4. Sleep until [`poll_timeout`](Station::poll_timeout) or the next event.
 
+use super::auth::AuthCache;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::devmodel::{DeviceModel, Var};
+use super::meter::MeterReading;
+use super::outbox::{Failure, Outbox};
+use super::persist::{Batch, EventKind, PersistOp, Persisted, QueuedMessage, QueuedMeta};
 use super::rpc::{self, CallError, CallErrorCode, Frame};
 use super::timer::{Rng, Timer, TimerTable};
+use super::transactions::{AuthPurpose, Evse};
 use super::v201::{self, Action};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How long to wait before retrying a BootNotification that failed or timed out, or that was
 /// answered with interval 0 (B02.FR.07, B03.FR.05: our own interval, not flooding the CSMS).
 const BOOT_RETRY_FALLBACK: Duration = Duration::from_secs(30);
+
+/// The meta key under which the shell records a clean shutdown (SIGTERM), so transactions left
+/// open are ended with stoppedReason Reboot rather than PowerLoss.
+pub const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
 
 /// Who we are, as the BootNotification tells the CSMS.
 #[derive(Debug, Clone)]
@@ -55,10 +68,12 @@ pub struct StationConfig {
     pub evses: Vec<EvseLayout>,
     pub boot_reason: v201::BootReasonEnum,
     pub variables: DeviceModel,
+    /// Bound of the durable queue's payloads (E04.FR.08 applies above it).
+    pub max_queue_bytes: u64,
 }
 
 /// Events from hardware and the local control interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The plug of a connector went in (`plugged`) or out.
     Plug {
@@ -66,10 +81,14 @@ pub enum Input {
         connector: u32,
         plugged: bool,
     },
+    /// An idToken presented at an EVSE's reader (`IdTokenType` JSON: `idToken`, `type`).
+    Token { evse: u32, id_token: Value },
+    /// The latest reading of an EVSE's meter.
+    Meter { evse: u32, reading: MeterReading },
 }
 
 /// Effects for the shell to execute, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Open the WebSocket; answer with `handle_connected` or `handle_connect_failed`.
     Connect,
@@ -78,8 +97,14 @@ pub enum Output {
     Disconnect { reason: String },
     /// Send this text frame.
     Send(String),
+    /// Send the queued message `queue_seq` from the journal as a CALL with this message id.
+    SendQueued { queue_seq: u64, message_id: String },
     /// Send a WebSocket ping; answer a pong with `handle_pong`.
     Ping,
+    /// Make these changes durable, atomically, before executing any later output.
+    Persist(Batch),
+    /// Close (`true`) or open the EVSE's power path (contactor).
+    PowerPath { evse: u32, closed: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,10 +125,12 @@ pub enum Registration {
     Rejected,
 }
 
-/// Errors of the caller: an input that names something that does not exist.
+/// Errors of the caller: an input that names something that does not exist or is malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputError {
     UnknownConnector { evse: u32, connector: u32 },
+    UnknownEvse { evse: u32 },
+    BadToken(String),
 }
 
 impl std::fmt::Display for InputError {
@@ -112,15 +139,17 @@ impl std::fmt::Display for InputError {
             InputError::UnknownConnector { evse, connector } => {
                 write!(f, "no connector {connector} on EVSE {evse}")
             }
+            InputError::UnknownEvse { evse } => write!(f, "no EVSE {evse}"),
+            InputError::BadToken(why) => write!(f, "bad idToken: {why}"),
         }
     }
 }
 
 #[derive(Debug, Clone)]
-struct Connector {
-    evse: u32,
-    id: u32,
-    plugged: bool,
+pub(super) struct Connector {
+    pub(super) evse: u32,
+    pub(super) id: u32,
+    pub(super) plugged: bool,
     /// The last status the CSMS acknowledged, to report only changes after a short outage
     /// (B04.FR.02).
     reported: Option<v201::ConnectorStatusEnum>,
@@ -136,28 +165,50 @@ impl Connector {
     }
 }
 
-/// What a queued or in-flight request is, so its answer can be applied.
+/// What a volatile request is, so its answer can be applied.
 #[derive(Debug, Clone, PartialEq)]
-enum RequestKind {
+pub(super) enum RequestKind {
     BootNotification,
     Heartbeat,
     StatusNotification {
         connector: usize,
         status: v201::ConnectorStatusEnum,
     },
+    Authorize {
+        evse: usize,
+        id_token: Value,
+        purpose: AuthPurpose,
+    },
+    MeterValues,
 }
 
+/// A request that is not worth keeping across an outage (rebuilt from state when needed).
 #[derive(Debug, Clone)]
-struct Request {
+pub(super) struct Request {
     kind: RequestKind,
     action: Action,
     payload: Value,
 }
 
 #[derive(Debug)]
+enum InFlightKind {
+    Volatile(Request),
+    Queued(QueuedMeta),
+}
+
+#[derive(Debug)]
 struct InFlight {
     id: String,
-    request: Request,
+    kind: InFlightKind,
+}
+
+impl InFlight {
+    fn action(&self) -> &str {
+        match &self.kind {
+            InFlightKind::Volatile(r) => r.action.as_str(),
+            InFlightKind::Queued(m) => &m.action,
+        }
+    }
 }
 
 /// A snapshot for `ctl status` and logs.
@@ -168,13 +219,46 @@ pub struct StatusSnapshot {
     pub utc: String,
     pub time_source: &'static str,
     pub heartbeat_interval_s: u64,
+    pub queue: QueueSnapshot,
     pub evses: Vec<EvseSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    /// Transaction-related messages waiting for the CSMS.
+    pub depth: usize,
+    pub bytes: u64,
+    /// Age of the oldest unsent message, seconds.
+    pub oldest_unsent_age_s: Option<u64>,
+    /// Messages dropped since start-up (E04.FR.08 bound, or E13.FR.04 after the last attempt).
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvseSnapshot {
     pub id: u32,
+    /// The power path (contactor) is closed.
+    pub power_path_closed: bool,
+    pub authorized: bool,
+    pub meter: Option<MeterSnapshot>,
+    pub transaction: Option<TransactionSnapshot>,
+    /// What happened to the last idToken presented here.
+    pub last_authorization: Option<String>,
     pub connectors: Vec<ConnectorSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MeterSnapshot {
+    pub energy_wh: f64,
+    pub power_w: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TransactionSnapshot {
+    pub id: String,
+    pub charging_state: String,
+    pub next_seq_no: u64,
+    pub energy_wh: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,11 +271,14 @@ pub struct ConnectorSnapshot {
 pub struct Station {
     identity: Identity,
     boot_reason: v201::BootReasonEnum,
-    vars: DeviceModel,
-    clock: WallClock,
-    rng: Rng,
-    timers: TimerTable,
-    outputs: VecDeque<Output>,
+    pub(super) vars: DeviceModel,
+    pub(super) clock: WallClock,
+    pub(super) rng: Rng,
+    /// Random per start-up: queued messages made before UTC was known are rebased only within
+    /// the boot that made them.
+    pub(super) boot_id: u64,
+    pub(super) timers: TimerTable,
+    pub(super) outputs: VecDeque<Output>,
 
     connection: ConnectionState,
     /// Failed connection attempts since the last good connection (the back-off exponent).
@@ -204,14 +291,26 @@ pub struct Station {
     boot_due: bool,
     heartbeat_interval: Duration,
 
-    connectors: Vec<Connector>,
+    pub(super) connectors: Vec<Connector>,
+    pub(super) evses: Vec<Evse>,
     queue: VecDeque<Request>,
+    pub(super) outbox: Outbox,
+    pub(super) max_queue_bytes: u64,
     in_flight: Option<InFlight>,
+    pub(super) auth_cache: AuthCache,
+    /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
+    pub(super) reported_tokens: Vec<(String, Value)>,
 }
 
 impl Station {
-    pub fn new(config: StationConfig, now: Instant, system_utc: UtcTime, rng_seed: u64) -> Self {
-        let connectors = config
+    pub fn new(
+        config: StationConfig,
+        persisted: Persisted,
+        now: Instant,
+        system_utc: UtcTime,
+        rng_seed: u64,
+    ) -> Self {
+        let connectors: Vec<Connector> = config
             .evses
             .iter()
             .flat_map(|e| {
@@ -223,13 +322,17 @@ impl Station {
                 })
             })
             .collect();
+        let evses = config.evses.iter().map(|e| Evse::new(e.id)).collect();
         let heartbeat_interval = config.variables.seconds(Var::HeartbeatInterval);
+        let mut rng = Rng::new(rng_seed);
+        let boot_id = rng.next_u64();
         let mut station = Station {
             identity: config.identity,
             boot_reason: config.boot_reason,
             vars: config.variables,
             clock: WallClock::new(now, system_utc),
-            rng: Rng::new(rng_seed),
+            rng,
+            boot_id,
             timers: TimerTable::default(),
             outputs: VecDeque::new(),
             connection: ConnectionState::Offline,
@@ -240,9 +343,16 @@ impl Station {
             boot_due: true,
             heartbeat_interval,
             connectors,
+            evses,
             queue: VecDeque::new(),
+            outbox: Outbox::new(persisted.queue.clone(), persisted.last_queue_seq),
+            max_queue_bytes: config.max_queue_bytes,
             in_flight: None,
+            auth_cache: AuthCache::new(persisted.auth_cache.clone()),
+            reported_tokens: Vec::new(),
         };
+        station.recover(now, &persisted);
+        station.schedule_aligned(now);
         // B01.FR.01: connect and boot right after start-up.
         station.timers.set(Timer::Connect, now);
         station
@@ -302,6 +412,13 @@ impl Station {
                         });
                     }
                 }
+                Timer::QueueRetry => {} // pump below sends the head
+                Timer::AlignedData
+                | Timer::AlignedTxEnded
+                | Timer::TxUpdated(_)
+                | Timer::TxEndedSample(_)
+                | Timer::EvConnectTimeout(_)
+                | Timer::MeterCheckpoint(_) => self.transaction_timer(now, timer),
             }
         }
         self.pump(now);
@@ -355,10 +472,9 @@ impl Station {
         self.go_offline(now);
     }
 
-    pub fn handle_pong(&mut self, now: Instant) {
+    pub fn handle_pong(&mut self, _now: Instant) {
         self.awaiting_pong = false;
         self.timers.stop(Timer::PongTimeout);
-        let _ = now;
     }
 
     pub fn handle_input(&mut self, now: Instant, input: Input) -> Result<(), InputError> {
@@ -382,6 +498,24 @@ impl Station {
                 if self.can_send_normal() {
                     self.queue_status(now, index);
                 }
+                self.plug_changed(now, evse, connector, plugged);
+            }
+            Input::Token { evse, id_token } => {
+                let index = self
+                    .evse_index(evse)
+                    .ok_or(InputError::UnknownEvse { evse })?;
+                let token: v201::IdToken = serde_json::from_value(id_token.clone())
+                    .map_err(|e| InputError::BadToken(e.to_string()))?;
+                v201::validate::validate(&v201::tables::ID_TOKEN, &id_token)
+                    .map_err(|v| InputError::BadToken(format!("{}: {}", v.path, v.message)))?;
+                let _ = token;
+                self.present_token(now, index, id_token);
+            }
+            Input::Meter { evse, reading } => {
+                let index = self
+                    .evse_index(evse)
+                    .ok_or(InputError::UnknownEvse { evse })?;
+                self.meter_reading(now, index, reading);
             }
         }
         self.pump(now);
@@ -440,21 +574,37 @@ impl Station {
     }
 
     pub fn snapshot(&self, now: Instant) -> StatusSnapshot {
-        let mut evses: Vec<EvseSnapshot> = Vec::new();
-        for c in &self.connectors {
-            let connector = ConnectorSnapshot {
-                id: c.id,
-                status: c.status().as_str(),
-                plugged: c.plugged,
-            };
-            match evses.iter_mut().find(|e| e.id == c.evse) {
-                Some(e) => e.connectors.push(connector),
-                None => evses.push(EvseSnapshot {
-                    id: c.evse,
-                    connectors: vec![connector],
+        let utc_ms = self.clock.utc(now).unix_millis();
+        let evses = self
+            .evses
+            .iter()
+            .map(|e| EvseSnapshot {
+                id: e.id,
+                power_path_closed: e.power_path,
+                authorized: e.auth.is_some(),
+                meter: e.meter.map(|m| MeterSnapshot {
+                    energy_wh: m.energy_wh,
+                    power_w: m.power_w,
                 }),
-            }
-        }
+                transaction: e.tx.as_ref().map(|t| TransactionSnapshot {
+                    id: t.id.clone(),
+                    charging_state: t.charging_state.to_owned(),
+                    next_seq_no: t.next_seq_no,
+                    energy_wh: e.meter.map(|m| m.energy_wh - t.meter_start_wh),
+                }),
+                last_authorization: e.last_authorization.clone(),
+                connectors: self
+                    .connectors
+                    .iter()
+                    .filter(|c| c.evse == e.id)
+                    .map(|c| ConnectorSnapshot {
+                        id: c.id,
+                        status: c.status().as_str(),
+                        plugged: c.plugged,
+                    })
+                    .collect(),
+            })
+            .collect();
         StatusSnapshot {
             connection: self.connection,
             registration: self.registration,
@@ -464,6 +614,15 @@ impl Station {
                 TimeSource::Csms => "csms",
             },
             heartbeat_interval_s: self.heartbeat_interval.as_secs(),
+            queue: QueueSnapshot {
+                depth: self.outbox.len(),
+                bytes: self.outbox.bytes(),
+                oldest_unsent_age_s: self
+                    .outbox
+                    .oldest_created_ms()
+                    .map(|c| ((utc_ms - c).max(0) / 1000) as u64),
+                dropped: self.outbox.dropped,
+            },
             evses,
         }
     }
@@ -476,9 +635,17 @@ impl Station {
             .position(|c| c.evse == evse && c.id == connector)
     }
 
+    pub(super) fn evse_index(&self, evse: u32) -> Option<usize> {
+        self.evses.iter().position(|e| e.id == evse)
+    }
+
     /// Whether requests other than BootNotification may go out (B01.FR.08, B02.FR.02).
-    fn can_send_normal(&self) -> bool {
+    pub(super) fn can_send_normal(&self) -> bool {
         self.connection == ConnectionState::Connected && self.registration == Registration::Accepted
+    }
+
+    pub(super) fn is_accepted(&self) -> bool {
+        self.registration == Registration::Accepted
     }
 
     fn go_offline(&mut self, now: Instant) {
@@ -494,18 +661,36 @@ impl Station {
             self.timers.stop(t);
         }
         if let Some(f) = self.in_flight.take() {
-            debug!(
-                action = f.request.action.as_str(),
-                "request lost with the connection"
-            );
-            if f.request.kind == RequestKind::BootNotification {
-                self.boot_due = true;
+            debug!(action = f.action(), "request lost with the connection");
+            if let InFlightKind::Volatile(r) = f.kind {
+                self.volatile_failed(now, r);
             }
+            // A queued message in flight stays at the head; a lost connection is not a
+            // delivery attempt (E13 counts only what the CSMS failed to process).
         }
         // Heartbeats and status reports are not worth keeping: statuses are re-derived from
         // what the CSMS acknowledged when the link is back (B04).
-        self.queue.clear();
+        let dropped: Vec<Request> = self.queue.drain(..).collect();
+        for r in dropped {
+            self.volatile_failed(now, r);
+        }
+        self.mark_queue_offline();
         self.schedule_reconnect(now);
+    }
+
+    /// E11.FR.07: what is still queued when the connection goes down is marked offline. The
+    /// head is left alone: it may have been on the wire already, and a retransmission must be
+    /// identical so the CSMS can recognise it.
+    fn mark_queue_offline(&mut self) {
+        let batch: Batch = self
+            .outbox
+            .take_offline_candidates()
+            .into_iter()
+            .map(|queue_seq| PersistOp::MarkOffline { queue_seq })
+            .collect();
+        if !batch.is_empty() {
+            self.outputs.push_back(Output::Persist(batch));
+        }
     }
 
     /// OCPP-J 5.3 (part 4): RetryBackOffWaitMinimum, doubled after every failed attempt up to
@@ -544,12 +729,72 @@ impl Station {
         }
     }
 
-    fn enqueue(&mut self, kind: RequestKind, action: Action, payload: Value) {
+    pub(super) fn enqueue(&mut self, kind: RequestKind, action: Action, payload: Value) {
         self.queue.push_back(Request {
             kind,
             action,
             payload,
         });
+    }
+
+    /// Appends a message to the durable queue: its payload goes to the journal in `batch`
+    /// (with whatever else must change atomically with it), before it can be sent.
+    pub(super) fn enqueue_durable(
+        &mut self,
+        now: Instant,
+        action: Action,
+        tx_id: Option<String>,
+        kind: EventKind,
+        payload: Value,
+        mut batch: Batch,
+    ) {
+        debug_assert!(
+            v201::validate::validate(action.request_schema(), &payload).is_ok(),
+            "we built an invalid {} payload: {payload}",
+            action.as_str()
+        );
+        let payload_offline = payload["offline"] == Value::Bool(true);
+        let meta = QueuedMeta {
+            queue_seq: self.outbox.next_queue_seq(),
+            action: action.as_str().to_owned(),
+            tx_id,
+            kind,
+            attempts: 0,
+            bytes: payload.to_string().len() as u64,
+            created_ms: self.clock.utc(now).unix_millis(),
+            boot_id: self.boot_id,
+            time_trusted: self.clock.trusted(now),
+        };
+        batch.insert(
+            0,
+            PersistOp::Enqueue(QueuedMessage {
+                meta: meta.clone(),
+                payload,
+            }),
+        );
+        let offline = payload_offline;
+        self.outbox.push(meta, offline);
+        let protected = self.in_flight_queue_seq();
+        let removed = self.outbox.enforce_bound(self.max_queue_bytes, protected);
+        if !removed.is_empty() {
+            warn!(
+                dropped = removed.len(),
+                queue_bytes = self.outbox.bytes(),
+                "transaction queue over its size limit: dropped intermediate Updated events (E04.FR.08)"
+            );
+            batch.extend(removed);
+        }
+        self.outputs.push_back(Output::Persist(batch));
+    }
+
+    fn in_flight_queue_seq(&self) -> Option<u64> {
+        match &self.in_flight {
+            Some(InFlight {
+                kind: InFlightKind::Queued(m),
+                ..
+            }) => Some(m.queue_seq),
+            _ => None,
+        }
     }
 
     fn queue_status(&mut self, now: Instant, index: usize) {
@@ -602,21 +847,55 @@ impl Station {
     }
 
     /// Sends the next request if the link is free (one CALL in flight, part 4 4.1.1).
-    fn pump(&mut self, now: Instant) {
+    /// Order: BootNotification until accepted; then volatile requests (status, authorization,
+    /// heartbeats: small and current); then the durable queue, FIFO.
+    pub(super) fn pump(&mut self, now: Instant) {
         if self.connection != ConnectionState::Connected || self.in_flight.is_some() {
             return;
         }
-        let request = if self.boot_due && self.registration != Registration::Accepted {
+        let id = if self.boot_due && self.registration != Registration::Accepted {
             self.boot_due = false;
-            self.boot_request()
-        } else if self.registration == Registration::Accepted {
-            match self.queue.pop_front() {
-                Some(r) => r,
-                None => return,
-            }
+            let request = self.boot_request();
+            self.send_request(request)
+        } else if self.registration != Registration::Accepted {
+            return;
+        } else if let Some(request) = self.queue.pop_front() {
+            self.send_request(request)
+        } else if self.outbox.ready(now) {
+            let meta = self.outbox.head().cloned().expect("ready means non-empty");
+            let id = self.rng.uuid_v4();
+            debug!(
+                action = meta.action,
+                message_id = id,
+                queue_seq = meta.queue_seq,
+                tx_id = meta.tx_id.as_deref(),
+                "sending queued request"
+            );
+            self.outputs.push_back(Output::SendQueued {
+                queue_seq: meta.queue_seq,
+                message_id: id.clone(),
+            });
+            self.in_flight = Some(InFlight {
+                id: id.clone(),
+                kind: InFlightKind::Queued(meta),
+            });
+            id
         } else {
+            if let Some(at) = self.outbox.retry_at() {
+                self.timers.set(Timer::QueueRetry, at);
+            }
             return;
         };
+        let _ = id;
+        self.timers.set(
+            Timer::CallTimeout,
+            now + self.vars.seconds(Var::MessageTimeout),
+        );
+        // G02.FR.05: any message sent counts as a sign of life.
+        self.reset_heartbeat(now);
+    }
+
+    fn send_request(&mut self, request: Request) -> String {
         let id = self.rng.uuid_v4();
         debug_assert!(
             v201::validate::validate(request.action.request_schema(), &request.payload).is_ok(),
@@ -633,25 +912,23 @@ impl Station {
             request.action.as_str(),
             &request.payload,
         ));
-        self.timers.set(
-            Timer::CallTimeout,
-            now + self.vars.seconds(Var::MessageTimeout),
-        );
-        // G02.FR.05: any message sent counts as a sign of life.
-        self.reset_heartbeat(now);
-        self.in_flight = Some(InFlight { id, request });
+        self.in_flight = Some(InFlight {
+            id: id.clone(),
+            kind: InFlightKind::Volatile(request),
+        });
+        id
     }
 
-    fn send_raw(&mut self, frame: String) {
+    pub(super) fn send_raw(&mut self, frame: String) {
         if self.connection == ConnectionState::Connected {
             self.outputs.push_back(Output::Send(frame));
         }
     }
 
-    fn take_in_flight(&mut self, id: &str) -> Option<Request> {
+    fn take_in_flight(&mut self, id: &str) -> Option<InFlightKind> {
         if self.in_flight.as_ref().is_some_and(|f| f.id == id) {
             self.timers.stop(Timer::CallTimeout);
-            self.in_flight.take().map(|f| f.request)
+            self.in_flight.take().map(|f| f.kind)
         } else {
             warn!(message_id = id, "answer to no request of ours; ignored");
             None
@@ -663,60 +940,127 @@ impl Station {
             return;
         };
         warn!(
-            action = f.request.action.as_str(),
+            action = f.action(),
             message_id = f.id,
             "no answer from the CSMS within MessageTimeout"
         );
-        if f.request.kind == RequestKind::BootNotification {
-            self.timers.set(Timer::BootRetry, now + BOOT_RETRY_FALLBACK);
-        }
+        self.request_failed(now, f.kind);
     }
 
     fn handle_result(&mut self, now: Instant, id: &str, payload: Value) {
-        let Some(request) = self.take_in_flight(id) else {
+        let Some(kind) = self.take_in_flight(id) else {
             return;
         };
         // A working exchange proves the link: the next outage starts back-off from scratch.
         self.reconnect_attempts = 0;
-        let outcome = match &request.kind {
-            RequestKind::BootNotification => decode::<v201::BootNotificationResponse>(payload)
-                .map(|r| self.boot_answered(now, r)),
-            RequestKind::Heartbeat => decode::<v201::HeartbeatResponse>(payload)
-                .map(|r| self.sync_clock(now, &r.current_time)),
-            RequestKind::StatusNotification { connector, status } => {
-                decode::<v201::StatusNotificationResponse>(payload)
-                    .map(|_| self.connectors[*connector].reported = Some(*status))
-            }
+        let outcome = match &kind {
+            InFlightKind::Queued(meta) => self.queued_answered(now, meta, payload),
+            InFlightKind::Volatile(request) => match &request.kind {
+                RequestKind::BootNotification => decode::<v201::BootNotificationResponse>(payload)
+                    .map(|r| self.boot_answered(now, r)),
+                RequestKind::Heartbeat => decode::<v201::HeartbeatResponse>(payload)
+                    .map(|r| self.sync_clock(now, &r.current_time)),
+                RequestKind::StatusNotification { connector, status } => {
+                    decode::<v201::StatusNotificationResponse>(payload)
+                        .map(|_| self.connectors[*connector].reported = Some(*status))
+                }
+                RequestKind::Authorize {
+                    evse,
+                    id_token,
+                    purpose,
+                } => decode::<v201::AuthorizeResponse>(payload).map(|r| {
+                    let info = serde_json::to_value(&r.id_token_info).unwrap_or(Value::Null);
+                    self.authorize_answered(
+                        now,
+                        *evse,
+                        id_token.clone(),
+                        purpose.clone(),
+                        Some(info),
+                    )
+                }),
+                RequestKind::MeterValues => {
+                    decode::<v201::MeterValuesResponse>(payload).map(|_| ())
+                }
+            },
         };
         if let Err(v) = outcome {
             warn!(
-                action = request.action.as_str(),
                 message_id = id,
                 path = v.path,
                 problem = v.message,
                 "CSMS answered with an invalid payload"
             );
-            self.request_failed(now, request);
+            self.request_failed(now, kind);
         }
     }
 
     fn handle_call_error(&mut self, now: Instant, id: &str, code: &str, description: &str) {
-        let Some(request) = self.take_in_flight(id) else {
+        let Some(kind) = self.take_in_flight(id) else {
             return;
         };
+        let action = match &kind {
+            InFlightKind::Volatile(r) => r.action.as_str().to_owned(),
+            InFlightKind::Queued(m) => m.action.clone(),
+        };
         warn!(
-            action = request.action.as_str(),
+            action,
             message_id = id,
             code,
             description,
             "CSMS answered with CALLERROR"
         );
-        self.request_failed(now, request);
+        self.request_failed(now, kind);
     }
 
-    fn request_failed(&mut self, now: Instant, request: Request) {
-        if request.kind == RequestKind::BootNotification {
-            self.timers.set(Timer::BootRetry, now + BOOT_RETRY_FALLBACK);
+    /// A request got a CALLERROR, an invalid answer, or no answer in time (while connected).
+    fn request_failed(&mut self, now: Instant, kind: InFlightKind) {
+        match kind {
+            InFlightKind::Volatile(request) => self.volatile_failed(now, request),
+            InFlightKind::Queued(meta) => {
+                let max = self.vars.int(Var::MessageAttemptsTransactionEvent).max(1) as u32;
+                let interval = self
+                    .vars
+                    .seconds(Var::MessageAttemptIntervalTransactionEvent);
+                let (failure, op) = self.outbox.failed(meta.queue_seq, now, max, interval);
+                match failure {
+                    Failure::Retry(at) => {
+                        info!(
+                            queue_seq = meta.queue_seq,
+                            retry_in_s = at.saturating_since(now).as_secs(),
+                            "transaction message not accepted; will retry (E13)"
+                        );
+                        self.timers.set(Timer::QueueRetry, at);
+                    }
+                    Failure::Discarded => {
+                        error!(
+                            queue_seq = meta.queue_seq,
+                            tx_id = meta.tx_id.as_deref(),
+                            attempts = max,
+                            "transaction message discarded after the last attempt (E13.FR.04)"
+                        );
+                    }
+                }
+                self.outputs.push_back(Output::Persist(vec![op]));
+            }
+        }
+    }
+
+    /// A volatile request failed or was lost with the connection.
+    fn volatile_failed(&mut self, now: Instant, request: Request) {
+        match request.kind {
+            RequestKind::BootNotification => {
+                if self.connection == ConnectionState::Connected {
+                    self.timers.set(Timer::BootRetry, now + BOOT_RETRY_FALLBACK);
+                } else {
+                    self.boot_due = true;
+                }
+            }
+            RequestKind::Authorize {
+                evse,
+                id_token,
+                purpose,
+            } => self.authorize_answered(now, evse, id_token, purpose, None),
+            _ => {}
         }
     }
 
@@ -735,6 +1079,7 @@ impl Station {
                 // B01.FR.05: report every connector.
                 self.queue_connector_statuses(now, true);
                 self.reset_heartbeat(now);
+                self.accepted(now);
             }
             status => {
                 self.registration = if status == v201::RegistrationStatusEnum::Pending {
@@ -757,19 +1102,52 @@ impl Station {
         }
     }
 
-    fn sync_clock(&mut self, now: Instant, current_time: &str) {
-        if let Some(t) = UtcTime::parse_rfc3339(current_time) {
-            let drift_ms = self.clock.sync(now, t);
-            if drift_ms.abs() > 2000 {
-                info!(drift_ms, utc = %t, "adopted the CSMS's time");
+    pub(super) fn sync_clock(&mut self, now: Instant, current_time: &str) {
+        let Some(t) = UtcTime::parse_rfc3339(current_time) else {
+            return;
+        };
+        let was_trusted = self.clock.trusted(now);
+        let drift_ms = self.clock.sync(now, t);
+        if drift_ms.abs() > 2000 {
+            info!(drift_ms, utc = %t, "adopted the CSMS's time");
+        }
+        if !was_trusted {
+            self.rebase_untrusted(drift_ms);
+        }
+        if drift_ms.abs() > 1000 {
+            self.schedule_aligned(now);
+        }
+    }
+
+    /// Messages and open transactions stamped before UTC was known are shifted onto the
+    /// CSMS's time (same boot only: the monotonic clock relates them).
+    fn rebase_untrusted(&mut self, delta_ms: i64) {
+        let boot_id = self.boot_id;
+        let mut batch: Batch = Vec::new();
+        for m in self.outbox.iter_mut() {
+            if !m.time_trusted && m.boot_id == boot_id {
+                m.time_trusted = true;
+                m.created_ms += delta_ms;
+                batch.push(PersistOp::Rebase {
+                    queue_seq: m.queue_seq,
+                    delta_ms,
+                });
             }
+        }
+        batch.extend(self.rebase_transactions(delta_ms));
+        if !batch.is_empty() {
+            info!(
+                entries = batch.len(),
+                delta_ms, "rebased timestamps made before the CSMS gave the time"
+            );
+            self.outputs.push_back(Output::Persist(batch));
         }
     }
 
     /// Answers a CALL from the CSMS (part 4 4.2.3 and table 8).
     fn handle_call(
         &mut self,
-        _now: Instant,
+        now: Instant,
         action: &str,
         payload: Value,
     ) -> Result<Value, CallError> {
@@ -786,16 +1164,44 @@ impl Station {
                 format!("unknown action {action:?}"),
             ));
         };
-        if let Err(v) = v201::validate::validate(known.request_schema(), &payload) {
+        let violation = |v: v201::validate::Violation| {
             // The violation kinds are named after the error codes of part 4, table 8.
             let code =
                 CallErrorCode::from_name(v.kind.as_str()).unwrap_or(CallErrorCode::FormatViolation);
-            return Err(CallError::new(code, format!("{}: {}", v.path, v.message)));
+            CallError::new(code, format!("{}: {}", v.path, v.message))
+        };
+        v201::validate::validate(known.request_schema(), &payload).map_err(violation)?;
+        let result = match known {
+            Action::RequestStartTransaction => self
+                .request_start(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::RequestStopTransaction => self
+                .request_stop(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::GetTransactionStatus => self
+                .transaction_status(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::ClearCache => Ok(self.clear_cache()),
+            _ => Err(CallError::new(
+                CallErrorCode::NotSupported,
+                format!("{action} is not supported by this charging station yet"),
+            )),
+        }?;
+        debug_assert!(
+            v201::validate::validate(known.response_schema(), &result).is_ok(),
+            "we built an invalid {action} response: {result}"
+        );
+        Ok(result)
+    }
+
+    /// C11: ClearCache.
+    fn clear_cache(&mut self) -> Value {
+        if !self.vars.bool(Var::AuthCacheEnabled) {
+            return json!({"status": "Rejected"});
         }
-        Err(CallError::new(
-            CallErrorCode::NotSupported,
-            format!("{action} is not supported by this charging station yet"),
-        ))
+        let op = self.auth_cache.clear();
+        self.outputs.push_back(Output::Persist(vec![op]));
+        json!({"status": "Accepted"})
     }
 }
 
@@ -804,7 +1210,11 @@ fn decode<T: v201::ResponsePayload>(payload: Value) -> Result<T, v201::validate:
     v201::validate::decode(T::SCHEMA, payload)
 }
 
-fn to_payload<T: Serialize>(value: &T) -> Value {
+fn decode_request<T: v201::RequestPayload>(payload: Value) -> Result<T, v201::validate::Violation> {
+    v201::validate::decode(T::SCHEMA, payload)
+}
+
+pub(super) fn to_payload<T: Serialize>(value: &T) -> Value {
     // Serializing our own plain data types cannot fail.
     serde_json::to_value(value).unwrap_or(Value::Null)
 }

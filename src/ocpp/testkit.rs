@@ -5,6 +5,8 @@
 
 use super::clock::{Instant, UtcTime};
 use super::devmodel::DeviceModel;
+use super::meter::MeterReading;
+use super::persist::MemoryJournal;
 use super::rpc::{self, Frame};
 use super::station::{EvseLayout, Identity, Input, Output, Station, StationConfig};
 use super::v201::{self, Action};
@@ -36,6 +38,10 @@ pub struct FakeCsms {
     pub answering_pings: bool,
     pub boot_status: &'static str,
     pub interval: i64,
+    /// Actions answered with CALLERROR InternalError.
+    pub failing: Vec<&'static str>,
+    /// idTokenInfo status per idToken for Authorize and TransactionEvent (default Accepted).
+    pub auth: Vec<(String, &'static str, Option<&'static str>)>,
     pub received: Vec<Received>,
 }
 
@@ -47,13 +53,36 @@ impl Default for FakeCsms {
             answering_pings: true,
             boot_status: "Accepted",
             interval: 300,
+            failing: Vec::new(),
+            auth: Vec::new(),
             received: Vec::new(),
         }
     }
 }
 
 impl FakeCsms {
-    fn answer(&self, now: Instant, action: &str, _payload: &Value) -> Value {
+    /// Sets the authorization status (and group) the CSMS gives an idToken.
+    pub fn set_auth(&mut self, id_token: &str, status: &'static str, group: Option<&'static str>) {
+        self.auth.retain(|(t, _, _)| t != id_token);
+        self.auth.push((id_token.to_owned(), status, group));
+    }
+
+    fn token_info(&self, id_token: &Value) -> Value {
+        let id = id_token["idToken"].as_str().unwrap_or("");
+        let (status, group) = self
+            .auth
+            .iter()
+            .find(|(t, _, _)| t == id)
+            .map(|(_, s, g)| (*s, *g))
+            .unwrap_or(("Accepted", None));
+        let mut info = json!({ "status": status });
+        if let Some(g) = group {
+            info["groupIdToken"] = json!({"idToken": g, "type": "Central"});
+        }
+        info
+    }
+
+    fn answer(&self, now: Instant, action: &str, payload: &Value) -> Value {
         let current_time =
             UtcTime::from_unix_millis(CSMS_EPOCH_MS + now.as_millis() as i64).to_rfc3339();
         match action {
@@ -63,6 +92,10 @@ impl FakeCsms {
                 "status": self.boot_status,
             }),
             "Heartbeat" => json!({ "currentTime": current_time }),
+            "Authorize" => json!({ "idTokenInfo": self.token_info(&payload["idToken"]) }),
+            "TransactionEvent" if payload.get("idToken").is_some() => {
+                json!({ "idTokenInfo": self.token_info(&payload["idToken"]) })
+            }
             _ => json!({}),
         }
     }
@@ -95,6 +128,16 @@ pub struct Harness {
     pub raw_answers: Vec<String>,
     pub pings: usize,
     pub disconnects: Vec<String>,
+    /// What the station persisted, as the SQLite journal would hold it.
+    pub journal: MemoryJournal,
+    /// Persist batches in the order they were emitted.
+    pub batches: usize,
+    /// Power path (contactor) state per EVSE id, as last actuated.
+    pub power_paths: Vec<(u32, bool)>,
+    /// Simulated meters: EVSE id, power while the power path is closed (W), register (Wh).
+    pub meters: Vec<(u32, f64, f64)>,
+    config: StationConfig,
+    seed: u64,
 }
 
 /// A typical station: one EVSE with one connector, a second EVSE with two.
@@ -118,6 +161,7 @@ pub fn default_config() -> StationConfig {
         ],
         boot_reason: v201::BootReasonEnum::PowerUp,
         variables: DeviceModel::default(),
+        max_queue_bytes: 1 << 20,
     }
 }
 
@@ -137,7 +181,14 @@ impl Harness {
     /// Like `new`, with the fake CSMS set up by `setup` before the station's first connect.
     pub fn new_with(config: StationConfig, setup: impl FnOnce(&mut FakeCsms)) -> Harness {
         let now = Instant::ZERO;
-        let station = Station::new(config, now, UtcTime::from_unix_millis(STATION_EPOCH_MS), 42);
+        let station = Station::new(
+            config.clone(),
+            Default::default(),
+            now,
+            UtcTime::from_unix_millis(STATION_EPOCH_MS),
+            42,
+        );
+        let meters = config.evses.iter().map(|e| (e.id, 11_000.0, 0.0)).collect();
         let mut h = Harness {
             station,
             now,
@@ -148,6 +199,12 @@ impl Harness {
             raw_answers: Vec::new(),
             pings: 0,
             disconnects: Vec::new(),
+            journal: MemoryJournal::default(),
+            batches: 0,
+            power_paths: Vec::new(),
+            meters,
+            config,
+            seed: 42,
         };
         setup(&mut h.csms);
         h.fire_due();
@@ -181,8 +238,86 @@ impl Harness {
                     assert!(self.connected, "sent while not connected: {text}");
                     self.receive(&text);
                 }
+                Output::SendQueued {
+                    queue_seq,
+                    message_id,
+                } => {
+                    assert!(self.connected, "sent a queued message while not connected");
+                    let message = self
+                        .journal
+                        .payload(queue_seq)
+                        .unwrap_or_else(|| {
+                            panic!("queued message {queue_seq} was not persisted before sending")
+                        })
+                        .clone();
+                    let text =
+                        rpc::encode_call(&message_id, &message.meta.action, &message.payload);
+                    self.receive(&text);
+                }
+                Output::Persist(batch) => {
+                    self.journal.apply(&batch);
+                    self.batches += 1;
+                }
+                Output::PowerPath { evse, closed } => {
+                    self.power_paths.retain(|(e, _)| *e != evse);
+                    self.power_paths.push((evse, closed));
+                }
             }
         }
+    }
+
+    /// Whether the EVSE's power path is closed.
+    pub fn power_path(&self, evse: u32) -> bool {
+        self.power_paths.iter().any(|(e, c)| *e == evse && *c)
+    }
+
+    /// Simulated meters advance to `self.now` (energy grows while the power path is closed)
+    /// and report to the station, as the shell does before every event.
+    fn feed_meters(&mut self, elapsed: Duration) {
+        let hours = elapsed.as_secs_f64() / 3600.0;
+        for i in 0..self.meters.len() {
+            let (evse, power, energy) = self.meters[i];
+            let closed = self.power_path(evse);
+            let energy = if closed {
+                energy + power * hours
+            } else {
+                energy
+            };
+            self.meters[i].2 = energy;
+            let reading = MeterReading {
+                energy_wh: energy,
+                power_w: if closed { power } else { 0.0 },
+                current_a: if closed { power / 3.0 / 230.0 } else { 0.0 },
+                voltage_v: 230.0,
+            };
+            let _ = self
+                .station
+                .handle_input(self.now, Input::Meter { evse, reading });
+        }
+        self.settle();
+    }
+
+    /// Rebuilds the station from what it persisted, as a restart of the process would: same
+    /// virtual time, a new random seed, the connection gone. `clean` records a clean shutdown
+    /// (SIGTERM) first, as the shell does.
+    pub fn power_cycle(&mut self, clean: bool) {
+        if clean {
+            self.journal.apply(&[super::persist::PersistOp::PutMeta {
+                key: super::station::CLEAN_SHUTDOWN_KEY.into(),
+                value: "1".into(),
+            }]);
+        }
+        self.seed += 1;
+        self.connected = false;
+        self.power_paths.clear();
+        self.station = Station::new(
+            self.config.clone(),
+            self.journal.load(),
+            self.now,
+            UtcTime::from_unix_millis(STATION_EPOCH_MS + self.now.as_millis() as i64),
+            self.seed,
+        );
+        self.fire_due();
     }
 
     fn receive(&mut self, text: &str) {
@@ -209,7 +344,11 @@ impl Harness {
                     action: action.clone(),
                     payload: payload.clone(),
                 });
-                if self.csms.answering {
+                if self.csms.failing.contains(&action.as_str()) {
+                    let error = rpc::CallError::new(rpc::CallErrorCode::InternalError, "test");
+                    self.station
+                        .handle_frame(self.now, &rpc::encode_error(&id, &error));
+                } else if self.csms.answering {
                     let answer = self.csms.answer(self.now, &action, &payload);
                     assert!(
                         v201::validate::validate(known.response_schema(), &answer).is_ok(),
@@ -245,11 +384,15 @@ impl Harness {
             if t > end {
                 break;
             }
+            let before = self.now;
             self.now = self.now.max(t);
+            self.feed_meters(self.now - before);
             self.station.handle_timeout(self.now);
             self.settle();
         }
+        let before = self.now;
         self.now = end;
+        self.feed_meters(self.now - before);
         self.fire_due();
     }
 
@@ -265,6 +408,29 @@ impl Harness {
                 .handle_disconnected(self.now, "dropped by the test");
             self.settle();
         }
+    }
+
+    /// Presents an idToken (type ISO14443) at an EVSE's reader.
+    pub fn token(&mut self, evse: u32, id_token: &str) {
+        self.station
+            .handle_input(
+                self.now,
+                Input::Token {
+                    evse,
+                    id_token: json!({"idToken": id_token, "type": "ISO14443"}),
+                },
+            )
+            .expect("known EVSE and valid token");
+        self.settle();
+    }
+
+    /// The TransactionEvents the CSMS received, in order.
+    pub fn events(&self) -> Vec<&Value> {
+        self.csms
+            .of("TransactionEvent")
+            .into_iter()
+            .map(|r| &r.payload)
+            .collect()
     }
 
     pub fn plug(&mut self, evse: u32, connector: u32, plugged: bool) {

@@ -16,36 +16,47 @@ pub enum Timer {
     Ping,
     /// The last ping got no pong in time: the link is dead.
     PongTimeout,
+    /// Retry the head of the transaction queue (E13.FR.03).
+    QueueRetry,
+    /// Clock-aligned meter values (AlignedDataCtrlr.Interval).
+    AlignedData,
+    /// Clock-aligned values for Ended events (AlignedDataCtrlr.TxEndedInterval).
+    AlignedTxEnded,
+    /// Periodic TransactionEvent Updated of an EVSE (SampledDataCtrlr.TxUpdatedInterval).
+    TxUpdated(u32),
+    /// A sample for the Ended event of an EVSE's transaction (SampledDataCtrlr.TxEndedInterval).
+    TxEndedSample(u32),
+    /// Authorized but no EV connected within EVConnectionTimeOut (E03.FR.05).
+    EvConnectTimeout(u32),
+    /// Persist the latest meter reading of a charging EVSE so a power loss ends the
+    /// transaction with a recent value.
+    MeterCheckpoint(u32),
 }
 
-impl Timer {
-    const COUNT: usize = 6;
-    const ALL: [Timer; Timer::COUNT] = [
-        Timer::Connect,
-        Timer::BootRetry,
-        Timer::Heartbeat,
-        Timer::CallTimeout,
-        Timer::Ping,
-        Timer::PongTimeout,
-    ];
-}
-
+/// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a
+/// small vector beats a map.
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
-    deadlines: [Option<Instant>; Timer::COUNT],
+    deadlines: Vec<(Timer, Instant)>,
 }
 
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer as usize] = Some(at);
+        match self.deadlines.iter_mut().find(|(t, _)| *t == timer) {
+            Some(entry) => entry.1 = at,
+            None => self.deadlines.push((timer, at)),
+        }
     }
 
     pub fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer as usize] = None;
+        self.deadlines.retain(|(t, _)| *t != timer);
     }
 
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer as usize]
+        self.deadlines
+            .iter()
+            .find(|(t, _)| *t == timer)
+            .map(|(_, at)| *at)
     }
 
     pub fn is_set(&self, timer: Timer) -> bool {
@@ -53,19 +64,20 @@ impl TimerTable {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        self.deadlines.iter().map(|(_, at)| *at).min()
     }
 
-    /// Stops and returns the timers due at `now`, in declaration order.
-    pub fn expire(&mut self, now: Instant) -> impl Iterator<Item = Timer> + use<> {
-        let mut due = Vec::new();
-        for t in Timer::ALL {
-            if self.get(t).is_some_and(|d| d <= now) {
-                self.stop(t);
-                due.push(t);
-            }
-        }
-        due.into_iter()
+    /// Stops and returns the timers due at `now`, earliest first.
+    pub fn expire(&mut self, now: Instant) -> Vec<Timer> {
+        let mut due: Vec<(Timer, Instant)> = self
+            .deadlines
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .copied()
+            .collect();
+        due.sort_by_key(|(_, at)| *at);
+        self.deadlines.retain(|(_, at)| *at > now);
+        due.into_iter().map(|(t, _)| t).collect()
     }
 }
 
@@ -126,7 +138,7 @@ mod tests {
         t.set(Timer::Heartbeat, Instant::from_millis(500));
         t.set(Timer::Ping, Instant::from_millis(200));
         assert_eq!(t.next_deadline(), Some(Instant::from_millis(200)));
-        let due: Vec<_> = t.expire(Instant::from_millis(300)).collect();
+        let due = t.expire(Instant::from_millis(300));
         assert_eq!(due, vec![Timer::Ping]);
         assert!(!t.is_set(Timer::Ping));
         assert_eq!(t.next_deadline(), Some(Instant::from_millis(500)));

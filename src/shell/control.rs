@@ -23,6 +23,17 @@ pub enum Request {
         connector: u32,
         state: PlugState,
     },
+    /// An idToken presented at the EVSE's (simulated) reader.
+    Token {
+        evse: u32,
+        id_token: String,
+        #[serde(default = "iso14443")]
+        token_type: String,
+    },
+}
+
+fn iso14443() -> String {
+    "ISO14443".into()
 }
 
 fn one() -> u32 {

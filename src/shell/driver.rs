@@ -1,17 +1,24 @@
-//! The event loop: owns the WebSocket, the control socket, GPIO watchers, the store and systemd
-//! notification; feeds events into the core and executes its effects in order.
+//! The event loop: owns the WebSocket, the control socket, GPIO watchers, meters and
+//! contactors, the journal and systemd notification; feeds events into the core and executes
+//! its effects in order.
 
 use super::control::{self, PlugState, Request as ControlRequest, Response as ControlResponse};
 use super::gpio;
-use super::store::Store;
+use super::hardware::{Contactor, EvseHardware};
+use super::journal::Journal;
 use super::systemd::Notifier;
 use super::ws::{ConnectError, Connector, Ws};
 use crate::config::{Config, PlugConfig};
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
-use crate::ocpp::station::{EvseLayout, Identity, Input, Output, Station, StationConfig};
+use crate::ocpp::persist::{PersistOp, Persisted};
+use crate::ocpp::rpc;
+use crate::ocpp::station::{
+    CLEAN_SHUTDOWN_KEY, EvseLayout, Identity, Input, Output, Station, StationConfig,
+};
 use crate::ocpp::v201::BootReasonEnum;
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -23,15 +30,17 @@ use tracing::{debug, error, info, trace, warn};
 
 /// A write that takes longer than this means the link is stuck.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// The meta key under which a requested boot reason survives a restart.
-const BOOT_REASON_KEY: &str = "next_boot_reason";
+/// While the journal cannot write, how often to try again.
+const JOURNAL_RETRY: Duration = Duration::from_secs(5);
+/// While energy flows, how often the sim meters report to the core.
+const METER_TICK: Duration = Duration::from_secs(1);
 
 /// Why the agent could not run; `main` maps each to an exit code.
 #[derive(Debug)]
 pub enum RunError {
     /// Bad configuration discovered at start (e.g. an unreadable certificate).
     Config(String),
-    /// The store or the control socket could not be created.
+    /// The control socket or a hardware line could not be set up.
     CantCreate(String),
     /// The runtime failed.
     Io(String),
@@ -45,7 +54,7 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Hardware and local events for the loop.
+/// Hardware events for the loop.
 enum Event {
     Plug {
         evse: u32,
@@ -75,6 +84,10 @@ fn system_utc() -> UtcTime {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     UtcTime::from_unix_millis(ms)
+}
+
+fn sim_meter_key(evse: u32) -> String {
+    format!("sim_meter.{evse}")
 }
 
 fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<StationConfig, RunError> {
@@ -110,28 +123,56 @@ fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<Statio
             .collect(),
         boot_reason,
         variables,
+        max_queue_bytes: config.storage.max_queue_bytes,
     })
+}
+
+/// The sim meter's register at start: what was saved when its contactor last opened, or the
+/// last reading of a transaction the previous run left open, whichever is higher (a crash
+/// while charging leaves the saved value behind).
+fn initial_register(persisted: &Persisted, evse: u32) -> f64 {
+    let saved = persisted
+        .meta(&sim_meter_key(evse))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let from_tx = persisted
+        .transactions
+        .iter()
+        .filter(|t| t.evse == evse)
+        .filter_map(|t| t.last_meter.as_ref())
+        .filter_map(|mv| {
+            mv["sampledValue"]
+                .as_array()?
+                .iter()
+                .find(|s| s["measurand"] == "Energy.Active.Import.Register")?["value"]
+                .as_f64()
+        })
+        .fold(0.0, f64::max);
+    saved.max(from_tx)
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(config: Config, notifier: Notifier) -> Result<(), RunError> {
-    let store = Store::open(&config.storage.path).map_err(|e| {
-        RunError::CantCreate(format!("store {}: {e}", config.storage.path.display()))
-    })?;
-    let boot_reason = match store.get_meta(BOOT_REASON_KEY) {
-        Ok(Some(reason)) => serde_json::from_value(serde_json::Value::String(reason))
-            .unwrap_or(BootReasonEnum::PowerUp),
-        _ => BootReasonEnum::PowerUp,
-    };
-    let _ = store.delete_meta(BOOT_REASON_KEY);
+    let mut journal = Journal::open(&config.storage.path);
+    let persisted = journal.load();
     let connector = Connector::from_config(&config).map_err(RunError::Config)?;
+
+    let mut hardware = Vec::new();
+    for evse in &config.evse {
+        let label = format!("evse {}", evse.id);
+        let contactor = Contactor::open(&evse.contactor, &label)
+            .map_err(|e| RunError::CantCreate(format!("{label} contactor: {e}")))?;
+        let register = initial_register(&persisted, evse.id);
+        hardware.push(EvseHardware::new(evse.id, &evse.meter, contactor, register));
+    }
 
     let clock = Clock {
         start: std::time::Instant::now(),
     };
     let seed = getrandom::u64().map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
-    let mut station = Station::new(
-        station_config(&config, boot_reason)?,
+    let station = Station::new(
+        station_config(&config, BootReasonEnum::PowerUp)?,
+        persisted,
         clock.now(),
         system_utc(),
         seed,
@@ -143,10 +184,10 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), RunError> {
             config.control.socket.display()
         ))
     })?;
-    let (jobs_tx, mut jobs) = mpsc::channel::<control::Job>(16);
+    let (jobs_tx, jobs) = mpsc::channel::<control::Job>(16);
     tokio::spawn(control::serve(listener, jobs_tx));
 
-    let (events_tx, mut events) = mpsc::channel::<Event>(64);
+    let (events_tx, events) = mpsc::channel::<Event>(64);
     for evse in &config.evse {
         for (connector_id, plug) in evse.plugs() {
             if let PlugConfig::Gpio(line) = plug {
@@ -172,154 +213,301 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), RunError> {
     }
     drop(events_tx);
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
-    let mut watchdog = notifier.watchdog_interval().map(tokio::time::interval);
-
     info!(
         url = connector.url(),
         station = config.station.id,
         "ocpp-agent started"
     );
-    let mut link = Link::default();
-    let mut ready_sent = false;
-    loop {
-        // Execute every effect the core produced, strictly in order.
-        while let Some(output) = station.poll_output() {
-            match output {
-                Output::Connect => {
-                    let connector = connector.clone();
-                    link.connecting = Some(tokio::spawn(async move { connector.connect().await }));
-                    if !ready_sent {
-                        // READY once the store is open and the first connect is under way.
-                        notifier.ready();
-                        ready_sent = true;
-                    }
-                }
-                Output::Send(text) => {
-                    if let Err(e) = link.send(Message::text(text)).await {
-                        station.handle_disconnected(clock.now(), &e);
-                    }
-                }
-                Output::Ping => {
-                    if let Err(e) = link.send(Message::Ping(Vec::new().into())).await {
-                        station.handle_disconnected(clock.now(), &e);
-                    }
-                }
-                Output::Disconnect { reason } => link.close(&reason).await,
-            }
-        }
+    let mut agent = Agent {
+        config,
+        station,
+        journal,
+        hardware,
+        clock,
+        notifier,
+        connector,
+        link: Link::default(),
+        ready_sent: false,
+    };
+    let result = agent.run(events, jobs).await;
+    agent.shutdown().await;
+    result
+}
 
-        let deadline = station.poll_timeout().map(|t| clock.deadline(t));
-        tokio::select! {
-            result = connect_result(&mut link.connecting), if link.connecting.is_some() => {
-                link.connecting = None;
-                match result {
-                    Ok(ws) => {
-                        link.ws = Some(ws);
-                        notifier.status("connected to the CSMS");
-                        station.handle_connected(clock.now());
-                    }
-                    Err(e) => {
-                        notifier.status(&format!("offline: {e}"));
-                        station.handle_connect_failed(clock.now(), &e.to_string());
+struct Agent {
+    config: Config,
+    station: Station,
+    journal: Journal,
+    hardware: Vec<EvseHardware>,
+    clock: Clock,
+    notifier: Notifier,
+    connector: Connector,
+    link: Link,
+    ready_sent: bool,
+}
+
+impl Agent {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut jobs: mpsc::Receiver<control::Job>,
+    ) -> Result<(), RunError> {
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
+        let mut watchdog = self.notifier.watchdog_interval().map(tokio::time::interval);
+        loop {
+            self.execute_outputs().await;
+
+            let deadline = self.station.poll_timeout().map(|t| self.clock.deadline(t));
+            // Wake-ups only for real work: meters tick only while energy flows, the journal
+            // retries only while degraded.
+            let meter_tick = self.hardware.iter().any(|h| h.meter.is_flowing());
+            let journal_retry = self.journal.stats().degraded;
+            tokio::select! {
+                result = connect_result(&mut self.link.connecting), if self.link.connecting.is_some() => {
+                    self.link.connecting = None;
+                    self.feed_meters();
+                    match result {
+                        Ok(ws) => {
+                            self.link.ws = Some(ws);
+                            self.notifier.status("connected to the CSMS");
+                            self.station.handle_connected(self.clock.now());
+                        }
+                        Err(e) => {
+                            self.notifier.status(&format!("offline: {e}"));
+                            self.station.handle_connect_failed(self.clock.now(), &e.to_string());
+                        }
                     }
                 }
-            }
-            message = next_message(&mut link.ws), if link.ws.is_some() => {
-                match message {
-                    Some(Ok(Message::Text(text))) => {
-                        trace!(frame = %text.as_str(), "received");
-                        station.handle_frame(clock.now(), text.as_str());
-                    }
-                    Some(Ok(Message::Pong(_))) => station.handle_pong(clock.now()),
-                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Binary(_))) => {
-                        warn!("ignoring a binary WebSocket message (OCPP-J uses text)");
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        link.ws = None;
-                        let reason = frame.map(|f| format!("closed by the CSMS: {} {}", f.code, f.reason)).unwrap_or_else(|| "closed by the CSMS".into());
-                        station.handle_disconnected(clock.now(), &reason);
-                    }
-                    Some(Err(e)) => {
-                        link.ws = None;
-                        station.handle_disconnected(clock.now(), &e.to_string());
-                    }
-                    None => {
-                        link.ws = None;
-                        station.handle_disconnected(clock.now(), "connection closed");
+                message = next_message(&mut self.link.ws), if self.link.ws.is_some() => {
+                    self.feed_meters();
+                    self.received(message);
+                }
+                _ = sleep_until(deadline) => {
+                    self.feed_meters();
+                    self.station.handle_timeout(self.clock.now());
+                }
+                _ = tokio::time::sleep(METER_TICK), if meter_tick => self.feed_meters(),
+                _ = tokio::time::sleep(JOURNAL_RETRY), if journal_retry => self.journal.retry(),
+                Some(Event::Plug { evse, connector, plugged }) = events.recv() => {
+                    self.feed_meters();
+                    if let Err(e) = self.station.handle_input(self.clock.now(), Input::Plug { evse, connector, plugged }) {
+                        error!(error = %e, "plug event for an unknown connector");
                     }
                 }
-            }
-            _ = sleep_until(deadline) => station.handle_timeout(clock.now()),
-            Some(Event::Plug { evse, connector, plugged }) = events.recv() => {
-                if let Err(e) = station.handle_input(clock.now(), Input::Plug { evse, connector, plugged }) {
-                    error!(error = %e, "plug event for an unknown connector");
+                Some((request, reply)) = jobs.recv() => {
+                    self.feed_meters();
+                    let response = self.control(request);
+                    let _ = reply.send(response);
                 }
+                _ = tick(&mut watchdog) => self.notifier.watchdog(),
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()); }
             }
-            Some((request, reply)) = jobs.recv() => {
-                let response = control_request(&config, &mut station, &clock, request);
-                let _ = reply.send(response);
-            }
-            _ = tick(&mut watchdog) => notifier.watchdog(),
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
         }
     }
 
-    notifier.stopping();
-    link.close("the agent is stopping").await;
-    let _ = std::fs::remove_file(&config.control.socket);
-    info!("stopped");
-    Ok(())
-}
+    fn received(
+        &mut self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) {
+        let now = self.clock.now();
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                trace!(frame = %text.as_str(), "received");
+                self.station.handle_frame(now, text.as_str());
+            }
+            Some(Ok(Message::Pong(_))) => self.station.handle_pong(now),
+            Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
+            Some(Ok(Message::Binary(_))) => {
+                warn!("ignoring a binary WebSocket message (OCPP-J uses text)");
+            }
+            Some(Ok(Message::Close(frame))) => {
+                // RFC 6455 5.5.1: answer the CSMS's Close; tungstenite queued the reply, a
+                // flush sends it.
+                if let Some(mut ws) = self.link.ws.take() {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    });
+                }
+                let reason = frame
+                    .map(|f| format!("closed by the CSMS: {} {}", f.code, f.reason))
+                    .unwrap_or_else(|| "closed by the CSMS".into());
+                self.station.handle_disconnected(now, &reason);
+            }
+            Some(Err(e)) => {
+                self.link.ws = None;
+                self.station.handle_disconnected(now, &e.to_string());
+            }
+            None => {
+                self.link.ws = None;
+                self.station.handle_disconnected(now, "connection closed");
+            }
+        }
+    }
 
-fn control_request(
-    config: &Config,
-    station: &mut Station,
-    clock: &Clock,
-    request: ControlRequest,
-) -> ControlResponse {
-    match request {
-        ControlRequest::Status => match serde_json::to_value(station.snapshot(clock.now())) {
-            Ok(v) => ControlResponse::ok(v),
-            Err(e) => ControlResponse::error(e.to_string()),
-        },
-        ControlRequest::Plug {
-            evse,
-            connector,
-            state,
-        } => {
-            let backend = config.evse.iter().find(|e| e.id == evse).and_then(|e| {
-                e.plugs()
-                    .into_iter()
-                    .find(|(c, _)| *c == connector)
-                    .map(|(_, p)| p.clone())
-            });
-            match backend {
-                None => ControlResponse::error(format!("no connector {connector} on EVSE {evse}")),
-                Some(PlugConfig::Gpio(_)) => ControlResponse::error(format!(
-                    "EVSE {evse} connector {connector} reads its plug from GPIO; only `sim` plugs can be set"
-                )),
-                Some(PlugConfig::Sim) => {
-                    let plugged = state == PlugState::In;
-                    match station.handle_input(
-                        clock.now(),
-                        Input::Plug {
-                            evse,
-                            connector,
-                            plugged,
-                        },
-                    ) {
-                        Ok(()) => ControlResponse::ok(serde_json::json!({
-                            "evse": evse, "connector": connector, "plugged": plugged
-                        })),
-                        Err(e) => ControlResponse::error(e.to_string()),
+    /// Gives the core the meters' current readings (only what changed).
+    fn feed_meters(&mut self) {
+        let now = std::time::Instant::now();
+        for hw in &mut self.hardware {
+            if let Some(reading) = hw.fresh_reading(now) {
+                let _ = self.station.handle_input(
+                    self.clock.now(),
+                    Input::Meter {
+                        evse: hw.evse,
+                        reading,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Executes every effect the core produced, strictly in order: a Persist is applied
+    /// before anything after it goes on the wire.
+    async fn execute_outputs(&mut self) {
+        while let Some(output) = self.station.poll_output() {
+            match output {
+                Output::Connect => {
+                    let connector = self.connector.clone();
+                    self.link.connecting =
+                        Some(tokio::spawn(async move { connector.connect().await }));
+                    if !self.ready_sent {
+                        // READY once the journal is open and the first connect is under way.
+                        self.notifier.ready();
+                        self.ready_sent = true;
+                    }
+                }
+                Output::Send(text) => self.send(Message::text(text)).await,
+                Output::SendQueued {
+                    queue_seq,
+                    message_id,
+                } => match self.journal.queued(queue_seq) {
+                    Some(m) => {
+                        let text = rpc::encode_call(&message_id, &m.meta.action, &m.payload);
+                        self.send(Message::text(text)).await;
+                    }
+                    // Cannot happen while the journal keeps what it could not write; if it
+                    // does, the core's MessageTimeout counts a failed attempt.
+                    None => error!(queue_seq, "queued message missing from the journal"),
+                },
+                Output::Ping => self.send(Message::Ping(Vec::new().into())).await,
+                Output::Disconnect { reason } => self.link.close(&reason).await,
+                Output::Persist(batch) => self.journal.apply(&batch),
+                Output::PowerPath { evse, closed } => {
+                    let now = std::time::Instant::now();
+                    if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
+                        let register = hw.set_power_path(closed, now);
+                        if !closed {
+                            self.journal.apply(&[PersistOp::PutMeta {
+                                key: sim_meter_key(evse),
+                                value: register.to_string(),
+                            }]);
+                        }
                     }
                 }
             }
         }
+    }
+
+    async fn send(&mut self, message: Message) {
+        if let Err(e) = self.link.send(message).await {
+            self.station.handle_disconnected(self.clock.now(), &e);
+        }
+    }
+
+    fn control(&mut self, request: ControlRequest) -> ControlResponse {
+        let now = self.clock.now();
+        match request {
+            ControlRequest::Status => {
+                let mut status =
+                    serde_json::to_value(self.station.snapshot(now)).unwrap_or_default();
+                let stats = self.journal.stats();
+                status["journal"] = json!({
+                    "degraded": stats.degraded,
+                    "pending_batches": stats.pending_batches,
+                    "pending_bytes": stats.pending_bytes,
+                    "last_error": stats.last_error,
+                });
+                ControlResponse::ok(status)
+            }
+            ControlRequest::Plug {
+                evse,
+                connector,
+                state,
+            } => {
+                let backend = self
+                    .config
+                    .evse
+                    .iter()
+                    .find(|e| e.id == evse)
+                    .and_then(|e| {
+                        e.plugs()
+                            .into_iter()
+                            .find(|(c, _)| *c == connector)
+                            .map(|(_, p)| p.clone())
+                    });
+                match backend {
+                    None => {
+                        ControlResponse::error(format!("no connector {connector} on EVSE {evse}"))
+                    }
+                    Some(PlugConfig::Gpio(_)) => ControlResponse::error(format!(
+                        "EVSE {evse} connector {connector} reads its plug from GPIO; only `sim` plugs can be set"
+                    )),
+                    Some(PlugConfig::Sim) => {
+                        let plugged = state == PlugState::In;
+                        let input = Input::Plug {
+                            evse,
+                            connector,
+                            plugged,
+                        };
+                        match self.station.handle_input(now, input) {
+                            Ok(()) => ControlResponse::ok(json!({
+                                "evse": evse, "connector": connector, "plugged": plugged
+                            })),
+                            Err(e) => ControlResponse::error(e.to_string()),
+                        }
+                    }
+                }
+            }
+            ControlRequest::Token {
+                evse,
+                id_token,
+                token_type,
+            } => {
+                let input = Input::Token {
+                    evse,
+                    id_token: json!({ "idToken": id_token, "type": token_type }),
+                };
+                match self.station.handle_input(now, input) {
+                    Ok(()) => ControlResponse::ok(json!({ "evse": evse, "presented": true })),
+                    Err(e) => ControlResponse::error(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// STOPPING, the sim meters' registers saved, a clean-shutdown mark (open transactions
+    /// end with stoppedReason Reboot at the next start), the WebSocket closed.
+    async fn shutdown(&mut self) {
+        self.notifier.stopping();
+        let now = std::time::Instant::now();
+        let mut batch = vec![PersistOp::PutMeta {
+            key: CLEAN_SHUTDOWN_KEY.into(),
+            value: "1".into(),
+        }];
+        for hw in &mut self.hardware {
+            let register = hw.set_power_path(false, now);
+            batch.push(PersistOp::PutMeta {
+                key: sim_meter_key(hw.evse),
+                value: register.to_string(),
+            });
+        }
+        self.journal.apply(&batch);
+        self.link.close("the agent is stopping").await;
+        let _ = std::fs::remove_file(&self.config.control.socket);
+        info!("stopped");
     }
 }
 

@@ -1,17 +1,26 @@
 //! Logging: to journald with structured fields when systemd connected our output to the journal
 //! (`$JOURNAL_STREAM`), else human-readable lines on stderr. `RUST_LOG` overrides `log.filter`.
+//!
+//! Filters are `target=level` directives (`info,ocpp_agent=debug`), parsed by
+//! `tracing_subscriber::filter::Targets`: the regex-based `EnvFilter` would add ~160 KiB to the
+//! binary for span-field filters nobody needs on a charger (BENCHMARKS.md).
 
 use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// Parses a filter as `log.filter` and `RUST_LOG` spell it.
+pub fn parse_filter(text: &str) -> Result<Targets, String> {
+    text.trim().parse::<Targets>().map_err(|e| e.to_string())
+}
 
 pub fn init(config_filter: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| f.parse::<EnvFilter>().ok())
-        .or_else(|| config_filter.parse().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .and_then(|f| parse_filter(&f).ok())
+        .or_else(|| parse_filter(config_filter).ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             // Fields become OCPP_ACTION, OCPP_MESSAGE_ID, OCPP_EVSE, ... (a prefix keeps them
@@ -20,16 +29,28 @@ pub fn init(config_filter: &str) {
                 .with_field_prefix(Some("OCPP".into()))
                 .with_syslog_identifier("ocpp-agent".into());
             let _ = tracing_subscriber::registry()
-                .with(filter)
                 .with(journald)
+                .with(filter)
                 .try_init();
             return;
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+        .with_target(false);
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(filter)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filters_parse_like_rust_log() {
+        assert!(super::parse_filter("info").is_ok());
+        assert!(super::parse_filter("warn,ocpp_agent=debug").is_ok());
+        assert!(super::parse_filter("info,=nonsense=").is_err());
+    }
 }

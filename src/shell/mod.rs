@@ -3,6 +3,8 @@
 pub mod control;
 pub mod driver;
 pub mod gpio;
+pub mod hardware;
+pub mod journal;
 pub mod logging;
 pub mod store;
 pub mod systemd;

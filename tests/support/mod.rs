@@ -15,18 +15,48 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The agent under test: this build's binary, or `OCPP_TEST_AGENT_BIN` (e.g.
+/// `scripts/qemu-agent.sh`, which runs the ARMv7 build under qemu-arm).
 pub fn agent_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ocpp-agent"))
+    match std::env::var_os("OCPP_TEST_AGENT_BIN") {
+        Some(bin) => {
+            let bin = PathBuf::from(bin);
+            if bin.is_relative() {
+                repo().join(bin)
+            } else {
+                bin
+            }
+        }
+        None => PathBuf::from(env!("CARGO_BIN_EXE_ocpp-agent")),
+    }
 }
 
-/// The venv's Python with the `ocpp` package, or `None` (test skipped) outside CI. Under
-/// `CI=true` a missing peer fails the test.
-pub fn python() -> Option<PathBuf> {
-    let python = repo().join(".venv/bin/python");
-    if python.exists() {
-        return Some(python);
+/// Which independent CSMS peer the end-to-end tests talk to: `OCPP_PEER=python` (default, the
+/// PyPI `ocpp` package, tests/csms/csms.py) or `OCPP_PEER=js` (the npm `ocpp-rpc` package in
+/// strict mode, tests/csms-js/csms.js). Both speak the same CLI, log and admin protocol.
+pub fn peer_command() -> Option<Command> {
+    let peer = std::env::var("OCPP_PEER").unwrap_or_else(|_| "python".into());
+    let (program, script, setup) = match peer.as_str() {
+        "js" => (
+            PathBuf::from("node"),
+            repo().join("tests/csms-js/csms.js"),
+            repo().join("tests/csms-js/node_modules/ocpp-rpc"),
+        ),
+        "python" => (
+            repo().join(".venv/bin/python"),
+            repo().join("tests/csms/csms.py"),
+            repo().join(".venv/bin/python"),
+        ),
+        other => panic!("OCPP_PEER={other}: expected python or js"),
+    };
+    if setup.exists() {
+        let mut command = Command::new(program);
+        command.arg(script);
+        return Some(command);
     }
-    let msg = "the Python CSMS peer is not installed: run scripts/setup-python.sh";
+    let msg = format!(
+        "the {peer} CSMS peer is not installed: run scripts/setup-python.sh and scripts/setup-node.sh"
+    );
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg}");
     }
@@ -74,7 +104,7 @@ impl Csms {
     pub fn start(extra: &[&str]) -> Option<Csms> {
         let dir = tempfile::tempdir().unwrap();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        python()?;
+        peer_command()?;
         let (child, port, admin_port) =
             Self::spawn(dir.path(), 0, &args).unwrap_or_else(|e| panic!("{e}"));
         Some(Csms {
@@ -87,11 +117,10 @@ impl Csms {
     }
 
     fn spawn(dir: &Path, port: u16, extra: &[String]) -> Result<(Child, u16, u16), String> {
-        let python = python().ok_or("no Python peer")?;
+        let mut command = peer_command().ok_or("no CSMS peer")?;
         let port_file = dir.join(format!("port-{}", rand_suffix()));
         let admin_file = dir.join(format!("admin-{}", rand_suffix()));
-        let mut child = Command::new(python)
-            .arg(repo().join("tests/csms/csms.py"))
+        let mut child = command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--port-file")
             .arg(&port_file)
