@@ -12,6 +12,7 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CANTCREAT: u8 = 73;
+const EX_TEMPFAIL: u8 = 75;
 const EX_CONFIG: u8 = 78;
 
 const USAGE: &str = "\
@@ -23,12 +24,13 @@ USAGE:
     ocpp-agent ctl [--socket PATH | --config FILE] status
     ocpp-agent ctl [--socket PATH | --config FILE] plug EVSE in|out [--connector N]
     ocpp-agent ctl [--socket PATH | --config FILE] token EVSE IDTOKEN [--type TYPE]
+    ocpp-agent ctl [--socket PATH | --config FILE] variables [COMPONENT]
     ocpp-agent --version
 
 The configuration defaults to /etc/ocpp-agent/agent.toml; OCPP_AGENT_<SECTION>__<KEY>
 environment variables override it (e.g. OCPP_AGENT_CSMS__URL).
 
-EXIT CODES: 0 ok, 64 usage, 69 agent not reachable, 73 control socket or hardware line failed,
+EXIT CODES: 0 ok, 64 usage, 69 agent not reachable, 75 restart requested (OCPP Reset), 73 control socket or hardware line failed,
 78 bad configuration.
 
 TOKEN TYPES: Central, eMAID, ISO14443 (default), ISO15693, KeyCode, Local, MacAddress,
@@ -133,6 +135,10 @@ fn parse_args() -> Result<Command, String> {
                     id_token: id_token.to_string(),
                     token_type: token_type.unwrap_or_else(|| "ISO14443".into()),
                 },
+                ["variables"] => Request::Variables { component: None },
+                ["variables", component] => Request::Variables {
+                    component: Some(component.to_string()),
+                },
                 [] => return Err("ctl needs a command".into()),
                 other => return Err(format!("unknown ctl command {:?}", other.join(" "))),
             };
@@ -197,7 +203,9 @@ fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => Err(RunError::Io(e.to_string())),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(driver::Exit::Stopped) => ExitCode::SUCCESS,
+        // OCPP Reset: systemd restarts us (Restart=on-failure, RestartForceExitStatus=75).
+        Ok(driver::Exit::Reboot) => ExitCode::from(EX_TEMPFAIL),
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("ocpp-agent: {e}");

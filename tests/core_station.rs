@@ -260,8 +260,10 @@ fn one_call_in_flight_at_a_time() {
     let boot_id = h.csms.received[0].id.clone();
     let answer = json!({"currentTime":"2025-01-01T00:00:00Z","interval":300,"status":"Accepted"});
     h.send_raw(&format!(r#"[3,"{boot_id}",{answer}]"#));
-    // Then, one after the other: three statuses, the plug's Occupied is in them, and the
-    // transaction the plug-in started.
+    // Then, one after the other: three statuses, the plug's Occupied is in them, then the
+    // durable queue: the security events of the start-up (StartupOfTheDevice, and
+    // SettingSystemTime as the station's clock was 25 years off) and the transaction the
+    // plug-in started.
     assert_eq!(
         h.csms.actions(),
         vec![
@@ -269,6 +271,8 @@ fn one_call_in_flight_at_a_time() {
             "StatusNotification",
             "StatusNotification",
             "StatusNotification",
+            "SecurityEventNotification",
+            "SecurityEventNotification",
             "TransactionEvent"
         ]
     );
@@ -336,7 +340,7 @@ fn malformed_frames_get_the_right_callerror() {
             "FormatViolation",
         ),
         (
-            "[2, \"j\", \"Reset\", {\"type\": \"Immediate\"}]",
+            "[2, \"j\", \"CancelReservation\", {\"reservationId\": 3}]",
             "j",
             "NotSupported",
         ),

@@ -1,26 +1,74 @@
 //! The device model (part 2, B05-B07 and the appendices' component/variable lists), declared as
-//! data in one table. Each variable here is read by the core where it changes behaviour.
+//! data in one table: every variable with its component, characteristics, mutability and
+//! default. Stored variables keep their value here (and in the journal once the CSMS set them);
+//! dynamic ones (availability, clock, power, ...) are computed by the station when read. Each
+//! variable is read by the core where it changes behaviour.
 
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
     Integer,
+    Decimal,
     Boolean,
     String,
+    DateTime,
+    /// One of the listed values.
+    OptionList(&'static [&'static str]),
     /// A comma-separated subset of the listed values (may be empty).
     MemberList(&'static [&'static str]),
+    /// A comma-separated ordered list of the listed values, each at most once.
+    SequenceList(&'static [&'static str]),
 }
 
 impl DataType {
+    /// The `DataEnumType` value of the characteristics.
     pub fn as_str(self) -> &'static str {
         match self {
             DataType::Integer => "integer",
+            DataType::Decimal => "decimal",
             DataType::Boolean => "boolean",
             DataType::String => "string",
+            DataType::DateTime => "dateTime",
+            DataType::OptionList(_) => "OptionList",
             DataType::MemberList(_) => "MemberList",
+            DataType::SequenceList(_) => "SequenceList",
         }
     }
+
+    pub fn values_list(self) -> Option<&'static [&'static str]> {
+        match self {
+            DataType::OptionList(v) | DataType::MemberList(v) | DataType::SequenceList(v) => {
+                Some(v)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutability {
+    ReadOnly,
+    ReadWrite,
+    WriteOnly,
+}
+
+impl Mutability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutability::ReadOnly => "ReadOnly",
+            Mutability::ReadWrite => "ReadWrite",
+            Mutability::WriteOnly => "WriteOnly",
+        }
+    }
+}
+
+/// Where a component lives: once per station, per EVSE, or per connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Station,
+    Evse,
+    Connector,
 }
 
 /// The measurands this agent's meters can report (`SampledDataCtrlr.*Measurands`).
@@ -40,27 +88,100 @@ pub const TX_POINTS: &[&str] = &[
     "EnergyTransfer",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mutability {
-    ReadOnly,
-    ReadWrite,
-}
+/// `AvailabilityState` values (ConnectorStatusEnumType).
+pub const AVAILABILITY_STATES: &[&str] = &[
+    "Available",
+    "Occupied",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+];
+
+/// Time sources: the agent takes the time from the CSMS's Heartbeat/Boot answers (B01.FR.06)
+/// and never sets the system clock.
+pub const TIME_SOURCES: &[&str] = &["Heartbeat"];
 
 /// One declared variable: where it lives, its characteristics and default.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct VariableDef {
     pub component: &'static str,
     pub name: &'static str,
     pub instance: Option<&'static str>,
+    pub scope: Scope,
     pub data_type: DataType,
     pub unit: Option<&'static str>,
     pub min: Option<i64>,
     pub max: Option<i64>,
     pub mutability: Mutability,
     pub default: &'static str,
+    /// Computed from the station's state when read, not stored.
+    pub dynamic: bool,
+    /// A new value takes effect only after a restart (SetVariables answers RebootRequired).
+    pub reboot_required: bool,
+}
+
+const fn var(
+    component: &'static str,
+    name: &'static str,
+    data_type: DataType,
+    default: &'static str,
+) -> VariableDef {
+    VariableDef {
+        component,
+        name,
+        instance: None,
+        scope: Scope::Station,
+        data_type,
+        unit: None,
+        min: None,
+        max: None,
+        mutability: Mutability::ReadWrite,
+        default,
+        dynamic: false,
+        reboot_required: false,
+    }
 }
 
 impl VariableDef {
+    const fn instance(mut self, instance: &'static str) -> Self {
+        self.instance = Some(instance);
+        self
+    }
+    const fn unit(mut self, unit: &'static str) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+    const fn range(mut self, min: i64, max: i64) -> Self {
+        self.min = Some(min);
+        self.max = Some(max);
+        self
+    }
+    const fn min(mut self, min: i64) -> Self {
+        self.min = Some(min);
+        self
+    }
+    const fn read_only(mut self) -> Self {
+        self.mutability = Mutability::ReadOnly;
+        self
+    }
+    const fn dynamic(mut self) -> Self {
+        self.dynamic = true;
+        self.mutability = Mutability::ReadOnly;
+        self
+    }
+    const fn per_evse(mut self) -> Self {
+        self.scope = Scope::Evse;
+        self
+    }
+    const fn per_connector(mut self) -> Self {
+        self.scope = Scope::Connector;
+        self
+    }
+    const fn reboot(mut self) -> Self {
+        self.reboot_required = true;
+        self
+    }
+
     /// `Component.Variable` or `Component.Variable[Instance]`, as the TOML `[variables]` keys
     /// and the logs spell it.
     pub fn key(&self) -> String {
@@ -70,7 +191,8 @@ impl VariableDef {
         }
     }
 
-    fn check(&self, value: &str) -> Result<(), String> {
+    /// Whether `value` is acceptable for this variable (B05.FR.07/08).
+    pub fn check(&self, value: &str) -> Result<(), String> {
         match self.data_type {
             DataType::Integer => {
                 let v: i64 = value
@@ -85,16 +207,45 @@ impl VariableDef {
                 }
                 Ok(())
             }
+            DataType::Decimal => value
+                .trim()
+                .parse::<f64>()
+                .map(|_| ())
+                .map_err(|_| format!("{value:?} is not a decimal")),
             DataType::Boolean => match value {
                 "true" | "false" => Ok(()),
                 _ => Err(format!("{value:?} is not a boolean (true or false)")),
             },
-            DataType::String => Ok(()),
-            DataType::MemberList(allowed) => {
-                for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                    if !allowed.contains(&member) {
+            DataType::String | DataType::DateTime => {
+                if value.chars().count() > 1000 {
+                    Err("longer than 1000 characters".into())
+                } else {
+                    Ok(())
+                }
+            }
+            DataType::OptionList(allowed) => {
+                if allowed.contains(&value) {
+                    Ok(())
+                } else {
+                    Err(format!("{value:?} is not one of {}", allowed.join(", ")))
+                }
+            }
+            DataType::MemberList(allowed) | DataType::SequenceList(allowed) => {
+                let members: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .collect();
+                for (i, member) in members.iter().enumerate() {
+                    if !allowed.contains(member) {
                         return Err(format!("{member:?} is not one of {}", allowed.join(", ")));
                     }
+                    if members[..i].contains(member) {
+                        return Err(format!("{member:?} is listed twice"));
+                    }
+                }
+                if matches!(self.data_type, DataType::SequenceList(_)) && members.is_empty() {
+                    return Err("the list must not be empty".into());
                 }
                 Ok(())
             }
@@ -103,100 +254,91 @@ impl VariableDef {
 }
 
 macro_rules! variables {
-    ($( $id:ident : $comp:literal . $name:literal $([$inst:literal])?,
-        $ty:expr, unit $unit:expr, min $min:expr, max $max:expr, $mutability:ident, default $default:literal; )*) => {
+    ($( $id:ident => $def:expr; )*) => {
         /// Typed handle of a declared variable (index into [`VARIABLES`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Var { $($id),* }
 
-        pub static VARIABLES: &[VariableDef] = &[$(
-            VariableDef {
-                component: $comp,
-                name: $name,
-                instance: variables!(@inst $($inst)?),
-                data_type: $ty,
-                unit: $unit,
-                min: $min,
-                max: $max,
-                mutability: Mutability::$mutability,
-                default: $default,
-            }
-        ),*];
+        pub static VARIABLES: &[VariableDef] = &[$($def),*];
     };
-    (@inst $inst:literal) => { Some($inst) };
-    (@inst) => { None };
 }
 
-use DataType::{Boolean, Integer, MemberList};
+use DataType::{Boolean, DateTime, Decimal, Integer, MemberList, OptionList, SequenceList};
 
 variables! {
-    HeartbeatInterval: "OCPPCommCtrlr"."HeartbeatInterval",
-        Integer, unit Some("s"), min Some(1), max Some(86_400), ReadWrite, default "60";
-    MessageTimeout: "OCPPCommCtrlr"."MessageTimeout"["Default"],
-        Integer, unit Some("s"), min Some(1), max Some(3600), ReadOnly, default "30";
-    MessageAttemptsTransactionEvent: "OCPPCommCtrlr"."MessageAttempts"["TransactionEvent"],
-        Integer, unit None, min Some(1), max Some(100), ReadWrite, default "3";
-    MessageAttemptIntervalTransactionEvent: "OCPPCommCtrlr"."MessageAttemptInterval"["TransactionEvent"],
-        Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "60";
-    OfflineThreshold: "OCPPCommCtrlr"."OfflineThreshold",
-        Integer, unit Some("s"), min Some(0), max None, ReadWrite, default "180";
-    RetryBackOffRepeatTimes: "OCPPCommCtrlr"."RetryBackOffRepeatTimes",
-        Integer, unit None, min Some(0), max Some(16), ReadWrite, default "5";
-    RetryBackOffRandomRange: "OCPPCommCtrlr"."RetryBackOffRandomRange",
-        Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "10";
-    RetryBackOffWaitMinimum: "OCPPCommCtrlr"."RetryBackOffWaitMinimum",
-        Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "5";
-    WebSocketPingInterval: "OCPPCommCtrlr"."WebSocketPingInterval",
-        Integer, unit Some("s"), min Some(0), max Some(3600), ReadWrite, default "30";
+    // The station and its parts (dynamic: computed from the live state).
+    StationAvailabilityState => var("ChargingStation", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic();
+    StationAvailable => var("ChargingStation", "Available", Boolean, "true").dynamic();
+    StationSupplyPhases => var("ChargingStation", "SupplyPhases", Integer, "3").read_only();
+    EvseAvailabilityState => var("EVSE", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic().per_evse();
+    EvseAvailable => var("EVSE", "Available", Boolean, "true").dynamic().per_evse();
+    EvsePower => var("EVSE", "Power", Decimal, "0").unit("W").dynamic().per_evse();
+    EvseSupplyPhases => var("EVSE", "SupplyPhases", Integer, "3").read_only().per_evse();
+    ConnectorAvailabilityState => var("Connector", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic().per_connector();
+    ConnectorAvailable => var("Connector", "Available", Boolean, "true").dynamic().per_connector();
+    ConnectorType => var("Connector", "ConnectorType", DataType::String, "cType2").read_only().per_connector();
+    ConnectorSupplyPhases => var("Connector", "SupplyPhases", Integer, "3").read_only().per_connector();
 
-    TxStartPoint: "TxCtrlr"."TxStartPoint",
-        MemberList(TX_POINTS), unit None, min None, max None, ReadWrite, default "EVConnected,Authorized";
-    TxStopPoint: "TxCtrlr"."TxStopPoint",
-        MemberList(TX_POINTS), unit None, min None, max None, ReadWrite, default "EVConnected,Authorized";
-    EvConnectionTimeOut: "TxCtrlr"."EVConnectionTimeOut",
-        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "120";
-    StopTxOnEvSideDisconnect: "TxCtrlr"."StopTxOnEVSideDisconnect",
-        Boolean, unit None, min None, max None, ReadWrite, default "true";
-    StopTxOnInvalidId: "TxCtrlr"."StopTxOnInvalidId",
-        Boolean, unit None, min None, max None, ReadWrite, default "true";
-    MaxEnergyOnInvalidId: "TxCtrlr"."MaxEnergyOnInvalidId",
-        Integer, unit Some("Wh"), min Some(0), max None, ReadWrite, default "0";
-    TxBeforeAcceptedEnabled: "TxCtrlr"."TxBeforeAcceptedEnabled",
-        Boolean, unit None, min None, max None, ReadWrite, default "false";
+    ClockDateTime => var("ClockCtrlr", "DateTime", DateTime, "").dynamic();
+    ClockTimeSource => var("ClockCtrlr", "TimeSource", SequenceList(TIME_SOURCES), "Heartbeat");
 
-    AuthEnabled: "AuthCtrlr"."Enabled",
-        Boolean, unit None, min None, max None, ReadWrite, default "true";
-    AuthorizeRemoteStart: "AuthCtrlr"."AuthorizeRemoteStart",
-        Boolean, unit None, min None, max None, ReadWrite, default "false";
-    LocalAuthorizeOffline: "AuthCtrlr"."LocalAuthorizeOffline",
-        Boolean, unit None, min None, max None, ReadWrite, default "true";
-    LocalPreAuthorize: "AuthCtrlr"."LocalPreAuthorize",
-        Boolean, unit None, min None, max None, ReadWrite, default "false";
-    OfflineTxForUnknownIdEnabled: "AuthCtrlr"."OfflineTxForUnknownIdEnabled",
-        Boolean, unit None, min None, max None, ReadWrite, default "false";
-    AuthCacheEnabled: "AuthCacheCtrlr"."Enabled",
-        Boolean, unit None, min None, max None, ReadWrite, default "true";
-    AuthCacheLifeTime: "AuthCacheCtrlr"."LifeTime",
-        Integer, unit Some("s"), min Some(1), max None, ReadWrite, default "86400";
+    ItemsPerMessageGetReport => var("DeviceDataCtrlr", "ItemsPerMessage", Integer, "20").instance("GetReport").read_only();
+    ItemsPerMessageGetVariables => var("DeviceDataCtrlr", "ItemsPerMessage", Integer, "50").instance("GetVariables").read_only();
+    ItemsPerMessageSetVariables => var("DeviceDataCtrlr", "ItemsPerMessage", Integer, "50").instance("SetVariables").read_only();
+    BytesPerMessageGetReport => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("GetReport").read_only();
+    BytesPerMessageGetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("GetVariables").read_only();
+    BytesPerMessageSetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("SetVariables").read_only();
 
-    TxStartedMeasurands: "SampledDataCtrlr"."TxStartedMeasurands",
-        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
-    TxUpdatedMeasurands: "SampledDataCtrlr"."TxUpdatedMeasurands",
-        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
-    TxUpdatedInterval: "SampledDataCtrlr"."TxUpdatedInterval",
-        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "60";
-    TxEndedMeasurands: "SampledDataCtrlr"."TxEndedMeasurands",
-        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
-    TxEndedInterval: "SampledDataCtrlr"."TxEndedInterval",
-        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
-    AlignedInterval: "AlignedDataCtrlr"."Interval",
-        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
-    AlignedMeasurands: "AlignedDataCtrlr"."Measurands",
-        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
-    AlignedTxEndedInterval: "AlignedDataCtrlr"."TxEndedInterval",
-        Integer, unit Some("s"), min Some(0), max Some(86_400), ReadWrite, default "0";
-    AlignedTxEndedMeasurands: "AlignedDataCtrlr"."TxEndedMeasurands",
-        MemberList(MEASURANDS), unit None, min None, max None, ReadWrite, default "Energy.Active.Import.Register";
+    FileTransferProtocols => var("OCPPCommCtrlr", "FileTransferProtocols", MemberList(&["HTTP", "HTTPS"]), "HTTPS,HTTP").read_only();
+    HeartbeatInterval => var("OCPPCommCtrlr", "HeartbeatInterval", Integer, "60").unit("s").range(1, 86_400);
+    MessageTimeout => var("OCPPCommCtrlr", "MessageTimeout", Integer, "30").instance("Default").unit("s").range(1, 3600).read_only();
+    MessageAttemptsTransactionEvent => var("OCPPCommCtrlr", "MessageAttempts", Integer, "3").instance("TransactionEvent").range(1, 100);
+    MessageAttemptIntervalTransactionEvent => var("OCPPCommCtrlr", "MessageAttemptInterval", Integer, "60").instance("TransactionEvent").unit("s").range(0, 3600);
+    // The configuration slots in the order to try; read at start-up (RebootRequired). The
+    // agent has one slot (the [csms] section of its configuration).
+    NetworkConfigurationPriority => var("OCPPCommCtrlr", "NetworkConfigurationPriority", SequenceList(&["1"]), "1").reboot();
+    NetworkProfileConnectionAttempts => var("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", Integer, "3").range(1, 100);
+    OfflineThreshold => var("OCPPCommCtrlr", "OfflineThreshold", Integer, "180").unit("s").min(0);
+    ResetRetries => var("OCPPCommCtrlr", "ResetRetries", Integer, "1").range(0, 10);
+    RetryBackOffRepeatTimes => var("OCPPCommCtrlr", "RetryBackOffRepeatTimes", Integer, "5").range(0, 16);
+    RetryBackOffRandomRange => var("OCPPCommCtrlr", "RetryBackOffRandomRange", Integer, "10").unit("s").range(0, 3600);
+    RetryBackOffWaitMinimum => var("OCPPCommCtrlr", "RetryBackOffWaitMinimum", Integer, "5").unit("s").range(0, 3600);
+    UnlockOnEvSideDisconnect => var("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", Boolean, "true");
+    WebSocketPingInterval => var("OCPPCommCtrlr", "WebSocketPingInterval", Integer, "30").unit("s").range(0, 3600);
+
+    SecurityOrganizationName => var("SecurityCtrlr", "OrganizationName", DataType::String, "ocpp-agent");
+    SecurityProfile => var("SecurityCtrlr", "SecurityProfile", Integer, "1").dynamic();
+    CertificateEntries => var("SecurityCtrlr", "CertificateEntries", Integer, "0").dynamic();
+
+    TxStartPoint => var("TxCtrlr", "TxStartPoint", MemberList(TX_POINTS), "EVConnected,Authorized");
+    TxStopPoint => var("TxCtrlr", "TxStopPoint", MemberList(TX_POINTS), "EVConnected,Authorized");
+    EvConnectionTimeOut => var("TxCtrlr", "EVConnectionTimeOut", Integer, "120").unit("s").range(0, 86_400);
+    StopTxOnEvSideDisconnect => var("TxCtrlr", "StopTxOnEVSideDisconnect", Boolean, "true");
+    StopTxOnInvalidId => var("TxCtrlr", "StopTxOnInvalidId", Boolean, "true");
+    MaxEnergyOnInvalidId => var("TxCtrlr", "MaxEnergyOnInvalidId", Integer, "0").unit("Wh").min(0);
+    TxBeforeAcceptedEnabled => var("TxCtrlr", "TxBeforeAcceptedEnabled", Boolean, "false");
+
+    AuthEnabled => var("AuthCtrlr", "Enabled", Boolean, "true");
+    AuthorizeRemoteStart => var("AuthCtrlr", "AuthorizeRemoteStart", Boolean, "false");
+    LocalAuthorizeOffline => var("AuthCtrlr", "LocalAuthorizeOffline", Boolean, "true");
+    LocalPreAuthorize => var("AuthCtrlr", "LocalPreAuthorize", Boolean, "false");
+    OfflineTxForUnknownIdEnabled => var("AuthCtrlr", "OfflineTxForUnknownIdEnabled", Boolean, "false");
+    AuthCacheEnabled => var("AuthCacheCtrlr", "Enabled", Boolean, "true");
+    AuthCacheLifeTime => var("AuthCacheCtrlr", "LifeTime", Integer, "86400").unit("s").min(1);
+    LocalAuthListEnabled => var("LocalAuthListCtrlr", "Enabled", Boolean, "true");
+    LocalAuthListEntries => var("LocalAuthListCtrlr", "Entries", Integer, "0").dynamic();
+    ItemsPerMessageSendLocalList => var("LocalAuthListCtrlr", "ItemsPerMessage", Integer, "100").read_only();
+    BytesPerMessageSendLocalList => var("LocalAuthListCtrlr", "BytesPerMessage", Integer, "65536").read_only();
+
+    TxStartedMeasurands => var("SampledDataCtrlr", "TxStartedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
+    TxUpdatedMeasurands => var("SampledDataCtrlr", "TxUpdatedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
+    TxUpdatedInterval => var("SampledDataCtrlr", "TxUpdatedInterval", Integer, "60").unit("s").range(0, 86_400);
+    TxEndedMeasurands => var("SampledDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
+    TxEndedInterval => var("SampledDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
+    AlignedInterval => var("AlignedDataCtrlr", "Interval", Integer, "0").unit("s").range(0, 86_400);
+    AlignedMeasurands => var("AlignedDataCtrlr", "Measurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
+    AlignedTxEndedInterval => var("AlignedDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
+    AlignedTxEndedMeasurands => var("AlignedDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
 }
 
 /// A bad value for a variable, with the key it concerns.
@@ -212,7 +354,19 @@ impl fmt::Display for VariableError {
     }
 }
 
-/// The current values of every declared variable.
+/// Why a component/variable pair was not found (B05.FR.04/05, B06.FR.06/07).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    Component,
+    Variable,
+}
+
+/// The journal meta key under which a value set by the CSMS is kept.
+pub fn meta_key(def: &VariableDef) -> String {
+    format!("var:{}", def.key())
+}
+
+/// The current values of every stored variable.
 #[derive(Debug, Clone)]
 pub struct DeviceModel {
     values: Vec<String>,
@@ -236,6 +390,45 @@ impl DeviceModel {
         VARIABLES.iter().position(|d| d.key() == key)
     }
 
+    /// Finds a variable as a CSMS names it. Whether the EVSE/connector exists is the station's
+    /// business; here only the shape is checked: station components take no `evse`, EVSE
+    /// components an `evse.id`, connector components `evse.id` and `evse.connectorId`.
+    pub fn find(
+        component: &str,
+        component_instance: Option<&str>,
+        evse: Option<(i64, Option<i64>)>,
+        variable: &str,
+        variable_instance: Option<&str>,
+    ) -> Result<usize, Unknown> {
+        let scope_fits = |d: &VariableDef| {
+            matches!(
+                (d.scope, evse),
+                (Scope::Station, None)
+                    | (Scope::Evse, Some((_, None)))
+                    | (Scope::Connector, Some((_, Some(_))))
+            )
+        };
+        fn empty_is_none(s: Option<&str>) -> Option<&str> {
+            s.filter(|s| !s.is_empty())
+        }
+        if empty_is_none(component_instance).is_some()
+            || !VARIABLES
+                .iter()
+                .any(|d| d.component == component && scope_fits(d))
+        {
+            return Err(Unknown::Component);
+        }
+        VARIABLES
+            .iter()
+            .position(|d| {
+                d.component == component
+                    && scope_fits(d)
+                    && d.name == variable
+                    && d.instance == empty_is_none(variable_instance)
+            })
+            .ok_or(Unknown::Variable)
+    }
+
     /// Applies initial values (the TOML `[variables]` table), collecting every problem.
     pub fn with_initial<'a>(
         values: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -252,7 +445,13 @@ impl DeviceModel {
                 });
                 continue;
             };
-            match VARIABLES[index].check(value) {
+            let def = &VARIABLES[index];
+            let result = if def.dynamic || def.scope != Scope::Station {
+                Err("reflects the station's state and cannot be configured".into())
+            } else {
+                def.check(value)
+            };
+            match result {
                 Ok(()) => model.values[index] = value.trim().to_owned(),
                 Err(problem) => errors.push(VariableError {
                     key: key.to_owned(),
@@ -265,6 +464,15 @@ impl DeviceModel {
         } else {
             Err(errors)
         }
+    }
+
+    /// Sets a stored value by index (already checked).
+    pub fn set_index(&mut self, index: usize, value: &str) {
+        self.values[index] = value.trim().to_owned();
+    }
+
+    pub fn value_index(&self, index: usize) -> &str {
+        &self.values[index]
     }
 
     pub fn get(&self, var: Var) -> &str {
@@ -315,9 +523,130 @@ mod tests {
             DeviceModel::def(Var::MessageTimeout).key(),
             "OCPPCommCtrlr.MessageTimeout[Default]"
         );
+        assert_eq!(
+            DeviceModel::def(Var::AlignedTxEndedMeasurands).key(),
+            "AlignedDataCtrlr.TxEndedMeasurands"
+        );
         for def in VARIABLES {
-            assert!(def.check(def.default).is_ok(), "default of {}", def.key());
+            if !def.dynamic {
+                assert!(def.check(def.default).is_ok(), "default of {}", def.key());
+            }
         }
+        let mut keys: Vec<(String, Scope)> = VARIABLES.iter().map(|d| (d.key(), d.scope)).collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        keys.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        assert_eq!(keys.len(), VARIABLES.len(), "duplicate declarations");
+    }
+
+    #[test]
+    fn every_variable_the_appendix_requires_for_the_core_controllers_exists() {
+        // dm_components_vars.csv, Required = yes, for the components the Core profile uses.
+        for (component, variable, instance) in [
+            ("AlignedDataCtrlr", "Interval", None),
+            ("AlignedDataCtrlr", "Measurands", None),
+            ("AlignedDataCtrlr", "TxEndedInterval", None),
+            ("AlignedDataCtrlr", "TxEndedMeasurands", None),
+            ("AuthCtrlr", "AuthorizeRemoteStart", None),
+            ("AuthCtrlr", "LocalAuthorizeOffline", None),
+            ("AuthCtrlr", "LocalPreAuthorize", None),
+            ("ChargingStation", "AvailabilityState", None),
+            ("ChargingStation", "Available", None),
+            ("ChargingStation", "SupplyPhases", None),
+            ("ClockCtrlr", "DateTime", None),
+            ("ClockCtrlr", "TimeSource", None),
+            ("Connector", "Available", None),
+            ("Connector", "ConnectorType", None),
+            ("Connector", "SupplyPhases", None),
+            ("DeviceDataCtrlr", "BytesPerMessage", Some("GetReport")),
+            ("DeviceDataCtrlr", "BytesPerMessage", Some("GetVariables")),
+            ("DeviceDataCtrlr", "BytesPerMessage", Some("SetVariables")),
+            ("DeviceDataCtrlr", "ItemsPerMessage", Some("GetReport")),
+            ("DeviceDataCtrlr", "ItemsPerMessage", Some("GetVariables")),
+            ("DeviceDataCtrlr", "ItemsPerMessage", Some("SetVariables")),
+            ("EVSE", "AvailabilityState", None),
+            ("EVSE", "Available", None),
+            ("EVSE", "Power", None),
+            ("EVSE", "SupplyPhases", None),
+            ("OCPPCommCtrlr", "FileTransferProtocols", None),
+            ("OCPPCommCtrlr", "MessageTimeout", Some("Default")),
+            (
+                "OCPPCommCtrlr",
+                "MessageAttemptInterval",
+                Some("TransactionEvent"),
+            ),
+            ("OCPPCommCtrlr", "MessageAttempts", Some("TransactionEvent")),
+            ("OCPPCommCtrlr", "NetworkConfigurationPriority", None),
+            ("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", None),
+            ("OCPPCommCtrlr", "OfflineThreshold", None),
+            ("OCPPCommCtrlr", "ResetRetries", None),
+            ("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", None),
+            ("SampledDataCtrlr", "TxEndedInterval", None),
+            ("SampledDataCtrlr", "TxEndedMeasurands", None),
+            ("SampledDataCtrlr", "TxStartedMeasurands", None),
+            ("SampledDataCtrlr", "TxUpdatedInterval", None),
+            ("SampledDataCtrlr", "TxUpdatedMeasurands", None),
+            ("SecurityCtrlr", "CertificateEntries", None),
+            ("SecurityCtrlr", "OrganizationName", None),
+            ("SecurityCtrlr", "SecurityProfile", None),
+            ("TxCtrlr", "EVConnectionTimeOut", None),
+            ("TxCtrlr", "StopTxOnEVSideDisconnect", None),
+            ("TxCtrlr", "StopTxOnInvalidId", None),
+            ("TxCtrlr", "TxStartPoint", None),
+            ("TxCtrlr", "TxStopPoint", None),
+        ] {
+            assert!(
+                VARIABLES.iter().any(|d| d.component == component
+                    && d.name == variable
+                    && d.instance == instance),
+                "{component}.{variable} {instance:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn find_follows_the_component_shape() {
+        assert!(DeviceModel::find("OCPPCommCtrlr", None, None, "HeartbeatInterval", None).is_ok());
+        assert_eq!(
+            DeviceModel::find(
+                "OCPPCommCtrlr",
+                None,
+                Some((1, None)),
+                "HeartbeatInterval",
+                None
+            ),
+            Err(Unknown::Component)
+        );
+        assert_eq!(
+            DeviceModel::find("Nope", None, None, "X", None),
+            Err(Unknown::Component)
+        );
+        assert_eq!(
+            DeviceModel::find("OCPPCommCtrlr", None, None, "Nope", None),
+            Err(Unknown::Variable)
+        );
+        assert_eq!(
+            DeviceModel::find("OCPPCommCtrlr", None, None, "MessageTimeout", None),
+            Err(Unknown::Variable),
+            "the instance is part of the name"
+        );
+        assert!(
+            DeviceModel::find(
+                "OCPPCommCtrlr",
+                None,
+                None,
+                "MessageTimeout",
+                Some("Default")
+            )
+            .is_ok()
+        );
+        assert!(DeviceModel::find("EVSE", None, Some((1, None)), "Power", None).is_ok());
+        assert_eq!(
+            DeviceModel::find("EVSE", None, None, "Power", None),
+            Err(Unknown::Component)
+        );
+        assert!(
+            DeviceModel::find("Connector", None, Some((1, Some(1))), "ConnectorType", None).is_ok()
+        );
     }
 
     #[test]
@@ -329,11 +658,26 @@ mod tests {
             ("OCPPCommCtrlr.RetryBackOffWaitMinimum", "soon"),
             ("OCPPCommCtrlr.Nope", "1"),
             ("OCPPCommCtrlr.WebSocketPingInterval", "-1"),
+            ("TxCtrlr.TxStartPoint", "EVConnected,Teleportation"),
+            ("ChargingStation.AvailabilityState", "Unavailable"),
         ])
         .unwrap_err();
-        assert_eq!(errs.len(), 3);
+        assert_eq!(errs.len(), 5);
         assert!(errs[0].problem.contains("not an integer"));
         assert!(errs[1].problem.contains("unknown variable"));
         assert!(errs[2].problem.contains("below the minimum"));
+        assert!(errs[3].problem.contains("Teleportation"));
+        assert!(errs[4].problem.contains("cannot be configured"));
+    }
+
+    #[test]
+    fn lists_are_checked() {
+        let d = DeviceModel::def(Var::ClockTimeSource);
+        assert!(d.check("Heartbeat").is_ok());
+        assert!(d.check("").is_err());
+        assert!(d.check("NTP").is_err());
+        let d = DeviceModel::def(Var::TxUpdatedMeasurands);
+        assert!(d.check("").is_ok());
+        assert!(d.check("Voltage,Voltage").is_err());
     }
 }

@@ -25,6 +25,7 @@ pub enum Context {
     TransactionEnd,
     SamplePeriodic,
     SampleClock,
+    Trigger,
 }
 
 impl Context {
@@ -34,6 +35,7 @@ impl Context {
             Context::TransactionEnd => "Transaction.End",
             Context::SamplePeriodic => "Sample.Periodic",
             Context::SampleClock => "Sample.Clock",
+            Context::Trigger => "Trigger",
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod clock;
 pub mod devmodel;
+pub mod management;
 pub mod meter;
 pub mod outbox;
 pub mod persist;

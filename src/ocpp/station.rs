@@ -70,6 +70,10 @@ pub struct StationConfig {
     pub variables: DeviceModel,
     /// Bound of the durable queue's payloads (E04.FR.08 applies above it).
     pub max_queue_bytes: u64,
+    /// The security profile the shell connects with (SecurityCtrlr.SecurityProfile).
+    pub security_profile: u8,
+    /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
+    pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
 }
 
 /// Events from hardware and the local control interface.
@@ -85,6 +89,12 @@ pub enum Input {
     Token { evse: u32, id_token: Value },
     /// The latest reading of an EVSE's meter.
     Meter { evse: u32, reading: MeterReading },
+    /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
+    Fault {
+        evse: u32,
+        connector: u32,
+        problem: Option<String>,
+    },
 }
 
 /// Effects for the shell to execute, in order.
@@ -105,6 +115,11 @@ pub enum Output {
     Persist(Batch),
     /// Close (`true`) or open the EVSE's power path (contactor).
     PowerPath { evse: u32, closed: bool },
+    /// Release the connector's cable lock (UnlockConnector, E06.FR.10).
+    Unlock { evse: u32, connector: u32 },
+    /// Restart the agent (Reset, B11/B12): everything before this output is done; exit so the
+    /// service manager starts it again.
+    Reboot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -150,19 +165,13 @@ pub(super) struct Connector {
     pub(super) evse: u32,
     pub(super) id: u32,
     pub(super) plugged: bool,
+    /// Set Inoperative by ChangeAvailability (G03), persistent.
+    pub(super) operative: bool,
+    /// A hardware problem (e.g. its plug input line failed).
+    pub(super) fault: Option<String>,
     /// The last status the CSMS acknowledged, to report only changes after a short outage
     /// (B04.FR.02).
-    reported: Option<v201::ConnectorStatusEnum>,
-}
-
-impl Connector {
-    fn status(&self) -> v201::ConnectorStatusEnum {
-        if self.plugged {
-            v201::ConnectorStatusEnum::Occupied
-        } else {
-            v201::ConnectorStatusEnum::Available
-        }
-    }
+    pub(super) reported: Option<v201::ConnectorStatusEnum>,
 }
 
 /// What a volatile request is, so its answer can be applied.
@@ -180,6 +189,10 @@ pub(super) enum RequestKind {
         purpose: AuthPurpose,
     },
     MeterValues,
+    NotifyReport,
+    NotifyEvent,
+    /// Only checked against its response schema (triggered LogStatusNotification, ...).
+    Other(Action),
 }
 
 /// A request that is not worth keeping across an outage (rebuilt from state when needed).
@@ -188,6 +201,9 @@ pub(super) struct Request {
     kind: RequestKind,
     action: Action,
     payload: Value,
+    /// Asked for by the CSMS (TriggerMessage, GetBaseReport): may go out before Accepted
+    /// (B02.FR.02).
+    triggered: bool,
 }
 
 #[derive(Debug)]
@@ -300,6 +316,19 @@ pub struct Station {
     pub(super) auth_cache: AuthCache,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     pub(super) reported_tokens: Vec<(String, Value)>,
+    pub(super) security_profile: u8,
+    pub(super) data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
+    /// Set Inoperative by ChangeAvailability for the whole station (G04), persistent.
+    pub(super) station_operative: bool,
+    /// Availability changes waiting for transactions to end (G03.FR.05, G04.FR.06).
+    pub(super) scheduled_availability: Vec<super::management::AvailabilityChange>,
+    /// A Reset waiting for transactions to end (OnIdle, B12).
+    pub(super) scheduled_reset: Option<Option<u32>>,
+    pub(super) local_list: super::management::LocalList,
+    /// Security events already raised, to report floods once (`InvalidMessages`, ...).
+    pub(super) raised_once: Vec<&'static str>,
+    /// Sequence for NotifyEvent eventIds.
+    pub(super) next_event_id: i64,
 }
 
 impl Station {
@@ -318,6 +347,8 @@ impl Station {
                     evse: e.id,
                     id: c,
                     plugged: false,
+                    operative: true,
+                    fault: None,
                     reported: None,
                 })
             })
@@ -350,8 +381,18 @@ impl Station {
             in_flight: None,
             auth_cache: AuthCache::new(persisted.auth_cache.clone()),
             reported_tokens: Vec::new(),
+            security_profile: config.security_profile,
+            data_transfer: config.data_transfer,
+            station_operative: true,
+            scheduled_availability: Vec::new(),
+            scheduled_reset: None,
+            local_list: Default::default(),
+            raised_once: Vec::new(),
+            next_event_id: 1,
         };
+        station.restore_management(&persisted);
         station.recover(now, &persisted);
+        station.security_event(now, "StartupOfTheDevice", None);
         station.schedule_aligned(now);
         // B01.FR.01: connect and boot right after start-up.
         station.timers.set(Timer::Connect, now);
@@ -452,12 +493,16 @@ impl Station {
         self.pump(now);
     }
 
-    /// The attempt to open the WebSocket failed.
-    pub fn handle_connect_failed(&mut self, now: Instant, reason: &str) {
+    /// The attempt to open the WebSocket failed; `auth_rejected` when the CSMS refused our
+    /// credentials (HTTP 401), which is a security event.
+    pub fn handle_connect_failed(&mut self, now: Instant, reason: &str, auth_rejected: bool) {
         if self.connection != ConnectionState::Connecting {
             return;
         }
         warn!(reason, "connecting to the CSMS failed");
+        if auth_rejected {
+            self.security_event_once(now, "FailedToAuthenticateAtCsms", Some(reason));
+        }
         self.connection = ConnectionState::Offline;
         self.offline_since.get_or_insert(now);
         self.schedule_reconnect(now);
@@ -517,6 +562,16 @@ impl Station {
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.meter_reading(now, index, reading);
             }
+            Input::Fault {
+                evse,
+                connector,
+                problem,
+            } => {
+                let index = self
+                    .connector_index(evse, connector)
+                    .ok_or(InputError::UnknownConnector { evse, connector })?;
+                self.connector_fault(now, index, problem);
+            }
         }
         self.pump(now);
         Ok(())
@@ -526,6 +581,7 @@ impl Station {
         match rpc::decode(text) {
             Err(e) => {
                 warn!(error = %e.error.description, "unreadable frame from the CSMS");
+                self.security_event_once(now, "InvalidMessages", Some(&e.error.description));
                 if e.answer {
                     self.send_raw(rpc::encode_error(&e.id, &e.error));
                 }
@@ -596,10 +652,11 @@ impl Station {
                 connectors: self
                     .connectors
                     .iter()
-                    .filter(|c| c.evse == e.id)
-                    .map(|c| ConnectorSnapshot {
+                    .enumerate()
+                    .filter(|(_, c)| c.evse == e.id)
+                    .map(|(i, c)| ConnectorSnapshot {
                         id: c.id,
-                        status: c.status().as_str(),
+                        status: self.connector_status(i).as_str(),
                         plugged: c.plugged,
                     })
                     .collect(),
@@ -713,6 +770,37 @@ impl Station {
         self.timers.set(Timer::Connect, now + delay);
     }
 
+    /// A new WebSocketPingInterval: the next ping follows it.
+    pub(super) fn restart_ping(&mut self, now: Instant) {
+        if self.connection == ConnectionState::Connected {
+            self.schedule_ping(now);
+        }
+    }
+
+    /// A new HeartbeatInterval from the CSMS (SetVariables): it replaces the one from the
+    /// BootNotificationResponse.
+    pub(super) fn set_heartbeat_interval(&mut self, now: Instant) {
+        self.heartbeat_interval = self.vars.seconds(Var::HeartbeatInterval);
+        self.reset_heartbeat(now);
+    }
+
+    pub(super) fn set_boot_reason(&mut self, reason: v201::BootReasonEnum) {
+        self.boot_reason = reason;
+    }
+
+    /// TriggerMessage(BootNotification) before acceptance: send one now (B02.FR.04 allows it).
+    pub(super) fn trigger_boot(&mut self) {
+        self.timers.stop(Timer::BootRetry);
+        self.boot_due = true;
+    }
+
+    pub(super) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
+        self.queue_status(now, index);
+        if let Some(last) = self.queue.back_mut() {
+            last.triggered = true;
+        }
+    }
+
     fn schedule_ping(&mut self, now: Instant) {
         let interval = self.ping_interval();
         if interval.is_zero() {
@@ -734,6 +822,17 @@ impl Station {
             kind,
             action,
             payload,
+            triggered: false,
+        });
+    }
+
+    /// Queues a message the CSMS asked for (F06, B07): allowed while Pending (B02.FR.02).
+    pub(super) fn enqueue_triggered(&mut self, kind: RequestKind, action: Action, payload: Value) {
+        self.queue.push_back(Request {
+            kind,
+            action,
+            payload,
+            triggered: true,
         });
     }
 
@@ -783,6 +882,10 @@ impl Station {
                 "transaction queue over its size limit: dropped intermediate Updated events (E04.FR.08)"
             );
             batch.extend(removed);
+            self.outputs.push_back(Output::Persist(batch));
+            // Once per start-up: raising it queues a message, which must not recurse forever.
+            self.security_event_once(now, "MemoryExhaustion", Some("transaction queue full"));
+            return;
         }
         self.outputs.push_back(Output::Persist(batch));
     }
@@ -797,9 +900,9 @@ impl Station {
         }
     }
 
-    fn queue_status(&mut self, now: Instant, index: usize) {
+    pub(super) fn queue_status(&mut self, now: Instant, index: usize) {
+        let status = self.connector_status(index);
         let c = &self.connectors[index];
-        let status = c.status();
         let request = v201::StatusNotificationRequest {
             custom_data: None,
             timestamp: self.clock.utc(now).to_rfc3339(),
@@ -817,10 +920,9 @@ impl Station {
         );
     }
 
-    fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
+    pub(super) fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
         for index in 0..self.connectors.len() {
-            let c = &self.connectors[index];
-            if all || c.reported != Some(c.status()) {
+            if all || self.connectors[index].reported != Some(self.connector_status(index)) {
                 self.queue_status(now, index);
             }
         }
@@ -843,6 +945,7 @@ impl Station {
             kind: RequestKind::BootNotification,
             action: Action::BootNotification,
             payload: to_payload(&request),
+            triggered: false,
         }
     }
 
@@ -858,7 +961,14 @@ impl Station {
             let request = self.boot_request();
             self.send_request(request)
         } else if self.registration != Registration::Accepted {
-            return;
+            // Pending: only what the CSMS asked for (B02.FR.02); Rejected: nothing (B03.FR.02).
+            match self.queue.front() {
+                Some(r) if r.triggered && self.registration == Registration::Pending => {
+                    let request = self.queue.pop_front().expect("front exists");
+                    self.send_request(request)
+                }
+                _ => return,
+            }
         } else if let Some(request) = self.queue.pop_front() {
             self.send_request(request)
         } else if self.outbox.ready(now) {
@@ -980,6 +1090,15 @@ impl Station {
                 }),
                 RequestKind::MeterValues => {
                     decode::<v201::MeterValuesResponse>(payload).map(|_| ())
+                }
+                RequestKind::NotifyReport => {
+                    decode::<v201::NotifyReportResponse>(payload).map(|_| ())
+                }
+                RequestKind::NotifyEvent => {
+                    decode::<v201::NotifyEventResponse>(payload).map(|_| ())
+                }
+                RequestKind::Other(action) => {
+                    v201::validate::validate(action.response_schema(), &payload)
                 }
             },
         };
@@ -1111,6 +1230,13 @@ impl Station {
         if drift_ms.abs() > 2000 {
             info!(drift_ms, utc = %t, "adopted the CSMS's time");
         }
+        if drift_ms.abs() > 20_000 {
+            self.security_event(
+                now,
+                "SettingSystemTime",
+                Some(&format!("adjusted by {drift_ms} ms")),
+            );
+        }
         if !was_trusted {
             self.rebase_untrusted(drift_ms);
         }
@@ -1182,6 +1308,34 @@ impl Station {
                 .transaction_status(decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::ClearCache => Ok(self.clear_cache()),
+            Action::GetVariables => self
+                .get_variables(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::SetVariables => self
+                .set_variables(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::GetBaseReport => self
+                .get_base_report(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::Reset => self
+                .reset(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::ChangeAvailability => self
+                .change_availability(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::TriggerMessage => self
+                .trigger_message(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::UnlockConnector => self
+                .unlock_connector(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::DataTransfer => self
+                .data_transfer(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::GetLocalListVersion => Ok(self.local_list_version()),
+            Action::SendLocalList => self
+                .send_local_list(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
             _ => Err(CallError::new(
                 CallErrorCode::NotSupported,
                 format!("{action} is not supported by this charging station yet"),

@@ -38,6 +38,8 @@ pub struct FakeCsms {
     pub answering_pings: bool,
     pub boot_status: &'static str,
     pub interval: i64,
+    /// Refuse the station's credentials (HTTP 401 at the WebSocket upgrade).
+    pub rejecting_auth: bool,
     /// Actions answered with CALLERROR InternalError.
     pub failing: Vec<&'static str>,
     /// idTokenInfo status per idToken for Authorize and TransactionEvent (default Accepted).
@@ -53,6 +55,7 @@ impl Default for FakeCsms {
             answering_pings: true,
             boot_status: "Accepted",
             interval: 300,
+            rejecting_auth: false,
             failing: Vec::new(),
             auth: Vec::new(),
             received: Vec::new(),
@@ -134,6 +137,10 @@ pub struct Harness {
     pub batches: usize,
     /// Power path (contactor) state per EVSE id, as last actuated.
     pub power_paths: Vec<(u32, bool)>,
+    /// Connectors unlocked, in order.
+    pub unlocks: Vec<(u32, u32)>,
+    /// Times the station asked to be restarted (Reset).
+    pub reboots: usize,
     /// Simulated meters: EVSE id, power while the power path is closed (W), register (Wh).
     pub meters: Vec<(u32, f64, f64)>,
     config: StationConfig,
@@ -162,6 +169,8 @@ pub fn default_config() -> StationConfig {
         boot_reason: v201::BootReasonEnum::PowerUp,
         variables: DeviceModel::default(),
         max_queue_bytes: 1 << 20,
+        security_profile: 1,
+        data_transfer: Vec::new(),
     }
 }
 
@@ -202,6 +211,8 @@ impl Harness {
             journal: MemoryJournal::default(),
             batches: 0,
             power_paths: Vec::new(),
+            unlocks: Vec::new(),
+            reboots: 0,
             meters,
             config,
             seed: 42,
@@ -217,11 +228,15 @@ impl Harness {
             match output {
                 Output::Connect => {
                     self.connect_attempts.push(self.now);
-                    if self.csms.online {
+                    if self.csms.rejecting_auth {
+                        self.station
+                            .handle_connect_failed(self.now, "HTTP 401", true);
+                    } else if self.csms.online {
                         self.connected = true;
                         self.station.handle_connected(self.now);
                     } else {
-                        self.station.handle_connect_failed(self.now, "CSMS is down");
+                        self.station
+                            .handle_connect_failed(self.now, "CSMS is down", false);
                     }
                 }
                 Output::Disconnect { reason } => {
@@ -262,6 +277,8 @@ impl Harness {
                     self.power_paths.retain(|(e, _)| *e != evse);
                     self.power_paths.push((evse, closed));
                 }
+                Output::Unlock { evse, connector } => self.unlocks.push((evse, connector)),
+                Output::Reboot => self.reboots += 1,
             }
         }
     }

@@ -78,6 +78,8 @@ pub(super) struct Evse {
     /// Deauthorized by the CSMS, energy allowed until MaxEnergyOnInvalidId (E05.FR.03).
     energy_limit_armed: bool,
     pub(super) last_authorization: Option<String>,
+    /// Set Inoperative by ChangeAvailability (G03), persistent.
+    pub(super) operative: bool,
 }
 
 impl Evse {
@@ -91,6 +93,7 @@ impl Evse {
             suspended: false,
             energy_limit_armed: false,
             last_authorization: None,
+            operative: true,
         }
     }
 }
@@ -108,6 +111,8 @@ enum Cause {
     EnergyLimit,
     Periodic,
     Clock,
+    /// Availability or a fault changed: an Updated only if the power path changed.
+    Refresh,
 }
 
 fn same_token(a: &Value, b: &Value) -> bool {
@@ -189,6 +194,10 @@ impl Station {
                 self.evses[idx].auth = None;
             }
             self.update_evse(now, idx, Cause::PlugOut);
+            // E09.FR.02: release the cable at the station side too.
+            if self.vars.bool(Var::UnlockOnEvSideDisconnect) {
+                self.outputs.push_back(Output::Unlock { evse, connector });
+            }
         }
     }
 
@@ -200,6 +209,11 @@ impl Station {
             "idToken presented"
         );
         let Some(current) = self.evses[idx].auth.clone() else {
+            if !self.evse_operative(idx) {
+                self.evses[idx].last_authorization =
+                    Some("rejected: the EVSE is unavailable".into());
+                return;
+            }
             self.authorize(now, idx, id_token, AuthPurpose::Start);
             return;
         };
@@ -225,16 +239,7 @@ impl Station {
 
     /// Decides an idToken locally or asks the CSMS (C01, C10-C15).
     fn authorize(&mut self, now: Instant, idx: usize, id_token: Value, purpose: AuthPurpose) {
-        let now_ms = self.now_ms(now);
-        let lookup = if self.vars.bool(Var::AuthCacheEnabled) {
-            let (lookup, op) = self.auth_cache.lookup(&id_token, now_ms);
-            if let Some(op) = op {
-                self.outputs.push_back(Output::Persist(vec![op]));
-            }
-            lookup
-        } else {
-            Lookup::Unknown
-        };
+        let lookup = self.local_lookup(now, &id_token);
         if self.can_send_normal() {
             // C12 / LocalPreAuthorize: a valid cached Accepted starts at once; the CSMS checks
             // the idToken in the TransactionEvent (E05).
@@ -266,6 +271,41 @@ impl Station {
         } else {
             self.authorize_offline(now, idx, id_token, purpose, lookup);
         }
+    }
+
+    /// What the station knows of a token: the local authorization list first (C13/C14, D01),
+    /// then the authorization cache (C10-C12).
+    fn local_lookup(&mut self, now: Instant, id_token: &Value) -> Lookup {
+        if self.local_list_enabled() {
+            if let Some(info) = self.local_list.lookup(id_token) {
+                let status = info["status"].as_str().unwrap_or("Unknown");
+                let expired = info["cacheExpiryDateTime"]
+                    .as_str()
+                    .and_then(UtcTime::parse_rfc3339)
+                    .is_some_and(|t| t.unix_millis() <= self.now_ms(now));
+                return if status == "Accepted" && !expired {
+                    Lookup::Accepted {
+                        group: info.get("groupIdToken").cloned(),
+                    }
+                } else {
+                    Lookup::NotAccepted {
+                        status: if expired {
+                            "Expired".into()
+                        } else {
+                            status.into()
+                        },
+                    }
+                };
+            }
+        }
+        if !self.vars.bool(Var::AuthCacheEnabled) {
+            return Lookup::Unknown;
+        }
+        let (lookup, op) = self.auth_cache.lookup(id_token, self.now_ms(now));
+        if let Some(op) = op {
+            self.outputs.push_back(Output::Persist(vec![op]));
+        }
+        lookup
     }
 
     /// C12/C13/C15: offline decisions.
@@ -325,11 +365,7 @@ impl Station {
         info: Option<Value>,
     ) {
         let Some(info) = info else {
-            let lookup = if self.vars.bool(Var::AuthCacheEnabled) {
-                self.auth_cache.lookup(&id_token, self.now_ms(now)).0
-            } else {
-                Lookup::Unknown
-            };
+            let lookup = self.local_lookup(now, &id_token);
             self.authorize_offline(now, idx, id_token, purpose, lookup);
             self.pump(now);
             return;
@@ -459,7 +495,15 @@ impl Station {
         let evse_id = self.evses[idx].id;
         let connected = self.ev_connected(idx);
         let authorized = self.evses[idx].auth.is_some() && !self.evses[idx].suspended;
-        let want_closed = authorized && connected && self.tx_allowed();
+        let usable = self.connector_usable(
+            idx,
+            self.evses[idx]
+                .tx
+                .as_ref()
+                .and_then(|t| t.connector)
+                .or(self.plugged_connector(idx)),
+        );
+        let want_closed = authorized && connected && usable && self.tx_allowed();
         let path_changed = want_closed != self.evses[idx].power_path;
         if path_changed {
             self.evses[idx].power_path = want_closed;
@@ -478,6 +522,7 @@ impl Station {
 
         if self.evses[idx].tx.is_none() {
             let start = self.tx_allowed()
+                && self.evse_operative(idx)
                 && match &cause {
                     Cause::PlugIn => self.has_start("EVConnected"),
                     Cause::Authorized => self.has_start("Authorized"),
@@ -571,6 +616,12 @@ impl Station {
                     return;
                 }
                 ("MeterValueClock", mv.into_iter().collect())
+            }
+            Cause::Refresh => {
+                if !path_changed {
+                    return;
+                }
+                ("ChargingStateChanged", Vec::new())
             }
             Cause::RemoteStop | Cause::EvConnectTimeout => unreachable!("always ends"),
         };
@@ -683,6 +734,56 @@ impl Station {
                 "transaction ended"
             );
         }
+        self.transaction_ended(now);
+    }
+
+    /// B11/B12: a Reset ends the EVSE's transaction.
+    pub(super) fn end_transaction_for_reset(&mut self, now: Instant, idx: usize) {
+        self.evses[idx].auth = None;
+        self.end_transaction(now, idx, "ResetCommand", "ImmediateReset", None);
+    }
+
+    /// F05: unlocking the connector of an unauthorized transaction ends it.
+    pub(super) fn end_transaction_for_unlock(&mut self, now: Instant, idx: usize) {
+        self.evses[idx].auth = None;
+        self.end_transaction(now, idx, "UnlockCommand", "Other", None);
+    }
+
+    /// Re-evaluates the power path after a fault or availability change.
+    pub(super) fn refresh_power_path(&mut self, now: Instant, idx: usize) {
+        if self.evses[idx].tx.is_some() {
+            self.update_evse(now, idx, Cause::Refresh);
+        } else {
+            let connected = self.ev_connected(idx);
+            let usable = self.connector_usable(idx, self.plugged_connector(idx));
+            let want = self.evses[idx].auth.is_some() && connected && usable && self.tx_allowed();
+            if want != self.evses[idx].power_path {
+                self.evses[idx].power_path = want;
+                self.outputs.push_back(Output::PowerPath {
+                    evse: self.evses[idx].id,
+                    closed: want,
+                });
+            }
+        }
+    }
+
+    /// F06.FR.07: a TransactionEvent with triggerReason Trigger, the charging state and the
+    /// latest meter values.
+    pub(super) fn trigger_transaction_event(&mut self, now: Instant, idx: usize) {
+        if let Some(tx) = self.evses[idx].tx.as_mut() {
+            // An empty state differs from any real one: the event carries chargingState.
+            tx.charging_state = "";
+        }
+        let mv = self.sample(now, idx, Var::AlignedMeasurands, Context::Trigger);
+        self.queue_event(
+            now,
+            idx,
+            EventKind::Updated,
+            "Trigger",
+            None,
+            mv.into_iter().collect(),
+            None,
+        );
     }
 
     /// A meter value of the EVSE's latest reading, for the measurands of `var`.
@@ -1182,17 +1283,18 @@ impl Station {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
-            None => match self
-                .evses
-                .iter()
-                .position(|e| e.auth.is_none() && e.tx.is_none())
-            {
+            None => match self.evses.iter().position(|e| {
+                e.auth.is_none() && e.tx.is_none() && e.operative && self.station_operative
+            }) {
                 Some(i) => i,
                 None => return rejected("no free EVSE"),
             },
         };
         if self.evses[idx].auth.is_some() {
             return rejected("the EVSE is already authorized");
+        }
+        if !self.evse_operative(idx) {
+            return rejected("the EVSE is unavailable");
         }
         let id_token = serde_json::to_value(&request.id_token).unwrap_or(Value::Null);
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());

@@ -23,6 +23,11 @@ pub enum Request {
         connector: u32,
         state: PlugState,
     },
+    /// The device model as it is now, optionally one component.
+    Variables {
+        #[serde(default)]
+        component: Option<String>,
+    },
     /// An idToken presented at the EVSE's (simulated) reader.
     Token {
         evse: u32,

@@ -18,7 +18,7 @@ use crate::ocpp::station::{
 };
 use crate::ocpp::v201::BootReasonEnum;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -124,6 +124,8 @@ fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<Statio
         boot_reason,
         variables,
         max_queue_bytes: config.storage.max_queue_bytes,
+        security_profile: config.csms.security_profile,
+        data_transfer: Vec::new(),
     })
 }
 
@@ -151,8 +153,8 @@ fn initial_register(persisted: &Persisted, evse: u32) -> f64 {
     saved.max(from_tx)
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
-pub async fn run(config: Config, notifier: Notifier) -> Result<(), RunError> {
+/// Runs the agent until SIGTERM or SIGINT, or until an OCPP Reset asks for a restart.
+pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let mut journal = Journal::open(&config.storage.path);
     let persisted = journal.load();
     let connector = Connector::from_config(&config).map_err(RunError::Config)?;
@@ -228,6 +230,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<(), RunError> {
         connector,
         link: Link::default(),
         ready_sent: false,
+        reboot: false,
     };
     let result = agent.run(events, jobs).await;
     agent.shutdown().await;
@@ -244,6 +247,17 @@ struct Agent {
     connector: Connector,
     link: Link,
     ready_sent: bool,
+    /// The core asked for a restart (Reset): stop after executing its outputs.
+    reboot: bool,
+}
+
+/// How the agent stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM / SIGINT.
+    Stopped,
+    /// An OCPP Reset: the service manager should start the agent again.
+    Reboot,
 }
 
 impl Agent {
@@ -251,14 +265,24 @@ impl Agent {
         &mut self,
         mut events: mpsc::Receiver<Event>,
         mut jobs: mpsc::Receiver<control::Job>,
-    ) -> Result<(), RunError> {
+    ) -> Result<Exit, RunError> {
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
         let mut sigint =
             signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
-        let mut watchdog = self.notifier.watchdog_interval().map(tokio::time::interval);
+        // The first ping follows READY by one period.
+        let mut watchdog = self
+            .notifier
+            .watchdog_interval()
+            .map(|p| tokio::time::interval_at(tokio::time::Instant::now() + p, p));
+        // Fire what is due at start (the first connect), so READY goes out at once.
+        self.station.handle_timeout(self.clock.now());
         loop {
             self.execute_outputs().await;
+            if self.reboot {
+                info!("restarting for a Reset");
+                return Ok(Exit::Reboot);
+            }
 
             let deadline = self.station.poll_timeout().map(|t| self.clock.deadline(t));
             // Wake-ups only for real work: meters tick only while energy flows, the journal
@@ -277,7 +301,8 @@ impl Agent {
                         }
                         Err(e) => {
                             self.notifier.status(&format!("offline: {e}"));
-                            self.station.handle_connect_failed(self.clock.now(), &e.to_string());
+                            let auth = e.is_auth_rejected();
+                            self.station.handle_connect_failed(self.clock.now(), &e.to_string(), auth);
                         }
                     }
                 }
@@ -303,8 +328,8 @@ impl Agent {
                     let _ = reply.send(response);
                 }
                 _ = tick(&mut watchdog) => self.notifier.watchdog(),
-                _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(()); }
-                _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(()); }
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); return Ok(Exit::Stopped); }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); return Ok(Exit::Stopped); }
             }
         }
     }
@@ -407,6 +432,11 @@ impl Agent {
                         }
                     }
                 }
+                Output::Unlock { evse, connector } => {
+                    // No lock actuator is configured: the sim lock opens at once.
+                    info!(evse, connector, "connector unlocked");
+                }
+                Output::Reboot => self.reboot = true,
             }
         }
     }
@@ -469,6 +499,17 @@ impl Agent {
                             Err(e) => ControlResponse::error(e.to_string()),
                         }
                     }
+                }
+            }
+            ControlRequest::Variables { component } => {
+                let entries = self.station.device_model(now, component.as_deref());
+                if entries.is_empty() {
+                    ControlResponse::error(format!(
+                        "no component {:?} in the device model",
+                        component.unwrap_or_default()
+                    ))
+                } else {
+                    ControlResponse::ok(Value::Array(entries))
                 }
             }
             ControlRequest::Token {

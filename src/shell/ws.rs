@@ -39,12 +39,22 @@ pub enum ConnectError {
     Transport(String),
     /// The CSMS does not speak OCPP 2.0.1 with us (subprotocol missing).
     Protocol(String),
+    /// The CSMS refused our credentials (HTTP 401/403 to the upgrade).
+    AuthRejected(String),
+}
+
+impl ConnectError {
+    pub fn is_auth_rejected(&self) -> bool {
+        matches!(self, ConnectError::AuthRejected(_))
+    }
 }
 
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnectError::Transport(m) | ConnectError::Protocol(m) => f.write_str(m),
+            ConnectError::Transport(m)
+            | ConnectError::Protocol(m)
+            | ConnectError::AuthRejected(m) => f.write_str(m),
         }
     }
 }
@@ -138,7 +148,17 @@ impl Connector {
         let (ws, response) =
             tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
                 .await
-                .map_err(|e| ConnectError::Transport(format!("WebSocket handshake: {e}")))?;
+                .map_err(|e| match &e {
+                    tokio_tungstenite::tungstenite::Error::Http(r)
+                        if matches!(r.status().as_u16(), 401 | 403) =>
+                    {
+                        ConnectError::AuthRejected(format!(
+                            "the CSMS refused our credentials (HTTP {})",
+                            r.status().as_u16()
+                        ))
+                    }
+                    _ => ConnectError::Transport(format!("WebSocket handshake: {e}")),
+                })?;
         let agreed = response
             .headers()
             .get("Sec-WebSocket-Protocol")

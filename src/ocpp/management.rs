@@ -1,0 +1,1097 @@
+//! Remote management (Core profile), as methods of [`Station`]: the device model over OCPP
+//! (GetVariables, SetVariables, GetBaseReport + NotifyReport: B05-B07), Reset (B11/B12),
+//! ChangeAvailability (G03/G04), TriggerMessage (F06), UnlockConnector (F05), DataTransfer
+//! (P01), the local authorization list (D01/D02), NotifyEvent for hardware problems, and
+//! SecurityEventNotification queued like transaction messages (A04).
+
+use super::clock::Instant;
+use super::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
+use super::meter::{self, Context};
+use super::persist::{EventKind, PersistOp, Persisted};
+use super::rpc::{CallError, CallErrorCode};
+use super::station::{Output, RequestKind, Station};
+use super::v201::{self, Action};
+use serde_json::{Value, json};
+use std::fmt::Debug;
+use tracing::{info, warn};
+
+const META_BOOT_REASON: &str = "boot_reason";
+const META_LOCAL_LIST: &str = "local_list";
+const META_AVAILABILITY: &str = "availability:";
+
+/// A vendor extension for DataTransfer (P01): answers the requests of its vendor id, or
+/// `None` to let the next handler (or UnknownVendorId) answer.
+pub trait DataTransferHandler: Send + Sync + Debug {
+    fn handle(&self, request: &v201::DataTransferRequest) -> Option<v201::DataTransferResponse>;
+}
+
+/// What a ChangeAvailability addresses, and to which state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvailabilityChange {
+    pub evse: Option<u32>,
+    pub connector: Option<u32>,
+    pub operative: bool,
+}
+
+impl AvailabilityChange {
+    fn meta_key(&self) -> String {
+        match (self.evse, self.connector) {
+            (None, _) => format!("{META_AVAILABILITY}station"),
+            (Some(e), None) => format!("{META_AVAILABILITY}evse:{e}"),
+            (Some(e), Some(c)) => format!("{META_AVAILABILITY}connector:{e}:{c}"),
+        }
+    }
+}
+
+/// The local authorization list (D01): a version and the entries the CSMS sent.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalList {
+    pub version: i64,
+    /// `AuthorizationData` entries: `idToken` and `idTokenInfo`.
+    pub entries: Vec<Value>,
+}
+
+impl LocalList {
+    /// The idTokenInfo of a token, if listed.
+    pub fn lookup(&self, id_token: &Value) -> Option<&Value> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e["idToken"]["idToken"] == id_token["idToken"]
+                    && e["idToken"]["type"] == id_token["type"]
+            })
+            .map(|e| &e["idTokenInfo"])
+    }
+}
+
+impl Station {
+    // ----- start-up ----------------------------------------------------------------------------
+
+    /// Applies what the journal holds for the device model: values the CSMS set (they win over
+    /// the TOML's initial values), availability, the local list, the next boot reason.
+    pub(super) fn restore_management(&mut self, persisted: &Persisted) {
+        for (key, value) in &persisted.meta {
+            if let Some(var_key) = key.strip_prefix("var:") {
+                match DeviceModel::lookup(var_key) {
+                    Some(index) if VARIABLES[index].check(value).is_ok() => {
+                        self.vars.set_index(index, value);
+                    }
+                    _ => warn!(
+                        variable = var_key,
+                        "ignoring a stored value the device model no longer accepts"
+                    ),
+                }
+            } else if let Some(target) = key.strip_prefix(META_AVAILABILITY) {
+                let parts: Vec<&str> = target.split(':').collect();
+                match parts.as_slice() {
+                    ["station"] => self.station_operative = false,
+                    ["evse", e] => {
+                        if let Some(idx) = e.parse().ok().and_then(|e| self.evse_index(e)) {
+                            self.evses[idx].operative = false;
+                        }
+                    }
+                    ["connector", e, c] => {
+                        if let (Ok(e), Ok(c)) = (e.parse::<u32>(), c.parse::<u32>()) {
+                            if let Some(conn) = self
+                                .connectors
+                                .iter_mut()
+                                .find(|x| x.evse == e && x.id == c)
+                            {
+                                conn.operative = false;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            } else if key == META_LOCAL_LIST {
+                if let Ok(list) = serde_json::from_str(value) {
+                    self.local_list = list;
+                }
+            }
+        }
+        if let Some(reason) = persisted.meta(META_BOOT_REASON) {
+            if let Ok(reason) = serde_json::from_value(json!(reason)) {
+                self.set_boot_reason(reason);
+            }
+            self.outputs
+                .push_back(Output::Persist(vec![PersistOp::DeleteMeta {
+                    key: META_BOOT_REASON.into(),
+                }]));
+        }
+    }
+
+    // ----- availability -----------------------------------------------------------------------
+
+    /// Operative: neither the station, nor the EVSE, nor (for a connector) the connector was
+    /// set Inoperative (G03/G04).
+    pub(super) fn evse_operative(&self, idx: usize) -> bool {
+        self.station_operative && self.evses[idx].operative
+    }
+
+    pub(super) fn connector_status(&self, index: usize) -> v201::ConnectorStatusEnum {
+        let c = &self.connectors[index];
+        let evse_ok = self
+            .evse_index(c.evse)
+            .is_some_and(|i| self.evse_operative(i));
+        if c.fault.is_some() {
+            v201::ConnectorStatusEnum::Faulted
+        } else if !evse_ok || !c.operative {
+            v201::ConnectorStatusEnum::Unavailable
+        } else if c.plugged {
+            v201::ConnectorStatusEnum::Occupied
+        } else {
+            v201::ConnectorStatusEnum::Available
+        }
+    }
+
+    /// Whether a connector may charge: operative and not faulted.
+    pub(super) fn connector_usable(&self, evse_idx: usize, connector: Option<u32>) -> bool {
+        let evse = self.evses[evse_idx].id;
+        self.evse_operative(evse_idx)
+            && self
+                .connectors
+                .iter()
+                .filter(|c| c.evse == evse && connector.is_none_or(|id| c.id == id))
+                .any(|c| c.operative && c.fault.is_none())
+    }
+
+    /// G03/G04: ChangeAvailability.
+    pub(super) fn change_availability(
+        &mut self,
+        now: Instant,
+        request: v201::ChangeAvailabilityRequest,
+    ) -> Result<v201::ChangeAvailabilityResponse, CallError> {
+        let operative = request.operational_status == v201::OperationalStatusEnum::Operative;
+        let evse = request.evse.as_ref().map(|e| e.id as u32);
+        let connector = request
+            .evse
+            .as_ref()
+            .and_then(|e| e.connector_id)
+            .map(|c| c as u32);
+        let rejected = |why: &str| {
+            info!(reason = why, "ChangeAvailability rejected");
+            Ok(v201::ChangeAvailabilityResponse {
+                custom_data: None,
+                status: v201::ChangeAvailabilityStatusEnum::Rejected,
+                status_info: None,
+            })
+        };
+        // EVSE id 0 means the whole station.
+        let evse = evse.filter(|e| *e != 0);
+        if let Some(e) = evse {
+            let Some(idx) = self.evse_index(e) else {
+                return rejected("no such EVSE");
+            };
+            if let Some(c) = connector {
+                if !self
+                    .connectors
+                    .iter()
+                    .any(|x| x.evse == self.evses[idx].id && x.id == c)
+                {
+                    return rejected("no such connector");
+                }
+            }
+        }
+        let change = AvailabilityChange {
+            evse,
+            connector,
+            operative,
+        };
+        // G03.FR.05 / G04.FR.06: wait for transactions in the scope when going Inoperative.
+        let busy = !operative
+            && self.evses.iter().any(|e| {
+                e.tx.is_some()
+                    && evse.is_none_or(|id| id == e.id)
+                    && connector.is_none_or(|c| e.tx.as_ref().and_then(|t| t.connector) == Some(c))
+            });
+        let status = if busy {
+            self.scheduled_availability
+                .retain(|c| (c.evse, c.connector) != (evse, connector));
+            self.scheduled_availability.push(change);
+            v201::ChangeAvailabilityStatusEnum::Scheduled
+        } else {
+            self.apply_availability(now, change);
+            v201::ChangeAvailabilityStatusEnum::Accepted
+        };
+        Ok(v201::ChangeAvailabilityResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+        })
+    }
+
+    /// Applies an availability change, persists it (G03.FR.08), and reports the connectors
+    /// whose status changed (G03.FR.04, G04.FR.05).
+    fn apply_availability(&mut self, now: Instant, change: AvailabilityChange) {
+        let before: Vec<v201::ConnectorStatusEnum> = (0..self.connectors.len())
+            .map(|i| self.connector_status(i))
+            .collect();
+        match (change.evse, change.connector) {
+            (None, _) => self.station_operative = change.operative,
+            (Some(e), None) => {
+                if let Some(idx) = self.evse_index(e) {
+                    self.evses[idx].operative = change.operative;
+                }
+            }
+            (Some(e), Some(c)) => {
+                if let Some(conn) = self
+                    .connectors
+                    .iter_mut()
+                    .find(|x| x.evse == e && x.id == c)
+                {
+                    conn.operative = change.operative;
+                }
+            }
+        }
+        info!(
+            evse = change.evse,
+            connector = change.connector,
+            operative = change.operative,
+            "availability changed"
+        );
+        let op = if change.operative {
+            PersistOp::DeleteMeta {
+                key: change.meta_key(),
+            }
+        } else {
+            PersistOp::PutMeta {
+                key: change.meta_key(),
+                value: "Inoperative".into(),
+            }
+        };
+        self.outputs.push_back(Output::Persist(vec![op]));
+        for (index, previous) in before.into_iter().enumerate() {
+            if self.connector_status(index) != previous && self.can_send_normal() {
+                self.queue_status(now, index);
+            }
+        }
+        // An EVSE that became inoperative stops offering energy.
+        for idx in 0..self.evses.len() {
+            if !self.evse_operative(idx)
+                && self.evses[idx].auth.is_some()
+                && self.evses[idx].tx.is_none()
+            {
+                self.evses[idx].auth = None;
+            }
+        }
+    }
+
+    /// A connector's hardware failed or recovered: Faulted status and a NotifyEvent on its
+    /// `Problem` variable.
+    pub(super) fn connector_fault(&mut self, now: Instant, index: usize, problem: Option<String>) {
+        if self.connectors[index].fault == problem {
+            return;
+        }
+        let (evse, connector) = (self.connectors[index].evse, self.connectors[index].id);
+        warn!(
+            evse,
+            connector,
+            problem = problem.as_deref(),
+            "connector hardware problem changed"
+        );
+        let active = problem.is_some();
+        self.connectors[index].fault = problem.clone();
+        if self.can_send_normal() {
+            self.queue_status(now, index);
+            let event_id = self.next_event_id;
+            self.next_event_id += 1;
+            let mut event = json!({
+                "eventId": event_id,
+                "timestamp": self.clock.utc(now).to_rfc3339(),
+                "trigger": "Delta",
+                "actualValue": if active { "true" } else { "false" },
+                "eventNotificationType": "HardWiredNotification",
+                "component": {"name": "Connector", "evse": {"id": evse, "connectorId": connector}},
+                "variable": {"name": "Problem"},
+            });
+            if let Some(p) = &problem {
+                event["techCode"] = json!("HardwareFault");
+                event["techInfo"] = json!(p.chars().take(500).collect::<String>());
+            }
+            let payload = json!({
+                "generatedAt": self.clock.utc(now).to_rfc3339(),
+                "seqNo": 0,
+                "eventData": [event],
+            });
+            self.enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
+        }
+        if let Some(idx) = self.evse_index(evse) {
+            self.refresh_power_path(now, idx);
+        }
+    }
+
+    /// Transactions ended: apply what waited for them (availability, OnIdle reset).
+    pub(super) fn transaction_ended(&mut self, now: Instant) {
+        let waiting = std::mem::take(&mut self.scheduled_availability);
+        for change in waiting {
+            let busy = self.evses.iter().any(|e| {
+                e.tx.is_some()
+                    && change.evse.is_none_or(|id| id == e.id)
+                    && change
+                        .connector
+                        .is_none_or(|c| e.tx.as_ref().and_then(|t| t.connector) == Some(c))
+            });
+            if busy {
+                self.scheduled_availability.push(change);
+            } else {
+                self.apply_availability(now, change);
+            }
+        }
+        if let Some(scope) = self.scheduled_reset {
+            let busy = self
+                .evses
+                .iter()
+                .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
+            if !busy {
+                self.scheduled_reset = None;
+                self.execute_reset(now, scope);
+            }
+        }
+    }
+
+    // ----- reset -------------------------------------------------------------------------------
+
+    /// B11/B12: Reset of the station or an EVSE, Immediate or OnIdle.
+    pub(super) fn reset(
+        &mut self,
+        now: Instant,
+        request: v201::ResetRequest,
+    ) -> Result<v201::ResetResponse, CallError> {
+        let scope = match request.evse_id {
+            None | Some(0) => None,
+            Some(id) => match self.evse_index(id as u32) {
+                Some(_) => Some(id as u32),
+                None => {
+                    return Ok(v201::ResetResponse {
+                        custom_data: None,
+                        status: v201::ResetStatusEnum::Rejected,
+                        status_info: None,
+                    });
+                }
+            },
+        };
+        let busy = self
+            .evses
+            .iter()
+            .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
+        let status = if request.r#type == v201::ResetEnum::OnIdle && busy {
+            // B12.FR.03 (OnIdle): after the transactions have ended.
+            self.scheduled_reset = Some(scope);
+            v201::ResetStatusEnum::Scheduled
+        } else {
+            // B11.FR.0x: end running transactions with ImmediateReset, then reset.
+            for idx in 0..self.evses.len() {
+                if self.evses[idx].tx.is_some() && scope.is_none_or(|id| id == self.evses[idx].id) {
+                    self.end_transaction_for_reset(now, idx);
+                }
+            }
+            self.execute_reset(now, scope);
+            v201::ResetStatusEnum::Accepted
+        };
+        Ok(v201::ResetResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+        })
+    }
+
+    fn execute_reset(&mut self, now: Instant, scope: Option<u32>) {
+        match scope {
+            // An EVSE has no process of its own: ending its transaction is the reset.
+            Some(evse) => info!(evse, "EVSE reset"),
+            None => {
+                info!("station reset: restarting");
+                self.security_event(now, "ResetOrReboot", Some("Reset requested by the CSMS"));
+                self.outputs
+                    .push_back(Output::Persist(vec![PersistOp::PutMeta {
+                        key: META_BOOT_REASON.into(),
+                        value: "RemoteReset".into(),
+                    }]));
+                self.outputs.push_back(Output::Reboot);
+            }
+        }
+    }
+
+    // ----- device model ------------------------------------------------------------------------
+
+    /// Resolves a CSMS component/variable to a declared variable, checking that the EVSE and
+    /// connector exist.
+    fn resolve(
+        &self,
+        component: &v201::Component,
+        variable: &v201::Variable,
+    ) -> Result<usize, Unknown> {
+        let evse = component.evse.as_ref().map(|e| (e.id, e.connector_id));
+        let index = DeviceModel::find(
+            &component.name,
+            component.instance.as_deref(),
+            evse,
+            &variable.name,
+            variable.instance.as_deref(),
+        )?;
+        if let Some((e, c)) = evse {
+            let exists = match c {
+                None => self.evse_index(e as u32).is_some(),
+                Some(c) => self
+                    .connectors
+                    .iter()
+                    .any(|x| i64::from(x.evse) == e && i64::from(x.id) == c),
+            };
+            if !exists {
+                return Err(Unknown::Component);
+            }
+        }
+        Ok(index)
+    }
+
+    /// The current value of a variable (stored or computed), for one EVSE/connector instance.
+    fn value_of(&self, now: Instant, index: usize, evse: Option<(i64, Option<i64>)>) -> String {
+        let def = &VARIABLES[index];
+        if !def.dynamic {
+            return self.vars.value_index(index).to_owned();
+        }
+        let evse_idx = evse.and_then(|(e, _)| self.evse_index(e as u32));
+        let connector_idx = evse.and_then(|(e, c)| {
+            let c = c?;
+            self.connectors
+                .iter()
+                .position(|x| i64::from(x.evse) == e && i64::from(x.id) == c)
+        });
+        let state_of = |statuses: Vec<v201::ConnectorStatusEnum>| -> &'static str {
+            use v201::ConnectorStatusEnum as S;
+            if statuses.iter().all(|s| *s == S::Faulted) && !statuses.is_empty() {
+                "Faulted"
+            } else if statuses
+                .iter()
+                .all(|s| *s == S::Unavailable || *s == S::Faulted)
+                && !statuses.is_empty()
+            {
+                "Unavailable"
+            } else if statuses.contains(&S::Occupied) {
+                "Occupied"
+            } else {
+                "Available"
+            }
+        };
+        let statuses_of = |evse_id: Option<u32>| -> Vec<v201::ConnectorStatusEnum> {
+            (0..self.connectors.len())
+                .filter(|i| evse_id.is_none_or(|e| self.connectors[*i].evse == e))
+                .map(|i| self.connector_status(i))
+                .collect()
+        };
+        match def.name {
+            "AvailabilityState" => match (def.scope, evse_idx, connector_idx) {
+                (Scope::Station, _, _) => state_of(statuses_of(None)).into(),
+                (Scope::Evse, Some(i), _) => state_of(statuses_of(Some(self.evses[i].id))).into(),
+                (Scope::Connector, _, Some(c)) => self.connector_status(c).as_str().into(),
+                _ => String::new(),
+            },
+            "Available" => match (def.scope, evse_idx, connector_idx) {
+                (Scope::Station, _, _) => self.station_operative.to_string(),
+                (Scope::Evse, Some(i), _) => self.evse_operative(i).to_string(),
+                (Scope::Connector, _, Some(c)) => {
+                    let conn = &self.connectors[c];
+                    let evse_ok = self
+                        .evse_index(conn.evse)
+                        .is_some_and(|i| self.evse_operative(i));
+                    (evse_ok && conn.operative && conn.fault.is_none()).to_string()
+                }
+                _ => String::new(),
+            },
+            "Power" => evse_idx
+                .and_then(|i| self.evses[i].meter)
+                .map(|m| format!("{}", (m.power_w * 1000.0).round() / 1000.0))
+                .unwrap_or_else(|| "0".into()),
+            "Problem" => connector_idx
+                .map(|c| self.connectors[c].fault.is_some().to_string())
+                .unwrap_or_default(),
+            "DateTime" => self.clock.utc(now).to_rfc3339(),
+            "SecurityProfile" => self.security_profile.to_string(),
+            "CertificateEntries" => "0".into(),
+            "Entries" => self.local_list.entries.len().to_string(),
+            _ => def.default.to_owned(),
+        }
+    }
+
+    /// B06: GetVariables.
+    pub(super) fn get_variables(
+        &mut self,
+        now: Instant,
+        request: v201::GetVariablesRequest,
+    ) -> Result<v201::GetVariablesResponse, CallError> {
+        // B06.FR.16: more items than ItemsPerMessage[GetVariables].
+        if request.get_variable_data.len() as i64 > self.vars.int(Var::ItemsPerMessageGetVariables)
+        {
+            return Err(CallError::new(
+                CallErrorCode::OccurrenceConstraintViolation,
+                "more getVariableData than ItemsPerMessage[GetVariables]",
+            ));
+        }
+        let results = request
+            .get_variable_data
+            .into_iter()
+            .map(|data| {
+                let attribute_type = data.attribute_type.unwrap_or(v201::AttributeEnum::Actual);
+                let (status, value) = match self.resolve(&data.component, &data.variable) {
+                    Err(Unknown::Component) => {
+                        (v201::GetVariableStatusEnum::UnknownComponent, None)
+                    }
+                    Err(Unknown::Variable) => (v201::GetVariableStatusEnum::UnknownVariable, None),
+                    // Only the Actual attribute exists here (B06.FR.08).
+                    Ok(_) if attribute_type != v201::AttributeEnum::Actual => {
+                        (v201::GetVariableStatusEnum::NotSupportedAttributeType, None)
+                    }
+                    Ok(index) if VARIABLES[index].mutability == Mutability::WriteOnly => {
+                        (v201::GetVariableStatusEnum::Rejected, None)
+                    }
+                    Ok(index) => {
+                        let evse = data.component.evse.as_ref().map(|e| (e.id, e.connector_id));
+                        (
+                            v201::GetVariableStatusEnum::Accepted,
+                            Some(self.value_of(now, index, evse)),
+                        )
+                    }
+                };
+                v201::GetVariableResult {
+                    custom_data: None,
+                    attribute_status: status,
+                    attribute_status_info: None,
+                    attribute_type: Some(attribute_type),
+                    attribute_value: value.map(|v| v.chars().take(2500).collect()),
+                    component: data.component,
+                    variable: data.variable,
+                }
+            })
+            .collect();
+        Ok(v201::GetVariablesResponse {
+            custom_data: None,
+            get_variable_result: results,
+        })
+    }
+
+    /// B05: SetVariables. Accepted values take effect at once and persist.
+    pub(super) fn set_variables(
+        &mut self,
+        now: Instant,
+        request: v201::SetVariablesRequest,
+    ) -> Result<v201::SetVariablesResponse, CallError> {
+        if request.set_variable_data.len() as i64 > self.vars.int(Var::ItemsPerMessageSetVariables)
+        {
+            return Err(CallError::new(
+                CallErrorCode::OccurrenceConstraintViolation,
+                "more setVariableData than ItemsPerMessage[SetVariables]",
+            ));
+        }
+        let mut ops = Vec::new();
+        let mut changed = Vec::new();
+        let results = request
+            .set_variable_data
+            .into_iter()
+            .map(|data| {
+                let attribute_type = data.attribute_type.unwrap_or(v201::AttributeEnum::Actual);
+                let mut info = None;
+                let status = match self.resolve(&data.component, &data.variable) {
+                    Err(Unknown::Component) => v201::SetVariableStatusEnum::UnknownComponent,
+                    Err(Unknown::Variable) => v201::SetVariableStatusEnum::UnknownVariable,
+                    Ok(_) if attribute_type != v201::AttributeEnum::Actual => {
+                        v201::SetVariableStatusEnum::NotSupportedAttributeType
+                    }
+                    Ok(index) => {
+                        let def = &VARIABLES[index];
+                        match (def.mutability, def.check(&data.attribute_value)) {
+                            (Mutability::ReadOnly, _) => {
+                                info = Some("ReadOnly");
+                                v201::SetVariableStatusEnum::Rejected
+                            }
+                            (_, Err(problem)) => {
+                                warn!(variable = def.key(), problem, "SetVariables value rejected");
+                                info = Some("InvalidValue");
+                                v201::SetVariableStatusEnum::Rejected
+                            }
+                            (_, Ok(())) => {
+                                info!(
+                                    variable = def.key(),
+                                    value = data.attribute_value,
+                                    "variable set by the CSMS"
+                                );
+                                self.vars.set_index(index, &data.attribute_value);
+                                ops.push(PersistOp::PutMeta {
+                                    key: devmodel::meta_key(def),
+                                    value: data.attribute_value.trim().to_owned(),
+                                });
+                                changed.push(index);
+                                if def.reboot_required {
+                                    v201::SetVariableStatusEnum::RebootRequired
+                                } else {
+                                    v201::SetVariableStatusEnum::Accepted
+                                }
+                            }
+                        }
+                    }
+                };
+                v201::SetVariableResult {
+                    custom_data: None,
+                    attribute_type: Some(attribute_type),
+                    attribute_status: status,
+                    attribute_status_info: info.map(|reason| v201::StatusInfo {
+                        custom_data: None,
+                        reason_code: reason.into(),
+                        additional_info: None,
+                    }),
+                    component: data.component,
+                    variable: data.variable,
+                }
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.outputs.push_back(Output::Persist(ops));
+        }
+        for index in changed {
+            self.variable_changed(now, index);
+        }
+        Ok(v201::SetVariablesResponse {
+            custom_data: None,
+            set_variable_result: results,
+        })
+    }
+
+    /// Makes a new value effective where it drives a timer.
+    fn variable_changed(&mut self, now: Instant, index: usize) {
+        let def = &VARIABLES[index];
+        match def.key().as_str() {
+            "OCPPCommCtrlr.WebSocketPingInterval" => self.restart_ping(now),
+            "OCPPCommCtrlr.HeartbeatInterval" => self.set_heartbeat_interval(now),
+            "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
+                self.schedule_aligned(now)
+            }
+            _ => {}
+        }
+    }
+
+    /// One `ReportDataType` per instance of the variable.
+    fn report_entries(&self, now: Instant, index: usize) -> Vec<Value> {
+        let def = &VARIABLES[index];
+        let instances: Vec<Option<(i64, Option<i64>)>> = match def.scope {
+            Scope::Station => vec![None],
+            Scope::Evse => self
+                .evses
+                .iter()
+                .map(|e| Some((i64::from(e.id), None)))
+                .collect(),
+            Scope::Connector => self
+                .connectors
+                .iter()
+                .map(|c| Some((i64::from(c.evse), Some(i64::from(c.id)))))
+                .collect(),
+        };
+        instances
+            .into_iter()
+            .map(|evse| {
+                let mut component = json!({ "name": def.component });
+                if let Some((e, c)) = evse {
+                    let mut ev = json!({ "id": e });
+                    if let Some(c) = c {
+                        ev["connectorId"] = json!(c);
+                    }
+                    component["evse"] = ev;
+                }
+                let mut variable = json!({ "name": def.name });
+                if let Some(i) = def.instance {
+                    variable["instance"] = json!(i);
+                }
+                let mut attribute = json!({
+                    "type": "Actual",
+                    "mutability": def.mutability.as_str(),
+                    "persistent": !def.dynamic,
+                    "constant": def.mutability == Mutability::ReadOnly && !def.dynamic,
+                });
+                if def.mutability != Mutability::WriteOnly {
+                    let value: String =
+                        self.value_of(now, index, evse).chars().take(2500).collect();
+                    attribute["value"] = json!(value);
+                }
+                let mut characteristics = json!({
+                    "dataType": def.data_type.as_str(),
+                    "supportsMonitoring": false,
+                });
+                if let Some(u) = def.unit {
+                    characteristics["unit"] = json!(u);
+                }
+                if let Some(min) = def.min {
+                    characteristics["minLimit"] = json!(min);
+                }
+                if let Some(max) = def.max {
+                    characteristics["maxLimit"] = json!(max);
+                }
+                if let Some(values) = def.data_type.values_list() {
+                    characteristics["valuesList"] = json!(values.join(","));
+                }
+                json!({
+                    "component": component,
+                    "variable": variable,
+                    "variableAttribute": [attribute],
+                    "variableCharacteristics": characteristics,
+                })
+            })
+            .collect()
+    }
+
+    /// The device model as it is now (for `ctl variables`): one entry per variable instance,
+    /// optionally only for one component.
+    pub fn device_model(&self, now: Instant, component: Option<&str>) -> Vec<Value> {
+        (0..VARIABLES.len())
+            .filter(|&i| component.is_none_or(|c| VARIABLES[i].component.eq_ignore_ascii_case(c)))
+            .flat_map(|i| self.report_entries(now, i))
+            .collect()
+    }
+
+    /// B07: GetBaseReport, answered now and followed by NotifyReport messages split by
+    /// ItemsPerMessage[GetReport], seqNo from 0, `tbc` on all but the last (B07.FR.10).
+    pub(super) fn get_base_report(
+        &mut self,
+        now: Instant,
+        request: v201::GetBaseReportRequest,
+    ) -> Result<v201::GetBaseReportResponse, CallError> {
+        let selected: Vec<usize> = (0..VARIABLES.len())
+            .filter(|&i| {
+                let def = &VARIABLES[i];
+                match request.report_base {
+                    v201::ReportBaseEnum::FullInventory => true,
+                    // B07.FR.07: what the operator can set.
+                    v201::ReportBaseEnum::ConfigurationInventory => {
+                        def.mutability != Mutability::ReadOnly
+                    }
+                    // B07.FR.09: availability and condition.
+                    v201::ReportBaseEnum::SummaryInventory => {
+                        matches!(def.name, "AvailabilityState" | "Available" | "Problem")
+                    }
+                }
+            })
+            .collect();
+        let entries: Vec<Value> = selected
+            .into_iter()
+            .flat_map(|i| self.report_entries(now, i))
+            .collect();
+        let per_message = self.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
+        let chunks: Vec<&[Value]> = entries.chunks(per_message).collect();
+        let generated_at = self.clock.utc(now).to_rfc3339();
+        for (seq, chunk) in chunks.iter().enumerate() {
+            let mut payload = json!({
+                "requestId": request.request_id,
+                "generatedAt": generated_at,
+                "seqNo": seq,
+                "reportData": chunk,
+            });
+            if seq + 1 < chunks.len() {
+                payload["tbc"] = json!(true);
+            }
+            self.enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
+        }
+        info!(
+            request_id = request.request_id,
+            items = entries.len(),
+            messages = chunks.len(),
+            "base report"
+        );
+        Ok(v201::GetBaseReportResponse {
+            custom_data: None,
+            status: v201::GenericDeviceModelStatusEnum::Accepted,
+            status_info: None,
+        })
+    }
+
+    // ----- TriggerMessage, UnlockConnector, DataTransfer -----------------------------------
+
+    /// F06: TriggerMessage. The response goes out first; the requested message follows.
+    pub(super) fn trigger_message(
+        &mut self,
+        now: Instant,
+        request: v201::TriggerMessageRequest,
+    ) -> Result<v201::TriggerMessageResponse, CallError> {
+        use v201::MessageTriggerEnum as M;
+        use v201::TriggerMessageStatusEnum as S;
+        let evse = request.evse.as_ref().map(|e| e.id as u32);
+        let connector = request
+            .evse
+            .as_ref()
+            .and_then(|e| e.connector_id)
+            .map(|c| c as u32);
+        if evse.is_some_and(|e| self.evse_index(e).is_none()) {
+            return Ok(trigger_status(S::Rejected));
+        }
+        let status = match request.requested_message {
+            M::BootNotification => {
+                // F06.FR.17: not once accepted.
+                if self.is_accepted() {
+                    S::Rejected
+                } else {
+                    self.trigger_boot();
+                    S::Accepted
+                }
+            }
+            M::Heartbeat => {
+                self.enqueue_triggered(RequestKind::Heartbeat, Action::Heartbeat, json!({}));
+                S::Accepted
+            }
+            M::StatusNotification => {
+                // F06.FR.12: only for one connector.
+                match (evse, connector) {
+                    (Some(e), Some(c)) => match self
+                        .connectors
+                        .iter()
+                        .position(|x| x.evse == e && x.id == c)
+                    {
+                        Some(index) => {
+                            self.queue_status_triggered(now, index);
+                            S::Accepted
+                        }
+                        None => S::Rejected,
+                    },
+                    _ => S::Rejected,
+                }
+            }
+            M::MeterValues => {
+                // F06.FR.06: the AlignedDataCtrlr measurands, for the EVSE or all.
+                let mut sent = false;
+                for idx in 0..self.evses.len() {
+                    if evse.is_some_and(|e| e != self.evses[idx].id) {
+                        continue;
+                    }
+                    let mv = meter::meter_value(
+                        self.evses[idx].meter.as_ref(),
+                        self.vars.list(Var::AlignedMeasurands),
+                        Context::Trigger,
+                        self.clock.utc(now),
+                    );
+                    if let Some(mv) = mv {
+                        let payload = json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
+                        self.enqueue_triggered(
+                            RequestKind::MeterValues,
+                            Action::MeterValues,
+                            payload,
+                        );
+                        sent = true;
+                    }
+                }
+                if sent { S::Accepted } else { S::Rejected }
+            }
+            M::TransactionEvent => {
+                // F06.FR.07: triggerReason Trigger with the charging state and meter values.
+                let running: Vec<usize> = (0..self.evses.len())
+                    .filter(|i| {
+                        self.evses[*i].tx.is_some() && evse.is_none_or(|e| e == self.evses[*i].id)
+                    })
+                    .collect();
+                if running.is_empty() {
+                    S::Rejected
+                } else {
+                    for idx in running {
+                        self.trigger_transaction_event(now, idx);
+                    }
+                    S::Accepted
+                }
+            }
+            M::LogStatusNotification => {
+                // F06.FR.15: not uploading a log.
+                self.enqueue_triggered(
+                    RequestKind::Other(Action::LogStatusNotification),
+                    Action::LogStatusNotification,
+                    json!({"status": "Idle"}),
+                );
+                S::Accepted
+            }
+            M::FirmwareStatusNotification => {
+                // F06.FR.16: no firmware update in progress.
+                self.enqueue_triggered(
+                    RequestKind::Other(Action::FirmwareStatusNotification),
+                    Action::FirmwareStatusNotification,
+                    json!({"status": "Idle"}),
+                );
+                S::Accepted
+            }
+            _ => S::NotImplemented,
+        };
+        Ok(trigger_status(status))
+    }
+
+    /// F05: UnlockConnector.
+    pub(super) fn unlock_connector(
+        &mut self,
+        now: Instant,
+        request: v201::UnlockConnectorRequest,
+    ) -> Result<v201::UnlockConnectorResponse, CallError> {
+        let (evse, connector) = (request.evse_id as u32, request.connector_id as u32);
+        let status = match self.evse_index(evse) {
+            None => v201::UnlockStatusEnum::UnknownConnector,
+            Some(_)
+                if !self
+                    .connectors
+                    .iter()
+                    .any(|c| c.evse == evse && c.id == connector) =>
+            {
+                v201::UnlockStatusEnum::UnknownConnector
+            }
+            Some(idx) => {
+                let on_connector = self.evses[idx]
+                    .tx
+                    .as_ref()
+                    .is_some_and(|t| t.connector.is_none_or(|c| c == connector));
+                if on_connector && self.evses[idx].auth.is_some() {
+                    // F05.FR.02: never under an authorized transaction.
+                    v201::UnlockStatusEnum::OngoingAuthorizedTransaction
+                } else {
+                    if on_connector {
+                        self.end_transaction_for_unlock(now, idx);
+                    }
+                    self.outputs.push_back(Output::Unlock { evse, connector });
+                    v201::UnlockStatusEnum::Unlocked
+                }
+            }
+        };
+        Ok(v201::UnlockConnectorResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+        })
+    }
+
+    /// P01: DataTransfer, for the registered vendor handlers.
+    pub(super) fn data_transfer(
+        &mut self,
+        request: v201::DataTransferRequest,
+    ) -> Result<v201::DataTransferResponse, CallError> {
+        for handler in &self.data_transfer {
+            if let Some(response) = handler.handle(&request) {
+                return Ok(response);
+            }
+        }
+        Ok(v201::DataTransferResponse {
+            custom_data: None,
+            status: v201::DataTransferStatusEnum::UnknownVendorId,
+            status_info: None,
+            data: None,
+        })
+    }
+
+    // ----- local authorization list (D01, D02) ------------------------------------------------
+
+    pub(super) fn local_list_enabled(&self) -> bool {
+        self.vars.bool(Var::LocalAuthListEnabled)
+    }
+
+    pub(super) fn local_list_version(&self) -> Value {
+        // D02.FR.03: 0 when the list is disabled.
+        let version = if self.local_list_enabled() {
+            self.local_list.version
+        } else {
+            0
+        };
+        json!({ "versionNumber": version })
+    }
+
+    pub(super) fn send_local_list(
+        &mut self,
+        _now: Instant,
+        request: v201::SendLocalListRequest,
+    ) -> Result<v201::SendLocalListResponse, CallError> {
+        let respond = |status| {
+            Ok(v201::SendLocalListResponse {
+                custom_data: None,
+                status,
+                status_info: None,
+            })
+        };
+        if !self.local_list_enabled() {
+            return respond(v201::SendLocalListStatusEnum::Failed);
+        }
+        let entries: Vec<Value> = request
+            .local_authorization_list
+            .unwrap_or_default()
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        // D01.FR.06: unique idTokens.
+        for (i, e) in entries.iter().enumerate() {
+            if entries[..i].iter().any(|o| o["idToken"] == e["idToken"]) {
+                return respond(v201::SendLocalListStatusEnum::Failed);
+            }
+        }
+        match request.update_type {
+            v201::UpdateEnum::Full => {
+                // D01.FR.04/15: replace (or clear).
+                self.local_list.entries = entries;
+            }
+            v201::UpdateEnum::Differential => {
+                // D01.FR.19: a version not above ours is refused.
+                if request.version_number <= self.local_list.version {
+                    return respond(v201::SendLocalListStatusEnum::VersionMismatch);
+                }
+                for e in entries {
+                    self.local_list
+                        .entries
+                        .retain(|o| o["idToken"] != e["idToken"]);
+                    // D01.FR.16/17: with idTokenInfo: add/update; without: remove.
+                    if e.get("idTokenInfo").is_some() {
+                        self.local_list.entries.push(e);
+                    }
+                }
+            }
+        }
+        self.local_list.version = request.version_number;
+        info!(
+            version = self.local_list.version,
+            entries = self.local_list.entries.len(),
+            "local authorization list updated"
+        );
+        let text = serde_json::to_string(&self.local_list).unwrap_or_default();
+        self.outputs
+            .push_back(Output::Persist(vec![PersistOp::PutMeta {
+                key: META_LOCAL_LIST.into(),
+                value: text,
+            }]));
+        respond(v201::SendLocalListStatusEnum::Accepted)
+    }
+
+    // ----- security events ----------------------------------------------------------------------
+
+    /// A SecurityEventNotification, queued and delivered like transaction messages.
+    pub(super) fn security_event(&mut self, now: Instant, kind: &'static str, info: Option<&str>) {
+        info!(event = kind, info, "security event");
+        let mut payload = json!({
+            "type": kind,
+            "timestamp": self.clock.utc(now).to_rfc3339(),
+        });
+        if let Some(i) = info {
+            payload["techInfo"] = json!(i.chars().take(255).collect::<String>());
+        }
+        self.enqueue_durable(
+            now,
+            Action::SecurityEventNotification,
+            None,
+            EventKind::Other,
+            payload,
+            Vec::new(),
+        );
+    }
+
+    /// Like `security_event`, once per start-up for a given kind (floods are reported once).
+    pub(super) fn security_event_once(
+        &mut self,
+        now: Instant,
+        kind: &'static str,
+        info: Option<&str>,
+    ) {
+        if !self.raised_once.contains(&kind) {
+            self.raised_once.push(kind);
+            self.security_event(now, kind, info);
+        }
+    }
+}
+
+fn trigger_status(status: v201::TriggerMessageStatusEnum) -> v201::TriggerMessageResponse {
+    v201::TriggerMessageResponse {
+        custom_data: None,
+        status,
+        status_info: None,
+    }
+}

@@ -1,0 +1,714 @@
+//! Remote management in the core: the device model over OCPP (B05-B07), Reset (B11/B12),
+//! ChangeAvailability (G03/G04), TriggerMessage (F06), UnlockConnector (F05), DataTransfer
+//! (P01), the local authorization list (D01/D02), NotifyEvent, and security events.
+
+use ocpp_agent::ocpp::management::DataTransferHandler;
+use ocpp_agent::ocpp::rpc::Frame;
+use ocpp_agent::ocpp::testkit::{Harness, config_with, default_config};
+use ocpp_agent::ocpp::v201;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn result(frame: Frame) -> Value {
+    match frame {
+        Frame::CallResult { payload, .. } => payload,
+        other => panic!("expected a CALLRESULT, got {other:?}"),
+    }
+}
+
+fn error_code(frame: &Frame) -> String {
+    match frame {
+        Frame::CallError { code, .. } => code.clone(),
+        other => panic!("expected a CALLERROR, got {other:?}"),
+    }
+}
+
+fn get(h: &mut Harness, items: Value) -> Vec<Value> {
+    let r = result(h.call("GetVariables", json!({ "getVariableData": items })));
+    r["getVariableResult"].as_array().unwrap().clone()
+}
+
+fn set(h: &mut Harness, items: Value) -> Vec<Value> {
+    let r = result(h.call("SetVariables", json!({ "setVariableData": items })));
+    r["setVariableResult"].as_array().unwrap().clone()
+}
+
+fn statuses(h: &Harness) -> Vec<(i64, i64, String)> {
+    h.csms
+        .of("StatusNotification")
+        .iter()
+        .map(|r| {
+            (
+                r.payload["evseId"].as_i64().unwrap(),
+                r.payload["connectorId"].as_i64().unwrap(),
+                r.payload["connectorStatus"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn get_variables_answers_every_status() {
+    let mut h = Harness::new(config_with(&[("OCPPCommCtrlr.HeartbeatInterval", "120")]));
+    h.plug(2, 2, true);
+    let results = get(
+        &mut h,
+        json!([
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "MessageTimeout", "instance": "Default"}},
+            {"component": {"name": "Nope"}, "variable": {"name": "HeartbeatInterval"}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "Nope"}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeType": "Target"},
+            {"component": {"name": "EVSE", "evse": {"id": 2}}, "variable": {"name": "AvailabilityState"}},
+            {"component": {"name": "Connector", "evse": {"id": 2, "connectorId": 2}}, "variable": {"name": "AvailabilityState"}},
+            {"component": {"name": "Connector", "evse": {"id": 2, "connectorId": 9}}, "variable": {"name": "AvailabilityState"}},
+            {"component": {"name": "EVSE"}, "variable": {"name": "Power"}},
+            {"component": {"name": "ClockCtrlr"}, "variable": {"name": "DateTime"}},
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "SecurityProfile"}}
+        ]),
+    );
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["attributeStatus"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "Accepted",
+            "Accepted",
+            "UnknownComponent",
+            "UnknownVariable",
+            "NotSupportedAttributeType",
+            "Accepted",
+            "Accepted",
+            "UnknownComponent",
+            "UnknownComponent",
+            "Accepted",
+            "Accepted"
+        ]
+    );
+    // B06.FR.11: Actual when absent; B06.FR.06-08: no value unless Accepted.
+    assert_eq!(results[0]["attributeType"], "Actual");
+    assert_eq!(results[0]["attributeValue"], "120");
+    assert_eq!(results[1]["attributeValue"], "30");
+    assert!(results[2].get("attributeValue").is_none());
+    assert_eq!(results[5]["attributeValue"], "Occupied");
+    assert_eq!(results[6]["attributeValue"], "Occupied");
+    assert!(
+        results[9]["attributeValue"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-01-01T")
+    );
+    assert_eq!(results[10]["attributeValue"], "1");
+    // B06.FR.02: the same component/variable back.
+    assert_eq!(results[7]["component"]["evse"]["connectorId"], 9);
+
+    // B06.FR.16: more items than ItemsPerMessage[GetVariables] (50).
+    let many: Vec<Value> = (0..51)
+        .map(|_| json!({"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}))
+        .collect();
+    let answer = h.call("GetVariables", json!({ "getVariableData": many }));
+    assert_eq!(error_code(&answer), "OccurrenceConstraintViolation");
+}
+
+#[test]
+fn set_variables_answers_every_status_and_values_persist() {
+    let mut h = Harness::new(default_config());
+    let results = set(
+        &mut h,
+        json!([
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "45"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "soon"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "WebSocketPingInterval"}, "attributeValue": "99999"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "MessageTimeout", "instance": "Default"}, "attributeValue": "10"},
+            {"component": {"name": "Nope"}, "variable": {"name": "X"}, "attributeValue": "1"},
+            {"component": {"name": "TxCtrlr"}, "variable": {"name": "Nope"}, "attributeValue": "1"},
+            {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}, "attributeValue": "Authorized", "attributeType": "MaxSet"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "1"},
+            {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}, "attributeValue": "Authorized"}
+        ]),
+    );
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["attributeStatus"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "Accepted",
+            "Rejected",
+            "Rejected",
+            "Rejected",
+            "UnknownComponent",
+            "UnknownVariable",
+            "NotSupportedAttributeType",
+            "RebootRequired",
+            "Accepted"
+        ]
+    );
+    assert_eq!(results[3]["attributeStatusInfo"]["reasonCode"], "ReadOnly");
+    // The new heartbeat interval is in force at once (it replaces the boot's 300 s).
+    let before = h.csms.of("Heartbeat").len();
+    h.advance_secs(46);
+    assert_eq!(h.csms.of("Heartbeat").len(), before + 1);
+    // The new TxStartPoint too: a plug-in alone no longer starts a transaction.
+    h.plug(1, 1, true);
+    assert!(h.csms.of("TransactionEvent").is_empty());
+    // ... and both survive a restart.
+    h.plug(1, 1, false);
+    h.power_cycle(true);
+    let values = get(
+        &mut h,
+        json!([
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            {"component": {"name": "TxCtrlr"}, "variable": {"name": "TxStartPoint"}}
+        ]),
+    );
+    assert_eq!(values[0]["attributeValue"], "45");
+    assert_eq!(values[1]["attributeValue"], "Authorized");
+}
+
+#[test]
+fn base_reports_are_split_by_items_per_message() {
+    let mut h = Harness::new(default_config());
+    let answer = result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 7, "reportBase": "FullInventory"}),
+    ));
+    assert_eq!(answer["status"], "Accepted");
+    let reports: Vec<Value> = h
+        .csms
+        .of("NotifyReport")
+        .iter()
+        .map(|r| r.payload.clone())
+        .collect();
+    assert!(reports.len() >= 3, "{} reports", reports.len());
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["requestId"], 7);
+        assert_eq!(r["seqNo"], i);
+        assert!(r["reportData"].as_array().unwrap().len() <= 20);
+        assert_eq!(
+            r.get("tbc").is_some(),
+            i + 1 < reports.len(),
+            "B07.FR.10/tbc"
+        );
+    }
+    let items: Vec<&Value> = reports
+        .iter()
+        .flat_map(|r| r["reportData"].as_array().unwrap())
+        .collect();
+    let has = |component: &str, variable: &str| {
+        items
+            .iter()
+            .any(|d| d["component"]["name"] == component && d["variable"]["name"] == variable)
+    };
+    assert!(has("OCPPCommCtrlr", "HeartbeatInterval"));
+    assert!(has("ClockCtrlr", "DateTime"));
+    // Per-connector components, one entry per connector (3 here).
+    let connectors = items
+        .iter()
+        .filter(|d| {
+            d["component"]["name"] == "Connector" && d["variable"]["name"] == "AvailabilityState"
+        })
+        .count();
+    assert_eq!(connectors, 3);
+    let heartbeat = items
+        .iter()
+        .find(|d| d["variable"]["name"] == "HeartbeatInterval")
+        .unwrap();
+    assert_eq!(heartbeat["variableAttribute"][0]["mutability"], "ReadWrite");
+    assert_eq!(heartbeat["variableCharacteristics"]["dataType"], "integer");
+    assert_eq!(heartbeat["variableCharacteristics"]["unit"], "s");
+
+    // ConfigurationInventory: only what can be set.
+    result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 8, "reportBase": "ConfigurationInventory"}),
+    ));
+    let config_items: Vec<Value> = h
+        .csms
+        .of("NotifyReport")
+        .iter()
+        .filter(|r| r.payload["requestId"] == 8)
+        .flat_map(|r| r.payload["reportData"].as_array().unwrap().clone())
+        .collect();
+    assert!(!config_items.is_empty());
+    assert!(
+        config_items
+            .iter()
+            .all(|d| d["variableAttribute"][0]["mutability"] != "ReadOnly")
+    );
+    // SummaryInventory: availability.
+    result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 9, "reportBase": "SummaryInventory"}),
+    ));
+    let summary: Vec<Value> = h
+        .csms
+        .of("NotifyReport")
+        .iter()
+        .filter(|r| r.payload["requestId"] == 9)
+        .flat_map(|r| r.payload["reportData"].as_array().unwrap().clone())
+        .collect();
+    assert!(summary.iter().all(|d| {
+        ["AvailabilityState", "Available", "Problem"]
+            .contains(&d["variable"]["name"].as_str().unwrap())
+    }));
+}
+
+#[test]
+fn a_pending_station_answers_reports_and_triggers() {
+    let mut h = Harness::new_with(default_config(), |c| c.boot_status = "Pending");
+    result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 1, "reportBase": "FullInventory"}),
+    ));
+    assert!(
+        !h.csms.of("NotifyReport").is_empty(),
+        "B02.FR.02: triggered messages may go out"
+    );
+    let r = result(h.call(
+        "TriggerMessage",
+        json!({"requestedMessage": "BootNotification"}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(h.csms.of("BootNotification").len(), 2);
+    // Nothing untriggered went out.
+    assert!(h.csms.of("StatusNotification").is_empty());
+}
+
+#[test]
+fn reset_ends_transactions_and_restarts_with_remote_reset() {
+    let mut h = Harness::new(default_config());
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    let r = result(h.call("Reset", json!({"type": "Immediate"})));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(h.reboots, 1);
+    let ended = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(ended["eventType"], "Ended");
+    assert_eq!(ended["triggerReason"], "ResetCommand");
+    assert_eq!(ended["transactionInfo"]["stoppedReason"], "ImmediateReset");
+    assert!(
+        h.csms
+            .of("SecurityEventNotification")
+            .iter()
+            .any(|r| r.payload["type"] == "ResetOrReboot")
+    );
+    h.power_cycle(true);
+    let boots = h.csms.of("BootNotification");
+    assert_eq!(boots.last().unwrap().payload["reason"], "RemoteReset");
+    // Only once: the next start is a power-up again.
+    h.power_cycle(true);
+    assert_eq!(
+        h.csms.of("BootNotification").last().unwrap().payload["reason"],
+        "PowerUp"
+    );
+}
+
+#[test]
+fn reset_on_idle_waits_for_the_transaction() {
+    let mut h = Harness::new(default_config());
+    h.plug(2, 1, true);
+    let r = result(h.call("Reset", json!({"type": "OnIdle"})));
+    assert_eq!(r["status"], "Scheduled");
+    assert_eq!(h.reboots, 0);
+    h.plug(2, 1, false);
+    assert_eq!(h.reboots, 1, "reset once the transaction ended");
+    // An EVSE reset ends only that EVSE's transaction, without restarting the agent.
+    let mut h = Harness::new(default_config());
+    h.plug(1, 1, true);
+    h.plug(2, 1, true);
+    let r = result(h.call("Reset", json!({"type": "Immediate", "evseId": 2})));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(h.reboots, 0);
+    let ended: Vec<Value> = h
+        .events()
+        .into_iter()
+        .filter(|e| e["eventType"] == "Ended")
+        .cloned()
+        .collect();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        ended[0]["transactionInfo"]["stoppedReason"],
+        "ImmediateReset"
+    );
+    let r = result(h.call("Reset", json!({"type": "Immediate", "evseId": 9})));
+    assert_eq!(r["status"], "Rejected");
+}
+
+#[test]
+fn change_availability_is_reported_enforced_and_persistent() {
+    let mut h = Harness::new(default_config());
+    let before = statuses(&h).len();
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 1}}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(statuses(&h)[before..], [(1, 1, "Unavailable".to_string())]);
+    // An inoperative EVSE does not charge.
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    assert!(!h.power_path(1));
+    assert!(h.csms.of("TransactionEvent").is_empty());
+    h.plug(1, 1, false);
+    // G03.FR.03: the state it already is in.
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 1}}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    // G03.FR.08: it survives a restart.
+    h.power_cycle(false);
+    h.advance_secs(5);
+    let s = h.station.snapshot(h.now);
+    assert_eq!(s.evses[0].connectors[0].status, "Unavailable");
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Operative", "evse": {"id": 1}}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(
+        statuses(&h).last().unwrap(),
+        &(1, 1, "Available".to_string())
+    );
+
+    // G03.FR.05: with a transaction running: Scheduled, applied when it ends.
+    h.plug(2, 1, true);
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 2}}),
+    ));
+    assert_eq!(r["status"], "Scheduled");
+    assert_eq!(
+        h.station.snapshot(h.now).evses[1].connectors[0].status,
+        "Occupied"
+    );
+    h.plug(2, 1, false);
+    assert_eq!(
+        h.station.snapshot(h.now).evses[1].connectors[0].status,
+        "Unavailable"
+    );
+    assert_eq!(
+        h.station.snapshot(h.now).evses[1].connectors[1].status,
+        "Unavailable"
+    );
+
+    // G04: the whole station; then a connector alone.
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative"}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert!(
+        h.station
+            .snapshot(h.now)
+            .evses
+            .iter()
+            .all(|e| e.connectors.iter().all(|c| c.status == "Unavailable"))
+    );
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 5}}),
+    ));
+    assert_eq!(r["status"], "Rejected");
+}
+
+#[test]
+fn trigger_message_sends_what_was_asked() {
+    let mut h = Harness::new(config_with(&[(
+        "AlignedDataCtrlr.Measurands",
+        "Energy.Active.Import.Register,Voltage",
+    )]));
+    let trigger = |h: &mut Harness, payload: Value| {
+        result(h.call("TriggerMessage", payload))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "BootNotification"})),
+        "Rejected",
+        "F06.FR.17"
+    );
+    let hb = h.csms.of("Heartbeat").len();
+    assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "Heartbeat"})),
+        "Accepted"
+    );
+    assert_eq!(h.csms.of("Heartbeat").len(), hb + 1);
+    assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "StatusNotification"})),
+        "Rejected",
+        "F06.FR.12"
+    );
+    let st = statuses(&h).len();
+    assert_eq!(
+        trigger(
+            &mut h,
+            json!({"requestedMessage": "StatusNotification", "evse": {"id": 2, "connectorId": 2}})
+        ),
+        "Accepted"
+    );
+    assert_eq!(statuses(&h)[st..], [(2, 2, "Available".to_string())]);
+    h.advance_secs(1); // meters report
+    assert_eq!(
+        trigger(
+            &mut h,
+            json!({"requestedMessage": "MeterValues", "evse": {"id": 1}})
+        ),
+        "Accepted"
+    );
+    let mv = h.csms.of("MeterValues");
+    assert_eq!(mv.len(), 1);
+    assert_eq!(
+        mv[0].payload["meterValue"][0]["sampledValue"][1]["measurand"],
+        "Voltage"
+    );
+    assert_eq!(
+        mv[0].payload["meterValue"][0]["sampledValue"][0]["context"],
+        "Trigger"
+    );
+    assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "TransactionEvent"})),
+        "Rejected"
+    );
+    h.plug(1, 1, true);
+    assert_eq!(
+        trigger(
+            &mut h,
+            json!({"requestedMessage": "TransactionEvent", "evse": {"id": 1}})
+        ),
+        "Accepted"
+    );
+    let last = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(last["triggerReason"], "Trigger");
+    assert!(
+        last["transactionInfo"]["chargingState"].is_string(),
+        "F06.FR.07"
+    );
+    assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "LogStatusNotification"})),
+        "Accepted"
+    );
+    assert_eq!(
+        h.csms.of("LogStatusNotification")[0].payload["status"],
+        "Idle"
+    );
+    assert_eq!(
+        trigger(
+            &mut h,
+            json!({"requestedMessage": "FirmwareStatusNotification"})
+        ),
+        "Accepted"
+    );
+    assert_eq!(
+        h.csms.of("FirmwareStatusNotification")[0].payload["status"],
+        "Idle"
+    );
+    assert_eq!(
+        trigger(
+            &mut h,
+            json!({"requestedMessage": "SignChargingStationCertificate"})
+        ),
+        "NotImplemented"
+    );
+}
+
+#[test]
+fn unlock_connector() {
+    let mut h = Harness::new(default_config());
+    let unlock = |h: &mut Harness, evse: i64, connector: i64| {
+        result(h.call(
+            "UnlockConnector",
+            json!({"evseId": evse, "connectorId": connector}),
+        ))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(unlock(&mut h, 9, 1), "UnknownConnector");
+    assert_eq!(unlock(&mut h, 1, 4), "UnknownConnector");
+    assert_eq!(
+        unlock(&mut h, 1, 1),
+        "Unlocked",
+        "F05.FR.06: even without a cable"
+    );
+    assert_eq!(h.unlocks, vec![(1, 1)]);
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    assert_eq!(unlock(&mut h, 1, 1), "OngoingAuthorizedTransaction");
+    // An unauthorized transaction is ended by the unlock.
+    h.plug(2, 1, true);
+    assert_eq!(unlock(&mut h, 2, 1), "Unlocked");
+    let ended = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(ended["triggerReason"], "UnlockCommand");
+}
+
+#[derive(Debug)]
+struct Echo;
+
+impl DataTransferHandler for Echo {
+    fn handle(&self, request: &v201::DataTransferRequest) -> Option<v201::DataTransferResponse> {
+        (request.vendor_id == "com.example").then(|| v201::DataTransferResponse {
+            custom_data: None,
+            status: v201::DataTransferStatusEnum::Accepted,
+            status_info: None,
+            data: request.data.clone(),
+        })
+    }
+}
+
+#[test]
+fn data_transfer_goes_to_vendor_handlers() {
+    let mut h = Harness::new(default_config());
+    let r = result(h.call("DataTransfer", json!({"vendorId": "org.nobody"})));
+    assert_eq!(r["status"], "UnknownVendorId");
+    let mut config = default_config();
+    config.data_transfer = vec![Arc::new(Echo)];
+    let mut h = Harness::new(config);
+    let r = result(h.call(
+        "DataTransfer",
+        json!({"vendorId": "com.example", "data": {"x": 1}}),
+    ));
+    assert_eq!(r, json!({"status": "Accepted", "data": {"x": 1}}));
+}
+
+#[test]
+fn local_authorization_list() {
+    let mut h = Harness::new(default_config());
+    assert_eq!(
+        result(h.call("GetLocalListVersion", json!({})))["versionNumber"],
+        0
+    );
+    let list = json!([
+        {"idToken": {"idToken": "LIST-OK", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}},
+        {"idToken": {"idToken": "LIST-BLOCKED", "type": "ISO14443"}, "idTokenInfo": {"status": "Blocked"}}
+    ]);
+    let r = result(h.call(
+        "SendLocalList",
+        json!({"versionNumber": 3, "updateType": "Full", "localAuthorizationList": list}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(
+        result(h.call("GetLocalListVersion", json!({})))["versionNumber"],
+        3
+    );
+    // D01.FR.19: a differential update must raise the version.
+    let r = result(h.call(
+        "SendLocalList",
+        json!({"versionNumber": 3, "updateType": "Differential"}),
+    ));
+    assert_eq!(r["status"], "VersionMismatch");
+    let r = result(h.call(
+        "SendLocalList",
+        json!({"versionNumber": 4, "updateType": "Differential", "localAuthorizationList": [
+            {"idToken": {"idToken": "LIST-NEW", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}},
+            {"idToken": {"idToken": "LIST-BLOCKED", "type": "ISO14443"}}
+        ]}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    let entries = get(
+        &mut h,
+        json!([{"component": {"name": "LocalAuthListCtrlr"}, "variable": {"name": "Entries"}}]),
+    );
+    assert_eq!(entries[0]["attributeValue"], "2");
+    // Offline, the list authorizes (C13); it survives a restart (D01.FR.10).
+    h.power_cycle(true);
+    h.csms.online = false;
+    h.advance_secs(1);
+    h.drop_connection();
+    h.plug(1, 1, true);
+    h.token(1, "LIST-NEW");
+    assert!(h.power_path(1));
+    h.plug(2, 1, true);
+    h.token(2, "STRANGER");
+    assert!(!h.power_path(2));
+}
+
+#[test]
+fn faults_raise_a_notify_event_and_faulted_status() {
+    let mut h = Harness::new(default_config());
+    h.station
+        .handle_input(
+            h.now,
+            ocpp_agent::ocpp::station::Input::Fault {
+                evse: 1,
+                connector: 1,
+                problem: Some("plug input line failed".into()),
+            },
+        )
+        .unwrap();
+    h.settle();
+    assert_eq!(statuses(&h).last().unwrap(), &(1, 1, "Faulted".to_string()));
+    let events = h.csms.of("NotifyEvent");
+    assert_eq!(events.len(), 1);
+    let e = &events[0].payload["eventData"][0];
+    assert_eq!(
+        e["component"],
+        json!({"name": "Connector", "evse": {"id": 1, "connectorId": 1}})
+    );
+    assert_eq!(e["variable"]["name"], "Problem");
+    assert_eq!(e["actualValue"], "true");
+    assert_eq!(e["trigger"], "Delta");
+    // A faulted connector does not charge.
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    assert!(!h.power_path(1));
+    // Recovery.
+    h.station
+        .handle_input(
+            h.now,
+            ocpp_agent::ocpp::station::Input::Fault {
+                evse: 1,
+                connector: 1,
+                problem: None,
+            },
+        )
+        .unwrap();
+    h.settle();
+    assert_eq!(h.csms.of("NotifyEvent").len(), 2);
+    assert!(h.power_path(1), "charges once the fault is gone");
+}
+
+#[test]
+fn security_events_are_queued_like_transaction_messages() {
+    let mut h = Harness::new_with(default_config(), |c| c.rejecting_auth = true);
+    h.advance_secs(30);
+    assert!(
+        h.csms.of("SecurityEventNotification").is_empty(),
+        "nothing before Accepted"
+    );
+    h.csms.rejecting_auth = false;
+    h.advance_secs(120);
+    let kinds: Vec<String> = h
+        .csms
+        .of("SecurityEventNotification")
+        .iter()
+        .map(|r| r.payload["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        kinds.contains(&"StartupOfTheDevice".to_string()),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "FailedToAuthenticateAtCsms")
+            .count(),
+        1,
+        "once, however many attempts: {kinds:?}"
+    );
+    // Unreadable CSMS frames: InvalidMessages.
+    h.send_raw("garbage");
+    h.send_raw("more garbage");
+    let invalid = h
+        .csms
+        .of("SecurityEventNotification")
+        .iter()
+        .filter(|r| r.payload["type"] == "InvalidMessages")
+        .count();
+    assert_eq!(invalid, 1);
+}

@@ -1,0 +1,147 @@
+//! End-to-end remote management against the independent peers: device model over OCPP
+//! (persisted across restarts), base reports, availability, TriggerMessage, and Reset ending
+//! with the exit code that makes systemd restart the agent.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::{Agent, Csms, admin_call, wait_for};
+
+const T: Duration = Duration::from_secs(30);
+
+fn response(answer: Value) -> Value {
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["response"].clone()
+}
+
+#[test]
+fn device_model_reports_availability_trigger_and_reset() {
+    let Some(csms) = Csms::start(&["--interval", "300"]) else {
+        return;
+    };
+    let mut agent = Agent::start(&csms.url(), "");
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    wait_for(T, "statuses", || {
+        (csms.calls("StatusNotification").len() >= 2).then_some(())
+    });
+
+    // SetVariables / GetVariables.
+    let set = response(csms.admin(admin_call(
+        "SetVariables",
+        json!({"setVariableData": [
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "2"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "MessageTimeout", "instance": "Default"}, "attributeValue": "5"}
+        ]}),
+    )));
+    assert_eq!(set["setVariableResult"][0]["attributeStatus"], "Accepted");
+    assert_eq!(set["setVariableResult"][1]["attributeStatus"], "Rejected");
+    let before = csms.calls("Heartbeat").len();
+    csms.wait_calls("Heartbeat", before + 2, T);
+
+    // The device model through ctl.
+    let vars = agent.ctl_json(&["variables", "OCPPCommCtrlr"]);
+    let hb = vars
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variable"]["name"] == "HeartbeatInterval")
+        .unwrap();
+    assert_eq!(hb["variableAttribute"][0]["value"], "2");
+
+    // GetBaseReport: NotifyReport messages, validated by the peer.
+    let report = response(csms.admin(admin_call(
+        "GetBaseReport",
+        json!({"requestId": 42, "reportBase": "FullInventory"}),
+    )));
+    assert_eq!(report["status"], "Accepted");
+    let reports = wait_for(T, "the whole report", || {
+        let r = csms.calls("NotifyReport");
+        r.last()
+            .filter(|last| last["payload"]["tbc"].is_null())
+            .map(|_| r.clone())
+    });
+    assert!(reports.len() >= 3);
+    assert!(reports.iter().all(|r| r["payload"]["requestId"] == 42));
+
+    // ChangeAvailability: the connector goes Unavailable.
+    let change = response(csms.admin(admin_call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 2}}),
+    )));
+    assert_eq!(change["status"], "Accepted");
+    wait_for(T, "Unavailable", || {
+        csms.calls("StatusNotification")
+            .iter()
+            .any(|r| {
+                r["payload"]["evseId"] == 2 && r["payload"]["connectorStatus"] == "Unavailable"
+            })
+            .then_some(())
+    });
+
+    // TriggerMessage.
+    let trigger = response(csms.admin(admin_call(
+        "TriggerMessage",
+        json!({"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}}),
+    )));
+    assert_eq!(trigger["status"], "Accepted");
+
+    // The value set by the CSMS and the availability survive a restart.
+    agent.kill9();
+    agent.spawn(&[]);
+    agent.wait_ready();
+    csms.wait_calls("BootNotification", 2, T);
+    let get = response(csms.admin(admin_call(
+        "GetVariables",
+        json!({"getVariableData": [
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
+            {"component": {"name": "EVSE", "evse": {"id": 2}}, "variable": {"name": "Available"}}
+        ]}),
+    )));
+    assert_eq!(get["getVariableResult"][0]["attributeValue"], "2");
+    assert_eq!(get["getVariableResult"][1]["attributeValue"], "false");
+
+    // Reset: the agent exits with 75 (systemd restarts it) and boots with RemoteReset.
+    let reset = response(csms.admin(admin_call("Reset", json!({"type": "Immediate"}))));
+    assert_eq!(reset["status"], "Accepted");
+    assert_eq!(agent.wait_exit(T), Some(75));
+    agent.spawn(&[]);
+    let boots = csms.wait_calls("BootNotification", 3, T);
+    assert_eq!(boots.last().unwrap()["payload"]["reason"], "RemoteReset");
+    let kinds: Vec<Value> = wait_for(T, "the security events", || {
+        let e: Vec<Value> = csms
+            .calls("SecurityEventNotification")
+            .iter()
+            .map(|r| r["payload"]["type"].clone())
+            .collect();
+        e.contains(&json!("ResetOrReboot")).then_some(e)
+    });
+    assert!(kinds.contains(&json!("StartupOfTheDevice")), "{kinds:?}");
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}
+
+#[test]
+fn unknown_and_unsupported_actions_and_bad_payloads() {
+    let Some(csms) = Csms::start(&[]) else {
+        return;
+    };
+    let agent = Agent::start(&csms.url(), "");
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    // A known action the agent does not do yet: NotSupported, never silence.
+    let answer = csms.admin(json!({"cmd": "raw", "station": "CP001",
+        "frame": "[2,\"x1\",\"CancelReservation\",{\"reservationId\":1}]"}));
+    assert!(answer.to_string().contains("NotSupported"), "{answer}");
+    let answer = csms.admin(json!({"cmd": "raw", "station": "CP001",
+        "frame": "[2,\"x2\",\"Teleport\",{}]"}));
+    assert!(answer.to_string().contains("NotImplemented"), "{answer}");
+    let answer = csms.admin(json!({"cmd": "raw", "station": "CP001",
+        "frame": "[2,\"x3\",\"GetVariables\",{\"getVariableData\":\"all\"}]"}));
+    assert!(
+        answer.to_string().contains("TypeConstraintViolation"),
+        "{answer}"
+    );
+    // Still healthy.
+    assert_eq!(agent.status()["connection"], "connected");
+}
