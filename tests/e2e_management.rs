@@ -145,3 +145,38 @@ fn unknown_and_unsupported_actions_and_bad_payloads() {
     // Still healthy.
     assert_eq!(agent.status()["connection"], "connected");
 }
+
+#[test]
+fn a_broken_gpio_plug_line_faults_its_connector_and_nothing_else() {
+    let Some(csms) = Csms::start(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // EVSE 2's plug input names a GPIO chip this machine does not have.
+    let text = support::agent_config(dir.path(), &csms.url(), "").replacen(
+        "id = 2\nplug = { backend = \"sim\" }",
+        "id = 2\nplug = { backend = \"gpio\", chip = \"/dev/gpiochip-missing\", line = 3 }",
+        1,
+    );
+    assert!(text.contains("gpiochip-missing"));
+    let agent = Agent::start_with_config(dir, &text, &[]);
+    agent.wait_ready();
+    wait_for(T, "Faulted", || {
+        csms.calls("StatusNotification")
+            .iter()
+            .any(|r| r["payload"]["evseId"] == 2 && r["payload"]["connectorStatus"] == "Faulted")
+            .then_some(())
+    });
+    let event = wait_for(T, "the NotifyEvent", || csms.calls("NotifyEvent").pop());
+    let data = &event["payload"]["eventData"][0];
+    assert_eq!(data["component"]["name"], "Connector");
+    assert_eq!(data["variable"]["name"], "Problem");
+    assert_eq!(data["actualValue"], "true");
+    // EVSE 1 is unaffected.
+    agent.ctl_json(&["plug", "1", "in"]);
+    agent.ctl_json(&["token", "1", "T"]);
+    wait_for(T, "charging on EVSE 1", || {
+        (agent.status()["evses"][0]["power_path_closed"] == true).then_some(())
+    });
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}

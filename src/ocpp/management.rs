@@ -289,10 +289,28 @@ impl Station {
             problem = problem.as_deref(),
             "connector hardware problem changed"
         );
-        let active = problem.is_some();
-        self.connectors[index].fault = problem.clone();
+        self.connectors[index].fault = problem;
         if self.can_send_normal() {
             self.queue_status(now, index);
+            self.report_faults(now);
+        }
+        if let Some(idx) = self.evse_index(evse) {
+            self.refresh_power_path(now, idx);
+        }
+    }
+
+    /// NotifyEvent (Connector.Problem, Delta) for every connector whose problem state differs
+    /// from what the CSMS was last told: at once while connected, else after acceptance or
+    /// reconnection.
+    pub(super) fn report_faults(&mut self, now: Instant) {
+        for index in 0..self.connectors.len() {
+            let c = &self.connectors[index];
+            let active = c.fault.is_some();
+            if active == c.fault_reported {
+                continue;
+            }
+            let (evse, connector, problem) = (c.evse, c.id, c.fault.clone());
+            self.connectors[index].fault_reported = active;
             let event_id = self.next_event_id;
             self.next_event_id += 1;
             let mut event = json!({
@@ -314,9 +332,6 @@ impl Station {
                 "eventData": [event],
             });
             self.enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
-        }
-        if let Some(idx) = self.evse_index(evse) {
-            self.refresh_power_path(now, idx);
         }
     }
 

@@ -169,6 +169,8 @@ pub(super) struct Connector {
     pub(super) operative: bool,
     /// A hardware problem (e.g. its plug input line failed).
     pub(super) fault: Option<String>,
+    /// The `Problem` value last sent in a NotifyEvent.
+    pub(super) fault_reported: bool,
     /// The last status the CSMS acknowledged, to report only changes after a short outage
     /// (B04.FR.02).
     pub(super) reported: Option<v201::ConnectorStatusEnum>,
@@ -349,6 +351,7 @@ impl Station {
                     plugged: false,
                     operative: true,
                     fault: None,
+                    fault_reported: false,
                     reported: None,
                 })
             })
@@ -485,6 +488,7 @@ impl Station {
                 // outage was longer than OfflineThreshold.
                 let all = offline_for.is_none_or(|d| d > self.vars.seconds(Var::OfflineThreshold));
                 self.queue_connector_statuses(now, all);
+                self.report_faults(now);
                 self.reset_heartbeat(now);
             }
             // B02.FR.04 / B03.FR.02: a running BootRetry timer means we must wait for it.

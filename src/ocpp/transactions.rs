@@ -1155,6 +1155,7 @@ impl Station {
     /// The CSMS accepted us: transactions may now start (TxBeforeAcceptedEnabled = false) for
     /// EVs already plugged in and drivers already authorized.
     pub(super) fn accepted(&mut self, now: Instant) {
+        self.report_faults(now);
         for idx in 0..self.evses.len() {
             if self.evses[idx].tx.is_none()
                 && self.ev_connected(idx)

@@ -54,13 +54,11 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Hardware events for the loop.
-enum Event {
-    Plug {
-        evse: u32,
-        connector: u32,
-        plugged: bool,
-    },
+/// Hardware events for the loop: a plug line's level or fault.
+struct Event {
+    evse: u32,
+    connector: u32,
+    event: gpio::PlugEvent,
 }
 
 /// The monotonic clock of this process, in the core's terms.
@@ -193,17 +191,17 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     for evse in &config.evse {
         for (connector_id, plug) in evse.plugs() {
             if let PlugConfig::Gpio(line) = plug {
-                let (tx, mut rx) = mpsc::channel::<bool>(8);
+                let (tx, mut rx) = mpsc::channel::<gpio::PlugEvent>(8);
                 let label = format!("evse {} connector {connector_id}", evse.id);
                 tokio::spawn(gpio::watch(line.clone(), label, tx));
                 let events_tx = events_tx.clone();
                 let evse_id = evse.id;
                 tokio::spawn(async move {
-                    while let Some(plugged) = rx.recv().await {
-                        let event = Event::Plug {
+                    while let Some(event) = rx.recv().await {
+                        let event = Event {
                             evse: evse_id,
                             connector: connector_id,
-                            plugged,
+                            event,
                         };
                         if events_tx.send(event).await.is_err() {
                             return;
@@ -316,10 +314,14 @@ impl Agent {
                 }
                 _ = tokio::time::sleep(METER_TICK), if meter_tick => self.feed_meters(),
                 _ = tokio::time::sleep(JOURNAL_RETRY), if journal_retry => self.journal.retry(),
-                Some(Event::Plug { evse, connector, plugged }) = events.recv() => {
+                Some(Event { evse, connector, event }) = events.recv() => {
                     self.feed_meters();
-                    if let Err(e) = self.station.handle_input(self.clock.now(), Input::Plug { evse, connector, plugged }) {
-                        error!(error = %e, "plug event for an unknown connector");
+                    let input = match event {
+                        gpio::PlugEvent::Level(plugged) => Input::Plug { evse, connector, plugged },
+                        gpio::PlugEvent::Fault(problem) => Input::Fault { evse, connector, problem },
+                    };
+                    if let Err(e) = self.station.handle_input(self.clock.now(), input) {
+                        error!(error = %e, "hardware event for an unknown connector");
                     }
                 }
                 Some((request, reply)) = jobs.recv() => {

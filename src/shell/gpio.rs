@@ -70,21 +70,42 @@ fn resolve_chip(chip: &str) -> Result<PathBuf, String> {
     Err(format!("no GPIO chip with path, name or label {chip:?}"))
 }
 
-/// Watches one plug line forever, sending `true` (plugged) / `false` on every debounced
-/// change, starting with the current level. Errors are logged and the line is reopened.
-pub async fn watch(config: GpioLine, label: String, tx: mpsc::Sender<bool>) {
+/// What a plug line reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlugEvent {
+    /// The debounced level: `true` is plugged.
+    Level(bool),
+    /// The line failed (`Some(why)`) or works again (`None`).
+    Fault(Option<String>),
+}
+
+/// Watches one plug line forever, sending the level on every debounced change (starting with
+/// the current one). A failing line is reported as a fault and reopened every few seconds.
+pub async fn watch(config: GpioLine, label: String, tx: mpsc::Sender<PlugEvent>) {
+    let mut faulted = false;
     loop {
-        match watch_once(&config, &label, &tx).await {
+        match watch_once(&config, &label, &tx, &mut faulted).await {
             Ok(()) => return, // the receiver is gone: the agent is stopping
             Err(e) => {
                 error!(plug = label, error = %e, "GPIO plug line failed; retrying");
+                if !faulted {
+                    faulted = true;
+                    if tx.send(PlugEvent::Fault(Some(e))).await.is_err() {
+                        return;
+                    }
+                }
                 tokio::time::sleep(RETRY).await;
             }
         }
     }
 }
 
-async fn watch_once(config: &GpioLine, label: &str, tx: &mpsc::Sender<bool>) -> Result<(), String> {
+async fn watch_once(
+    config: &GpioLine,
+    label: &str,
+    tx: &mpsc::Sender<PlugEvent>,
+    faulted: &mut bool,
+) -> Result<(), String> {
     let line = resolve(config)?;
     let mut builder = gpiocdev::Request::builder();
     builder
@@ -107,7 +128,13 @@ async fn watch_once(config: &GpioLine, label: &str, tx: &mpsc::Sender<bool>) -> 
             .map_err(|e| format!("reading line: {e}"))
     };
     let mut last = read(&request)?;
-    if tx.send(last).await.is_err() {
+    if *faulted {
+        *faulted = false;
+        if tx.send(PlugEvent::Fault(None)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if tx.send(PlugEvent::Level(last)).await.is_err() {
         return Ok(());
     }
     // SAFETY: the gpiocdev Request owns its line-request fd, keeps it open until it is dropped,
@@ -123,7 +150,7 @@ async fn watch_once(config: &GpioLine, label: &str, tx: &mpsc::Sender<bool>) -> 
         let now = read(fd.get_ref())?;
         if now != last {
             last = now;
-            if tx.send(now).await.is_err() {
+            if tx.send(PlugEvent::Level(now)).await.is_err() {
                 return Ok(());
             }
         }
