@@ -806,3 +806,28 @@ fn restarting_at_any_step_loses_nothing() {
         assert!(h.journal.load().queue.is_empty(), "restart at {restart_at}");
     }
 }
+
+#[test]
+fn transaction_status_reports_queued_messages() {
+    // TC_E_28..34: the CSMS refuses TransactionEvents for now, so they stay queued (E13).
+    let mut h = Harness::new(default_config());
+    h.csms.failing = vec!["TransactionEvent"];
+    h.plug(1, 1, true);
+    let tx_id =
+        h.csms.of("TransactionEvent")[0].payload["transactionInfo"]["transactionId"].clone();
+    let status = |h: &mut Harness, payload: Value| result(h.call("GetTransactionStatus", payload));
+    assert_eq!(
+        status(&mut h, json!({"transactionId": tx_id})),
+        json!({"ongoingIndicator": true, "messagesInQueue": true})
+    );
+    assert_eq!(status(&mut h, json!({})), json!({"messagesInQueue": true}));
+    h.plug(1, 1, false);
+    assert_eq!(
+        status(&mut h, json!({"transactionId": tx_id})),
+        json!({"ongoingIndicator": false, "messagesInQueue": true})
+    );
+    assert_eq!(
+        status(&mut h, json!({"transactionId": "unknown"})),
+        json!({"ongoingIndicator": false, "messagesInQueue": false})
+    );
+}
