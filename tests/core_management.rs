@@ -712,3 +712,55 @@ fn security_events_are_queued_like_transaction_messages() {
         .count();
     assert_eq!(invalid, 1);
 }
+
+#[test]
+fn a_new_basic_auth_password_is_used_from_the_next_connection() {
+    let mut h = Harness::new(default_config());
+    let pw = "NewSecret-0123456789";
+    let r = set(
+        &mut h,
+        json!([
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": "short"},
+        ]),
+    );
+    assert_eq!(r[0]["attributeStatus"], "Rejected");
+    assert!(h.passwords.is_empty());
+    let r = set(
+        &mut h,
+        json!([
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": pw},
+        ]),
+    );
+    assert_eq!(r[0]["attributeStatus"], "Accepted");
+    // A01: the answer goes out, then the station reconnects with the new password.
+    assert_eq!(h.passwords, vec![pw.to_string()]);
+    assert!(h.disconnects.is_empty(), "the answer is read first");
+    h.advance_secs(1);
+    assert_eq!(h.disconnects, vec!["new credentials".to_string()]);
+    h.advance_secs(30);
+    assert!(h.connected);
+    // Write-only: never read back (B06.FR.09), never in a report.
+    let g = get(
+        &mut h,
+        json!([{"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}]),
+    );
+    assert_eq!(g[0]["attributeStatus"], "Rejected");
+    assert!(g[0].get("attributeValue").is_none());
+    let model =
+        serde_json::to_string(&h.station.device_model(h.now, Some("SecurityCtrlr"))).unwrap();
+    assert!(!model.contains(pw));
+    assert!(
+        h.csms
+            .of("SecurityEventNotification")
+            .iter()
+            .any(|r| r.payload["type"] == "ReconfigurationOfSecurityParameters")
+    );
+    // Kept for the next start (the shell reads it from the journal).
+    assert!(
+        h.journal
+            .load()
+            .meta
+            .iter()
+            .any(|(k, v)| k == "var:SecurityCtrlr.BasicAuthPassword" && v == pw)
+    );
+}

@@ -180,3 +180,47 @@ fn a_broken_gpio_plug_line_faults_its_connector_and_nothing_else() {
     });
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
+
+#[test]
+fn basic_auth_password_change_reconnects_and_survives_a_restart() {
+    let Some(csms) = Csms::start(&[]) else {
+        return;
+    };
+    let mut agent = Agent::start(&csms.url(), "");
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    let new_password = "Rotated-Secret-4711";
+    let answer = response(csms.admin(admin_call(
+        "SetVariables",
+        json!({"setVariableData": [
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": new_password}
+        ]}),
+    )));
+    assert_eq!(
+        answer["setVariableResult"][0]["attributeStatus"],
+        "Accepted"
+    );
+    // A01.FR.03: the CSMS now only accepts the new password.
+    let set = csms.admin(json!({"cmd": "set", "password": new_password}));
+    assert_eq!(set["ok"], true, "{set}");
+    let reconnected = wait_for(T, "a reconnection with the new password", || {
+        csms.events("connected").into_iter().nth(1)
+    });
+    assert_eq!(reconnected["auth_ok"], true);
+    // A restart keeps the new password.
+    agent.kill9();
+    agent.spawn(&[]);
+    wait_for(T, "a third connection", || {
+        csms.events("connected").into_iter().nth(2)
+    });
+    csms.wait_calls("BootNotification", 2, T);
+    assert!(
+        csms.events("rejected").is_empty(),
+        "{:?}",
+        csms.events("rejected")
+    );
+    // Never in the agent's log (A01.FR.12), never shown by ctl.
+    assert!(!agent.log().contains(new_password));
+    let model = agent.ctl_json(&["variables", "SecurityCtrlr"]).to_string();
+    assert!(!model.contains(new_password));
+}

@@ -118,6 +118,8 @@ pub struct VariableDef {
     pub dynamic: bool,
     /// A new value takes effect only after a restart (SetVariables answers RebootRequired).
     pub reboot_required: bool,
+    /// An extra check of the value beyond the data type.
+    pub validator: Option<fn(&str) -> Result<(), String>>,
 }
 
 const fn var(
@@ -139,7 +141,23 @@ const fn var(
         default,
         dynamic: false,
         reboot_required: false,
+        validator: None,
     }
+}
+
+/// OCPP passwordString (A00.FR.205): 16 to 40 characters of letters, digits and `*-_=:+|@.`.
+fn password_string(value: &str) -> Result<(), String> {
+    let n = value.chars().count();
+    if !(16..=40).contains(&n) {
+        return Err(format!("a password has 16 to 40 characters, not {n}"));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !"*-_=:+|@.".contains(*c))
+    {
+        return Err(format!("{c:?} is not allowed in a password"));
+    }
+    Ok(())
 }
 
 impl VariableDef {
@@ -181,6 +199,19 @@ impl VariableDef {
         self.reboot_required = true;
         self
     }
+    const fn write_only(mut self) -> Self {
+        self.mutability = Mutability::WriteOnly;
+        self
+    }
+    const fn validate(mut self, f: fn(&str) -> Result<(), String>) -> Self {
+        self.validator = Some(f);
+        self
+    }
+
+    /// A secret: never logged, never shown.
+    pub fn is_secret(&self) -> bool {
+        self.mutability == Mutability::WriteOnly
+    }
 
     /// `Component.Variable` or `Component.Variable[Instance]`, as the TOML `[variables]` keys
     /// and the logs spell it.
@@ -193,6 +224,9 @@ impl VariableDef {
 
     /// Whether `value` is acceptable for this variable (B05.FR.07/08).
     pub fn check(&self, value: &str) -> Result<(), String> {
+        if let Some(validator) = self.validator {
+            validator(value)?;
+        }
         match self.data_type {
             DataType::Integer => {
                 let v: i64 = value
@@ -307,6 +341,9 @@ variables! {
     WebSocketPingInterval => var("OCPPCommCtrlr", "WebSocketPingInterval", Integer, "30").unit("s").range(0, 3600);
 
     SecurityOrganizationName => var("SecurityCtrlr", "OrganizationName", DataType::String, "ocpp-agent");
+    // A01: set by the CSMS; the agent then reconnects with it. The initial password is
+    // `csms.password` of the configuration.
+    BasicAuthPassword => var("SecurityCtrlr", "BasicAuthPassword", DataType::String, "").write_only().validate(password_string);
     SecurityProfile => var("SecurityCtrlr", "SecurityProfile", Integer, "1").dynamic();
     CertificateEntries => var("SecurityCtrlr", "CertificateEntries", Integer, "0").dynamic();
 
@@ -448,6 +485,8 @@ impl DeviceModel {
             let def = &VARIABLES[index];
             let result = if def.dynamic || def.scope != Scope::Station {
                 Err("reflects the station's state and cannot be configured".into())
+            } else if def.is_secret() {
+                Err("set csms.password instead".into())
             } else {
                 def.check(value)
             };
@@ -528,7 +567,7 @@ mod tests {
             "AlignedDataCtrlr.TxEndedMeasurands"
         );
         for def in VARIABLES {
-            if !def.dynamic {
+            if !def.dynamic && !def.is_secret() {
                 assert!(def.check(def.default).is_ok(), "default of {}", def.key());
             }
         }

@@ -624,11 +624,15 @@ impl Station {
                                 v201::SetVariableStatusEnum::Rejected
                             }
                             (_, Ok(())) => {
-                                info!(
-                                    variable = def.key(),
-                                    value = data.attribute_value,
-                                    "variable set by the CSMS"
-                                );
+                                if def.is_secret() {
+                                    info!(variable = def.key(), "secret variable set by the CSMS");
+                                } else {
+                                    info!(
+                                        variable = def.key(),
+                                        value = data.attribute_value,
+                                        "variable set by the CSMS"
+                                    );
+                                }
                                 self.vars.set_index(index, &data.attribute_value);
                                 ops.push(PersistOp::PutMeta {
                                     key: devmodel::meta_key(def),
@@ -678,6 +682,19 @@ impl Station {
             "OCPPCommCtrlr.HeartbeatInterval" => self.set_heartbeat_interval(now),
             "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
                 self.schedule_aligned(now)
+            }
+            "SecurityCtrlr.BasicAuthPassword" => {
+                // A01: the new password is used for the next connection, made right after the
+                // answer; the change goes to the security log.
+                let password = self.vars.value_index(index).to_owned();
+                self.outputs
+                    .push_back(Output::BasicAuthPassword(super::station::Secret(password)));
+                self.reconnect_after_answer = true;
+                self.security_event(
+                    now,
+                    "ReconfigurationOfSecurityParameters",
+                    Some("BasicAuthPassword changed"),
+                );
             }
             _ => {}
         }

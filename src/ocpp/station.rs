@@ -42,6 +42,9 @@ use tracing::{debug, error, info, warn};
 /// answered with interval 0 (B02.FR.07, B03.FR.05: our own interval, not flooding the CSMS).
 const BOOT_RETRY_FALLBACK: Duration = Duration::from_secs(30);
 
+/// How long after answering a credential change the connection is closed for a new one.
+const RELINK_GRACE: Duration = Duration::from_secs(1);
+
 /// The meta key under which the shell records a clean shutdown (SIGTERM), so transactions left
 /// open are ended with stoppedReason Reboot rather than PowerLoss.
 pub const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
@@ -120,6 +123,19 @@ pub enum Output {
     /// Restart the agent (Reset, B11/B12): everything before this output is done; exit so the
     /// service manager starts it again.
     Reboot,
+    /// Use this HTTP Basic auth password from now on (A01); the core closes the connection
+    /// shortly after answering, so the next connection uses it.
+    BasicAuthPassword(Secret),
+}
+
+/// A secret value: `Debug` does not show it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -331,6 +347,9 @@ pub struct Station {
     pub(super) raised_once: Vec<&'static str>,
     /// Sequence for NotifyEvent eventIds.
     pub(super) next_event_id: i64,
+    /// Close the connection shortly after the answer to the current CSMS call is out (new
+    /// credentials).
+    pub(super) reconnect_after_answer: bool,
 }
 
 impl Station {
@@ -392,6 +411,7 @@ impl Station {
             local_list: Default::default(),
             raised_once: Vec::new(),
             next_event_id: 1,
+            reconnect_after_answer: false,
         };
         station.restore_management(&persisted);
         station.recover(now, &persisted);
@@ -457,6 +477,15 @@ impl Station {
                     }
                 }
                 Timer::QueueRetry => {} // pump below sends the head
+                Timer::Relink => {
+                    if self.connection == ConnectionState::Connected {
+                        info!("reconnecting with the new credentials");
+                        self.go_offline(now);
+                        self.outputs.push_back(Output::Disconnect {
+                            reason: "new credentials".into(),
+                        });
+                    }
+                }
                 Timer::AlignedData
                 | Timer::AlignedTxEnded
                 | Timer::TxUpdated(_)
@@ -603,6 +632,9 @@ impl Station {
                     }
                 };
                 self.send_raw(frame);
+                if std::mem::take(&mut self.reconnect_after_answer) {
+                    self.timers.set(Timer::Relink, now + RELINK_GRACE);
+                }
             }
             Ok(Frame::CallResult { id, payload }) => self.handle_result(now, &id, payload),
             Ok(Frame::CallError {

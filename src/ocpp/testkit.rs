@@ -141,6 +141,8 @@ pub struct Harness {
     pub unlocks: Vec<(u32, u32)>,
     /// Times the station asked to be restarted (Reset).
     pub reboots: usize,
+    /// Basic auth passwords the station switched to (A01).
+    pub passwords: Vec<String>,
     /// Simulated meters: EVSE id, power while the power path is closed (W), register (Wh).
     pub meters: Vec<(u32, f64, f64)>,
     config: StationConfig,
@@ -213,6 +215,7 @@ impl Harness {
             power_paths: Vec::new(),
             unlocks: Vec::new(),
             reboots: 0,
+            passwords: Vec::new(),
             meters,
             config,
             seed: 42,
@@ -279,6 +282,7 @@ impl Harness {
                 }
                 Output::Unlock { evse, connector } => self.unlocks.push((evse, connector)),
                 Output::Reboot => self.reboots += 1,
+                Output::BasicAuthPassword(secret) => self.passwords.push(secret.0),
             }
         }
     }

@@ -28,6 +28,9 @@ pub enum Timer {
     TxEndedSample(u32),
     /// Authorized but no EV connected within EVConnectionTimeOut (E03.FR.05).
     EvConnectTimeout(u32),
+    /// Close the connection to reconnect with new credentials (a grace period after the
+    /// answer, so the CSMS surely reads it first).
+    Relink,
     /// Persist the latest meter reading of a charging EVSE so a power loss ends the
     /// transaction with a recent value.
     MeterCheckpoint(u32),

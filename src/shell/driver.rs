@@ -32,6 +32,18 @@ use tracing::{debug, error, info, trace, warn};
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// While the journal cannot write, how often to try again.
 const JOURNAL_RETRY: Duration = Duration::from_secs(5);
+/// Where the journal keeps a BasicAuthPassword set by the CSMS (a device-model value).
+const BASIC_AUTH_PASSWORD_KEY: &str = "var:SecurityCtrlr.BasicAuthPassword";
+
+/// A frame as the trace log may show it: frames that carry a secret are withheld.
+fn loggable(text: &str) -> &str {
+    if text.contains("BasicAuthPassword") {
+        "[frame withheld: it carries a secret]"
+    } else {
+        text
+    }
+}
+
 /// While energy flows, how often the sim meters report to the core.
 const METER_TICK: Duration = Duration::from_secs(1);
 
@@ -155,7 +167,13 @@ fn initial_register(persisted: &Persisted, evse: u32) -> f64 {
 pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let mut journal = Journal::open(&config.storage.path);
     let persisted = journal.load();
-    let connector = Connector::from_config(&config).map_err(RunError::Config)?;
+    let mut connector = Connector::from_config(&config).map_err(RunError::Config)?;
+    // A01: a password the CSMS set replaces the configured one.
+    if config.csms.security_profile <= 2 {
+        if let Some(password) = persisted.meta(BASIC_AUTH_PASSWORD_KEY) {
+            connector.set_password(password.to_owned());
+        }
+    }
 
     let mut hardware = Vec::new();
     for evse in &config.evse {
@@ -343,7 +361,7 @@ impl Agent {
         let now = self.clock.now();
         match message {
             Some(Ok(Message::Text(text))) => {
-                trace!(frame = %text.as_str(), "received");
+                trace!(frame = loggable(text.as_str()), "received");
                 self.station.handle_frame(now, text.as_str());
             }
             Some(Ok(Message::Pong(_))) => self.station.handle_pong(now),
@@ -439,6 +457,7 @@ impl Agent {
                     info!(evse, connector, "connector unlocked");
                 }
                 Output::Reboot => self.reboot = true,
+                Output::BasicAuthPassword(secret) => self.connector.set_password(secret.0),
             }
         }
     }
@@ -603,7 +622,7 @@ impl Link {
             return Ok(()); // the core counts itself offline already
         };
         if let Message::Text(t) = &message {
-            trace!(frame = %t.as_str(), "sending");
+            trace!(frame = loggable(t.as_str()), "sending");
         }
         match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
             Ok(Ok(())) => Ok(()),

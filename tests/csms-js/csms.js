@@ -529,9 +529,14 @@ class Settings {
                 auth[token] = { status, group: group === undefined ? null : group };
             }
         }
-        const unknown = Object.keys(req).filter((k) => !['cmd', 'id', 'boot_status', 'interval', 'auth', 'auth_default'].includes(k)).sort();
+        if (has('password') && (typeof req.password !== 'string' || req.password === '')) {
+            throw new UserError('password must be a non-empty string');
+        }
+        const unknown = Object.keys(req).filter((k) => !['cmd', 'id', 'boot_status', 'interval', 'auth', 'auth_default', 'password'].includes(k)).sort();
         if (unknown.length) throw new UserError(`unknown settings ${pyRepr(unknown)}`);
         Object.assign(this, { bootStatus, interval, authDefault, auth });
+        // The Basic auth password required from now on (A01: the station took a new one).
+        if (has('password')) this.password = req.password;
     }
 
     idTokenInfo(idToken) {
@@ -1023,14 +1028,15 @@ class CSMS {
         if (!info.offered.includes(SUBPROTOCOL)) {
             return this._reject(socket, 400, `subprotocol ${SUBPROTOCOL} not offered (offered: ${pyRepr(info.offered)})`, info);
         }
-        if (this.args.password !== null) {
+        const required = this.settings.password != null ? this.settings.password : this.args.password;
+        if (required !== null) {
             if (info.authError !== null) return this._reject(socket, 401, info.authError, info, unauthorized);
             if (info.user !== info.station) {
                 return this._reject(socket, 401, `Basic auth user ${pyRepr(info.user)} does not match station id ` +
                     `${pyRepr(info.station)}`, info, unauthorized);
             }
             const a = crypto.createHash('sha256').update(info.password, 'utf8').digest();
-            const b = crypto.createHash('sha256').update(this.args.password, 'utf8').digest();
+            const b = crypto.createHash('sha256').update(required, 'utf8').digest();
             if (!crypto.timingSafeEqual(a, b)) {
                 return this._reject(socket, 401, `wrong password for ${pyRepr(info.user)}`, info, unauthorized);
             }

@@ -305,6 +305,7 @@ class Settings:
         self.boot_status = boot_status
         self.interval = interval
         self.auth_default = "Accepted"
+        self.password: str | None = None
         # idToken -> {"status": ..., "group": ... or None}
         self.auth: dict[str, dict[str, Any]] = {}
 
@@ -353,11 +354,18 @@ class Settings:
                 if group is not None and (not isinstance(group, str) or not 0 < len(group) <= 36):
                     raise ValueError(f"auth[{token!r}].group must be a string of 1..36 characters")
                 auth[token] = {"status": status, "group": group}
-        unknown = set(req) - {"cmd", "id", "boot_status", "interval", "auth", "auth_default"}
+        if "password" in req:
+            if not isinstance(req["password"], str) or not req["password"]:
+                raise ValueError("password must be a non-empty string")
+        unknown = set(req) - {"cmd", "id", "boot_status", "interval", "auth", "auth_default", "password"}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         self.boot_status, self.interval = boot_status, interval
         self.auth_default, self.auth = auth_default, auth
+        if "password" in req:
+            # The Basic auth password the CSMS requires from now on (A01: after the station
+            # accepted a new BasicAuthPassword).
+            self.password = req["password"]
 
     def id_token_info(self, id_token: dict) -> datatypes.IdTokenInfoType:
         entry = self.auth.get(id_token.get("id_token"))
@@ -833,7 +841,8 @@ class CSMS:
         if SUBPROTOCOL not in info["offered"]:
             return self._reject(connection, HTTPStatus.BAD_REQUEST,
                                 f"subprotocol {SUBPROTOCOL} not offered (offered: {info['offered']})", info)
-        if self.args.password is not None:
+        required = self.settings.password if self.settings.password is not None else self.args.password
+        if required is not None:
             if info["auth_error"] is not None:
                 return self._reject(connection, HTTPStatus.UNAUTHORIZED, info["auth_error"], info,
                                     WWW_Authenticate='Basic realm="OCPP", charset="UTF-8"')
@@ -842,7 +851,7 @@ class CSMS:
                                     f"Basic auth user {info['user']!r} does not match station id "
                                     f"{info['station']!r}", info,
                                     WWW_Authenticate='Basic realm="OCPP", charset="UTF-8"')
-            if not hmac.compare_digest(info["password"].encode(), self.args.password.encode()):
+            if not hmac.compare_digest(info["password"].encode(), required.encode()):
                 return self._reject(connection, HTTPStatus.UNAUTHORIZED,
                                     f"wrong password for {info['user']!r}", info,
                                     WWW_Authenticate='Basic realm="OCPP", charset="UTF-8"')
