@@ -101,6 +101,9 @@ pub const AVAILABILITY_STATES: &[&str] = &[
 /// and never sets the system clock.
 pub const TIME_SOURCES: &[&str] = &["Heartbeat"];
 
+/// A check of a value beyond its data type.
+pub type Validator = fn(&str) -> Result<(), String>;
+
 /// One declared variable: where it lives, its characteristics and default.
 #[derive(Debug, Clone, Copy)]
 pub struct VariableDef {
@@ -119,7 +122,7 @@ pub struct VariableDef {
     /// A new value takes effect only after a restart (SetVariables answers RebootRequired).
     pub reboot_required: bool,
     /// An extra check of the value beyond the data type.
-    pub validator: Option<fn(&str) -> Result<(), String>>,
+    pub validator: Option<Validator>,
 }
 
 const fn var(
@@ -203,7 +206,7 @@ impl VariableDef {
         self.mutability = Mutability::WriteOnly;
         self
     }
-    const fn validate(mut self, f: fn(&str) -> Result<(), String>) -> Self {
+    const fn validate(mut self, f: Validator) -> Self {
         self.validator = Some(f);
         self
     }
