@@ -128,6 +128,19 @@ pub enum Output {
     BasicAuthPassword(Secret),
 }
 
+/// Why a connection attempt failed, as far as the core cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Network, DNS, HTTP, ...: retried with back-off.
+    Other,
+    /// The CSMS refused our credentials (HTTP 401).
+    AuthRejected,
+    /// The CSMS's certificate did not verify (A00.FR.310/413).
+    InvalidCsmsCertificate,
+    /// The CSMS offered only TLS older than 1.2 (A00.FR.316).
+    InvalidTlsVersion,
+}
+
 /// A secret value: `Debug` does not show it, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -526,15 +539,24 @@ impl Station {
         self.pump(now);
     }
 
-    /// The attempt to open the WebSocket failed; `auth_rejected` when the CSMS refused our
-    /// credentials (HTTP 401), which is a security event.
-    pub fn handle_connect_failed(&mut self, now: Instant, reason: &str, auth_rejected: bool) {
+    /// The attempt to open the WebSocket failed, and why: some causes are security events
+    /// (A00.FR.310/413, A00.FR.316, A01).
+    pub fn handle_connect_failed(&mut self, now: Instant, reason: &str, failure: ConnectFailure) {
         if self.connection != ConnectionState::Connecting {
             return;
         }
         warn!(reason, "connecting to the CSMS failed");
-        if auth_rejected {
-            self.security_event_once(now, "FailedToAuthenticateAtCsms", Some(reason));
+        match failure {
+            ConnectFailure::Other => {}
+            ConnectFailure::AuthRejected => {
+                self.security_event_once(now, "FailedToAuthenticateAtCsms", Some(reason))
+            }
+            ConnectFailure::InvalidCsmsCertificate => {
+                self.security_event_once(now, "InvalidCsmsCertificate", Some(reason))
+            }
+            ConnectFailure::InvalidTlsVersion => {
+                self.security_event_once(now, "InvalidTLSVersion", Some(reason))
+            }
         }
         self.connection = ConnectionState::Offline;
         self.offline_since.get_or_insert(now);

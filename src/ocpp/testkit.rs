@@ -232,14 +232,20 @@ impl Harness {
                 Output::Connect => {
                     self.connect_attempts.push(self.now);
                     if self.csms.rejecting_auth {
-                        self.station
-                            .handle_connect_failed(self.now, "HTTP 401", true);
+                        self.station.handle_connect_failed(
+                            self.now,
+                            "HTTP 401",
+                            super::station::ConnectFailure::AuthRejected,
+                        );
                     } else if self.csms.online {
                         self.connected = true;
                         self.station.handle_connected(self.now);
                     } else {
-                        self.station
-                            .handle_connect_failed(self.now, "CSMS is down", false);
+                        self.station.handle_connect_failed(
+                            self.now,
+                            "CSMS is down",
+                            super::station::ConnectFailure::Other,
+                        );
                     }
                 }
                 Output::Disconnect { reason } => {

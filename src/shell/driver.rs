@@ -317,8 +317,7 @@ impl Agent {
                         }
                         Err(e) => {
                             self.notifier.status(&format!("offline: {e}"));
-                            let auth = e.is_auth_rejected();
-                            self.station.handle_connect_failed(self.clock.now(), &e.to_string(), auth);
+                            self.station.handle_connect_failed(self.clock.now(), &e.to_string(), e.failure());
                         }
                     }
                 }

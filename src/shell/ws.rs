@@ -3,6 +3,7 @@
 //! TLS 1.2+ with server verification for 2 and 3 and a client certificate for 3.
 
 use crate::config::Config;
+use crate::ocpp::station::ConnectFailure;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::sync::Arc;
@@ -41,11 +42,39 @@ pub enum ConnectError {
     Protocol(String),
     /// The CSMS refused our credentials (HTTP 401/403 to the upgrade).
     AuthRejected(String),
+    /// The CSMS's certificate did not verify: wrong CA, wrong name, expired, ...
+    InvalidServerCertificate(String),
+    /// The CSMS offered no TLS version we accept (1.2 and up).
+    TlsVersion(String),
 }
 
 impl ConnectError {
-    pub fn is_auth_rejected(&self) -> bool {
-        matches!(self, ConnectError::AuthRejected(_))
+    /// The core's view of the failure.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            ConnectError::AuthRejected(_) => ConnectFailure::AuthRejected,
+            ConnectError::InvalidServerCertificate(_) => ConnectFailure::InvalidCsmsCertificate,
+            ConnectError::TlsVersion(_) => ConnectFailure::InvalidTlsVersion,
+            ConnectError::Transport(_) | ConnectError::Protocol(_) => ConnectFailure::Other,
+        }
+    }
+}
+
+/// Sorts a TLS handshake error: certificate and version problems are security events.
+fn tls_error(e: std::io::Error) -> ConnectError {
+    let text = format!("TLS handshake: {e}");
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_)) => ConnectError::InvalidServerCertificate(text),
+        Some(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::SupportedVersionsExtensionRequired,
+        ))
+        | Some(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)) => {
+            ConnectError::TlsVersion(text)
+        }
+        _ => ConnectError::Transport(text),
     }
 }
 
@@ -54,7 +83,9 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::Transport(m)
             | ConnectError::Protocol(m)
-            | ConnectError::AuthRejected(m) => f.write_str(m),
+            | ConnectError::AuthRejected(m)
+            | ConnectError::InvalidServerCertificate(m)
+            | ConnectError::TlsVersion(m) => f.write_str(m),
         }
     }
 }
@@ -137,7 +168,7 @@ impl Connector {
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| ConnectError::Transport(format!("TLS handshake: {e}")))?;
+                    .map_err(tls_error)?;
                 Box::new(tls)
             }
             (None, false) => Box::new(tcp),
@@ -177,8 +208,26 @@ impl Connector {
     }
 }
 
+/// A00.FR.319-320: TLS 1.3, and for TLS 1.2 only ECDHE with AES-GCM (the spec's ECDSA pair
+/// and its RSA-keyed counterparts): no CBC, no static RSA key exchange.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::cipher_suite as cs;
+    rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    }
+}
+
 fn tls_config(config: &Config) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crypto_provider());
     let mut roots = rustls::RootCertStore::empty();
     match &config.csms.ca_file {
         Some(path) => {

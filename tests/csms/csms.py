@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import sys
 import urllib.parse
 import uuid
@@ -863,9 +864,14 @@ class CSMS:
         session = StationSession(station, ws, self)
         old = self.stations.get(station)
         self.stations[station] = session
+        cert = ws.transport.get_extra_info("peercert") if self.args.tls_cert else None
+        client_subject = ({k: v for rdn in cert.get("subject", ()) for (k, v) in rdn}
+                          if cert else None)
+        tls_version = ws.transport.get_extra_info("ssl_object").version() if self.args.tls_cert else None
         self.sink.event("connected", station=station, subprotocol=ws.subprotocol, auth_user=info["user"],
                         auth_ok=True, path=info["path"], peer=_peer(ws),
-                        password_required=self.args.password is not None)
+                        password_required=self.args.password is not None,
+                        tls=tls_version, client_cert_subject=client_subject)
         self.sink.human(f"{station} connected (subprotocol {ws.subprotocol}, path {info['path']}, "
                         f"from {_peer(ws)})")
         if old is not None:
@@ -995,6 +1001,21 @@ class CSMS:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """wss:// for security profiles 2 and 3: TLS 1.2+, and client certificates required
+        when --tls-client-ca is given (profile 3)."""
+        if not self.args.tls_cert:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion[self.args.tls_min_version]
+        if self.args.tls_max_version:
+            ctx.maximum_version = ssl.TLSVersion[self.args.tls_max_version]
+        ctx.load_cert_chain(self.args.tls_cert, self.args.tls_key)
+        if self.args.tls_client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.args.tls_client_ca)
+        return ctx
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -1010,6 +1031,7 @@ class CSMS:
             ping_interval=ping,
             ping_timeout=ping,
             max_size=self.args.max_size,
+            ssl=self.tls_context(),
         )
         port = server.sockets[0].getsockname()[1]
         admin_server = None
@@ -1062,6 +1084,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also serve the JSON-lines admin protocol on 127.0.0.1:<ephemeral>; write its port here")
     p.add_argument("--log", help="append a JSON-lines record of all events/messages to this file")
     p.add_argument("--password", help="require HTTP Basic auth <station id>:<PASSWORD>")
+    p.add_argument("--tls-cert", help="serve wss:// with this PEM certificate chain")
+    p.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", help="require TLS client certificates issued by this PEM CA")
+    p.add_argument("--tls-min-version", default="TLSv1_2", choices=["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"],
+                   help="lowest TLS version accepted (default TLSv1_2)")
+    p.add_argument("--tls-max-version", choices=["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"],
+                   help="highest TLS version offered")
     p.add_argument("--boot-status", default="Accepted", choices=REGISTRATION_STATUSES,
                    help="status of BootNotificationResponse")
     p.add_argument("--interval", type=int, default=10,

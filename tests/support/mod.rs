@@ -2,6 +2,8 @@
 //! (`tests/csms/csms.py`, built on the PyPI package `ocpp`), on ephemeral localhost ports.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -102,6 +104,13 @@ impl Csms {
     /// Starts the CSMS on an ephemeral port with the given extra arguments (e.g.
     /// `["--interval", "2"]`). Basic auth with [`PASSWORD`] is required.
     pub fn start(extra: &[&str]) -> Option<Csms> {
+        let mut args = vec!["--password", PASSWORD];
+        args.extend_from_slice(extra);
+        Self::start_plain(&args)
+    }
+
+    /// Like `start`, without requiring Basic auth (security profile 3).
+    pub fn start_plain(extra: &[&str]) -> Option<Csms> {
         let dir = tempfile::tempdir().unwrap();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         peer_command()?;
@@ -128,7 +137,7 @@ impl Csms {
             .arg(&admin_file)
             .arg("--log")
             .arg(dir.join("csms.jsonl"))
-            .args(["--password", PASSWORD, "--quiet"])
+            .arg("--quiet")
             .args(extra)
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(dir.join("csms.stderr")).unwrap())

@@ -1,0 +1,170 @@
+//! A test PKI made with the `openssl` command line: a CA, server and client certificates with
+//! the subjects OCPP expects (A00.FR.509-511), valid or expired.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Ca {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command line tool");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate and its key, PEM files.
+pub struct Issued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Ca {
+    /// A new self-signed P-256 root in `dir/name`.
+    pub fn new(parent: &Path, name: &str) -> Ca {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                &format!("/O=Test CSO/CN={name} Root CA"),
+            ],
+        );
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        let cnf = format!(
+            "[ca]\ndefault_ca = ca_default\n[ca_default]\ndir = {d}\ndatabase = {d}/index.txt\n\
+             new_certs_dir = {d}\nserial = {d}/serial\ncertificate = {d}/ca.pem\n\
+             private_key = {d}/ca.key\ndefault_md = sha256\npolicy = any\nunique_subject = no\n\
+             copy_extensions = none\n[any]\norganizationName = optional\ncommonName = supplied\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("ca.cnf"), cnf).unwrap();
+        Ca {
+            cert: dir.join("ca.pem"),
+            key: dir.join("ca.key"),
+            dir,
+        }
+    }
+
+    /// Issues a P-256 certificate for `subject` (e.g. `/O=Test CSO/CN=localhost`), with the
+    /// given subjectAltName (e.g. `DNS:localhost,IP:127.0.0.1`) and validity (openssl
+    /// `YYMMDDHHMMSSZ` dates; `None`: from now for 30 days).
+    pub fn issue(
+        &self,
+        name: &str,
+        subject: &str,
+        san: Option<&str>,
+        validity: Option<(&str, &str)>,
+    ) -> Issued {
+        let _ = &self.key;
+        let key = self.dir.join(format!("{name}.key"));
+        let csr = self.dir.join(format!("{name}.csr"));
+        let cert = self.dir.join(format!("{name}.pem"));
+        let ext = self.dir.join(format!("{name}.ext"));
+        let mut extensions = String::from(
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyAgreement\n",
+        );
+        if let Some(san) = san {
+            extensions.push_str(&format!("subjectAltName = {san}\n"));
+        }
+        std::fs::write(&ext, extensions).unwrap();
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                csr.to_str().unwrap(),
+                "-subj",
+                subject,
+            ],
+        );
+        let (start, end) = match validity {
+            Some((s, e)) => (s.to_owned(), e.to_owned()),
+            None => {
+                let now = std::time::SystemTime::now();
+                let fmt = |t: std::time::SystemTime| {
+                    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+                    let (y, mo, d) = civil(secs.div_euclid(86_400));
+                    let rem = secs.rem_euclid(86_400);
+                    format!(
+                        "{:02}{mo:02}{d:02}{:02}{:02}{:02}Z",
+                        y % 100,
+                        rem / 3600,
+                        rem / 60 % 60,
+                        rem % 60
+                    )
+                };
+                (
+                    fmt(now - std::time::Duration::from_secs(3600)),
+                    fmt(now + std::time::Duration::from_secs(30 * 86_400)),
+                )
+            }
+        };
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                "ca.cnf",
+                "-in",
+                csr.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+                "-startdate",
+                &start,
+                "-enddate",
+                &end,
+                "-extfile",
+                ext.to_str().unwrap(),
+            ],
+        );
+        Issued { cert, key }
+    }
+}
+
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
