@@ -764,3 +764,69 @@ fn a_new_basic_auth_password_is_used_from_the_next_connection() {
             .any(|(k, v)| k == "var:SecurityCtrlr.BasicAuthPassword" && v == pw)
     );
 }
+
+#[test]
+fn customer_information_reports_and_clears_what_is_kept() {
+    let mut h = Harness::new(default_config());
+    h.plug(1, 1, true);
+    h.token(1, "ALICE");
+    h.plug(1, 1, false);
+    let info = |h: &mut Harness, payload: Value| {
+        result(h.call("CustomerInformation", payload))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let alice = json!({"idToken": "ALICE", "type": "ISO14443"});
+    // N09.FR.09: exactly one reference; N09.FR.07: something to do.
+    assert_eq!(
+        info(
+            &mut h,
+            json!({"requestId": 1, "report": true, "clear": false})
+        ),
+        "Invalid"
+    );
+    assert_eq!(
+        info(
+            &mut h,
+            json!({"requestId": 1, "report": false, "clear": false, "idToken": alice})
+        ),
+        "Rejected"
+    );
+    assert_eq!(
+        info(
+            &mut h,
+            json!({"requestId": 2, "report": true, "clear": true, "idToken": alice})
+        ),
+        "Accepted"
+    );
+    let reports = h.csms.of("NotifyCustomerInformation");
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0].payload["data"]
+            .as_str()
+            .unwrap()
+            .contains("authorization cache entry")
+    );
+    assert_eq!(reports[0].payload["requestId"], 2);
+    assert!(h.journal.load().auth_cache.is_empty(), "N10: cleared");
+    assert_eq!(
+        info(
+            &mut h,
+            json!({"requestId": 3, "report": true, "clear": false, "idToken": alice})
+        ),
+        "Accepted"
+    );
+    let reports = h.csms.of("NotifyCustomerInformation");
+    assert_eq!(
+        reports[1].payload["data"], "No data found for this customer",
+        "N09.FR.06"
+    );
+    assert_eq!(
+        info(
+            &mut h,
+            json!({"requestId": 4, "report": true, "clear": false, "customerIdentifier": "C-1"})
+        ),
+        "Accepted"
+    );
+}

@@ -135,6 +135,18 @@ impl AuthCache {
             .map(|(i, _)| i)
     }
 
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.key == key)
+    }
+
+    /// Forgets one entry (CustomerInformation with clear).
+    pub fn remove(&mut self, key: &str) -> PersistOp {
+        self.entries.retain(|e| e.key != key);
+        PersistOp::RemoveCacheEntry {
+            key: key.to_owned(),
+        }
+    }
+
     pub fn clear(&mut self) -> PersistOp {
         self.entries.clear();
         PersistOp::ClearCache

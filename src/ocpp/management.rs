@@ -1084,6 +1084,101 @@ impl Station {
         respond(v201::SendLocalListStatusEnum::Accepted)
     }
 
+    // ----- customer information (N09, N10) ----------------------------------------------------
+
+    /// N09/N10: report and/or clear what the station keeps about a customer. The agent keeps
+    /// idTokens only (authorization cache, local list, open transactions); it stores no
+    /// customer certificates or identifiers.
+    pub(super) fn customer_information(
+        &mut self,
+        now: Instant,
+        request: v201::CustomerInformationRequest,
+    ) -> Result<v201::CustomerInformationResponse, CallError> {
+        use v201::CustomerInformationStatusEnum as S;
+        let respond = |status| {
+            Ok(v201::CustomerInformationResponse {
+                custom_data: None,
+                status,
+                status_info: None,
+            })
+        };
+        let references = [
+            request.id_token.is_some(),
+            request.customer_certificate.is_some(),
+            request.customer_identifier.is_some(),
+        ];
+        // N09.FR.09: exactly one reference.
+        if references.iter().filter(|r| **r).count() != 1 {
+            return respond(S::Invalid);
+        }
+        // N09.FR.07 / N10.FR.07: nothing asked.
+        if !request.report && !request.clear {
+            return respond(S::Rejected);
+        }
+        let mut found: Vec<String> = Vec::new();
+        if let Some(token) = &request.id_token {
+            let token = serde_json::to_value(token).unwrap_or(Value::Null);
+            let key = super::auth::token_key(&token);
+            if self.auth_cache.contains(&key) {
+                found.push(format!("authorization cache entry for {key}"));
+                if request.clear {
+                    // N10.FR.03/06: remove it (the local list is the CSMS's to change).
+                    self.outputs
+                        .push_back(Output::Persist(vec![self.auth_cache.remove(&key)]));
+                }
+            }
+            if self.local_list.lookup(&token).is_some() {
+                found.push(format!("local authorization list entry for {key}"));
+            }
+            for e in &self.evses {
+                if e.auth
+                    .as_ref()
+                    .is_some_and(|a| super::auth::token_key(&a.id_token) == key)
+                {
+                    found.push(format!("authorizes the session on EVSE {}", e.id));
+                }
+            }
+        }
+        info!(
+            request_id = request.request_id,
+            items = found.len(),
+            clear = request.clear,
+            "customer information"
+        );
+        if request.report {
+            // N09.FR.05/06: the data, or one message saying there is none.
+            let text = if found.is_empty() {
+                "No data found for this customer".to_owned()
+            } else {
+                found.join("; ")
+            };
+            let chunks: Vec<String> = text
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(512)
+                .map(|c| c.iter().collect())
+                .collect();
+            let generated_at = self.clock.utc(now).to_rfc3339();
+            for (seq, data) in chunks.iter().enumerate() {
+                let mut payload = json!({
+                    "data": data,
+                    "seqNo": seq,
+                    "generatedAt": generated_at,
+                    "requestId": request.request_id,
+                });
+                if seq + 1 < chunks.len() {
+                    payload["tbc"] = json!(true);
+                }
+                self.enqueue(
+                    RequestKind::Other(Action::NotifyCustomerInformation),
+                    Action::NotifyCustomerInformation,
+                    payload,
+                );
+            }
+        }
+        respond(S::Accepted)
+    }
+
     // ----- security events ----------------------------------------------------------------------
 
     /// A SecurityEventNotification, queued and delivered like transaction messages.

@@ -1391,6 +1391,9 @@ impl Station {
                 .data_transfer(decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::GetLocalListVersion => Ok(self.local_list_version()),
+            Action::CustomerInformation => self
+                .customer_information(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
             Action::SendLocalList => self
                 .send_local_list(now, decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
