@@ -564,7 +564,12 @@ impl Config {
 
     /// The WebSocket URL: `csms.url` + `/` + the percent-encoded station id (part 4, 3.1.1).
     pub fn connection_url(&self) -> String {
-        let base = self.csms.url.trim_end_matches('/');
+        self.url_for(&self.csms.url)
+    }
+
+    /// The WebSocket URL for a CSMS endpoint (e.g. of a network profile the CSMS set).
+    pub fn url_for(&self, endpoint: &str) -> String {
+        let base = endpoint.trim_end_matches('/');
         format!("{base}/{}", percent_encode(&self.station.id))
     }
 }

@@ -830,3 +830,95 @@ fn customer_information_reports_and_clears_what_is_kept() {
         "Accepted"
     );
 }
+
+fn profile(url: &str, security_profile: i64) -> Value {
+    json!({
+        "ocppVersion": "OCPP20",
+        "ocppTransport": "JSON",
+        "ocppCsmsUrl": url,
+        "messageTimeout": 20,
+        "securityProfile": security_profile,
+        "ocppInterface": "Wired0"
+    })
+}
+
+#[test]
+fn network_profiles_priority_and_fall_back() {
+    let mut h = Harness::new(config_with(&[(
+        "OCPPCommCtrlr.NetworkProfileConnectionAttempts",
+        "2",
+    )]));
+    let set_profile = |h: &mut Harness, slot: i64, data: Value| {
+        result(h.call(
+            "SetNetworkProfile",
+            json!({"configurationSlot": slot, "connectionData": data}),
+        ))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // B09.FR.05: slots 1-4; B09.FR.04: never a lower security profile; scheme must fit.
+    assert_eq!(
+        set_profile(&mut h, 9, profile("ws://new.test/ocpp", 1)),
+        "Rejected"
+    );
+    assert_eq!(
+        set_profile(&mut h, 2, profile("wss://new.test/ocpp", 1)),
+        "Rejected"
+    );
+    assert_eq!(
+        set_profile(&mut h, 2, profile("ws://new.test/ocpp", 3)),
+        "Rejected",
+        "no client certificate"
+    );
+    assert_eq!(
+        set_profile(&mut h, 2, profile("ws://new.test/ocpp", 1)),
+        "Accepted"
+    );
+    // B10.FR.02: a slot without a profile is refused; with profiles: RebootRequired.
+    let r = set(
+        &mut h,
+        json!([{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "3,1"}]),
+    );
+    assert_eq!(r[0]["attributeStatus"], "Rejected");
+    let r = set(
+        &mut h,
+        json!([{"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "2,1"}]),
+    );
+    assert_eq!(r[0]["attributeStatus"], "RebootRequired");
+    // Still on slot 1 until the restart (B10.FR.04).
+    assert!(h.connect_urls.iter().all(|u| u == "ws://csms.test/ocpp"));
+    h.power_cycle(true);
+    assert_eq!(
+        h.connect_urls.last().unwrap(),
+        "ws://new.test/ocpp",
+        "the first entry first"
+    );
+    assert!(h.connected);
+    // Both go away: 2 attempts on each slot in order (B10.FR.03: slot 2, then slot 1), then
+    // the one that worked last (B10.FR.07: slot 2), then the order again.
+    h.csms.unreachable = vec!["ws://new.test/ocpp".into(), "ws://csms.test/ocpp".into()];
+    h.drop_connection();
+    let from = h.connect_urls.len();
+    h.advance_secs(600);
+    let tried: Vec<&str> = h.connect_urls[from..]
+        .iter()
+        .map(String::as_str)
+        .take(7)
+        .collect();
+    assert_eq!(
+        tried,
+        vec![
+            "ws://new.test/ocpp",
+            "ws://new.test/ocpp",
+            "ws://csms.test/ocpp",
+            "ws://csms.test/ocpp",
+            "ws://new.test/ocpp",
+            "ws://new.test/ocpp",
+            "ws://new.test/ocpp",
+        ]
+    );
+    h.csms.unreachable.clear();
+    h.advance_secs(600);
+    assert!(h.connected);
+}

@@ -224,3 +224,46 @@ fn basic_auth_password_change_reconnects_and_survives_a_restart() {
     let model = agent.ctl_json(&["variables", "SecurityCtrlr"]).to_string();
     assert!(!model.contains(new_password));
 }
+
+#[test]
+fn set_network_profile_moves_the_station_and_falls_back() {
+    let (Some(a), Some(mut b)) = (Csms::start(&[]), Csms::start(&[])) else {
+        return;
+    };
+    let mut agent = Agent::start(
+        &a.url(),
+        r#""OCPPCommCtrlr.NetworkProfileConnectionAttempts" = 1"#,
+    );
+    a.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    let answer = response(a.admin(admin_call(
+        "SetNetworkProfile",
+        json!({"configurationSlot": 2, "connectionData": {
+            "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": b.url(),
+            "messageTimeout": 30, "securityProfile": 1, "ocppInterface": "Wired0"}}),
+    )));
+    assert_eq!(answer["status"], "Accepted", "{answer}");
+    let answer = response(a.admin(admin_call(
+        "SetVariables",
+        json!({"setVariableData": [{"component": {"name": "OCPPCommCtrlr"},
+            "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "2,1"}]}),
+    )));
+    assert_eq!(
+        answer["setVariableResult"][0]["attributeStatus"],
+        "RebootRequired"
+    );
+    // B10.FR.05: the new first entry after a reboot.
+    let reset = response(a.admin(admin_call("Reset", json!({"type": "Immediate"}))));
+    assert_eq!(reset["status"], "Accepted");
+    assert_eq!(agent.wait_exit(T), Some(75));
+    agent.spawn(&[]);
+    let boots = b.wait_calls("BootNotification", 1, T);
+    assert_eq!(boots[0]["payload"]["reason"], "RemoteReset");
+    // B is gone: after its attempt the agent tries slot 1 (A) and stays there.
+    b.stop();
+    a.wait_calls("BootNotification", 2, Duration::from_secs(60));
+    wait_for(T, "connected to A again", || {
+        (agent.status()["connection"] == "connected").then_some(())
+    });
+    assert_eq!(a.errors_sent(), Vec::<Value>::new());
+}

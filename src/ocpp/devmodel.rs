@@ -331,9 +331,9 @@ variables! {
     MessageTimeout => var("OCPPCommCtrlr", "MessageTimeout", Integer, "30").instance("Default").unit("s").range(1, 3600).read_only();
     MessageAttemptsTransactionEvent => var("OCPPCommCtrlr", "MessageAttempts", Integer, "3").instance("TransactionEvent").range(1, 100);
     MessageAttemptIntervalTransactionEvent => var("OCPPCommCtrlr", "MessageAttemptInterval", Integer, "60").instance("TransactionEvent").unit("s").range(0, 3600);
-    // The configuration slots in the order to try; read at start-up (RebootRequired). The
-    // agent has one slot (the [csms] section of its configuration).
-    NetworkConfigurationPriority => var("OCPPCommCtrlr", "NetworkConfigurationPriority", SequenceList(&["1"]), "1").reboot();
+    // The configuration slots in the order to try (B10); read at start-up (RebootRequired).
+    // Slot 1 starts as the configuration file's [csms] section.
+    NetworkConfigurationPriority => var("OCPPCommCtrlr", "NetworkConfigurationPriority", SequenceList(super::network::SLOTS), "1").reboot();
     NetworkProfileConnectionAttempts => var("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", Integer, "3").range(1, 100);
     OfflineThreshold => var("OCPPCommCtrlr", "OfflineThreshold", Integer, "180").unit("s").min(0);
     ResetRetries => var("OCPPCommCtrlr", "ResetRetries", Integer, "1").range(0, 10);

@@ -7,6 +7,7 @@
 use super::clock::Instant;
 use super::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
 use super::meter::{self, Context};
+use super::network::{Network, NetworkProfile};
 use super::persist::{EventKind, PersistOp, Persisted};
 use super::rpc::{CallError, CallErrorCode};
 use super::station::{Output, RequestKind, Station};
@@ -18,6 +19,8 @@ use tracing::{info, warn};
 const META_BOOT_REASON: &str = "boot_reason";
 const META_LOCAL_LIST: &str = "local_list";
 const META_AVAILABILITY: &str = "availability:";
+const META_NETWORK_PROFILE: &str = "netprofile:";
+pub(super) const META_LAST_GOOD_SLOT: &str = "network:last_good";
 
 /// A vendor extension for DataTransfer (P01): answers the requests of its vendor id, or
 /// `None` to let the next handler (or UnknownVendorId) answer.
@@ -103,12 +106,31 @@ impl Station {
                     }
                     _ => {}
                 }
+            } else if key.starts_with(META_NETWORK_PROFILE) {
+                match serde_json::from_str::<NetworkProfile>(value) {
+                    Ok(p) => self.network.set(p),
+                    Err(e) => warn!(key, error = %e, "ignoring a stored network profile"),
+                }
             } else if key == META_LOCAL_LIST {
                 if let Ok(list) = serde_json::from_str(value) {
                     self.local_list = list;
                 }
             }
         }
+        // B10.FR.04: start with the first entry of NetworkConfigurationPriority.
+        let profiles: Vec<NetworkProfile> = self
+            .network
+            .slots()
+            .filter_map(|s| self.network.profile(s).cloned())
+            .collect();
+        let last_good = persisted
+            .meta(META_LAST_GOOD_SLOT)
+            .and_then(|v| v.parse().ok());
+        self.network = Network::new(
+            profiles,
+            self.vars.get(Var::NetworkConfigurationPriority),
+            last_good,
+        );
         if let Some(reason) = persisted.meta(META_BOOT_REASON) {
             if let Ok(reason) = serde_json::from_value(json!(reason)) {
                 self.set_boot_reason(reason);
@@ -521,7 +543,7 @@ impl Station {
                 .map(|c| self.connectors[c].fault.is_some().to_string())
                 .unwrap_or_default(),
             "DateTime" => self.clock.utc(now).to_rfc3339(),
-            "SecurityProfile" => self.security_profile.to_string(),
+            "SecurityProfile" => self.security_profile().to_string(),
             "CertificateEntries" => "0".into(),
             "Entries" => self.local_list.entries.len().to_string(),
             _ => def.default.to_owned(),
@@ -613,7 +635,10 @@ impl Station {
                     }
                     Ok(index) => {
                         let def = &VARIABLES[index];
-                        match (def.mutability, def.check(&data.attribute_value)) {
+                        let check = def
+                            .check(&data.attribute_value)
+                            .and_then(|()| self.check_priority(def, &data.attribute_value));
+                        match (def.mutability, check) {
                             (Mutability::ReadOnly, _) => {
                                 info = Some("ReadOnly");
                                 v201::SetVariableStatusEnum::Rejected
@@ -671,6 +696,102 @@ impl Station {
         Ok(v201::SetVariablesResponse {
             custom_data: None,
             set_variable_result: results,
+        })
+    }
+
+    /// B10.FR.02: every slot in NetworkConfigurationPriority must hold a profile.
+    fn check_priority(&self, def: &devmodel::VariableDef, value: &str) -> Result<(), String> {
+        if def.name != "NetworkConfigurationPriority" {
+            return Ok(());
+        }
+        for slot in value.split(',').map(str::trim) {
+            let known = slot
+                .parse::<u32>()
+                .ok()
+                .is_some_and(|s| self.network.profile(s).is_some());
+            if !known {
+                return Err(format!(
+                    "configuration slot {slot} holds no network profile"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// B09: SetNetworkProfile. The profile is checked and stored; it is used after a restart
+    /// once NetworkConfigurationPriority names its slot (B10.FR.04).
+    pub(super) fn set_network_profile(
+        &mut self,
+        request: v201::SetNetworkProfileRequest,
+    ) -> Result<v201::SetNetworkProfileResponse, CallError> {
+        let c = &request.connection_data;
+        let slot = request.configuration_slot;
+        let scheme = c.ocpp_csms_url.split_once("://").map(|(s, _)| s);
+        let problem = if !(1..=super::network::SLOTS.len() as i64).contains(&slot) {
+            // B09.FR.05
+            Some("no such configuration slot".to_owned())
+        } else if c.ocpp_version != v201::OcppVersionEnum::Ocpp20
+            || c.ocpp_transport != v201::OcppTransportEnum::Json
+        {
+            Some("only OCPP 2.0.1 over JSON".to_owned())
+        } else if !(1..=3).contains(&c.security_profile) {
+            Some("security profile must be 1, 2 or 3".to_owned())
+        } else if (c.security_profile as u8) < self.security_profile() {
+            // B09.FR.04, A00.FR.005: never lower the security profile through OCPP.
+            Some(format!(
+                "security profile {} is lower than the current {}",
+                c.security_profile,
+                self.security_profile()
+            ))
+        } else if (c.security_profile == 1) != (scheme == Some("ws"))
+            || !matches!(scheme, Some("ws") | Some("wss"))
+        {
+            Some("the URL scheme does not fit the security profile (ws:// for 1, wss:// for 2 and 3)".to_owned())
+        } else if c.security_profile == 3 && !self.client_certificate {
+            Some("security profile 3 needs a client certificate, and none is configured".to_owned())
+        } else if c.ocpp_csms_url.contains(['?', '#'])
+            || c.ocpp_csms_url
+                .split_once("://")
+                .is_none_or(|(_, r)| r.is_empty())
+        {
+            Some("not a usable CSMS URL".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = problem {
+            warn!(slot, reason = why, "SetNetworkProfile rejected");
+            return Ok(v201::SetNetworkProfileResponse {
+                custom_data: None,
+                status: v201::SetNetworkProfileStatusEnum::Rejected,
+                status_info: Some(v201::StatusInfo {
+                    custom_data: None,
+                    reason_code: "InvalidProfile".into(),
+                    additional_info: Some(why.chars().take(512).collect()),
+                }),
+            });
+        }
+        let profile = NetworkProfile {
+            slot: slot as u32,
+            url: c.ocpp_csms_url.trim_end_matches('/').to_owned(),
+            security_profile: c.security_profile as u8,
+            message_timeout_s: c.message_timeout.clamp(0, 3600) as u32,
+        };
+        info!(
+            slot,
+            url = profile.url,
+            security_profile = profile.security_profile,
+            "network profile stored"
+        );
+        self.outputs
+            .push_back(Output::Persist(vec![PersistOp::PutMeta {
+                key: format!("{META_NETWORK_PROFILE}{slot}"),
+                value: serde_json::to_string(&profile).unwrap_or_default(),
+            }]));
+        self.network.set(profile);
+        Ok(v201::SetNetworkProfileResponse {
+            custom_data: None,
+            status: v201::SetNetworkProfileStatusEnum::Accepted,
+            status_info: None,
         })
     }
 

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod devmodel;
 pub mod management;
 pub mod meter;
+pub mod network;
 pub mod outbox;
 pub mod persist;
 pub mod rpc;

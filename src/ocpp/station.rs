@@ -73,8 +73,10 @@ pub struct StationConfig {
     pub variables: DeviceModel,
     /// Bound of the durable queue's payloads (E04.FR.08 applies above it).
     pub max_queue_bytes: u64,
-    /// The security profile the shell connects with (SecurityCtrlr.SecurityProfile).
-    pub security_profile: u8,
+    /// The connection profile of the configuration file (slot 1 until the CSMS sets another).
+    pub network: super::network::NetworkProfile,
+    /// A client certificate is configured (security profile 3 is possible).
+    pub client_certificate: bool,
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
 }
@@ -103,8 +105,11 @@ pub enum Input {
 /// Effects for the shell to execute, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// Open the WebSocket; answer with `handle_connected` or `handle_connect_failed`.
-    Connect,
+    /// Open the WebSocket with this profile; answer with `handle_connected` or
+    /// `handle_connect_failed`.
+    Connect {
+        profile: super::network::NetworkProfile,
+    },
     /// Close the WebSocket. The core already counts itself offline and has scheduled the
     /// reconnect; a later `handle_disconnected` is ignored.
     Disconnect { reason: String },
@@ -347,7 +352,8 @@ pub struct Station {
     pub(super) auth_cache: AuthCache,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     pub(super) reported_tokens: Vec<(String, Value)>,
-    pub(super) security_profile: u8,
+    pub(super) network: super::network::Network,
+    pub(super) client_certificate: bool,
     pub(super) data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
     /// Set Inoperative by ChangeAvailability for the whole station (G04), persistent.
     pub(super) station_operative: bool,
@@ -363,6 +369,8 @@ pub struct Station {
     /// Close the connection shortly after the answer to the current CSMS call is out (new
     /// credentials).
     pub(super) reconnect_after_answer: bool,
+    /// The network profile slot the CSMS accepted us on.
+    accepted_slot: Option<u32>,
 }
 
 impl Station {
@@ -416,7 +424,8 @@ impl Station {
             in_flight: None,
             auth_cache: AuthCache::new(persisted.auth_cache.clone()),
             reported_tokens: Vec::new(),
-            security_profile: config.security_profile,
+            network: super::network::Network::new(vec![config.network], "1", None),
+            client_certificate: config.client_certificate,
             data_transfer: config.data_transfer,
             station_operative: true,
             scheduled_availability: Vec::new(),
@@ -425,6 +434,7 @@ impl Station {
             raised_once: Vec::new(),
             next_event_id: 1,
             reconnect_after_answer: false,
+            accepted_slot: None,
         };
         station.restore_management(&persisted);
         station.recover(now, &persisted);
@@ -451,7 +461,8 @@ impl Station {
                 Timer::Connect => {
                     if self.connection == ConnectionState::Offline {
                         self.connection = ConnectionState::Connecting;
-                        self.outputs.push_back(Output::Connect);
+                        let profile = self.network.current().clone();
+                        self.outputs.push_back(Output::Connect { profile });
                     }
                 }
                 Timer::BootRetry => self.boot_due = self.registration != Registration::Accepted,
@@ -472,9 +483,7 @@ impl Station {
                             self.awaiting_pong = true;
                             // The link is dead if the pong is not back within a ping interval,
                             // but at least MessageTimeout so slow links are not cut needlessly.
-                            let wait = self
-                                .ping_interval()
-                                .max(self.vars.seconds(Var::MessageTimeout));
+                            let wait = self.ping_interval().max(self.message_timeout());
                             self.timers.set(Timer::PongTimeout, now + wait);
                         }
                         self.schedule_ping(now);
@@ -520,6 +529,18 @@ impl Station {
         self.awaiting_pong = false;
         self.schedule_ping(now);
         let offline_for = self.offline_since.take().map(|t| now.saturating_since(t));
+        // Registration is with a CSMS: a connection through another network profile (B10
+        // fall-back) starts with a BootNotification again.
+        if self.registration == Registration::Accepted
+            && self.accepted_slot != Some(self.network.current().slot)
+        {
+            info!(
+                slot = self.network.current().slot,
+                "another network profile: registering again"
+            );
+            self.registration = Registration::None;
+            self.timers.stop(Timer::BootRetry);
+        }
         info!(
             offline_s = offline_for.map(|d| d.as_secs()),
             "connected to the CSMS"
@@ -560,6 +581,15 @@ impl Station {
         }
         self.connection = ConnectionState::Offline;
         self.offline_since.get_or_insert(now);
+        let attempts = self.vars.int(Var::NetworkProfileConnectionAttempts).max(1) as u32;
+        if self.network.failed(attempts) {
+            let p = self.network.current();
+            info!(
+                slot = p.slot,
+                url = p.url,
+                "trying the next network connection profile (B10)"
+            );
+        }
         self.schedule_reconnect(now);
     }
 
@@ -681,6 +711,20 @@ impl Station {
 
     pub fn utc(&self, now: Instant) -> UtcTime {
         self.clock.utc(now)
+    }
+
+    /// MessageTimeout: the connection profile's, else the device model's (it is configured in
+    /// the network connection profile, OCPPCommCtrlr.MessageTimeout).
+    pub(super) fn message_timeout(&self) -> Duration {
+        match self.network.current().message_timeout_s {
+            0 => self.vars.seconds(Var::MessageTimeout),
+            s => Duration::from_secs(u64::from(s)),
+        }
+    }
+
+    /// The security profile in use: the one of the profile being (or last) connected with.
+    pub(super) fn security_profile(&self) -> u8 {
+        self.network.current().security_profile
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -1055,10 +1099,8 @@ impl Station {
             return;
         };
         let _ = id;
-        self.timers.set(
-            Timer::CallTimeout,
-            now + self.vars.seconds(Var::MessageTimeout),
-        );
+        self.timers
+            .set(Timer::CallTimeout, now + self.message_timeout());
         // G02.FR.05: any message sent counts as a sign of life.
         self.reset_heartbeat(now);
     }
@@ -1119,8 +1161,16 @@ impl Station {
         let Some(kind) = self.take_in_flight(id) else {
             return;
         };
-        // A working exchange proves the link: the next outage starts back-off from scratch.
+        // A working exchange proves the link: the next outage starts back-off from scratch,
+        // and this profile is the one to fall back to (B10.FR.07).
         self.reconnect_attempts = 0;
+        if let Some(slot) = self.network.succeeded() {
+            self.outputs
+                .push_back(Output::Persist(vec![PersistOp::PutMeta {
+                    key: super::management::META_LAST_GOOD_SLOT.into(),
+                    value: slot.to_string(),
+                }]));
+        }
         let outcome = match &kind {
             InFlightKind::Queued(meta) => self.queued_answered(now, meta, payload),
             InFlightKind::Volatile(request) => match &request.kind {
@@ -1248,6 +1298,7 @@ impl Station {
             v201::RegistrationStatusEnum::Accepted => {
                 info!(interval_s = interval.as_secs(), "BootNotification accepted");
                 self.registration = Registration::Accepted;
+                self.accepted_slot = Some(self.network.current().slot);
                 self.timers.stop(Timer::BootRetry);
                 // B01.FR.04: adopt the interval when > 0.
                 if !interval.is_zero() {
@@ -1391,6 +1442,9 @@ impl Station {
                 .data_transfer(decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::GetLocalListVersion => Ok(self.local_list_version()),
+            Action::SetNetworkProfile => self
+                .set_network_profile(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
                 .customer_information(now, decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),

@@ -38,6 +38,8 @@ pub struct FakeCsms {
     pub answering_pings: bool,
     pub boot_status: &'static str,
     pub interval: i64,
+    /// CSMS URLs that cannot be reached (for network profile fall-back).
+    pub unreachable: Vec<String>,
     /// Refuse the station's credentials (HTTP 401 at the WebSocket upgrade).
     pub rejecting_auth: bool,
     /// Actions answered with CALLERROR InternalError.
@@ -55,6 +57,7 @@ impl Default for FakeCsms {
             answering_pings: true,
             boot_status: "Accepted",
             interval: 300,
+            unreachable: Vec::new(),
             rejecting_auth: false,
             failing: Vec::new(),
             auth: Vec::new(),
@@ -125,6 +128,8 @@ pub struct Harness {
     pub connected: bool,
     /// Times at which the station asked to connect.
     pub connect_attempts: Vec<Instant>,
+    /// The CSMS URL of each connection attempt.
+    pub connect_urls: Vec<String>,
     /// Frames the station sent that answer a CSMS call (CALLRESULT / CALLERROR).
     pub answers: Vec<Frame>,
     /// Raw text of answers the station sent to frames the CSMS sent.
@@ -171,7 +176,13 @@ pub fn default_config() -> StationConfig {
         boot_reason: v201::BootReasonEnum::PowerUp,
         variables: DeviceModel::default(),
         max_queue_bytes: 1 << 20,
-        security_profile: 1,
+        network: super::network::NetworkProfile {
+            slot: 1,
+            url: "ws://csms.test/ocpp".into(),
+            security_profile: 1,
+            message_timeout_s: 0,
+        },
+        client_certificate: false,
         data_transfer: Vec::new(),
     }
 }
@@ -206,6 +217,7 @@ impl Harness {
             csms: FakeCsms::default(),
             connected: false,
             connect_attempts: Vec::new(),
+            connect_urls: Vec::new(),
             answers: Vec::new(),
             raw_answers: Vec::new(),
             pings: 0,
@@ -229,9 +241,16 @@ impl Harness {
     pub fn settle(&mut self) {
         while let Some(output) = self.station.poll_output() {
             match output {
-                Output::Connect => {
+                Output::Connect { profile } => {
                     self.connect_attempts.push(self.now);
-                    if self.csms.rejecting_auth {
+                    self.connect_urls.push(profile.url.clone());
+                    if self.csms.unreachable.contains(&profile.url) {
+                        self.station.handle_connect_failed(
+                            self.now,
+                            "no route to that CSMS",
+                            super::station::ConnectFailure::Other,
+                        );
+                    } else if self.csms.rejecting_auth {
                         self.station.handle_connect_failed(
                             self.now,
                             "HTTP 401",

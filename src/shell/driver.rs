@@ -11,10 +11,11 @@ use super::ws::{ConnectError, Connector, Ws};
 use crate::config::{Config, PlugConfig};
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
+use crate::ocpp::network::NetworkProfile;
 use crate::ocpp::persist::{PersistOp, Persisted};
 use crate::ocpp::rpc;
 use crate::ocpp::station::{
-    CLEAN_SHUTDOWN_KEY, EvseLayout, Identity, Input, Output, Station, StationConfig,
+    CLEAN_SHUTDOWN_KEY, ConnectFailure, EvseLayout, Identity, Input, Output, Station, StationConfig,
 };
 use crate::ocpp::v201::BootReasonEnum;
 use futures_util::{SinkExt, StreamExt};
@@ -134,7 +135,13 @@ fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<Statio
         boot_reason,
         variables,
         max_queue_bytes: config.storage.max_queue_bytes,
-        security_profile: config.csms.security_profile,
+        network: NetworkProfile {
+            slot: 1,
+            url: config.csms.url.trim_end_matches('/').to_owned(),
+            security_profile: config.csms.security_profile,
+            message_timeout_s: 0,
+        },
+        client_certificate: config.csms.client_cert_file.is_some(),
         data_transfer: Vec::new(),
     })
 }
@@ -167,13 +174,13 @@ fn initial_register(persisted: &Persisted, evse: u32) -> f64 {
 pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let mut journal = Journal::open(&config.storage.path);
     let persisted = journal.load();
-    let mut connector = Connector::from_config(&config).map_err(RunError::Config)?;
+    // Certificates and keys are read now, so a bad file is a configuration error.
+    let connector = Connector::from_config(&config).map_err(RunError::Config)?;
     // A01: a password the CSMS set replaces the configured one.
-    if config.csms.security_profile <= 2 {
-        if let Some(password) = persisted.meta(BASIC_AUTH_PASSWORD_KEY) {
-            connector.set_password(password.to_owned());
-        }
-    }
+    let password = persisted
+        .meta(BASIC_AUTH_PASSWORD_KEY)
+        .map(str::to_owned)
+        .or_else(|| config.csms.password.clone());
 
     let mut hardware = Vec::new();
     for evse in &config.evse {
@@ -243,7 +250,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         hardware,
         clock,
         notifier,
-        connector,
+        password,
         link: Link::default(),
         ready_sent: false,
         reboot: false,
@@ -260,7 +267,8 @@ struct Agent {
     hardware: Vec<EvseHardware>,
     clock: Clock,
     notifier: Notifier,
-    connector: Connector,
+    /// The HTTP Basic auth password (profiles 1 and 2).
+    password: Option<String>,
     link: Link,
     ready_sent: bool,
     /// The core asked for a restart (Reset): stop after executing its outputs.
@@ -413,10 +421,23 @@ impl Agent {
     async fn execute_outputs(&mut self) {
         while let Some(output) = self.station.poll_output() {
             match output {
-                Output::Connect => {
-                    let connector = self.connector.clone();
-                    self.link.connecting =
-                        Some(tokio::spawn(async move { connector.connect().await }));
+                Output::Connect { profile } => {
+                    match Connector::for_endpoint(
+                        &self.config,
+                        &profile.url,
+                        profile.security_profile,
+                        self.password.clone(),
+                    ) {
+                        Ok(connector) => {
+                            self.link.connecting =
+                                Some(tokio::spawn(async move { connector.connect().await }));
+                        }
+                        Err(e) => self.station.handle_connect_failed(
+                            self.clock.now(),
+                            &format!("network profile {}: {e}", profile.slot),
+                            ConnectFailure::Other,
+                        ),
+                    }
                     if !self.ready_sent {
                         // READY once the journal is open and the first connect is under way.
                         self.notifier.ready();
@@ -456,7 +477,7 @@ impl Agent {
                     info!(evse, connector, "connector unlocked");
                 }
                 Output::Reboot => self.reboot = true,
-                Output::BasicAuthPassword(secret) => self.connector.set_password(secret.0),
+                Output::BasicAuthPassword(secret) => self.password = Some(secret.0),
             }
         }
     }

@@ -91,21 +91,33 @@ impl std::fmt::Display for ConnectError {
 }
 
 impl Connector {
+    /// The configuration file's own profile (`[csms]`).
     pub fn from_config(config: &Config) -> Result<Connector, String> {
-        let profile = config.csms.security_profile;
+        Self::for_endpoint(
+            config,
+            &config.csms.url,
+            config.csms.security_profile,
+            config.csms.password.clone(),
+        )
+    }
+
+    /// A connector for an endpoint and security profile (a network profile), with the
+    /// configuration's trust anchors and client certificate.
+    pub fn for_endpoint(
+        config: &Config,
+        endpoint: &str,
+        profile: u8,
+        password: Option<String>,
+    ) -> Result<Connector, String> {
         let tls = if profile >= 2 {
-            Some(Arc::new(tls_config(config)?))
+            Some(Arc::new(tls_config(config, profile)?))
         } else {
             None
         };
         Ok(Connector {
-            url: config.connection_url(),
+            url: config.url_for(endpoint),
             station_id: config.station.id.clone(),
-            password: if profile <= 2 {
-                config.csms.password.clone()
-            } else {
-                None
-            },
+            password: if profile <= 2 { password } else { None },
             tls,
         })
     }
@@ -226,7 +238,7 @@ fn crypto_provider() -> rustls::crypto::CryptoProvider {
     }
 }
 
-fn tls_config(config: &Config) -> Result<rustls::ClientConfig, String> {
+fn tls_config(config: &Config, profile: u8) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(crypto_provider());
     let mut roots = rustls::RootCertStore::empty();
     match &config.csms.ca_file {
@@ -258,7 +270,7 @@ fn tls_config(config: &Config) -> Result<rustls::ClientConfig, String> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
-    let tls = if config.csms.security_profile == 3 {
+    let tls = if profile == 3 {
         let (Some(cert_path), Some(key_path)) =
             (&config.csms.client_cert_file, &config.csms.client_key_file)
         else {
