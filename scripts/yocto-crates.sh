@@ -34,12 +34,13 @@ done
 [ -n "$python" ] || { echo "yocto-crates: needs python3 >= 3.11 (tomllib)" >&2; exit 2; }
 
 # The Cargo.lock files BitBake would find in the source tree (${S} is a clean checkout): the
-# ones git tracks; outside a git checkout, the top-level one.
+# ones git tracks; outside a git checkout, the top-level one. fuzz/ is a separate workspace of
+# fuzz targets that BitBake never builds.
 locks=()
 if git -C "$ROOT_DIR" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     while IFS= read -r f; do
         [ -f "$ROOT_DIR/$f" ] && locks+=("$f")
-    done < <(git -C "$ROOT_DIR" ls-files -- 'Cargo.lock' '*/Cargo.lock' | LC_ALL=C sort)
+    done < <(git -C "$ROOT_DIR" ls-files -- 'Cargo.lock' '*/Cargo.lock' ':!fuzz/*' | LC_ALL=C sort)
 fi
 [ ${#locks[@]} -gt 0 ] || locks=(Cargo.lock)
 

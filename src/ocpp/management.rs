@@ -184,12 +184,8 @@ impl Station {
         request: v201::ChangeAvailabilityRequest,
     ) -> Result<v201::ChangeAvailabilityResponse, CallError> {
         let operative = request.operational_status == v201::OperationalStatusEnum::Operative;
-        let evse = request.evse.as_ref().map(|e| e.id as u32);
-        let connector = request
-            .evse
-            .as_ref()
-            .and_then(|e| e.connector_id)
-            .map(|c| c as u32);
+        let evse = request.evse.as_ref().map(|e| id32(e.id));
+        let connector = request.evse.as_ref().and_then(|e| e.connector_id).map(id32);
         let rejected = |why: &str| {
             info!(reason = why, "ChangeAvailability rejected");
             Ok(v201::ChangeAvailabilityResponse {
@@ -396,8 +392,8 @@ impl Station {
     ) -> Result<v201::ResetResponse, CallError> {
         let scope = match request.evse_id {
             None | Some(0) => None,
-            Some(id) => match self.evse_index(id as u32) {
-                Some(_) => Some(id as u32),
+            Some(id) => match self.evse_index(id32(id)) {
+                Some(_) => Some(id32(id)),
                 None => {
                     return Ok(v201::ResetResponse {
                         custom_data: None,
@@ -468,7 +464,7 @@ impl Station {
         )?;
         if let Some((e, c)) = evse {
             let exists = match c {
-                None => self.evse_index(e as u32).is_some(),
+                None => self.evse_index(id32(e)).is_some(),
                 Some(c) => self
                     .connectors
                     .iter()
@@ -487,7 +483,7 @@ impl Station {
         if !def.dynamic {
             return self.vars.value_index(index).to_owned();
         }
-        let evse_idx = evse.and_then(|(e, _)| self.evse_index(e as u32));
+        let evse_idx = evse.and_then(|(e, _)| self.evse_index(id32(e)));
         let connector_idx = evse.and_then(|(e, c)| {
             let c = c?;
             self.connectors
@@ -963,12 +959,8 @@ impl Station {
     ) -> Result<v201::TriggerMessageResponse, CallError> {
         use v201::MessageTriggerEnum as M;
         use v201::TriggerMessageStatusEnum as S;
-        let evse = request.evse.as_ref().map(|e| e.id as u32);
-        let connector = request
-            .evse
-            .as_ref()
-            .and_then(|e| e.connector_id)
-            .map(|c| c as u32);
+        let evse = request.evse.as_ref().map(|e| id32(e.id));
+        let connector = request.evse.as_ref().and_then(|e| e.connector_id).map(id32);
         if evse.is_some_and(|e| self.evse_index(e).is_none()) {
             return Ok(trigger_status(S::Rejected));
         }
@@ -1073,7 +1065,7 @@ impl Station {
         now: Instant,
         request: v201::UnlockConnectorRequest,
     ) -> Result<v201::UnlockConnectorResponse, CallError> {
-        let (evse, connector) = (request.evse_id as u32, request.connector_id as u32);
+        let (evse, connector) = (id32(request.evse_id), id32(request.connector_id));
         let status = match self.evse_index(evse) {
             None => v201::UnlockStatusEnum::UnknownConnector,
             Some(_)
@@ -1334,6 +1326,13 @@ impl Station {
             self.security_event(now, kind, info);
         }
     }
+}
+
+/// An EVSE or connector id from the CSMS as ours: an id out of range (negative, or above
+/// u32::MAX) becomes u32::MAX, which no EVSE or connector has (they are numbered from 1), so
+/// it is "unknown" instead of silently naming another one.
+pub(super) fn id32(id: i64) -> u32 {
+    u32::try_from(id).unwrap_or(u32::MAX)
 }
 
 fn trigger_status(status: v201::TriggerMessageStatusEnum) -> v201::TriggerMessageResponse {

@@ -9,6 +9,7 @@
 use super::auth::Lookup;
 use super::clock::{Instant, UtcTime};
 use super::devmodel::Var;
+use super::management::id32;
 use super::meter::{self, Context, MeterReading};
 use super::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use super::rpc::CallError;
@@ -1280,7 +1281,7 @@ impl Station {
             return rejected("not accepted by the CSMS yet");
         }
         let idx = match request.evse_id {
-            Some(id) => match self.evse_index(id as u32) {
+            Some(id) => match self.evse_index(id32(id)) {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
