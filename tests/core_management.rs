@@ -922,3 +922,28 @@ fn network_profiles_priority_and_fall_back() {
     h.advance_secs(600);
     assert!(h.connected);
 }
+
+#[test]
+fn a_failing_journal_is_memory_exhaustion_once() {
+    let mut h = Harness::new(default_config());
+    for _ in 0..3 {
+        h.station
+            .handle_input(
+                h.now,
+                ocpp_agent::ocpp::station::Input::Storage {
+                    problem: Some("database or disk is full".into()),
+                },
+            )
+            .unwrap();
+        h.settle();
+    }
+    let events: Vec<&Value> = h
+        .csms
+        .of("SecurityEventNotification")
+        .into_iter()
+        .map(|r| &r.payload)
+        .filter(|p| p["type"] == "MemoryExhaustion")
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["techInfo"], "database or disk is full");
+}

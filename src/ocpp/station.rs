@@ -94,6 +94,8 @@ pub enum Input {
     Token { evse: u32, id_token: Value },
     /// The latest reading of an EVSE's meter.
     Meter { evse: u32, reading: MeterReading },
+    /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
+    Storage { problem: Option<String> },
     /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
     Fault {
         evse: u32,
@@ -647,6 +649,17 @@ impl Station {
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.meter_reading(now, index, reading);
             }
+            Input::Storage { problem } => match problem {
+                // The flash is full or failing: the spec's MemoryExhaustion (once per start).
+                Some(why) => {
+                    error!(
+                        problem = why,
+                        "the journal cannot write; keeping changes in memory"
+                    );
+                    self.security_event_once(now, "MemoryExhaustion", Some(&why));
+                }
+                None => info!("the journal writes again"),
+            },
             Input::Fault {
                 evse,
                 connector,

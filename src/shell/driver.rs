@@ -254,6 +254,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         link: Link::default(),
         ready_sent: false,
         reboot: false,
+        storage_degraded: false,
     };
     let result = agent.run(events, jobs).await;
     agent.shutdown().await;
@@ -273,6 +274,8 @@ struct Agent {
     ready_sent: bool,
     /// The core asked for a restart (Reset): stop after executing its outputs.
     reboot: bool,
+    /// The journal was failing when last looked at.
+    storage_degraded: bool,
 }
 
 /// How the agent stopped.
@@ -338,7 +341,10 @@ impl Agent {
                     self.station.handle_timeout(self.clock.now());
                 }
                 _ = tokio::time::sleep(METER_TICK), if meter_tick => self.feed_meters(),
-                _ = tokio::time::sleep(JOURNAL_RETRY), if journal_retry => self.journal.retry(),
+                _ = tokio::time::sleep(JOURNAL_RETRY), if journal_retry => {
+                    self.journal.retry();
+                    self.storage_health();
+                }
                 Some(Event { evse, connector, event }) = events.recv() => {
                     self.feed_meters();
                     let input = match event {
@@ -459,7 +465,10 @@ impl Agent {
                 },
                 Output::Ping => self.send(Message::Ping(Vec::new().into())).await,
                 Output::Disconnect { reason } => self.link.close(&reason).await,
-                Output::Persist(batch) => self.journal.apply(&batch),
+                Output::Persist(batch) => {
+                    self.journal.apply(&batch);
+                    self.storage_health();
+                }
                 Output::PowerPath { evse, closed } => {
                     let now = std::time::Instant::now();
                     if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
@@ -479,6 +488,20 @@ impl Agent {
                 Output::Reboot => self.reboot = true,
                 Output::BasicAuthPassword(secret) => self.password = Some(secret.0),
             }
+        }
+    }
+
+    /// Tells the core when the journal starts or stops failing.
+    fn storage_health(&mut self) {
+        let stats = self.journal.stats();
+        if stats.degraded != self.storage_degraded {
+            self.storage_degraded = stats.degraded;
+            let problem = stats
+                .degraded
+                .then(|| stats.last_error.unwrap_or_else(|| "storage error".into()));
+            let _ = self
+                .station
+                .handle_input(self.clock.now(), Input::Storage { problem });
         }
     }
 

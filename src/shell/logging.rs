@@ -15,7 +15,8 @@ pub fn parse_filter(text: &str) -> Result<Targets, String> {
     text.trim().parse::<Targets>().map_err(|e| e.to_string())
 }
 
-pub fn init(config_filter: &str) {
+/// `station` (the station id) goes into every journal entry as `OCPP_STATION`.
+pub fn init(config_filter: &str, station: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| parse_filter(&f).ok())
@@ -27,7 +28,8 @@ pub fn init(config_filter: &str) {
             // clear of journald's own MESSAGE_ID).
             let journald = journald
                 .with_field_prefix(Some("OCPP".into()))
-                .with_syslog_identifier("ocpp-agent".into());
+                .with_syslog_identifier("ocpp-agent".into())
+                .with_custom_fields([("OCPP_STATION", station)]);
             let _ = tracing_subscriber::registry()
                 .with(journald)
                 .with(filter)
