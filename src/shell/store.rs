@@ -422,6 +422,12 @@ impl Store {
         }
         let conn = Connection::open(path)
             .map_err(|e| StoreError::from(e).context(format!("opening {}", path.display())))?;
+        // The journal holds credentials (BasicAuthPassword) and customer data (idTokens):
+        // owner-only. SQLite gives its -wal and -shm files the database's permissions.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         let mut store = Store {
             conn,
             read_only: false,
@@ -737,6 +743,12 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+        // Owner-only: it holds credentials; the WAL follows the database's mode.
+        use std::os::unix::fs::PermissionsExt;
+        for file in [path.clone(), path.with_extension("db-wal")] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
         let sync: i64 = store
             .conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
