@@ -602,7 +602,12 @@ class StationSession(V201ChargePoint):
             if task in done:
                 return task.result()
             if closed in done:
-                raise ConnectionClosed(None, None)
+                # A response read just before the close frame may still be routing: a
+                # station that answers and then restarts (Reset) did answer.
+                try:
+                    return await asyncio.wait_for(asyncio.shield(task), 1.0)
+                except asyncio.TimeoutError:
+                    raise ConnectionClosed(None, None)
             raise asyncio.TimeoutError
         finally:
             for t in (task, closed):
