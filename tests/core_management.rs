@@ -509,11 +509,24 @@ fn trigger_message_sends_what_was_asked() {
         "Idle"
     );
     assert_eq!(
+        trigger(&mut h, json!({"requestedMessage": "SignV2GCertificate"})),
+        "NotImplemented"
+    );
+    // A02: a key update: the station makes a key and sends its CSR.
+    assert_eq!(
         trigger(
             &mut h,
             json!({"requestedMessage": "SignChargingStationCertificate"})
         ),
-        "NotImplemented"
+        "Accepted"
+    );
+    let sign = h.csms.of("SignCertificate");
+    assert_eq!(sign.len(), 1);
+    assert!(
+        sign[0].payload["csr"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE REQUEST")
     );
 }
 

@@ -60,6 +60,37 @@ fn tls_config(
     text
 }
 
+/// A CSO CA, a CSMS server certificate for localhost, a station certificate and a CSMS that
+/// requires it (profile 3).
+struct MutualTls {
+    _pki: tempfile::TempDir,
+    ca: Ca,
+    client: support::pki::Issued,
+    csms: Csms,
+}
+
+impl MutualTls {
+    fn start() -> Option<MutualTls> {
+        let pki = tempfile::tempdir().unwrap();
+        let ca = Ca::new(pki.path(), "cso");
+        let server = ca.issue(
+            "server",
+            "/O=Test CSO/CN=localhost",
+            Some("DNS:localhost"),
+            None,
+        );
+        // A00.FR.510/511: O = the CSO's organization name, CN = the station's serial number.
+        let client = ca.issue("station", "/O=Test CSO/CN=SN-0001", None, None);
+        let csms = tls_csms(&server, Some(&ca.cert))?;
+        Some(MutualTls {
+            _pki: pki,
+            ca,
+            client,
+            csms,
+        })
+    }
+}
+
 #[test]
 fn profile_2_basic_auth_over_tls() {
     let pki = tempfile::tempdir().unwrap();
@@ -88,17 +119,13 @@ fn profile_2_basic_auth_over_tls() {
 
 #[test]
 fn profile_3_mutual_tls_with_the_station_certificate() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = Ca::new(pki.path(), "cso");
-    let server = ca.issue(
-        "server",
-        "/O=Test CSO/CN=localhost",
-        Some("DNS:localhost"),
-        None,
-    );
-    // A00.FR.510/511: O = the CSO's organization name, CN = the station's serial number.
-    let client = ca.issue("station", "/O=Test CSO/CN=SN-0001", None, None);
-    let Some(csms) = tls_csms(&server, Some(&ca.cert)) else {
+    let Some(MutualTls {
+        _pki,
+        ca,
+        client,
+        csms,
+    }) = MutualTls::start()
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -186,4 +213,140 @@ fn an_expired_server_certificate_is_refused() {
         Some(("200101000000Z", "200201000000Z")),
     );
     refuses(&server, &ca.cert, "expired");
+}
+
+/// A02/M03-M05 end to end on a profile 3 connection: install a root, list it, update the
+/// station's key with SignCertificate/CertificateSigned (the CSR signed by the test CA with
+/// openssl), reconnect with the new certificate, refuse a certificate for another key, delete
+/// the root.
+#[test]
+fn certificate_management_and_key_update_over_mutual_tls() {
+    use serde_json::{Value, json};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(MutualTls {
+        _pki,
+        ca,
+        client,
+        csms,
+    }) = MutualTls::start()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+    let text = tls_config(dir.path(), csms.port, 3, &ca.cert, Some(&client)).replace(
+        "[variables]",
+        "[variables]\n\"SecurityCtrlr.OrganizationName\" = \"Test CSO\"",
+    );
+    let agent = Agent::start_with_config(dir, &text, &[]);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    let call = |action: &str, payload: Value| {
+        let answer = csms.admin(support::admin_call(action, payload));
+        assert_eq!(answer["ok"], true, "{action}: {answer}");
+        answer["response"].clone()
+    };
+
+    // M05: install the CSO root as CSMS root; M03: it is listed with its hash data.
+    let root_pem = std::fs::read_to_string(&ca.cert).unwrap();
+    let r = call(
+        "InstallCertificate",
+        json!({"certificateType": "CSMSRootCertificate", "certificate": root_pem}),
+    );
+    assert_eq!(r["status"], "Accepted");
+    let r = call(
+        "InstallCertificate",
+        json!({"certificateType": "CSMSRootCertificate", "certificate": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}),
+    );
+    assert_eq!(r["status"], "Rejected");
+    let ids = call(
+        "GetInstalledCertificateIds",
+        json!({"certificateType": ["CSMSRootCertificate"]}),
+    );
+    assert_eq!(ids["status"], "Accepted");
+    let hash = ids["certificateHashDataChain"][0]["certificateHashData"].clone();
+    let serial = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&ca.cert)
+        .output()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&serial.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    assert_eq!(
+        hash["serialNumber"].as_str().unwrap(),
+        serial.trim_start_matches('0'),
+        "serialNumber is the hex serial without leading zeroes"
+    );
+    let agent_roots = agent.ctl_json(&["variables", "SecurityCtrlr"]).to_string();
+    assert!(agent_roots.contains("CertificateEntries"));
+
+    // A02: key update.
+    let r = call(
+        "TriggerMessage",
+        json!({"requestedMessage": "SignChargingStationCertificate"}),
+    );
+    assert_eq!(r["status"], "Accepted");
+    let sign = csms.wait_calls("SignCertificate", 1, T);
+    let csr = sign[0]["payload"]["csr"].as_str().unwrap().to_owned();
+    assert!(csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert_eq!(
+        sign[0]["payload"]["certificateType"],
+        "ChargingStationCertificate"
+    );
+    // The key never left the station; it waits, owner-only, for the certificate.
+    let pending = state.join("certs/station-key.pending.pem");
+    assert_eq!(
+        std::fs::metadata(&pending).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A certificate for another key is refused (A02.FR.07).
+    let other = ca.issue("other", "/O=Test CSO/CN=SN-0001", None, None);
+    let other_chain = std::fs::read_to_string(&other.cert).unwrap();
+    let r = call(
+        "CertificateSigned",
+        json!({"certificateChain": other_chain, "certificateType": "ChargingStationCertificate"}),
+    );
+    assert_eq!(r["status"], "Rejected");
+
+    let chain = ca.sign_csr("renewed", &csr);
+    let r = call(
+        "CertificateSigned",
+        json!({"certificateChain": chain, "certificateType": "ChargingStationCertificate"}),
+    );
+    assert_eq!(r["status"], "Accepted");
+    // A02.FR.08: the station reconnects with the new certificate.
+    wait_for(T, "a reconnection with the new certificate", || {
+        (csms.events("connected").len() >= 2).then_some(())
+    });
+    assert!(state.join("certs/station-cert.pem").is_file());
+    assert_eq!(
+        std::fs::metadata(state.join("certs/station-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let events: Vec<Value> = csms
+        .calls("SecurityEventNotification")
+        .iter()
+        .map(|r| r["payload"]["type"].clone())
+        .collect();
+    assert!(
+        events.contains(&json!("InvalidChargingStationCertificate")),
+        "{events:?}"
+    );
+
+    // M04: delete the installed root (the configured CA still anchors the connection).
+    let r = call("DeleteCertificate", json!({"certificateHashData": hash}));
+    assert_eq!(r["status"], "Accepted");
+    let ids = call("GetInstalledCertificateIds", json!({}));
+    assert_eq!(ids["status"], "NotFound");
+    let r = call("DeleteCertificate", json!({"certificateHashData": hash}));
+    assert_eq!(r["status"], "NotFound");
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+    drop(agent);
 }

@@ -348,6 +348,9 @@ variables! {
     // `csms.password` of the configuration.
     BasicAuthPassword => var("SecurityCtrlr", "BasicAuthPassword", DataType::String, "").write_only().validate(password_string);
     SecurityProfile => var("SecurityCtrlr", "SecurityProfile", Integer, "1").dynamic();
+    // A02.FR.17-19: resend the CSR when no CertificateSigned came, doubling the wait.
+    CertSigningWaitMinimum => var("SecurityCtrlr", "CertSigningWaitMinimum", Integer, "60").unit("s").range(1, 86_400);
+    CertSigningRepeatTimes => var("SecurityCtrlr", "CertSigningRepeatTimes", Integer, "3").range(0, 10);
     CertificateEntries => var("SecurityCtrlr", "CertificateEntries", Integer, "0").dynamic();
 
     TxStartPoint => var("TxCtrlr", "TxStartPoint", MemberList(TX_POINTS), "EVConnected,Authorized");

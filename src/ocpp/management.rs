@@ -540,7 +540,7 @@ impl Station {
                 .unwrap_or_default(),
             "DateTime" => self.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => self.security_profile().to_string(),
-            "CertificateEntries" => "0".into(),
+            "CertificateEntries" => self.certificates.roots.len().to_string(),
             "Entries" => self.local_list.entries.len().to_string(),
             _ => def.default.to_owned(),
         }
@@ -1052,6 +1052,11 @@ impl Station {
                     Action::FirmwareStatusNotification,
                     json!({"status": "Idle"}),
                 );
+                S::Accepted
+            }
+            M::SignChargingStationCertificate => {
+                // A02: a new key and CSR; the shell answers with the CSR.
+                self.start_key_update();
                 S::Accepted
             }
             _ => S::NotImplemented,

@@ -1,6 +1,7 @@
 //! The sans-IO OCPP core: no sockets, no files, no clocks. See [`station::Station`] for the
 //! calling contract.
 pub mod auth;
+pub mod certificates;
 pub mod clock;
 pub mod devmodel;
 pub mod management;
@@ -14,3 +15,4 @@ pub mod testkit;
 pub mod timer;
 pub mod transactions;
 pub mod v201;
+pub mod x509;

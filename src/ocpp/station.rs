@@ -52,6 +52,8 @@ pub const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
 /// Who we are, as the BootNotification tells the CSMS.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The charging station identity (the Basic auth user, the last path segment).
+    pub station_id: String,
     pub vendor: String,
     pub model: String,
     pub serial_number: Option<String>,
@@ -77,6 +79,8 @@ pub struct StationConfig {
     pub network: super::network::NetworkProfile,
     /// A client certificate is configured (security profile 3 is possible).
     pub client_certificate: bool,
+    /// Root certificates and the station certificate the shell found on disk.
+    pub certificates: super::certificates::CertificateStore,
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
 }
@@ -94,6 +98,10 @@ pub enum Input {
     Token { evse: u32, id_token: Value },
     /// The latest reading of an EVSE's meter.
     Meter { evse: u32, reading: MeterReading },
+    /// The shell made the key pair and CSR the core asked for (`Output::CreateCsr`).
+    CsrCreated { csr_pem: String, spki_der: Vec<u8> },
+    /// ... or could not.
+    CsrFailed { reason: String },
     /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
     Storage { problem: Option<String> },
     /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
@@ -130,6 +138,23 @@ pub enum Output {
     /// Restart the agent (Reset, B11/B12): everything before this output is done; exit so the
     /// service manager starts it again.
     Reboot,
+    /// Make a new key pair and a CSR for it (A02.FR.02); answer with `Input::CsrCreated`
+    /// (or `Input::CsrFailed`).
+    CreateCsr {
+        organization: String,
+        common_name: String,
+    },
+    /// Keep an installed root certificate (M05).
+    StoreCertificate {
+        kind: String,
+        id: String,
+        pem: String,
+    },
+    /// Delete an installed root certificate (M04).
+    RemoveCertificate { kind: String, id: String },
+    /// The CSMS signed our CSR: this chain and the CSR's key become the station's TLS client
+    /// identity (A02.FR.08).
+    ActivateStationCertificate { chain_pem: String },
     /// Use this HTTP Basic auth password from now on (A01); the core closes the connection
     /// shortly after answering, so the next connection uses it.
     BasicAuthPassword(Secret),
@@ -229,6 +254,7 @@ pub(super) enum RequestKind {
     MeterValues,
     NotifyReport,
     NotifyEvent,
+    SignCertificate,
     /// Only checked against its response schema (triggered LogStatusNotification, ...).
     Other(Action),
 }
@@ -373,6 +399,10 @@ pub struct Station {
     pub(super) reconnect_after_answer: bool,
     /// The network profile slot the CSMS accepted us on.
     accepted_slot: Option<u32>,
+    pub(super) certificates: super::certificates::CertificateStore,
+    /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
+    pub(super) pending_csr: Option<(String, Vec<u8>)>,
+    pub(super) csr_attempts: u32,
 }
 
 impl Station {
@@ -437,8 +467,16 @@ impl Station {
             next_event_id: 1,
             reconnect_after_answer: false,
             accepted_slot: None,
+            certificates: config.certificates,
+            pending_csr: None,
+            csr_attempts: 0,
         };
         station.restore_management(&persisted);
+        station.restore_pending_csr(&persisted);
+        // A03: the first validity check soon after start-up, then daily.
+        station
+            .timers
+            .set(Timer::CertificateCheck, now + Duration::from_secs(300));
         station.recover(now, &persisted);
         station.security_event(now, "StartupOfTheDevice", None);
         station.schedule_aligned(now);
@@ -501,6 +539,8 @@ impl Station {
                     }
                 }
                 Timer::QueueRetry => {} // pump below sends the head
+                Timer::CsrRetry => self.csr_retry(now),
+                Timer::CertificateCheck => self.check_certificate_expiry(now),
                 Timer::Relink => {
                     if self.connection == ConnectionState::Connected {
                         info!("reconnecting with the new credentials");
@@ -648,6 +688,10 @@ impl Station {
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.meter_reading(now, index, reading);
+            }
+            Input::CsrCreated { csr_pem, spki_der } => self.csr_created(now, csr_pem, spki_der),
+            Input::CsrFailed { reason } => {
+                error!(reason, "could not make a key and CSR");
             }
             Input::Storage { problem } => match problem {
                 // The flash is full or failing: the spec's MemoryExhaustion (once per start).
@@ -897,6 +941,14 @@ impl Station {
     pub(super) fn set_heartbeat_interval(&mut self, now: Instant) {
         self.heartbeat_interval = self.vars.seconds(Var::HeartbeatInterval);
         self.reset_heartbeat(now);
+    }
+
+    /// The CN of the station certificate (A00.FR.511): the serial number, else the identity.
+    pub(super) fn station_serial(&self) -> String {
+        self.identity
+            .serial_number
+            .clone()
+            .unwrap_or_else(|| self.identity.station_id.clone())
     }
 
     pub(super) fn set_boot_reason(&mut self, reason: v201::BootReasonEnum) {
@@ -1218,6 +1270,8 @@ impl Station {
                 RequestKind::NotifyEvent => {
                     decode::<v201::NotifyEventResponse>(payload).map(|_| ())
                 }
+                RequestKind::SignCertificate => decode::<v201::SignCertificateResponse>(payload)
+                    .map(|r| self.sign_certificate_answered(r.status)),
                 RequestKind::Other(action) => {
                     v201::validate::validate(action.response_schema(), &payload)
                 }
@@ -1457,6 +1511,18 @@ impl Station {
             Action::GetLocalListVersion => Ok(self.local_list_version()),
             Action::SetNetworkProfile => self
                 .set_network_profile(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::GetInstalledCertificateIds => self
+                .get_installed_certificate_ids(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::InstallCertificate => self
+                .install_certificate(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::DeleteCertificate => self
+                .delete_certificate(decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::CertificateSigned => self
+                .certificate_signed(now, decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
                 .customer_information(now, decode_request(payload).map_err(violation)?)

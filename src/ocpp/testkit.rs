@@ -99,6 +99,7 @@ impl FakeCsms {
             }),
             "Heartbeat" => json!({ "currentTime": current_time }),
             "Authorize" => json!({ "idTokenInfo": self.token_info(&payload["idToken"]) }),
+            "SignCertificate" => json!({ "status": "Accepted" }),
             "TransactionEvent" if payload.get("idToken").is_some() => {
                 json!({ "idTokenInfo": self.token_info(&payload["idToken"]) })
             }
@@ -148,6 +149,12 @@ pub struct Harness {
     pub reboots: usize,
     /// Basic auth passwords the station switched to (A01).
     pub passwords: Vec<String>,
+    /// Private keys (PKCS#8) made for CSRs, in order.
+    pub csr_keys: Vec<Vec<u8>>,
+    /// Root certificates the station keeps: (kind, id, pem).
+    pub stored_certificates: Vec<(String, String, String)>,
+    /// Station certificate chains activated (A02.FR.08).
+    pub station_chains: Vec<String>,
     /// Simulated meters: EVSE id, power while the power path is closed (W), register (Wh).
     pub meters: Vec<(u32, f64, f64)>,
     config: StationConfig,
@@ -158,6 +165,7 @@ pub struct Harness {
 pub fn default_config() -> StationConfig {
     StationConfig {
         identity: Identity {
+            station_id: "CP001".into(),
             vendor: "Example".into(),
             model: "AC-2".into(),
             serial_number: Some("SN-0001".into()),
@@ -183,6 +191,7 @@ pub fn default_config() -> StationConfig {
             message_timeout_s: 0,
         },
         client_certificate: false,
+        certificates: Default::default(),
         data_transfer: Vec::new(),
     }
 }
@@ -228,6 +237,9 @@ impl Harness {
             unlocks: Vec::new(),
             reboots: 0,
             passwords: Vec::new(),
+            csr_keys: Vec::new(),
+            stored_certificates: Vec::new(),
+            station_chains: Vec::new(),
             meters,
             config,
             seed: 42,
@@ -308,6 +320,36 @@ impl Harness {
                 Output::Unlock { evse, connector } => self.unlocks.push((evse, connector)),
                 Output::Reboot => self.reboots += 1,
                 Output::BasicAuthPassword(secret) => self.passwords.push(secret.0),
+                Output::CreateCsr {
+                    organization,
+                    common_name,
+                } => {
+                    // As the shell does: a real P-256 key and CSR (the key stays here).
+                    let rng = ring::rand::SystemRandom::new();
+                    let (pkcs8, spki) = super::x509::generate_key(&rng).expect("key");
+                    let csr = super::x509::build_csr(&organization, &common_name, &spki, &|m| {
+                        super::x509::sign_with(&pkcs8, m, &rng)
+                    })
+                    .expect("csr");
+                    self.csr_keys.push(pkcs8);
+                    let csr_pem = super::x509::to_pem("CERTIFICATE REQUEST", &csr);
+                    let _ = self.station.handle_input(
+                        self.now,
+                        Input::CsrCreated {
+                            csr_pem,
+                            spki_der: spki,
+                        },
+                    );
+                }
+                Output::StoreCertificate { kind, id, pem } => {
+                    self.stored_certificates.push((kind, id, pem))
+                }
+                Output::RemoveCertificate { kind, id } => self
+                    .stored_certificates
+                    .retain(|(k, i, _)| !(*k == kind && *i == id)),
+                Output::ActivateStationCertificate { chain_pem } => {
+                    self.station_chains.push(chain_pem)
+                }
             }
         }
     }

@@ -31,6 +31,10 @@ pub enum Timer {
     /// Close the connection to reconnect with new credentials (a grace period after the
     /// answer, so the CSMS surely reads it first).
     Relink,
+    /// Resend the pending CSR (A02.FR.17).
+    CsrRetry,
+    /// Check the validity of the station certificate and roots (A03.FR.02).
+    CertificateCheck,
     /// Persist the latest meter reading of a charging EVSE so a power loss ends the
     /// transaction with a recent value.
     MeterCheckpoint(u32),

@@ -2,13 +2,15 @@
 //! contactors, the journal and systemd notification; feeds events into the core and executes
 //! its effects in order.
 
+use super::certstore::CertDir;
 use super::control::{self, PlugState, Request as ControlRequest, Response as ControlResponse};
 use super::gpio;
 use super::hardware::{Contactor, EvseHardware};
 use super::journal::Journal;
 use super::systemd::Notifier;
-use super::ws::{ConnectError, Connector, Ws};
+use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
+use crate::ocpp::certificates::CertificateStore;
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
 use crate::ocpp::network::NetworkProfile;
@@ -101,7 +103,11 @@ fn sim_meter_key(evse: u32) -> String {
     format!("sim_meter.{evse}")
 }
 
-fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<StationConfig, RunError> {
+fn station_config(
+    config: &Config,
+    boot_reason: BootReasonEnum,
+    certificates: CertificateStore,
+) -> Result<StationConfig, RunError> {
     let pairs = config.variable_pairs();
     let variables = DeviceModel::with_initial(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(|errors| {
@@ -115,6 +121,7 @@ fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<Statio
         })?;
     Ok(StationConfig {
         identity: Identity {
+            station_id: config.station.id.clone(),
             vendor: config.station.vendor.clone(),
             model: config.station.model.clone(),
             serial_number: config.station.serial_number.clone(),
@@ -142,6 +149,7 @@ fn station_config(config: &Config, boot_reason: BootReasonEnum) -> Result<Statio
             message_timeout_s: 0,
         },
         client_certificate: config.csms.client_cert_file.is_some(),
+        certificates,
         data_transfer: Vec::new(),
     })
 }
@@ -176,6 +184,19 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let persisted = journal.load();
     // Certificates and keys are read now, so a bad file is a configuration error.
     let connector = Connector::from_config(&config).map_err(RunError::Config)?;
+    let cert_dir = CertDir::beside(&config.storage.path);
+    let on_disk = cert_dir.load();
+    let configured_roots = config
+        .csms
+        .ca_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let certificates = CertificateStore::load(
+        &on_disk.roots,
+        &configured_roots,
+        on_disk.station_chain.as_deref(),
+    );
     // A01: a password the CSMS set replaces the configured one.
     let password = persisted
         .meta(BASIC_AUTH_PASSWORD_KEY)
@@ -196,7 +217,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     };
     let seed = getrandom::u64().map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
     let station = Station::new(
-        station_config(&config, BootReasonEnum::PowerUp)?,
+        station_config(&config, BootReasonEnum::PowerUp, certificates)?,
         persisted,
         clock.now(),
         system_utc(),
@@ -251,6 +272,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         clock,
         notifier,
         password,
+        cert_dir,
         link: Link::default(),
         ready_sent: false,
         reboot: false,
@@ -270,6 +292,8 @@ struct Agent {
     notifier: Notifier,
     /// The HTTP Basic auth password (profiles 1 and 2).
     password: Option<String>,
+    /// Certificates and keys installed through OCPP.
+    cert_dir: CertDir,
     link: Link,
     ready_sent: bool,
     /// The core asked for a restart (Reset): stop after executing its outputs.
@@ -428,11 +452,16 @@ impl Agent {
         while let Some(output) = self.station.poll_output() {
             match output {
                 Output::Connect { profile } => {
+                    let credentials = Credentials {
+                        password: self.password.clone(),
+                        installed_roots: self.cert_dir.csms_roots(),
+                        identity: self.cert_dir.station_identity(),
+                    };
                     match Connector::for_endpoint(
                         &self.config,
                         &profile.url,
                         profile.security_profile,
-                        self.password.clone(),
+                        &credentials,
                     ) {
                         Ok(connector) => {
                             self.link.connecting =
@@ -472,8 +501,11 @@ impl Agent {
                 Output::PowerPath { evse, closed } => {
                     let now = std::time::Instant::now();
                     if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
+                        let was_flowing = hw.meter.is_flowing();
                         let register = hw.set_power_path(closed, now);
-                        if !closed {
+                        // Save the register when energy stopped flowing (not for the "open"
+                        // every contactor gets at start-up: nothing changed, no fsync).
+                        if !closed && was_flowing {
                             self.journal.apply(&[PersistOp::PutMeta {
                                 key: sim_meter_key(evse),
                                 value: register.to_string(),
@@ -487,6 +519,31 @@ impl Agent {
                 }
                 Output::Reboot => self.reboot = true,
                 Output::BasicAuthPassword(secret) => self.password = Some(secret.0),
+                Output::CreateCsr {
+                    organization,
+                    common_name,
+                } => {
+                    let input = match self.cert_dir.create_csr(&organization, &common_name) {
+                        Ok((csr_pem, spki_der)) => Input::CsrCreated { csr_pem, spki_der },
+                        Err(reason) => Input::CsrFailed { reason },
+                    };
+                    let _ = self.station.handle_input(self.clock.now(), input);
+                }
+                Output::StoreCertificate { kind, id, pem } => {
+                    if let Err(e) = self.cert_dir.store_root(&kind, &id, &pem) {
+                        error!(kind, error = %e, "could not keep an installed certificate");
+                    }
+                }
+                Output::RemoveCertificate { kind, id } => {
+                    if let Err(e) = self.cert_dir.remove_root(&kind, &id) {
+                        error!(kind, error = %e, "could not delete a certificate");
+                    }
+                }
+                Output::ActivateStationCertificate { chain_pem } => {
+                    if let Err(e) = self.cert_dir.activate(&chain_pem) {
+                        error!(error = %e, "could not install the station certificate");
+                    }
+                }
             }
         }
     }
@@ -603,11 +660,14 @@ impl Agent {
             value: "1".into(),
         }];
         for hw in &mut self.hardware {
+            let was_flowing = hw.meter.is_flowing();
             let register = hw.set_power_path(false, now);
-            batch.push(PersistOp::PutMeta {
-                key: sim_meter_key(hw.evse),
-                value: register.to_string(),
-            });
+            if was_flowing {
+                batch.push(PersistOp::PutMeta {
+                    key: sim_meter_key(hw.evse),
+                    value: register.to_string(),
+                });
+            }
         }
         self.journal.apply(&batch);
         self.link.close("the agent is stopping").await;

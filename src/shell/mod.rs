@@ -1,5 +1,6 @@
 //! The tokio shell: everything that touches the world (sockets, files, GPIO, signals, systemd)
 //! lives here and only here.
+pub mod certstore;
 pub mod control;
 pub mod driver;
 pub mod gpio;

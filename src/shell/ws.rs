@@ -93,31 +93,40 @@ impl std::fmt::Display for ConnectError {
 impl Connector {
     /// The configuration file's own profile (`[csms]`).
     pub fn from_config(config: &Config) -> Result<Connector, String> {
+        let credentials = Credentials {
+            password: config.csms.password.clone(),
+            ..Credentials::default()
+        };
         Self::for_endpoint(
             config,
             &config.csms.url,
             config.csms.security_profile,
-            config.csms.password.clone(),
+            &credentials,
         )
     }
 
-    /// A connector for an endpoint and security profile (a network profile), with the
-    /// configuration's trust anchors and client certificate.
+    /// A connector for an endpoint and security profile (a network profile), trusting the
+    /// configured CA (or the system's roots) plus the CSMS roots installed through OCPP, and
+    /// presenting the installed station certificate, else the configured one.
     pub fn for_endpoint(
         config: &Config,
         endpoint: &str,
         profile: u8,
-        password: Option<String>,
+        credentials: &Credentials,
     ) -> Result<Connector, String> {
         let tls = if profile >= 2 {
-            Some(Arc::new(tls_config(config, profile)?))
+            Some(Arc::new(tls_config(config, profile, credentials)?))
         } else {
             None
         };
         Ok(Connector {
             url: config.url_for(endpoint),
             station_id: config.station.id.clone(),
-            password: if profile <= 2 { password } else { None },
+            password: if profile <= 2 {
+                credentials.password.clone()
+            } else {
+                None
+            },
             tls,
         })
     }
@@ -238,7 +247,22 @@ fn crypto_provider() -> rustls::crypto::CryptoProvider {
     }
 }
 
-fn tls_config(config: &Config, profile: u8) -> Result<rustls::ClientConfig, String> {
+/// What the agent authenticates with, beyond the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// HTTP Basic auth password (profiles 1 and 2).
+    pub password: Option<String>,
+    /// CSMS root certificates installed through OCPP (DER).
+    pub installed_roots: Vec<Vec<u8>>,
+    /// The station certificate chain and key installed through OCPP (A02).
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+fn tls_config(
+    config: &Config,
+    profile: u8,
+    credentials: &Credentials,
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(crypto_provider());
     let mut roots = rustls::RootCertStore::empty();
     match &config.csms.ca_file {
@@ -260,6 +284,10 @@ fn tls_config(config: &Config, profile: u8) -> Result<rustls::ClientConfig, Stri
             }
         }
     }
+    for der in &credentials.installed_roots {
+        // An unusable installed root is skipped (it was checked when installed).
+        let _ = roots.add(CertificateDer::from(der.clone()));
+    }
     if roots.is_empty() {
         return Err(
             "no trusted CA certificates: set csms.ca_file or install the system roots".into(),
@@ -271,17 +299,19 @@ fn tls_config(config: &Config, profile: u8) -> Result<rustls::ClientConfig, Stri
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots);
     let tls = if profile == 3 {
-        let (Some(cert_path), Some(key_path)) =
-            (&config.csms.client_cert_file, &config.csms.client_key_file)
-        else {
+        let configured = match (&config.csms.client_cert_file, &config.csms.client_key_file) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => None,
+        };
+        let Some((cert_path, key_path)) = credentials.identity.clone().or(configured) else {
             return Err(
                 "security profile 3 needs csms.client_cert_file and csms.client_key_file".into(),
             );
         };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
             .and_then(|it| it.collect::<Result<_, _>>())
             .map_err(|e| format!("csms.client_cert_file {}: {e}", cert_path.display()))?;
-        let key = PrivateKeyDer::from_pem_file(key_path)
+        let key = PrivateKeyDer::from_pem_file(&key_path)
             .map_err(|e| format!("csms.client_key_file {}: {e}", key_path.display()))?;
         builder
             .with_client_auth_cert(certs, key)

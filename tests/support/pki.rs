@@ -111,13 +111,35 @@ impl Ca {
                 subject,
             ],
         );
+        self.sign(&csr, &cert, &ext, validity);
+        Issued { cert, key }
+    }
+
+    /// Signs a CSR (PEM) as a station certificate; returns the certificate PEM followed by the
+    /// CA's, as a CertificateSigned chain.
+    pub fn sign_csr(&self, name: &str, csr_pem: &str) -> String {
+        let csr = self.dir.join(format!("{name}.csr"));
+        let cert = self.dir.join(format!("{name}.pem"));
+        let ext = self.dir.join(format!("{name}.ext"));
+        std::fs::write(&csr, csr_pem).unwrap();
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyAgreement\n",
+        )
+        .unwrap();
+        self.sign(&csr, &cert, &ext, None);
+        std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&self.cert).unwrap()
+    }
+
+    fn sign(&self, csr: &Path, cert: &Path, ext: &Path, validity: Option<(&str, &str)>) {
         let (start, end) = match validity {
             Some((s, e)) => (s.to_owned(), e.to_owned()),
             None => {
                 let now = std::time::SystemTime::now();
                 let fmt = |t: std::time::SystemTime| {
                     let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-                    let (y, mo, d) = civil(secs.div_euclid(86_400));
+                    let (y, mo, d) =
+                        ocpp_agent::ocpp::clock::civil_from_days(secs.div_euclid(86_400));
                     let rem = secs.rem_euclid(86_400);
                     format!(
                         "{:02}{mo:02}{d:02}{:02}{:02}{:02}Z",
@@ -153,18 +175,5 @@ impl Ca {
                 ext.to_str().unwrap(),
             ],
         );
-        Issued { cert, key }
     }
-}
-
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
