@@ -8,6 +8,9 @@
 //! `JOURNAL_BENCH_DIR`, by default cargo's target tmp dir (a real disk, not tmpfs: fsync on tmpfs
 //! costs nothing and the figures would mean nothing).
 
+mod common;
+use common::env_usize;
+
 use ocpp_agent::ocpp::persist::{EventKind, PersistOp, QueuedMessage, QueuedMeta, TxRecord};
 use ocpp_agent::shell::journal::Journal;
 use ocpp_agent::shell::store::Store;
@@ -15,13 +18,6 @@ use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A TransactionEvent Updated as the core queues it (about 600 bytes of JSON).
 fn updated_event(seq_no: u64, energy_wh: f64) -> Value {
@@ -245,21 +241,9 @@ fn filesystem_of(dir: &Path) -> Option<(String, String, String)> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // Enough of libtest's interface for `cargo nextest run --all-targets` (which lists the
-    // binary's tests, then runs each by name) and `cargo test --all-targets`: one quick run as
-    // a smoke test. `cargo bench` passes `--bench`: the full benchmark.
-    if args.iter().any(|a| a == "--list") {
-        if !args.iter().any(|a| a == "--ignored") {
-            println!("journal: test");
-        }
+    let Some(quick) = common::harness("journal") else {
         return;
-    }
-    let filter = args.iter().find(|a| !a.starts_with("--"));
-    if filter.is_some_and(|f| !"journal".contains(f.as_str())) {
-        return;
-    }
-    let quick = !args.iter().any(|a| a == "--bench");
+    };
     let events = env_usize("JOURNAL_BENCH_EVENTS", if quick { 20 } else { 500 });
     let rounds = env_usize("JOURNAL_BENCH_ROUNDS", if quick { 1 } else { 7 });
     let queue = env_usize("JOURNAL_BENCH_QUEUE", if quick { 500 } else { 10_000 }) as u64;

@@ -1,0 +1,813 @@
+#!/usr/bin/env python3
+"""Measurement driver of scripts/bench.sh (run it through that script).
+
+Run with the project's venv (scripts/setup-python.sh), because `boot` needs `websockets`:
+
+  driver.py idle  --agent BIN --work DIR --out FILE [--seconds 600] [--qemu QEMU --qemu-ld-prefix P --ctl BIN]
+  driver.py boot  --agent BIN --work DIR --out FILE [--runs 11]
+  driver.py summary --results DIR
+
+Every figure is printed together with how it was obtained; results go to JSON files that
+`summary` turns into the Markdown table of BENCHMARKS.md. All processes started here get
+PR_SET_PDEATHSIG(SIGKILL) and are stopped (SIGTERM, then SIGKILL) on exit and on
+SIGTERM/SIGINT/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CSMS_PY = ROOT / "tests/csms/csms.py"
+PASSWORD = "0123456789abcdef"  # Basic auth password of the agent's config, checked by the CSMS
+MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Budgets and peer figures (from the issue).
+BUDGET_ARMV7_SIZE = 3 * MIB
+BUDGET_IDLE_RSS_KB = 4 * 1024
+BUDGET_TX_HWM_KB = 6 * 1024
+PEER_SIZE = 1.64 * MIB  # MicroOcpp Linux simulator, stripped, x86_64, no database
+PEER_IDLE_RSS_KB = 4.8 * 1024
+PEER_CPU_MS_PER_20S = (10, 20)  # MicroOcpp polls every 100 ms
+
+
+def out(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# child processes
+
+
+class Children:
+    """Every process we start; stopped on exit."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen] = []
+
+    def add(self, p: subprocess.Popen) -> subprocess.Popen:
+        self.procs.append(p)
+        return p
+
+    @staticmethod
+    def stop(p: subprocess.Popen, grace: float = 5.0) -> None:
+        if p.poll() is None:
+            try:
+                p.terminate()
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            self.stop(p)
+        self.procs.clear()
+
+
+CHILDREN = Children()
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _pdeathsig() -> None:  # preexec_fn: die with the driver, whatever happens to it
+    _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_sig, _on_signal)
+
+
+def spawn(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    with open(log, "ab") as f:
+        return CHILDREN.add(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
+                                             env=env, preexec_fn=_pdeathsig))
+
+
+def agent_env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RUST_LOG", "NOTIFY_SOCKET", "JOURNAL_STREAM") and not k.startswith("OCPP_AGENT_")}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def wait_file_int(path: Path, proc: subprocess.Popen, what: str, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"driver: {what}: the process exited with status {proc.returncode}")
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise SystemExit(f"driver: timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readers
+
+
+def proc_status(pid: int, task: int | None = None) -> dict:
+    path = f"/proc/{pid}/task/{task}/status" if task else f"/proc/{pid}/status"
+    d = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            v = v.split()
+            if v and v[0].isdigit():
+                d[k] = int(v[0])  # kB for the Vm*/Rss* lines
+    return d
+
+
+def tasks(pid: int) -> list[int]:
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+
+def cpu_snapshot(pid: int) -> dict:
+    """utime+stime of the process (all threads, dead ones included, clock ticks) and the
+    precise on-CPU time (ns, sum of /proc/PID/task/*/schedstat) and context switches of its
+    live threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    ns = vol = invol = 0
+    for t in tasks(pid):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                ns += int(f.read().split()[0])
+            st = proc_status(pid, t)
+            vol += st.get("voluntary_ctxt_switches", 0)
+            invol += st.get("nonvoluntary_ctxt_switches", 0)
+        except FileNotFoundError:
+            pass  # thread exited meanwhile
+    return {"t": time.monotonic(), "ticks": ticks, "ns": ns, "vol": vol, "invol": invol,
+            "threads": len(tasks(pid))}
+
+
+def smaps(pid: int) -> list[dict]:
+    maps, cur = [], None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                cur = {"lo": lo, "hi": hi, "perms": parts[1],
+                       "path": parts[5] if len(parts) > 5 else ""}
+                maps.append(cur)
+            elif parts[0].endswith(":") and len(parts) >= 2 and parts[1].isdigit():
+                cur[parts[0][:-1]] = int(parts[1])
+    return maps
+
+
+def rollup(pid: int) -> dict:
+    d = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0].endswith(":") and len(parts) >= 2 and parts[1].isdigit():
+                d[parts[0][:-1]] = int(parts[1])
+    return d
+
+
+def by_object(maps: list[dict]) -> list[tuple[str, int]]:
+    """Resident kB per mapped object ([anon] for anonymous mappings)."""
+    acc: dict[str, int] = {}
+    for m in maps:
+        name = m["path"] or "[anon]"
+        acc[name] = acc.get(name, 0) + m.get("Rss", 0)
+    return sorted(((k, v) for k, v in acc.items() if v), key=lambda kv: -kv[1])
+
+
+def guest_memory(pid: int, guest_binary: str) -> dict:
+    """Resident memory of the guest (the ARMv7 process) inside a qemu-user process: qemu
+    reserves the guest's 4 GiB address space as one block at guest_base; every guest mapping
+    (binary, ARM libc, heap, stack) lies inside it, qemu's own memory (TCG code cache, its
+    heap, host libraries) outside."""
+    maps = sorted(smaps(pid), key=lambda m: m["lo"])
+    idx = [i for i, m in enumerate(maps) if m["path"] == guest_binary]
+    if not idx:
+        raise SystemExit(f"driver: {guest_binary} is not mapped in qemu process {pid}")
+    if maps[idx[-1]]["hi"] <= 1 << 32:
+        lo, hi = 0, 1 << 32  # guest_base 0 (the usual case on 64-bit hosts)
+    else:  # contiguous block around the binary
+        i = j = idx[0]
+        while i > 0 and maps[i - 1]["hi"] == maps[i]["lo"]:
+            i -= 1
+        while j + 1 < len(maps) and maps[j + 1]["lo"] == maps[j]["hi"]:
+            j += 1
+        lo, hi = maps[i]["lo"], maps[j]["hi"]
+    guest = [m for m in maps if m["lo"] >= lo and m["hi"] <= hi]
+    rss = sum(m.get("Rss", 0) for m in guest)
+    anon = sum(m.get("Anonymous", 0) for m in guest)
+    return {"region": [hex(lo), hex(hi)], "rss_kb": rss, "anon_kb": anon, "file_kb": rss - anon,
+            "pss_kb": sum(m.get("Pss", 0) for m in guest), "objects": by_object(guest)}
+
+
+# ---------------------------------------------------------------------------------------------
+# CSMS and agent
+
+
+def start_csms(work: Path, interval: int, ping: float) -> tuple[subprocess.Popen, int, Path]:
+    port_file, log = work / "csms.port", work / "csms.jsonl"
+    for p in (port_file, log):
+        p.unlink(missing_ok=True)
+    proc = spawn([sys.executable, str(CSMS_PY), "--host", "127.0.0.1", "--port", "0",
+                  "--port-file", str(port_file), "--log", str(log), "--password", PASSWORD,
+                  "--interval", str(interval), "--ping-interval", str(ping), "--quiet"],
+                 work / "csms.stderr")
+    return proc, wait_file_int(port_file, proc, "the CSMS port"), log
+
+
+def has_transactions(agent_bin: str) -> bool:
+    """Whether this build has transactions (`ctl token`, the SampledDataCtrlr variables)."""
+    helptext = subprocess.run([agent_bin, "--help"], capture_output=True, text=True).stdout
+    return " token " in helptext
+
+
+def write_config(work: Path, url: str, ping_interval: int = 30, tx_vars: bool = True) -> Path:
+    cfg = work / "agent.toml"
+    # Meter values every 5 s with the four measurands during the transaction (builds before
+    # transactions do not know these variables).
+    tx = ('"SampledDataCtrlr.TxUpdatedInterval" = 5\n"SampledDataCtrlr.TxUpdatedMeasurands" = '
+          '"Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage"\n') if tx_vars else ""
+    cfg.write_text(f'''# written by bench/driver.py
+[station]
+id = "CP001"
+vendor = "Example"
+model = "AC-2"
+serial_number = "SN-0001"
+
+[csms]
+url = "{url}"
+security_profile = 1
+password = "{PASSWORD}"
+
+[storage]
+path = "{work / 'agent.db'}"
+
+[control]
+socket = "{work / 'control.sock'}"
+
+[log]
+filter = "info"
+
+[variables]
+"OCPPCommCtrlr.RetryBackOffWaitMinimum" = 2
+"OCPPCommCtrlr.RetryBackOffRandomRange" = 2
+"OCPPCommCtrlr.WebSocketPingInterval" = {ping_interval}
+{tx}
+[[evse]]
+id = 1
+plug = {{ backend = "sim" }}
+
+[[evse]]
+id = 2
+plug = {{ backend = "sim" }}
+''')
+    return cfg
+
+
+def ctl(ctl_bin: str, cfg: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ctl_bin, "ctl", "--config", str(cfg), *args], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def wait_accepted(ctl_bin: str, cfg: Path, agent: subprocess.Popen, timeout: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if agent.poll() is not None:
+            raise SystemExit(f"driver: the agent exited with status {agent.returncode}")
+        r = ctl(ctl_bin, cfg, "status")
+        if r.returncode == 0:
+            st = json.loads(r.stdout)
+            if st.get("connection") == "connected" and st.get("registration") == "accepted":
+                return time.monotonic() - t0
+        time.sleep(0.1)
+    raise SystemExit(f"driver: the agent was not connected+accepted within {timeout:.0f} s")
+
+
+def csms_records(log: Path) -> list[dict]:
+    recs = []
+    with open(log, encoding="utf-8") as f:
+        for line in f:
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    return recs
+
+
+def station_calls(recs: list[dict]) -> dict[str, int]:
+    acc: dict[str, int] = {}
+    for r in recs:
+        if r.get("event") == "message" and r.get("dir") == "in" and r.get("type") == 2:
+            acc[r["action"]] = acc.get(r["action"], 0) + 1
+    return acc
+
+
+def csms_errors(recs: list[dict]) -> int:
+    return sum(1 for r in recs if (r.get("event") == "message" and r.get("dir") == "out"
+                                   and r.get("type") == 4) or r.get("event") == "violation")
+
+
+def fmt_kb(kb: float) -> str:
+    return f"{kb / 1024:.2f} MiB ({kb:.0f} kB)"
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# idle: RSS, CPU, wake-ups, and the transaction peak
+
+
+def cmd_idle(a) -> int:
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    qemu = bool(a.qemu)
+    res: dict = {"kind": "qemu" if qemu else "native", "agent": a.agent, "seconds": a.seconds,
+                 "interval": a.interval, "ws_ping_agent": 30, "ws_ping_csms": a.csms_ping}
+    csms, port, log = start_csms(work, a.interval, a.csms_ping)
+    ctl_bin = a.ctl or a.agent
+    cfg = write_config(work, f"ws://127.0.0.1:{port}/ocpp", tx_vars=has_transactions(ctl_bin))
+    cmd = [a.agent, "run", "--config", str(cfg)]
+    if qemu:
+        cmd = [a.qemu, "-L", a.qemu_ld_prefix, *cmd]
+    out(f"  CSMS: tests/csms/csms.py on 127.0.0.1:{port}, --interval {a.interval} (heartbeat), "
+        f"--ping-interval {a.csms_ping:g} (CSMS WebSocket pings); agent WebSocketPingInterval 30 s")
+    out(f"  agent: {' '.join(cmd)}  (log: {work / 'agent.log'})")
+    agent = spawn(cmd, work / "agent.log", agent_env())
+    took = wait_accepted(ctl_bin, cfg, agent, 60 if qemu else 30)
+    out(f"  connected and BootNotification accepted after {took:.2f} s (polled `ocpp-agent ctl status`)")
+    pid = agent.pid
+    out(f"  settling {a.settle} s, then idling {a.seconds} s; sampling /proc/{pid} every {a.sample} s")
+    time.sleep(a.settle)
+    recs0 = len(csms_records(log))
+    s0 = cpu_snapshot(pid)
+    snaps, rss = [s0], []
+    guest_samples = []
+    t_end = s0["t"] + a.seconds
+    while True:
+        now = time.monotonic()
+        if now >= t_end - 0.01:
+            break
+        time.sleep(min(a.sample, t_end - now))
+        if agent.poll() is not None:
+            raise SystemExit(f"driver: the agent exited during the idle window ({agent.returncode})")
+        snaps.append(cpu_snapshot(pid))
+        rss.append(proc_status(pid)["VmRSS"])
+        if qemu:
+            guest_samples.append(guest_memory(pid, a.agent))
+        elapsed = snaps[-1]["t"] - s0["t"]
+        if a.progress and int(elapsed) % 60 < a.sample and elapsed > 1:
+            out(f"    ... {elapsed:.0f} s idle, CPU so far {(snaps[-1]['ns'] - s0['ns']) / 1e6:.1f} ms")
+    s1 = snaps[-1]
+    st = proc_status(pid)
+    ru = rollup(pid)
+    maps = smaps(pid)
+    window = s1["t"] - s0["t"]
+    recs = csms_records(log)
+    calls_idle = station_calls(recs[recs0:])
+    res.update({"window_s": window, "status": st, "rollup": ru, "rss_samples_kb": rss,
+                "objects_kb": by_object(maps), "threads": s1["threads"], "idle_calls": calls_idle})
+
+    if qemu:
+        g = guest_samples[-1]
+        res["guest"] = g
+        res["guest_rss_samples_kb"] = [x["rss_kb"] for x in guest_samples]
+        out("")
+        out(f"  qemu-arm process (host view, /proc/{pid}/status): VmRSS {fmt_kb(st['VmRSS'])}, "
+            f"VmHWM {fmt_kb(st['VmHWM'])}, RssAnon {st['RssAnon']} kB, threads {st['Threads']}")
+        out("    -> NOT the ARMv7 agent's figure: it is the emulator's own footprint (TCG code "
+            "cache, qemu heap, host libraries) plus the guest's pages. qemu-user does not emulate "
+            "/proc/PID/status for the guest, so there is no guest VmRSS/VmHWM.")
+        out(f"  guest mappings only (sum of /proc/{pid}/smaps Rss inside the guest address space "
+            f"{g['region'][0]}..{g['region'][1]}):")
+        out(f"    guest RSS {fmt_kb(g['rss_kb'])} = anonymous {g['anon_kb']} kB + file-backed "
+            f"{g['file_kb']} kB; median of {len(guest_samples)} samples "
+            f"{fmt_kb(med(res['guest_rss_samples_kb']))}, max {fmt_kb(max(res['guest_rss_samples_kb']))}")
+        for name, kb in g["objects"][:8]:
+            out(f"      {kb:6d} kB  {name}")
+        out("    (an estimate of the agent's RSS on a real ARMv7 board: same binary, same ARM glibc "
+            "and malloc; file-backed pages are faulted in by the host kernel, see the note on "
+            "file-backed RSS)")
+    else:
+        out("")
+        out(f"  idle memory after {window:.0f} s idle (/proc/{pid}/status):")
+        out(f"    VmRSS {fmt_kb(st['VmRSS'])}   (budget <= 4 MiB: "
+            f"{'OK' if st['VmRSS'] <= BUDGET_IDLE_RSS_KB else 'OVER'}; MicroOcpp 4.8 MiB: ratio "
+            f"{st['VmRSS'] / PEER_IDLE_RSS_KB:.2f})")
+        out(f"    VmHWM {fmt_kb(st['VmHWM'])}; VmRSS median of {len(rss)} samples {fmt_kb(med(rss))}, "
+            f"min {min(rss)} kB, max {max(rss)} kB")
+        out(f"    RssAnon {st['RssAnon']} kB (heap, stacks: the agent's own memory), RssFile "
+            f"{st['RssFile']} kB (mapped binary and shared libraries), RssShmem {st.get('RssShmem', 0)} kB")
+        out(f"    Pss {ru.get('Pss', 0)} kB (shared pages divided among their users), Private "
+            f"{ru.get('Private_Clean', 0) + ru.get('Private_Dirty', 0)} kB, Private_Dirty "
+            f"{ru.get('Private_Dirty', 0)} kB (/proc/{pid}/smaps_rollup)")
+        out("    resident kB per mapped object (/proc/PID/smaps):")
+        for name, kb in res["objects_kb"][:8]:
+            out(f"      {kb:6d} kB  {name}")
+        exe = os.path.realpath(a.agent)
+        b_rss = sum(m.get("Rss", 0) for m in maps if m["path"] == exe)
+        b_size = sum(m.get("Size", 0) for m in maps if m["path"] == exe)
+        res["binary_mapped_kb"], res["binary_resident_kb"] = b_size, b_rss
+        out(f"    note: {b_rss} of the binary's {b_size} mapped kB are resident ({b_rss / max(b_size, 1):.0%}). "
+            f"File-backed RSS counts every page of the page cache mapped into the process, and "
+            f"kernel {os.uname().release} maps file pages around each fault (fault-around, large "
+            "folios), so nearly all of the binary's and libc's text shows as resident here. It is "
+            "clean, shared and reclaimable; the agent's own memory is RssAnon.")
+
+    # CPU and wake-ups
+    cpu_ns = s1["ns"] - s0["ns"]
+    ticks = s1["ticks"] - s0["ticks"]
+    sw = (s1["vol"] - s0["vol"]) + (s1["invol"] - s0["invol"])
+    vol = s1["vol"] - s0["vol"]
+    slices = []  # per-slice (ms per 20 s, wakeups per 20 s)
+    for p, q in zip(snaps, snaps[1:]):
+        dt_s = q["t"] - p["t"]
+        if dt_s > 0.5 * a.sample:
+            slices.append(((q["ns"] - p["ns"]) / 1e6 * 20 / dt_s,
+                           ((q["vol"] - p["vol"]) + (q["invol"] - p["invol"])) * 20 / dt_s))
+    ms20 = [x[0] for x in slices]
+    wk20 = [x[1] for x in slices]
+    res["cpu"] = {"ns": cpu_ns, "ticks": ticks, "clk_tck": CLK_TCK, "switches": sw, "voluntary": vol,
+                  "ms_per_20s_total": cpu_ns / 1e6 * 20 / window,
+                  "ms_per_20s_slices": ms20, "wakeups_per_20s_slices": wk20,
+                  "wakeups_per_min": sw * 60 / window}
+    hb = calls_idle.get("Heartbeat", 0)
+    timers = window / a.interval + window / 30 + (window / a.csms_ping if a.csms_ping else 0)
+    res["cpu"]["expected_timer_events"] = timers
+    label = "qemu-arm (emulated: translation and emulation cost, not the ARMv7 agent's)" if qemu else "agent"
+    out("")
+    out(f"  idle CPU of the {label} over {window:.1f} s:")
+    out(f"    {cpu_ns / 1e6:.1f} ms on-CPU (sum of /proc/{pid}/task/*/schedstat, ns), "
+        f"{ticks / CLK_TCK * 1000:.0f} ms utime+stime (/proc/{pid}/stat, {1000 // CLK_TCK} ms ticks)")
+    out(f"    = {res['cpu']['ms_per_20s_total']:.2f} ms per 20 s over the whole window; per {a.sample} s "
+        f"slice, scaled to 20 s: median {med(ms20):.2f} ms, min {min(ms20):.2f}, max {max(ms20):.2f}"
+        + ("" if qemu else f"  (MicroOcpp: 10-20 ms per 20 s; ratio {med(ms20) / 15:.3f} of its midpoint)"))
+    out(f"    wake-ups: {sw} context switches ({vol} voluntary) of the process's threads "
+        f"(/proc/{pid}/task/*/status) = {res['cpu']['wakeups_per_min']:.1f} per minute; per 20 s "
+        f"slice median {med(wk20):.1f}")
+    out(f"    timer events expected in the window: {window / a.interval:.0f} heartbeats + "
+        f"{window / 30:.0f} agent pings + {window / a.csms_ping if a.csms_ping else 0:.0f} CSMS pings "
+        f"= {timers:.0f}; the CSMS received {calls_idle} from the agent in the window")
+    out(f"    switches per timer event: {sw / timers:.2f} (a 100 ms poll loop would make >= "
+        f"{window * 10:.0f})")
+    out(f"    threads: {s1['threads']}")
+
+    # transaction
+    if a.transaction:
+        res["tx"] = transaction(a, ctl_bin, cfg, pid, log)
+
+    res["csms_calls"] = station_calls(csms_records(log))
+    res["csms_errors"] = csms_errors(csms_records(log))
+    out("")
+    out(f"  the CSMS received {res['csms_calls']}; CALLERRORs/violations: {res['csms_errors']}")
+    Children.stop(agent)
+    res["agent_exit"] = agent.returncode
+    Children.stop(csms)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+def ctl_status(ctl_bin: str, cfg: Path) -> dict | None:
+    r = ctl(ctl_bin, cfg, "status")
+    if r.returncode != 0:
+        return None
+    try:
+        st = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return st.get("result", st) if isinstance(st, dict) else None
+
+
+def evse_status(st: dict | None, evse: int) -> dict:
+    for e in (st or {}).get("evses", []):
+        if e.get("id") == evse:
+            return e
+    return {}
+
+
+def wait_status(ctl_bin: str, cfg: Path, pred, timeout: float) -> tuple[float | None, dict | None]:
+    """Polls `ctl status` every 0.1 s until pred(status); returns (seconds, status) or (None, last)."""
+    t0 = time.monotonic()
+    st = None
+    while time.monotonic() - t0 < timeout:
+        st = ctl_status(ctl_bin, cfg)
+        if st is not None and pred(st):
+            return time.monotonic() - t0, st
+        time.sleep(0.1)
+    return None, st
+
+
+def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path) -> dict:
+    has_token = has_transactions(ctl_bin)
+    hwm0 = proc_status(pid)["VmHWM"]
+    n0 = len(csms_records(log))
+    out("")
+    out("  transaction: `ctl plug 1 in`" + (", `ctl token 1 TOKEN1`" if has_token else "")
+        + f", charging {a.tx_wait:g} s (TxUpdatedInterval 5 s, 4 measurands), `ctl plug 1 out`, "
+        "wait for the Ended event to be delivered, read VmHWM")
+    res: dict = {"has_token": has_token, "hwm_before_kb": hwm0}
+    r = ctl(ctl_bin, cfg, "plug", "1", "in")
+    out(f"    ctl plug 1 in: exit {r.returncode} {r.stderr.strip()[:200]}")
+    if has_token:
+        time.sleep(0.5)
+        t_token = time.monotonic()
+        r = ctl(ctl_bin, cfg, "token", "1", "TOKEN1")
+        out(f"    ctl token 1 TOKEN1: exit {r.returncode} {r.stderr.strip()[:200]}")
+        took, st = wait_status(ctl_bin, cfg, lambda s: evse_status(s, 1).get("transaction")
+                               and evse_status(s, 1).get("power_path_closed"), 10)
+        e = evse_status(st, 1)
+        if took is None:
+            out(f"    WARNING: no transaction with the power path closed within 10 s; EVSE 1: {json.dumps(e)}")
+        else:
+            took = time.monotonic() - t_token
+            out(f"    transaction started, power path closed {took * 1000:.0f} ms after `ctl token` "
+                f"(polled `ctl status`): transaction {json.dumps(e.get('transaction'))}")
+        res["start_s"] = took
+    t_charge = time.monotonic()
+    peak_rss = 0
+    while time.monotonic() - t_charge < a.tx_wait:
+        time.sleep(1)
+        peak_rss = max(peak_rss, proc_status(pid)["VmRSS"])
+    st = ctl_status(ctl_bin, cfg)
+    e = evse_status(st, 1)
+    res["charging_status"] = e
+    out(f"    after {a.tx_wait:g} s: power_path_closed {e.get('power_path_closed')}, meter {json.dumps(e.get('meter'))}, "
+        f"queue {json.dumps((st or {}).get('queue'))}")
+    r = ctl(ctl_bin, cfg, "plug", "1", "out")
+    out(f"    ctl plug 1 out: exit {r.returncode} {r.stderr.strip()[:200]}")
+    took, st = wait_status(ctl_bin, cfg, lambda s: not evse_status(s, 1).get("transaction")
+                           and s.get("queue", {}).get("depth") == 0, 15)
+    out(f"    transaction ended and queue empty after {took:.2f} s" if took is not None
+        else f"    WARNING: transaction not ended / queue not empty after 15 s: {json.dumps(st)[:400]}")
+    time.sleep(1)
+    stp = proc_status(pid)
+    recs = csms_records(log)[n0:]
+    calls = station_calls(recs)
+    kinds: dict[str, int] = {}
+    for rec in recs:
+        if rec.get("event") == "message" and rec.get("dir") == "in" and rec.get("type") == 2 \
+                and rec.get("action") == "TransactionEvent":
+            k = (rec.get("payload") or {}).get("eventType", "?")
+            kinds[k] = kinds.get(k, 0) + 1
+    res.update({"hwm_kb": stp["VmHWM"], "rss_kb": stp["VmRSS"], "anon_kb": stp["RssAnon"],
+                "peak_rss_sampled_kb": max(peak_rss, stp["VmRSS"]), "calls": calls,
+                "transaction_events": kinds, "errors": csms_errors(recs)})
+    out(f"    the CSMS received {calls}; TransactionEvents by eventType {kinds}; "
+        f"CALLERRORs/violations {res['errors']}")
+    if has_token:
+        out(f"    VmHWM after the transaction {fmt_kb(stp['VmHWM'])} (before it {hwm0} kB; budget <= 6 MiB: "
+            f"{'OK' if stp['VmHWM'] <= BUDGET_TX_HWM_KB else 'OVER'}), VmRSS now {stp['VmRSS']} kB "
+            f"(highest sampled during charging {peak_rss} kB), RssAnon {stp['RssAnon']} kB")
+        if not (kinds.get("Started") and kinds.get("Ended")):
+            out("    WARNING: the CSMS did not see both a Started and an Ended TransactionEvent")
+    else:
+        out("    full transaction: not available (`ocpp-agent --help` has no `ctl token`)")
+        out(f"    (plug in/out only: VmHWM {fmt_kb(stp['VmHWM'])}, before {hwm0} kB)")
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# boot: process start to the first WebSocket frame (the BootNotification)
+
+
+def cmd_boot(a) -> int:
+    return asyncio.run(boot_main(a))
+
+
+async def boot_main(a) -> int:
+    from websockets.asyncio.server import serve
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    state: dict = {}
+
+    def process_request(_conn, _request):
+        if "fut" in state and "t_upgrade" not in state:
+            state["t_upgrade"] = time.perf_counter()
+        return None
+
+    async def handler(ws):
+        fut = state.get("fut")
+        try:
+            msg = await ws.recv()
+            t = time.perf_counter()
+            if fut is not None and not fut.done():
+                fut.set_result((t, msg))
+            frame = json.loads(msg)
+            if isinstance(frame, list) and frame[:1] == [2] and frame[2] == "BootNotification":
+                now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+                await ws.send(json.dumps([3, frame[1], {"currentTime": now, "interval": 10,
+                                                        "status": "Accepted"}]))
+            async for _ in ws:  # keep the connection open until the agent goes
+                pass
+        except Exception:
+            pass
+
+    results = {"cold": [], "warm": [], "cold_upgrade": [], "warm_upgrade": []}
+    async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"],
+                     process_request=process_request, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/ocpp"
+        out(f"  listener: websockets server in this process on 127.0.0.1:{port} (subprotocol ocpp2.0.1,"
+            " answers the BootNotification Accepted)")
+        out(f"  each run: t0 = time.perf_counter(); Popen([{a.agent}, run, --config, ...]); "
+            "t1 = perf_counter() when the first text frame arrives; it must be a BootNotification")
+        out(f"  cold = new empty state directory (SQLite store created at start); warm = existing "
+            f"store (restart); {a.runs} runs each, interleaved, agent stopped with SIGTERM after each")
+        warm_dir = work / "warm"
+        warm_dir.mkdir(exist_ok=True)
+        tx_vars = has_transactions(a.agent)
+        warm_cfg = write_config(warm_dir, url, tx_vars=tx_vars)
+
+        async def one(cfg: Path) -> tuple[float, float]:
+            loop = asyncio.get_running_loop()
+            state.clear()
+            state["fut"] = loop.create_future()
+            t0 = time.perf_counter()
+            p = spawn([a.agent, "run", "--config", str(cfg)], cfg.parent / "agent.log", agent_env())
+            try:
+                t1, msg = await asyncio.wait_for(state["fut"], 30)
+            except asyncio.TimeoutError:
+                raise SystemExit(f"driver: no frame within 30 s (see {cfg.parent / 'agent.log'})")
+            frame = json.loads(msg)
+            if not (isinstance(frame, list) and len(frame) > 2 and frame[2] == "BootNotification"):
+                raise SystemExit(f"driver: the first frame is not a BootNotification: {msg[:200]}")
+            await asyncio.sleep(0.05)
+            await loop.run_in_executor(None, Children.stop, p)
+            CHILDREN.procs.remove(p)
+            return (t1 - t0) * 1000, (state.get("t_upgrade", t1) - t0) * 1000
+
+        await one(warm_cfg)  # creates the warm store; not counted
+        for i in range(a.runs):
+            cold_dir = work / f"cold-{i}"
+            cold_dir.mkdir(exist_ok=True)
+            ms, up = await one(write_config(cold_dir, url, tx_vars=tx_vars))
+            results["cold"].append(ms)
+            results["cold_upgrade"].append(up)
+            ms, up = await one(warm_cfg)
+            results["warm"].append(ms)
+            results["warm_upgrade"].append(up)
+            await asyncio.sleep(0.2)
+
+    # baseline: the same binary's `--version` (exec, dynamic loading, exit)
+    base = []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        subprocess.run([a.agent, "--version"], stdout=subprocess.DEVNULL, check=True)
+        base.append((time.perf_counter() - t0) * 1000)
+    results["version_baseline"] = base
+
+    def line(name, xs):
+        return (f"{name}: median {med(xs):.1f} ms, min {min(xs):.1f}, max {max(xs):.1f} "
+                f"(n={len(xs)}: {', '.join(f'{x:.1f}' for x in xs)})")
+
+    out("  start -> first BootNotification frame:")
+    out("    " + line("warm (existing store)", results["warm"]))
+    out("    " + line("cold (new store)     ", results["cold"]))
+    out("  start -> WebSocket upgrade request received (TCP connected, HTTP request read):")
+    out("    " + line("warm", results["warm_upgrade"]))
+    out("    " + line("cold", results["cold_upgrade"]))
+    out("  baseline, spawn to exit of `ocpp-agent --version`: "
+        f"median {med(base):.1f} ms, min {min(base):.1f}, max {max(base):.1f}")
+    Path(a.out).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# summary table
+
+
+def cmd_summary(a) -> int:
+    d = Path(a.results)
+
+    def load(name):
+        p = d / name
+        return json.loads(p.read_text()) if p.exists() else None
+
+    size, idle, boot, qemu = load("size.json") or {}, load("idle.json"), load("boot.json"), load("qemu.json")
+    rows = []
+
+    def mib(b):
+        return f"{b / MIB:.2f} MiB ({b:,} B)".replace(",", " ")
+
+    x = size.get("x86_64")
+    rows.append(("Release binary, x86_64, stripped", mib(x) if x else "n/a",
+                 "none (the 3 MiB budget is for ARMv7)",
+                 "1.64 MiB (Linux simulator, x86_64, no database)"
+                 + (f"; ours {x / PEER_SIZE:.2f}x" if x else "")))
+    arm = size.get("armv7")
+    rows.append(("Release binary, ARMv7, stripped", mib(arm) if arm else f"skipped: {size.get('armv7_note', '')}",
+                 "<= 3 MiB" + (f": {'OK' if arm <= BUDGET_ARMV7_SIZE else 'OVER'} ({arm / BUDGET_ARMV7_SIZE:.0%})"
+                               if arm else ""),
+                 "1.64 MiB (x86_64)" + (f"; ours {arm / PEER_SIZE:.2f}x" if arm else "")))
+    if idle:
+        st, w = idle["status"], idle["window_s"]
+        rows.append((f"Idle VmRSS, x86_64 (after {w:.0f} s idle)",
+                     f"{st['VmRSS'] / 1024:.2f} MiB (anon {st['RssAnon'] / 1024:.2f}, file-backed "
+                     f"{st['RssFile'] / 1024:.2f}; Pss {idle['rollup'].get('Pss', 0) / 1024:.2f})",
+                     f"<= 4 MiB: {'OK' if st['VmRSS'] <= BUDGET_IDLE_RSS_KB else 'OVER'}",
+                     f"4.8 MiB RSS; ours {st['VmRSS'] / PEER_IDLE_RSS_KB:.2f}x"))
+        rows.append(("Idle VmHWM, x86_64", f"{st['VmHWM'] / 1024:.2f} MiB", "", ""))
+    if qemu:
+        g = qemu["guest"]
+        rows.append(("Idle RSS, ARMv7 under qemu-arm (guest mappings)",
+                     f"{g['rss_kb'] / 1024:.2f} MiB (anon {g['anon_kb'] / 1024:.2f}, file-backed "
+                     f"{g['file_kb'] / 1024:.2f}); qemu process itself {qemu['status']['VmRSS'] / 1024:.1f} MiB",
+                     f"<= 4 MiB: {'OK' if g['rss_kb'] <= BUDGET_IDLE_RSS_KB else 'OVER'} (estimate)",
+                     f"4.8 MiB; ours {g['rss_kb'] / PEER_IDLE_RSS_KB:.2f}x"))
+    if idle:
+        c = idle["cpu"]
+        s = c["ms_per_20s_slices"]
+        rows.append((f"Idle CPU, x86_64 ({idle['window_s']:.0f} s window)",
+                     f"{c['ns'] / 1e6:.1f} ms total = {c['ms_per_20s_total']:.2f} ms per 20 s "
+                     f"(median of 20 s slices {med(s):.2f})",
+                     "",
+                     f"10-20 ms per 20 s; ours {c['ms_per_20s_total'] / 15:.3f}x of 15 ms"))
+        rows.append(("Idle wake-ups (context switches)",
+                     f"{c['wakeups_per_min']:.1f}/min ({c['switches'] / c['expected_timer_events']:.2f} per timer event)",
+                     "only real timers",
+                     ">= 600/min (100 ms poll loop)"))
+    if boot:
+        w, cold = boot["warm"], boot["cold"]
+        rows.append((f"Start -> first BootNotification, warm (median of {len(w)})",
+                     f"{med(w):.1f} ms (min {min(w):.1f}, max {max(w):.1f})", "", ""))
+        rows.append((f"Start -> first BootNotification, new store (median of {len(cold)})",
+                     f"{med(cold):.1f} ms (min {min(cold):.1f}, max {max(cold):.1f})", "", ""))
+    if idle and idle.get("tx"):
+        tx = idle["tx"]
+        if tx["has_token"]:
+            k = tx.get("transaction_events", {})
+            detail = ", ".join(f"{v} {n}" for n, v in k.items())
+            rows.append(("Peak VmHWM through a transaction, x86_64",
+                         f"{tx['hwm_kb'] / 1024:.2f} MiB (RssAnon after it {tx['anon_kb'] / 1024:.2f}; "
+                         f"TransactionEvents: {detail or 'none!'})",
+                         f"<= 6 MiB: {'OK' if tx['hwm_kb'] <= BUDGET_TX_HWM_KB else 'OVER'}", ""))
+        else:
+            rows.append(("Peak VmHWM through a transaction, x86_64",
+                         f"not available yet (no `ctl token`; plug in/out only: {tx['hwm_kb'] / 1024:.2f} MiB)",
+                         "<= 6 MiB", ""))
+    elif idle is not None:
+        rows.append(("Peak VmHWM through a transaction", "not measured", "<= 6 MiB", ""))
+
+    out("| Figure | Value | Budget | Peer (MicroOcpp) |")
+    out("| --- | --- | --- | --- |")
+    for r in rows:
+        out("| " + " | ".join(r) + " |")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    i = sub.add_parser("idle")
+    i.add_argument("--agent", required=True)
+    i.add_argument("--ctl", help="native binary for `ctl` (default: --agent)")
+    i.add_argument("--qemu", help="run the agent under this qemu-user binary")
+    i.add_argument("--qemu-ld-prefix", default="/usr/arm-linux-gnueabihf")
+    i.add_argument("--work", required=True)
+    i.add_argument("--out", required=True)
+    i.add_argument("--seconds", type=float, default=600)
+    i.add_argument("--settle", type=float, default=10)
+    i.add_argument("--sample", type=float, default=20)
+    i.add_argument("--interval", type=int, default=10)
+    i.add_argument("--csms-ping", type=float, default=20)
+    i.add_argument("--transaction", action="store_true")
+    i.add_argument("--tx-wait", type=float, default=20)
+    i.add_argument("--progress", action="store_true")
+    b = sub.add_parser("boot")
+    b.add_argument("--agent", required=True)
+    b.add_argument("--work", required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--runs", type=int, default=11)
+    s = sub.add_parser("summary")
+    s.add_argument("--results", required=True)
+    a = p.parse_args()
+    try:
+        return {"idle": cmd_idle, "boot": cmd_boot, "summary": cmd_summary}[a.cmd](a)
+    finally:
+        CHILDREN.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
