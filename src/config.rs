@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
+    pub firmware: FirmwareSection,
+    #[serde(default)]
     pub variables: BTreeMap<String, VariableValue>,
     #[serde(default)]
     pub evse: Vec<EvseSection>,
@@ -83,6 +85,47 @@ impl Default for StorageSection {
             path: default_storage_path(),
             max_queue_bytes: default_max_queue_bytes(),
         }
+    }
+}
+
+/// Firmware update (L01): where files go and who installs them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareSection {
+    /// The program and arguments that install a downloaded image; the file's path is appended
+    /// (e.g. `["/usr/bin/rauc", "install"]`). Without it UpdateFirmware is Rejected.
+    pub install_command: Option<Vec<String>>,
+    /// Run after a successful install to activate the new image, typically a reboot into the
+    /// other A/B slot; the new firmware then reports Installed (L01.FR.32).
+    pub activate_command: Option<Vec<String>>,
+    /// Accept firmware without signingCertificate and signature (L02). Off: unsigned
+    /// firmware is refused.
+    #[serde(default)]
+    pub allow_unsigned: bool,
+    /// Where downloads go; default `firmware/` beside the journal.
+    pub directory: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for https:// downloads; default: what the CSMS
+    /// connection trusts (csms.ca_file, else the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// The largest image accepted, in bytes (default 1 GiB).
+    pub max_bytes: Option<u64>,
+    /// The longest the install command may run, in seconds (default 1800).
+    pub install_timeout_s: Option<u64>,
+    /// A download attempt fails after this many seconds without a byte (default 60).
+    pub stall_timeout_s: Option<u64>,
+}
+
+impl FirmwareSection {
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.unwrap_or(1 << 30)
+    }
+
+    pub fn install_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.install_timeout_s.unwrap_or(1800))
+    }
+
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stall_timeout_s.unwrap_or(60))
     }
 }
 
@@ -377,6 +420,41 @@ impl Config {
                 if v.is_empty() || v.chars().count() > max {
                     problem(key, format!("must be 1 to {max} characters"));
                 }
+            }
+        }
+
+        for (key, command) in [
+            ("firmware.install_command", &self.firmware.install_command),
+            ("firmware.activate_command", &self.firmware.activate_command),
+        ] {
+            if command
+                .as_ref()
+                .is_some_and(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+            {
+                problem(
+                    key,
+                    "must name a program: [\"/path/to/program\", \"arg\", ...]".into(),
+                );
+            }
+        }
+        if self.firmware.activate_command.is_some() && self.firmware.install_command.is_none() {
+            problem(
+                "firmware.activate_command",
+                "needs firmware.install_command".into(),
+            );
+        }
+        if self.firmware.max_bytes == Some(0) {
+            problem("firmware.max_bytes", "must be at least 1".into());
+        }
+        for (key, value) in [
+            (
+                "firmware.install_timeout_s",
+                self.firmware.install_timeout_s,
+            ),
+            ("firmware.stall_timeout_s", self.firmware.stall_timeout_s),
+        ] {
+            if value == Some(0) {
+                problem(key, "must be at least 1".into());
             }
         }
 

@@ -307,6 +307,8 @@ variables! {
     StationAvailabilityState => var("ChargingStation", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic();
     StationAvailable => var("ChargingStation", "Available", Boolean, "true").dynamic();
     StationSupplyPhases => var("ChargingStation", "SupplyPhases", Integer, "3").read_only();
+    // L01.FR.07: EVSEs stay usable while a firmware installation waits for transactions.
+    AllowNewSessionsPendingFirmwareUpdate => var("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", Boolean, "false");
     EvseAvailabilityState => var("EVSE", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic().per_evse();
     EvseAvailable => var("EVSE", "Available", Boolean, "true").dynamic().per_evse();
     EvsePower => var("EVSE", "Power", Decimal, "0").unit("W").dynamic().per_evse();

@@ -146,8 +146,12 @@ impl Station {
 
     /// Operative: neither the station, nor the EVSE, nor (for a connector) the connector was
     /// set Inoperative (G03/G04).
+    /// An EVSE without a transaction is also unavailable while a firmware installation waits
+    /// or runs (L01.FR.07).
     pub(super) fn evse_operative(&self, idx: usize) -> bool {
-        self.station_operative && self.evses[idx].operative
+        self.station_operative
+            && self.evses[idx].operative
+            && !(self.evses[idx].tx.is_none() && self.firmware_blocks_sessions())
     }
 
     pub(super) fn connector_status(&self, index: usize) -> v201::ConnectorStatusEnum {
@@ -370,6 +374,7 @@ impl Station {
                 self.apply_availability(now, change);
             }
         }
+        self.firmware_transactions_ended(now);
         if let Some(scope) = self.scheduled_reset {
             let busy = self
                 .evses
@@ -390,6 +395,17 @@ impl Station {
         now: Instant,
         request: v201::ResetRequest,
     ) -> Result<v201::ResetResponse, CallError> {
+        if self.firmware_installing() {
+            return Ok(v201::ResetResponse {
+                custom_data: None,
+                status: v201::ResetStatusEnum::Rejected,
+                status_info: Some(v201::StatusInfo {
+                    custom_data: None,
+                    reason_code: "FwUpdateInProgress".into(),
+                    additional_info: None,
+                }),
+            });
+        }
         let scope = match request.evse_id {
             None | Some(0) => None,
             Some(id) => match self.evse_index(id32(id)) {
@@ -1046,12 +1062,8 @@ impl Station {
                 S::Accepted
             }
             M::FirmwareStatusNotification => {
-                // F06.FR.16: no firmware update in progress.
-                self.enqueue_triggered(
-                    RequestKind::Other(Action::FirmwareStatusNotification),
-                    Action::FirmwareStatusNotification,
-                    json!({"status": "Idle"}),
-                );
+                // F06.FR.16, L01.FR.25/26
+                self.firmware_status_triggered();
                 S::Accepted
             }
             M::SignChargingStationCertificate => {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod certificates;
 pub mod clock;
 pub mod devmodel;
+pub mod firmware;
 pub mod management;
 pub mod meter;
 pub mod network;

@@ -83,6 +83,8 @@ pub struct StationConfig {
     pub certificates: super::certificates::CertificateStore,
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
+    /// What the integrator allows and provides for firmware updates (L01).
+    pub firmware: super::firmware::FirmwarePolicy,
 }
 
 /// Events from hardware and the local control interface.
@@ -102,6 +104,12 @@ pub enum Input {
     CsrCreated { csr_pem: String, spki_der: Vec<u8> },
     /// ... or could not.
     CsrFailed { reason: String },
+    /// A firmware step asked for by an `Output::Firmware*` finished (`Err`: why it failed).
+    Firmware {
+        request_id: i64,
+        step: super::firmware::FirmwareStep,
+        result: Result<(), String>,
+    },
     /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
     Storage { problem: Option<String> },
     /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
@@ -158,6 +166,23 @@ pub enum Output {
     /// Use this HTTP Basic auth password from now on (A01); the core closes the connection
     /// shortly after answering, so the next connection uses it.
     BasicAuthPassword(Secret),
+    /// Download the firmware at `location` (resuming a partial download of the same
+    /// `request_id`); answer with `Input::Firmware` step `Download`.
+    FirmwareDownload { request_id: i64, location: String },
+    /// Check the downloaded file's signature with the signing certificate (DER); answer with
+    /// step `Verify`.
+    FirmwareVerify {
+        request_id: i64,
+        signer_der: Vec<u8>,
+        signature: Vec<u8>,
+    },
+    /// Run the install command on the downloaded file; answer with step `Install`.
+    FirmwareInstall { request_id: i64 },
+    /// Run the activation command (typically a reboot); answer only a failure (step
+    /// `Activate`).
+    FirmwareActivate { request_id: i64 },
+    /// Delete the files of this firmware job.
+    FirmwareDiscard { request_id: i64 },
 }
 
 /// Why a connection attempt failed, as far as the core cares.
@@ -301,6 +326,16 @@ pub struct StatusSnapshot {
     pub heartbeat_interval_s: u64,
     pub queue: QueueSnapshot,
     pub evses: Vec<EvseSnapshot>,
+    /// The firmware update in progress, if any.
+    pub firmware: Option<FirmwareSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FirmwareSnapshot {
+    pub request_id: i64,
+    pub phase: super::firmware::Phase,
+    /// The last FirmwareStatusNotification status sent.
+    pub last_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -349,7 +384,7 @@ pub struct ConnectorSnapshot {
 }
 
 pub struct Station {
-    identity: Identity,
+    pub(super) identity: Identity,
     boot_reason: v201::BootReasonEnum,
     pub(super) vars: DeviceModel,
     pub(super) clock: WallClock,
@@ -403,6 +438,7 @@ pub struct Station {
     /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
     pub(super) pending_csr: Option<(String, Vec<u8>)>,
     pub(super) csr_attempts: u32,
+    pub(super) firmware: super::firmware::Firmware,
 }
 
 impl Station {
@@ -470,6 +506,10 @@ impl Station {
             certificates: config.certificates,
             pending_csr: None,
             csr_attempts: 0,
+            firmware: super::firmware::Firmware {
+                policy: config.firmware,
+                ..Default::default()
+            },
         };
         station.restore_management(&persisted);
         station.restore_pending_csr(&persisted);
@@ -478,6 +518,7 @@ impl Station {
             .timers
             .set(Timer::CertificateCheck, now + Duration::from_secs(300));
         station.recover(now, &persisted);
+        station.restore_firmware(now, &persisted);
         station.security_event(now, "StartupOfTheDevice", None);
         station.schedule_aligned(now);
         // B01.FR.01: connect and boot right after start-up.
@@ -541,6 +582,7 @@ impl Station {
                 Timer::QueueRetry => {} // pump below sends the head
                 Timer::CsrRetry => self.csr_retry(now),
                 Timer::CertificateCheck => self.check_certificate_expiry(now),
+                Timer::Firmware => self.firmware_timer(now),
                 Timer::Relink => {
                     if self.connection == ConnectionState::Connected {
                         info!("reconnecting with the new credentials");
@@ -693,6 +735,11 @@ impl Station {
             Input::CsrFailed { reason } => {
                 error!(reason, "could not make a key and CSR");
             }
+            Input::Firmware {
+                request_id,
+                step,
+                result,
+            } => self.firmware_result(now, request_id, step, result),
             Input::Storage { problem } => match problem {
                 // The flash is full or failing: the spec's MemoryExhaustion (once per start).
                 Some(why) => {
@@ -840,6 +887,11 @@ impl Station {
                 dropped: self.outbox.dropped,
             },
             evses,
+            firmware: self.firmware.job.as_ref().map(|j| FirmwareSnapshot {
+                request_id: j.request_id,
+                phase: j.phase,
+                last_status: self.firmware.last_status.as_ref().map(|(s, _)| s.clone()),
+            }),
         }
     }
 
@@ -1526,6 +1578,9 @@ impl Station {
                 .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
                 .customer_information(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::UpdateFirmware => self
+                .update_firmware(now, decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::SendLocalList => self
                 .send_local_list(now, decode_request(payload).map_err(violation)?)

@@ -46,6 +46,9 @@ pub struct FakeCsms {
     pub failing: Vec<&'static str>,
     /// idTokenInfo status per idToken for Authorize and TransactionEvent (default Accepted).
     pub auth: Vec<(String, &'static str, Option<&'static str>)>,
+    /// The CSMS's UTC at virtual time zero (default `CSMS_EPOCH_MS`); a test with real
+    /// certificates sets the real time.
+    pub epoch_ms: i64,
     pub received: Vec<Received>,
 }
 
@@ -61,6 +64,7 @@ impl Default for FakeCsms {
             rejecting_auth: false,
             failing: Vec::new(),
             auth: Vec::new(),
+            epoch_ms: CSMS_EPOCH_MS,
             received: Vec::new(),
         }
     }
@@ -90,7 +94,7 @@ impl FakeCsms {
 
     fn answer(&self, now: Instant, action: &str, payload: &Value) -> Value {
         let current_time =
-            UtcTime::from_unix_millis(CSMS_EPOCH_MS + now.as_millis() as i64).to_rfc3339();
+            UtcTime::from_unix_millis(self.epoch_ms + now.as_millis() as i64).to_rfc3339();
         match action {
             "BootNotification" => json!({
                 "currentTime": current_time,
@@ -157,6 +161,9 @@ pub struct Harness {
     pub station_chains: Vec<String>,
     /// Simulated meters: EVSE id, power while the power path is closed (W), register (Wh).
     pub meters: Vec<(u32, f64, f64)>,
+    /// Firmware work the station asked of the shell (`Output::Firmware*`), in order; the test
+    /// answers with `Input::Firmware`.
+    pub firmware: Vec<Output>,
     config: StationConfig,
     seed: u64,
 }
@@ -193,6 +200,7 @@ pub fn default_config() -> StationConfig {
         client_certificate: false,
         certificates: Default::default(),
         data_transfer: Vec::new(),
+        firmware: Default::default(),
     }
 }
 
@@ -241,6 +249,7 @@ impl Harness {
             stored_certificates: Vec::new(),
             station_chains: Vec::new(),
             meters,
+            firmware: Vec::new(),
             config,
             seed: 42,
         };
@@ -319,6 +328,11 @@ impl Harness {
                 }
                 Output::Unlock { evse, connector } => self.unlocks.push((evse, connector)),
                 Output::Reboot => self.reboots += 1,
+                Output::FirmwareDownload { .. }
+                | Output::FirmwareVerify { .. }
+                | Output::FirmwareInstall { .. }
+                | Output::FirmwareActivate { .. }
+                | Output::FirmwareDiscard { .. } => self.firmware.push(output),
                 Output::BasicAuthPassword(secret) => self.passwords.push(secret.0),
                 Output::CreateCsr {
                     organization,
@@ -383,6 +397,11 @@ impl Harness {
                 .handle_input(self.now, Input::Meter { evse, reading });
         }
         self.settle();
+    }
+
+    /// The configuration the next `power_cycle` starts with (e.g. a new firmware version).
+    pub fn set_config(&mut self, config: StationConfig) {
+        self.config = config;
     }
 
     /// Rebuilds the station from what it persisted, as a restart of the process would: same

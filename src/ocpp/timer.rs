@@ -35,6 +35,8 @@ pub enum Timer {
     CsrRetry,
     /// Check the validity of the station certificate and roots (A03.FR.02).
     CertificateCheck,
+    /// The firmware job's next timed step: download, retry, install or activation (L01).
+    Firmware,
     /// Persist the latest meter reading of a charging EVSE so a power loss ends the
     /// transaction with a recent value.
     MeterCheckpoint(u32),

@@ -1187,6 +1187,9 @@ impl Station {
         if let Some(op) = self.outbox.delivered(meta.queue_seq) {
             self.outputs.push_back(Output::Persist(vec![op]));
         }
+        if meta.action == "FirmwareStatusNotification" {
+            self.firmware_status_delivered(now, meta.queue_seq);
+        }
         if let Some(tx_id) = &meta.tx_id {
             if !self.outbox.has_messages_for(tx_id)
                 && !self

@@ -4,6 +4,7 @@
 
 use super::certstore::CertDir;
 use super::control::{self, PlugState, Request as ControlRequest, Response as ControlResponse};
+use super::firmware::FirmwareWorker;
 use super::gpio;
 use super::hardware::{Contactor, EvseHardware};
 use super::journal::Journal;
@@ -13,6 +14,7 @@ use crate::config::{Config, PlugConfig};
 use crate::ocpp::certificates::CertificateStore;
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
+use crate::ocpp::firmware::FirmwarePolicy;
 use crate::ocpp::network::NetworkProfile;
 use crate::ocpp::persist::{PersistOp, Persisted};
 use crate::ocpp::rpc;
@@ -151,6 +153,11 @@ fn station_config(
         client_certificate: config.csms.client_cert_file.is_some(),
         certificates,
         data_transfer: Vec::new(),
+        firmware: FirmwarePolicy {
+            installer: config.firmware.install_command.is_some(),
+            activation: config.firmware.activate_command.is_some(),
+            allow_unsigned: config.firmware.allow_unsigned,
+        },
     })
 }
 
@@ -264,7 +271,21 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         station = config.station.id,
         "ocpp-agent started"
     );
+    let (firmware_tx, firmware_results) = mpsc::channel::<Input>(4);
+    let firmware = FirmwareWorker::new(
+        config.firmware.directory.clone().unwrap_or_else(|| {
+            config
+                .storage
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("firmware")
+        }),
+        config.firmware.clone(),
+        firmware_tx,
+    );
     let mut agent = Agent {
+        firmware,
         config,
         station,
         journal,
@@ -278,12 +299,14 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         reboot: false,
         storage_degraded: false,
     };
-    let result = agent.run(events, jobs).await;
+    let result = agent.run(events, jobs, firmware_results).await;
     agent.shutdown().await;
     result
 }
 
 struct Agent {
+    /// Downloads, checks and installs firmware for the core (L01).
+    firmware: FirmwareWorker,
     config: Config,
     station: Station,
     journal: Journal,
@@ -316,6 +339,7 @@ impl Agent {
         &mut self,
         mut events: mpsc::Receiver<Event>,
         mut jobs: mpsc::Receiver<control::Job>,
+        mut firmware_results: mpsc::Receiver<Input>,
     ) -> Result<Exit, RunError> {
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
@@ -378,6 +402,9 @@ impl Agent {
                     if let Err(e) = self.station.handle_input(self.clock.now(), input) {
                         error!(error = %e, "hardware event for an unknown connector");
                     }
+                }
+                Some(input) = firmware_results.recv() => {
+                    let _ = self.station.handle_input(self.clock.now(), input);
                 }
                 Some((request, reply)) = jobs.recv() => {
                     self.feed_meters();
@@ -544,6 +571,43 @@ impl Agent {
                         error!(error = %e, "could not install the station certificate");
                     }
                 }
+                Output::FirmwareDownload {
+                    request_id,
+                    location,
+                } => {
+                    let tls = self.download_tls();
+                    self.firmware.download(request_id, location, tls);
+                }
+                Output::FirmwareVerify {
+                    request_id,
+                    signer_der,
+                    signature,
+                } => self.firmware.verify(request_id, signer_der, signature),
+                Output::FirmwareInstall { request_id } => self.firmware.install(request_id),
+                Output::FirmwareActivate { request_id } => self.firmware.activate(request_id),
+                Output::FirmwareDiscard { request_id } => self.firmware.discard(request_id),
+            }
+        }
+    }
+
+    /// Trust for firmware downloads: `firmware.ca_file`, else what the CSMS connection trusts
+    /// (`csms.ca_file` or the system roots), plus the CSMS roots installed through OCPP; no
+    /// client certificate. Built per download, so newly installed roots count.
+    fn download_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        let mut config = self.config.clone();
+        if let Some(ca) = &self.config.firmware.ca_file {
+            config.csms.ca_file = Some(ca.clone());
+        }
+        let credentials = Credentials {
+            password: None,
+            installed_roots: self.cert_dir.csms_roots(),
+            identity: None,
+        };
+        match super::ws::tls_config(&config, 2, &credentials) {
+            Ok(tls) => Some(std::sync::Arc::new(tls)),
+            Err(e) => {
+                warn!(error = %e, "no TLS trust for https:// firmware downloads");
+                None
             }
         }
     }

@@ -3,8 +3,10 @@
 pub mod certstore;
 pub mod control;
 pub mod driver;
+pub mod firmware;
 pub mod gpio;
 pub mod hardware;
+pub mod http;
 pub mod journal;
 pub mod logging;
 pub mod store;

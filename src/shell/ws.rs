@@ -258,7 +258,7 @@ pub struct Credentials {
     pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
-fn tls_config(
+pub fn tls_config(
     config: &Config,
     profile: u8,
     credentials: &Credentials,

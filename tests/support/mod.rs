@@ -2,6 +2,7 @@
 //! (`tests/csms/csms.py`, built on the PyPI package `ocpp`), on ephemeral localhost ports.
 #![allow(dead_code)]
 
+pub mod fileserver;
 pub mod pki;
 
 use serde_json::{Value, json};

@@ -23,6 +23,33 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// The signature of `file` with `key` (ECDSA over SHA-256, DER), as `openssl dgst -sha256
+/// -sign` makes it: the raw bytes and their base64 (as UpdateFirmware carries it).
+pub fn sign_file(key: &Path, file: &Path) -> (Vec<u8>, String) {
+    let dir = file.parent().unwrap();
+    let sig = file.with_extension("sig");
+    openssl(
+        dir,
+        &[
+            "dgst",
+            "-sha256",
+            "-sign",
+            key.to_str().unwrap(),
+            "-out",
+            sig.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+    );
+    let b64 = Command::new("openssl")
+        .args(["base64", "-A", "-in", sig.to_str().unwrap()])
+        .output()
+        .expect("openssl base64");
+    (
+        std::fs::read(&sig).unwrap(),
+        String::from_utf8(b64.stdout).unwrap().trim().to_owned(),
+    )
+}
+
 /// A certificate and its key, PEM files.
 pub struct Issued {
     pub cert: PathBuf,
@@ -81,17 +108,38 @@ impl Ca {
         san: Option<&str>,
         validity: Option<(&str, &str)>,
     ) -> Issued {
-        let _ = &self.key;
-        let key = self.dir.join(format!("{name}.key"));
-        let csr = self.dir.join(format!("{name}.csr"));
-        let cert = self.dir.join(format!("{name}.pem"));
-        let ext = self.dir.join(format!("{name}.ext"));
         let mut extensions = String::from(
             "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyAgreement\n",
         );
         if let Some(san) = san {
             extensions.push_str(&format!("subjectAltName = {san}\n"));
         }
+        self.issue_with(name, subject, &extensions, validity)
+    }
+
+    /// A firmware signing certificate (L01.FR.11): extendedKeyUsage codeSigning.
+    pub fn issue_firmware_signer(&self, name: &str) -> Issued {
+        self.issue_with(
+            name,
+            "/O=Test Manufacturer/CN=Firmware Signing",
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = codeSigning\n",
+            None,
+        )
+    }
+
+    pub fn issue_with(
+        &self,
+        name: &str,
+        subject: &str,
+        extensions: &str,
+        validity: Option<(&str, &str)>,
+    ) -> Issued {
+        let _ = &self.key;
+        let key = self.dir.join(format!("{name}.key"));
+        let csr = self.dir.join(format!("{name}.csr"));
+        let cert = self.dir.join(format!("{name}.pem"));
+        let ext = self.dir.join(format!("{name}.ext"));
         std::fs::write(&ext, extensions).unwrap();
         openssl(
             &self.dir,

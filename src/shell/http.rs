@@ -1,0 +1,458 @@
+//! A small HTTP/1.1 client for firmware downloads: GET over TCP or TLS (rustls, the same
+//! trust as the CSMS connection), resuming a partial file with `Range`, following redirects,
+//! and giving up on a transfer that stalls. Enough for what the agent fetches; no keep-alive,
+//! no compression.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+/// What a download needs besides the URL.
+#[derive(Clone)]
+pub struct Fetch {
+    /// Trust for https:// URLs.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// No byte for this long: the transfer failed.
+    pub stall_timeout: Duration,
+    /// Refuse a file larger than this.
+    pub max_bytes: u64,
+}
+
+/// A parsed http(s) URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, starting with '/'.
+    pub target: String,
+}
+
+impl Url {
+    pub fn parse(url: &str) -> Result<Url, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("{url:?} is not an http:// or https:// URL"));
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
+            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+            None => (rest, "/".to_owned()),
+        };
+        let target = target.split('#').next().unwrap_or("/").to_owned();
+        if authority.contains('@') {
+            return Err("user information in the URL is not supported".into());
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                None if after.is_empty() => default_port,
+                None => return Err(format!("bad authority {authority:?}")),
+            };
+            (h.to_owned(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    p.parse().map_err(|_| format!("bad port {p:?}"))?,
+                ),
+                None => (authority.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{url:?} is not a valid URL"));
+        }
+        Ok(Url {
+            tls,
+            host,
+            port,
+            target,
+        })
+    }
+
+    /// Resolves a Location header against this URL.
+    fn join(&self, location: &str) -> Result<Url, String> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return Url::parse(location);
+        }
+        if location.starts_with('/') {
+            return Ok(Url {
+                target: location.to_owned(),
+                ..self.clone()
+            });
+        }
+        let base = self.target.rsplit_once('/').map_or("", |(b, _)| b);
+        Ok(Url {
+            target: format!("{base}/{location}"),
+            ..self.clone()
+        })
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Downloads `url` into `part`, continuing what `part` already holds. Returns the file size.
+/// On an error the bytes received so far stay in `part`, so the next attempt resumes.
+pub async fn download(url: &str, part: &Path, fetch: &Fetch) -> Result<u64, String> {
+    let mut url = Url::parse(url)?;
+    for _ in 0..=MAX_REDIRECTS {
+        let have = tokio::fs::metadata(part)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        match get(&url, part, have, fetch).await? {
+            Outcome::Done(size) => return Ok(size),
+            Outcome::Redirect(location) => url = url.join(&location)?,
+        }
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+enum Outcome {
+    Done(u64),
+    Redirect(String),
+}
+
+async fn connect(url: &Url, fetch: &Fetch) -> Result<Box<dyn Stream>, String> {
+    let tcp = tokio::time::timeout(
+        fetch.stall_timeout,
+        TcpStream::connect((url.host.as_str(), url.port)),
+    )
+    .await
+    .map_err(|_| format!("connecting to {}:{} timed out", url.host, url.port))?
+    .map_err(|e| format!("connecting to {}:{}: {e}", url.host, url.port))?;
+    let _ = tcp.set_nodelay(true);
+    if !url.tls {
+        return Ok(Box::new(tcp));
+    }
+    let config = fetch
+        .tls
+        .clone()
+        .ok_or("https:// needs trusted CA certificates (csms.ca_file or the system roots)")?;
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| format!("host {:?}: {e}", url.host))?;
+    let tls = tokio::time::timeout(
+        fetch.stall_timeout,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "the TLS handshake timed out".to_string())?
+    .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Box::new(tls))
+}
+
+async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome, String> {
+    let stream = connect(url, fetch).await?;
+    let mut stream = BufReader::new(stream);
+    let host = if url.host.contains(':') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    let default_port = if url.tls { 443 } else { 80 };
+    let host = if url.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", url.port)
+    };
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ocpp-agent/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
+        url.target,
+        env!("CARGO_PKG_VERSION")
+    );
+    if have > 0 {
+        request.push_str(&format!("Range: bytes={have}-\r\n"));
+    }
+    request.push_str("\r\n");
+    let io = |e: std::io::Error| format!("HTTP: {e}");
+    let stall = fetch.stall_timeout;
+    with_timeout(stall, stream.get_mut().write_all(request.as_bytes()))
+        .await?
+        .map_err(io)?;
+    with_timeout(stall, stream.get_mut().flush())
+        .await?
+        .map_err(io)?;
+
+    let head = read_head(&mut stream, stall).await?;
+    let mut start = 0;
+    let total = match head.status {
+        200 => head.content_length,
+        206 => {
+            let (from, total) = head
+                .content_range
+                .ok_or("206 without a usable Content-Range")?;
+            if from != have {
+                return Err(format!("the server resumed at {from}, not at {have}"));
+            }
+            start = have;
+            total
+        }
+        // Asked for bytes past the end: what we have is the whole file if the server says so.
+        416 if have > 0 => match head.range_total {
+            Some(total) if total == have => return Ok(Outcome::Done(have)),
+            _ => {
+                tokio::fs::remove_file(part).await.map_err(io)?;
+                return Err("the partial download does not match the file; starting over".into());
+            }
+        },
+        301 | 302 | 303 | 307 | 308 => {
+            return head
+                .location
+                .map(Outcome::Redirect)
+                .ok_or_else(|| format!("HTTP {} without Location", head.status));
+        }
+        status => return Err(format!("HTTP {status} {}", head.reason)),
+    };
+    if let Some(total) = total {
+        if total > fetch.max_bytes {
+            return Err(format!(
+                "the file has {total} bytes, more than firmware.max_bytes ({})",
+                fetch.max_bytes
+            ));
+        }
+    }
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(start == 0)
+        .append(start > 0)
+        .open(part)
+        .await
+        .map_err(|e| format!("{}: {e}", part.display()))?;
+    let mut written = start;
+    let body_length = if head.chunked {
+        None
+    } else {
+        head.content_length
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut chunk_left: u64 = 0;
+    let mut body_read: u64 = 0;
+    loop {
+        if let Some(len) = body_length {
+            if body_read >= len {
+                break;
+            }
+        }
+        let want = if head.chunked {
+            if chunk_left == 0 {
+                chunk_left = read_chunk_size(&mut stream, stall).await?;
+                if chunk_left == 0 {
+                    break;
+                }
+            }
+            chunk_left.min(buf.len() as u64) as usize
+        } else if let Some(len) = body_length {
+            (len - body_read).min(buf.len() as u64) as usize
+        } else {
+            buf.len()
+        };
+        let n = with_timeout(stall, stream.read(&mut buf[..want]))
+            .await?
+            .map_err(io)?;
+        if n == 0 {
+            if body_length.is_none() && !head.chunked {
+                break; // the body ends with the connection
+            }
+            file.flush().await.map_err(io)?;
+            return Err(format!(
+                "the connection closed after {written} bytes{}",
+                total.map(|t| format!(" of {t}")).unwrap_or_default()
+            ));
+        }
+        body_read += n as u64;
+        written += n as u64;
+        if written > fetch.max_bytes {
+            return Err(format!(
+                "the file is larger than firmware.max_bytes ({})",
+                fetch.max_bytes
+            ));
+        }
+        if let Err(e) = file.write_all(&buf[..n]).await {
+            // A full disk keeps nothing half-written around: the next attempt starts over.
+            drop(file);
+            let _ = tokio::fs::remove_file(part).await;
+            return Err(format!("{}: {e}", part.display()));
+        }
+        if head.chunked {
+            chunk_left -= n as u64;
+            if chunk_left == 0 {
+                read_line(&mut stream, stall).await?; // the CRLF after the chunk
+            }
+        }
+    }
+    file.flush().await.map_err(io)?;
+    file.sync_all()
+        .await
+        .map_err(|e| format!("{}: {e}", part.display()))?;
+    if let Some(total) = total {
+        if written != total {
+            return Err(format!("received {written} bytes of {total}"));
+        }
+    }
+    Ok(Outcome::Done(written))
+}
+
+async fn with_timeout<F: std::future::Future>(limit: Duration, f: F) -> Result<F::Output, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("no data for {} s", limit.as_secs()))
+}
+
+struct Head {
+    status: u16,
+    reason: String,
+    content_length: Option<u64>,
+    /// (first byte, total) of a 206's Content-Range.
+    content_range: Option<(u64, Option<u64>)>,
+    /// The total of a 416's `Content-Range: bytes */TOTAL`.
+    range_total: Option<u64>,
+    location: Option<String>,
+    chunked: bool,
+}
+
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    stall: Duration,
+) -> Result<String, String> {
+    let mut line = Vec::new();
+    let n = with_timeout(
+        stall,
+        r.take(MAX_HEADER_BYTES as u64).read_until(b'\n', &mut line),
+    )
+    .await?
+    .map_err(|e| format!("HTTP: {e}"))?;
+    if n == 0 || !line.ends_with(b"\n") {
+        return Err("the connection closed in the HTTP header".into());
+    }
+    let text = String::from_utf8_lossy(&line);
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Result<Head, String> {
+    let status_line = read_line(r, stall).await?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("not an HTTP/1.x response: {status_line:?}"));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad HTTP status line {status_line:?}"))?;
+    let mut head = Head {
+        status,
+        reason: parts.next().unwrap_or("").to_owned(),
+        content_length: None,
+        content_range: None,
+        range_total: None,
+        location: None,
+        chunked: false,
+    };
+    let mut size = status_line.len();
+    loop {
+        let line = read_line(r, stall).await?;
+        size += line.len() + 2;
+        if size > MAX_HEADER_BYTES {
+            return Err("the HTTP header is too large".into());
+        }
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                head.content_length = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
+                )
+            }
+            "transfer-encoding" => {
+                head.chunked = value.to_ascii_lowercase().contains("chunked");
+            }
+            "location" => head.location = Some(value.to_owned()),
+            "content-range" => {
+                // bytes FIRST-LAST/TOTAL, or bytes */TOTAL
+                let spec = value.strip_prefix("bytes ").unwrap_or("");
+                let (range, total) = spec.split_once('/').unwrap_or((spec, "*"));
+                let total = total.parse().ok();
+                if range == "*" {
+                    head.range_total = total;
+                } else if let Some(first) = range.split('-').next().and_then(|f| f.parse().ok()) {
+                    head.content_range = Some((first, total));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(head)
+}
+
+async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    stall: Duration,
+) -> Result<u64, String> {
+    let line = read_line(r, stall).await?;
+    let digits = line.split(';').next().unwrap_or("").trim();
+    let size = u64::from_str_radix(digits, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
+    if size == 0 {
+        // Trailers, then the empty line.
+        while !read_line(r, stall).await?.is_empty() {}
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Url;
+
+    #[test]
+    fn urls() {
+        let u = Url::parse("https://fw.example.com/images/a.bin?v=2#x").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                tls: true,
+                host: "fw.example.com".into(),
+                port: 443,
+                target: "/images/a.bin?v=2".into()
+            }
+        );
+        let u = Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!((u.port, u.target.as_str()), (8080, "/"));
+        let u = Url::parse("http://[::1]:81/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 81));
+        assert_eq!(
+            u.join("/y").unwrap().target,
+            "/y",
+            "absolute path redirects keep the host"
+        );
+        assert_eq!(
+            Url::parse("http://h/a/b")
+                .unwrap()
+                .join("c")
+                .unwrap()
+                .target,
+            "/a/c"
+        );
+        assert!(Url::parse("ftp://h/x").is_err());
+        assert!(Url::parse("http://user:pw@h/x").is_err());
+        assert!(Url::parse("http://:80/x").is_err());
+        assert!(Url::parse("http://h:port/x").is_err());
+    }
+}
