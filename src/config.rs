@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub firmware: FirmwareSection,
     #[serde(default)]
+    pub transfer: TransferSection,
+    #[serde(default)]
     pub variables: BTreeMap<String, VariableValue>,
     #[serde(default)]
     pub evse: Vec<EvseSection>,
@@ -104,15 +106,27 @@ pub struct FirmwareSection {
     pub allow_unsigned: bool,
     /// Where downloads go; default `firmware/` beside the journal.
     pub directory: Option<PathBuf>,
-    /// CA certificates (PEM) trusted for https:// downloads; default: what the CSMS
-    /// connection trusts (csms.ca_file, else the system roots).
-    pub ca_file: Option<PathBuf>,
     /// The largest image accepted, in bytes (default 1 GiB).
     pub max_bytes: Option<u64>,
     /// The longest the install command may run, in seconds (default 1800).
     pub install_timeout_s: Option<u64>,
-    /// A download attempt fails after this many seconds without a byte (default 60).
+}
+
+/// File transfers: firmware downloads and log uploads over HTTP(S).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSection {
+    /// CA certificates (PEM) trusted for https://; default: what the CSMS connection trusts
+    /// (csms.ca_file, else the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// An attempt fails after this many seconds without progress (default 60).
     pub stall_timeout_s: Option<u64>,
+}
+
+impl TransferSection {
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stall_timeout_s.unwrap_or(60))
+    }
 }
 
 impl FirmwareSection {
@@ -122,10 +136,6 @@ impl FirmwareSection {
 
     pub fn install_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.install_timeout_s.unwrap_or(1800))
-    }
-
-    pub fn stall_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.stall_timeout_s.unwrap_or(60))
     }
 }
 
@@ -154,16 +164,43 @@ pub struct LogSection {
     /// A `RUST_LOG`-style filter, e.g. `info` or `info,ocpp_agent=debug`. `RUST_LOG` overrides.
     #[serde(default = "default_log_filter")]
     pub filter: String,
+    /// What GetLog(DiagnosticsLog) uploads: this program's standard output (N01.FR.04).
+    /// `[]` turns DiagnosticsLog off.
+    #[serde(default = "default_diagnostics_command")]
+    pub diagnostics_command: Vec<String>,
+    /// The station's security log (N01.FR.03); default `security.log` beside the journal.
+    pub security_log: Option<PathBuf>,
+    /// The largest log uploaded, in bytes (the rest is cut off, and the cut said in the file).
+    #[serde(default = "default_upload_max_bytes")]
+    pub upload_max_bytes: u64,
 }
 
 fn default_log_filter() -> String {
     "info".into()
 }
 
+fn default_diagnostics_command() -> Vec<String> {
+    [
+        "journalctl",
+        "--no-pager",
+        "--output=short-iso-precise",
+        "--unit=ocpp-agent",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_upload_max_bytes() -> u64 {
+    16 << 20
+}
+
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
             filter: default_log_filter(),
+            diagnostics_command: default_diagnostics_command(),
+            security_log: None,
+            upload_max_bytes: default_upload_max_bytes(),
         }
     }
 }
@@ -437,6 +474,20 @@ impl Config {
                 );
             }
         }
+        if self
+            .log
+            .diagnostics_command
+            .first()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            problem(
+                "log.diagnostics_command",
+                "must name a program, or be [] for no DiagnosticsLog".into(),
+            );
+        }
+        if self.log.upload_max_bytes == 0 {
+            problem("log.upload_max_bytes", "must be at least 1".into());
+        }
         if self.firmware.activate_command.is_some() && self.firmware.install_command.is_none() {
             problem(
                 "firmware.activate_command",
@@ -451,7 +502,7 @@ impl Config {
                 "firmware.install_timeout_s",
                 self.firmware.install_timeout_s,
             ),
-            ("firmware.stall_timeout_s", self.firmware.stall_timeout_s),
+            ("transfer.stall_timeout_s", self.transfer.stall_timeout_s),
         ] {
             if value == Some(0) {
                 problem(key, "must be at least 1".into());

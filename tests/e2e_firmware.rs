@@ -33,7 +33,12 @@ struct Setup {
 /// The image (`size` bytes) under the file server's root as `image.bin`, an HTTPS server for
 /// it with `server_args`, the CSMS, and the agent with an install command that copies the
 /// image to `installed.bin` in its directory.
-fn setup(size: usize, server_args: &[&str], firmware_extra: &str) -> Option<Setup> {
+fn setup(
+    size: usize,
+    server_args: &[&str],
+    transfer_extra: &str,
+    firmware_extra: &str,
+) -> Option<Setup> {
     let pki = tempfile::tempdir().unwrap();
     let manufacturer = Ca::new(pki.path(), "manufacturer");
     let signer = manufacturer.issue_firmware_signer("signer");
@@ -59,9 +64,9 @@ fn setup(size: usize, server_args: &[&str], firmware_extra: &str) -> Option<Setu
     .unwrap();
     let text = agent_config(dir.path(), &csms.url(), "")
         + &format!(
-            "\n[firmware]\ninstall_command = [\"/bin/sh\", \"{}\"]\nca_file = \"{}\"\n{firmware_extra}\n",
-            script.display(),
-            web_ca.cert.display()
+            "\n[transfer]\nca_file = \"{}\"\n{transfer_extra}\n[firmware]\ninstall_command = [\"/bin/sh\", \"{}\"]\n{firmware_extra}\n",
+            web_ca.cert.display(),
+            script.display()
         );
     let agent = Agent::start_with_config(dir, &text, &[]);
     csms.wait_calls("BootNotification", 1, T);
@@ -146,7 +151,7 @@ fn names(statuses: &[Value]) -> Vec<&str> {
 #[test]
 fn a_signed_image_is_downloaded_resumed_after_a_cut_verified_and_installed() {
     // The first transfer is cut after 300,000 of 1,000,000 bytes.
-    let Some(s) = setup(1_000_000, &["--drop-after", "300000"], "") else {
+    let Some(s) = setup(1_000_000, &["--drop-after", "300000"], "", "") else {
         return;
     };
     let signature = sign(&s, &s.image);
@@ -219,7 +224,7 @@ fn a_signed_image_is_downloaded_resumed_after_a_cut_verified_and_installed() {
 
 #[test]
 fn a_bad_signature_never_reaches_the_installer() {
-    let Some(s) = setup(200_000, &[], "") else {
+    let Some(s) = setup(200_000, &[], "", "") else {
         return;
     };
     let mut other = s.image.clone();
@@ -246,7 +251,7 @@ fn a_bad_signature_never_reaches_the_installer() {
 #[test]
 fn a_server_that_keeps_failing_ends_in_download_failed() {
     // Every attempt (1 + 3 retries) gets a 503.
-    let Some(s) = setup(10_000, &["--fail-first", "10"], "") else {
+    let Some(s) = setup(10_000, &["--fail-first", "10"], "", "") else {
         return;
     };
     let signature = sign(&s, &s.image);
@@ -269,7 +274,12 @@ fn a_server_that_keeps_failing_ends_in_download_failed() {
 #[test]
 fn a_stalled_transfer_times_out_and_resumes() {
     // The first transfer stops sending after 50,000 bytes and keeps the connection open.
-    let Some(s) = setup(400_000, &["--stall-after", "50000"], "stall_timeout_s = 2") else {
+    let Some(s) = setup(
+        400_000,
+        &["--stall-after", "50000"],
+        "stall_timeout_s = 2",
+        "",
+    ) else {
         return;
     };
     let signature = sign(&s, &s.image);
@@ -295,7 +305,7 @@ fn a_stalled_transfer_times_out_and_resumes() {
 
 #[test]
 fn a_full_disk_fails_the_attempt_cleanly_and_the_retry_succeeds() {
-    let Some(s) = setup(100_000, &[], "") else {
+    let Some(s) = setup(100_000, &[], "", "") else {
         return;
     };
     // The partial file of request 45 is /dev/full: every write fails with ENOSPC, as on a
@@ -338,6 +348,7 @@ fn the_activation_restarts_into_the_new_firmware_which_reports_installed() {
     let Some(mut s) = setup(
         50_000,
         &[],
+        "",
         "activate_command = [\"/bin/sh\", \"-c\", \"kill -TERM $PPID\"]",
     ) else {
         return;

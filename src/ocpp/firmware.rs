@@ -233,7 +233,7 @@ impl Station {
         };
         info!(
             request_id = job.request_id,
-            location = %job.location,
+            location = %redacted(&job.location),
             signed = job.signer_der.is_some(),
             "firmware update accepted"
         );
@@ -615,15 +615,7 @@ impl Station {
     }
 
     fn save_firmware_job(&mut self) {
-        let op = match &self.firmware.job {
-            Some(job) => PersistOp::PutMeta {
-                key: META_JOB.into(),
-                value: serde_json::to_string(job).unwrap_or_default(),
-            },
-            None => PersistOp::DeleteMeta {
-                key: META_JOB.into(),
-            },
-        };
+        let op = PersistOp::meta_json(META_JOB, self.firmware.job.as_ref());
         self.outputs.push_back(Output::Persist(vec![op]));
     }
 
@@ -684,8 +676,22 @@ impl Station {
     }
 }
 
+/// The URL without its user information (credentials never go to the log).
+pub(super) fn redacted(location: &str) -> String {
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => location.to_owned(),
+            }
+        }
+        None => location.to_owned(),
+    }
+}
+
 /// http(s) URLs with a host.
-fn valid_location(location: &str) -> bool {
+pub(super) fn valid_location(location: &str) -> bool {
     let rest = location
         .strip_prefix("https://")
         .or_else(|| location.strip_prefix("http://"));
@@ -694,7 +700,14 @@ fn valid_location(location: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_location;
+    use super::{redacted, valid_location};
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(redacted("https://u:p@h:1/a@b"), "https://***@h:1/a@b");
+        assert_eq!(redacted("https://h/a@b"), "https://h/a@b");
+        assert_eq!(redacted("garbage"), "garbage");
+    }
 
     #[test]
     fn locations() {

@@ -1053,12 +1053,8 @@ impl Station {
                 }
             }
             M::LogStatusNotification => {
-                // F06.FR.15: not uploading a log.
-                self.enqueue_triggered(
-                    RequestKind::Other(Action::LogStatusNotification),
-                    Action::LogStatusNotification,
-                    json!({"status": "Idle"}),
-                );
+                // F06.FR.15, N01.FR.13
+                self.log_status_triggered();
                 S::Accepted
             }
             M::FirmwareStatusNotification => {
@@ -1314,12 +1310,19 @@ impl Station {
     /// A SecurityEventNotification, queued and delivered like transaction messages.
     pub(super) fn security_event(&mut self, now: Instant, kind: &'static str, info: Option<&str>) {
         info!(event = kind, info, "security event");
+        let timestamp = self.clock.utc(now).to_rfc3339();
+        let tech_info = info.map(|i| i.chars().take(255).collect::<String>());
+        self.outputs.push_back(Output::RecordSecurityEvent {
+            timestamp: timestamp.clone(),
+            kind: kind.to_owned(),
+            tech_info: tech_info.clone(),
+        });
         let mut payload = json!({
             "type": kind,
-            "timestamp": self.clock.utc(now).to_rfc3339(),
+            "timestamp": timestamp,
         });
-        if let Some(i) = info {
-            payload["techInfo"] = json!(i.chars().take(255).collect::<String>());
+        if let Some(i) = tech_info {
+            payload["techInfo"] = json!(i);
         }
         self.enqueue_durable(
             now,

@@ -5,6 +5,7 @@ pub mod certificates;
 pub mod clock;
 pub mod devmodel;
 pub mod firmware;
+pub mod logs;
 pub mod management;
 pub mod meter;
 pub mod network;

@@ -160,6 +160,19 @@ pub enum PersistOp {
     },
 }
 
+impl PersistOp {
+    /// A meta entry holding `value` as JSON, or its removal for `None`.
+    pub fn meta_json<T: Serialize>(key: &str, value: Option<&T>) -> PersistOp {
+        match value {
+            Some(v) => PersistOp::PutMeta {
+                key: key.into(),
+                value: serde_json::to_string(v).unwrap_or_default(),
+            },
+            None => PersistOp::DeleteMeta { key: key.into() },
+        }
+    }
+}
+
 /// Ops that must be applied together (one SQLite transaction).
 pub type Batch = Vec<PersistOp>;
 

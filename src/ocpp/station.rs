@@ -85,6 +85,8 @@ pub struct StationConfig {
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
     /// What the integrator allows and provides for firmware updates (L01).
     pub firmware: super::firmware::FirmwarePolicy,
+    /// A diagnostics log source is configured (GetLog DiagnosticsLog, N01).
+    pub diagnostics_log: bool,
 }
 
 /// Events from hardware and the local control interface.
@@ -104,6 +106,11 @@ pub enum Input {
     CsrCreated { csr_pem: String, spki_der: Vec<u8> },
     /// ... or could not.
     CsrFailed { reason: String },
+    /// The log upload asked for by `Output::UploadLog` finished.
+    LogUploaded {
+        request_id: i64,
+        result: Result<(), (super::logs::UploadFailure, String)>,
+    },
     /// A firmware step asked for by an `Output::Firmware*` finished (`Err`: why it failed).
     Firmware {
         request_id: i64,
@@ -183,6 +190,16 @@ pub enum Output {
     FirmwareActivate { request_id: i64 },
     /// Delete the files of this firmware job.
     FirmwareDiscard { request_id: i64 },
+    /// Gather the log and upload it; answer with `Input::LogUploaded`.
+    UploadLog(super::logs::UploadRequest),
+    /// Stop the upload of this request, if it still runs.
+    CancelLogUpload { request_id: i64 },
+    /// Append a security event to the station's own security log (N01.FR.03 uploads it).
+    RecordSecurityEvent {
+        timestamp: String,
+        kind: String,
+        tech_info: Option<String>,
+    },
 }
 
 /// Why a connection attempt failed, as far as the core cares.
@@ -439,6 +456,7 @@ pub struct Station {
     pub(super) pending_csr: Option<(String, Vec<u8>)>,
     pub(super) csr_attempts: u32,
     pub(super) firmware: super::firmware::Firmware,
+    pub(super) logs: super::logs::Logs,
 }
 
 impl Station {
@@ -510,6 +528,10 @@ impl Station {
                 policy: config.firmware,
                 ..Default::default()
             },
+            logs: super::logs::Logs {
+                diagnostics: config.diagnostics_log,
+                job: None,
+            },
         };
         station.restore_management(&persisted);
         station.restore_pending_csr(&persisted);
@@ -519,6 +541,7 @@ impl Station {
             .set(Timer::CertificateCheck, now + Duration::from_secs(300));
         station.recover(now, &persisted);
         station.restore_firmware(now, &persisted);
+        station.restore_log_upload(now, &persisted);
         station.security_event(now, "StartupOfTheDevice", None);
         station.schedule_aligned(now);
         // B01.FR.01: connect and boot right after start-up.
@@ -583,6 +606,7 @@ impl Station {
                 Timer::CsrRetry => self.csr_retry(now),
                 Timer::CertificateCheck => self.check_certificate_expiry(now),
                 Timer::Firmware => self.firmware_timer(now),
+                Timer::LogRetry => self.log_retry_timer(now),
                 Timer::Relink => {
                     if self.connection == ConnectionState::Connected {
                         info!("reconnecting with the new credentials");
@@ -740,6 +764,9 @@ impl Station {
                 step,
                 result,
             } => self.firmware_result(now, request_id, step, result),
+            Input::LogUploaded { request_id, result } => {
+                self.log_upload_result(now, request_id, result)
+            }
             Input::Storage { problem } => match problem {
                 // The flash is full or failing: the spec's MemoryExhaustion (once per start).
                 Some(why) => {
@@ -1578,6 +1605,9 @@ impl Station {
                 .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
                 .customer_information(now, decode_request(payload).map_err(violation)?)
+                .map(|r| to_payload(&r)),
+            Action::GetLog => self
+                .get_log(now, decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::UpdateFirmware => self
                 .update_firmware(now, decode_request(payload).map_err(violation)?)

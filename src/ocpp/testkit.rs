@@ -164,6 +164,10 @@ pub struct Harness {
     /// Firmware work the station asked of the shell (`Output::Firmware*`), in order; the test
     /// answers with `Input::Firmware`.
     pub firmware: Vec<Output>,
+    /// Log uploads asked of the shell (`Output::UploadLog`, `CancelLogUpload`), in order.
+    pub log_uploads: Vec<Output>,
+    /// The station's security log (`Output::RecordSecurityEvent`): (timestamp, type).
+    pub security_log: Vec<(String, String)>,
     config: StationConfig,
     seed: u64,
 }
@@ -201,6 +205,7 @@ pub fn default_config() -> StationConfig {
         certificates: Default::default(),
         data_transfer: Vec::new(),
         firmware: Default::default(),
+        diagnostics_log: true,
     }
 }
 
@@ -250,6 +255,8 @@ impl Harness {
             station_chains: Vec::new(),
             meters,
             firmware: Vec::new(),
+            log_uploads: Vec::new(),
+            security_log: Vec::new(),
             config,
             seed: 42,
         };
@@ -333,6 +340,12 @@ impl Harness {
                 | Output::FirmwareInstall { .. }
                 | Output::FirmwareActivate { .. }
                 | Output::FirmwareDiscard { .. } => self.firmware.push(output),
+                Output::UploadLog(_) | Output::CancelLogUpload { .. } => {
+                    self.log_uploads.push(output)
+                }
+                Output::RecordSecurityEvent {
+                    timestamp, kind, ..
+                } => self.security_log.push((timestamp, kind)),
                 Output::BasicAuthPassword(secret) => self.passwords.push(secret.0),
                 Output::CreateCsr {
                     organization,

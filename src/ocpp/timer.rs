@@ -37,6 +37,8 @@ pub enum Timer {
     CertificateCheck,
     /// The firmware job's next timed step: download, retry, install or activation (L01).
     Firmware,
+    /// The next attempt of the log upload (N01).
+    LogRetry,
     /// Persist the latest meter reading of a charging EVSE so a power loss ends the
     /// transaction with a recent value.
     MeterCheckpoint(u32),

@@ -7,7 +7,9 @@ use super::control::{self, PlugState, Request as ControlRequest, Response as Con
 use super::firmware::FirmwareWorker;
 use super::gpio;
 use super::hardware::{Contactor, EvseHardware};
+use super::http::Transfer;
 use super::journal::Journal;
+use super::logs::{LogUploader, SecurityLog};
 use super::systemd::Notifier;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
@@ -42,7 +44,13 @@ const BASIC_AUTH_PASSWORD_KEY: &str = "var:SecurityCtrlr.BasicAuthPassword";
 
 /// A frame as the trace log may show it: frames that carry a secret are withheld.
 fn loggable(text: &str) -> &str {
-    if text.contains("BasicAuthPassword") {
+    // A URL with user information (GetLog, UpdateFirmware) carries a password too.
+    let url_credentials = text.match_indices("://").any(|(i, _)| {
+        let rest = &text[i + 3..];
+        let end = rest.find(['/', '"', '?', '#']).unwrap_or(rest.len());
+        rest[..end].contains('@')
+    });
+    if text.contains("BasicAuthPassword") || url_credentials {
         "[frame withheld: it carries a secret]"
     } else {
         text
@@ -158,6 +166,7 @@ fn station_config(
             activation: config.firmware.activate_command.is_some(),
             allow_unsigned: config.firmware.allow_unsigned,
         },
+        diagnostics_log: !config.log.diagnostics_command.is_empty(),
     })
 }
 
@@ -271,21 +280,39 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         station = config.station.id,
         "ocpp-agent started"
     );
-    let (firmware_tx, firmware_results) = mpsc::channel::<Input>(4);
+    // Results of the firmware and log work running off the loop.
+    let (work_tx, work_results) = mpsc::channel::<Input>(4);
+    let state_dir = config
+        .storage
+        .path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
     let firmware = FirmwareWorker::new(
-        config.firmware.directory.clone().unwrap_or_else(|| {
-            config
-                .storage
-                .path
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join("firmware")
-        }),
+        config
+            .firmware
+            .directory
+            .clone()
+            .unwrap_or_else(|| state_dir.join("firmware")),
         config.firmware.clone(),
-        firmware_tx,
+        work_tx.clone(),
+    );
+    let security_log_path = config
+        .log
+        .security_log
+        .clone()
+        .unwrap_or_else(|| state_dir.join("security.log"));
+    let security_log = SecurityLog::new(security_log_path.clone());
+    let log_uploader = LogUploader::new(
+        state_dir.join("logs"),
+        config.log.clone(),
+        security_log_path,
+        work_tx,
     );
     let mut agent = Agent {
         firmware,
+        security_log,
+        log_uploader,
         config,
         station,
         journal,
@@ -299,7 +326,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         reboot: false,
         storage_degraded: false,
     };
-    let result = agent.run(events, jobs, firmware_results).await;
+    let result = agent.run(events, jobs, work_results).await;
     agent.shutdown().await;
     result
 }
@@ -307,6 +334,10 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
 struct Agent {
     /// Downloads, checks and installs firmware for the core (L01).
     firmware: FirmwareWorker,
+    /// The station's own security log (N01.FR.03).
+    security_log: SecurityLog,
+    /// Gathers and uploads logs (N01).
+    log_uploader: LogUploader,
     config: Config,
     station: Station,
     journal: Journal,
@@ -339,7 +370,7 @@ impl Agent {
         &mut self,
         mut events: mpsc::Receiver<Event>,
         mut jobs: mpsc::Receiver<control::Job>,
-        mut firmware_results: mpsc::Receiver<Input>,
+        mut work_results: mpsc::Receiver<Input>,
     ) -> Result<Exit, RunError> {
         let mut sigterm =
             signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
@@ -403,7 +434,7 @@ impl Agent {
                         error!(error = %e, "hardware event for an unknown connector");
                     }
                 }
-                Some(input) = firmware_results.recv() => {
+                Some(input) = work_results.recv() => {
                     let _ = self.station.handle_input(self.clock.now(), input);
                 }
                 Some((request, reply)) = jobs.recv() => {
@@ -575,8 +606,8 @@ impl Agent {
                     request_id,
                     location,
                 } => {
-                    let tls = self.download_tls();
-                    self.firmware.download(request_id, location, tls);
+                    let transfer = self.transfer();
+                    self.firmware.download(request_id, location, transfer);
                 }
                 Output::FirmwareVerify {
                     request_id,
@@ -586,16 +617,29 @@ impl Agent {
                 Output::FirmwareInstall { request_id } => self.firmware.install(request_id),
                 Output::FirmwareActivate { request_id } => self.firmware.activate(request_id),
                 Output::FirmwareDiscard { request_id } => self.firmware.discard(request_id),
+                Output::UploadLog(request) => {
+                    let transfer = self.transfer();
+                    self.log_uploader.upload(request, transfer);
+                }
+                Output::CancelLogUpload { request_id } => self.log_uploader.cancel(request_id),
+                Output::RecordSecurityEvent {
+                    timestamp,
+                    kind,
+                    tech_info,
+                } => self
+                    .security_log
+                    .record(&timestamp, &kind, tech_info.as_deref()),
             }
         }
     }
 
-    /// Trust for firmware downloads: `firmware.ca_file`, else what the CSMS connection trusts
-    /// (`csms.ca_file` or the system roots), plus the CSMS roots installed through OCPP; no
-    /// client certificate. Built per download, so newly installed roots count.
-    fn download_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+    /// Trust and patience for firmware downloads and log uploads (N01.FR.15/16):
+    /// `transfer.ca_file`, else what the CSMS connection trusts (`csms.ca_file` or the system
+    /// roots), plus the CSMS roots installed through OCPP; no client certificate. Built per
+    /// transfer, so newly installed roots count.
+    fn transfer(&self) -> Transfer {
         let mut config = self.config.clone();
-        if let Some(ca) = &self.config.firmware.ca_file {
+        if let Some(ca) = &self.config.transfer.ca_file {
             config.csms.ca_file = Some(ca.clone());
         }
         let credentials = Credentials {
@@ -603,12 +647,16 @@ impl Agent {
             installed_roots: self.cert_dir.csms_roots(),
             identity: None,
         };
-        match super::ws::tls_config(&config, 2, &credentials) {
+        let tls = match super::ws::tls_config(&config, 2, &credentials) {
             Ok(tls) => Some(std::sync::Arc::new(tls)),
             Err(e) => {
-                warn!(error = %e, "no TLS trust for https:// firmware downloads");
+                warn!(error = %e, "no TLS trust for https:// transfers");
                 None
             }
+        };
+        Transfer {
+            tls,
+            stall_timeout: self.config.transfer.stall_timeout(),
         }
     }
 
@@ -816,6 +864,23 @@ impl Link {
                 reason: reason.chars().take(100).collect::<String>().into(),
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn frames_with_secrets_are_withheld_from_the_log() {
+        let plain = r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://h/x@y"}}]"#;
+        assert_eq!(loggable(plain), plain);
+        for secret in [
+            r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://u:p@h/x"}}]"#,
+            r#"[2,"1","SetVariables",{"x":"BasicAuthPassword"}]"#,
+        ] {
+            assert!(loggable(secret).starts_with("[frame withheld"), "{secret}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! download, the signature check over the file, and the integrator's install and activation
 //! commands. Each step runs off the event loop and reports an `Input::Firmware`.
 
-use super::http::{self, Fetch};
+use super::http::{self, Fetch, Transfer};
 use crate::config::FirmwareSection;
 use crate::ocpp::firmware::FirmwareStep;
 use crate::ocpp::station::Input;
@@ -78,15 +78,10 @@ impl FirmwareWorker {
         }
     }
 
-    pub fn download(
-        &mut self,
-        request_id: i64,
-        location: String,
-        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-    ) {
+    pub fn download(&mut self, request_id: i64, location: String, transfer: Transfer) {
         let fetch = Fetch {
-            tls,
-            stall_timeout: self.config.stall_timeout(),
+            tls: transfer.tls,
+            stall_timeout: transfer.stall_timeout,
             max_bytes: self.config.max_bytes(),
         };
         let ready = self.ensure_dir();

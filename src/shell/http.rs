@@ -1,7 +1,8 @@
-//! A small HTTP/1.1 client for firmware downloads: GET over TCP or TLS (rustls, the same
-//! trust as the CSMS connection), resuming a partial file with `Range`, following redirects,
-//! and giving up on a transfer that stalls. Enough for what the agent fetches; no keep-alive,
-//! no compression.
+//! A small HTTP/1.1 client for firmware downloads and log uploads: GET over TCP or TLS
+//! (rustls, the same trust as the CSMS connection), resuming a partial file with `Range`,
+//! following redirects, giving up on a transfer that stalls; POST (multipart) or PUT of a
+//! file. Basic auth from the URL's `user:password@`. Enough for what the agent moves; no
+//! keep-alive, no compression.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,15 +13,22 @@ use tokio::net::TcpStream;
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_REDIRECTS: usize = 5;
 
-/// What a download needs besides the URL.
+/// What a transfer needs besides the URL.
 #[derive(Clone)]
 pub struct Fetch {
     /// Trust for https:// URLs.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// No byte for this long: the transfer failed.
     pub stall_timeout: Duration,
-    /// Refuse a file larger than this.
+    /// Refuse a file larger than this (downloads).
     pub max_bytes: u64,
+}
+
+/// The trust and patience of transfers, from `[transfer]`.
+#[derive(Clone)]
+pub struct Transfer {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub stall_timeout: Duration,
 }
 
 /// A parsed http(s) URL.
@@ -31,6 +39,8 @@ pub struct Url {
     pub port: u16,
     /// Path and query, starting with '/'.
     pub target: String,
+    /// `Authorization: Basic` credentials from the URL's user information (base64).
+    pub basic_auth: Option<String>,
 }
 
 impl Url {
@@ -48,9 +58,15 @@ impl Url {
             None => (rest, "/".to_owned()),
         };
         let target = target.split('#').next().unwrap_or("/").to_owned();
-        if authority.contains('@') {
-            return Err("user information in the URL is not supported".into());
-        }
+        let (basic_auth, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let decoded = percent_decode(userinfo).ok_or_else(|| {
+                    "bad percent-encoding in the URL's user information".to_string()
+                })?;
+                (Some(super::ws::base64(&decoded)), host)
+            }
+            None => (None, authority),
+        };
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
@@ -77,13 +93,46 @@ impl Url {
             host,
             port,
             target,
+            basic_auth,
         })
     }
 
-    /// Resolves a Location header against this URL.
+    /// `Host` header value.
+    fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == if self.tls { 443 } else { 80 } {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The request line and the headers every request has, without the final empty line.
+    fn request_head(&self, method: &str) -> String {
+        let mut head = format!(
+            "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ocpp-agent/{}\r\nConnection: close\r\n",
+            self.target,
+            self.host_header(),
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(auth) = &self.basic_auth {
+            head.push_str(&format!("Authorization: Basic {auth}\r\n"));
+        }
+        head
+    }
+
+    /// Resolves a Location header against this URL (credentials go only to the same host).
     fn join(&self, location: &str) -> Result<Url, String> {
         if location.starts_with("http://") || location.starts_with("https://") {
-            return Url::parse(location);
+            let mut next = Url::parse(location)?;
+            if next.basic_auth.is_none() && next.host == self.host && next.port == self.port {
+                next.basic_auth = self.basic_auth.clone();
+            }
+            return Ok(next);
         }
         if location.starts_with('/') {
             return Ok(Url {
@@ -155,34 +204,14 @@ async fn connect(url: &Url, fetch: &Fetch) -> Result<Box<dyn Stream>, String> {
 async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome, String> {
     let stream = connect(url, fetch).await?;
     let mut stream = BufReader::new(stream);
-    let host = if url.host.contains(':') {
-        format!("[{}]", url.host)
-    } else {
-        url.host.clone()
-    };
-    let default_port = if url.tls { 443 } else { 80 };
-    let host = if url.port == default_port {
-        host
-    } else {
-        format!("{host}:{}", url.port)
-    };
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ocpp-agent/{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
-        url.target,
-        env!("CARGO_PKG_VERSION")
-    );
+    let mut request = url.request_head("GET") + "Accept-Encoding: identity\r\n";
     if have > 0 {
         request.push_str(&format!("Range: bytes={have}-\r\n"));
     }
     request.push_str("\r\n");
     let io = |e: std::io::Error| format!("HTTP: {e}");
     let stall = fetch.stall_timeout;
-    with_timeout(stall, stream.get_mut().write_all(request.as_bytes()))
-        .await?
-        .map_err(io)?;
-    with_timeout(stall, stream.get_mut().flush())
-        .await?
-        .map_err(io)?;
+    send(stream.get_mut(), request.as_bytes(), stall).await?;
 
     let head = read_head(&mut stream, stall).await?;
     let mut start = 0;
@@ -304,6 +333,17 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
     Ok(Outcome::Done(written))
 }
 
+/// Writes and flushes `bytes`, failing after `stall` without progress.
+async fn send<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    bytes: &[u8],
+    stall: Duration,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("HTTP: {e}");
+    with_timeout(stall, w.write_all(bytes)).await?.map_err(io)?;
+    with_timeout(stall, w.flush()).await?.map_err(io)
+}
+
 async fn with_timeout<F: std::future::Future>(limit: Duration, f: F) -> Result<F::Output, String> {
     tokio::time::timeout(limit, f)
         .await
@@ -417,6 +457,135 @@ async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
     Ok(size)
 }
 
+/// Decodes `%XX` escapes.
+fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Why an upload failed: the HTTP status when the server answered.
+#[derive(Debug)]
+pub struct UploadError {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl From<String> for UploadError {
+    fn from(message: String) -> Self {
+        UploadError {
+            status: None,
+            message,
+        }
+    }
+}
+
+/// Uploads `file` to `url` as `filename`: a multipart/form-data POST (N01.FR.19), or a PUT
+/// when the server does not take POST (405/501) (N01.FR.18).
+pub async fn upload(
+    url: &str,
+    filename: &str,
+    file: &Path,
+    fetch: &Fetch,
+) -> Result<(), UploadError> {
+    let url = Url::parse(url)?;
+    match send_file(&url, "POST", filename, file, fetch).await {
+        Err(UploadError {
+            status: Some(405 | 501),
+            ..
+        }) => send_file(&url, "PUT", filename, file, fetch).await,
+        other => other,
+    }
+}
+
+async fn send_file(
+    url: &Url,
+    method: &str,
+    filename: &str,
+    file: &Path,
+    fetch: &Fetch,
+) -> Result<(), UploadError> {
+    let io = |e: std::io::Error| format!("HTTP: {e}");
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .len();
+    // Quotes and line breaks cannot appear in our file names; keep the header sound anyway.
+    let safe_name: String = filename
+        .chars()
+        .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
+        .collect();
+    let boundary = format!("ocpp-agent-{:016x}", size ^ 0x5bd1_e995_9e37_79b9);
+    let (preamble, epilogue, content_type) = if method == "POST" {
+        (
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ),
+            format!("\r\n--{boundary}--\r\n"),
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+    } else {
+        (
+            String::new(),
+            String::new(),
+            "application/octet-stream".to_owned(),
+        )
+    };
+    let length = preamble.len() as u64 + size + epilogue.len() as u64;
+    let mut head = url.request_head(method);
+    head.push_str(&format!(
+        "Content-Type: {content_type}\r\nContent-Length: {length}\r\n"
+    ));
+    if method == "PUT" {
+        head.push_str(&format!(
+            "Content-Disposition: attachment; filename=\"{safe_name}\"\r\n"
+        ));
+    }
+    head.push_str("\r\n");
+    head.push_str(&preamble);
+
+    let stall = fetch.stall_timeout;
+    let stream = connect(url, fetch).await?;
+    let mut stream = BufReader::new(stream);
+    with_timeout(stall, stream.get_mut().write_all(head.as_bytes()))
+        .await?
+        .map_err(io)?;
+    let mut source = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = source.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        with_timeout(stall, stream.get_mut().write_all(&buf[..n]))
+            .await?
+            .map_err(io)?;
+    }
+    send(stream.get_mut(), epilogue.as_bytes(), stall).await?;
+    let head = read_head(&mut stream, stall).await?;
+    if (200..300).contains(&head.status) {
+        Ok(())
+    } else {
+        Err(UploadError {
+            status: Some(head.status),
+            message: format!("{method}: HTTP {} {}", head.status, head.reason),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Url;
@@ -430,7 +599,8 @@ mod tests {
                 tls: true,
                 host: "fw.example.com".into(),
                 port: 443,
-                target: "/images/a.bin?v=2".into()
+                target: "/images/a.bin?v=2".into(),
+                basic_auth: None,
             }
         );
         let u = Url::parse("http://127.0.0.1:8080").unwrap();
@@ -451,7 +621,11 @@ mod tests {
             "/a/c"
         );
         assert!(Url::parse("ftp://h/x").is_err());
-        assert!(Url::parse("http://user:pw@h/x").is_err());
+        let u = Url::parse("http://us%40er:p%3Aw@h/x").unwrap();
+        assert_eq!(u.host, "h");
+        // base64("us@er:p:w")
+        assert_eq!(u.basic_auth.as_deref(), Some("dXNAZXI6cDp3"));
+        assert!(Url::parse("http://u:%zz@h/x").is_err());
         assert!(Url::parse("http://:80/x").is_err());
         assert!(Url::parse("http://h:port/x").is_err());
     }

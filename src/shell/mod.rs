@@ -9,6 +9,7 @@ pub mod hardware;
 pub mod http;
 pub mod journal;
 pub mod logging;
+pub mod logs;
 pub mod store;
 pub mod systemd;
 pub mod ws;

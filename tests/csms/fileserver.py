@@ -13,6 +13,7 @@ request goes to --log.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import http.server
 import json
@@ -313,6 +314,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.simple(400, "Bad Request: incomplete or malformed body\n")
             return
         nbytes = len(body)
+        if self.server.basic_auth is not None:
+            expected = "Basic " + base64.b64encode(self.server.basic_auth.encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self.simple_upload(401, "Unauthorized\n", nbytes, {"WWW-Authenticate": 'Basic realm="upload"'})
+                return
+        if self.server.upload_status is not None:
+            self.simple_upload(self.server.upload_status, "(--upload-status)\n", nbytes)
+            return
+        if self.command == "POST" and self.server.no_post:
+            self.simple_upload(405, "Method Not Allowed (--no-post)\n", nbytes, {"Allow": "GET, HEAD, PUT"})
+            return
         if self.server.upload_dir is None:
             self.simple_upload(405, "Method Not Allowed: no --upload-dir\n", nbytes, {"Allow": "GET, HEAD"})
             return
@@ -326,7 +338,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.simple_upload(400, "Bad Request: malformed multipart body\n", nbytes)
                     return
                 content, part_name = parsed
-        segment = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).rstrip("/").rsplit("/", 1)[-1]
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        # A path ending in '/' names a directory: the file keeps the name the client gave.
+        segment = "" if path.endswith("/") else path.rsplit("/", 1)[-1]
         name = sanitize(segment if segment else (part_name or ""))
         try:
             write_atomic(os.path.join(self.server.upload_dir, name), content)
@@ -359,6 +373,9 @@ class FileServer(http.server.ThreadingHTTPServer):
                  ssl_context: ssl.SSLContext | None) -> None:
         self.root = os.path.realpath(args.root)
         self.upload_dir = os.path.abspath(args.upload_dir) if args.upload_dir else None
+        self.upload_status = args.upload_status
+        self.basic_auth = args.basic_auth
+        self.no_post = args.no_post
         self.drop_after = args.drop_after
         self.stall_after = args.stall_after
         self.verbose = args.verbose
@@ -440,6 +457,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"first GET of each path: send N body bytes, then go silent for {STALL_SECONDS} s")
     p.add_argument("--fail-first", type=int, default=0, metavar="K",
                    help="answer the first K GET requests (all paths) with 503")
+    p.add_argument("--upload-status", type=int, metavar="CODE",
+                   help="answer every PUT/POST with this HTTP status (nothing is saved)")
+    p.add_argument("--basic-auth", metavar="USER:PASS",
+                   help="PUT/POST need HTTP Basic auth with these credentials (else 401)")
+    p.add_argument("--no-post", action="store_true", help="answer POST with 405 (PUT works)")
     p.add_argument("--verbose", action="store_true", help="log requests and errors on stderr")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:

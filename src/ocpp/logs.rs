@@ -1,0 +1,281 @@
+//! Log upload (N01), as methods of [`Station`]: GetLog answered with the file name, the
+//! upload asked of the shell (`Output::UploadLog`), retried as the request says, and every
+//! step reported with a durable LogStatusNotification carrying the requestId (N01.FR.07). The
+//! job is kept in the journal, so an upload cut by a restart is done after it.
+
+use super::clock::{Instant, UtcTime};
+use super::persist::{EventKind, PersistOp, Persisted};
+use super::rpc::CallError;
+use super::station::{Output, RequestKind, Station};
+use super::timer::Timer;
+use super::v201::{self, Action};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+use tracing::{info, warn};
+
+const META_JOB: &str = "log:job";
+const DEFAULT_RETRIES: u32 = 2;
+const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why an upload failed, as LogStatusNotification tells it (N01.FR.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadFailure {
+    /// Network, server error, ...: `UploadFailure`.
+    Transfer,
+    /// The server refused our credentials (HTTP 401/403).
+    PermissionDenied,
+    /// The server refused the request itself (HTTP 400 and other 4xx).
+    BadMessage,
+    /// The location's protocol or method is not supported.
+    NotSupportedOperation,
+}
+
+impl UploadFailure {
+    fn status(self) -> v201::UploadLogStatusEnum {
+        use v201::UploadLogStatusEnum as U;
+        match self {
+            UploadFailure::Transfer => U::UploadFailure,
+            UploadFailure::PermissionDenied => U::PermissionDenied,
+            UploadFailure::BadMessage => U::BadMessage,
+            UploadFailure::NotSupportedOperation => U::NotSupportedOperation,
+        }
+    }
+}
+
+/// The upload in progress, kept in the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogJob {
+    pub upload: UploadRequest,
+    pub retries_left: u32,
+    pub retry_interval_s: u64,
+}
+
+/// What the shell uploads: the log (`DiagnosticsLog` or `SecurityLog`, the entries between
+/// the UTC times when given) as `filename` to `location`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRequest {
+    pub request_id: i64,
+    pub log_type: String,
+    pub location: String,
+    pub filename: String,
+    pub oldest_ms: Option<i64>,
+    pub latest_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Logs {
+    /// A diagnostics source is configured (without one, DiagnosticsLog is Rejected).
+    pub diagnostics: bool,
+    pub job: Option<LogJob>,
+}
+
+impl Station {
+    /// N01: GetLog.
+    pub(super) fn get_log(
+        &mut self,
+        now: Instant,
+        request: v201::GetLogRequest,
+    ) -> Result<v201::GetLogResponse, CallError> {
+        use v201::LogStatusEnum as S;
+        let refuse = |code: &str, info: &str| v201::GetLogResponse {
+            custom_data: None,
+            status: S::Rejected,
+            status_info: Some(v201::StatusInfo {
+                custom_data: None,
+                reason_code: code.into(),
+                additional_info: Some(info.into()),
+            }),
+            filename: None,
+        };
+        let location = request.log.remote_location.trim();
+        if !super::firmware::valid_location(location) {
+            return Ok(refuse(
+                "InvalidURL",
+                "the remote location must be an http:// or https:// URL",
+            ));
+        }
+        let log_type = request.log_type.as_str();
+        // N01.FR.05
+        if request.log_type == v201::LogEnum::DiagnosticsLog && !self.logs.diagnostics {
+            return Ok(refuse(
+                "UnsupportedRequest",
+                "no diagnostics source is configured (logs.diagnostics_command)",
+            ));
+        }
+        let mut status = S::Accepted;
+        if let Some(old) = self.logs.job.take() {
+            // N01.FR.12, N01.FR.20: the new request replaces the upload in progress.
+            info!(
+                request_id = old.upload.request_id,
+                "log upload cancelled by a new GetLog"
+            );
+            self.outputs.push_back(Output::CancelLogUpload {
+                request_id: old.upload.request_id,
+            });
+            self.timers.stop(Timer::LogRetry);
+            self.log_status(
+                now,
+                v201::UploadLogStatusEnum::AcceptedCanceled,
+                Some(old.upload.request_id),
+            );
+            status = S::AcceptedCanceled;
+        }
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(UtcTime::parse_rfc3339)
+                .map(UtcTime::unix_millis)
+        };
+        let stamp = self.clock.utc(now).to_rfc3339();
+        // 20261126T104300Z from 2026-11-26T10:43:00.000Z
+        let compact: String = stamp[..19]
+            .chars()
+            .filter(|c| *c != '-' && *c != ':')
+            .collect();
+        let filename = format!("{}_{log_type}_{compact}Z.log", self.identity.station_id);
+        let job = LogJob {
+            upload: UploadRequest {
+                request_id: request.request_id,
+                log_type: log_type.to_owned(),
+                location: location.to_owned(),
+                filename: filename.clone(),
+                oldest_ms: parse(&request.log.oldest_timestamp),
+                latest_ms: parse(&request.log.latest_timestamp),
+            },
+            retries_left: request
+                .retries
+                .map_or(DEFAULT_RETRIES, |r| r.clamp(0, 100) as u32),
+            retry_interval_s: request
+                .retry_interval
+                .map_or(DEFAULT_RETRY_INTERVAL.as_secs(), |s| {
+                    s.clamp(0, 86_400) as u64
+                }),
+        };
+        info!(request_id = job.upload.request_id, log_type, location = %super::firmware::redacted(&job.upload.location), "log upload accepted");
+        self.logs.job = Some(job);
+        self.start_upload(now);
+        Ok(v201::GetLogResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+            filename: Some(filename),
+        })
+    }
+
+    fn start_upload(&mut self, now: Instant) {
+        let Some(job) = self.logs.job.clone() else {
+            return;
+        };
+        self.save_log_job();
+        // N01.FR.08
+        self.log_status(
+            now,
+            v201::UploadLogStatusEnum::Uploading,
+            Some(job.upload.request_id),
+        );
+        self.outputs.push_back(Output::UploadLog(job.upload));
+    }
+
+    pub(super) fn log_retry_timer(&mut self, now: Instant) {
+        if self.logs.job.is_some() {
+            self.start_upload(now);
+        }
+    }
+
+    /// The shell finished an upload attempt.
+    pub(super) fn log_upload_result(
+        &mut self,
+        now: Instant,
+        request_id: i64,
+        result: Result<(), (UploadFailure, String)>,
+    ) {
+        let Some(job) = self.logs.job.as_mut() else {
+            return;
+        };
+        if job.upload.request_id != request_id {
+            return; // cancelled
+        }
+        match result {
+            Ok(()) => {
+                info!(request_id, "log uploaded");
+                self.logs.job = None;
+                self.save_log_job();
+                // N01.FR.09
+                self.log_status(now, v201::UploadLogStatusEnum::Uploaded, Some(request_id));
+            }
+            Err((kind, why)) if job.retries_left > 0 && kind == UploadFailure::Transfer => {
+                job.retries_left -= 1;
+                let wait = Duration::from_secs(job.retry_interval_s);
+                warn!(request_id, %why, retries_left = job.retries_left, "log upload failed; retrying");
+                self.save_log_job();
+                self.timers.set(Timer::LogRetry, now + wait);
+            }
+            Err((kind, why)) => {
+                warn!(request_id, %why, "log upload failed");
+                self.logs.job = None;
+                self.save_log_job();
+                // N01.FR.10
+                self.log_status(now, kind.status(), Some(request_id));
+            }
+        }
+    }
+
+    fn log_status(
+        &mut self,
+        now: Instant,
+        status: v201::UploadLogStatusEnum,
+        request_id: Option<i64>,
+    ) {
+        let mut payload = json!({"status": status.as_str()});
+        if let Some(id) = request_id {
+            payload["requestId"] = json!(id);
+        }
+        self.enqueue_durable(
+            now,
+            Action::LogStatusNotification,
+            None,
+            EventKind::Other,
+            payload,
+            Vec::new(),
+        );
+    }
+
+    /// F06.FR.15, N01.FR.13: the answer to TriggerMessage(LogStatusNotification).
+    pub(super) fn log_status_triggered(&mut self) {
+        let payload = match &self.logs.job {
+            Some(job) => json!({"status": "Uploading", "requestId": job.upload.request_id}),
+            None => json!({"status": "Idle"}),
+        };
+        self.enqueue_triggered(
+            RequestKind::Other(Action::LogStatusNotification),
+            Action::LogStatusNotification,
+            payload,
+        );
+    }
+
+    fn save_log_job(&mut self) {
+        let op = PersistOp::meta_json(META_JOB, self.logs.job.as_ref());
+        self.outputs.push_back(Output::Persist(vec![op]));
+    }
+
+    /// Start-up: an upload a restart cut is made again.
+    pub(super) fn restore_log_upload(&mut self, now: Instant, persisted: &Persisted) {
+        let Some(text) = persisted.meta(META_JOB) else {
+            return;
+        };
+        match serde_json::from_str::<LogJob>(text) {
+            Ok(job) => {
+                info!(
+                    request_id = job.upload.request_id,
+                    "resuming the log upload"
+                );
+                self.logs.job = Some(job);
+                self.start_upload(now);
+            }
+            Err(e) => {
+                warn!(error = %e, "unreadable log upload job in the journal; dropped");
+                self.save_log_job();
+            }
+        }
+    }
+}
