@@ -153,6 +153,11 @@ fn refuses(server: &support::pki::Issued, trusted_ca: &Path, why: &str) {
     let Some(csms) = tls_csms(server, None) else {
         return;
     };
+    refused_with(&csms, trusted_ca, why, "InvalidCsmsCertificate");
+}
+
+/// The agent refuses the CSMS's TLS, logs why, sends no OCPP, and queues `event`.
+fn refused_with(csms: &Csms, trusted_ca: &Path, why: &str, event: &str) {
     let dir = tempfile::tempdir().unwrap();
     let text = tls_config(dir.path(), csms.port, 2, trusted_ca, None);
     let agent = Agent::start_with_config(dir, &text, &[]);
@@ -167,12 +172,59 @@ fn refuses(server: &support::pki::Issued, trusted_ca: &Path, why: &str) {
     );
     assert!(csms.events("connected").is_empty(), "{why}");
     let log = agent.log();
-    assert!(log.contains("InvalidCsmsCertificate"), "{why}: {log}");
+    assert!(log.contains(event), "{why}: {log}");
     // The security event waits in the durable queue for a verified connection.
     assert!(
         agent.status()["queue"]["depth"].as_u64().unwrap() >= 1,
         "{why}"
     );
+}
+
+/// A00.FR.318/319: a server that only offers suites outside the required ECDHE-GCM set (here
+/// CBC with SHA-1 over TLS 1.2) is refused with InvalidTLSCipherSuite. The server is
+/// `openssl s_server`, which answers with the handshake_failure alert as TLS servers do.
+#[test]
+fn a_csms_without_an_allowed_cipher_suite_is_refused() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "csms");
+    let server = ca.issue(
+        "server",
+        "/O=Test CSO/CN=localhost",
+        Some("DNS:localhost"),
+        None,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut s_server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-naccept", "100", "-tls1_2"])
+        .args(["-cipher", "ECDHE-ECDSA-AES128-SHA", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&server.cert)
+        .arg("-key")
+        .arg(&server.key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    wait_for(T, "openssl s_server listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = tls_config(dir.path(), port, 2, &ca.cert, None);
+    let agent = Agent::start_with_config(dir, &text, &[]);
+    wait_for(T, "InvalidTLSCipherSuite", || {
+        agent.log().contains("InvalidTLSCipherSuite").then_some(())
+    });
+    let log = agent.log();
+    assert!(log.contains("HandshakeFailure"), "{log}");
+    assert!(agent.status()["queue"]["depth"].as_u64().unwrap() >= 1);
+    let _ = s_server.kill();
+    let _ = s_server.wait();
 }
 
 #[test]

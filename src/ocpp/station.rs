@@ -213,6 +213,8 @@ pub enum ConnectFailure {
     InvalidCsmsCertificate,
     /// The CSMS offered only TLS older than 1.2 (A00.FR.316).
     InvalidTlsVersion,
+    /// The CSMS allows none of the cipher suites of A00.FR.318/319.
+    InvalidTlsCipherSuite,
 }
 
 /// A secret value: `Debug` does not show it, so it cannot leak into logs.
@@ -685,6 +687,9 @@ impl Station {
             }
             ConnectFailure::InvalidTlsVersion => {
                 self.security_event_once(now, "InvalidTLSVersion", Some(reason))
+            }
+            ConnectFailure::InvalidTlsCipherSuite => {
+                self.security_event_once(now, "InvalidTLSCipherSuite", Some(reason))
             }
         }
         self.connection = ConnectionState::Offline;

@@ -46,6 +46,8 @@ pub enum ConnectError {
     InvalidServerCertificate(String),
     /// The CSMS offered no TLS version we accept (1.2 and up).
     TlsVersion(String),
+    /// The CSMS accepts none of our cipher suites (A00.FR.318/319).
+    CipherSuite(String),
 }
 
 impl ConnectError {
@@ -55,6 +57,7 @@ impl ConnectError {
             ConnectError::AuthRejected(_) => ConnectFailure::AuthRejected,
             ConnectError::InvalidServerCertificate(_) => ConnectFailure::InvalidCsmsCertificate,
             ConnectError::TlsVersion(_) => ConnectFailure::InvalidTlsVersion,
+            ConnectError::CipherSuite(_) => ConnectFailure::InvalidTlsCipherSuite,
             ConnectError::Transport(_) | ConnectError::Protocol(_) => ConnectFailure::Other,
         }
     }
@@ -74,6 +77,12 @@ fn tls_error(e: std::io::Error) -> ConnectError {
         | Some(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)) => {
             ConnectError::TlsVersion(text)
         }
+        // A server without a suite in common answers handshake_failure to our ClientHello.
+        Some(rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure))
+        | Some(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon))
+        | Some(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SelectedUnofferedCipherSuite,
+        )) => ConnectError::CipherSuite(text),
         _ => ConnectError::Transport(text),
     }
 }
@@ -85,7 +94,8 @@ impl std::fmt::Display for ConnectError {
             | ConnectError::Protocol(m)
             | ConnectError::AuthRejected(m)
             | ConnectError::InvalidServerCertificate(m)
-            | ConnectError::TlsVersion(m) => f.write_str(m),
+            | ConnectError::TlsVersion(m)
+            | ConnectError::CipherSuite(m) => f.write_str(m),
         }
     }
 }
