@@ -526,7 +526,13 @@ async fn send_file(
         .chars()
         .filter(|c| !matches!(c, '"' | '\\' | '\r' | '\n'))
         .collect();
-    let boundary = format!("ocpp-agent-{:016x}", size ^ 0x5bd1_e995_9e37_79b9);
+    // A random boundary cannot collide with the log's content by accident.
+    let mut random = [0u8; 12];
+    getrandom::fill(&mut random).map_err(|e| format!("random: {e}"))?;
+    let boundary: String = random.iter().fold("ocpp-agent-".to_owned(), |mut b, x| {
+        b.push_str(&format!("{x:02x}"));
+        b
+    });
     let (preamble, epilogue, content_type) = if method == "POST" {
         (
             format!(

@@ -232,7 +232,13 @@ fn gather(
             .write_filtered(&mut out, oldest_ms, latest_ms, max_bytes)
             .map_err(describe)?;
     } else {
-        run_diagnostics(command, &mut out, oldest_ms, latest_ms, max_bytes)?;
+        run_diagnostics(
+            command,
+            &mut out,
+            (oldest_ms, latest_ms),
+            max_bytes,
+            GATHER_TIMEOUT,
+        )?;
     }
     out.sync_all().map_err(describe)
 }
@@ -248,9 +254,9 @@ fn journal_time(ms: i64) -> String {
 fn run_diagnostics(
     command: &[String],
     out: &mut std::fs::File,
-    oldest_ms: Option<i64>,
-    latest_ms: Option<i64>,
+    (oldest_ms, latest_ms): (Option<i64>, Option<i64>),
     max_bytes: u64,
+    timeout: Duration,
 ) -> Result<(), String> {
     let (program, args) = command
         .split_first()
@@ -278,25 +284,68 @@ fn run_diagnostics(
         .spawn()
         .map_err(|e| format!("diagnostics command {program}: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("no pipe from the command")?;
-    let deadline = std::time::Instant::now() + GATHER_TIMEOUT;
+    // A command that hangs without output (or without end) is killed at the deadline by a
+    // watchdog thread; the read below then sees the end of the pipe.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (finished, timed_out) = (finished.clone(), timed_out.clone());
+        let pid = child.id() as libc::pid_t;
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            while std::time::Instant::now() < deadline {
+                if finished.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if !finished.load(std::sync::atomic::Ordering::Acquire) {
+                timed_out.store(true, std::sync::atomic::Ordering::Release);
+                // SAFETY: kill(2) on our own child, which is not reaped before `finished`.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        });
+    }
     let mut written = 0u64;
     let mut buf = vec![0u8; 16 * 1024];
     let mut cut = false;
-    loop {
-        let n = stdout.read(&mut buf).map_err(|e| e.to_string())?;
+    let copied: Result<(), String> = loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => break Err(e.to_string()),
+        };
         if n == 0 {
-            break;
+            break Ok(());
         }
         let keep = (max_bytes - written).min(n as u64) as usize;
-        out.write_all(&buf[..keep]).map_err(|e| e.to_string())?;
+        if let Err(e) = out.write_all(&buf[..keep]) {
+            break Err(e.to_string());
+        }
         written += keep as u64;
-        if keep < n || std::time::Instant::now() > deadline {
+        if keep < n {
             cut = true;
             let _ = child.kill();
-            break;
+            break Ok(());
         }
+    };
+    if copied.is_err() {
+        let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(|e| e.to_string());
+    finished.store(true, std::sync::atomic::Ordering::Release);
+    copied?;
+    let status = status?;
+    if timed_out.load(std::sync::atomic::Ordering::Acquire) {
+        writeln!(
+            out,
+            "\n[the diagnostics command was stopped after {} s]",
+            timeout.as_secs()
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     if cut {
         writeln!(out, "\n[cut at {written} bytes]").map_err(|e| e.to_string())?;
         return Ok(());
@@ -350,6 +399,50 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    fn diagnostics(
+        command: &[&str],
+        max_bytes: u64,
+        timeout_s: u64,
+    ) -> (Result<(), String>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let mut out = std::fs::File::create(&path).unwrap();
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        let result = run_diagnostics(
+            &command,
+            &mut out,
+            (Some(0), None),
+            max_bytes,
+            Duration::from_secs(timeout_s),
+        );
+        (result, std::fs::read_to_string(&path).unwrap())
+    }
+
+    #[test]
+    fn diagnostics_commands_are_bounded_in_size_and_time() {
+        let (r, text) = diagnostics(&["/bin/sh", "-c", "echo since=$OCPP_LOG_SINCE"], 1000, 10);
+        assert_eq!(
+            (r, text.as_str()),
+            (Ok(()), "since=1970-01-01T00:00:00.000Z\n")
+        );
+        let (r, text) = diagnostics(&["/bin/sh", "-c", "yes line"], 100, 10);
+        assert!(r.is_ok());
+        assert!(text.ends_with("\n[cut at 100 bytes]\n"), "{text}");
+        // Hangs without output: stopped at the deadline, what came is kept.
+        let started = std::time::Instant::now();
+        let (r, text) = diagnostics(&["/bin/sh", "-c", "echo partial; exec sleep 60"], 1000, 1);
+        assert!(r.is_ok());
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert_eq!(
+            text,
+            "partial\n\n[the diagnostics command was stopped after 1 s]\n"
+        );
+        let (r, _) = diagnostics(&["/bin/sh", "-c", "exit 3"], 1000, 10);
+        assert!(r.unwrap_err().contains("failed"));
+        let (r, _) = diagnostics(&["/nonexistent/program"], 1000, 10);
+        assert!(r.unwrap_err().contains("/nonexistent/program"));
     }
 
     #[test]
