@@ -600,7 +600,7 @@ fn refusals_name_their_reason() {
         &mut h,
         1,
         &s,
-        json!({"firmware": {"location": "ftp://fw.example.com/a.bin"}}),
+        json!({"firmware": {"location": "sftp://fw.example.com/a.bin"}}),
     );
     assert_eq!(
         (r["status"].as_str(), r["statusInfo"]["reasonCode"].as_str()),

@@ -210,7 +210,7 @@ fn refusals_name_their_reason() {
         &mut h,
         1,
         "SecurityLog",
-        json!({"log": {"remoteLocation": "ftp://logs.example.com/"}}),
+        json!({"log": {"remoteLocation": "sftp://logs.example.com/"}}),
     );
     assert_eq!(r["statusInfo"]["reasonCode"], "InvalidURL");
     assert!(take(&mut h).is_empty());

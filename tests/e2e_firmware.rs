@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::fileserver::FileServer;
+use support::fileserver::{FileServer, FtpServer};
 use support::pki::{Ca, Issued, sign_file};
 use support::{Agent, Csms, admin_call, agent_config, wait_for};
 
@@ -90,6 +90,10 @@ fn setup(
 
 impl Setup {
     fn update(&self, request_id: i64, signature_b64: &str) -> Value {
+        self.update_from(request_id, &self.server.url("image.bin"), signature_b64)
+    }
+
+    fn update_from(&self, request_id: i64, location: &str, signature_b64: &str) -> Value {
         response(self.csms.admin(admin_call(
             "UpdateFirmware",
             json!({
@@ -97,7 +101,7 @@ impl Setup {
                 "retries": 3,
                 "retryInterval": 1,
                 "firmware": {
-                    "location": self.server.url("image.bin"),
+                    "location": location,
                     "retrieveDateTime": "2020-01-01T00:00:00Z",
                     "signingCertificate": std::fs::read_to_string(&self.signer.cert).unwrap(),
                     "signature": signature_b64,
@@ -383,4 +387,47 @@ fn the_activation_restarts_into_the_new_firmware_which_reports_installed() {
             .contains(&"FirmwareUpdated".to_string())
             .then_some(())
     });
+}
+
+#[test]
+fn an_image_over_ftp_is_resumed_with_rest() {
+    let Some(s) = setup(600_000, &[], "", "") else {
+        return;
+    };
+    let Some(ftp) = FtpServer::start(&s.pki.path().join("www")) else {
+        return;
+    };
+    // What an earlier, cut attempt left: the first 250,000 bytes.
+    let dir = s.agent.dir.path().join("firmware");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("47.part"), &s.image[..250_000]).unwrap();
+    let signature = sign(&s, &s.image);
+    let answer = s.update_from(47, &ftp.url("image.bin"), &signature);
+    assert_eq!(answer["status"], "Accepted", "{answer}");
+    s.wait_status("Installed");
+    let installed = std::fs::read(s.agent.dir.path().join("installed.bin")).unwrap();
+    assert!(
+        installed == s.image,
+        "the installed image is the served one, byte for byte"
+    );
+    let commands: Vec<String> = ftp
+        .commands()
+        .iter()
+        .map(|c| format!("{} {}", c["cmd"].as_str().unwrap(), c["code"]))
+        .collect();
+    assert!(commands.contains(&"REST 350".to_string()), "{commands:?}");
+    assert!(
+        commands.contains(&"RETR 125".to_string()) || commands.contains(&"RETR 150".to_string()),
+        "{commands:?}"
+    );
+    let rest = ftp
+        .commands()
+        .into_iter()
+        .find(|c| c["cmd"] == "REST")
+        .unwrap();
+    assert_eq!(rest["arg"], "250000");
+    assert!(
+        !s.agent.log().contains(FtpServer::PASSWORD),
+        "the password is not logged"
+    );
 }

@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::fileserver::FileServer;
+use support::fileserver::{FileServer, FtpServer};
 use support::pki::Ca;
 use support::{Agent, Csms, admin_call, agent_config, wait_for};
 
@@ -20,7 +20,7 @@ fn response(answer: Value) -> Value {
 }
 
 struct Setup {
-    _pki: tempfile::TempDir,
+    pki: tempfile::TempDir,
     server: FileServer,
     csms: Csms,
     agent: Agent,
@@ -46,7 +46,7 @@ fn setup(server_args: &[&str]) -> Option<Setup> {
     csms.wait_calls("BootNotification", 1, T);
     agent.wait_ready();
     Some(Setup {
-        _pki: pki,
+        pki,
         server,
         csms,
         agent,
@@ -177,4 +177,26 @@ fn a_refusing_server_is_reported_as_bad_message() {
             .map_or(true, |mut d| d.next().is_none())
             .then_some(())
     });
+}
+
+#[test]
+fn the_security_log_goes_to_an_ftp_directory() {
+    let Some(s) = setup(&[]) else {
+        return;
+    };
+    let root = s.pki.path().join("ftp");
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    let Some(ftp) = FtpServer::start(&root) else {
+        return;
+    };
+    let answer = s.get_log(5, "SecurityLog", &ftp.url("logs/"), json!({}));
+    let filename = answer["filename"].as_str().unwrap().to_owned();
+    assert_eq!(s.wait_final(5), ["Uploading", "Uploaded"]);
+    // A location naming a directory gets the file name of the answer.
+    let body = std::fs::read_to_string(root.join("logs").join(&filename)).unwrap();
+    assert!(body.contains(" StartupOfTheDevice"), "{body}");
+    // A wrong password: 530, PermissionDenied, no retry.
+    let wrong = ftp.url("logs/").replace(FtpServer::PASSWORD, "wrong");
+    s.get_log(6, "SecurityLog", &wrong, json!({}));
+    assert_eq!(s.wait_final(6), ["Uploading", "PermissionDenied"]);
 }

@@ -328,7 +328,7 @@ variables! {
     BytesPerMessageGetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("GetVariables").read_only();
     BytesPerMessageSetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("SetVariables").read_only();
 
-    FileTransferProtocols => var("OCPPCommCtrlr", "FileTransferProtocols", MemberList(&["HTTP", "HTTPS"]), "HTTPS,HTTP").read_only();
+    FileTransferProtocols => var("OCPPCommCtrlr", "FileTransferProtocols", MemberList(&["HTTP", "HTTPS", "FTP"]), "HTTPS,HTTP,FTP").read_only();
     HeartbeatInterval => var("OCPPCommCtrlr", "HeartbeatInterval", Integer, "60").unit("s").range(1, 86_400);
     MessageTimeout => var("OCPPCommCtrlr", "MessageTimeout", Integer, "30").instance("Default").unit("s").range(1, 3600).read_only();
     MessageAttemptsTransactionEvent => var("OCPPCommCtrlr", "MessageAttempts", Integer, "3").instance("TransactionEvent").range(1, 100);

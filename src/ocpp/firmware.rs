@@ -690,11 +690,12 @@ pub(super) fn redacted(location: &str) -> String {
     }
 }
 
-/// http(s) URLs with a host.
+/// http(s) and ftp URLs with a host (OCPPCommCtrlr.FileTransferProtocols).
 pub(super) fn valid_location(location: &str) -> bool {
     let rest = location
         .strip_prefix("https://")
-        .or_else(|| location.strip_prefix("http://"));
+        .or_else(|| location.strip_prefix("http://"))
+        .or_else(|| location.strip_prefix("ftp://"));
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
@@ -713,7 +714,8 @@ mod tests {
     fn locations() {
         assert!(valid_location("https://fw.example.com/a.bin"));
         assert!(valid_location("http://127.0.0.1:8080/a"));
-        assert!(!valid_location("ftp://fw.example.com/a.bin"));
+        assert!(valid_location("ftp://fw.example.com/a.bin"));
+        assert!(!valid_location("sftp://fw.example.com/a.bin"));
         assert!(!valid_location("https:///a.bin"));
         assert!(!valid_location("https://a b/"));
         assert!(!valid_location("/local/file"));

@@ -92,7 +92,7 @@ impl Station {
         if !super::firmware::valid_location(location) {
             return Ok(refuse(
                 "InvalidURL",
-                "the remote location must be an http:// or https:// URL",
+                "the remote location must be an https://, http:// or ftp:// URL",
             ));
         }
         let log_type = request.log_type.as_str();

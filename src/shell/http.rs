@@ -154,6 +154,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Downloads `url` into `part`, continuing what `part` already holds. Returns the file size.
 /// On an error the bytes received so far stay in `part`, so the next attempt resumes.
 pub async fn download(url: &str, part: &Path, fetch: &Fetch) -> Result<u64, String> {
+    if url.starts_with("ftp://") {
+        return super::ftp::download(url, part, fetch).await;
+    }
     let mut url = Url::parse(url)?;
     for _ in 0..=MAX_REDIRECTS {
         let have = tokio::fs::metadata(part)
@@ -243,23 +246,7 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
         }
         status => return Err(format!("HTTP {status} {}", head.reason)),
     };
-    if let Some(total) = total {
-        if total > fetch.max_bytes {
-            return Err(format!(
-                "the file has {total} bytes, more than firmware.max_bytes ({})",
-                fetch.max_bytes
-            ));
-        }
-    }
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(start == 0)
-        .append(start > 0)
-        .open(part)
-        .await
-        .map_err(|e| format!("{}: {e}", part.display()))?;
-    let mut written = start;
+    let mut file = PartFile::open(part, start, total, fetch.max_bytes).await?;
     let body_length = if head.chunked {
         None
     } else {
@@ -294,26 +281,10 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
             if body_length.is_none() && !head.chunked {
                 break; // the body ends with the connection
             }
-            file.flush().await.map_err(io)?;
-            return Err(format!(
-                "the connection closed after {written} bytes{}",
-                total.map(|t| format!(" of {t}")).unwrap_or_default()
-            ));
+            return Err(file.cut_short().await);
         }
         body_read += n as u64;
-        written += n as u64;
-        if written > fetch.max_bytes {
-            return Err(format!(
-                "the file is larger than firmware.max_bytes ({})",
-                fetch.max_bytes
-            ));
-        }
-        if let Err(e) = file.write_all(&buf[..n]).await {
-            // A full disk keeps nothing half-written around: the next attempt starts over.
-            drop(file);
-            let _ = tokio::fs::remove_file(part).await;
-            return Err(format!("{}: {e}", part.display()));
-        }
+        file.write(&buf[..n]).await?;
         if head.chunked {
             chunk_left -= n as u64;
             if chunk_left == 0 {
@@ -321,15 +292,7 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
             }
         }
     }
-    file.flush().await.map_err(io)?;
-    file.sync_all()
-        .await
-        .map_err(|e| format!("{}: {e}", part.display()))?;
-    if let Some(total) = total {
-        if written != total {
-            return Err(format!("received {written} bytes of {total}"));
-        }
-    }
+    let written = file.finish().await?;
     Ok(Outcome::Done(written))
 }
 
@@ -342,6 +305,88 @@ async fn send<W: AsyncWrite + Unpin + ?Sized>(
     let io = |e: std::io::Error| format!("HTTP: {e}");
     with_timeout(stall, w.write_all(bytes)).await?.map_err(io)?;
     with_timeout(stall, w.flush()).await?.map_err(io)
+}
+
+/// The partial file of a download: appends what arrives, enforces the size limit, and on a
+/// write error (a full disk) removes itself so the next attempt starts over with room.
+pub struct PartFile<'a> {
+    path: &'a Path,
+    file: tokio::fs::File,
+    written: u64,
+    total: Option<u64>,
+    max_bytes: u64,
+}
+
+impl<'a> PartFile<'a> {
+    /// Opens `path` to continue at `start` (0: from scratch); `total` is the file's full size
+    /// when the server said it.
+    pub async fn open(
+        path: &'a Path,
+        start: u64,
+        total: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<PartFile<'a>, String> {
+        if let Some(total) = total {
+            if total > max_bytes {
+                return Err(format!(
+                    "the file has {total} bytes, more than firmware.max_bytes ({max_bytes})"
+                ));
+            }
+        }
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(start == 0)
+            .append(start > 0)
+            .open(path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(PartFile {
+            path,
+            file,
+            written: start,
+            total,
+            max_bytes,
+        })
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.written += bytes.len() as u64;
+        if self.written > self.max_bytes {
+            return Err(format!(
+                "the file is larger than firmware.max_bytes ({})",
+                self.max_bytes
+            ));
+        }
+        if let Err(e) = self.file.write_all(bytes).await {
+            let _ = tokio::fs::remove_file(self.path).await;
+            return Err(format!("{}: {e}", self.path.display()));
+        }
+        Ok(())
+    }
+
+    /// The transfer ended early: keep what came for the next attempt, and say how far it got.
+    pub async fn cut_short(mut self) -> String {
+        let _ = self.file.flush().await;
+        format!(
+            "the connection closed after {} bytes{}",
+            self.written,
+            self.total.map(|t| format!(" of {t}")).unwrap_or_default()
+        )
+    }
+
+    /// The transfer is complete: make it durable and check its size. Returns the size.
+    pub async fn finish(mut self) -> Result<u64, String> {
+        let describe = |e: std::io::Error| format!("{}: {e}", self.path.display());
+        self.file.flush().await.map_err(describe)?;
+        self.file.sync_all().await.map_err(describe)?;
+        match self.total {
+            Some(total) if total != self.written => {
+                Err(format!("received {} bytes of {total}", self.written))
+            }
+            _ => Ok(self.written),
+        }
+    }
 }
 
 async fn with_timeout<F: std::future::Future>(limit: Duration, f: F) -> Result<F::Output, String> {
@@ -458,7 +503,7 @@ async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
 }
 
 /// Decodes `%XX` escapes.
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
+pub(super) fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -499,6 +544,9 @@ pub async fn upload(
     file: &Path,
     fetch: &Fetch,
 ) -> Result<(), UploadError> {
+    if url.starts_with("ftp://") {
+        return super::ftp::upload(url, filename, file, fetch).await;
+    }
     let url = Url::parse(url)?;
     match send_file(&url, "POST", filename, file, fetch).await {
         Err(UploadError {

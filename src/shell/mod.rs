@@ -4,6 +4,7 @@ pub mod certstore;
 pub mod control;
 pub mod driver;
 pub mod firmware;
+pub mod ftp;
 pub mod gpio;
 pub mod hardware;
 pub mod http;

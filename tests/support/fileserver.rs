@@ -160,3 +160,88 @@ impl Drop for FileServer {
         }
     }
 }
+
+/// A running `tests/csms/ftpserver.py` (the PyPI package pyftpdlib): user `ocpp`, password
+/// `secret`, full rights on the root it serves.
+pub struct FtpServer {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl FtpServer {
+    pub const USER: &'static str = "ocpp";
+    pub const PASSWORD: &'static str = "secret";
+
+    /// Serves `root` on 127.0.0.1:ephemeral. `None` (skipped) without the project's venv, a
+    /// panic under `CI=true`, as with the CSMS peer.
+    pub fn start(root: &Path) -> Option<FtpServer> {
+        let python = repo().join(".venv/bin/python");
+        if !python.exists() {
+            let msg = "no .venv for the FTP server: run scripts/setup-python.sh";
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/csms/ftpserver.py"))
+            .arg("--root")
+            .arg(root)
+            .args(["--user", Self::USER, "--password", Self::PASSWORD])
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--log")
+            .arg(dir.path().join("ftp.jsonl"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("ftp.stderr")).unwrap())
+            .spawn()
+            .expect("starting tests/csms/ftpserver.py");
+        let port = wait_for(Duration::from_secs(30), "the FTP server port", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                let stderr =
+                    std::fs::read_to_string(dir.path().join("ftp.stderr")).unwrap_or_default();
+                panic!("the FTP server exited early ({status}): {stderr}");
+            }
+            std::fs::read_to_string(&port_file)
+                .ok()?
+                .trim()
+                .parse::<u16>()
+                .ok()
+        });
+        Some(FtpServer { child, dir, port })
+    }
+
+    /// `ftp://ocpp:secret@127.0.0.1:PORT/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "ftp://{}:{}@127.0.0.1:{}/{}",
+            Self::USER,
+            Self::PASSWORD,
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Every command the client sent: `cmd`, `arg` (the resolved path for file commands;
+    /// never the password), `code` (the reply).
+    pub fn commands(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("ftp.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
