@@ -693,3 +693,29 @@ fn unsigned_firmware_when_allowed_skips_the_signature_states() {
         ]
     );
 }
+
+#[test]
+fn a_new_update_releases_the_evses_the_replaced_one_held() {
+    let s = signed_image();
+    let mut h = station(config(true, false, false));
+    install_manufacturer_root(&mut h, &s.ca);
+    h.plug(1, 1, true);
+    h.token(1, "DRIVER1");
+    accept_and_verify(&mut h, 5, &s);
+    let last_of_evse2 = |h: &Harness| {
+        h.csms
+            .of("StatusNotification")
+            .iter()
+            .rev()
+            .find(|r| r.payload["evseId"] == 2 && r.payload["connectorId"] == 1)
+            .map(|r| r.payload["connectorStatus"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(last_of_evse2(&h).as_deref(), Some("Unavailable"));
+    // L01.FR.24: the new request replaces the waiting one; its download has not begun, so
+    // nothing holds the idle EVSEs any more.
+    assert_eq!(
+        update(&mut h, 6, &s, json!({}))["status"],
+        "AcceptedCanceled"
+    );
+    assert_eq!(last_of_evse2(&h).as_deref(), Some("Available"));
+}

@@ -397,10 +397,31 @@ fn an_image_over_ftp_is_resumed_with_rest() {
     let Some(ftp) = FtpServer::start(&s.pki.path().join("www")) else {
         return;
     };
-    // What an earlier, cut attempt left: the first 250,000 bytes.
+    // What an earlier, cut attempt left: the first 250,000 bytes, and what identified the
+    // file then (SIZE and MDTM, as the agent keeps them beside the partial file).
     let dir = s.agent.dir.path().join("firmware");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("47.part"), &s.image[..250_000]).unwrap();
+    let mtime = std::fs::metadata(s.pki.path().join("www/image.bin"))
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (y, mo, d) = ocpp_agent::ocpp::clock::civil_from_days(mtime.div_euclid(86_400));
+    let sod = mtime.rem_euclid(86_400);
+    let mdtm = format!(
+        "{y:04}{mo:02}{d:02}{:02}{:02}{:02}",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    );
+    std::fs::write(
+        dir.join("47.validator"),
+        format!("size={} mdtm={mdtm}", s.image.len()),
+    )
+    .unwrap();
     let signature = sign(&s, &s.image);
     let answer = s.update_from(47, &ftp.url("image.bin"), &signature);
     assert_eq!(answer["status"], "Accepted", "{answer}");
@@ -430,4 +451,27 @@ fn an_image_over_ftp_is_resumed_with_rest() {
         !s.agent.log().contains(FtpServer::PASSWORD),
         "the password is not logged"
     );
+}
+
+#[test]
+fn a_file_changed_between_attempts_is_downloaded_again_from_the_start() {
+    let Some(s) = setup(1_000_000, &["--drop-after", "300000"], "", "") else {
+        return;
+    };
+    let signature = sign(&s, &s.image);
+    assert_eq!(s.update(48, &signature)["status"], "Accepted");
+    // The first transfer is cut; before the retry (1 s later) the file on the server is
+    // replaced (same bytes, new modification time: a new ETag).
+    s.server.wait_requests(1, T);
+    let path = s.pki.path().join("www/image.bin");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, &s.image).unwrap();
+    s.wait_status("Installed");
+    let requests = s.server.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // RFC 9110 If-Range: the changed file comes whole (200), not as a 206 tail.
+    assert_eq!(requests[1]["status"], 200, "{requests:?}");
+    assert_eq!(requests[1]["bytes"], 1_000_000, "{requests:?}");
+    let installed = std::fs::read(s.agent.dir.path().join("installed.bin")).unwrap();
+    assert!(installed == s.image);
 }

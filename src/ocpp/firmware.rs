@@ -239,7 +239,13 @@ impl Station {
         );
         self.firmware.job = Some(job);
         self.firmware.activation_wait = None;
+        self.timers.stop(Timer::Firmware);
         self.save_firmware_job();
+        if status == S::AcceptedCanceled {
+            // The replaced job may have held idle EVSEs Unavailable, or a Reset back.
+            self.queue_connector_statuses_if_online(now);
+            self.transaction_ended(now);
+        }
         // L01.FR.13: not downloading right away is reported.
         if self.firmware_due(now, self.firmware.job.as_ref().map_or(0, |j| j.retrieve_ms)) {
             self.start_download(now);
@@ -677,7 +683,7 @@ impl Station {
 }
 
 /// The URL without its user information (credentials never go to the log).
-pub(super) fn redacted(location: &str) -> String {
+pub fn redacted(location: &str) -> String {
     match location.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());

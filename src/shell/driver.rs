@@ -313,6 +313,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
         firmware,
         security_log,
         log_uploader,
+        transfer_cache: None,
         config,
         station,
         journal,
@@ -338,6 +339,9 @@ struct Agent {
     security_log: SecurityLog,
     /// Gathers and uploads logs (N01).
     log_uploader: LogUploader,
+    /// The trust of transfers, built at first use (reading the system's CA bundle costs
+    /// milliseconds on the event loop) and again after the installed roots change.
+    transfer_cache: Option<Transfer>,
     config: Config,
     station: Station,
     journal: Journal,
@@ -588,11 +592,13 @@ impl Agent {
                     let _ = self.station.handle_input(self.clock.now(), input);
                 }
                 Output::StoreCertificate { kind, id, pem } => {
+                    self.transfer_cache = None;
                     if let Err(e) = self.cert_dir.store_root(&kind, &id, &pem) {
                         error!(kind, error = %e, "could not keep an installed certificate");
                     }
                 }
                 Output::RemoveCertificate { kind, id } => {
+                    self.transfer_cache = None;
                     if let Err(e) = self.cert_dir.remove_root(&kind, &id) {
                         error!(kind, error = %e, "could not delete a certificate");
                     }
@@ -637,7 +643,10 @@ impl Agent {
     /// `transfer.ca_file`, else what the CSMS connection trusts (`csms.ca_file` or the system
     /// roots), plus the CSMS roots installed through OCPP; no client certificate. Built per
     /// transfer, so newly installed roots count.
-    fn transfer(&self) -> Transfer {
+    fn transfer(&mut self) -> Transfer {
+        if let Some(t) = &self.transfer_cache {
+            return t.clone();
+        }
         let mut config = self.config.clone();
         if let Some(ca) = &self.config.transfer.ca_file {
             config.csms.ca_file = Some(ca.clone());
@@ -654,10 +663,12 @@ impl Agent {
                 None
             }
         };
-        Transfer {
+        let transfer = Transfer {
             tls,
             stall_timeout: self.config.transfer.stall_timeout(),
-        }
+        };
+        self.transfer_cache = Some(transfer.clone());
+        transfer
     }
 
     /// Tells the core when the journal starts or stops failing.

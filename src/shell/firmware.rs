@@ -3,17 +3,21 @@
 //! commands. Each step runs off the event loop and reports an `Input::Firmware`.
 
 use super::http::{self, Fetch, Transfer};
+use super::process::run_bounded;
 use crate::config::FirmwareSection;
 use crate::ocpp::firmware::FirmwareStep;
 use crate::ocpp::station::Input;
 use crate::ocpp::x509;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+/// After a successful activation command, how long the restart may take to come.
+const RESTART_WAIT: Duration = Duration::from_secs(600);
 
 pub struct FirmwareWorker {
     dir: PathBuf,
@@ -96,6 +100,7 @@ impl FirmwareWorker {
             tokio::fs::rename(&part, &image)
                 .await
                 .map_err(|e| format!("{}: {e}", image.display()))?;
+            let _ = tokio::fs::remove_file(http::validator_path(&part)).await;
             info!(request_id, bytes = size, "firmware image complete");
             Ok(())
         });
@@ -136,10 +141,14 @@ impl FirmwareWorker {
             })
             .await
             .map_err(|e| e.to_string())??;
-            // It ran and we still live: the reboot it started is on its way. Nothing to
-            // report; the start-up after it finishes the job.
-            std::future::pending::<()>().await;
-            Ok(())
+            // It ran and we still live: the reboot it started is on its way, and the start-up
+            // after it finishes the job. If none comes, the station must not stay out of
+            // service: the activation failed.
+            tokio::time::sleep(RESTART_WAIT).await;
+            Err(format!(
+                "the activate command succeeded but the station did not restart within {} s",
+                RESTART_WAIT.as_secs()
+            ))
         });
     }
 
@@ -151,7 +160,12 @@ impl FirmwareWorker {
                 self.running = None;
             }
         }
-        for path in [self.part_path(request_id), self.image_path(request_id)] {
+        let part = self.part_path(request_id);
+        for path in [
+            http::validator_path(&part),
+            part.clone(),
+            self.image_path(request_id),
+        ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "removed firmware file"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -241,64 +255,33 @@ fn run_command(
         .ok_or_else(|| format!("the {what} command is empty"))?;
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .env("OCPP_FIRMWARE_REQUEST_ID", request_id.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("OCPP_FIRMWARE_REQUEST_ID", request_id.to_string());
     if let Some(f) = file {
         cmd.arg(f).env("OCPP_FIRMWARE_FILE", f);
     }
     info!(request_id, program, "running the firmware {what} command");
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{what} command {program}: {e}"))?;
-    // Collect the output on threads so a chatty command never blocks on a full pipe.
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|mut s| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut s, &mut out);
-            out
-        })
-    })
-    .collect();
-    let deadline = std::time::Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if std::time::Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break Err(format!(
-                    "the {what} command did not finish within {} s",
-                    timeout.as_secs()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => break Err(e.to_string()),
+    // The output goes to the log; a chatty installer keeps only its last 64 KiB.
+    let mut output = Vec::new();
+    let finished = run_bounded(&mut cmd, timeout, &mut |chunk| {
+        output.extend_from_slice(chunk);
+        if output.len() > 128 * 1024 {
+            output.drain(..output.len() - 64 * 1024);
         }
-    };
-    let output: Vec<u8> = readers
-        .into_iter()
-        .flat_map(|r| r.join().unwrap_or_default())
-        .collect();
+        true
+    })
+    .map_err(|e| format!("{what} command {program}: {e}"))?;
+    output.extend_from_slice(&finished.stderr_tail);
     let text = String::from_utf8_lossy(&output);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         info!(request_id, "{what}: {line}");
     }
-    let status = status?;
-    if status.success() {
+    if finished.timed_out {
+        return Err(format!(
+            "the {what} command did not finish within {} s",
+            timeout.as_secs()
+        ));
+    }
+    if finished.status.success() {
         Ok(())
     } else {
         let last = text
@@ -306,6 +289,9 @@ fn run_command(
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("");
-        Err(format!("the {what} command failed ({status}): {last}"))
+        Err(format!(
+            "the {what} command failed ({}): {last}",
+            finished.status
+        ))
     }
 }

@@ -4,6 +4,7 @@
 //! as the scheme implies; HTTPS is the secure choice (L01.FR.08).
 
 use super::http::{Fetch, PartFile, UploadError};
+use crate::ocpp::firmware::redacted;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -25,14 +26,15 @@ impl FtpUrl {
     pub fn parse(url: &str) -> Result<FtpUrl, String> {
         let rest = url
             .strip_prefix("ftp://")
-            .ok_or_else(|| format!("{url:?} is not an ftp:// URL"))?;
+            .ok_or_else(|| format!("{:?} is not an ftp:// URL", redacted(url)))?;
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        let decode =
-            |s: &str| percent_decode(s).ok_or_else(|| format!("bad percent-encoding in {url:?}"));
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| format!("bad percent-encoding in {:?}", redacted(url)))
+        };
         let (user, password) = match userinfo {
             Some(u) => match u.split_once(':') {
                 Some((user, pw)) => (decode(user)?, decode(pw)?),
@@ -41,19 +43,27 @@ impl FtpUrl {
             // RFC 1738: anonymous, with an e-mail-like password.
             None => ("anonymous".to_owned(), "ocpp-agent@".to_owned()),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => {
-                (h, p.parse().map_err(|_| format!("bad port {p:?}"))?)
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| "unclosed '[' in the host".to_string())?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
+                None if after.is_empty() => (h, 21),
+                None => return Err(format!("bad host {hostport:?}")),
             }
-            _ => (hostport, 21),
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().map_err(|_| format!("bad port {p:?}"))?),
+                None => (hostport, 21),
+            }
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+        let host = host.to_owned();
         let path = decode(path.split(['?', '#']).next().unwrap_or(""))?;
-        if host.is_empty() || path.contains(['\r', '\n']) || user.contains(['\r', '\n']) {
-            return Err(format!("{url:?} is not a valid FTP URL"));
+        // A line break or NUL would end the command early and start another (injection).
+        let unsafe_text = |t: &str| t.contains(['\r', '\n', '\0']);
+        if host.is_empty() || unsafe_text(&path) || unsafe_text(&user) || unsafe_text(&password) {
+            return Err(format!("{:?} is not a valid FTP URL", redacted(url)));
         }
         Ok(FtpUrl {
             host,
@@ -150,10 +160,10 @@ impl Control {
     async fn reply(&mut self) -> Result<(u16, String), FtpError> {
         let mut first = String::new();
         let text = loop {
-            let mut line = String::new();
+            let mut raw = Vec::new();
             let n = timed(
                 self.stall,
-                (&mut self.stream).take(8192).read_line(&mut line),
+                (&mut self.stream).take(8192).read_until(b'\n', &mut raw),
             )
             .await?
             .map_err(|e| format!("FTP: {e}"))?;
@@ -162,7 +172,8 @@ impl Control {
                     .to_string()
                     .into());
             }
-            let line = line.trim_end().to_owned();
+            // Servers greet in whatever encoding they like; only the code matters here.
+            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
             if first.is_empty() {
                 first = line.clone();
             }
@@ -260,20 +271,46 @@ fn refused(code: u16, what: &str, text: &str) -> FtpError {
 pub async fn download(url: &str, part: &Path, fetch: &Fetch) -> Result<u64, String> {
     let url = FtpUrl::parse(url)?;
     let mut control = Control::connect(&url, fetch.stall_timeout).await?;
-    let total = match control.command(&format!("SIZE {}", url.path)).await? {
+    let total: Option<u64> = match control.command(&format!("SIZE {}", url.path)).await? {
         (213, text) => text.split_whitespace().nth(1).and_then(|n| n.parse().ok()),
         _ => None,
     };
+    // What identifies the file (RFC 3659 SIZE and MDTM): a partial file of another version
+    // must not be continued.
+    let modified = match control.command(&format!("MDTM {}", url.path)).await? {
+        (213, text) => text.split_whitespace().nth(1).map(str::to_owned),
+        _ => None,
+    };
+    let validator = match (total, &modified) {
+        (None, None) => None,
+        (size, time) => Some(format!(
+            "size={} mdtm={}",
+            size.map_or("?".into(), |s| s.to_string()),
+            time.as_deref().unwrap_or("?")
+        )),
+    };
+    let sidecar = super::http::validator_path(part);
+    let kept = tokio::fs::read_to_string(&sidecar).await.ok();
     let mut have = tokio::fs::metadata(part)
         .await
         .map(|m| m.len())
         .unwrap_or(0);
-    if total.is_some_and(|t| have > t) {
-        have = 0; // not a prefix of this file
+    if validator.is_none() || kept != validator || total.is_some_and(|t| have > t) {
+        have = 0; // not known to be a prefix of this file
     }
     if total.is_some_and(|t| have == t) {
         control.quit().await;
         return Ok(have);
+    }
+    if have == 0 {
+        match &validator {
+            Some(v) => tokio::fs::write(&sidecar, v)
+                .await
+                .map_err(|e| format!("{}: {e}", sidecar.display()))?,
+            None => {
+                let _ = tokio::fs::remove_file(&sidecar).await;
+            }
+        }
     }
     let data = control.data().await?;
     if have > 0 {
@@ -372,8 +409,14 @@ mod tests {
             (u.user.as_str(), u.port, u.path.as_str()),
             ("anonymous", 21, "logs/")
         );
-        let u = FtpUrl::parse("ftp://[::1]:21/x").unwrap();
-        assert_eq!(u.host, "::1");
+        let u = FtpUrl::parse("ftp://[::1]:2121/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 2121));
+        let u = FtpUrl::parse("ftp://[::1]/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 21));
+        assert!(
+            FtpUrl::parse("ftp://u:p%0d%0aDELE%20x@h/f").is_err(),
+            "no injection by password"
+        );
         assert!(FtpUrl::parse("http://h/x").is_err());
         assert!(FtpUrl::parse("ftp:///x").is_err());
         assert!(

@@ -4,6 +4,7 @@
 //! file. Basic auth from the URL's `user:password@`. Enough for what the agent moves; no
 //! keep-alive, no compression.
 
+use crate::ocpp::firmware::redacted;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,10 @@ impl Url {
         } else if let Some(r) = url.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(format!("{url:?} is not an http:// or https:// URL"));
+            return Err(format!(
+                "{:?} is not an http:// or https:// URL",
+                redacted(url)
+            ));
         };
         let (authority, target) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_owned()),
@@ -86,7 +90,7 @@ impl Url {
             }
         };
         if host.is_empty() || target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{url:?} is not a valid URL"));
+            return Err(format!("{:?} is not a valid URL", redacted(url)));
         }
         Ok(Url {
             tls,
@@ -129,7 +133,14 @@ impl Url {
     fn join(&self, location: &str) -> Result<Url, String> {
         if location.starts_with("http://") || location.starts_with("https://") {
             let mut next = Url::parse(location)?;
-            if next.basic_auth.is_none() && next.host == self.host && next.port == self.port {
+            if self.tls && !next.tls {
+                return Err("refusing a redirect from https:// to http://".into());
+            }
+            if next.basic_auth.is_none()
+                && next.host == self.host
+                && next.port == self.port
+                && next.tls == self.tls
+            {
                 next.basic_auth = self.basic_auth.clone();
             }
             return Ok(next);
@@ -204,19 +215,32 @@ async fn connect(url: &Url, fetch: &Fetch) -> Result<Box<dyn Stream>, String> {
     Ok(Box::new(tls))
 }
 
+/// Where the validator of a partial download is kept: a resumed transfer must continue the
+/// same file, not a newer one that happens to be at the same URL.
+pub fn validator_path(part: &Path) -> std::path::PathBuf {
+    part.with_extension("validator")
+}
+
 async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome, String> {
+    // Without a validator the partial file cannot be trusted to belong to this file.
+    let validator = tokio::fs::read_to_string(validator_path(part)).await.ok();
+    let have = if validator.is_some() { have } else { 0 };
     let stream = connect(url, fetch).await?;
     let mut stream = BufReader::new(stream);
     let mut request = url.request_head("GET") + "Accept-Encoding: identity\r\n";
-    if have > 0 {
-        request.push_str(&format!("Range: bytes={have}-\r\n"));
+    if let (true, Some(v)) = (have > 0, &validator) {
+        // RFC 9110 13.1.5: the rest if the file is unchanged, else the whole new file (200).
+        request.push_str(&format!(
+            "Range: bytes={have}-\r\nIf-Range: {}\r\n",
+            v.trim()
+        ));
     }
     request.push_str("\r\n");
     let io = |e: std::io::Error| format!("HTTP: {e}");
     let stall = fetch.stall_timeout;
     send(stream.get_mut(), request.as_bytes(), stall).await?;
 
-    let head = read_head(&mut stream, stall).await?;
+    let head = read_final_head(&mut stream, stall).await?;
     let mut start = 0;
     let total = match head.status {
         200 => head.content_length,
@@ -246,6 +270,18 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
         }
         status => return Err(format!("HTTP {status} {}", head.reason)),
     };
+    if start == 0 {
+        // A fresh start: remember what identifies this file for a later resume.
+        let path = validator_path(part);
+        match &head.validator {
+            Some(v) => tokio::fs::write(&path, v)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            None => {
+                let _ = tokio::fs::remove_file(&path).await;
+            }
+        }
+    }
     let mut file = PartFile::open(part, start, total, fetch.max_bytes).await?;
     let body_length = if head.chunked {
         None
@@ -405,6 +441,8 @@ struct Head {
     range_total: Option<u64>,
     location: Option<String>,
     chunked: bool,
+    /// A strong validator of the file (ETag, else Last-Modified), for `If-Range`.
+    validator: Option<String>,
 }
 
 async fn read_line<R: AsyncBufReadExt + Unpin>(
@@ -444,6 +482,7 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Re
         range_total: None,
         location: None,
         chunked: false,
+        validator: None,
     };
     let mut size = status_line.len();
     loop {
@@ -471,6 +510,9 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Re
                 head.chunked = value.to_ascii_lowercase().contains("chunked");
             }
             "location" => head.location = Some(value.to_owned()),
+            // A weak ETag cannot be used in If-Range (RFC 9110 13.1.5).
+            "etag" if !value.starts_with("W/") => head.validator = Some(value.to_owned()),
+            "last-modified" if head.validator.is_none() => head.validator = Some(value.to_owned()),
             "content-range" => {
                 // bytes FIRST-LAST/TOTAL, or bytes */TOTAL
                 let spec = value.strip_prefix("bytes ").unwrap_or("");
@@ -486,6 +528,20 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Re
         }
     }
     Ok(head)
+}
+
+/// The final response head: interim 1xx responses (RFC 9110 15.2) are skipped.
+async fn read_final_head<R: AsyncBufReadExt + Unpin>(
+    r: &mut R,
+    stall: Duration,
+) -> Result<Head, String> {
+    for _ in 0..8 {
+        let head = read_head(r, stall).await?;
+        if !(100..200).contains(&head.status) {
+            return Ok(head);
+        }
+    }
+    Err("too many interim (1xx) responses".into())
 }
 
 async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
@@ -610,26 +666,39 @@ async fn send_file(
     head.push_str(&preamble);
 
     let stall = fetch.stall_timeout;
-    let stream = connect(url, fetch).await?;
-    let mut stream = BufReader::new(stream);
-    with_timeout(stall, stream.get_mut().write_all(head.as_bytes()))
-        .await?
-        .map_err(io)?;
     let mut source = tokio::fs::File::open(file)
         .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = source.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
+    let stream = connect(url, fetch).await?;
+    let mut stream = BufReader::new(stream);
+    let sent: Result<(), String> = async {
+        send(stream.get_mut(), head.as_bytes(), stall).await?;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = source.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            with_timeout(stall, stream.get_mut().write_all(&buf[..n]))
+                .await?
+                .map_err(io)?;
         }
-        with_timeout(stall, stream.get_mut().write_all(&buf[..n]))
-            .await?
-            .map_err(io)?;
+        send(stream.get_mut(), epilogue.as_bytes(), stall).await
     }
-    send(stream.get_mut(), epilogue.as_bytes(), stall).await?;
-    let head = read_head(&mut stream, stall).await?;
+    .await;
+    let head = match sent {
+        Ok(()) => read_final_head(&mut stream, stall).await?,
+        // A server may answer (401, 413, ...) and close before taking the whole body: its
+        // answer, if it came, says more than the broken pipe.
+        Err(why) => {
+            match tokio::time::timeout(Duration::from_secs(2), read_final_head(&mut stream, stall))
+                .await
+            {
+                Ok(Ok(head)) if head.status >= 300 => head,
+                _ => return Err(why.into()),
+            }
+        }
+    };
     if (200..300).contains(&head.status) {
         Ok(())
     } else {
@@ -642,7 +711,38 @@ async fn send_file(
 
 #[cfg(test)]
 mod tests {
-    use super::Url;
+    use super::{Fetch, Url, upload};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that refuses the upload at once and closes without reading the body: the
+    /// refusal (401) is what counts, not the broken pipe.
+    #[tokio::test]
+    async fn an_early_refusal_is_read_even_when_the_body_is_cut() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            sock.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            let _ = sock.shutdown().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.log");
+        std::fs::write(&file, vec![b'x'; 8 << 20]).unwrap();
+        let fetch = Fetch {
+            tls: None,
+            stall_timeout: Duration::from_secs(10),
+            max_bytes: 1 << 30,
+        };
+        let url = format!("http://127.0.0.1:{port}/up");
+        let err = upload(&url, "big.log", &file, &fetch).await.unwrap_err();
+        assert_eq!(err.status, Some(401), "{}", err.message);
+    }
 
     #[test]
     fn urls() {

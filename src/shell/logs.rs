@@ -2,14 +2,15 @@
 //! (the security log, or the diagnostics command's output) into a file, and uploading it.
 
 use super::http::{self, Fetch, Transfer};
+use super::process::run_bounded;
 use crate::config::LogSection;
 use crate::ocpp::clock::UtcTime;
 use crate::ocpp::logs::{UploadFailure, UploadRequest};
 use crate::ocpp::station::Input;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -262,10 +263,7 @@ fn run_diagnostics(
         .split_first()
         .ok_or("no diagnostics command is configured")?;
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args(args);
     let is_journalctl = Path::new(program)
         .file_name()
         .is_some_and(|n| n == "journalctl");
@@ -280,64 +278,22 @@ fn run_diagnostics(
             }
         }
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("diagnostics command {program}: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no pipe from the command")?;
-    // A command that hangs without output (or without end) is killed at the deadline by a
-    // watchdog thread; the read below then sees the end of the pipe.
-    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let (finished, timed_out) = (finished.clone(), timed_out.clone());
-        let pid = child.id() as libc::pid_t;
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + timeout;
-            while std::time::Instant::now() < deadline {
-                if finished.load(std::sync::atomic::Ordering::Acquire) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            if !finished.load(std::sync::atomic::Ordering::Acquire) {
-                timed_out.store(true, std::sync::atomic::Ordering::Release);
-                // SAFETY: kill(2) on our own child, which is not reaped before `finished`.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        });
-    }
     let mut written = 0u64;
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut cut = false;
-    let copied: Result<(), String> = loop {
-        let n = match stdout.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => break Err(e.to_string()),
-        };
-        if n == 0 {
-            break Ok(());
-        }
-        let keep = (max_bytes - written).min(n as u64) as usize;
-        if let Err(e) = out.write_all(&buf[..keep]) {
-            break Err(e.to_string());
+    let mut failed: Option<String> = None;
+    let finished = run_bounded(&mut cmd, timeout, &mut |chunk| {
+        let keep = (max_bytes - written).min(chunk.len() as u64) as usize;
+        if let Err(e) = out.write_all(&chunk[..keep]) {
+            failed = Some(e.to_string());
+            return false;
         }
         written += keep as u64;
-        if keep < n {
-            cut = true;
-            let _ = child.kill();
-            break Ok(());
-        }
-    };
-    if copied.is_err() {
-        let _ = child.kill();
+        keep == chunk.len()
+    })
+    .map_err(|e| format!("diagnostics command {program}: {e}"))?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    let status = child.wait().map_err(|e| e.to_string());
-    finished.store(true, std::sync::atomic::Ordering::Release);
-    copied?;
-    let status = status?;
-    if timed_out.load(std::sync::atomic::Ordering::Acquire) {
+    if finished.timed_out {
         writeln!(
             out,
             "\n[the diagnostics command was stopped after {} s]",
@@ -346,12 +302,15 @@ fn run_diagnostics(
         .map_err(|e| e.to_string())?;
         return Ok(());
     }
-    if cut {
+    if finished.stopped {
         writeln!(out, "\n[cut at {written} bytes]").map_err(|e| e.to_string())?;
         return Ok(());
     }
-    if !status.success() {
-        return Err(format!("the diagnostics command failed ({status})"));
+    if !finished.status.success() {
+        return Err(format!(
+            "the diagnostics command failed ({})",
+            finished.status
+        ));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod journal;
 pub mod logging;
 pub mod logs;
+pub mod process;
 pub mod store;
 pub mod systemd;
 pub mod ws;

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import email.utils
 import http.server
 import json
 import os
@@ -219,9 +220,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.simple(404, "Not Found\n")
             return
         with f:
-            size = os.fstat(f.fileno()).st_size
-            headers = {"Accept-Ranges": "bytes"}
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+            headers = {
+                "Accept-Ranges": "bytes",
+                "ETag": etag,
+                "Last-Modified": email.utils.formatdate(st.st_mtime, usegmt=True),
+            }
             rng = self.headers.get("Range")
+            # RFC 9110 13.1.5: a Range with an If-Range that no longer matches gets the whole file.
+            if_range = self.headers.get("If-Range")
+            if if_range is not None and if_range.strip() not in (etag, headers["Last-Modified"]):
+                rng = None
             parsed = parse_range(rng, size) if rng is not None else None
             if parsed == "unsatisfiable":
                 self.simple(416, "Range Not Satisfiable\n", {**headers, "Content-Range": f"bytes */{size}"})
