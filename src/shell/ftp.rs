@@ -3,7 +3,7 @@
 //! may name an `ftp://` location. Plain FTP only: the password crosses the network in clear,
 //! as the scheme implies; HTTPS is the secure choice (L01.FR.08).
 
-use super::http::{Fetch, PartFile, UploadError};
+use super::http::{Fetch, Pace, PartFile, UploadError};
 use crate::ocpp::firmware::redacted;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -324,6 +324,7 @@ pub async fn download(url: &str, part: &Path, fetch: &Fetch) -> Result<u64, Stri
         .await?;
     let mut file = PartFile::open(part, have, total, fetch.max_bytes).await?;
     let mut data = data;
+    let mut pace = Pace::new(fetch.stall_timeout);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = timed(fetch.stall_timeout, data.read(&mut buf))
@@ -332,6 +333,7 @@ pub async fn download(url: &str, part: &Path, fetch: &Fetch) -> Result<u64, Stri
         if n == 0 {
             break;
         }
+        pace.moved(n)?;
         file.write(&buf[..n]).await?;
     }
     // 226: the server sent it all; anything else, the transfer was cut.
@@ -365,6 +367,7 @@ pub async fn upload(
     let mut source = tokio::fs::File::open(file)
         .await
         .map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut pace = Pace::new(fetch.stall_timeout);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = source
@@ -374,6 +377,7 @@ pub async fn upload(
         if n == 0 {
             break;
         }
+        pace.moved(n)?;
         timed(fetch.stall_timeout, data.write_all(&buf[..n]))
             .await?
             .map_err(|e| format!("FTP data: {e}"))?;

@@ -289,6 +289,7 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
         head.content_length
     };
     let mut buf = vec![0u8; 16 * 1024];
+    let mut pace = Pace::new(stall);
     let mut chunk_left: u64 = 0;
     let mut body_read: u64 = 0;
     loop {
@@ -320,6 +321,7 @@ async fn get(url: &Url, part: &Path, have: u64, fetch: &Fetch) -> Result<Outcome
             return Err(file.cut_short().await);
         }
         body_read += n as u64;
+        pace.moved(n)?;
         file.write(&buf[..n]).await?;
         if head.chunked {
             chunk_left -= n as u64;
@@ -341,6 +343,43 @@ async fn send<W: AsyncWrite + Unpin + ?Sized>(
     let io = |e: std::io::Error| format!("HTTP: {e}");
     with_timeout(stall, w.write_all(bytes)).await?.map_err(io)?;
     with_timeout(stall, w.flush()).await?.map_err(io)
+}
+
+/// Progress that must be made: at least [`Pace::MIN_BYTES`] per stall-timeout window, so a
+/// server that sends a byte just before each timeout cannot hold a transfer forever.
+pub struct Pace {
+    window: Duration,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    pub const MIN_BYTES: u64 = 1024;
+
+    pub fn new(window: Duration) -> Pace {
+        Pace {
+            window,
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` bytes moved; an error once a whole window moved too little.
+    pub fn moved(&mut self, n: usize) -> Result<(), String> {
+        self.bytes += n as u64;
+        if self.started.elapsed() >= self.window {
+            if self.bytes < Self::MIN_BYTES {
+                return Err(format!(
+                    "too slow: {} bytes in {} s",
+                    self.bytes,
+                    self.window.as_secs()
+                ));
+            }
+            self.started = std::time::Instant::now();
+            self.bytes = 0;
+        }
+        Ok(())
+    }
 }
 
 /// The partial file of a download: appends what arrives, enforces the size limit, and on a
@@ -553,7 +592,13 @@ async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
     let size = u64::from_str_radix(digits, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
     if size == 0 {
         // Trailers, then the empty line.
-        while !read_line(r, stall).await?.is_empty() {}
+        let mut trailers = 0;
+        while !read_line(r, stall).await?.is_empty() {
+            trailers += 1;
+            if trailers > 100 {
+                return Err("too many chunked trailer lines".into());
+            }
+        }
     }
     Ok(size)
 }
@@ -674,11 +719,13 @@ async fn send_file(
     let sent: Result<(), String> = async {
         send(stream.get_mut(), head.as_bytes(), stall).await?;
         let mut buf = vec![0u8; 16 * 1024];
+        let mut pace = Pace::new(stall);
         loop {
             let n = source.read(&mut buf).await.map_err(io)?;
             if n == 0 {
                 break;
             }
+            pace.moved(n)?;
             with_timeout(stall, stream.get_mut().write_all(&buf[..n]))
                 .await?
                 .map_err(io)?;
@@ -715,22 +762,65 @@ mod tests {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A server that refuses the upload at once and closes without reading the body: the
-    /// refusal (401) is what counts, not the broken pipe.
-    #[tokio::test]
-    async fn an_early_refusal_is_read_even_when_the_body_is_cut() {
+    /// A server for one connection: it reads the start of the request, then `respond`
+    /// plays the rest. Returns its port.
+    async fn one_shot<F, Fut>(respond: F) -> u16
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = sock.read(&mut buf).await;
+            respond(sock).await;
+        });
+        port
+    }
+
+    /// A server that drips a byte just before every stall timeout cannot hold a download:
+    /// less than `Pace::MIN_BYTES` in a window fails the attempt.
+    #[tokio::test]
+    async fn a_dripping_server_fails_the_attempt() {
+        let port = one_shot(|mut sock| async move {
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nETag: \"x\"\r\n\r\n";
+            sock.write_all(head.as_bytes()).await.unwrap();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if sock.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("1.part");
+        let fetch = Fetch {
+            tls: None,
+            stall_timeout: Duration::from_secs(1),
+            max_bytes: 1 << 30,
+        };
+        let started = std::time::Instant::now();
+        let url = format!("http://127.0.0.1:{port}/fw.bin");
+        let err = super::download(&url, &part, &fetch).await.unwrap_err();
+        assert!(err.contains("too slow"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A server that refuses the upload at once and closes without reading the body: the
+    /// refusal (401) is what counts, not the broken pipe.
+    #[tokio::test]
+    async fn an_early_refusal_is_read_even_when_the_body_is_cut() {
+        let port = one_shot(|mut sock| async move {
             sock.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
                 .await
                 .unwrap();
             let _ = sock.shutdown().await;
             tokio::time::sleep(Duration::from_millis(300)).await;
-        });
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("big.log");
         std::fs::write(&file, vec![b'x'; 8 << 20]).unwrap();
