@@ -19,7 +19,7 @@ OCPP_AGENT_GIT_URI ?= "git://github.com/ocpp-agent/ocpp-agent.git;protocol=https
 SRC_URI = "${OCPP_AGENT_GIT_URI};destsuffix=git \
            file://99-gpio.rules \
            "
-SRCREV = "4fe4d640d233b8f9e9227874857c797ff33c10a4"
+SRCREV = "d7c2ac9eddf3085b2bb401ef598f05c0606999df"
 
 # scarthgap unpacks SRC_URI into WORKDIR; styhead and later into UNPACKDIR (and walnascar and
 # later reject an S outside UNPACKDIR). One spelling for all of them:
