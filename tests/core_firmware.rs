@@ -704,11 +704,11 @@ fn a_new_update_releases_the_evses_the_replaced_one_held() {
     accept_and_verify(&mut h, 5, &s);
     let last_of_evse2 = |h: &Harness| {
         h.csms
-            .of("StatusNotification")
-            .iter()
+            .statuses()
+            .into_iter()
             .rev()
-            .find(|r| r.payload["evseId"] == 2 && r.payload["connectorId"] == 1)
-            .map(|r| r.payload["connectorStatus"].as_str().unwrap().to_owned())
+            .find(|(e, c, _)| (*e, *c) == (2, 1))
+            .map(|(_, _, status)| status)
     };
     assert_eq!(last_of_evse2(&h).as_deref(), Some("Unavailable"));
     // L01.FR.24: the new request replaces the waiting one; its download has not begun, so

@@ -33,20 +33,6 @@ fn set(h: &mut Harness, items: Value) -> Vec<Value> {
     r["setVariableResult"].as_array().unwrap().clone()
 }
 
-fn statuses(h: &Harness) -> Vec<(i64, i64, String)> {
-    h.csms
-        .of("StatusNotification")
-        .iter()
-        .map(|r| {
-            (
-                r.payload["evseId"].as_i64().unwrap(),
-                r.payload["connectorId"].as_i64().unwrap(),
-                r.payload["connectorStatus"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn get_variables_answers_every_status() {
     let mut h = Harness::new(config_with(&[("OCPPCommCtrlr.HeartbeatInterval", "120")]));
@@ -341,13 +327,16 @@ fn reset_on_idle_waits_for_the_transaction() {
 #[test]
 fn change_availability_is_reported_enforced_and_persistent() {
     let mut h = Harness::new(default_config());
-    let before = statuses(&h).len();
+    let before = h.csms.statuses().len();
     let r = result(h.call(
         "ChangeAvailability",
         json!({"operationalStatus": "Inoperative", "evse": {"id": 1}}),
     ));
     assert_eq!(r["status"], "Accepted");
-    assert_eq!(statuses(&h)[before..], [(1, 1, "Unavailable".to_string())]);
+    assert_eq!(
+        h.csms.statuses()[before..],
+        [(1, 1, "Unavailable".to_string())]
+    );
     // An inoperative EVSE does not charge.
     h.plug(1, 1, true);
     h.token(1, "T");
@@ -371,7 +360,7 @@ fn change_availability_is_reported_enforced_and_persistent() {
     ));
     assert_eq!(r["status"], "Accepted");
     assert_eq!(
-        statuses(&h).last().unwrap(),
+        h.csms.statuses().last().unwrap(),
         &(1, 1, "Available".to_string())
     );
 
@@ -444,7 +433,7 @@ fn trigger_message_sends_what_was_asked() {
         "Rejected",
         "F06.FR.12"
     );
-    let st = statuses(&h).len();
+    let st = h.csms.statuses().len();
     assert_eq!(
         trigger(
             &mut h,
@@ -452,7 +441,7 @@ fn trigger_message_sends_what_was_asked() {
         ),
         "Accepted"
     );
-    assert_eq!(statuses(&h)[st..], [(2, 2, "Available".to_string())]);
+    assert_eq!(h.csms.statuses()[st..], [(2, 2, "Available".to_string())]);
     h.advance_secs(1); // meters report
     assert_eq!(
         trigger(
@@ -655,7 +644,10 @@ fn faults_raise_a_notify_event_and_faulted_status() {
         )
         .unwrap();
     h.settle();
-    assert_eq!(statuses(&h).last().unwrap(), &(1, 1, "Faulted".to_string()));
+    assert_eq!(
+        h.csms.statuses().last().unwrap(),
+        &(1, 1, "Faulted".to_string())
+    );
     let events = h.csms.of("NotifyEvent");
     assert_eq!(events.len(), 1);
     let e = &events[0].payload["eventData"][0];

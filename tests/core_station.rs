@@ -17,20 +17,6 @@ fn error_code(frame: &Frame) -> &str {
     }
 }
 
-fn statuses(h: &Harness) -> Vec<(i64, i64, String)> {
-    h.csms
-        .of("StatusNotification")
-        .iter()
-        .map(|r| {
-            (
-                r.payload["evseId"].as_i64().unwrap(),
-                r.payload["connectorId"].as_i64().unwrap(),
-                r.payload["connectorStatus"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn boots_accepted_then_reports_every_connector_and_heartbeats() {
     let mut h = Harness::new(default_config());
@@ -49,7 +35,7 @@ fn boots_accepted_then_reports_every_connector_and_heartbeats() {
     assert_eq!(h.station.registration(), Registration::Accepted);
     // B01.FR.05: one StatusNotification per connector, with its current state.
     assert_eq!(
-        statuses(&h),
+        h.csms.statuses(),
         vec![
             (1, 1, "Available".into()),
             (2, 1, "Available".into()),
@@ -113,7 +99,7 @@ fn pending_retries_at_the_interval_and_sends_nothing_else() {
     h.advance_secs(60);
     assert_eq!(h.station.registration(), Registration::Accepted);
     // The plug-in that happened while pending is in the full report after acceptance.
-    assert!(statuses(&h).contains(&(1, 1, "Occupied".into())));
+    assert!(h.csms.statuses().contains(&(1, 1, "Occupied".into())));
 }
 
 #[test]
@@ -201,7 +187,7 @@ fn reconnect_back_off_doubles_with_jitter_up_to_repeat_times() {
 #[test]
 fn no_second_boot_after_reconnect_only_changed_connectors_reported() {
     let mut h = Harness::new(config_with(&[("OCPPCommCtrlr.OfflineThreshold", "600")]));
-    let reports_before = statuses(&h).len();
+    let reports_before = h.csms.statuses().len();
     h.drop_connection();
     h.plug(2, 2, true);
     h.advance_secs(60);
@@ -213,7 +199,7 @@ fn no_second_boot_after_reconnect_only_changed_connectors_reported() {
     );
     // B04.FR.02: a short outage reports just what changed.
     assert_eq!(
-        statuses(&h)[reports_before..],
+        h.csms.statuses()[reports_before..],
         [(2, 2, "Occupied".to_string())]
     );
 }
@@ -221,7 +207,7 @@ fn no_second_boot_after_reconnect_only_changed_connectors_reported() {
 #[test]
 fn a_long_outage_reports_every_connector() {
     let mut h = Harness::new(config_with(&[("OCPPCommCtrlr.OfflineThreshold", "30")]));
-    let before = statuses(&h).len();
+    let before = h.csms.statuses().len();
     h.csms.online = false;
     h.drop_connection();
     h.advance_secs(120);
@@ -229,19 +215,19 @@ fn a_long_outage_reports_every_connector() {
     h.advance_secs(400);
     assert!(h.connected);
     // B04.FR.01: everything, as the outage exceeded OfflineThreshold.
-    assert_eq!(statuses(&h).len() - before, 3);
+    assert_eq!(h.csms.statuses().len() - before, 3);
 }
 
 #[test]
 fn every_plug_change_while_connected_is_reported_in_order() {
     let mut h = Harness::new(default_config());
-    let before = statuses(&h).len();
+    let before = h.csms.statuses().len();
     h.plug(1, 1, true);
     h.plug(1, 1, false);
     h.plug(1, 1, true);
     h.plug(1, 1, true); // no change, no message
     assert_eq!(
-        statuses(&h)[before..],
+        h.csms.statuses()[before..],
         [
             (1, 1, "Occupied".to_string()),
             (1, 1, "Available".to_string()),

@@ -818,20 +818,16 @@ fn check_answer(expect: &Expect, answers: &[Frame], raw: &[String]) -> Check {
 // Random scenarios
 // ---------------------------------------------------------------------------------------------
 
-/// splitmix64: small, seedable, good enough to pick test steps.
-pub struct Rng(u64);
+/// The core's seedable SplitMix64, with the choices the scenarios make.
+pub struct Rng(ocpp_agent::ocpp::timer::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(ocpp_agent::ocpp::timer::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     pub fn below(&mut self, n: u64) -> u64 {

@@ -122,6 +122,23 @@ impl FakeCsms {
             .filter(|r| r.action == action)
             .collect()
     }
+
+    /// The StatusNotifications received, in order: (evseId, connectorId, connectorStatus).
+    pub fn statuses(&self) -> Vec<(i64, i64, String)> {
+        self.of("StatusNotification")
+            .iter()
+            .map(|r| {
+                (
+                    r.payload["evseId"].as_i64().unwrap_or(-1),
+                    r.payload["connectorId"].as_i64().unwrap_or(-1),
+                    r.payload["connectorStatus"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// A station under test, its virtual clock, and the fake CSMS it talks to.
