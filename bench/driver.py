@@ -432,8 +432,9 @@ def cmd_idle(a) -> int:
         out(f"    note: {b_rss} of the binary's {b_size} mapped kB are resident ({b_rss / max(b_size, 1):.0%}). "
             f"File-backed RSS counts every page of the page cache mapped into the process, and "
             f"kernel {os.uname().release} maps file pages around each fault (fault-around, large "
-            "folios), so nearly all of the binary's and libc's text shows as resident here. It is "
-            "clean, shared and reclaimable; the agent's own memory is RssAnon.")
+            "folios): code that never runs counts as resident when it shares a 64 KiB window "
+            "with code that does (scripts/link-release.sh packs the code that runs together). "
+            "These pages are clean, shared and reclaimable; the agent's own memory is RssAnon.")
 
     # CPU and wake-ups
     cpu_ns = s1["ns"] - s0["ns"]

@@ -14,7 +14,7 @@
 # Installation (skipped when a quick check finds everything present), as root or via sudo:
 #   dpkg --add-architecture armhf; apt-get update (a failing armhf index is tolerated)
 #   apt-get install rustc-web=V cargo-web=V libstd-rust-web-dev=V gcc-arm-linux-gnueabihf
-#                   libc6-dev-armhf-cross qemu-user
+#                   libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user lld-19
 #   with V = the version `apt-cache madison libstd-rust-web-dev:armhf` offers; then the armhf
 #   standard library is extracted from libstd-rust-web-dev:armhf (+ its libstd-rust-web-1.NN
 #   dependency) with `apt-get download` + `dpkg -x` and copied to
@@ -29,6 +29,10 @@ TARGET=armv7-unknown-linux-gnueabihf
 TRIPLE_GCC=arm-linux-gnueabihf
 RUSTLIB_DIR=/usr/lib/rustlib/$TARGET
 QEMU_LD_PREFIX=/usr/$TRIPLE_GCC
+# lld links the release binary (scripts/link-release.sh: hot-code layout, packed relocations);
+# bookworm's own lld is 14, too old for RELR.
+LLD_PACKAGE=lld-19
+LLD_DIR=/usr/lib/llvm-19/bin
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -75,7 +79,8 @@ as_root() {
 # quick check: is the whole toolchain present and consistent?
 toolchain_ok() {
     local t
-    for t in /usr/bin/rustc /usr/bin/cargo "$TRIPLE_GCC-gcc" "$TRIPLE_GCC-ar" "$TRIPLE_GCC-strip" qemu-arm; do
+    for t in /usr/bin/rustc /usr/bin/cargo "$TRIPLE_GCC-gcc" "$TRIPLE_GCC-ar" "$TRIPLE_GCC-strip" \
+        "$TRIPLE_GCC-nm" "$TRIPLE_GCC-c++filt" "$LLD_DIR/ld.lld" qemu-arm; do
         command -v "$t" >/dev/null 2>&1 || { log "missing: $t"; return 1; }
     done
     [ -e "$QEMU_LD_PREFIX/lib/crt1.o" ] || { log "missing: libc6-dev-armhf-cross"; return 1; }
@@ -115,7 +120,7 @@ install_toolchain() {
     log "apt-get install rustc-web=$v cargo-web=$v libstd-rust-web-dev=$v + cross gcc, qemu-user"
     as_root apt-get install -y --no-install-recommends --allow-downgrades \
         "rustc-web=$v" "cargo-web=$v" "libstd-rust-web-dev=$v" \
-        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user
+        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user "$LLD_PACKAGE"
 
     local tmp
     tmp=$(mktemp -d)
@@ -146,7 +151,13 @@ build() {
     export PATH=/usr/bin:$PATH
     export RUSTC=/usr/bin/rustc
     unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER || true
-    export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$TRIPLE_GCC-gcc
+    # .cargo/config.toml links through scripts/link-release-armv7.sh, which drives
+    # arm-linux-gnueabihf-gcc with lld.
+    unset CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER || true
+    export OCPP_AGENT_ARMV7_CC=$TRIPLE_GCC-gcc OCPP_AGENT_LLD_DIR=$LLD_DIR
+    # The names in link/hot-text.txt are v0-mangled (the default since Rust 1.9x); 1.85 still
+    # defaults to legacy names, which would match only the plain functions.
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C symbol-mangling-version=v0"
     export CC_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-gcc
     export AR_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-ar
     log "$(/usr/bin/cargo --version), $(/usr/bin/rustc --version)"
@@ -167,6 +178,11 @@ build() {
     local glibc
     glibc=$(LC_ALL=C "$TRIPLE_GCC-objdump" -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1)
     log "needs at least ${glibc:-an unknown glibc} on the target"
+    if LC_ALL=C "$TRIPLE_GCC-readelf" -V "$bin" | grep -q GLIBC_ABI_DT_RELR; then
+        log "and glibc >= 2.36 for its packed relocations (GLIBC_ABI_DT_RELR)"
+    fi
+    log "$(cat "$(find "$(dirname "$bin")/deps" -maxdepth 1 -samefile "$bin" | head -n1).order.log" 2>/dev/null \
+        || echo "linked without the hot-code layout")"
     printf 'stripped size: %s bytes (%s KiB)\n' "$size" "$(( (size + 1023) / 1024 ))"
 }
 
