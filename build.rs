@@ -1,6 +1,12 @@
-// Release links go through scripts/link-release.sh, which reads link/hot-text.txt (see
-// .cargo/config.toml). Cargo does not know about either, so a change to them must relink.
+// Release links go through scripts/link-release.sh, which reads the hot-function lists in link/
+// (see .cargo/config.toml). Cargo does not know about them, so a change to them must relink.
 fn main() {
-    println!("cargo:rerun-if-changed=link/hot-text.txt");
-    println!("cargo:rerun-if-changed=scripts/link-release.sh");
+    for path in [
+        "link/hot-text.txt",
+        "link/hot-text-armv7.txt",
+        "scripts/link-release.sh",
+        "scripts/link-release-armv7.sh",
+    ] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }
