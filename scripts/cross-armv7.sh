@@ -155,8 +155,9 @@ build() {
     # arm-linux-gnueabihf-gcc with lld.
     unset CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER || true
     export OCPP_AGENT_ARMV7_CC=$TRIPLE_GCC-gcc OCPP_AGENT_LLD_DIR=$LLD_DIR
-    # The names in link/hot-text.txt are v0-mangled (the default since Rust 1.9x); 1.85 still
-    # defaults to legacy names, which would match only the plain functions.
+    # link/hot-text-armv7.txt was profiled with v0 symbol names (the default of later Rust), which
+    # keep generic arguments, so each instance of a generic function has its own name; 1.85
+    # defaults to legacy names. Its prebuilt std keeps legacy names either way.
     export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C symbol-mangling-version=v0"
     export CC_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-gcc
     export AR_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-ar

@@ -4,10 +4,11 @@
 #
 # Why: the kernel maps file pages around every page fault (fault-around, 64 KiB by default), so
 # with the hot functions scattered over 2.6 MiB of code nearly all of it ended up resident. Packed
-# together they touch far fewer windows: idle VmRSS fell by about 1.3 MiB (BENCHMARKS.md,
-# "Code layout"). The list of hot functions is link/hot-text.txt, written by
-# scripts/hot-text.sh from a profiled run; its names carry no hashes, so it stays valid across
-# rustc versions and edits. A stale or partial list only costs locality, never correctness.
+# together they touch far fewer windows: idle VmRSS fell by about 1.6 MiB (BENCHMARKS.md,
+# "Code layout"). The lists of hot functions (link/hot-text.txt; link/hot-text-armv7.txt through
+# scripts/link-release-armv7.sh) are written by scripts/hot-text.sh from a profiled run; their
+# names carry no hashes, so they stay valid across rustc versions and edits. A stale or partial
+# list only costs locality, never correctness.
 #
 # Only the final link of the release binary (target/**/release/deps/ocpp_agent-*) is changed; every
 # other link (tests, build scripts, debug builds) goes straight to the real linker. The release
@@ -118,8 +119,9 @@ awk -F'\t' '
     }' "$hot" "$pairs" >"$order" 2>"$order.log"
 rm -f "$pairs"
 
-# RELR ("-z pack-relative-relocs") needs lld >= 15 and glibc >= 2.36 on the target, which then
-# also checks for it (GLIBC_ABI_DT_RELR). Older lld would silently produce nothing better.
+# RELR ("-z pack-relative-relocs") needs lld >= 15 and glibc >= 2.36 on the target; the binary
+# then names that requirement (GLIBC_ABI_DT_RELR), so an older glibc refuses it at load. lld 14
+# only has --pack-dyn-relocs=relr, which does not record the requirement: not used.
 relr=
 lld_version=$(
     # the same driver and linker-selection flags (-B, -fuse-ld) as the real link
