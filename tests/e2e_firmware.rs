@@ -10,14 +10,9 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::fileserver::{FileServer, FtpServer};
 use support::pki::{Ca, Issued, sign_file};
-use support::{Agent, Csms, admin_call, agent_config, wait_for};
+use support::{Agent, Csms, admin_call, agent_config, call_response, wait_for};
 
 const T: Duration = Duration::from_secs(60);
-
-fn response(answer: Value) -> Value {
-    assert_eq!(answer["ok"], true, "{answer}");
-    answer["response"].clone()
-}
 
 struct Setup {
     pki: tempfile::TempDir,
@@ -72,7 +67,7 @@ fn setup(
     csms.wait_calls("BootNotification", 1, T);
     agent.wait_ready();
     let root_pem = std::fs::read_to_string(&manufacturer.cert).unwrap();
-    let installed = response(csms.admin(admin_call(
+    let installed = call_response(csms.admin(admin_call(
         "InstallCertificate",
         json!({"certificateType": "ManufacturerRootCertificate", "certificate": root_pem}),
     )));
@@ -94,7 +89,7 @@ impl Setup {
     }
 
     fn update_from(&self, request_id: i64, location: &str, signature_b64: &str) -> Value {
-        response(self.csms.admin(admin_call(
+        call_response(self.csms.admin(admin_call(
             "UpdateFirmware",
             json!({
                 "requestId": request_id,
@@ -216,7 +211,7 @@ fn a_signed_image_is_downloaded_resumed_after_a_cut_verified_and_installed() {
         "the install command's output is logged"
     );
     // L01.FR.25: a triggered status after Installed is Idle.
-    let trigger = response(s.csms.admin(admin_call(
+    let trigger = call_response(s.csms.admin(admin_call(
         "TriggerMessage",
         json!({"requestedMessage": "FirmwareStatusNotification"}),
     )));

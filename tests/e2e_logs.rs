@@ -10,14 +10,9 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use support::fileserver::{FileServer, FtpServer};
 use support::pki::Ca;
-use support::{Agent, Csms, admin_call, agent_config, wait_for};
+use support::{Agent, Csms, admin_call, agent_config, call_response, wait_for};
 
 const T: Duration = Duration::from_secs(60);
-
-fn response(answer: Value) -> Value {
-    assert_eq!(answer["ok"], true, "{answer}");
-    answer["response"].clone()
-}
 
 struct Setup {
     pki: tempfile::TempDir,
@@ -64,7 +59,7 @@ impl Setup {
         if let Some(since) = extra.get("oldestTimestamp") {
             payload["log"]["oldestTimestamp"] = since.clone();
         }
-        response(self.csms.admin(admin_call("GetLog", payload)))
+        call_response(self.csms.admin(admin_call("GetLog", payload)))
     }
 
     fn wait_final(&self, request_id: i64) -> Vec<String> {

@@ -6,14 +6,9 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Agent, Csms, admin_call, wait_for};
+use support::{Agent, Csms, admin_call, call_response, wait_for};
 
 const T: Duration = Duration::from_secs(30);
-
-fn response(answer: Value) -> Value {
-    assert_eq!(answer["ok"], true, "{answer}");
-    answer["response"].clone()
-}
 
 #[test]
 fn device_model_reports_availability_trigger_and_reset() {
@@ -28,7 +23,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     });
 
     // SetVariables / GetVariables.
-    let set = response(csms.admin(admin_call(
+    let set = call_response(csms.admin(admin_call(
         "SetVariables",
         json!({"setVariableData": [
             {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "2"},
@@ -51,7 +46,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     assert_eq!(hb["variableAttribute"][0]["value"], "2");
 
     // GetBaseReport: NotifyReport messages, validated by the peer.
-    let report = response(csms.admin(admin_call(
+    let report = call_response(csms.admin(admin_call(
         "GetBaseReport",
         json!({"requestId": 42, "reportBase": "FullInventory"}),
     )));
@@ -66,7 +61,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     assert!(reports.iter().all(|r| r["payload"]["requestId"] == 42));
 
     // ChangeAvailability: the connector goes Unavailable.
-    let change = response(csms.admin(admin_call(
+    let change = call_response(csms.admin(admin_call(
         "ChangeAvailability",
         json!({"operationalStatus": "Inoperative", "evse": {"id": 2}}),
     )));
@@ -81,7 +76,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     });
 
     // TriggerMessage.
-    let trigger = response(csms.admin(admin_call(
+    let trigger = call_response(csms.admin(admin_call(
         "TriggerMessage",
         json!({"requestedMessage": "StatusNotification", "evse": {"id": 1, "connectorId": 1}}),
     )));
@@ -92,7 +87,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     agent.spawn(&[]);
     agent.wait_ready();
     csms.wait_calls("BootNotification", 2, T);
-    let get = response(csms.admin(admin_call(
+    let get = call_response(csms.admin(admin_call(
         "GetVariables",
         json!({"getVariableData": [
             {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}},
@@ -103,7 +98,7 @@ fn device_model_reports_availability_trigger_and_reset() {
     assert_eq!(get["getVariableResult"][1]["attributeValue"], "false");
 
     // Reset: the agent exits with 75 (systemd restarts it) and boots with RemoteReset.
-    let reset = response(csms.admin(admin_call("Reset", json!({"type": "Immediate"}))));
+    let reset = call_response(csms.admin(admin_call("Reset", json!({"type": "Immediate"}))));
     assert_eq!(reset["status"], "Accepted");
     assert_eq!(agent.wait_exit(T), Some(75));
     agent.spawn(&[]);
@@ -190,7 +185,7 @@ fn basic_auth_password_change_reconnects_and_survives_a_restart() {
     csms.wait_calls("BootNotification", 1, T);
     agent.wait_ready();
     let new_password = "Rotated-Secret-4711";
-    let answer = response(csms.admin(admin_call(
+    let answer = call_response(csms.admin(admin_call(
         "SetVariables",
         json!({"setVariableData": [
             {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}, "attributeValue": new_password}
@@ -236,14 +231,14 @@ fn set_network_profile_moves_the_station_and_falls_back() {
     );
     a.wait_calls("BootNotification", 1, T);
     agent.wait_ready();
-    let answer = response(a.admin(admin_call(
+    let answer = call_response(a.admin(admin_call(
         "SetNetworkProfile",
         json!({"configurationSlot": 2, "connectionData": {
             "ocppVersion": "OCPP20", "ocppTransport": "JSON", "ocppCsmsUrl": b.url(),
             "messageTimeout": 30, "securityProfile": 1, "ocppInterface": "Wired0"}}),
     )));
     assert_eq!(answer["status"], "Accepted", "{answer}");
-    let answer = response(a.admin(admin_call(
+    let answer = call_response(a.admin(admin_call(
         "SetVariables",
         json!({"setVariableData": [{"component": {"name": "OCPPCommCtrlr"},
             "variable": {"name": "NetworkConfigurationPriority"}, "attributeValue": "2,1"}]}),
@@ -253,7 +248,7 @@ fn set_network_profile_moves_the_station_and_falls_back() {
         "RebootRequired"
     );
     // B10.FR.05: the new first entry after a reboot.
-    let reset = response(a.admin(admin_call("Reset", json!({"type": "Immediate"}))));
+    let reset = call_response(a.admin(admin_call("Reset", json!({"type": "Immediate"}))));
     assert_eq!(reset["status"], "Accepted");
     assert_eq!(agent.wait_exit(T), Some(75));
     agent.spawn(&[]);

@@ -443,3 +443,9 @@ pub fn check_config(text: &str) -> (i32, String) {
 pub fn admin_call(action: &str, payload: Value) -> Value {
     json!({"cmd": "call", "station": "CP001", "action": action, "payload": payload})
 }
+
+/// The CSMS's payload of a successful `admin_call` answer (fails the test on an error answer).
+pub fn call_response(answer: Value) -> Value {
+    assert_eq!(answer["ok"], true, "{answer}");
+    answer["response"].clone()
+}
