@@ -1097,7 +1097,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         },
         53..=55 => Op::SetAuth {
             token: rng.pick(TOKENS).to_string(),
-            status: *rng.pick(AUTH_STATUSES),
+            status: rng.pick::<&str>(AUTH_STATUSES),
         },
         56..=60 => Op::RemoteStart {
             evse: if rng.chance(30) {
@@ -1144,7 +1144,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         91 => Op::BootStatus(if rng.chance(70) {
             "Accepted"
         } else {
-            *rng.pick(BOOT_STATUSES)
+            rng.pick::<&str>(BOOT_STATUSES)
         }),
         92..=95 => Op::Drop,
         _ => Op::PowerCycle {

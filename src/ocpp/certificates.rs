@@ -7,7 +7,8 @@ use super::clock::Instant;
 use super::devmodel::Var;
 use super::persist::PersistOp;
 use super::rpc::CallError;
-use super::station::{Output, RequestKind, Station};
+use super::session::RequestKind;
+use super::station::{Output, Station};
 use super::timer::Timer;
 use super::v201::{self, Action};
 use super::x509;
@@ -98,7 +99,7 @@ impl Station {
     /// SecurityCtrlr.OrganizationName, CN the serial number (the station id without one).
     fn certificate_subject(&self) -> (String, String) {
         (
-            self.vars.get(Var::SecurityOrganizationName).to_owned(),
+            self.cx.vars.get(Var::SecurityOrganizationName).to_owned(),
             self.station_serial(),
         )
     }
@@ -175,7 +176,7 @@ impl Station {
             None => return respond(S::Rejected, Some("no PEM certificate")),
         };
         // M05.FR.07: a root must be a CA certificate, valid now.
-        let now_ms = self.clock.utc(now).unix_millis();
+        let now_ms = self.cx.clock.utc(now).unix_millis();
         if !cert.is_ca {
             return respond(S::Rejected, Some("not a CA certificate"));
         }
@@ -195,7 +196,7 @@ impl Station {
         }
         let pem = x509::to_pem("CERTIFICATE", &cert.der);
         info!(kind, serial = cert.serial_hex(), "certificate installed");
-        self.outputs.push_back(Output::StoreCertificate {
+        self.cx.outputs.push_back(Output::StoreCertificate {
             kind: kind.clone(),
             id: cert.serial_hex(),
             pem: pem.clone(),
@@ -243,7 +244,7 @@ impl Station {
                     let last_csms_root = self.certificates.roots[i].kind == "CSMSRootCertificate"
                         && csms_roots == 1
                         && self.certificates.configured_roots.is_empty()
-                        && self.security_profile() >= 2;
+                        && self.cx.security_profile() >= 2;
                     if last_csms_root {
                         // M04.FR.03: refusing keeps the station able to reach its CSMS.
                         warn!("refusing to delete the only CSMS root certificate in use");
@@ -255,7 +256,7 @@ impl Station {
                             serial = removed.cert.serial_hex(),
                             "certificate deleted"
                         );
-                        self.outputs.push_back(Output::RemoveCertificate {
+                        self.cx.outputs.push_back(Output::RemoveCertificate {
                             kind: removed.kind,
                             id: removed.cert.serial_hex(),
                         });
@@ -278,7 +279,7 @@ impl Station {
             organization,
             common_name, "generating a new station key and CSR"
         );
-        self.outputs.push_back(Output::CreateCsr {
+        self.cx.outputs.push_back(Output::CreateCsr {
             organization,
             common_name,
         });
@@ -287,7 +288,7 @@ impl Station {
     /// The shell made the CSR: send it (A02.FR.03), keep it for resending (A02.FR.17).
     pub(super) fn csr_created(&mut self, now: Instant, csr_pem: String, spki_der: Vec<u8>) {
         let spki_hex: String = spki_der.iter().map(|b| format!("{b:02x}")).collect();
-        self.outputs.push_back(Output::Persist(vec![
+        self.cx.outputs.push_back(Output::Persist(vec![
             PersistOp::PutMeta {
                 key: META_CSR_PEM.into(),
                 value: csr_pem.clone(),
@@ -307,16 +308,16 @@ impl Station {
             return;
         };
         let payload = json!({ "csr": csr, "certificateType": "ChargingStationCertificate" });
-        self.enqueue_triggered(
+        self.cx.enqueue_triggered(
             RequestKind::SignCertificate,
             Action::SignCertificate,
             payload,
         );
         // A02.FR.17/18: resend when no CertificateSigned came, doubling the wait.
         let wait =
-            self.vars.seconds(Var::CertSigningWaitMinimum) * (1u32 << self.csr_attempts.min(16));
-        if self.csr_attempts < self.vars.int(Var::CertSigningRepeatTimes).max(0) as u32 {
-            self.timers.set(Timer::CsrRetry, now + wait);
+            self.cx.vars.seconds(Var::CertSigningWaitMinimum) * (1u32 << self.csr_attempts.min(16));
+        if self.csr_attempts < self.cx.vars.int(Var::CertSigningRepeatTimes).max(0) as u32 {
+            self.cx.timers.set(Timer::CsrRetry, now + wait);
         }
         self.csr_attempts += 1;
     }
@@ -332,7 +333,7 @@ impl Station {
     pub(super) fn sign_certificate_answered(&mut self, status: v201::GenericStatusEnum) {
         if status != v201::GenericStatusEnum::Accepted {
             warn!("the CSMS rejected the CSR; no retry until it asks again (A02.FR.19)");
-            self.timers.stop(Timer::CsrRetry);
+            self.cx.timers.stop(Timer::CsrRetry);
         }
     }
 
@@ -366,9 +367,10 @@ impl Station {
                     .iter()
                     .map(|c| x509::to_pem("CERTIFICATE", &c.der))
                     .collect();
-                self.outputs
+                self.cx
+                    .outputs
                     .push_back(Output::ActivateStationCertificate { chain_pem });
-                self.outputs.push_back(Output::Persist(vec![
+                self.cx.outputs.push_back(Output::Persist(vec![
                     PersistOp::DeleteMeta {
                         key: META_CSR_PEM.into(),
                     },
@@ -377,17 +379,18 @@ impl Station {
                     },
                 ]));
                 self.pending_csr = None;
-                self.timers.stop(Timer::CsrRetry);
+                self.cx.timers.stop(Timer::CsrRetry);
                 self.certificates.station_chain = chain;
                 // A02.FR.08: with profile 3, reconnect with the new certificate.
-                if self.security_profile() == 3 {
-                    self.reconnect_after_answer = true;
+                if self.cx.security_profile() == 3 {
+                    self.cx.link.reconnect_after_answer = true;
                 }
                 respond(v201::CertificateSignedStatusEnum::Accepted)
             }
             Err(why) => {
                 warn!(reason = why, "CertificateSigned rejected");
-                self.security_event(now, "InvalidChargingStationCertificate", Some(&why));
+                self.cx
+                    .security_event(now, "InvalidChargingStationCertificate", Some(&why));
                 respond(v201::CertificateSignedStatusEnum::Rejected)
             }
         }
@@ -431,7 +434,7 @@ impl Station {
             .map(|r| r.cert.clone())
             .chain(self.certificates.configured_roots.iter().cloned())
             .collect();
-        let now_ms = self.clock.utc(now).unix_millis();
+        let now_ms = self.cx.clock.utc(now).unix_millis();
         x509::verify_chain(&chain, &roots, now_ms, x509::Usage::ClientAuth)
             .map_err(|e| e.to_string())?;
         Ok(chain)
@@ -439,15 +442,17 @@ impl Station {
 
     /// A03.FR.02: renew the station certificate a month before it expires (checked daily).
     pub(super) fn check_certificate_expiry(&mut self, now: Instant) {
-        self.timers.set(Timer::CertificateCheck, now + EXPIRY_CHECK);
-        if !self.clock.trusted(now) {
+        self.cx
+            .timers
+            .set(Timer::CertificateCheck, now + EXPIRY_CHECK);
+        if !self.cx.clock.trusted(now) {
             return;
         }
-        let now_ms = self.clock.utc(now).unix_millis();
+        let now_ms = self.cx.clock.utc(now).unix_millis();
         if let Some(leaf) = self.certificates.station_chain.first() {
             if leaf.not_after_ms - now_ms < RENEW_BEFORE_MS
                 && self.pending_csr.is_none()
-                && self.is_accepted()
+                && self.cx.is_accepted()
             {
                 info!(
                     not_after_ms = leaf.not_after_ms,

@@ -13,7 +13,8 @@ use super::clock::{Instant, UtcTime};
 use super::devmodel::Var;
 use super::persist::{EventKind, PersistOp, Persisted};
 use super::rpc::CallError;
-use super::station::{Output, RequestKind, Station};
+use super::session::RequestKind;
+use super::station::{Output, Station};
 use super::timer::Timer;
 use super::v201::{self, Action};
 use super::x509;
@@ -145,7 +146,11 @@ impl Station {
                     Err(why) => {
                         warn!(request_id = request.request_id, %why, "firmware signing certificate refused");
                         // L01.FR.02
-                        self.security_event(now, "InvalidFirmwareSigningCertificate", Some(&why));
+                        self.cx.security_event(
+                            now,
+                            "InvalidFirmwareSigningCertificate",
+                            Some(&why),
+                        );
                         return Ok(answer(
                             S::InvalidCertificate,
                             Some(("InvalidCertificate", &why)),
@@ -204,11 +209,12 @@ impl Station {
                 request_id = old_id,
                 "firmware update cancelled by a new UpdateFirmware"
             );
-            self.outputs
+            self.cx
+                .outputs
                 .push_back(Output::FirmwareDiscard { request_id: old_id });
             status = S::AcceptedCanceled;
         }
-        let utc_now = self.clock.utc(now).unix_millis();
+        let utc_now = self.cx.clock.utc(now).unix_millis();
         let parse = |s: &str| UtcTime::parse_rfc3339(s).map(UtcTime::unix_millis);
         let job = FirmwareJob {
             request_id: request.request_id,
@@ -227,7 +233,7 @@ impl Station {
                     s.clamp(0, 86_400) as u64
                 }),
             phase: Phase::Scheduled,
-            version_before: self.identity.firmware_version.clone(),
+            version_before: self.cx.identity.firmware_version.clone(),
             install_scheduled_sent: false,
             waiting_for_idle: false,
         };
@@ -239,7 +245,7 @@ impl Station {
         );
         self.firmware.job = Some(job);
         self.firmware.activation_wait = None;
-        self.timers.stop(Timer::Firmware);
+        self.cx.timers.stop(Timer::Firmware);
         self.save_firmware_job();
         if status == S::AcceptedCanceled {
             // The replaced job may have held idle EVSEs Unavailable, or a Reset back.
@@ -273,7 +279,7 @@ impl Station {
         if roots.is_empty() {
             return Err("no ManufacturerRootCertificate is installed".into());
         }
-        let now_ms = self.clock.utc(now).unix_millis();
+        let now_ms = self.cx.clock.utc(now).unix_millis();
         x509::verify_chain(&chain, &roots, now_ms, x509::Usage::CodeSigning)
             .map_err(|e| e.to_string())?;
         Ok(leaf.der.clone())
@@ -281,7 +287,7 @@ impl Station {
 
     /// Whether a UTC time (ms) has come.
     fn firmware_due(&self, now: Instant, utc_ms: i64) -> bool {
-        self.clock.utc(now).unix_millis() >= utc_ms
+        self.cx.clock.utc(now).unix_millis() >= utc_ms
     }
 
     /// The Instant at which the job's next timed step is due.
@@ -295,9 +301,10 @@ impl Station {
             _ => return,
         };
         let wait = at_ms
-            .saturating_sub(self.clock.utc(now).unix_millis())
+            .saturating_sub(self.cx.clock.utc(now).unix_millis())
             .max(0) as u64;
-        self.timers
+        self.cx
+            .timers
             .set(Timer::Firmware, now + Duration::from_millis(wait));
     }
 
@@ -309,7 +316,7 @@ impl Station {
         let (request_id, location) = (job.request_id, job.location.clone());
         self.save_firmware_job();
         self.firmware_status(now, v201::FirmwareStatusEnum::Downloading);
-        self.outputs.push_back(Output::FirmwareDownload {
+        self.cx.outputs.push_back(Output::FirmwareDownload {
             request_id,
             location,
         });
@@ -351,7 +358,7 @@ impl Station {
                     (Some(signer_der), Some(signature)) => {
                         job.phase = Phase::Verifying;
                         self.save_firmware_job();
-                        self.outputs.push_back(Output::FirmwareVerify {
+                        self.cx.outputs.push_back(Output::FirmwareVerify {
                             request_id,
                             signer_der,
                             signature,
@@ -367,7 +374,7 @@ impl Station {
                     let wait = Duration::from_secs(job.retry_interval_s);
                     warn!(request_id, %why, retries_left = job.retries_left, "firmware download failed; retrying");
                     self.save_firmware_job();
-                    self.timers.set(Timer::Firmware, now + wait);
+                    self.cx.timers.set(Timer::Firmware, now + wait);
                 } else {
                     // L01.FR.30
                     warn!(request_id, %why, "firmware download failed; no retries left");
@@ -378,7 +385,8 @@ impl Station {
             (FirmwareStep::Verify, Phase::Verifying, Err(why)) => {
                 warn!(request_id, %why, "firmware signature invalid");
                 // L01.FR.03
-                self.security_event(now, "InvalidFirmwareSignature", Some(&why));
+                self.cx
+                    .security_event(now, "InvalidFirmwareSignature", Some(&why));
                 self.finish_firmware(now, F::InvalidSignature);
             }
             (FirmwareStep::Install, Phase::Installing, Ok(())) => {
@@ -388,7 +396,7 @@ impl Station {
                     job.phase = Phase::Activating;
                     self.save_firmware_job();
                     self.firmware_status(now, F::InstallRebooting);
-                    let seq = self.outbox.iter().last().map_or(0, |m| m.queue_seq);
+                    let seq = self.cx.link.outbox.iter().last().map_or(0, |m| m.queue_seq);
                     self.firmware.activation_wait = Some((seq, now + ACTIVATION_GRACE));
                     self.try_activate(now);
                 } else {
@@ -466,7 +474,8 @@ impl Station {
         self.queue_connector_statuses_if_online(now);
         self.firmware_status(now, F::Installing);
         info!(request_id, "installing firmware");
-        self.outputs
+        self.cx
+            .outputs
             .push_back(Output::FirmwareInstall { request_id });
     }
 
@@ -490,7 +499,7 @@ impl Station {
             .is_some_and(|(seq, _)| seq == queue_seq)
         {
             self.firmware.activation_wait = None;
-            self.timers.stop(Timer::Firmware);
+            self.cx.timers.stop(Timer::Firmware);
             self.try_activate(now);
         }
     }
@@ -502,15 +511,16 @@ impl Station {
         };
         let request_id = job.request_id;
         if let Some((seq, deadline)) = self.firmware.activation_wait {
-            if self.outbox.iter().any(|m| m.queue_seq == seq) && now < deadline {
+            if self.cx.link.outbox.iter().any(|m| m.queue_seq == seq) && now < deadline {
                 // `firmware_status_delivered` or the deadline, whichever comes first.
-                self.timers.set(Timer::Firmware, deadline);
+                self.cx.timers.set(Timer::Firmware, deadline);
                 return;
             }
         }
         self.firmware.activation_wait = None;
         info!(request_id, "activating the new firmware");
-        self.outputs
+        self.cx
+            .outputs
             .push_back(Output::FirmwareActivate { request_id });
     }
 
@@ -518,19 +528,19 @@ impl Station {
         info!("firmware installed");
         self.finish_firmware(now, v201::FirmwareStatusEnum::Installed);
         // L01.FR.31
-        self.security_event(now, "FirmwareUpdated", None);
+        self.cx.security_event(now, "FirmwareUpdated", None);
     }
 
     /// The job ends with `status`: files go, the EVSEs are released.
     fn finish_firmware(&mut self, now: Instant, status: v201::FirmwareStatusEnum) {
         if let Some(job) = self.firmware.job.take() {
             self.firmware_status_for(now, status, Some(job.request_id));
-            self.outputs.push_back(Output::FirmwareDiscard {
+            self.cx.outputs.push_back(Output::FirmwareDiscard {
                 request_id: job.request_id,
             });
         }
         self.firmware.activation_wait = None;
-        self.timers.stop(Timer::Firmware);
+        self.cx.timers.stop(Timer::Firmware);
         self.save_firmware_job();
         self.queue_connector_statuses_if_online(now);
         // A Reset or availability change that waited may go now.
@@ -557,14 +567,17 @@ impl Station {
                 Phase::Installing | Phase::Activating => true,
                 Phase::Verified => {
                     job.waiting_for_idle
-                        && !self.vars.bool(Var::AllowNewSessionsPendingFirmwareUpdate)
+                        && !self
+                            .cx
+                            .vars
+                            .bool(Var::AllowNewSessionsPendingFirmwareUpdate)
                 }
                 _ => false,
             })
     }
 
     fn queue_connector_statuses_if_online(&mut self, now: Instant) {
-        if self.can_send_normal() {
+        if self.cx.can_send_normal() {
             self.queue_connector_statuses(now, false);
         }
     }
@@ -588,7 +601,7 @@ impl Station {
         }
         self.firmware.last_status = Some((status.as_str().to_owned(), request_id));
         let last = json!([status.as_str(), request_id]).to_string();
-        self.enqueue_durable(
+        self.cx.enqueue_durable(
             now,
             Action::FirmwareStatusNotification,
             None,
@@ -613,7 +626,7 @@ impl Station {
             }
             _ => json!({"status": "Idle"}),
         };
-        self.enqueue_triggered(
+        self.cx.enqueue_triggered(
             RequestKind::Other(Action::FirmwareStatusNotification),
             Action::FirmwareStatusNotification,
             payload,
@@ -622,7 +635,7 @@ impl Station {
 
     fn save_firmware_job(&mut self) {
         let op = PersistOp::meta_json(META_JOB, self.firmware.job.as_ref());
-        self.outputs.push_back(Output::Persist(vec![op]));
+        self.cx.outputs.push_back(Output::Persist(vec![op]));
     }
 
     /// Start-up: pick the job up where it stopped.
@@ -646,10 +659,11 @@ impl Station {
         };
         info!(request_id = job.request_id, phase = ?job.phase, "resuming the firmware update");
         let phase = job.phase;
-        let changed = job.version_before != self.identity.firmware_version;
+        let changed = job.version_before != self.cx.identity.firmware_version;
         self.firmware.job = Some(job);
         if phase == Phase::Activating {
-            self.set_boot_reason(v201::BootReasonEnum::FirmwareUpdate);
+            self.cx
+                .set_boot_reason(v201::BootReasonEnum::FirmwareUpdate);
         }
         match phase {
             Phase::Scheduled => self.arm_firmware_timer(now),
@@ -664,7 +678,7 @@ impl Station {
                     (job.signer_der.clone(), job.signature.clone())
                 {
                     let request_id = job.request_id;
-                    self.outputs.push_back(Output::FirmwareVerify {
+                    self.cx.outputs.push_back(Output::FirmwareVerify {
                         request_id,
                         signer_der,
                         signature,

@@ -6,7 +6,8 @@
 use super::clock::{Instant, UtcTime};
 use super::persist::{EventKind, PersistOp, Persisted};
 use super::rpc::CallError;
-use super::station::{Output, RequestKind, Station};
+use super::session::RequestKind;
+use super::station::{Output, Station};
 use super::timer::Timer;
 use super::v201::{self, Action};
 use serde::{Deserialize, Serialize};
@@ -110,10 +111,10 @@ impl Station {
                 request_id = old.upload.request_id,
                 "log upload cancelled by a new GetLog"
             );
-            self.outputs.push_back(Output::CancelLogUpload {
+            self.cx.outputs.push_back(Output::CancelLogUpload {
                 request_id: old.upload.request_id,
             });
-            self.timers.stop(Timer::LogRetry);
+            self.cx.timers.stop(Timer::LogRetry);
             self.log_status(
                 now,
                 v201::UploadLogStatusEnum::AcceptedCanceled,
@@ -126,13 +127,13 @@ impl Station {
                 .and_then(UtcTime::parse_rfc3339)
                 .map(UtcTime::unix_millis)
         };
-        let stamp = self.clock.utc(now).to_rfc3339();
+        let stamp = self.cx.clock.utc(now).to_rfc3339();
         // 20261126T104300Z from 2026-11-26T10:43:00.000Z
         let compact: String = stamp[..19]
             .chars()
             .filter(|c| *c != '-' && *c != ':')
             .collect();
-        let filename = format!("{}_{log_type}_{compact}Z.log", self.identity.station_id);
+        let filename = format!("{}_{log_type}_{compact}Z.log", self.cx.identity.station_id);
         let job = LogJob {
             upload: UploadRequest {
                 request_id: request.request_id,
@@ -173,7 +174,7 @@ impl Station {
             v201::UploadLogStatusEnum::Uploading,
             Some(job.upload.request_id),
         );
-        self.outputs.push_back(Output::UploadLog(job.upload));
+        self.cx.outputs.push_back(Output::UploadLog(job.upload));
     }
 
     pub(super) fn log_retry_timer(&mut self, now: Instant) {
@@ -208,7 +209,7 @@ impl Station {
                 let wait = Duration::from_secs(job.retry_interval_s);
                 warn!(request_id, %why, retries_left = job.retries_left, "log upload failed; retrying");
                 self.save_log_job();
-                self.timers.set(Timer::LogRetry, now + wait);
+                self.cx.timers.set(Timer::LogRetry, now + wait);
             }
             Err((kind, why)) => {
                 warn!(request_id, %why, "log upload failed");
@@ -230,7 +231,7 @@ impl Station {
         if let Some(id) = request_id {
             payload["requestId"] = json!(id);
         }
-        self.enqueue_durable(
+        self.cx.enqueue_durable(
             now,
             Action::LogStatusNotification,
             None,
@@ -246,7 +247,7 @@ impl Station {
             Some(job) => json!({"status": "Uploading", "requestId": job.upload.request_id}),
             None => json!({"status": "Idle"}),
         };
-        self.enqueue_triggered(
+        self.cx.enqueue_triggered(
             RequestKind::Other(Action::LogStatusNotification),
             Action::LogStatusNotification,
             payload,
@@ -255,7 +256,7 @@ impl Station {
 
     fn save_log_job(&mut self) {
         let op = PersistOp::meta_json(META_JOB, self.logs.job.as_ref());
-        self.outputs.push_back(Output::Persist(vec![op]));
+        self.cx.outputs.push_back(Output::Persist(vec![op]));
     }
 
     /// Start-up: an upload a restart cut is made again.

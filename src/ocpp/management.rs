@@ -8,9 +8,10 @@ use super::clock::Instant;
 use super::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
 use super::meter::{self, Context};
 use super::network::{Network, NetworkProfile};
-use super::persist::{EventKind, PersistOp, Persisted};
+use super::persist::{PersistOp, Persisted};
 use super::rpc::{CallError, CallErrorCode};
-use super::station::{Output, RequestKind, Station};
+use super::session::RequestKind;
+use super::station::{Output, Station};
 use super::v201::{self, Action};
 use serde_json::{Value, json};
 use std::fmt::Debug;
@@ -77,7 +78,7 @@ impl Station {
             if let Some(var_key) = key.strip_prefix("var:") {
                 match DeviceModel::lookup(var_key) {
                     Some(index) if VARIABLES[index].check(value).is_ok() => {
-                        self.vars.set_index(index, value);
+                        self.cx.vars.set_index(index, value);
                     }
                     _ => warn!(
                         variable = var_key,
@@ -108,7 +109,7 @@ impl Station {
                 }
             } else if key.starts_with(META_NETWORK_PROFILE) {
                 match serde_json::from_str::<NetworkProfile>(value) {
-                    Ok(p) => self.network.set(p),
+                    Ok(p) => self.cx.link.network.set(p),
                     Err(e) => warn!(key, error = %e, "ignoring a stored network profile"),
                 }
             } else if key == META_LOCAL_LIST {
@@ -119,23 +120,26 @@ impl Station {
         }
         // B10.FR.04: start with the first entry of NetworkConfigurationPriority.
         let profiles: Vec<NetworkProfile> = self
+            .cx
+            .link
             .network
             .slots()
-            .filter_map(|s| self.network.profile(s).cloned())
+            .filter_map(|s| self.cx.link.network.profile(s).cloned())
             .collect();
         let last_good = persisted
             .meta(META_LAST_GOOD_SLOT)
             .and_then(|v| v.parse().ok());
-        self.network = Network::new(
+        self.cx.link.network = Network::new(
             profiles,
-            self.vars.get(Var::NetworkConfigurationPriority),
+            self.cx.vars.get(Var::NetworkConfigurationPriority),
             last_good,
         );
         if let Some(reason) = persisted.meta(META_BOOT_REASON) {
             if let Ok(reason) = serde_json::from_value(json!(reason)) {
-                self.set_boot_reason(reason);
+                self.cx.set_boot_reason(reason);
             }
-            self.outputs
+            self.cx
+                .outputs
                 .push_back(Output::Persist(vec![PersistOp::DeleteMeta {
                     key: META_BOOT_REASON.into(),
                 }]));
@@ -281,9 +285,9 @@ impl Station {
                 value: "Inoperative".into(),
             }
         };
-        self.outputs.push_back(Output::Persist(vec![op]));
+        self.cx.outputs.push_back(Output::Persist(vec![op]));
         for (index, previous) in before.into_iter().enumerate() {
-            if self.connector_status(index) != previous && self.can_send_normal() {
+            if self.connector_status(index) != previous && self.cx.can_send_normal() {
                 self.queue_status(now, index);
             }
         }
@@ -312,7 +316,7 @@ impl Station {
             "connector hardware problem changed"
         );
         self.connectors[index].fault = problem;
-        if self.can_send_normal() {
+        if self.cx.can_send_normal() {
             self.queue_status(now, index);
             self.report_faults(now);
         }
@@ -337,7 +341,7 @@ impl Station {
             self.next_event_id += 1;
             let mut event = json!({
                 "eventId": event_id,
-                "timestamp": self.clock.utc(now).to_rfc3339(),
+                "timestamp": self.cx.clock.utc(now).to_rfc3339(),
                 "trigger": "Delta",
                 "actualValue": if active { "true" } else { "false" },
                 "eventNotificationType": "HardWiredNotification",
@@ -349,11 +353,12 @@ impl Station {
                 event["techInfo"] = json!(p.chars().take(500).collect::<String>());
             }
             let payload = json!({
-                "generatedAt": self.clock.utc(now).to_rfc3339(),
+                "generatedAt": self.cx.clock.utc(now).to_rfc3339(),
                 "seqNo": 0,
                 "eventData": [event],
             });
-            self.enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
+            self.cx
+                .enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
         }
     }
 
@@ -450,13 +455,15 @@ impl Station {
             Some(evse) => info!(evse, "EVSE reset"),
             None => {
                 info!("station reset: restarting");
-                self.security_event(now, "ResetOrReboot", Some("Reset requested by the CSMS"));
-                self.outputs
+                self.cx
+                    .security_event(now, "ResetOrReboot", Some("Reset requested by the CSMS"));
+                self.cx
+                    .outputs
                     .push_back(Output::Persist(vec![PersistOp::PutMeta {
                         key: META_BOOT_REASON.into(),
                         value: "RemoteReset".into(),
                     }]));
-                self.outputs.push_back(Output::Reboot);
+                self.cx.outputs.push_back(Output::Reboot);
             }
         }
     }
@@ -497,7 +504,7 @@ impl Station {
     fn value_of(&self, now: Instant, index: usize, evse: Option<(i64, Option<i64>)>) -> String {
         let def = &VARIABLES[index];
         if !def.dynamic {
-            return self.vars.value_index(index).to_owned();
+            return self.cx.vars.value_index(index).to_owned();
         }
         let evse_idx = evse.and_then(|(e, _)| self.evse_index(id32(e)));
         let connector_idx = evse.and_then(|(e, c)| {
@@ -554,8 +561,8 @@ impl Station {
             "Problem" => connector_idx
                 .map(|c| self.connectors[c].fault.is_some().to_string())
                 .unwrap_or_default(),
-            "DateTime" => self.clock.utc(now).to_rfc3339(),
-            "SecurityProfile" => self.security_profile().to_string(),
+            "DateTime" => self.cx.clock.utc(now).to_rfc3339(),
+            "SecurityProfile" => self.cx.security_profile().to_string(),
             "CertificateEntries" => self.certificates.roots.len().to_string(),
             "Entries" => self.local_list.entries.len().to_string(),
             _ => def.default.to_owned(),
@@ -569,7 +576,8 @@ impl Station {
         request: v201::GetVariablesRequest,
     ) -> Result<v201::GetVariablesResponse, CallError> {
         // B06.FR.16: more items than ItemsPerMessage[GetVariables].
-        if request.get_variable_data.len() as i64 > self.vars.int(Var::ItemsPerMessageGetVariables)
+        if request.get_variable_data.len() as i64
+            > self.cx.vars.int(Var::ItemsPerMessageGetVariables)
         {
             return Err(CallError::new(
                 CallErrorCode::OccurrenceConstraintViolation,
@@ -624,7 +632,8 @@ impl Station {
         now: Instant,
         request: v201::SetVariablesRequest,
     ) -> Result<v201::SetVariablesResponse, CallError> {
-        if request.set_variable_data.len() as i64 > self.vars.int(Var::ItemsPerMessageSetVariables)
+        if request.set_variable_data.len() as i64
+            > self.cx.vars.int(Var::ItemsPerMessageSetVariables)
         {
             return Err(CallError::new(
                 CallErrorCode::OccurrenceConstraintViolation,
@@ -670,7 +679,7 @@ impl Station {
                                         "variable set by the CSMS"
                                     );
                                 }
-                                self.vars.set_index(index, &data.attribute_value);
+                                self.cx.vars.set_index(index, &data.attribute_value);
                                 ops.push(PersistOp::PutMeta {
                                     key: devmodel::meta_key(def),
                                     value: data.attribute_value.trim().to_owned(),
@@ -700,7 +709,7 @@ impl Station {
             })
             .collect();
         if !ops.is_empty() {
-            self.outputs.push_back(Output::Persist(ops));
+            self.cx.outputs.push_back(Output::Persist(ops));
         }
         for index in changed {
             self.variable_changed(now, index);
@@ -720,7 +729,7 @@ impl Station {
             let known = slot
                 .parse::<u32>()
                 .ok()
-                .is_some_and(|s| self.network.profile(s).is_some());
+                .is_some_and(|s| self.cx.link.network.profile(s).is_some());
             if !known {
                 return Err(format!(
                     "configuration slot {slot} holds no network profile"
@@ -748,12 +757,12 @@ impl Station {
             Some("only OCPP 2.0.1 over JSON".to_owned())
         } else if !(1..=3).contains(&c.security_profile) {
             Some("security profile must be 1, 2 or 3".to_owned())
-        } else if (c.security_profile as u8) < self.security_profile() {
+        } else if (c.security_profile as u8) < self.cx.security_profile() {
             // B09.FR.04, A00.FR.005: never lower the security profile through OCPP.
             Some(format!(
                 "security profile {} is lower than the current {}",
                 c.security_profile,
-                self.security_profile()
+                self.cx.security_profile()
             ))
         } else if (c.security_profile == 1) != (scheme == Some("ws"))
             || !matches!(scheme, Some("ws") | Some("wss"))
@@ -794,12 +803,13 @@ impl Station {
             security_profile = profile.security_profile,
             "network profile stored"
         );
-        self.outputs
+        self.cx
+            .outputs
             .push_back(Output::Persist(vec![PersistOp::PutMeta {
                 key: format!("{META_NETWORK_PROFILE}{slot}"),
                 value: serde_json::to_string(&profile).unwrap_or_default(),
             }]));
-        self.network.set(profile);
+        self.cx.link.network.set(profile);
         Ok(v201::SetNetworkProfileResponse {
             custom_data: None,
             status: v201::SetNetworkProfileStatusEnum::Accepted,
@@ -811,19 +821,20 @@ impl Station {
     fn variable_changed(&mut self, now: Instant, index: usize) {
         let def = &VARIABLES[index];
         match def.key().as_str() {
-            "OCPPCommCtrlr.WebSocketPingInterval" => self.restart_ping(now),
-            "OCPPCommCtrlr.HeartbeatInterval" => self.set_heartbeat_interval(now),
+            "OCPPCommCtrlr.WebSocketPingInterval" => self.cx.restart_ping(now),
+            "OCPPCommCtrlr.HeartbeatInterval" => self.cx.set_heartbeat_interval(now),
             "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
                 self.schedule_aligned(now)
             }
             "SecurityCtrlr.BasicAuthPassword" => {
                 // A01: the new password is used for the next connection, made right after the
                 // answer; the change goes to the security log.
-                let password = self.vars.value_index(index).to_owned();
-                self.outputs
+                let password = self.cx.vars.value_index(index).to_owned();
+                self.cx
+                    .outputs
                     .push_back(Output::BasicAuthPassword(super::station::Secret(password)));
-                self.reconnect_after_answer = true;
-                self.security_event(
+                self.cx.link.reconnect_after_answer = true;
+                self.cx.security_event(
                     now,
                     "ReconfigurationOfSecurityParameters",
                     Some("BasicAuthPassword changed"),
@@ -937,9 +948,9 @@ impl Station {
             .into_iter()
             .flat_map(|i| self.report_entries(now, i))
             .collect();
-        let per_message = self.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
+        let per_message = self.cx.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
         let chunks: Vec<&[Value]> = entries.chunks(per_message).collect();
-        let generated_at = self.clock.utc(now).to_rfc3339();
+        let generated_at = self.cx.clock.utc(now).to_rfc3339();
         for (seq, chunk) in chunks.iter().enumerate() {
             let mut payload = json!({
                 "requestId": request.request_id,
@@ -950,7 +961,8 @@ impl Station {
             if seq + 1 < chunks.len() {
                 payload["tbc"] = json!(true);
             }
-            self.enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
+            self.cx
+                .enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
         }
         info!(
             request_id = request.request_id,
@@ -983,15 +995,16 @@ impl Station {
         let status = match request.requested_message {
             M::BootNotification => {
                 // F06.FR.17: not once accepted.
-                if self.is_accepted() {
+                if self.cx.is_accepted() {
                     S::Rejected
                 } else {
-                    self.trigger_boot();
+                    self.cx.trigger_boot();
                     S::Accepted
                 }
             }
             M::Heartbeat => {
-                self.enqueue_triggered(RequestKind::Heartbeat, Action::Heartbeat, json!({}));
+                self.cx
+                    .enqueue_triggered(RequestKind::Heartbeat, Action::Heartbeat, json!({}));
                 S::Accepted
             }
             M::StatusNotification => {
@@ -1020,13 +1033,13 @@ impl Station {
                     }
                     let mv = meter::meter_value(
                         self.evses[idx].meter.as_ref(),
-                        self.vars.list(Var::AlignedMeasurands),
+                        self.cx.vars.list(Var::AlignedMeasurands),
                         Context::Trigger,
-                        self.clock.utc(now),
+                        self.cx.clock.utc(now),
                     );
                     if let Some(mv) = mv {
                         let payload = json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
-                        self.enqueue_triggered(
+                        self.cx.enqueue_triggered(
                             RequestKind::MeterValues,
                             Action::MeterValues,
                             payload,
@@ -1101,7 +1114,9 @@ impl Station {
                     if on_connector {
                         self.end_transaction_for_unlock(now, idx);
                     }
-                    self.outputs.push_back(Output::Unlock { evse, connector });
+                    self.cx
+                        .outputs
+                        .push_back(Output::Unlock { evse, connector });
                     v201::UnlockStatusEnum::Unlocked
                 }
             }
@@ -1134,7 +1149,7 @@ impl Station {
     // ----- local authorization list (D01, D02) ------------------------------------------------
 
     pub(super) fn local_list_enabled(&self) -> bool {
-        self.vars.bool(Var::LocalAuthListEnabled)
+        self.cx.vars.bool(Var::LocalAuthListEnabled)
     }
 
     pub(super) fn local_list_version(&self) -> Value {
@@ -1202,7 +1217,8 @@ impl Station {
             "local authorization list updated"
         );
         let text = serde_json::to_string(&self.local_list).unwrap_or_default();
-        self.outputs
+        self.cx
+            .outputs
             .push_back(Output::Persist(vec![PersistOp::PutMeta {
                 key: META_LOCAL_LIST.into(),
                 value: text,
@@ -1249,7 +1265,8 @@ impl Station {
                 found.push(format!("authorization cache entry for {key}"));
                 if request.clear {
                     // N10.FR.03/06: remove it (the local list is the CSMS's to change).
-                    self.outputs
+                    self.cx
+                        .outputs
                         .push_back(Output::Persist(vec![self.auth_cache.remove(&key)]));
                 }
             }
@@ -1284,7 +1301,7 @@ impl Station {
                 .chunks(512)
                 .map(|c| c.iter().collect())
                 .collect();
-            let generated_at = self.clock.utc(now).to_rfc3339();
+            let generated_at = self.cx.clock.utc(now).to_rfc3339();
             for (seq, data) in chunks.iter().enumerate() {
                 let mut payload = json!({
                     "data": data,
@@ -1295,7 +1312,7 @@ impl Station {
                 if seq + 1 < chunks.len() {
                     payload["tbc"] = json!(true);
                 }
-                self.enqueue(
+                self.cx.enqueue(
                     RequestKind::Other(Action::NotifyCustomerInformation),
                     Action::NotifyCustomerInformation,
                     payload,
@@ -1303,48 +1320,6 @@ impl Station {
             }
         }
         respond(S::Accepted)
-    }
-
-    // ----- security events ----------------------------------------------------------------------
-
-    /// A SecurityEventNotification, queued and delivered like transaction messages.
-    pub(super) fn security_event(&mut self, now: Instant, kind: &'static str, info: Option<&str>) {
-        info!(event = kind, info, "security event");
-        let timestamp = self.clock.utc(now).to_rfc3339();
-        let tech_info = info.map(|i| i.chars().take(255).collect::<String>());
-        self.outputs.push_back(Output::RecordSecurityEvent {
-            timestamp: timestamp.clone(),
-            kind: kind.to_owned(),
-            tech_info: tech_info.clone(),
-        });
-        let mut payload = json!({
-            "type": kind,
-            "timestamp": timestamp,
-        });
-        if let Some(i) = tech_info {
-            payload["techInfo"] = json!(i);
-        }
-        self.enqueue_durable(
-            now,
-            Action::SecurityEventNotification,
-            None,
-            EventKind::Other,
-            payload,
-            Vec::new(),
-        );
-    }
-
-    /// Like `security_event`, once per start-up for a given kind (floods are reported once).
-    pub(super) fn security_event_once(
-        &mut self,
-        now: Instant,
-        kind: &'static str,
-        info: Option<&str>,
-    ) {
-        if !self.raised_once.contains(&kind) {
-            self.raised_once.push(kind);
-            self.security_event(now, kind, info);
-        }
     }
 }
 

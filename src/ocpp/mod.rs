@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod certificates;
 pub mod clock;
+pub mod ctx;
 pub mod devmodel;
 pub mod firmware;
 pub mod logs;
@@ -12,6 +13,7 @@ pub mod network;
 pub mod outbox;
 pub mod persist;
 pub mod rpc;
+pub mod session;
 pub mod station;
 pub mod testkit;
 pub mod timer;

@@ -13,7 +13,8 @@ use super::management::id32;
 use super::meter::{self, Context, MeterReading};
 use super::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use super::rpc::CallError;
-use super::station::{CLEAN_SHUTDOWN_KEY, Output, RequestKind, Station};
+use super::session::RequestKind;
+use super::station::{CLEAN_SHUTDOWN_KEY, Output, Station};
 use super::timer::Timer;
 use super::v201::{self, Action};
 use serde_json::{Value, json};
@@ -122,16 +123,16 @@ fn same_token(a: &Value, b: &Value) -> bool {
 
 impl Station {
     fn has_start(&self, point: &str) -> bool {
-        self.vars.contains(Var::TxStartPoint, point)
+        self.cx.vars.contains(Var::TxStartPoint, point)
     }
 
     fn has_stop(&self, point: &str) -> bool {
-        self.vars.contains(Var::TxStopPoint, point)
+        self.cx.vars.contains(Var::TxStopPoint, point)
     }
 
     /// B02.FR.03 / TxBeforeAcceptedEnabled: before the CSMS accepted us, only if configured.
     fn tx_allowed(&self) -> bool {
-        self.is_accepted() || self.vars.bool(Var::TxBeforeAcceptedEnabled)
+        self.cx.is_accepted() || self.cx.vars.bool(Var::TxBeforeAcceptedEnabled)
     }
 
     fn ev_connected(&self, idx: usize) -> bool {
@@ -157,7 +158,7 @@ impl Station {
     }
 
     fn now_ms(&self, now: Instant) -> i64 {
-        self.clock.utc(now).unix_millis()
+        self.cx.clock.utc(now).unix_millis()
     }
 
     // ----- inputs ----------------------------------------------------------------------------
@@ -168,7 +169,7 @@ impl Station {
         };
         if plugged {
             // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02).
-            if !self.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
+            if !self.cx.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
                 self.evses[idx].auth = Some(Auth {
                     id_token: json!({"idToken": "", "type": "NoAuthorization"}),
                     group: None,
@@ -177,7 +178,7 @@ impl Station {
                     reported: false,
                 });
             }
-            self.timers.stop(Timer::EvConnectTimeout(evse));
+            self.cx.timers.stop(Timer::EvConnectTimeout(evse));
             if let Some(tx) = self.evses[idx].tx.as_mut() {
                 if tx.connector.is_none() {
                     tx.connector = Some(connector);
@@ -191,13 +192,15 @@ impl Station {
                 return; // another connector of the EVSE; the transaction is not on it
             }
             // E09.FR.01: unplugging on the EV side deauthorizes.
-            if self.vars.bool(Var::StopTxOnEvSideDisconnect) || self.evses[idx].tx.is_none() {
+            if self.cx.vars.bool(Var::StopTxOnEvSideDisconnect) || self.evses[idx].tx.is_none() {
                 self.evses[idx].auth = None;
             }
             self.update_evse(now, idx, Cause::PlugOut);
             // E09.FR.02: release the cable at the station side too.
-            if self.vars.bool(Var::UnlockOnEvSideDisconnect) {
-                self.outputs.push_back(Output::Unlock { evse, connector });
+            if self.cx.vars.bool(Var::UnlockOnEvSideDisconnect) {
+                self.cx
+                    .outputs
+                    .push_back(Output::Unlock { evse, connector });
             }
         }
     }
@@ -225,7 +228,8 @@ impl Station {
                 // Presented again before the EV came: the driver changed their mind.
                 self.evses[idx].auth = None;
                 self.evses[idx].last_authorization = Some("cancelled".into());
-                self.timers
+                self.cx
+                    .timers
                     .stop(Timer::EvConnectTimeout(self.evses[idx].id));
             }
             return;
@@ -241,11 +245,11 @@ impl Station {
     /// Decides an idToken locally or asks the CSMS (C01, C10-C15).
     fn authorize(&mut self, now: Instant, idx: usize, id_token: Value, purpose: AuthPurpose) {
         let lookup = self.local_lookup(now, &id_token);
-        if self.can_send_normal() {
+        if self.cx.can_send_normal() {
             // C12 / LocalPreAuthorize: a valid cached Accepted starts at once; the CSMS checks
             // the idToken in the TransactionEvent (E05).
             if let (true, Lookup::Accepted { group }) =
-                (self.vars.bool(Var::LocalPreAuthorize), &lookup)
+                (self.cx.vars.bool(Var::LocalPreAuthorize), &lookup)
             {
                 let group = group.clone();
                 self.authorization_result(
@@ -260,7 +264,7 @@ impl Station {
                 return;
             }
             let payload = json!({ "idToken": id_token });
-            self.enqueue(
+            self.cx.enqueue(
                 RequestKind::Authorize {
                     evse: idx,
                     id_token,
@@ -299,12 +303,12 @@ impl Station {
                 };
             }
         }
-        if !self.vars.bool(Var::AuthCacheEnabled) {
+        if !self.cx.vars.bool(Var::AuthCacheEnabled) {
             return Lookup::Unknown;
         }
         let (lookup, op) = self.auth_cache.lookup(id_token, self.now_ms(now));
         if let Some(op) = op {
-            self.outputs.push_back(Output::Persist(vec![op]));
+            self.cx.outputs.push_back(Output::Persist(vec![op]));
         }
         lookup
     }
@@ -319,7 +323,7 @@ impl Station {
         lookup: Lookup,
     ) {
         match lookup {
-            Lookup::Accepted { group } if self.vars.bool(Var::LocalAuthorizeOffline) => self
+            Lookup::Accepted { group } if self.cx.vars.bool(Var::LocalAuthorizeOffline) => self
                 .authorization_result(
                     now,
                     idx,
@@ -329,7 +333,7 @@ impl Station {
                     group,
                     "accepted offline (cache)",
                 ),
-            Lookup::Unknown if self.vars.bool(Var::OfflineTxForUnknownIdEnabled) => self
+            Lookup::Unknown if self.cx.vars.bool(Var::OfflineTxForUnknownIdEnabled) => self
                 .authorization_result(
                     now,
                     idx,
@@ -368,16 +372,16 @@ impl Station {
         let Some(info) = info else {
             let lookup = self.local_lookup(now, &id_token);
             self.authorize_offline(now, idx, id_token, purpose, lookup);
-            self.pump(now);
+            self.cx.pump(now);
             return;
         };
-        if self.vars.bool(Var::AuthCacheEnabled) {
-            let lifetime = self.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
+        if self.cx.vars.bool(Var::AuthCacheEnabled) {
+            let lifetime = self.cx.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
             let ops = self
                 .auth_cache
                 .update(&id_token, &info, self.now_ms(now), lifetime);
             if !ops.is_empty() {
-                self.outputs.push_back(Output::Persist(ops));
+                self.cx.outputs.push_back(Output::Persist(ops));
             }
         }
         let status = info["status"].as_str().unwrap_or("Unknown");
@@ -396,7 +400,7 @@ impl Station {
         };
         let group = info.get("groupIdToken").cloned();
         self.authorization_result(now, idx, id_token, purpose, accepted, group, &note);
-        self.pump(now);
+        self.cx.pump(now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -464,9 +468,10 @@ impl Station {
         }
         if !self.ev_connected(idx) {
             // E03.FR.05: the driver has EVConnectionTimeOut to plug in.
-            let timeout = self.vars.seconds(Var::EvConnectionTimeOut);
+            let timeout = self.cx.vars.seconds(Var::EvConnectionTimeOut);
             if !timeout.is_zero() {
-                self.timers
+                self.cx
+                    .timers
                     .set(Timer::EvConnectTimeout(self.evses[idx].id), now + timeout);
             }
         }
@@ -482,7 +487,7 @@ impl Station {
     pub(super) fn meter_reading(&mut self, now: Instant, idx: usize, reading: MeterReading) {
         self.evses[idx].meter = Some(reading);
         // E05.FR.03: after an invalid id, energy flows up to MaxEnergyOnInvalidId.
-        let limit = self.vars.int(Var::MaxEnergyOnInvalidId) as f64;
+        let limit = self.cx.vars.int(Var::MaxEnergyOnInvalidId) as f64;
         if self.evses[idx].energy_limit_armed && self.evses[idx].used_energy() >= limit {
             self.evses[idx].energy_limit_armed = false;
             self.evses[idx].suspended = true;
@@ -509,15 +514,16 @@ impl Station {
         if path_changed {
             self.evses[idx].power_path = want_closed;
             info!(evse = evse_id, closed = want_closed, "power path");
-            self.outputs.push_back(Output::PowerPath {
+            self.cx.outputs.push_back(Output::PowerPath {
                 evse: evse_id,
                 closed: want_closed,
             });
             if want_closed {
-                self.timers
+                self.cx
+                    .timers
                     .set(Timer::MeterCheckpoint(evse_id), now + METER_CHECKPOINT);
             } else {
-                self.timers.stop(Timer::MeterCheckpoint(evse_id));
+                self.cx.timers.stop(Timer::MeterCheckpoint(evse_id));
             }
         }
 
@@ -642,7 +648,7 @@ impl Station {
     }
 
     fn start_transaction(&mut self, now: Instant, idx: usize, trigger: &'static str) {
-        let id = self.rng.uuid_v4();
+        let id = self.cx.rng.uuid_v4();
         let evse = &self.evses[idx];
         let connector = self.plugged_connector(idx);
         info!(
@@ -694,7 +700,7 @@ impl Station {
         let evse_id = self.evses[idx].id;
         if self.evses[idx].power_path {
             self.evses[idx].power_path = false;
-            self.outputs.push_back(Output::PowerPath {
+            self.cx.outputs.push_back(Output::PowerPath {
                 evse: evse_id,
                 closed: false,
             });
@@ -725,7 +731,7 @@ impl Station {
             Timer::EvConnectTimeout(evse_id),
             Timer::MeterCheckpoint(evse_id),
         ] {
-            self.timers.stop(t);
+            self.cx.timers.stop(t);
         }
         if let Some(tx) = tx {
             info!(
@@ -760,7 +766,7 @@ impl Station {
             let want = self.evses[idx].auth.is_some() && connected && usable && self.tx_allowed();
             if want != self.evses[idx].power_path {
                 self.evses[idx].power_path = want;
-                self.outputs.push_back(Output::PowerPath {
+                self.cx.outputs.push_back(Output::PowerPath {
                     evse: self.evses[idx].id,
                     closed: want,
                 });
@@ -791,9 +797,9 @@ impl Station {
     fn sample(&self, now: Instant, idx: usize, var: Var, context: Context) -> Option<Value> {
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
-            self.vars.list(var),
+            self.cx.vars.list(var),
             context,
-            self.clock.utc(now),
+            self.cx.clock.utc(now),
         )
     }
 
@@ -824,8 +830,8 @@ impl Station {
     ) {
         let charging_state = self.charging_state(idx);
         let connected = self.ev_connected(idx);
-        let offline = !self.can_send_normal();
-        let utc = self.clock.utc(now);
+        let offline = !self.cx.can_send_normal();
+        let utc = self.cx.clock.utc(now);
         let evse_id = self.evses[idx].id;
         let auth = self.evses[idx].auth.clone();
         let Some(tx) = self.evses[idx].tx.as_mut() else {
@@ -904,7 +910,7 @@ impl Station {
         } else {
             vec![PersistOp::PutTransaction(self.tx_record(idx))]
         };
-        self.enqueue_durable(
+        self.cx.enqueue_durable(
             now,
             Action::TransactionEvent,
             Some(tx_id),
@@ -940,30 +946,31 @@ impl Station {
 
     fn schedule_sampling(&mut self, now: Instant, idx: usize) {
         let id = self.evses[idx].id;
-        let updated = self.vars.seconds(Var::TxUpdatedInterval);
+        let updated = self.cx.vars.seconds(Var::TxUpdatedInterval);
         if !updated.is_zero() {
-            self.timers.set(Timer::TxUpdated(id), now + updated);
+            self.cx.timers.set(Timer::TxUpdated(id), now + updated);
         }
-        let ended = self.vars.seconds(Var::TxEndedInterval);
+        let ended = self.cx.vars.seconds(Var::TxEndedInterval);
         if !ended.is_zero() {
-            self.timers.set(Timer::TxEndedSample(id), now + ended);
+            self.cx.timers.set(Timer::TxEndedSample(id), now + ended);
         }
     }
 
     /// Arms the clock-aligned timers for the next multiple of their interval since midnight UTC.
     pub(super) fn schedule_aligned(&mut self, now: Instant) {
-        let utc = self.clock.utc(now).unix_millis();
+        let utc = self.cx.clock.utc(now).unix_millis();
         for (timer, var) in [
             (Timer::AlignedData, Var::AlignedInterval),
             (Timer::AlignedTxEnded, Var::AlignedTxEndedInterval),
         ] {
-            let interval = self.vars.int(var) * 1000;
+            let interval = self.cx.vars.int(var) * 1000;
             if interval <= 0 {
-                self.timers.stop(timer);
+                self.cx.timers.stop(timer);
                 continue;
             }
             let next = (utc.div_euclid(interval) + 1) * interval;
-            self.timers
+            self.cx
+                .timers
                 .set(timer, now + Duration::from_millis((next - utc) as u64));
         }
     }
@@ -974,9 +981,9 @@ impl Station {
             Timer::TxUpdated(id) => {
                 if let Some(idx) = evse_idx(self, id).filter(|i| self.evses[*i].tx.is_some()) {
                     self.update_evse(now, idx, Cause::Periodic);
-                    let interval = self.vars.seconds(Var::TxUpdatedInterval);
+                    let interval = self.cx.vars.seconds(Var::TxUpdatedInterval);
                     if !interval.is_zero() && self.evses[idx].tx.is_some() {
-                        self.timers.set(Timer::TxUpdated(id), now + interval);
+                        self.cx.timers.set(Timer::TxUpdated(id), now + interval);
                     }
                 }
             }
@@ -984,9 +991,9 @@ impl Station {
                 if let Some(idx) = evse_idx(self, id).filter(|i| self.evses[*i].tx.is_some()) {
                     let mv = self.sample(now, idx, Var::TxEndedMeasurands, Context::SamplePeriodic);
                     self.add_ended_value(idx, mv);
-                    let interval = self.vars.seconds(Var::TxEndedInterval);
+                    let interval = self.cx.vars.seconds(Var::TxEndedInterval);
                     if !interval.is_zero() {
-                        self.timers.set(Timer::TxEndedSample(id), now + interval);
+                        self.cx.timers.set(Timer::TxEndedSample(id), now + interval);
                     }
                 }
             }
@@ -1011,12 +1018,13 @@ impl Station {
                         if let (Some(mv), Some(tx)) = (mv, self.evses[idx].tx.as_mut()) {
                             tx.last_meter = Some(mv);
                             let record = self.tx_record(idx);
-                            self.outputs.push_back(Output::Persist(vec![
+                            self.cx.outputs.push_back(Output::Persist(vec![
                                 PersistOp::PutTransaction(record),
                             ]));
                         }
                     }
-                    self.timers
+                    self.cx
+                        .timers
                         .set(Timer::MeterCheckpoint(id), now + METER_CHECKPOINT);
                 }
             }
@@ -1024,13 +1032,14 @@ impl Station {
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
                         self.update_evse(now, idx, Cause::Clock);
-                    } else if self.can_send_normal() {
+                    } else if self.cx.can_send_normal() {
                         if let Some(mv) =
                             self.sample(now, idx, Var::AlignedMeasurands, Context::SampleClock)
                         {
                             let payload =
                                 json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
-                            self.enqueue(RequestKind::MeterValues, Action::MeterValues, payload);
+                            self.cx
+                                .enqueue(RequestKind::MeterValues, Action::MeterValues, payload);
                         }
                     }
                 }
@@ -1064,7 +1073,8 @@ impl Station {
             // E06.FR.13: drop intermediate values first when there are too many.
             meter::thin_out(&mut tx.ended_values, MAX_ENDED_VALUES);
             let record = self.tx_record(idx);
-            self.outputs
+            self.cx
+                .outputs
                 .push_back(Output::Persist(vec![PersistOp::PutTransaction(record)]));
         }
     }
@@ -1114,7 +1124,7 @@ impl Station {
             let batch = vec![PersistOp::RemoveTransaction {
                 tx_id: record.tx_id.clone(),
             }];
-            self.enqueue_durable(
+            self.cx.enqueue_durable(
                 now,
                 Action::TransactionEvent,
                 Some(record.tx_id.clone()),
@@ -1124,13 +1134,14 @@ impl Station {
             );
         }
         if clean {
-            self.outputs
+            self.cx
+                .outputs
                 .push_back(Output::Persist(vec![PersistOp::DeleteMeta {
                     key: CLEAN_SHUTDOWN_KEY.into(),
                 }]));
         }
         for evse in &self.evses {
-            self.outputs.push_back(Output::PowerPath {
+            self.cx.outputs.push_back(Output::PowerPath {
                 evse: evse.id,
                 closed: false,
             });
@@ -1184,14 +1195,14 @@ impl Station {
                 self.token_info_received(now, tx_id, info);
             }
         }
-        if let Some(op) = self.outbox.delivered(meta.queue_seq) {
-            self.outputs.push_back(Output::Persist(vec![op]));
+        if let Some(op) = self.cx.link.outbox.delivered(meta.queue_seq) {
+            self.cx.outputs.push_back(Output::Persist(vec![op]));
         }
         if meta.action == "FirmwareStatusNotification" {
             self.firmware_status_delivered(now, meta.queue_seq);
         }
         if let Some(tx_id) = &meta.tx_id {
-            if !self.outbox.has_messages_for(tx_id)
+            if !self.cx.link.outbox.has_messages_for(tx_id)
                 && !self
                     .evses
                     .iter()
@@ -1213,13 +1224,13 @@ impl Station {
         else {
             return;
         };
-        if self.vars.bool(Var::AuthCacheEnabled) {
-            let lifetime = self.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
+        if self.cx.vars.bool(Var::AuthCacheEnabled) {
+            let lifetime = self.cx.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
             let ops = self
                 .auth_cache
                 .update(&token, &info, self.now_ms(now), lifetime);
             if !ops.is_empty() {
-                self.outputs.push_back(Output::Persist(ops));
+                self.cx.outputs.push_back(Output::Persist(ops));
             }
         }
         if info["status"] == "Accepted" {
@@ -1248,11 +1259,11 @@ impl Station {
             "deauthorized by the CSMS: {}",
             info["status"].as_str().unwrap_or("?")
         ));
-        if self.vars.bool(Var::StopTxOnInvalidId) {
+        if self.cx.vars.bool(Var::StopTxOnInvalidId) {
             self.evses[idx].auth = None;
         } else {
             // E05.FR.02/03: stop the energy, or allow up to MaxEnergyOnInvalidId.
-            let limit = self.vars.int(Var::MaxEnergyOnInvalidId);
+            let limit = self.cx.vars.int(Var::MaxEnergyOnInvalidId);
             let used = self.evses[idx].used_energy();
             if limit <= 0 || used >= limit as f64 {
                 self.evses[idx].suspended = true;
@@ -1280,7 +1291,7 @@ impl Station {
             })
         };
         // B02.FR.05: not while Pending.
-        if !self.is_accepted() {
+        if !self.cx.is_accepted() {
             return rejected("not accepted by the CSMS yet");
         }
         let idx = match request.evse_id {
@@ -1310,7 +1321,7 @@ impl Station {
             .and_then(|g| serde_json::to_value(g).ok());
         // C03.FR.01/F02: Central tokens and AuthorizeRemoteStart = false need no Authorize.
         let central = id_token["type"] == "Central";
-        if self.vars.bool(Var::AuthorizeRemoteStart) && !central {
+        if self.cx.vars.bool(Var::AuthorizeRemoteStart) && !central {
             self.authorize(
                 now,
                 idx,
@@ -1347,7 +1358,7 @@ impl Station {
                 .is_some_and(|t| t.id == request.transaction_id)
         });
         let status = match idx {
-            Some(idx) if self.is_accepted() => {
+            Some(idx) if self.cx.is_accepted() => {
                 self.evses[idx].auth = None;
                 self.evses[idx].last_authorization = Some("stopped remotely".into());
                 self.update_evse(now, idx, Cause::RemoteStop);
@@ -1375,12 +1386,17 @@ impl Station {
                         .iter()
                         .any(|e| e.tx.as_ref().is_some_and(|t| t.id == id)),
                 ),
-                messages_in_queue: self.outbox.has_messages_for(&id),
+                messages_in_queue: self.cx.link.outbox.has_messages_for(&id),
             },
             None => v201::GetTransactionStatusResponse {
                 custom_data: None,
                 ongoing_indicator: None,
-                messages_in_queue: self.outbox.iter().any(|m| m.action == "TransactionEvent"),
+                messages_in_queue: self
+                    .cx
+                    .link
+                    .outbox
+                    .iter()
+                    .any(|m| m.action == "TransactionEvent"),
             },
         };
         Ok(response)

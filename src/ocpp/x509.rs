@@ -1266,7 +1266,7 @@ fn check_issuer(cert: &Certificate, below: usize, anchor: bool) -> Result<(), X5
         })
     };
     // A trust anchor without basicConstraints (an X.509 v1 root) is accepted as a CA.
-    if !cert.is_ca && !(anchor && !cert.has_basic_constraints) {
+    if !cert.is_ca && (!anchor || cert.has_basic_constraints) {
         return not_ca("its basicConstraints do not make it a CA");
     }
     if cert

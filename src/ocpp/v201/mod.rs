@@ -54,3 +54,17 @@ pub mod schema;
 pub mod validate;
 
 pub use generated::*;
+
+/// Validates a response against its own schema and decodes it.
+pub fn decode_response<T: ResponsePayload>(
+    payload: serde_json::Value,
+) -> Result<T, validate::Violation> {
+    validate::decode(T::SCHEMA, payload)
+}
+
+/// Validates a request against its own schema and decodes it.
+pub fn decode_request<T: RequestPayload>(
+    payload: serde_json::Value,
+) -> Result<T, validate::Violation> {
+    validate::decode(T::SCHEMA, payload)
+}
