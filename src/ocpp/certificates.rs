@@ -54,6 +54,15 @@ pub struct CertificateStore {
 }
 
 impl CertificateStore {
+    /// The installed ManufacturerRootCertificates, which firmware signers must chain to (L01).
+    pub fn manufacturer_roots(&self) -> Vec<x509::Certificate> {
+        self.roots
+            .iter()
+            .filter(|r| r.kind == "ManufacturerRootCertificate")
+            .map(|r| r.cert.clone())
+            .collect()
+    }
+
     /// Parses `(kind, pem)` pairs; unreadable entries are logged and skipped.
     pub fn load(
         roots: &[(String, String)],

@@ -33,8 +33,12 @@ pub enum CoreEvent {
     },
     /// An Authorize request got no usable answer (lost with the link, CALLERROR, timeout).
     AuthorizeUnanswered(super::session::RequestKind),
+    /// A transaction started on this EVSE (or was found open at start-up).
+    TransactionStarted { evse: u32 },
     /// A transaction ended on this EVSE (its Ended event is queued).
     TransactionEnded { evse: u32 },
+    /// The firmware job ended or was replaced: what waited for it may go.
+    FirmwareIdle,
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,
     /// firmware installation).
     ConnectorStatusesChanged,

@@ -155,7 +155,7 @@ impl Station {
     pub(super) fn evse_operative(&self, idx: usize) -> bool {
         self.station_operative
             && self.evses[idx].operative
-            && !(self.evses[idx].tx.is_none() && self.firmware_blocks_sessions())
+            && !(self.evses[idx].tx.is_none() && self.firmware.firmware_blocks_sessions(&self.cx))
     }
 
     pub(super) fn connector_status(&self, index: usize) -> v201::ConnectorStatusEnum {
@@ -362,8 +362,8 @@ impl Station {
         }
     }
 
-    /// Transactions ended: apply what waited for them (availability, OnIdle reset).
-    pub(super) fn transaction_ended(&mut self, now: Instant) {
+    /// Transactions ended: apply the availability changes that waited for them.
+    pub(super) fn apply_waiting_availability(&mut self, now: Instant) {
         let waiting = std::mem::take(&mut self.scheduled_availability);
         for change in waiting {
             let busy = self.evses.iter().any(|e| {
@@ -379,7 +379,10 @@ impl Station {
                 self.apply_availability(now, change);
             }
         }
-        self.firmware_transactions_ended(now);
+    }
+
+    /// Transactions ended: an OnIdle reset that waited for them may go (B12).
+    pub(super) fn apply_waiting_reset(&mut self, now: Instant) {
         if let Some(scope) = self.scheduled_reset {
             let busy = self
                 .evses
@@ -400,7 +403,7 @@ impl Station {
         now: Instant,
         request: v201::ResetRequest,
     ) -> Result<v201::ResetResponse, CallError> {
-        if self.firmware_installing() {
+        if self.firmware.firmware_installing() {
             return Ok(v201::ResetResponse {
                 custom_data: None,
                 status: v201::ResetStatusEnum::Rejected,
@@ -1067,12 +1070,12 @@ impl Station {
             }
             M::LogStatusNotification => {
                 // F06.FR.15, N01.FR.13
-                self.log_status_triggered();
+                self.diagnostics.log_status_triggered(&mut self.cx);
                 S::Accepted
             }
             M::FirmwareStatusNotification => {
                 // F06.FR.16, L01.FR.25/26
-                self.firmware_status_triggered();
+                self.firmware.firmware_status_triggered(&mut self.cx);
                 S::Accepted
             }
             M::SignChargingStationCertificate => {

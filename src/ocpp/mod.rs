@@ -1,12 +1,11 @@
 //! The sans-IO OCPP core: no sockets, no files, no clocks. See [`station::Station`] for the
 //! calling contract.
 pub mod auth;
+pub mod blocks;
 pub mod certificates;
 pub mod clock;
 pub mod ctx;
 pub mod devmodel;
-pub mod firmware;
-pub mod logs;
 pub mod management;
 pub mod meter;
 pub mod network;
@@ -20,3 +19,7 @@ pub mod timer;
 pub mod transactions;
 pub mod v201;
 pub mod x509;
+
+// The blocks' types in the shell's and the tests' vocabulary.
+pub use blocks::diagnostics as logs;
+pub use blocks::firmware;

@@ -23,6 +23,8 @@
 //! 4. Sleep until [`poll_timeout`](Station::poll_timeout) or the next event.
 
 use super::auth::AuthCache;
+use super::blocks::diagnostics::Diagnostics;
+use super::blocks::firmware::Firmware;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::{DeviceModel, Var};
@@ -81,7 +83,7 @@ pub struct StationConfig {
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
     /// What the integrator allows and provides for firmware updates (L01).
-    pub firmware: super::firmware::FirmwarePolicy,
+    pub firmware: super::blocks::firmware::FirmwarePolicy,
     /// A diagnostics log source is configured (GetLog DiagnosticsLog, N01).
     pub diagnostics_log: bool,
 }
@@ -106,12 +108,12 @@ pub enum Input {
     /// The log upload asked for by `Output::UploadLog` finished.
     LogUploaded {
         request_id: i64,
-        result: Result<(), (super::logs::UploadFailure, String)>,
+        result: Result<(), (super::blocks::diagnostics::UploadFailure, String)>,
     },
     /// A firmware step asked for by an `Output::Firmware*` finished (`Err`: why it failed).
     Firmware {
         request_id: i64,
-        step: super::firmware::FirmwareStep,
+        step: super::blocks::firmware::FirmwareStep,
         result: Result<(), String>,
     },
     /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
@@ -188,7 +190,7 @@ pub enum Output {
     /// Delete the files of this firmware job.
     FirmwareDiscard { request_id: i64 },
     /// Gather the log and upload it; answer with `Input::LogUploaded`.
-    UploadLog(super::logs::UploadRequest),
+    UploadLog(super::blocks::diagnostics::UploadRequest),
     /// Stop the upload of this request, if it still runs.
     CancelLogUpload { request_id: i64 },
     /// Append a security event to the station's own security log (N01.FR.03 uploads it).
@@ -295,7 +297,7 @@ pub struct StatusSnapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct FirmwareSnapshot {
     pub request_id: i64,
-    pub phase: super::firmware::Phase,
+    pub phase: super::blocks::firmware::Phase,
     /// The last FirmwareStatusNotification status sent.
     pub last_status: Option<String>,
 }
@@ -367,8 +369,8 @@ pub struct Station {
     /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
     pub(super) pending_csr: Option<(String, Vec<u8>)>,
     pub(super) csr_attempts: u32,
-    pub(super) firmware: super::firmware::Firmware,
-    pub(super) logs: super::logs::Logs,
+    pub(super) firmware: Firmware,
+    pub(super) diagnostics: Diagnostics,
 }
 
 impl Station {
@@ -425,11 +427,11 @@ impl Station {
             certificates: config.certificates,
             pending_csr: None,
             csr_attempts: 0,
-            firmware: super::firmware::Firmware {
+            firmware: Firmware {
                 policy: config.firmware,
                 ..Default::default()
             },
-            logs: super::logs::Logs {
+            diagnostics: Diagnostics {
                 diagnostics: config.diagnostics_log,
                 job: None,
             },
@@ -442,8 +444,13 @@ impl Station {
             .timers
             .set(Timer::CertificateCheck, now + Duration::from_secs(300));
         station.recover(now, &persisted);
-        station.restore_firmware(now, &persisted);
-        station.restore_log_upload(now, &persisted);
+        station.route_events(now);
+        station
+            .firmware
+            .restore_firmware(&mut station.cx, now, &persisted);
+        station
+            .diagnostics
+            .restore_log_upload(&mut station.cx, now, &persisted);
         station.cx.security_event(now, "StartupOfTheDevice", None);
         station.schedule_aligned(now);
         // B01.FR.01: connect and boot right after start-up.
@@ -465,8 +472,8 @@ impl Station {
             match timer {
                 Timer::CsrRetry => self.csr_retry(now),
                 Timer::CertificateCheck => self.check_certificate_expiry(now),
-                Timer::Firmware => self.firmware_timer(now),
-                Timer::LogRetry => self.log_retry_timer(now),
+                Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
+                Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 _ => self.transaction_timer(now, timer),
             }
             self.route_events(now);
@@ -556,9 +563,12 @@ impl Station {
                 request_id,
                 step,
                 result,
-            } => self.firmware_result(now, request_id, step, result),
+            } => self
+                .firmware
+                .firmware_result(&mut self.cx, now, request_id, step, result),
             Input::LogUploaded { request_id, result } => {
-                self.log_upload_result(now, request_id, result)
+                self.diagnostics
+                    .log_upload_result(&mut self.cx, now, request_id, result)
             }
             Input::Storage { problem } => match problem {
                 // The flash is full or failing: the spec's MemoryExhaustion (once per start).
@@ -765,7 +775,14 @@ impl Station {
             return;
         };
         let outcome = match &kind {
-            InFlightKind::Queued(meta) => self.queued_answered(now, meta, payload),
+            InFlightKind::Queued(meta) => {
+                let outcome = self.queued_answered(now, meta, payload);
+                if outcome.is_ok() && meta.action == "FirmwareStatusNotification" {
+                    self.firmware
+                        .firmware_status_delivered(&mut self.cx, now, meta.queue_seq);
+                }
+                outcome
+            }
             InFlightKind::Volatile(request) => match &request.kind {
                 RequestKind::BootNotification | RequestKind::Heartbeat => self
                     .cx
@@ -846,7 +863,23 @@ impl Station {
                     purpose,
                 }) => self.authorize_answered(now, evse, id_token, purpose, None),
                 CoreEvent::AuthorizeUnanswered(_) => {}
-                CoreEvent::TransactionEnded { .. } | CoreEvent::ConnectorStatusesChanged => {}
+                CoreEvent::TransactionStarted { .. } => {
+                    self.firmware.on_event(&mut self.cx, now, &event);
+                }
+                CoreEvent::TransactionEnded { .. } => {
+                    self.apply_waiting_availability(now);
+                    self.firmware.on_event(&mut self.cx, now, &event);
+                    self.apply_waiting_reset(now);
+                }
+                CoreEvent::FirmwareIdle => {
+                    self.apply_waiting_availability(now);
+                    self.apply_waiting_reset(now);
+                }
+                CoreEvent::ConnectorStatusesChanged => {
+                    if self.cx.can_send_normal() {
+                        self.queue_connector_statuses(now, false);
+                    }
+                }
             }
         }
     }
@@ -933,10 +966,21 @@ impl Station {
                 .customer_information(now, v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::GetLog => self
-                .get_log(now, v201::decode_request(payload).map_err(violation)?)
+                .diagnostics
+                .get_log(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::UpdateFirmware => self
-                .update_firmware(now, v201::decode_request(payload).map_err(violation)?)
+                .firmware
+                .update_firmware(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                    &self.certificates.manufacturer_roots(),
+                )
                 .map(|r| to_payload(&r)),
             Action::SendLocalList => self
                 .send_local_list(now, v201::decode_request(payload).map_err(violation)?)

@@ -8,6 +8,7 @@
 
 use super::auth::Lookup;
 use super::clock::{Instant, UtcTime};
+use super::ctx::CoreEvent;
 use super::devmodel::Var;
 use super::management::id32;
 use super::meter::{self, Context, MeterReading};
@@ -671,6 +672,9 @@ impl Station {
             last_meter: None,
         };
         self.evses[idx].tx = Some(tx);
+        self.cx.emit(CoreEvent::TransactionStarted {
+            evse: self.evses[idx].id,
+        });
         let begin = self.sample(
             now,
             idx,
@@ -741,7 +745,7 @@ impl Station {
                 "transaction ended"
             );
         }
-        self.transaction_ended(now);
+        self.cx.emit(CoreEvent::TransactionEnded { evse: evse_id });
     }
 
     /// B11/B12: a Reset ends the EVSE's transaction.
@@ -1197,9 +1201,6 @@ impl Station {
         }
         if let Some(op) = self.cx.link.outbox.delivered(meta.queue_seq) {
             self.cx.outputs.push_back(Output::Persist(vec![op]));
-        }
-        if meta.action == "FirmwareStatusNotification" {
-            self.firmware_status_delivered(now, meta.queue_seq);
         }
         if let Some(tx_id) = &meta.tx_id {
             if !self.cx.link.outbox.has_messages_for(tx_id)

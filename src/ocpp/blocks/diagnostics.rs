@@ -3,13 +3,14 @@
 //! step reported with a durable LogStatusNotification carrying the requestId (N01.FR.07). The
 //! job is kept in the journal, so an upload cut by a restart is done after it.
 
-use super::clock::{Instant, UtcTime};
-use super::persist::{EventKind, PersistOp, Persisted};
-use super::rpc::CallError;
-use super::session::RequestKind;
-use super::station::{Output, Station};
-use super::timer::Timer;
-use super::v201::{self, Action};
+use crate::ocpp::clock::{Instant, UtcTime};
+use crate::ocpp::ctx::Ctx;
+use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
+use crate::ocpp::rpc::CallError;
+use crate::ocpp::session::RequestKind;
+use crate::ocpp::station::Output;
+use crate::ocpp::timer::Timer;
+use crate::ocpp::v201::{self, Action};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -65,16 +66,17 @@ pub struct UploadRequest {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Logs {
+pub struct Diagnostics {
     /// A diagnostics source is configured (without one, DiagnosticsLog is Rejected).
     pub diagnostics: bool,
     pub job: Option<LogJob>,
 }
 
-impl Station {
+impl Diagnostics {
     /// N01: GetLog.
-    pub(super) fn get_log(
+    pub(crate) fn get_log(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::GetLogRequest,
     ) -> Result<v201::GetLogResponse, CallError> {
@@ -90,7 +92,7 @@ impl Station {
             filename: None,
         };
         let location = request.log.remote_location.trim();
-        if !super::firmware::valid_location(location) {
+        if !crate::ocpp::firmware::valid_location(location) {
             return Ok(refuse(
                 "InvalidURL",
                 "the remote location must be an https://, http:// or ftp:// URL",
@@ -98,24 +100,25 @@ impl Station {
         }
         let log_type = request.log_type.as_str();
         // N01.FR.05
-        if request.log_type == v201::LogEnum::DiagnosticsLog && !self.logs.diagnostics {
+        if request.log_type == v201::LogEnum::DiagnosticsLog && !self.diagnostics {
             return Ok(refuse(
                 "UnsupportedRequest",
                 "no diagnostics source is configured (logs.diagnostics_command)",
             ));
         }
         let mut status = S::Accepted;
-        if let Some(old) = self.logs.job.take() {
+        if let Some(old) = self.job.take() {
             // N01.FR.12, N01.FR.20: the new request replaces the upload in progress.
             info!(
                 request_id = old.upload.request_id,
                 "log upload cancelled by a new GetLog"
             );
-            self.cx.outputs.push_back(Output::CancelLogUpload {
+            cx.outputs.push_back(Output::CancelLogUpload {
                 request_id: old.upload.request_id,
             });
-            self.cx.timers.stop(Timer::LogRetry);
+            cx.timers.stop(Timer::LogRetry);
             self.log_status(
+                cx,
                 now,
                 v201::UploadLogStatusEnum::AcceptedCanceled,
                 Some(old.upload.request_id),
@@ -127,13 +130,13 @@ impl Station {
                 .and_then(UtcTime::parse_rfc3339)
                 .map(UtcTime::unix_millis)
         };
-        let stamp = self.cx.clock.utc(now).to_rfc3339();
+        let stamp = cx.clock.utc(now).to_rfc3339();
         // 20261126T104300Z from 2026-11-26T10:43:00.000Z
         let compact: String = stamp[..19]
             .chars()
             .filter(|c| *c != '-' && *c != ':')
             .collect();
-        let filename = format!("{}_{log_type}_{compact}Z.log", self.cx.identity.station_id);
+        let filename = format!("{}_{log_type}_{compact}Z.log", cx.identity.station_id);
         let job = LogJob {
             upload: UploadRequest {
                 request_id: request.request_id,
@@ -152,9 +155,9 @@ impl Station {
                     s.clamp(0, 86_400) as u64
                 }),
         };
-        info!(request_id = job.upload.request_id, log_type, location = %super::firmware::redacted(&job.upload.location), "log upload accepted");
-        self.logs.job = Some(job);
-        self.start_upload(now);
+        info!(request_id = job.upload.request_id, log_type, location = %crate::ocpp::firmware::redacted(&job.upload.location), "log upload accepted");
+        self.job = Some(job);
+        self.start_upload(cx, now);
         Ok(v201::GetLogResponse {
             custom_data: None,
             status,
@@ -163,34 +166,36 @@ impl Station {
         })
     }
 
-    fn start_upload(&mut self, now: Instant) {
-        let Some(job) = self.logs.job.clone() else {
+    fn start_upload(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(job) = self.job.clone() else {
             return;
         };
-        self.save_log_job();
+        self.save_log_job(cx);
         // N01.FR.08
         self.log_status(
+            cx,
             now,
             v201::UploadLogStatusEnum::Uploading,
             Some(job.upload.request_id),
         );
-        self.cx.outputs.push_back(Output::UploadLog(job.upload));
+        cx.outputs.push_back(Output::UploadLog(job.upload));
     }
 
-    pub(super) fn log_retry_timer(&mut self, now: Instant) {
-        if self.logs.job.is_some() {
-            self.start_upload(now);
+    pub(crate) fn log_retry_timer(&mut self, cx: &mut Ctx, now: Instant) {
+        if self.job.is_some() {
+            self.start_upload(cx, now);
         }
     }
 
     /// The shell finished an upload attempt.
-    pub(super) fn log_upload_result(
+    pub(crate) fn log_upload_result(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request_id: i64,
         result: Result<(), (UploadFailure, String)>,
     ) {
-        let Some(job) = self.logs.job.as_mut() else {
+        let Some(job) = self.job.as_mut() else {
             return;
         };
         if job.upload.request_id != request_id {
@@ -199,30 +204,36 @@ impl Station {
         match result {
             Ok(()) => {
                 info!(request_id, "log uploaded");
-                self.logs.job = None;
-                self.save_log_job();
+                self.job = None;
+                self.save_log_job(cx);
                 // N01.FR.09
-                self.log_status(now, v201::UploadLogStatusEnum::Uploaded, Some(request_id));
+                self.log_status(
+                    cx,
+                    now,
+                    v201::UploadLogStatusEnum::Uploaded,
+                    Some(request_id),
+                );
             }
             Err((kind, why)) if job.retries_left > 0 && kind == UploadFailure::Transfer => {
                 job.retries_left -= 1;
                 let wait = Duration::from_secs(job.retry_interval_s);
                 warn!(request_id, %why, retries_left = job.retries_left, "log upload failed; retrying");
-                self.save_log_job();
-                self.cx.timers.set(Timer::LogRetry, now + wait);
+                self.save_log_job(cx);
+                cx.timers.set(Timer::LogRetry, now + wait);
             }
             Err((kind, why)) => {
                 warn!(request_id, %why, "log upload failed");
-                self.logs.job = None;
-                self.save_log_job();
+                self.job = None;
+                self.save_log_job(cx);
                 // N01.FR.10
-                self.log_status(now, kind.status(), Some(request_id));
+                self.log_status(cx, now, kind.status(), Some(request_id));
             }
         }
     }
 
     fn log_status(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         status: v201::UploadLogStatusEnum,
         request_id: Option<i64>,
@@ -231,7 +242,7 @@ impl Station {
         if let Some(id) = request_id {
             payload["requestId"] = json!(id);
         }
-        self.cx.enqueue_durable(
+        cx.enqueue_durable(
             now,
             Action::LogStatusNotification,
             None,
@@ -242,25 +253,25 @@ impl Station {
     }
 
     /// F06.FR.15, N01.FR.13: the answer to TriggerMessage(LogStatusNotification).
-    pub(super) fn log_status_triggered(&mut self) {
-        let payload = match &self.logs.job {
+    pub(crate) fn log_status_triggered(&mut self, cx: &mut Ctx) {
+        let payload = match &self.job {
             Some(job) => json!({"status": "Uploading", "requestId": job.upload.request_id}),
             None => json!({"status": "Idle"}),
         };
-        self.cx.enqueue_triggered(
+        cx.enqueue_triggered(
             RequestKind::Other(Action::LogStatusNotification),
             Action::LogStatusNotification,
             payload,
         );
     }
 
-    fn save_log_job(&mut self) {
-        let op = PersistOp::meta_json(META_JOB, self.logs.job.as_ref());
-        self.cx.outputs.push_back(Output::Persist(vec![op]));
+    fn save_log_job(&mut self, cx: &mut Ctx) {
+        let op = PersistOp::meta_json(META_JOB, self.job.as_ref());
+        cx.outputs.push_back(Output::Persist(vec![op]));
     }
 
     /// Start-up: an upload a restart cut is made again.
-    pub(super) fn restore_log_upload(&mut self, now: Instant, persisted: &Persisted) {
+    pub(crate) fn restore_log_upload(&mut self, cx: &mut Ctx, now: Instant, persisted: &Persisted) {
         let Some(text) = persisted.meta(META_JOB) else {
             return;
         };
@@ -270,12 +281,12 @@ impl Station {
                     request_id = job.upload.request_id,
                     "resuming the log upload"
                 );
-                self.logs.job = Some(job);
-                self.start_upload(now);
+                self.job = Some(job);
+                self.start_upload(cx, now);
             }
             Err(e) => {
                 warn!(error = %e, "unreadable log upload job in the journal; dropped");
-                self.save_log_job();
+                self.save_log_job(cx);
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Firmware update (L01 signed, L02 unsigned where the configuration allows it), as methods of
-//! [`Station`]. The core keeps the job and its state durable and decides every step; the shell
+//! Firmware update (L01 signed, L02 unsigned where the configuration allows it),: the firmware block.
+//! The core keeps the job and its state durable and decides every step; the shell
 //! downloads, checks the signature over the file, and runs the integrator's install and
 //! activation commands when asked (`Output::Firmware*`), answering with `Input::Firmware`.
 //!
@@ -9,15 +9,16 @@
 //! -> [InstallScheduled] -> Installing -> Installed, or InstallRebooting when an activation
 //! command reboots into the new image, which then reports Installed (L01.FR.32 a).
 
-use super::clock::{Instant, UtcTime};
-use super::devmodel::Var;
-use super::persist::{EventKind, PersistOp, Persisted};
-use super::rpc::CallError;
-use super::session::RequestKind;
-use super::station::{Output, Station};
-use super::timer::Timer;
-use super::v201::{self, Action};
-use super::x509;
+use crate::ocpp::clock::{Instant, UtcTime};
+use crate::ocpp::ctx::{CoreEvent, Ctx};
+use crate::ocpp::devmodel::Var;
+use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
+use crate::ocpp::rpc::CallError;
+use crate::ocpp::session::RequestKind;
+use crate::ocpp::station::Output;
+use crate::ocpp::timer::Timer;
+use crate::ocpp::v201::{self, Action};
+use crate::ocpp::x509;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
@@ -99,14 +100,18 @@ pub struct Firmware {
     /// The InstallRebooting message must leave before the activation (queue sequence) and
     /// when we stop waiting for it.
     pub activation_wait: Option<(u64, Instant)>,
+    /// The EVSEs with a transaction (from core events): the install waits for none (L01.FR.06).
+    pub busy_evses: Vec<u32>,
 }
 
-impl Station {
+impl Firmware {
     /// L01/L02: UpdateFirmware.
-    pub(super) fn update_firmware(
+    pub(crate) fn update_firmware(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::UpdateFirmwareRequest,
+        manufacturer_roots: &[x509::Certificate],
     ) -> Result<v201::UpdateFirmwareResponse, CallError> {
         use v201::UpdateFirmwareStatusEnum as S;
         let answer = |status: S, reason: Option<(&str, &str)>| v201::UpdateFirmwareResponse {
@@ -118,7 +123,7 @@ impl Station {
                 additional_info: Some(info.chars().take(512).collect()),
             }),
         };
-        if !self.firmware.policy.installer {
+        if !self.policy.installer {
             return Ok(answer(
                 S::Rejected,
                 Some((
@@ -141,16 +146,12 @@ impl Station {
         let (signer_der, signature) = match (&f.signing_certificate, &f.signature) {
             (Some(pem), Some(signature)) => {
                 // L01.FR.21/22: the certificate is checked before the request is accepted.
-                match self.check_signing_certificate(now, pem) {
+                match self.check_signing_certificate(cx, now, pem, manufacturer_roots) {
                     Ok(der) => (Some(der), Some(signature.clone())),
                     Err(why) => {
                         warn!(request_id = request.request_id, %why, "firmware signing certificate refused");
                         // L01.FR.02
-                        self.cx.security_event(
-                            now,
-                            "InvalidFirmwareSigningCertificate",
-                            Some(&why),
-                        );
+                        cx.security_event(now, "InvalidFirmwareSigningCertificate", Some(&why));
                         return Ok(answer(
                             S::InvalidCertificate,
                             Some(("InvalidCertificate", &why)),
@@ -158,7 +159,7 @@ impl Station {
                     }
                 }
             }
-            (None, None) if self.firmware.policy.allow_unsigned => (None, None),
+            (None, None) if self.policy.allow_unsigned => (None, None),
             (None, None) => {
                 return Ok(answer(
                     S::Rejected,
@@ -189,7 +190,7 @@ impl Station {
             }
         };
         let mut status = S::Accepted;
-        if let Some(old) = &self.firmware.job {
+        if let Some(old) = &self.job {
             if matches!(old.phase, Phase::Installing | Phase::Activating) {
                 // L01.FR.27: an installation cannot be cancelled.
                 return Ok(answer(
@@ -209,12 +210,11 @@ impl Station {
                 request_id = old_id,
                 "firmware update cancelled by a new UpdateFirmware"
             );
-            self.cx
-                .outputs
+            cx.outputs
                 .push_back(Output::FirmwareDiscard { request_id: old_id });
             status = S::AcceptedCanceled;
         }
-        let utc_now = self.cx.clock.utc(now).unix_millis();
+        let utc_now = cx.clock.utc(now).unix_millis();
         let parse = |s: &str| UtcTime::parse_rfc3339(s).map(UtcTime::unix_millis);
         let job = FirmwareJob {
             request_id: request.request_id,
@@ -233,7 +233,7 @@ impl Station {
                     s.clamp(0, 86_400) as u64
                 }),
             phase: Phase::Scheduled,
-            version_before: self.cx.identity.firmware_version.clone(),
+            version_before: cx.identity.firmware_version.clone(),
             install_scheduled_sent: false,
             waiting_for_idle: false,
         };
@@ -243,56 +243,56 @@ impl Station {
             signed = job.signer_der.is_some(),
             "firmware update accepted"
         );
-        self.firmware.job = Some(job);
-        self.firmware.activation_wait = None;
-        self.cx.timers.stop(Timer::Firmware);
-        self.save_firmware_job();
+        self.job = Some(job);
+        self.activation_wait = None;
+        cx.timers.stop(Timer::Firmware);
+        self.save_firmware_job(cx);
         if status == S::AcceptedCanceled {
             // The replaced job may have held idle EVSEs Unavailable, or a Reset back.
-            self.queue_connector_statuses_if_online(now);
-            self.transaction_ended(now);
+            cx.emit(CoreEvent::ConnectorStatusesChanged);
+            cx.emit(CoreEvent::FirmwareIdle);
         }
         // L01.FR.13: not downloading right away is reported.
-        if self.firmware_due(now, self.firmware.job.as_ref().map_or(0, |j| j.retrieve_ms)) {
-            self.start_download(now);
+        if self.firmware_due(cx, now, self.job.as_ref().map_or(0, |j| j.retrieve_ms)) {
+            self.start_download(cx, now);
         } else {
-            self.firmware_status(now, v201::FirmwareStatusEnum::DownloadScheduled);
-            self.arm_firmware_timer(now);
+            self.firmware_status(cx, now, v201::FirmwareStatusEnum::DownloadScheduled);
+            self.arm_firmware_timer(cx, now);
         }
         Ok(answer(status, None))
     }
 
     /// Checks the firmware signing certificate against the installed manufacturer roots
     /// (L01.FR.12, M05): returns its DER.
-    fn check_signing_certificate(&self, now: Instant, pem: &str) -> Result<Vec<u8>, String> {
+    fn check_signing_certificate(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        pem: &str,
+        manufacturer_roots: &[x509::Certificate],
+    ) -> Result<Vec<u8>, String> {
         let chain = x509::parse_pem_certificates(pem).map_err(|e| e.to_string())?;
         let Some(leaf) = chain.first() else {
             return Err("no certificate in signingCertificate".into());
         };
-        let roots: Vec<x509::Certificate> = self
-            .certificates
-            .roots
-            .iter()
-            .filter(|r| r.kind == "ManufacturerRootCertificate")
-            .map(|r| r.cert.clone())
-            .collect();
+        let roots = manufacturer_roots;
         if roots.is_empty() {
             return Err("no ManufacturerRootCertificate is installed".into());
         }
-        let now_ms = self.cx.clock.utc(now).unix_millis();
-        x509::verify_chain(&chain, &roots, now_ms, x509::Usage::CodeSigning)
+        let now_ms = cx.clock.utc(now).unix_millis();
+        x509::verify_chain(&chain, roots, now_ms, x509::Usage::CodeSigning)
             .map_err(|e| e.to_string())?;
         Ok(leaf.der.clone())
     }
 
     /// Whether a UTC time (ms) has come.
-    fn firmware_due(&self, now: Instant, utc_ms: i64) -> bool {
-        self.cx.clock.utc(now).unix_millis() >= utc_ms
+    fn firmware_due(&self, cx: &Ctx, now: Instant, utc_ms: i64) -> bool {
+        cx.clock.utc(now).unix_millis() >= utc_ms
     }
 
     /// The Instant at which the job's next timed step is due.
-    fn arm_firmware_timer(&mut self, now: Instant) {
-        let Some(job) = &self.firmware.job else {
+    fn arm_firmware_timer(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(job) = &self.job else {
             return;
         };
         let at_ms = match job.phase {
@@ -300,50 +300,48 @@ impl Station {
             Phase::Verified => job.install_ms.unwrap_or(0),
             _ => return,
         };
-        let wait = at_ms
-            .saturating_sub(self.cx.clock.utc(now).unix_millis())
-            .max(0) as u64;
-        self.cx
-            .timers
+        let wait = at_ms.saturating_sub(cx.clock.utc(now).unix_millis()).max(0) as u64;
+        cx.timers
             .set(Timer::Firmware, now + Duration::from_millis(wait));
     }
 
-    fn start_download(&mut self, now: Instant) {
-        let Some(job) = self.firmware.job.as_mut() else {
+    fn start_download(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(job) = self.job.as_mut() else {
             return;
         };
         job.phase = Phase::Downloading;
         let (request_id, location) = (job.request_id, job.location.clone());
-        self.save_firmware_job();
-        self.firmware_status(now, v201::FirmwareStatusEnum::Downloading);
-        self.cx.outputs.push_back(Output::FirmwareDownload {
+        self.save_firmware_job(cx);
+        self.firmware_status(cx, now, v201::FirmwareStatusEnum::Downloading);
+        cx.outputs.push_back(Output::FirmwareDownload {
             request_id,
             location,
         });
     }
 
-    pub(super) fn firmware_timer(&mut self, now: Instant) {
-        let Some(phase) = self.firmware.job.as_ref().map(|j| j.phase) else {
+    pub(crate) fn firmware_timer(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(phase) = self.job.as_ref().map(|j| j.phase) else {
             return;
         };
         match phase {
-            Phase::Scheduled => self.start_download(now),
-            Phase::Verified => self.try_install(now),
-            Phase::Activating => self.try_activate(now),
+            Phase::Scheduled => self.start_download(cx, now),
+            Phase::Verified => self.try_install(cx, now),
+            Phase::Activating => self.try_activate(cx, now),
             _ => {}
         }
     }
 
     /// The shell finished a step of the firmware job `request_id`.
-    pub(super) fn firmware_result(
+    pub(crate) fn firmware_result(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request_id: i64,
         step: FirmwareStep,
         result: Result<(), String>,
     ) {
         use v201::FirmwareStatusEnum as F;
-        let Some(job) = self.firmware.job.as_mut() else {
+        let Some(job) = self.job.as_mut() else {
             return;
         };
         if job.request_id != request_id {
@@ -352,19 +350,19 @@ impl Station {
         match (step, job.phase, result) {
             (FirmwareStep::Download, Phase::Downloading, Ok(())) => {
                 info!(request_id, "firmware downloaded");
-                self.firmware_status(now, F::Downloaded);
-                let job = self.firmware.job.as_mut().expect("checked above");
+                self.firmware_status(cx, now, F::Downloaded);
+                let job = self.job.as_mut().expect("checked above");
                 match (job.signer_der.clone(), job.signature.clone()) {
                     (Some(signer_der), Some(signature)) => {
                         job.phase = Phase::Verifying;
-                        self.save_firmware_job();
-                        self.cx.outputs.push_back(Output::FirmwareVerify {
+                        self.save_firmware_job(cx);
+                        cx.outputs.push_back(Output::FirmwareVerify {
                             request_id,
                             signer_der,
                             signature,
                         });
                     }
-                    _ => self.firmware_verified(now),
+                    _ => self.firmware_verified(cx, now),
                 }
             }
             (FirmwareStep::Download, Phase::Downloading, Err(why)) => {
@@ -373,43 +371,42 @@ impl Station {
                     job.phase = Phase::Scheduled;
                     let wait = Duration::from_secs(job.retry_interval_s);
                     warn!(request_id, %why, retries_left = job.retries_left, "firmware download failed; retrying");
-                    self.save_firmware_job();
-                    self.cx.timers.set(Timer::Firmware, now + wait);
+                    self.save_firmware_job(cx);
+                    cx.timers.set(Timer::Firmware, now + wait);
                 } else {
                     // L01.FR.30
                     warn!(request_id, %why, "firmware download failed; no retries left");
-                    self.finish_firmware(now, F::DownloadFailed);
+                    self.finish_firmware(cx, now, F::DownloadFailed);
                 }
             }
-            (FirmwareStep::Verify, Phase::Verifying, Ok(())) => self.firmware_verified(now),
+            (FirmwareStep::Verify, Phase::Verifying, Ok(())) => self.firmware_verified(cx, now),
             (FirmwareStep::Verify, Phase::Verifying, Err(why)) => {
                 warn!(request_id, %why, "firmware signature invalid");
                 // L01.FR.03
-                self.cx
-                    .security_event(now, "InvalidFirmwareSignature", Some(&why));
-                self.finish_firmware(now, F::InvalidSignature);
+                cx.security_event(now, "InvalidFirmwareSignature", Some(&why));
+                self.finish_firmware(cx, now, F::InvalidSignature);
             }
             (FirmwareStep::Install, Phase::Installing, Ok(())) => {
-                if self.firmware.policy.activation {
+                if self.policy.activation {
                     // L01.FR.15, L01.FR.32 (a): say so, then activate; the new image reports
                     // Installed.
                     job.phase = Phase::Activating;
-                    self.save_firmware_job();
-                    self.firmware_status(now, F::InstallRebooting);
-                    let seq = self.cx.link.outbox.iter().last().map_or(0, |m| m.queue_seq);
-                    self.firmware.activation_wait = Some((seq, now + ACTIVATION_GRACE));
-                    self.try_activate(now);
+                    self.save_firmware_job(cx);
+                    self.firmware_status(cx, now, F::InstallRebooting);
+                    let seq = cx.link.outbox.iter().last().map_or(0, |m| m.queue_seq);
+                    self.activation_wait = Some((seq, now + ACTIVATION_GRACE));
+                    self.try_activate(cx, now);
                 } else {
-                    self.firmware_installed(now);
+                    self.firmware_installed(cx, now);
                 }
             }
             (FirmwareStep::Install, Phase::Installing, Err(why)) => {
                 warn!(request_id, %why, "firmware installation failed");
-                self.finish_firmware(now, F::InstallationFailed);
+                self.finish_firmware(cx, now, F::InstallationFailed);
             }
             (FirmwareStep::Activate, Phase::Activating, Err(why)) => {
                 warn!(request_id, %why, "firmware activation failed");
-                self.finish_firmware(now, F::InstallationFailed);
+                self.finish_firmware(cx, now, F::InstallationFailed);
             }
             (step, phase, result) => {
                 warn!(
@@ -423,23 +420,23 @@ impl Station {
         }
     }
 
-    fn firmware_verified(&mut self, now: Instant) {
-        let Some(job) = self.firmware.job.as_mut() else {
+    fn firmware_verified(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(job) = self.job.as_mut() else {
             return;
         };
         let signed = job.signer_der.is_some();
         job.phase = Phase::Verified;
-        self.save_firmware_job();
+        self.save_firmware_job(cx);
         if signed {
-            self.firmware_status(now, v201::FirmwareStatusEnum::SignatureVerified);
+            self.firmware_status(cx, now, v201::FirmwareStatusEnum::SignatureVerified);
         }
-        self.try_install(now);
+        self.try_install(cx, now);
     }
 
     /// L01.FR.05/06/16: install once installDateTime has come and no transaction runs.
-    fn try_install(&mut self, now: Instant) {
+    fn try_install(&mut self, cx: &mut Ctx, now: Instant) {
         use v201::FirmwareStatusEnum as F;
-        let Some(job) = self.firmware.job.as_ref() else {
+        let Some(job) = self.job.as_ref() else {
             return;
         };
         if job.phase != Phase::Verified {
@@ -447,111 +444,116 @@ impl Station {
         }
         let (request_id, install_ms, sent) =
             (job.request_id, job.install_ms, job.install_scheduled_sent);
-        let time_due = install_ms.is_none_or(|t| self.firmware_due(now, t));
-        let busy = self.evses.iter().any(|e| e.tx.is_some());
+        let time_due = install_ms.is_none_or(|t| self.firmware_due(cx, now, t));
+        let busy = !self.busy_evses.is_empty();
         if !time_due || busy {
-            if let Some(job) = self.firmware.job.as_mut() {
+            if let Some(job) = self.job.as_mut() {
                 job.install_scheduled_sent = true;
                 job.waiting_for_idle = time_due;
             }
-            self.save_firmware_job();
+            self.save_firmware_job(cx);
             if !sent {
                 // L01.FR.16 (a time in the future), L01.FR.34 (waiting for transactions).
-                self.firmware_status(now, F::InstallScheduled);
+                self.firmware_status(cx, now, F::InstallScheduled);
             }
             if time_due {
                 // L01.FR.07: idle EVSEs become Unavailable while we wait.
-                self.queue_connector_statuses_if_online(now);
+                cx.emit(CoreEvent::ConnectorStatusesChanged);
             } else {
-                self.arm_firmware_timer(now);
+                self.arm_firmware_timer(cx, now);
             }
             return;
         }
-        if let Some(job) = self.firmware.job.as_mut() {
+        if let Some(job) = self.job.as_mut() {
             job.phase = Phase::Installing;
         }
-        self.save_firmware_job();
-        self.queue_connector_statuses_if_online(now);
-        self.firmware_status(now, F::Installing);
+        self.save_firmware_job(cx);
+        cx.emit(CoreEvent::ConnectorStatusesChanged);
+        self.firmware_status(cx, now, F::Installing);
         info!(request_id, "installing firmware");
-        self.cx
-            .outputs
-            .push_back(Output::FirmwareInstall { request_id });
+        cx.outputs.push_back(Output::FirmwareInstall { request_id });
     }
 
-    /// The installation waited for the transactions (L01.FR.06): maybe it can go now.
-    pub(super) fn firmware_transactions_ended(&mut self, now: Instant) {
-        if self
-            .firmware
-            .job
-            .as_ref()
-            .is_some_and(|j| j.phase == Phase::Verified && j.waiting_for_idle)
-        {
-            self.try_install(now);
+    /// Transactions start and end: an installation that waited for them (L01.FR.06) may go.
+    pub(crate) fn on_event(&mut self, cx: &mut Ctx, now: Instant, event: &CoreEvent) {
+        match *event {
+            CoreEvent::TransactionStarted { evse } => {
+                if !self.busy_evses.contains(&evse) {
+                    self.busy_evses.push(evse);
+                }
+            }
+            CoreEvent::TransactionEnded { evse } => {
+                self.busy_evses.retain(|&e| e != evse);
+                if self
+                    .job
+                    .as_ref()
+                    .is_some_and(|j| j.phase == Phase::Verified && j.waiting_for_idle)
+                {
+                    self.try_install(cx, now);
+                }
+            }
+            _ => {}
         }
     }
 
     /// InstallRebooting reached the CSMS: activate now.
-    pub(super) fn firmware_status_delivered(&mut self, now: Instant, queue_seq: u64) {
+    pub(crate) fn firmware_status_delivered(&mut self, cx: &mut Ctx, now: Instant, queue_seq: u64) {
         if self
-            .firmware
             .activation_wait
             .is_some_and(|(seq, _)| seq == queue_seq)
         {
-            self.firmware.activation_wait = None;
-            self.cx.timers.stop(Timer::Firmware);
-            self.try_activate(now);
+            self.activation_wait = None;
+            cx.timers.stop(Timer::Firmware);
+            self.try_activate(cx, now);
         }
     }
 
     /// Runs the activation once InstallRebooting has left (or after a grace period).
-    fn try_activate(&mut self, now: Instant) {
-        let Some(job) = self.firmware.job.as_ref() else {
+    fn try_activate(&mut self, cx: &mut Ctx, now: Instant) {
+        let Some(job) = self.job.as_ref() else {
             return;
         };
         let request_id = job.request_id;
-        if let Some((seq, deadline)) = self.firmware.activation_wait {
-            if self.cx.link.outbox.iter().any(|m| m.queue_seq == seq) && now < deadline {
+        if let Some((seq, deadline)) = self.activation_wait {
+            if cx.link.outbox.iter().any(|m| m.queue_seq == seq) && now < deadline {
                 // `firmware_status_delivered` or the deadline, whichever comes first.
-                self.cx.timers.set(Timer::Firmware, deadline);
+                cx.timers.set(Timer::Firmware, deadline);
                 return;
             }
         }
-        self.firmware.activation_wait = None;
+        self.activation_wait = None;
         info!(request_id, "activating the new firmware");
-        self.cx
-            .outputs
+        cx.outputs
             .push_back(Output::FirmwareActivate { request_id });
     }
 
-    fn firmware_installed(&mut self, now: Instant) {
+    fn firmware_installed(&mut self, cx: &mut Ctx, now: Instant) {
         info!("firmware installed");
-        self.finish_firmware(now, v201::FirmwareStatusEnum::Installed);
+        self.finish_firmware(cx, now, v201::FirmwareStatusEnum::Installed);
         // L01.FR.31
-        self.cx.security_event(now, "FirmwareUpdated", None);
+        cx.security_event(now, "FirmwareUpdated", None);
     }
 
     /// The job ends with `status`: files go, the EVSEs are released.
-    fn finish_firmware(&mut self, now: Instant, status: v201::FirmwareStatusEnum) {
-        if let Some(job) = self.firmware.job.take() {
-            self.firmware_status_for(now, status, Some(job.request_id));
-            self.cx.outputs.push_back(Output::FirmwareDiscard {
+    fn finish_firmware(&mut self, cx: &mut Ctx, now: Instant, status: v201::FirmwareStatusEnum) {
+        if let Some(job) = self.job.take() {
+            self.firmware_status_for(cx, now, status, Some(job.request_id));
+            cx.outputs.push_back(Output::FirmwareDiscard {
                 request_id: job.request_id,
             });
         }
-        self.firmware.activation_wait = None;
-        self.cx.timers.stop(Timer::Firmware);
-        self.save_firmware_job();
-        self.queue_connector_statuses_if_online(now);
+        self.activation_wait = None;
+        cx.timers.stop(Timer::Firmware);
+        self.save_firmware_job(cx);
+        cx.emit(CoreEvent::ConnectorStatusesChanged);
         // A Reset or availability change that waited may go now.
-        self.transaction_ended(now);
+        cx.emit(CoreEvent::FirmwareIdle);
     }
 
     /// The install or activation command runs: a Reset would cut it (answered Rejected with
     /// FwUpdateInProgress).
-    pub(super) fn firmware_installing(&self) -> bool {
-        self.firmware
-            .job
+    pub(crate) fn firmware_installing(&self) -> bool {
+        self.job
             .as_ref()
             .is_some_and(|j| j.phase == Phase::Installing)
     }
@@ -559,38 +561,26 @@ impl Station {
     /// Whether EVSEs without a transaction are Unavailable (L01.FR.07): while the install
     /// waits for transactions to end (unless AllowNewSessionsPendingFirmwareUpdate) and while
     /// it runs.
-    pub(super) fn firmware_blocks_sessions(&self) -> bool {
-        self.firmware
-            .job
-            .as_ref()
-            .is_some_and(|job| match job.phase {
-                Phase::Installing | Phase::Activating => true,
-                Phase::Verified => {
-                    job.waiting_for_idle
-                        && !self
-                            .cx
-                            .vars
-                            .bool(Var::AllowNewSessionsPendingFirmwareUpdate)
-                }
-                _ => false,
-            })
-    }
-
-    fn queue_connector_statuses_if_online(&mut self, now: Instant) {
-        if self.cx.can_send_normal() {
-            self.queue_connector_statuses(now, false);
-        }
+    pub(crate) fn firmware_blocks_sessions(&self, cx: &Ctx) -> bool {
+        self.job.as_ref().is_some_and(|job| match job.phase {
+            Phase::Installing | Phase::Activating => true,
+            Phase::Verified => {
+                job.waiting_for_idle && !cx.vars.bool(Var::AllowNewSessionsPendingFirmwareUpdate)
+            }
+            _ => false,
+        })
     }
 
     /// A FirmwareStatusNotification for the current job, durable like transaction messages so
     /// the CSMS learns every step even across an outage.
-    fn firmware_status(&mut self, now: Instant, status: v201::FirmwareStatusEnum) {
-        let id = self.firmware.job.as_ref().map(|j| j.request_id);
-        self.firmware_status_for(now, status, id);
+    fn firmware_status(&mut self, cx: &mut Ctx, now: Instant, status: v201::FirmwareStatusEnum) {
+        let id = self.job.as_ref().map(|j| j.request_id);
+        self.firmware_status_for(cx, now, status, id);
     }
 
     fn firmware_status_for(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         status: v201::FirmwareStatusEnum,
         request_id: Option<i64>,
@@ -599,9 +589,9 @@ impl Station {
         if let Some(id) = request_id {
             payload["requestId"] = json!(id);
         }
-        self.firmware.last_status = Some((status.as_str().to_owned(), request_id));
+        self.last_status = Some((status.as_str().to_owned(), request_id));
         let last = json!([status.as_str(), request_id]).to_string();
-        self.cx.enqueue_durable(
+        cx.enqueue_durable(
             now,
             Action::FirmwareStatusNotification,
             None,
@@ -615,8 +605,8 @@ impl Station {
     }
 
     /// L01.FR.25/26: the answer to TriggerMessage(FirmwareStatusNotification).
-    pub(super) fn firmware_status_triggered(&mut self) {
-        let payload = match &self.firmware.last_status {
+    pub(crate) fn firmware_status_triggered(&mut self, cx: &mut Ctx) {
+        let payload = match &self.last_status {
             Some((status, id)) if status != "Installed" => {
                 let mut p = json!({"status": status});
                 if let Some(id) = id {
@@ -626,24 +616,24 @@ impl Station {
             }
             _ => json!({"status": "Idle"}),
         };
-        self.cx.enqueue_triggered(
+        cx.enqueue_triggered(
             RequestKind::Other(Action::FirmwareStatusNotification),
             Action::FirmwareStatusNotification,
             payload,
         );
     }
 
-    fn save_firmware_job(&mut self) {
-        let op = PersistOp::meta_json(META_JOB, self.firmware.job.as_ref());
-        self.cx.outputs.push_back(Output::Persist(vec![op]));
+    fn save_firmware_job(&mut self, cx: &mut Ctx) {
+        let op = PersistOp::meta_json(META_JOB, self.job.as_ref());
+        cx.outputs.push_back(Output::Persist(vec![op]));
     }
 
     /// Start-up: pick the job up where it stopped.
-    pub(super) fn restore_firmware(&mut self, now: Instant, persisted: &Persisted) {
+    pub(crate) fn restore_firmware(&mut self, cx: &mut Ctx, now: Instant, persisted: &Persisted) {
         use v201::FirmwareStatusEnum as F;
         if let Some(last) = persisted.meta(META_LAST_STATUS) {
             if let Ok((status, id)) = serde_json::from_str::<(String, Option<i64>)>(last) {
-                self.firmware.last_status = Some((status, id));
+                self.last_status = Some((status, id));
             }
         }
         let Some(text) = persisted.meta(META_JOB) else {
@@ -653,45 +643,44 @@ impl Station {
             Ok(job) => job,
             Err(e) => {
                 warn!(error = %e, "unreadable firmware job in the journal; dropped");
-                self.save_firmware_job();
+                self.save_firmware_job(cx);
                 return;
             }
         };
         info!(request_id = job.request_id, phase = ?job.phase, "resuming the firmware update");
         let phase = job.phase;
-        let changed = job.version_before != self.cx.identity.firmware_version;
-        self.firmware.job = Some(job);
+        let changed = job.version_before != cx.identity.firmware_version;
+        self.job = Some(job);
         if phase == Phase::Activating {
-            self.cx
-                .set_boot_reason(v201::BootReasonEnum::FirmwareUpdate);
+            cx.set_boot_reason(v201::BootReasonEnum::FirmwareUpdate);
         }
         match phase {
-            Phase::Scheduled => self.arm_firmware_timer(now),
+            Phase::Scheduled => self.arm_firmware_timer(cx, now),
             Phase::Downloading => {
                 // The partial file is still there: the download resumes.
-                self.firmware.job.as_mut().expect("set").phase = Phase::Scheduled;
-                self.start_download(now);
+                self.job.as_mut().expect("set").phase = Phase::Scheduled;
+                self.start_download(cx, now);
             }
             Phase::Verifying => {
-                let job = self.firmware.job.as_ref().expect("set");
+                let job = self.job.as_ref().expect("set");
                 if let (Some(signer_der), Some(signature)) =
                     (job.signer_der.clone(), job.signature.clone())
                 {
                     let request_id = job.request_id;
-                    self.cx.outputs.push_back(Output::FirmwareVerify {
+                    cx.outputs.push_back(Output::FirmwareVerify {
                         request_id,
                         signer_der,
                         signature,
                     });
                 }
             }
-            Phase::Verified => self.try_install(now),
+            Phase::Verified => self.try_install(cx, now),
             // Stopped in the middle of the install command: its result is unknown.
-            Phase::Installing => self.finish_firmware(now, F::InstallationFailed),
+            Phase::Installing => self.finish_firmware(cx, now, F::InstallationFailed),
             // L01.FR.32 (a): the new image reports Installed; the old one still running means
             // the activation did not take (L01.FR.29).
-            Phase::Activating if changed => self.firmware_installed(now),
-            Phase::Activating => self.finish_firmware(now, F::InstallVerificationFailed),
+            Phase::Activating if changed => self.firmware_installed(cx, now),
+            Phase::Activating => self.finish_firmware(cx, now, F::InstallVerificationFailed),
         }
     }
 }
@@ -711,7 +700,7 @@ pub fn redacted(location: &str) -> String {
 }
 
 /// http(s) and ftp URLs with a host (OCPPCommCtrlr.FileTransferProtocols).
-pub(super) fn valid_location(location: &str) -> bool {
+pub(crate) fn valid_location(location: &str) -> bool {
     let rest = location
         .strip_prefix("https://")
         .or_else(|| location.strip_prefix("http://"))

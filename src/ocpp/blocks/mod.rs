@@ -1,0 +1,5 @@
+//! One module per functional block of part 2. Each owns its state and is driven by the
+//! station with a [`Ctx`](super::ctx::Ctx): CSMS calls, answers, core events and timers.
+
+pub mod diagnostics;
+pub mod firmware;
