@@ -477,10 +477,8 @@ impl Firmware {
     /// Transactions start and end: an installation that waited for them (L01.FR.06) may go.
     pub(crate) fn on_event(&mut self, cx: &mut Ctx, now: Instant, event: &CoreEvent) {
         match *event {
-            CoreEvent::TransactionStarted { evse } => {
-                if !self.busy_evses.contains(&evse) {
-                    self.busy_evses.push(evse);
-                }
+            CoreEvent::TransactionStarted { evse } if !self.busy_evses.contains(&evse) => {
+                self.busy_evses.push(evse);
             }
             CoreEvent::TransactionEnded { evse } => {
                 self.busy_evses.retain(|&e| e != evse);
