@@ -566,7 +566,7 @@ impl Station {
                 .unwrap_or_default(),
             "DateTime" => self.cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => self.cx.security_profile().to_string(),
-            "CertificateEntries" => self.certificates.roots.len().to_string(),
+            "CertificateEntries" => self.security.store.roots.len().to_string(),
             "Entries" => self.local_list.entries.len().to_string(),
             _ => def.default.to_owned(),
         }
@@ -1080,7 +1080,7 @@ impl Station {
             }
             M::SignChargingStationCertificate => {
                 // A02: a new key and CSR; the shell answers with the CSR.
-                self.start_key_update();
+                self.security.start_key_update(&mut self.cx);
                 S::Accepted
             }
             _ => S::NotImplemented,

@@ -2,7 +2,6 @@
 //! calling contract.
 pub mod auth;
 pub mod blocks;
-pub mod certificates;
 pub mod clock;
 pub mod ctx;
 pub mod devmodel;
@@ -23,3 +22,4 @@ pub mod x509;
 // The blocks' types in the shell's and the tests' vocabulary.
 pub use blocks::diagnostics as logs;
 pub use blocks::firmware;
+pub use blocks::security as certificates;

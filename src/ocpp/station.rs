@@ -25,6 +25,7 @@
 use super::auth::AuthCache;
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
+use super::blocks::security::{CertificateStore, Security};
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::{DeviceModel, Var};
@@ -59,6 +60,15 @@ pub struct Identity {
     pub firmware_version: String,
 }
 
+impl Identity {
+    /// The CN of the station certificate (A00.FR.511): the serial number, else the identity.
+    pub fn certificate_serial(&self) -> String {
+        self.serial_number
+            .clone()
+            .unwrap_or_else(|| self.station_id.clone())
+    }
+}
+
 /// An EVSE and the ids of its connectors.
 #[derive(Debug, Clone)]
 pub struct EvseLayout {
@@ -79,7 +89,7 @@ pub struct StationConfig {
     /// A client certificate is configured (security profile 3 is possible).
     pub client_certificate: bool,
     /// Root certificates and the station certificate the shell found on disk.
-    pub certificates: super::certificates::CertificateStore,
+    pub certificates: CertificateStore,
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
     pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
     /// What the integrator allows and provides for firmware updates (L01).
@@ -365,10 +375,7 @@ pub struct Station {
     pub(super) local_list: super::management::LocalList,
     /// Sequence for NotifyEvent eventIds.
     pub(super) next_event_id: i64,
-    pub(super) certificates: super::certificates::CertificateStore,
-    /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
-    pub(super) pending_csr: Option<(String, Vec<u8>)>,
-    pub(super) csr_attempts: u32,
+    pub(super) security: Security,
     pub(super) firmware: Firmware,
     pub(super) diagnostics: Diagnostics,
 }
@@ -424,9 +431,7 @@ impl Station {
             scheduled_reset: None,
             local_list: Default::default(),
             next_event_id: 1,
-            certificates: config.certificates,
-            pending_csr: None,
-            csr_attempts: 0,
+            security: Security::new(config.certificates),
             firmware: Firmware {
                 policy: config.firmware,
                 ..Default::default()
@@ -437,7 +442,7 @@ impl Station {
             },
         };
         station.restore_management(&persisted);
-        station.restore_pending_csr(&persisted);
+        station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
         station
             .cx
@@ -470,8 +475,10 @@ impl Station {
                 continue;
             }
             match timer {
-                Timer::CsrRetry => self.csr_retry(now),
-                Timer::CertificateCheck => self.check_certificate_expiry(now),
+                Timer::CsrRetry => self.security.csr_retry(&mut self.cx, now),
+                Timer::CertificateCheck => {
+                    self.security.check_certificate_expiry(&mut self.cx, now)
+                }
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 _ => self.transaction_timer(now, timer),
@@ -555,7 +562,10 @@ impl Station {
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.meter_reading(now, index, reading);
             }
-            Input::CsrCreated { csr_pem, spki_der } => self.csr_created(now, csr_pem, spki_der),
+            Input::CsrCreated { csr_pem, spki_der } => {
+                self.security
+                    .csr_created(&mut self.cx, now, csr_pem, spki_der)
+            }
             Input::CsrFailed { reason } => {
                 error!(reason, "could not make a key and CSR");
             }
@@ -725,15 +735,6 @@ impl Station {
         self.evses.iter().position(|e| e.id == evse)
     }
 
-    /// The CN of the station certificate (A00.FR.511): the serial number, else the identity.
-    pub(super) fn station_serial(&self) -> String {
-        self.cx
-            .identity
-            .serial_number
-            .clone()
-            .unwrap_or_else(|| self.cx.identity.station_id.clone())
-    }
-
     pub(super) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
         self.queue_status(now, index);
         if let Some(last) = self.cx.link.queue.back_mut() {
@@ -807,8 +808,10 @@ impl Station {
                     )
                 }),
                 RequestKind::SignCertificate => {
-                    v201::decode_response::<v201::SignCertificateResponse>(payload)
-                        .map(|r| self.sign_certificate_answered(r.status))
+                    v201::decode_response::<v201::SignCertificateResponse>(payload).map(|r| {
+                        self.security
+                            .sign_certificate_answered(&mut self.cx, r.status)
+                    })
                 }
                 RequestKind::MeterValues
                 | RequestKind::NotifyReport
@@ -951,16 +954,31 @@ impl Station {
                 .set_network_profile(v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::GetInstalledCertificateIds => self
+                .security
                 .get_installed_certificate_ids(v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::InstallCertificate => self
-                .install_certificate(now, v201::decode_request(payload).map_err(violation)?)
+                .security
+                .install_certificate(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::DeleteCertificate => self
-                .delete_certificate(v201::decode_request(payload).map_err(violation)?)
+                .security
+                .delete_certificate(
+                    &mut self.cx,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::CertificateSigned => self
-                .certificate_signed(now, v201::decode_request(payload).map_err(violation)?)
+                .security
+                .certificate_signed(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
                 .customer_information(now, v201::decode_request(payload).map_err(violation)?)
@@ -979,7 +997,7 @@ impl Station {
                     &mut self.cx,
                     now,
                     v201::decode_request(payload).map_err(violation)?,
-                    &self.certificates.manufacturer_roots(),
+                    &self.security.store.manufacturer_roots(),
                 )
                 .map(|r| to_payload(&r)),
             Action::SendLocalList => self

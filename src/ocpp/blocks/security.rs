@@ -3,15 +3,16 @@
 //! CertificateSigned). Parsing and checking are pure (`x509`); the shell generates keys, writes
 //! files and builds the CSR when the core asks.
 
-use super::clock::Instant;
-use super::devmodel::Var;
-use super::persist::PersistOp;
-use super::rpc::CallError;
-use super::session::RequestKind;
-use super::station::{Output, Station};
-use super::timer::Timer;
-use super::v201::{self, Action};
-use super::x509;
+use crate::ocpp::clock::Instant;
+use crate::ocpp::ctx::Ctx;
+use crate::ocpp::devmodel::Var;
+use crate::ocpp::persist::PersistOp;
+use crate::ocpp::rpc::CallError;
+use crate::ocpp::session::RequestKind;
+use crate::ocpp::station::Output;
+use crate::ocpp::timer::Timer;
+use crate::ocpp::v201::{self, Action};
+use crate::ocpp::x509;
 use serde_json::json;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -103,24 +104,41 @@ fn id_use(kind: &str) -> Option<v201::GetCertificateIdUseEnum> {
     serde_json::from_value(json!(kind)).ok()
 }
 
-impl Station {
+/// The security block (A02-A03, M03-M05): the installed certificates and the key update.
+#[derive(Debug, Default)]
+pub struct Security {
+    pub(crate) store: CertificateStore,
+    /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
+    pending_csr: Option<(String, Vec<u8>)>,
+    csr_attempts: u32,
+}
+
+impl Security {
+    pub(crate) fn new(store: CertificateStore) -> Self {
+        Security {
+            store,
+            pending_csr: None,
+            csr_attempts: 0,
+        }
+    }
+
     /// The subject the station certificate must have (A00.FR.510-511): O from
     /// SecurityCtrlr.OrganizationName, CN the serial number (the station id without one).
-    fn certificate_subject(&self) -> (String, String) {
+    fn certificate_subject(&self, cx: &Ctx) -> (String, String) {
         (
-            self.cx.vars.get(Var::SecurityOrganizationName).to_owned(),
-            self.station_serial(),
+            cx.vars.get(Var::SecurityOrganizationName).to_owned(),
+            cx.identity.certificate_serial(),
         )
     }
 
     /// M03: GetInstalledCertificateIds.
-    pub(super) fn get_installed_certificate_ids(
-        &mut self,
+    pub(crate) fn get_installed_certificate_ids(
+        &self,
         request: v201::GetInstalledCertificateIdsRequest,
     ) -> Result<v201::GetInstalledCertificateIdsResponse, CallError> {
         let wanted = request.certificate_type.unwrap_or_default();
         let chains: Vec<v201::CertificateHashDataChain> = self
-            .certificates
+            .store
             .roots
             .iter()
             .filter_map(|i| {
@@ -154,8 +172,9 @@ impl Station {
     }
 
     /// M05: InstallCertificate (root certificates).
-    pub(super) fn install_certificate(
+    pub(crate) fn install_certificate(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::InstallCertificateRequest,
     ) -> Result<v201::InstallCertificateResponse, CallError> {
@@ -185,7 +204,7 @@ impl Station {
             None => return respond(S::Rejected, Some("no PEM certificate")),
         };
         // M05.FR.07: a root must be a CA certificate, valid now.
-        let now_ms = self.cx.clock.utc(now).unix_millis();
+        let now_ms = cx.clock.utc(now).unix_millis();
         if !cert.is_ca {
             return respond(S::Rejected, Some("not a CA certificate"));
         }
@@ -195,35 +214,36 @@ impl Station {
         // M05.FR.17: the same certificate again replaces it.
         let same =
             |i: &Installed| i.cert.serial == cert.serial && i.cert.issuer_der == cert.issuer_der;
-        let replaced = self.certificates.roots.iter().position(same);
-        if replaced.is_none() && self.certificates.roots.len() >= MAX_CERTIFICATES {
+        let replaced = self.store.roots.iter().position(same);
+        if replaced.is_none() && self.store.roots.len() >= MAX_CERTIFICATES {
             // M05.FR.06
             return respond(S::Rejected, Some("CertificateEntries is at its limit"));
         }
         if let Some(i) = replaced {
-            self.certificates.roots.remove(i);
+            self.store.roots.remove(i);
         }
         let pem = x509::to_pem("CERTIFICATE", &cert.der);
         info!(kind, serial = cert.serial_hex(), "certificate installed");
-        self.cx.outputs.push_back(Output::StoreCertificate {
+        cx.outputs.push_back(Output::StoreCertificate {
             kind: kind.clone(),
             id: cert.serial_hex(),
             pem: pem.clone(),
         });
-        self.certificates.roots.push(Installed { kind, pem, cert });
+        self.store.roots.push(Installed { kind, pem, cert });
         respond(S::Accepted, None)
     }
 
     /// M04: DeleteCertificate.
-    pub(super) fn delete_certificate(
+    pub(crate) fn delete_certificate(
         &mut self,
+        cx: &mut Ctx,
         request: v201::DeleteCertificateRequest,
     ) -> Result<v201::DeleteCertificateResponse, CallError> {
         use v201::DeleteCertificateStatusEnum as S;
         let wanted = &request.certificate_hash_data;
         // The leaf is hashed with its issuer (the next certificate of the chain) where at hand;
         // roots are their own issuers.
-        let chain = self.certificates.station_chain.clone();
+        let chain = self.store.station_chain.clone();
         let matches = |c: &x509::Certificate, issuer: Option<&x509::Certificate>| {
             x509::hash_data_matches(&x509::hash_data(c, issuer, wanted.hash_algorithm), wanted)
         };
@@ -236,36 +256,31 @@ impl Station {
         let status = if is_station_certificate {
             S::Failed
         } else {
-            match self
-                .certificates
-                .roots
-                .iter()
-                .position(|i| matches(&i.cert, None))
-            {
+            match self.store.roots.iter().position(|i| matches(&i.cert, None)) {
                 None => S::NotFound,
                 Some(i) => {
                     let csms_roots = self
-                        .certificates
+                        .store
                         .roots
                         .iter()
                         .filter(|r| r.kind == "CSMSRootCertificate")
                         .count();
-                    let last_csms_root = self.certificates.roots[i].kind == "CSMSRootCertificate"
+                    let last_csms_root = self.store.roots[i].kind == "CSMSRootCertificate"
                         && csms_roots == 1
-                        && self.certificates.configured_roots.is_empty()
-                        && self.cx.security_profile() >= 2;
+                        && self.store.configured_roots.is_empty()
+                        && cx.security_profile() >= 2;
                     if last_csms_root {
                         // M04.FR.03: refusing keeps the station able to reach its CSMS.
                         warn!("refusing to delete the only CSMS root certificate in use");
                         S::Failed
                     } else {
-                        let removed = self.certificates.roots.remove(i);
+                        let removed = self.store.roots.remove(i);
                         info!(
                             kind = removed.kind,
                             serial = removed.cert.serial_hex(),
                             "certificate deleted"
                         );
-                        self.cx.outputs.push_back(Output::RemoveCertificate {
+                        cx.outputs.push_back(Output::RemoveCertificate {
                             kind: removed.kind,
                             id: removed.cert.serial_hex(),
                         });
@@ -282,22 +297,28 @@ impl Station {
     }
 
     /// A02.FR.02: a new key pair and CSR, made by the shell.
-    pub(super) fn start_key_update(&mut self) {
-        let (organization, common_name) = self.certificate_subject();
+    pub(crate) fn start_key_update(&mut self, cx: &mut Ctx) {
+        let (organization, common_name) = self.certificate_subject(cx);
         info!(
             organization,
             common_name, "generating a new station key and CSR"
         );
-        self.cx.outputs.push_back(Output::CreateCsr {
+        cx.outputs.push_back(Output::CreateCsr {
             organization,
             common_name,
         });
     }
 
     /// The shell made the CSR: send it (A02.FR.03), keep it for resending (A02.FR.17).
-    pub(super) fn csr_created(&mut self, now: Instant, csr_pem: String, spki_der: Vec<u8>) {
+    pub(crate) fn csr_created(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        csr_pem: String,
+        spki_der: Vec<u8>,
+    ) {
         let spki_hex: String = spki_der.iter().map(|b| format!("{b:02x}")).collect();
-        self.cx.outputs.push_back(Output::Persist(vec![
+        cx.outputs.push_back(Output::Persist(vec![
             PersistOp::PutMeta {
                 key: META_CSR_PEM.into(),
                 value: csr_pem.clone(),
@@ -309,48 +330,53 @@ impl Station {
         ]));
         self.pending_csr = Some((csr_pem, spki_der));
         self.csr_attempts = 0;
-        self.send_csr(now);
+        self.send_csr(cx, now);
     }
 
-    fn send_csr(&mut self, now: Instant) {
+    fn send_csr(&mut self, cx: &mut Ctx, now: Instant) {
         let Some((csr, _)) = &self.pending_csr else {
             return;
         };
         let payload = json!({ "csr": csr, "certificateType": "ChargingStationCertificate" });
-        self.cx.enqueue_triggered(
+        cx.enqueue_triggered(
             RequestKind::SignCertificate,
             Action::SignCertificate,
             payload,
         );
         // A02.FR.17/18: resend when no CertificateSigned came, doubling the wait.
         let wait =
-            self.cx.vars.seconds(Var::CertSigningWaitMinimum) * (1u32 << self.csr_attempts.min(16));
-        if self.csr_attempts < self.cx.vars.int(Var::CertSigningRepeatTimes).max(0) as u32 {
-            self.cx.timers.set(Timer::CsrRetry, now + wait);
+            cx.vars.seconds(Var::CertSigningWaitMinimum) * (1u32 << self.csr_attempts.min(16));
+        if self.csr_attempts < cx.vars.int(Var::CertSigningRepeatTimes).max(0) as u32 {
+            cx.timers.set(Timer::CsrRetry, now + wait);
         }
         self.csr_attempts += 1;
     }
 
-    pub(super) fn csr_retry(&mut self, now: Instant) {
+    pub(crate) fn csr_retry(&mut self, cx: &mut Ctx, now: Instant) {
         if self.pending_csr.is_some() {
             info!("no CertificateSigned yet: sending the CSR again (A02.FR.17)");
-            self.send_csr(now);
+            self.send_csr(cx, now);
         }
     }
 
     /// The answer to SignCertificate.
-    pub(super) fn sign_certificate_answered(&mut self, status: v201::GenericStatusEnum) {
+    pub(crate) fn sign_certificate_answered(
+        &mut self,
+        cx: &mut Ctx,
+        status: v201::GenericStatusEnum,
+    ) {
         if status != v201::GenericStatusEnum::Accepted {
             warn!("the CSMS rejected the CSR; no retry until it asks again (A02.FR.19)");
-            self.cx.timers.stop(Timer::CsrRetry);
+            cx.timers.stop(Timer::CsrRetry);
         }
     }
 
     /// A02/A03: CertificateSigned. The chain must be for our pending key, with the right
     /// subject, valid now, and chain to a trusted root (A02.FR.06); else Rejected and an
     /// InvalidChargingStationCertificate security event (A02.FR.07).
-    pub(super) fn certificate_signed(
+    pub(crate) fn certificate_signed(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::CertificateSignedRequest,
     ) -> Result<v201::CertificateSignedResponse, CallError> {
@@ -364,7 +390,7 @@ impl Station {
         if request.certificate_type == Some(v201::CertificateSigningUseEnum::V2GCertificate) {
             return respond(v201::CertificateSignedStatusEnum::Rejected);
         }
-        match self.check_signed_chain(now, &request.certificate_chain) {
+        match self.check_signed_chain(cx, now, &request.certificate_chain) {
             Ok(chain) => {
                 let leaf = &chain[0];
                 info!(
@@ -376,10 +402,9 @@ impl Station {
                     .iter()
                     .map(|c| x509::to_pem("CERTIFICATE", &c.der))
                     .collect();
-                self.cx
-                    .outputs
+                cx.outputs
                     .push_back(Output::ActivateStationCertificate { chain_pem });
-                self.cx.outputs.push_back(Output::Persist(vec![
+                cx.outputs.push_back(Output::Persist(vec![
                     PersistOp::DeleteMeta {
                         key: META_CSR_PEM.into(),
                     },
@@ -388,18 +413,17 @@ impl Station {
                     },
                 ]));
                 self.pending_csr = None;
-                self.cx.timers.stop(Timer::CsrRetry);
-                self.certificates.station_chain = chain;
+                cx.timers.stop(Timer::CsrRetry);
+                self.store.station_chain = chain;
                 // A02.FR.08: with profile 3, reconnect with the new certificate.
-                if self.cx.security_profile() == 3 {
-                    self.cx.link.reconnect_after_answer = true;
+                if cx.security_profile() == 3 {
+                    cx.link.reconnect_after_answer = true;
                 }
                 respond(v201::CertificateSignedStatusEnum::Accepted)
             }
             Err(why) => {
                 warn!(reason = why, "CertificateSigned rejected");
-                self.cx
-                    .security_event(now, "InvalidChargingStationCertificate", Some(&why));
+                cx.security_event(now, "InvalidChargingStationCertificate", Some(&why));
                 respond(v201::CertificateSignedStatusEnum::Rejected)
             }
         }
@@ -407,6 +431,7 @@ impl Station {
 
     fn check_signed_chain(
         &self,
+        cx: &Ctx,
         now: Instant,
         pem: &str,
     ) -> Result<Vec<x509::Certificate>, String> {
@@ -422,7 +447,7 @@ impl Station {
         if &leaf.spki_der != spki {
             return Err("the certificate is not for the key of our CSR".into());
         }
-        let (organization, common_name) = self.certificate_subject();
+        let (organization, common_name) = self.certificate_subject(cx);
         if leaf.subject_cn.as_deref() != Some(common_name.as_str()) {
             return Err(format!(
                 "CN {:?} is not the serial number {common_name:?}",
@@ -436,41 +461,39 @@ impl Station {
             ));
         }
         let roots: Vec<x509::Certificate> = self
-            .certificates
+            .store
             .roots
             .iter()
             .filter(|r| r.kind == "CSMSRootCertificate" || r.kind == "ManufacturerRootCertificate")
             .map(|r| r.cert.clone())
-            .chain(self.certificates.configured_roots.iter().cloned())
+            .chain(self.store.configured_roots.iter().cloned())
             .collect();
-        let now_ms = self.cx.clock.utc(now).unix_millis();
+        let now_ms = cx.clock.utc(now).unix_millis();
         x509::verify_chain(&chain, &roots, now_ms, x509::Usage::ClientAuth)
             .map_err(|e| e.to_string())?;
         Ok(chain)
     }
 
     /// A03.FR.02: renew the station certificate a month before it expires (checked daily).
-    pub(super) fn check_certificate_expiry(&mut self, now: Instant) {
-        self.cx
-            .timers
-            .set(Timer::CertificateCheck, now + EXPIRY_CHECK);
-        if !self.cx.clock.trusted(now) {
+    pub(crate) fn check_certificate_expiry(&mut self, cx: &mut Ctx, now: Instant) {
+        cx.timers.set(Timer::CertificateCheck, now + EXPIRY_CHECK);
+        if !cx.clock.trusted(now) {
             return;
         }
-        let now_ms = self.cx.clock.utc(now).unix_millis();
-        if let Some(leaf) = self.certificates.station_chain.first() {
+        let now_ms = cx.clock.utc(now).unix_millis();
+        if let Some(leaf) = self.store.station_chain.first() {
             if leaf.not_after_ms - now_ms < RENEW_BEFORE_MS
                 && self.pending_csr.is_none()
-                && self.cx.is_accepted()
+                && cx.is_accepted()
             {
                 info!(
                     not_after_ms = leaf.not_after_ms,
                     "the station certificate expires within a month: renewing (A03)"
                 );
-                self.start_key_update();
+                self.start_key_update(cx);
             }
         }
-        for root in &self.certificates.roots {
+        for root in &self.store.roots {
             if root.cert.not_after_ms < now_ms {
                 warn!(
                     kind = root.kind,
@@ -482,7 +505,7 @@ impl Station {
     }
 
     /// Restores a CSR that was pending at shutdown (its key is in the shell's state directory).
-    pub(super) fn restore_pending_csr(&mut self, persisted: &super::persist::Persisted) {
+    pub(crate) fn restore_pending_csr(&mut self, persisted: &crate::ocpp::persist::Persisted) {
         if let (Some(pem), Some(spki_hex)) =
             (persisted.meta(META_CSR_PEM), persisted.meta(META_CSR_SPKI))
         {
