@@ -2,7 +2,7 @@
 //! ChangeAvailability (G03/G04), TriggerMessage (F06), UnlockConnector (F05), DataTransfer
 //! (P01), the local authorization list (D01/D02), NotifyEvent, and security events.
 
-use ocpp_agent::ocpp::management::DataTransferHandler;
+use ocpp_agent::ocpp::blocks::data_transfer::DataTransferHandler;
 use ocpp_agent::ocpp::rpc::Frame;
 use ocpp_agent::ocpp::testkit::{Harness, config_with, default_config};
 use ocpp_agent::ocpp::v201;

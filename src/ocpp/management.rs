@@ -14,20 +14,12 @@ use super::session::RequestKind;
 use super::station::{Output, Station};
 use super::v201::{self, Action};
 use serde_json::{Value, json};
-use std::fmt::Debug;
 use tracing::{info, warn};
 
 const META_BOOT_REASON: &str = "boot_reason";
-const META_LOCAL_LIST: &str = "local_list";
 const META_AVAILABILITY: &str = "availability:";
 const META_NETWORK_PROFILE: &str = "netprofile:";
 pub(super) const META_LAST_GOOD_SLOT: &str = "network:last_good";
-
-/// A vendor extension for DataTransfer (P01): answers the requests of its vendor id, or
-/// `None` to let the next handler (or UnknownVendorId) answer.
-pub trait DataTransferHandler: Send + Sync + Debug {
-    fn handle(&self, request: &v201::DataTransferRequest) -> Option<v201::DataTransferResponse>;
-}
 
 /// What a ChangeAvailability addresses, and to which state.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,27 +36,6 @@ impl AvailabilityChange {
             (Some(e), None) => format!("{META_AVAILABILITY}evse:{e}"),
             (Some(e), Some(c)) => format!("{META_AVAILABILITY}connector:{e}:{c}"),
         }
-    }
-}
-
-/// The local authorization list (D01): a version and the entries the CSMS sent.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LocalList {
-    pub version: i64,
-    /// `AuthorizationData` entries: `idToken` and `idTokenInfo`.
-    pub entries: Vec<Value>,
-}
-
-impl LocalList {
-    /// The idTokenInfo of a token, if listed.
-    pub fn lookup(&self, id_token: &Value) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|e| {
-                e["idToken"]["idToken"] == id_token["idToken"]
-                    && e["idToken"]["type"] == id_token["type"]
-            })
-            .map(|e| &e["idTokenInfo"])
     }
 }
 
@@ -111,10 +82,6 @@ impl Station {
                 match serde_json::from_str::<NetworkProfile>(value) {
                     Ok(p) => self.cx.link.network.set(p),
                     Err(e) => warn!(key, error = %e, "ignoring a stored network profile"),
-                }
-            } else if key == META_LOCAL_LIST {
-                if let Ok(list) = serde_json::from_str(value) {
-                    self.local_list = list;
                 }
             }
         }
@@ -1129,104 +1096,6 @@ impl Station {
             status,
             status_info: None,
         })
-    }
-
-    /// P01: DataTransfer, for the registered vendor handlers.
-    pub(super) fn data_transfer(
-        &mut self,
-        request: v201::DataTransferRequest,
-    ) -> Result<v201::DataTransferResponse, CallError> {
-        for handler in &self.data_transfer {
-            if let Some(response) = handler.handle(&request) {
-                return Ok(response);
-            }
-        }
-        Ok(v201::DataTransferResponse {
-            custom_data: None,
-            status: v201::DataTransferStatusEnum::UnknownVendorId,
-            status_info: None,
-            data: None,
-        })
-    }
-
-    // ----- local authorization list (D01, D02) ------------------------------------------------
-
-    pub(super) fn local_list_enabled(&self) -> bool {
-        self.cx.vars.bool(Var::LocalAuthListEnabled)
-    }
-
-    pub(super) fn local_list_version(&self) -> Value {
-        // D02.FR.03: 0 when the list is disabled.
-        let version = if self.local_list_enabled() {
-            self.local_list.version
-        } else {
-            0
-        };
-        json!({ "versionNumber": version })
-    }
-
-    pub(super) fn send_local_list(
-        &mut self,
-        _now: Instant,
-        request: v201::SendLocalListRequest,
-    ) -> Result<v201::SendLocalListResponse, CallError> {
-        let respond = |status| {
-            Ok(v201::SendLocalListResponse {
-                custom_data: None,
-                status,
-                status_info: None,
-            })
-        };
-        if !self.local_list_enabled() {
-            return respond(v201::SendLocalListStatusEnum::Failed);
-        }
-        let entries: Vec<Value> = request
-            .local_authorization_list
-            .unwrap_or_default()
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
-            .collect();
-        // D01.FR.06: unique idTokens.
-        for (i, e) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|o| o["idToken"] == e["idToken"]) {
-                return respond(v201::SendLocalListStatusEnum::Failed);
-            }
-        }
-        match request.update_type {
-            v201::UpdateEnum::Full => {
-                // D01.FR.04/15: replace (or clear).
-                self.local_list.entries = entries;
-            }
-            v201::UpdateEnum::Differential => {
-                // D01.FR.19: a version not above ours is refused.
-                if request.version_number <= self.local_list.version {
-                    return respond(v201::SendLocalListStatusEnum::VersionMismatch);
-                }
-                for e in entries {
-                    self.local_list
-                        .entries
-                        .retain(|o| o["idToken"] != e["idToken"]);
-                    // D01.FR.16/17: with idTokenInfo: add/update; without: remove.
-                    if e.get("idTokenInfo").is_some() {
-                        self.local_list.entries.push(e);
-                    }
-                }
-            }
-        }
-        self.local_list.version = request.version_number;
-        info!(
-            version = self.local_list.version,
-            entries = self.local_list.entries.len(),
-            "local authorization list updated"
-        );
-        let text = serde_json::to_string(&self.local_list).unwrap_or_default();
-        self.cx
-            .outputs
-            .push_back(Output::Persist(vec![PersistOp::PutMeta {
-                key: META_LOCAL_LIST.into(),
-                value: text,
-            }]));
-        respond(v201::SendLocalListStatusEnum::Accepted)
     }
 
     // ----- customer information (N09, N10) ----------------------------------------------------

@@ -23,8 +23,10 @@
 //! 4. Sleep until [`poll_timeout`](Station::poll_timeout) or the next event.
 
 use super::auth::AuthCache;
+use super::blocks::data_transfer::{DataTransfer, DataTransferHandler};
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
+use super::blocks::local_list::LocalList;
 use super::blocks::security::{CertificateStore, Security};
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
@@ -91,7 +93,7 @@ pub struct StationConfig {
     /// Root certificates and the station certificate the shell found on disk.
     pub certificates: CertificateStore,
     /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
-    pub data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
+    pub data_transfer: Vec<std::sync::Arc<dyn DataTransferHandler>>,
     /// What the integrator allows and provides for firmware updates (L01).
     pub firmware: super::blocks::firmware::FirmwarePolicy,
     /// A diagnostics log source is configured (GetLog DiagnosticsLog, N01).
@@ -365,14 +367,14 @@ pub struct Station {
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     pub(super) reported_tokens: Vec<(String, Value)>,
     pub(super) client_certificate: bool,
-    pub(super) data_transfer: Vec<std::sync::Arc<dyn super::management::DataTransferHandler>>,
+    pub(super) data_transfer: DataTransfer,
     /// Set Inoperative by ChangeAvailability for the whole station (G04), persistent.
     pub(super) station_operative: bool,
     /// Availability changes waiting for transactions to end (G03.FR.05, G04.FR.06).
     pub(super) scheduled_availability: Vec<super::management::AvailabilityChange>,
     /// A Reset waiting for transactions to end (OnIdle, B12).
     pub(super) scheduled_reset: Option<Option<u32>>,
-    pub(super) local_list: super::management::LocalList,
+    pub(super) local_list: LocalList,
     /// Sequence for NotifyEvent eventIds.
     pub(super) next_event_id: i64,
     pub(super) security: Security,
@@ -425,11 +427,11 @@ impl Station {
             auth_cache: AuthCache::new(persisted.auth_cache.clone()),
             reported_tokens: Vec::new(),
             client_certificate: config.client_certificate,
-            data_transfer: config.data_transfer,
+            data_transfer: DataTransfer::new(config.data_transfer),
             station_operative: true,
             scheduled_availability: Vec::new(),
             scheduled_reset: None,
-            local_list: Default::default(),
+            local_list: LocalList::restore(&persisted),
             next_event_id: 1,
             security: Security::new(config.certificates),
             firmware: Firmware {
@@ -946,10 +948,12 @@ impl Station {
             Action::UnlockConnector => self
                 .unlock_connector(now, v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
-            Action::DataTransfer => self
-                .data_transfer(v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::GetLocalListVersion => Ok(self.local_list_version()),
+            Action::DataTransfer => {
+                Ok(to_payload(&self.data_transfer.data_transfer(
+                    v201::decode_request(payload).map_err(violation)?,
+                )))
+            }
+            Action::GetLocalListVersion => Ok(self.local_list.version_answer(&self.cx)),
             Action::SetNetworkProfile => self
                 .set_network_profile(v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
@@ -1001,7 +1005,11 @@ impl Station {
                 )
                 .map(|r| to_payload(&r)),
             Action::SendLocalList => self
-                .send_local_list(now, v201::decode_request(payload).map_err(violation)?)
+                .local_list
+                .send_local_list(
+                    &mut self.cx,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             _ => Err(CallError::new(
                 CallErrorCode::NotSupported,

@@ -282,8 +282,8 @@ impl Station {
     /// What the station knows of a token: the local authorization list first (C13/C14, D01),
     /// then the authorization cache (C10-C12).
     fn local_lookup(&mut self, now: Instant, id_token: &Value) -> Lookup {
-        if self.local_list_enabled() {
-            if let Some(info) = self.local_list.lookup(id_token) {
+        if let Some(list) = self.local_list.active(&self.cx) {
+            if let Some(info) = list.lookup(id_token) {
                 let status = info["status"].as_str().unwrap_or("Unknown");
                 let expired = info["cacheExpiryDateTime"]
                     .as_str()
