@@ -8,6 +8,7 @@
 
 use super::clock::{Instant, WallClock};
 use super::devmodel::DeviceModel;
+use super::model::Model;
 use super::persist::{Batch, EventKind};
 use super::session::Session;
 use super::station::{Identity, Output};
@@ -59,6 +60,8 @@ pub struct Ctx {
     /// Security events already raised, to report floods once (`InvalidMessages`, ...).
     raised_once: Vec<&'static str>,
     pub(crate) link: Session,
+    /// The EVSEs and connectors, as every block sees them.
+    pub(crate) model: Model,
 }
 
 impl Ctx {
@@ -68,6 +71,7 @@ impl Ctx {
         clock: WallClock,
         mut rng: Rng,
         link: Session,
+        model: Model,
     ) -> Self {
         let boot_id = rng.next_u64();
         Ctx {
@@ -81,6 +85,7 @@ impl Ctx {
             events: VecDeque::new(),
             raised_once: Vec::new(),
             link,
+            model,
         }
     }
 

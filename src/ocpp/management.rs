@@ -7,6 +7,7 @@
 use super::clock::Instant;
 use super::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
 use super::meter::{self, Context};
+use super::model::ConnectorStatus;
 use super::network::{Network, NetworkProfile};
 use super::persist::{PersistOp, Persisted};
 use super::rpc::{CallError, CallErrorCode};
@@ -59,15 +60,17 @@ impl Station {
             } else if let Some(target) = key.strip_prefix(META_AVAILABILITY) {
                 let parts: Vec<&str> = target.split(':').collect();
                 match parts.as_slice() {
-                    ["station"] => self.station_operative = false,
+                    ["station"] => self.cx.model.station_operative = false,
                     ["evse", e] => {
                         if let Some(idx) = e.parse().ok().and_then(|e| self.evse_index(e)) {
-                            self.evses[idx].operative = false;
+                            self.cx.model.evses[idx].operative = false;
                         }
                     }
                     ["connector", e, c] => {
                         if let (Ok(e), Ok(c)) = (e.parse::<u32>(), c.parse::<u32>()) {
                             if let Some(conn) = self
+                                .cx
+                                .model
                                 .connectors
                                 .iter_mut()
                                 .find(|x| x.evse == e && x.id == c)
@@ -115,41 +118,18 @@ impl Station {
 
     // ----- availability -----------------------------------------------------------------------
 
-    /// Operative: neither the station, nor the EVSE, nor (for a connector) the connector was
-    /// set Inoperative (G03/G04).
-    /// An EVSE without a transaction is also unavailable while a firmware installation waits
-    /// or runs (L01.FR.07).
     pub(super) fn evse_operative(&self, idx: usize) -> bool {
-        self.station_operative
-            && self.evses[idx].operative
-            && !(self.evses[idx].tx.is_none() && self.firmware.firmware_blocks_sessions(&self.cx))
+        self.cx.model.evse_operative(idx, &self.cx.vars)
     }
 
-    pub(super) fn connector_status(&self, index: usize) -> v201::ConnectorStatusEnum {
-        let c = &self.connectors[index];
-        let evse_ok = self
-            .evse_index(c.evse)
-            .is_some_and(|i| self.evse_operative(i));
-        if c.fault.is_some() {
-            v201::ConnectorStatusEnum::Faulted
-        } else if !evse_ok || !c.operative {
-            v201::ConnectorStatusEnum::Unavailable
-        } else if c.plugged {
-            v201::ConnectorStatusEnum::Occupied
-        } else {
-            v201::ConnectorStatusEnum::Available
-        }
+    pub(super) fn connector_status(&self, index: usize) -> ConnectorStatus {
+        self.cx.model.connector_status(index, &self.cx.vars)
     }
 
-    /// Whether a connector may charge: operative and not faulted.
     pub(super) fn connector_usable(&self, evse_idx: usize, connector: Option<u32>) -> bool {
-        let evse = self.evses[evse_idx].id;
-        self.evse_operative(evse_idx)
-            && self
-                .connectors
-                .iter()
-                .filter(|c| c.evse == evse && connector.is_none_or(|id| c.id == id))
-                .any(|c| c.operative && c.fault.is_none())
+        self.cx
+            .model
+            .connector_usable(evse_idx, connector, &self.cx.vars)
     }
 
     /// G03/G04: ChangeAvailability.
@@ -177,6 +157,8 @@ impl Station {
             };
             if let Some(c) = connector {
                 if !self
+                    .cx
+                    .model
                     .connectors
                     .iter()
                     .any(|x| x.evse == self.evses[idx].id && x.id == c)
@@ -216,18 +198,20 @@ impl Station {
     /// Applies an availability change, persists it (G03.FR.08), and reports the connectors
     /// whose status changed (G03.FR.04, G04.FR.05).
     fn apply_availability(&mut self, now: Instant, change: AvailabilityChange) {
-        let before: Vec<v201::ConnectorStatusEnum> = (0..self.connectors.len())
+        let before: Vec<ConnectorStatus> = (0..self.cx.model.connectors.len())
             .map(|i| self.connector_status(i))
             .collect();
         match (change.evse, change.connector) {
-            (None, _) => self.station_operative = change.operative,
+            (None, _) => self.cx.model.station_operative = change.operative,
             (Some(e), None) => {
                 if let Some(idx) = self.evse_index(e) {
-                    self.evses[idx].operative = change.operative;
+                    self.cx.model.evses[idx].operative = change.operative;
                 }
             }
             (Some(e), Some(c)) => {
                 if let Some(conn) = self
+                    .cx
+                    .model
                     .connectors
                     .iter_mut()
                     .find(|x| x.evse == e && x.id == c)
@@ -272,17 +256,20 @@ impl Station {
     /// A connector's hardware failed or recovered: Faulted status and a NotifyEvent on its
     /// `Problem` variable.
     pub(super) fn connector_fault(&mut self, now: Instant, index: usize, problem: Option<String>) {
-        if self.connectors[index].fault == problem {
+        if self.cx.model.connectors[index].fault == problem {
             return;
         }
-        let (evse, connector) = (self.connectors[index].evse, self.connectors[index].id);
+        let (evse, connector) = (
+            self.cx.model.connectors[index].evse,
+            self.cx.model.connectors[index].id,
+        );
         warn!(
             evse,
             connector,
             problem = problem.as_deref(),
             "connector hardware problem changed"
         );
-        self.connectors[index].fault = problem;
+        self.cx.model.connectors[index].fault = problem;
         if self.cx.can_send_normal() {
             self.queue_status(now, index);
             self.report_faults(now);
@@ -296,14 +283,14 @@ impl Station {
     /// from what the CSMS was last told: at once while connected, else after acceptance or
     /// reconnection.
     pub(super) fn report_faults(&mut self, now: Instant) {
-        for index in 0..self.connectors.len() {
-            let c = &self.connectors[index];
+        for index in 0..self.cx.model.connectors.len() {
+            let c = &self.cx.model.connectors[index];
             let active = c.fault.is_some();
             if active == c.fault_reported {
                 continue;
             }
             let (evse, connector, problem) = (c.evse, c.id, c.fault.clone());
-            self.connectors[index].fault_reported = active;
+            self.cx.model.connectors[index].fault_reported = active;
             let event_id = self.next_event_id;
             self.next_event_id += 1;
             let mut event = json!({
@@ -459,6 +446,8 @@ impl Station {
             let exists = match c {
                 None => self.evse_index(id32(e)).is_some(),
                 Some(c) => self
+                    .cx
+                    .model
                     .connectors
                     .iter()
                     .any(|x| i64::from(x.evse) == e && i64::from(x.id) == c),
@@ -479,12 +468,14 @@ impl Station {
         let evse_idx = evse.and_then(|(e, _)| self.evse_index(id32(e)));
         let connector_idx = evse.and_then(|(e, c)| {
             let c = c?;
-            self.connectors
+            self.cx
+                .model
+                .connectors
                 .iter()
                 .position(|x| i64::from(x.evse) == e && i64::from(x.id) == c)
         });
-        let state_of = |statuses: Vec<v201::ConnectorStatusEnum>| -> &'static str {
-            use v201::ConnectorStatusEnum as S;
+        let state_of = |statuses: Vec<ConnectorStatus>| -> &'static str {
+            use ConnectorStatus as S;
             if statuses.iter().all(|s| *s == S::Faulted) && !statuses.is_empty() {
                 "Faulted"
             } else if statuses
@@ -499,9 +490,9 @@ impl Station {
                 "Available"
             }
         };
-        let statuses_of = |evse_id: Option<u32>| -> Vec<v201::ConnectorStatusEnum> {
-            (0..self.connectors.len())
-                .filter(|i| evse_id.is_none_or(|e| self.connectors[*i].evse == e))
+        let statuses_of = |evse_id: Option<u32>| -> Vec<ConnectorStatus> {
+            (0..self.cx.model.connectors.len())
+                .filter(|i| evse_id.is_none_or(|e| self.cx.model.connectors[*i].evse == e))
                 .map(|i| self.connector_status(i))
                 .collect()
         };
@@ -513,10 +504,10 @@ impl Station {
                 _ => String::new(),
             },
             "Available" => match (def.scope, evse_idx, connector_idx) {
-                (Scope::Station, _, _) => self.station_operative.to_string(),
+                (Scope::Station, _, _) => self.cx.model.station_operative.to_string(),
                 (Scope::Evse, Some(i), _) => self.evse_operative(i).to_string(),
                 (Scope::Connector, _, Some(c)) => {
-                    let conn = &self.connectors[c];
+                    let conn = &self.cx.model.connectors[c];
                     let evse_ok = self
                         .evse_index(conn.evse)
                         .is_some_and(|i| self.evse_operative(i));
@@ -529,7 +520,7 @@ impl Station {
                 .map(|m| format!("{}", (m.power_w * 1000.0).round() / 1000.0))
                 .unwrap_or_else(|| "0".into()),
             "Problem" => connector_idx
-                .map(|c| self.connectors[c].fault.is_some().to_string())
+                .map(|c| self.cx.model.connectors[c].fault.is_some().to_string())
                 .unwrap_or_default(),
             "DateTime" => self.cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => self.cx.security_profile().to_string(),
@@ -825,6 +816,8 @@ impl Station {
                 .map(|e| Some((i64::from(e.id), None)))
                 .collect(),
             Scope::Connector => self
+                .cx
+                .model
                 .connectors
                 .iter()
                 .map(|c| Some((i64::from(c.evse), Some(i64::from(c.id)))))
@@ -981,6 +974,8 @@ impl Station {
                 // F06.FR.12: only for one connector.
                 match (evse, connector) {
                     (Some(e), Some(c)) => match self
+                        .cx
+                        .model
                         .connectors
                         .iter()
                         .position(|x| x.evse == e && x.id == c)
@@ -1066,6 +1061,8 @@ impl Station {
             None => v201::UnlockStatusEnum::UnknownConnector,
             Some(_)
                 if !self
+                    .cx
+                    .model
                     .connectors
                     .iter()
                     .any(|c| c.evse == evse && c.id == connector) =>

@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod devmodel;
 pub mod management;
 pub mod meter;
+pub mod model;
 pub mod network;
 pub mod outbox;
 pub mod persist;

@@ -8,6 +8,7 @@
 use super::clock::{Instant, UtcTime};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::Var;
+use super::model::ConnectorStatus;
 use super::network::Network;
 use super::outbox::{Failure, Outbox};
 use super::persist::{Batch, EventKind, PersistOp, QueuedMessage, QueuedMeta};
@@ -33,7 +34,7 @@ pub enum RequestKind {
     Heartbeat,
     StatusNotification {
         connector: usize,
-        status: v201::ConnectorStatusEnum,
+        status: ConnectorStatus,
     },
     Authorize {
         evse: usize,

@@ -32,6 +32,7 @@ use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::{DeviceModel, Var};
 use super::meter::MeterReading;
+use super::model::Model;
 use super::outbox::Outbox;
 use super::persist::{Batch, Persisted};
 use super::rpc::{self, CallError, CallErrorCode, Frame};
@@ -276,22 +277,6 @@ impl std::fmt::Display for InputError {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(super) struct Connector {
-    pub(super) evse: u32,
-    pub(super) id: u32,
-    pub(super) plugged: bool,
-    /// Set Inoperative by ChangeAvailability (G03), persistent.
-    pub(super) operative: bool,
-    /// A hardware problem (e.g. its plug input line failed).
-    pub(super) fault: Option<String>,
-    /// The `Problem` value last sent in a NotifyEvent.
-    pub(super) fault_reported: bool,
-    /// The last status the CSMS acknowledged, to report only changes after a short outage
-    /// (B04.FR.02).
-    pub(super) reported: Option<v201::ConnectorStatusEnum>,
-}
-
 /// A snapshot for `ctl status` and logs.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusSnapshot {
@@ -361,15 +346,12 @@ pub struct ConnectorSnapshot {
 
 pub struct Station {
     pub(super) cx: Ctx,
-    pub(super) connectors: Vec<Connector>,
     pub(super) evses: Vec<Evse>,
     pub(super) auth_cache: AuthCache,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     pub(super) reported_tokens: Vec<(String, Value)>,
     pub(super) client_certificate: bool,
     pub(super) data_transfer: DataTransfer,
-    /// Set Inoperative by ChangeAvailability for the whole station (G04), persistent.
-    pub(super) station_operative: bool,
     /// Availability changes waiting for transactions to end (G03.FR.05, G04.FR.06).
     pub(super) scheduled_availability: Vec<super::management::AvailabilityChange>,
     /// A Reset waiting for transactions to end (OnIdle, B12).
@@ -390,21 +372,7 @@ impl Station {
         system_utc: UtcTime,
         rng_seed: u64,
     ) -> Self {
-        let connectors: Vec<Connector> = config
-            .evses
-            .iter()
-            .flat_map(|e| {
-                e.connectors.iter().map(|&c| Connector {
-                    evse: e.id,
-                    id: c,
-                    plugged: false,
-                    operative: true,
-                    fault: None,
-                    fault_reported: false,
-                    reported: None,
-                })
-            })
-            .collect();
+        let model = Model::new(config.evses.iter().map(|e| (e.id, e.connectors.clone())));
         let evses = config.evses.iter().map(|e| Evse::new(e.id)).collect();
         let link = Session::new(
             config.boot_reason,
@@ -419,16 +387,15 @@ impl Station {
             WallClock::new(now, system_utc),
             Rng::new(rng_seed),
             link,
+            model,
         );
         let mut station = Station {
             cx,
-            connectors,
             evses,
             auth_cache: AuthCache::new(persisted.auth_cache.clone()),
             reported_tokens: Vec::new(),
             client_certificate: config.client_certificate,
             data_transfer: DataTransfer::new(config.data_transfer),
-            station_operative: true,
             scheduled_availability: Vec::new(),
             scheduled_reset: None,
             local_list: LocalList::restore(&persisted),
@@ -534,7 +501,7 @@ impl Station {
                 let index = self
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
-                let c = &mut self.connectors[index];
+                let c = &mut self.cx.model.connectors[index];
                 if c.plugged == plugged {
                     return Ok(());
                 }
@@ -684,6 +651,8 @@ impl Station {
                 }),
                 last_authorization: e.last_authorization.clone(),
                 connectors: self
+                    .cx
+                    .model
                     .connectors
                     .iter()
                     .enumerate()
@@ -728,7 +697,9 @@ impl Station {
     // ----- internals -------------------------------------------------------------------------
 
     fn connector_index(&self, evse: u32, connector: u32) -> Option<usize> {
-        self.connectors
+        self.cx
+            .model
+            .connectors
             .iter()
             .position(|c| c.evse == evse && c.id == connector)
     }
@@ -746,11 +717,11 @@ impl Station {
 
     pub(super) fn queue_status(&mut self, now: Instant, index: usize) {
         let status = self.connector_status(index);
-        let c = &self.connectors[index];
+        let c = &self.cx.model.connectors[index];
         let request = v201::StatusNotificationRequest {
             custom_data: None,
             timestamp: self.cx.clock.utc(now).to_rfc3339(),
-            connector_status: status,
+            connector_status: status.into(),
             evse_id: i64::from(c.evse),
             connector_id: i64::from(c.id),
         };
@@ -765,8 +736,9 @@ impl Station {
     }
 
     pub(super) fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
-        for index in 0..self.connectors.len() {
-            if all || self.connectors[index].reported != Some(self.connector_status(index)) {
+        for index in 0..self.cx.model.connectors.len() {
+            if all || self.cx.model.connectors[index].reported != Some(self.connector_status(index))
+            {
                 self.queue_status(now, index);
             }
         }
@@ -793,7 +765,7 @@ impl Station {
                     .unwrap_or(Ok(())),
                 RequestKind::StatusNotification { connector, status } => {
                     v201::decode_response::<v201::StatusNotificationResponse>(payload)
-                        .map(|_| self.connectors[*connector].reported = Some(*status))
+                        .map(|_| self.cx.model.connectors[*connector].reported = Some(*status))
                 }
                 RequestKind::Authorize {
                     evse,

@@ -81,8 +81,6 @@ pub(super) struct Evse {
     /// Deauthorized by the CSMS, energy allowed until MaxEnergyOnInvalidId (E05.FR.03).
     energy_limit_armed: bool,
     pub(super) last_authorization: Option<String>,
-    /// Set Inoperative by ChangeAvailability (G03), persistent.
-    pub(super) operative: bool,
 }
 
 impl Evse {
@@ -96,7 +94,6 @@ impl Evse {
             suspended: false,
             energy_limit_armed: false,
             last_authorization: None,
-            operative: true,
         }
     }
 }
@@ -137,25 +134,12 @@ impl Station {
     }
 
     fn ev_connected(&self, idx: usize) -> bool {
-        let evse = &self.evses[idx];
-        match evse.tx.as_ref().and_then(|t| t.connector) {
-            Some(c) => self
-                .connectors
-                .iter()
-                .any(|x| x.evse == evse.id && x.id == c && x.plugged),
-            None => self
-                .connectors
-                .iter()
-                .any(|x| x.evse == evse.id && x.plugged),
-        }
+        let at = self.evses[idx].tx.as_ref().and_then(|t| t.connector);
+        self.cx.model.ev_connected(idx, at)
     }
 
     fn plugged_connector(&self, idx: usize) -> Option<u32> {
-        let id = self.evses[idx].id;
-        self.connectors
-            .iter()
-            .find(|c| c.evse == id && c.plugged)
-            .map(|c| c.id)
+        self.cx.model.plugged_connector(idx)
     }
 
     fn now_ms(&self, now: Instant) -> i64 {
@@ -184,6 +168,7 @@ impl Station {
                 if tx.connector.is_none() {
                     tx.connector = Some(connector);
                     tx.evse_reported = false;
+                    self.cx.model.evses[idx].transaction = Some(Some(connector));
                 }
             }
             self.update_evse(now, idx, Cause::PlugIn);
@@ -672,6 +657,7 @@ impl Station {
             last_meter: None,
         };
         self.evses[idx].tx = Some(tx);
+        self.cx.model.evses[idx].transaction = Some(connector);
         self.cx.emit(CoreEvent::TransactionStarted {
             evse: self.evses[idx].id,
         });
@@ -726,6 +712,7 @@ impl Station {
             stop_token,
         );
         let tx = self.evses[idx].tx.take();
+        self.cx.model.evses[idx].transaction = None;
         self.evses[idx].auth = None;
         self.evses[idx].suspended = false;
         self.evses[idx].energy_limit_armed = false;
@@ -1300,8 +1287,12 @@ impl Station {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
-            None => match self.evses.iter().position(|e| {
-                e.auth.is_none() && e.tx.is_none() && e.operative && self.station_operative
+            None => match (0..self.evses.len()).position(|i| {
+                let e = &self.evses[i];
+                e.auth.is_none()
+                    && e.tx.is_none()
+                    && self.cx.model.evses[i].operative
+                    && self.cx.model.station_operative
             }) {
                 Some(i) => i,
                 None => return rejected("no free EVSE"),

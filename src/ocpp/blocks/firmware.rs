@@ -11,7 +11,7 @@
 
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
-use crate::ocpp::devmodel::Var;
+use crate::ocpp::model::FirmwareHold;
 use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -556,17 +556,15 @@ impl Firmware {
             .is_some_and(|j| j.phase == Phase::Installing)
     }
 
-    /// Whether EVSEs without a transaction are Unavailable (L01.FR.07): while the install
-    /// waits for transactions to end (unless AllowNewSessionsPendingFirmwareUpdate) and while
-    /// it runs.
-    pub(crate) fn firmware_blocks_sessions(&self, cx: &Ctx) -> bool {
-        self.job.as_ref().is_some_and(|job| match job.phase {
-            Phase::Installing | Phase::Activating => true,
-            Phase::Verified => {
-                job.waiting_for_idle && !cx.vars.bool(Var::AllowNewSessionsPendingFirmwareUpdate)
-            }
-            _ => false,
-        })
+    /// What the job does to EVSEs without a transaction (L01.FR.07): they are Unavailable
+    /// while the install waits for transactions to end (unless
+    /// AllowNewSessionsPendingFirmwareUpdate) and while it runs.
+    fn hold(&self) -> FirmwareHold {
+        match self.job.as_ref().map(|j| (j.phase, j.waiting_for_idle)) {
+            Some((Phase::Installing | Phase::Activating, _)) => FirmwareHold::Installing,
+            Some((Phase::Verified, true)) => FirmwareHold::WaitingForIdle,
+            _ => FirmwareHold::None,
+        }
     }
 
     /// A FirmwareStatusNotification for the current job, durable like transaction messages so
@@ -621,7 +619,9 @@ impl Firmware {
         );
     }
 
+    /// Every change of the job is saved, and what it means for the EVSEs published.
     fn save_firmware_job(&mut self, cx: &mut Ctx) {
+        cx.model.firmware_hold = self.hold();
         let op = PersistOp::meta_json(META_JOB, self.job.as_ref());
         cx.outputs.push_back(Output::Persist(vec![op]));
     }
@@ -649,6 +649,7 @@ impl Firmware {
         let phase = job.phase;
         let changed = job.version_before != cx.identity.firmware_version;
         self.job = Some(job);
+        cx.model.firmware_hold = self.hold();
         if phase == Phase::Activating {
             cx.set_boot_reason(v201::BootReasonEnum::FirmwareUpdate);
         }

@@ -68,3 +68,16 @@ pub fn decode_request<T: RequestPayload>(
 ) -> Result<T, validate::Violation> {
     validate::decode(T::SCHEMA, payload)
 }
+
+impl From<crate::ocpp::model::ConnectorStatus> for ConnectorStatusEnum {
+    fn from(status: crate::ocpp::model::ConnectorStatus) -> Self {
+        use crate::ocpp::model::ConnectorStatus as S;
+        match status {
+            S::Available => ConnectorStatusEnum::Available,
+            S::Occupied => ConnectorStatusEnum::Occupied,
+            S::Reserved => ConnectorStatusEnum::Reserved,
+            S::Unavailable => ConnectorStatusEnum::Unavailable,
+            S::Faulted => ConnectorStatusEnum::Faulted,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! What a charging station *is*, in no protocol version's spelling: its EVSEs and connectors,
+//! their plug, availability and fault state, and the status that follows from it. Every block
+//! reads it through [`Ctx`](super::ctx::Ctx); the hardware events, the availability block and
+//! the transaction and firmware blocks each write only their own parts of it. How 2.0.1 (or
+//! 1.6) names a status is the version adapter's business.
+
+use super::devmodel::{DeviceModel, Var};
+
+/// A connector's status, as part 2 defines it (G01).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorStatus {
+    Available,
+    Occupied,
+    Reserved,
+    Unavailable,
+    Faulted,
+}
+
+impl ConnectorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorStatus::Available => "Available",
+            ConnectorStatus::Occupied => "Occupied",
+            ConnectorStatus::Reserved => "Reserved",
+            ConnectorStatus::Unavailable => "Unavailable",
+            ConnectorStatus::Faulted => "Faulted",
+        }
+    }
+}
+
+/// A connector: hardware state (plug, fault) and availability (G03).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub evse: u32,
+    pub id: u32,
+    pub plugged: bool,
+    /// Set Inoperative by ChangeAvailability (G03), persistent.
+    pub operative: bool,
+    /// A hardware problem (e.g. its plug input line failed).
+    pub fault: Option<String>,
+    /// The `Problem` value last sent in a NotifyEvent.
+    pub fault_reported: bool,
+    /// The last status the CSMS acknowledged, to report only changes after a short outage
+    /// (B04.FR.02).
+    pub reported: Option<ConnectorStatus>,
+}
+
+/// An EVSE as the other blocks see it.
+#[derive(Debug, Clone)]
+pub struct Evse {
+    pub id: u32,
+    /// Set Inoperative by ChangeAvailability (G03), persistent.
+    pub operative: bool,
+    /// A transaction is open here (kept by the transaction block), and on which connector.
+    pub transaction: Option<Option<u32>>,
+}
+
+/// What a firmware update does to EVSEs without a transaction (L01.FR.07); kept by the
+/// firmware block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirmwareHold {
+    #[default]
+    None,
+    /// The install waits for transactions to end: idle EVSEs are Unavailable unless
+    /// AllowNewSessionsPendingFirmwareUpdate.
+    WaitingForIdle,
+    /// Installing or activating: idle EVSEs are Unavailable.
+    Installing,
+}
+
+/// The station's EVSEs and connectors.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub evses: Vec<Evse>,
+    pub connectors: Vec<Connector>,
+    /// Set Inoperative by ChangeAvailability for the whole station (G04), persistent.
+    pub station_operative: bool,
+    pub firmware_hold: FirmwareHold,
+}
+
+impl Model {
+    /// A station with these EVSEs (id, connector ids), all operative, nothing plugged.
+    pub fn new(layout: impl IntoIterator<Item = (u32, Vec<u32>)>) -> Self {
+        let mut model = Model {
+            station_operative: true,
+            ..Default::default()
+        };
+        for (evse, connectors) in layout {
+            model.evses.push(Evse {
+                id: evse,
+                operative: true,
+                transaction: None,
+            });
+            model
+                .connectors
+                .extend(connectors.into_iter().map(|id| Connector {
+                    evse,
+                    id,
+                    plugged: false,
+                    operative: true,
+                    fault: None,
+                    fault_reported: false,
+                    reported: None,
+                }));
+        }
+        model
+    }
+
+    pub fn evse_index(&self, evse: u32) -> Option<usize> {
+        self.evses.iter().position(|e| e.id == evse)
+    }
+
+    pub fn connector_index(&self, evse: u32, connector: u32) -> Option<usize> {
+        self.connectors
+            .iter()
+            .position(|c| c.evse == evse && c.id == connector)
+    }
+
+    /// Whether idle EVSEs are held Unavailable by a firmware update (L01.FR.07).
+    fn sessions_blocked(&self, vars: &DeviceModel) -> bool {
+        match self.firmware_hold {
+            FirmwareHold::None => false,
+            FirmwareHold::WaitingForIdle => !vars.bool(Var::AllowNewSessionsPendingFirmwareUpdate),
+            FirmwareHold::Installing => true,
+        }
+    }
+
+    /// Operative: neither the station, nor the EVSE was set Inoperative (G03/G04). An EVSE
+    /// without a transaction is also unavailable while a firmware installation waits or runs
+    /// (L01.FR.07).
+    pub fn evse_operative(&self, idx: usize, vars: &DeviceModel) -> bool {
+        let evse = &self.evses[idx];
+        self.station_operative
+            && evse.operative
+            && !(evse.transaction.is_none() && self.sessions_blocked(vars))
+    }
+
+    /// G01: the status of a connector.
+    pub fn connector_status(&self, index: usize, vars: &DeviceModel) -> ConnectorStatus {
+        let c = &self.connectors[index];
+        let evse_ok = self
+            .evse_index(c.evse)
+            .is_some_and(|i| self.evse_operative(i, vars));
+        if c.fault.is_some() {
+            ConnectorStatus::Faulted
+        } else if !evse_ok || !c.operative {
+            ConnectorStatus::Unavailable
+        } else if c.plugged {
+            ConnectorStatus::Occupied
+        } else {
+            ConnectorStatus::Available
+        }
+    }
+
+    /// Whether a connector (any of the EVSE's for `None`) may charge: operative and not
+    /// faulted.
+    pub fn connector_usable(
+        &self,
+        evse_idx: usize,
+        connector: Option<u32>,
+        vars: &DeviceModel,
+    ) -> bool {
+        let evse = self.evses[evse_idx].id;
+        self.evse_operative(evse_idx, vars)
+            && self
+                .connectors
+                .iter()
+                .filter(|c| c.evse == evse && connector.is_none_or(|id| c.id == id))
+                .any(|c| c.operative && c.fault.is_none())
+    }
+
+    /// The first plugged connector of an EVSE.
+    pub fn plugged_connector(&self, evse_idx: usize) -> Option<u32> {
+        let id = self.evses[evse_idx].id;
+        self.connectors
+            .iter()
+            .find(|c| c.evse == id && c.plugged)
+            .map(|c| c.id)
+    }
+
+    /// An EV is plugged in: at the transaction's connector if it has one, else at any.
+    pub fn ev_connected(&self, evse_idx: usize, at: Option<u32>) -> bool {
+        let id = self.evses[evse_idx].id;
+        self.connectors
+            .iter()
+            .any(|x| x.evse == id && at.is_none_or(|c| x.id == c) && x.plugged)
+    }
+}
