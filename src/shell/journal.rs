@@ -592,11 +592,8 @@ fn op_queue_seq(op: &PersistOp) -> Option<u64> {
 /// What `op` does to one queued message, as `MemoryJournal` does it.
 fn apply_to_message(message: &mut Option<QueuedMessage>, op: &PersistOp) {
     match op {
-        PersistOp::Enqueue(m) => {
-            if message.is_none() {
-                *message = Some(m.clone());
-            }
-        }
+        PersistOp::Enqueue(m) if message.is_none() => *message = Some(m.clone()),
+        PersistOp::Enqueue(_) => {}
         PersistOp::Remove { .. } => *message = None,
         PersistOp::SetAttempts { attempts, .. } => {
             if let Some(m) = message {

@@ -73,7 +73,64 @@ const MIGRATIONS: &[&str] = &[
         used_ms    INTEGER NOT NULL
     ) STRICT;
     ",
+    // 3: the queue holds opaque messages, whatever the protocol: no OCPP value in the schema.
+    // `kind` (OCPP 2.0.1 eventType names in a CHECK) becomes `role`, a neutral code (see
+    // `role_code`), and each message says which protocol it is for. Every message written
+    // under versions 1-2 was an OCPP 2.0.1 one. The table is rebuilt (SQLite cannot change a
+    // CHECK in place) with every row, queue_seq (the FIFO order) and payload unchanged; a
+    // `kind` outside the old CHECK has no role, so the NOT NULL fails the migration (and its
+    // transaction) rather than guessing.
+    "
+    CREATE TABLE queue_v3 (
+        queue_seq    INTEGER PRIMARY KEY NOT NULL,
+        protocol     TEXT NOT NULL CHECK (protocol <> ''),
+        action       TEXT NOT NULL,
+        tx_id        TEXT,
+        role         INTEGER NOT NULL CHECK (role BETWEEN 0 AND 3),
+        attempts     INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        boot_id      INTEGER NOT NULL,
+        time_trusted INTEGER NOT NULL,
+        payload      TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO queue_v3 (queue_seq, protocol, action, tx_id, role, attempts, bytes, created_ms,
+                          boot_id, time_trusted, payload)
+        SELECT queue_seq, 'ocpp2.0.1', action, tx_id,
+               CASE kind WHEN 'Other' THEN 0 WHEN 'Started' THEN 1 WHEN 'Updated' THEN 2
+                         WHEN 'Ended' THEN 3 END,
+               attempts, bytes, created_ms, boot_id, time_trusted, payload
+        FROM queue ORDER BY queue_seq;
+    DROP TABLE queue;
+    ALTER TABLE queue_v3 RENAME TO queue;
+    ",
 ];
+
+/// The protocol of the messages this agent queues, in the queue's `protocol` column (the
+/// WebSocket subprotocol name). The core speaks OCPP 2.0.1 only so far; once it speaks several,
+/// it says which one per message (`QueuedMeta`) and this constant goes.
+pub const QUEUE_PROTOCOL: &str = "ocpp2.0.1";
+
+/// A queued message's role in a transaction, as stored in `queue.role`: the schema names no
+/// protocol's message types or event types, the mapping to the core's [`EventKind`] is here.
+fn role_code(kind: EventKind) -> i64 {
+    match kind {
+        EventKind::Other => 0,
+        EventKind::Started => 1,
+        EventKind::Updated => 2,
+        EventKind::Ended => 3,
+    }
+}
+
+fn role_from_code(code: i64) -> Option<EventKind> {
+    match code {
+        0 => Some(EventKind::Other),
+        1 => Some(EventKind::Started),
+        2 => Some(EventKind::Updated),
+        3 => Some(EventKind::Ended),
+        _ => None,
+    }
+}
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -189,17 +246,19 @@ fn parse_opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
 }
 
+// `protocol` is not read: every message is sent as the core's protocol (QUEUE_PROTOCOL) until
+// QueuedMeta carries one.
 const QUEUE_COLUMNS: &str =
-    "queue_seq, action, tx_id, kind, attempts, bytes, created_ms, boot_id, time_trusted";
+    "queue_seq, action, tx_id, role, attempts, bytes, created_ms, boot_id, time_trusted";
 
 fn queued_meta(row: &Row<'_>) -> Result<QueuedMeta> {
-    let kind: String = row.get(3)?;
+    let role: i64 = row.get(3)?;
     Ok(QueuedMeta {
         queue_seq: row.get(0)?,
         action: row.get(1)?,
         tx_id: row.get(2)?,
-        kind: EventKind::from_name(&kind)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown queued message kind {kind:?}")))?,
+        kind: role_from_code(role)
+            .ok_or_else(|| StoreError::corrupt(format!("unknown queued message role {role}")))?,
         attempts: row.get(4)?,
         bytes: row.get(5)?,
         created_ms: row.get(6)?,
@@ -247,15 +306,16 @@ fn apply_op(conn: &Connection, op: &PersistOp) -> Result<()> {
             let seq = int(m.meta.queue_seq, "queue_seq")?;
             let payload = json_text(&m.payload)?;
             conn.prepare_cached(
-                "INSERT INTO queue (queue_seq, action, tx_id, kind, attempts, bytes, created_ms,
-                                    boot_id, time_trusted, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO queue (queue_seq, protocol, action, tx_id, role, attempts, bytes,
+                                    created_ms, boot_id, time_trusted, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 seq,
+                QUEUE_PROTOCOL,
                 m.meta.action,
                 m.meta.tx_id,
-                m.meta.kind.as_str(),
+                role_code(m.meta.kind),
                 m.meta.attempts,
                 int(m.meta.bytes, "bytes")?,
                 m.meta.created_ms,
@@ -754,6 +814,54 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn every_event_kind_has_its_own_role_and_the_schema_names_none() {
+        let kinds = [
+            EventKind::Other,
+            EventKind::Started,
+            EventKind::Updated,
+            EventKind::Ended,
+        ];
+        let codes: Vec<i64> = kinds.iter().map(|k| role_code(*k)).collect();
+        assert_eq!(codes, [0, 1, 2, 3], "the codes the migration writes");
+        for k in kinds {
+            assert_eq!(role_from_code(role_code(k)), Some(k));
+        }
+        assert_eq!(role_from_code(4), None);
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("agent.db")).unwrap();
+        let schema: Vec<String> = store
+            .conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let schema = schema.join("\n");
+        for kind in kinds {
+            assert!(!schema.contains(kind.as_str()), "{schema}");
+        }
+        assert!(!schema.contains(QUEUE_PROTOCOL), "{schema}");
+        // A role outside the codes is refused by the schema, not stored.
+        let err = store
+            .conn
+            .execute(
+                "INSERT INTO queue VALUES (1, 'p', 'a', NULL, 4, 0, 2, 0, 0, 0, '{}')",
+                [],
+            )
+            .unwrap_err();
+        assert_eq!(StoreError::from(err).kind, StoreErrorKind::Rejected);
+        store.apply(&[PersistOp::Enqueue(message(7))]).unwrap();
+        let protocol: String = store
+            .conn
+            .query_row("SELECT protocol FROM queue WHERE queue_seq = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(protocol, QUEUE_PROTOCOL);
     }
 
     #[test]
