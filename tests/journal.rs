@@ -953,6 +953,46 @@ fn a_version_2_database_is_migrated_in_place_keeping_every_row_and_its_order() {
 }
 
 #[test]
+fn a_version_2_file_on_a_read_only_file_system_is_loaded_then_migrated_once_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let mut memory = varied_state(31);
+    write_v2(&path, V2_SCHEMA, &memory);
+    let mut journal = Journal::open_read_only_for_tests(&path);
+    assert!(journal.stats().degraded);
+    assert!(journal.test_store().unwrap().is_read_only());
+    assert_eq!(journal.test_store().unwrap().schema_version().unwrap(), 2);
+    assert_eq!(
+        journal.load(),
+        memory.load(),
+        "the previous release's state"
+    );
+    assert_journal_messages(&journal, &memory, memory.last_queue_seq + 1, "read-only v2");
+    let mut ops = OpGen::new(32);
+    ops.next_seq = memory.last_queue_seq + 1;
+    for _ in 0..20 {
+        let batch = ops.batch();
+        journal.apply(&batch);
+        memory.apply(&batch);
+    }
+    assert_journal_messages(
+        &journal,
+        &memory,
+        ops.next_seq + 1,
+        "read-only v2 + pending",
+    );
+    // Writable again: migrated, then the pending batches written.
+    journal.retry();
+    let stats = journal.stats();
+    assert!(!stats.degraded && stats.pending_batches == 0, "{stats:?}");
+    drop(journal);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load().unwrap(), memory.load());
+    assert_same_messages(&store, &memory, ops.next_seq + 1, "migrated");
+}
+
+#[test]
 fn a_migration_that_fails_leaves_the_file_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");

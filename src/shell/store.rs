@@ -138,6 +138,8 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub struct Store {
     conn: Connection,
     read_only: bool,
+    /// The file has the version 2 queue (read-only, not migrated): see [`QUEUE_COLUMNS_V2`].
+    v2_queue: bool,
 }
 
 /// What kind of trouble a [`StoreError`] is, which decides what the journal does about it.
@@ -250,6 +252,16 @@ fn parse_opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
 // QueuedMeta carries one.
 const QUEUE_COLUMNS: &str =
     "queue_seq, action, tx_id, role, attempts, bytes, created_ms, boot_id, time_trusted";
+
+/// The same from a version 2 queue (`kind` names), for a file that could only be opened
+/// read-only and so was not migrated; an unknown name reads as role -1 (corrupt).
+const QUEUE_COLUMNS_V2: &str = "queue_seq, action, tx_id, \
+     CASE kind WHEN 'Other' THEN 0 WHEN 'Started' THEN 1 WHEN 'Updated' THEN 2 \
+               WHEN 'Ended' THEN 3 ELSE -1 END, \
+     attempts, bytes, created_ms, boot_id, time_trusted";
+
+/// The oldest schema a read-only store can load (version 1 has no queue).
+const OLDEST_READABLE: usize = 2;
 
 fn queued_meta(row: &Row<'_>) -> Result<QueuedMeta> {
     let role: i64 = row.get(3)?;
@@ -491,6 +503,7 @@ impl Store {
         let mut store = Store {
             conn,
             read_only: false,
+            v2_queue: false,
         };
         store
             .init()
@@ -499,24 +512,29 @@ impl Store {
     }
 
     /// Opens an existing database for reading only (what the journal falls back to when the
-    /// file system is read-only: the previous state can still be loaded and sent). Its schema
-    /// must be the current one: a read-only file cannot be migrated.
+    /// file system is read-only: the previous state can still be loaded and sent). A read-only
+    /// file cannot be migrated: its schema must be the current one or version 2, whose queue is
+    /// read as it is.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| StoreError::from(e).context(format!("opening {}", path.display())))?;
-        let store = Store {
+        let mut store = Store {
             conn,
             read_only: true,
+            v2_queue: false,
         };
         store.conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version = store.schema_version()?;
         if version > SCHEMA_VERSION {
             return Err(store.newer_error(version));
         }
-        if version < SCHEMA_VERSION {
+        // A file of the previous release on a read-only file system (the first start after an
+        // upgrade) is still loaded and sent; it is migrated once it can be written.
+        store.v2_queue = version == 2;
+        if version < OLDEST_READABLE {
             return Err(StoreError::new(
                 StoreErrorKind::Disk,
                 format!(
@@ -544,6 +562,14 @@ impl Store {
         // Every statement of apply() stays prepared.
         self.conn.set_prepared_statement_cache_capacity(32);
         self.migrate()
+    }
+
+    fn queue_columns(&self) -> &'static str {
+        if self.v2_queue {
+            QUEUE_COLUMNS_V2
+        } else {
+            QUEUE_COLUMNS
+        }
     }
 
     /// Whether this connection was opened read-only ([`Store::open_read_only`]).
@@ -649,7 +675,8 @@ impl Store {
         let mut queue = Vec::new();
         {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY queue_seq"
+                "SELECT {} FROM queue ORDER BY queue_seq",
+                self.queue_columns()
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -709,7 +736,8 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {QUEUE_COLUMNS}, payload FROM queue WHERE queue_seq = ?1"
+            "SELECT {}, payload FROM queue WHERE queue_seq = ?1",
+            self.queue_columns()
         ))?;
         let mut rows = stmt.query([seq])?;
         match rows.next()? {
@@ -721,7 +749,8 @@ impl Store {
     /// Every queued message with its payload, in FIFO order.
     pub fn messages(&self) -> Result<Vec<QueuedMessage>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {QUEUE_COLUMNS}, payload FROM queue ORDER BY queue_seq"
+            "SELECT {}, payload FROM queue ORDER BY queue_seq",
+            self.queue_columns()
         ))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
