@@ -707,6 +707,352 @@ fn a_version_1_database_is_migrated_and_keeps_its_meta() {
     assert_eq!(journal.load().meta, vec![("k".to_owned(), "v".to_owned())]);
 }
 
+/// The tables of schema version 2 as the 7600d0d release wrote them (tests/fixtures/README.md):
+/// `queue.kind` checked against OCPP 2.0.1 eventType names, no protocol column.
+const V2_SCHEMA: &str = "
+    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT;
+    CREATE TABLE queue (
+        queue_seq    INTEGER PRIMARY KEY NOT NULL,
+        action       TEXT NOT NULL,
+        tx_id        TEXT,
+        kind         TEXT NOT NULL CHECK (kind IN ('Started', 'Updated', 'Ended', 'Other')),
+        attempts     INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        boot_id      INTEGER NOT NULL,
+        time_trusted INTEGER NOT NULL,
+        payload      TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE queue_state (
+        id             INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+        last_queue_seq INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO queue_state (id, last_queue_seq) VALUES (1, 0);
+    CREATE TABLE open_tx (
+        tx_id              TEXT PRIMARY KEY NOT NULL,
+        ord                INTEGER NOT NULL,
+        evse               INTEGER NOT NULL,
+        connector          INTEGER,
+        next_seq_no        INTEGER NOT NULL,
+        started_ms         INTEGER NOT NULL,
+        id_token           TEXT,
+        group_id_token     TEXT,
+        authorized         INTEGER NOT NULL,
+        remote_start_id    INTEGER,
+        last_meter         TEXT,
+        ended_meter_values TEXT NOT NULL,
+        meter_start_wh     REAL NOT NULL,
+        charging_state     TEXT NOT NULL,
+        evse_reported      INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE auth_cache (
+        key        TEXT PRIMARY KEY NOT NULL,
+        info       TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        used_ms    INTEGER NOT NULL
+    ) STRICT;
+";
+
+/// Writes `state` into a new version 2 file, row by row, the way that release stored it (queued
+/// messages inserted newest first: the order must come from queue_seq, not from the insertion).
+fn write_v2(path: &Path, schema: &str, state: &MemoryJournal) {
+    let mut conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+    let tx = conn.transaction().unwrap();
+    tx.execute_batch(schema).unwrap();
+    for m in state.queue.iter().rev() {
+        let q = &m.meta;
+        tx.execute(
+            "INSERT INTO queue (queue_seq, action, tx_id, kind, attempts, bytes, created_ms,
+                                boot_id, time_trusted, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            rusqlite::params![
+                q.queue_seq as i64,
+                q.action,
+                q.tx_id,
+                q.kind.as_str(),
+                q.attempts,
+                q.bytes as i64,
+                q.created_ms,
+                q.boot_id as i64,
+                q.time_trusted,
+                m.payload.to_string(),
+            ],
+        )
+        .unwrap();
+    }
+    tx.execute(
+        "UPDATE queue_state SET last_queue_seq = ?1",
+        [state.last_queue_seq as i64],
+    )
+    .unwrap();
+    let json_opt = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+    for (ord, t) in state.transactions.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO open_tx (tx_id, ord, evse, connector, next_seq_no, started_ms, id_token,
+                                  group_id_token, authorized, remote_start_id, last_meter,
+                                  ended_meter_values, meter_start_wh, charging_state,
+                                  evse_reported)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            rusqlite::params![
+                t.tx_id,
+                ord as i64 + 1,
+                t.evse,
+                t.connector,
+                t.next_seq_no as i64,
+                t.started_ms,
+                json_opt(&t.id_token),
+                json_opt(&t.group_id_token),
+                t.authorized,
+                t.remote_start_id,
+                json_opt(&t.last_meter),
+                Value::from(t.ended_meter_values.clone()).to_string(),
+                t.meter_start_wh,
+                t.charging_state,
+                t.evse_reported,
+            ],
+        )
+        .unwrap();
+    }
+    for e in &state.auth_cache {
+        tx.execute(
+            "INSERT INTO auth_cache (key, info, expires_ms, used_ms) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![e.key, e.info.to_string(), e.expires_ms, e.used_ms],
+        )
+        .unwrap();
+    }
+    for (key, value) in &state.meta {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![key, value],
+        )
+        .unwrap();
+    }
+    tx.pragma_update(None, "user_version", 2).unwrap();
+    tx.commit().unwrap();
+}
+
+/// A state with queued messages of every kind, transactions, cache entries and meta.
+fn varied_state(seed: u64) -> MemoryJournal {
+    let mut memory = MemoryJournal::default();
+    let mut ops = OpGen::new(seed);
+    for _ in 0..300 {
+        memory.apply(&ops.batch());
+    }
+    for kind in [
+        EventKind::Started,
+        EventKind::Updated,
+        EventKind::Ended,
+        EventKind::Other,
+    ] {
+        assert!(
+            memory.queue.iter().any(|m| m.meta.kind == kind),
+            "seed {seed}: no {kind:?} queued"
+        );
+    }
+    assert!(memory.queue.len() > 20 && !memory.transactions.is_empty());
+    assert!(!memory.auth_cache.is_empty() && !memory.meta.is_empty());
+    memory
+}
+
+/// Every statement of the schema, as SQLite keeps it.
+fn schema_text(conn: &Connection) -> String {
+    let mut stmt = conn
+        .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .join("\n")
+}
+
+#[test]
+fn a_version_2_database_is_migrated_in_place_keeping_every_row_and_its_order() {
+    const { assert!(SCHEMA_VERSION == 3) };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let memory = varied_state(11);
+    write_v2(&path, V2_SCHEMA, &memory);
+
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load().unwrap(), memory.load());
+    assert_eq!(
+        store.messages().unwrap(),
+        memory.queue,
+        "payloads, in FIFO order"
+    );
+    assert_same_messages(&store, &memory, memory.last_queue_seq + 1, "migrated");
+    store.quick_check().unwrap();
+    {
+        let conn = store.test_connection();
+        // The schema names no OCPP value any more: the queue is opaque.
+        let schema = schema_text(conn);
+        for name in [
+            "Started",
+            "Updated",
+            "Ended",
+            "'Other'",
+            "Transaction",
+            "ocpp",
+        ] {
+            assert!(!schema.contains(name), "{name} in the schema:\n{schema}");
+        }
+        let protocols: Vec<(String, i64)> = conn
+            .prepare("SELECT protocol, COUNT(*) FROM queue GROUP BY protocol")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            protocols,
+            vec![(
+                ocpp_agent::shell::store::QUEUE_PROTOCOL.to_owned(),
+                memory.queue.len() as i64
+            )],
+            "every message of a version 2 file was an OCPP 2.0.1 one"
+        );
+        // Nothing of the rebuild is left behind.
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            tables,
+            ["auth_cache", "meta", "open_tx", "queue", "queue_state"]
+        );
+    }
+
+    // The migrated file goes on like a new one.
+    let mut memory = memory;
+    let mut ops = OpGen::new(12);
+    ops.next_seq = memory.last_queue_seq + 1;
+    for _ in 0..100 {
+        let batch = ops.batch();
+        store.apply(&batch).unwrap();
+        memory.apply(&batch);
+    }
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), memory.load());
+    assert_same_messages(&store, &memory, ops.next_seq + 1, "after more batches");
+
+    // The journal opens a version 2 file the same way.
+    let path = dir.path().join("journal.db");
+    let memory = varied_state(13);
+    write_v2(&path, V2_SCHEMA, &memory);
+    let mut journal = Journal::open(&path);
+    assert!(!journal.stats().degraded);
+    assert_eq!(journal.load(), memory.load());
+    assert_journal_messages(&journal, &memory, memory.last_queue_seq + 1, "journal");
+}
+
+#[test]
+fn a_version_2_file_on_a_read_only_file_system_is_loaded_then_migrated_once_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let mut memory = varied_state(31);
+    write_v2(&path, V2_SCHEMA, &memory);
+    let mut journal = Journal::open_read_only_for_tests(&path);
+    assert!(journal.stats().degraded);
+    assert!(journal.test_store().unwrap().is_read_only());
+    assert_eq!(journal.test_store().unwrap().schema_version().unwrap(), 2);
+    assert_eq!(
+        journal.load(),
+        memory.load(),
+        "the previous release's state"
+    );
+    assert_journal_messages(&journal, &memory, memory.last_queue_seq + 1, "read-only v2");
+    let mut ops = OpGen::new(32);
+    ops.next_seq = memory.last_queue_seq + 1;
+    for _ in 0..20 {
+        let batch = ops.batch();
+        journal.apply(&batch);
+        memory.apply(&batch);
+    }
+    assert_journal_messages(
+        &journal,
+        &memory,
+        ops.next_seq + 1,
+        "read-only v2 + pending",
+    );
+    // Writable again: migrated, then the pending batches written.
+    journal.retry();
+    let stats = journal.stats();
+    assert!(!stats.degraded && stats.pending_batches == 0, "{stats:?}");
+    drop(journal);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.load().unwrap(), memory.load());
+    assert_same_messages(&store, &memory, ops.next_seq + 1, "migrated");
+}
+
+#[test]
+fn a_migration_that_fails_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let mut memory = varied_state(21);
+    // A row with a kind that has no role (a hand-edited file: the v2 CHECK is left out so that
+    // it can be written). It comes after other rows: the rebuild has copied some when it fails.
+    let schema = V2_SCHEMA.replace(
+        "CHECK (kind IN ('Started', 'Updated', 'Ended', 'Other'))",
+        "",
+    );
+    write_v2(&path, &schema, &memory);
+    let last = memory.queue.last().unwrap().meta.queue_seq;
+    let read_queue = |path: &Path| -> Vec<(i64, String, String)> {
+        let conn = Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT queue_seq, kind, payload FROM queue ORDER BY queue_seq")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE queue SET kind = 'Bogus' WHERE queue_seq = ?1",
+            [last as i64],
+        )
+        .unwrap();
+    }
+    let before = read_queue(&path);
+
+    let err = Store::open(&path).err().expect("the migration must fail");
+    assert!(err.message.contains("migration 3"), "{err}");
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2, "the version is not bumped");
+    assert!(
+        schema_text(&conn).contains("kind"),
+        "the old queue table is there"
+    );
+    drop(conn);
+    assert_eq!(read_queue(&path), before, "every row as it was");
+
+    // Once the row is readable, the same file migrates.
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE queue SET kind = 'Other' WHERE queue_seq = ?1",
+            [last as i64],
+        )
+        .unwrap();
+    memory.queue.last_mut().unwrap().meta.kind = EventKind::Other;
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap(), memory.load());
+    assert_eq!(store.messages().unwrap(), memory.queue);
+}
+
 #[test]
 fn a_database_from_a_newer_agent_is_refused_and_the_journal_sets_it_aside() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,7 +73,64 @@ const MIGRATIONS: &[&str] = &[
         used_ms    INTEGER NOT NULL
     ) STRICT;
     ",
+    // 3: the queue holds opaque messages, whatever the protocol: no OCPP value in the schema.
+    // `kind` (OCPP 2.0.1 eventType names in a CHECK) becomes `role`, a neutral code (see
+    // `role_code`), and each message says which protocol it is for. Every message written
+    // under versions 1-2 was an OCPP 2.0.1 one. The table is rebuilt (SQLite cannot change a
+    // CHECK in place) with every row, queue_seq (the FIFO order) and payload unchanged; a
+    // `kind` outside the old CHECK has no role, so the NOT NULL fails the migration (and its
+    // transaction) rather than guessing.
+    "
+    CREATE TABLE queue_v3 (
+        queue_seq    INTEGER PRIMARY KEY NOT NULL,
+        protocol     TEXT NOT NULL CHECK (protocol <> ''),
+        action       TEXT NOT NULL,
+        tx_id        TEXT,
+        role         INTEGER NOT NULL CHECK (role BETWEEN 0 AND 3),
+        attempts     INTEGER NOT NULL,
+        bytes        INTEGER NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        boot_id      INTEGER NOT NULL,
+        time_trusted INTEGER NOT NULL,
+        payload      TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO queue_v3 (queue_seq, protocol, action, tx_id, role, attempts, bytes, created_ms,
+                          boot_id, time_trusted, payload)
+        SELECT queue_seq, 'ocpp2.0.1', action, tx_id,
+               CASE kind WHEN 'Other' THEN 0 WHEN 'Started' THEN 1 WHEN 'Updated' THEN 2
+                         WHEN 'Ended' THEN 3 END,
+               attempts, bytes, created_ms, boot_id, time_trusted, payload
+        FROM queue ORDER BY queue_seq;
+    DROP TABLE queue;
+    ALTER TABLE queue_v3 RENAME TO queue;
+    ",
 ];
+
+/// The protocol of the messages this agent queues, in the queue's `protocol` column (the
+/// WebSocket subprotocol name). The core speaks OCPP 2.0.1 only so far; once it speaks several,
+/// it says which one per message (`QueuedMeta`) and this constant goes.
+pub const QUEUE_PROTOCOL: &str = "ocpp2.0.1";
+
+/// A queued message's role in a transaction, as stored in `queue.role`: the schema names no
+/// protocol's message types or event types, the mapping to the core's [`EventKind`] is here.
+fn role_code(kind: EventKind) -> i64 {
+    match kind {
+        EventKind::Other => 0,
+        EventKind::Started => 1,
+        EventKind::Updated => 2,
+        EventKind::Ended => 3,
+    }
+}
+
+fn role_from_code(code: i64) -> Option<EventKind> {
+    match code {
+        0 => Some(EventKind::Other),
+        1 => Some(EventKind::Started),
+        2 => Some(EventKind::Updated),
+        3 => Some(EventKind::Ended),
+        _ => None,
+    }
+}
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -81,6 +138,8 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 pub struct Store {
     conn: Connection,
     read_only: bool,
+    /// The file has the version 2 queue (read-only, not migrated): see [`QUEUE_COLUMNS_V2`].
+    v2_queue: bool,
 }
 
 /// What kind of trouble a [`StoreError`] is, which decides what the journal does about it.
@@ -189,17 +248,29 @@ fn parse_opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
 }
 
+// `protocol` is not read: every message is sent as the core's protocol (QUEUE_PROTOCOL) until
+// QueuedMeta carries one.
 const QUEUE_COLUMNS: &str =
-    "queue_seq, action, tx_id, kind, attempts, bytes, created_ms, boot_id, time_trusted";
+    "queue_seq, action, tx_id, role, attempts, bytes, created_ms, boot_id, time_trusted";
+
+/// The same from a version 2 queue (`kind` names), for a file that could only be opened
+/// read-only and so was not migrated; an unknown name reads as role -1 (corrupt).
+const QUEUE_COLUMNS_V2: &str = "queue_seq, action, tx_id, \
+     CASE kind WHEN 'Other' THEN 0 WHEN 'Started' THEN 1 WHEN 'Updated' THEN 2 \
+               WHEN 'Ended' THEN 3 ELSE -1 END, \
+     attempts, bytes, created_ms, boot_id, time_trusted";
+
+/// The oldest schema a read-only store can load (version 1 has no queue).
+const OLDEST_READABLE: usize = 2;
 
 fn queued_meta(row: &Row<'_>) -> Result<QueuedMeta> {
-    let kind: String = row.get(3)?;
+    let role: i64 = row.get(3)?;
     Ok(QueuedMeta {
         queue_seq: row.get(0)?,
         action: row.get(1)?,
         tx_id: row.get(2)?,
-        kind: EventKind::from_name(&kind)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown queued message kind {kind:?}")))?,
+        kind: role_from_code(role)
+            .ok_or_else(|| StoreError::corrupt(format!("unknown queued message role {role}")))?,
         attempts: row.get(4)?,
         bytes: row.get(5)?,
         created_ms: row.get(6)?,
@@ -247,15 +318,16 @@ fn apply_op(conn: &Connection, op: &PersistOp) -> Result<()> {
             let seq = int(m.meta.queue_seq, "queue_seq")?;
             let payload = json_text(&m.payload)?;
             conn.prepare_cached(
-                "INSERT INTO queue (queue_seq, action, tx_id, kind, attempts, bytes, created_ms,
-                                    boot_id, time_trusted, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO queue (queue_seq, protocol, action, tx_id, role, attempts, bytes,
+                                    created_ms, boot_id, time_trusted, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 seq,
+                QUEUE_PROTOCOL,
                 m.meta.action,
                 m.meta.tx_id,
-                m.meta.kind.as_str(),
+                role_code(m.meta.kind),
                 m.meta.attempts,
                 int(m.meta.bytes, "bytes")?,
                 m.meta.created_ms,
@@ -431,6 +503,7 @@ impl Store {
         let mut store = Store {
             conn,
             read_only: false,
+            v2_queue: false,
         };
         store
             .init()
@@ -439,24 +512,29 @@ impl Store {
     }
 
     /// Opens an existing database for reading only (what the journal falls back to when the
-    /// file system is read-only: the previous state can still be loaded and sent). Its schema
-    /// must be the current one: a read-only file cannot be migrated.
+    /// file system is read-only: the previous state can still be loaded and sent). A read-only
+    /// file cannot be migrated: its schema must be the current one or version 2, whose queue is
+    /// read as it is.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| StoreError::from(e).context(format!("opening {}", path.display())))?;
-        let store = Store {
+        let mut store = Store {
             conn,
             read_only: true,
+            v2_queue: false,
         };
         store.conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version = store.schema_version()?;
         if version > SCHEMA_VERSION {
             return Err(store.newer_error(version));
         }
-        if version < SCHEMA_VERSION {
+        // A file of the previous release on a read-only file system (the first start after an
+        // upgrade) is still loaded and sent; it is migrated once it can be written.
+        store.v2_queue = version == 2;
+        if version < OLDEST_READABLE {
             return Err(StoreError::new(
                 StoreErrorKind::Disk,
                 format!(
@@ -484,6 +562,14 @@ impl Store {
         // Every statement of apply() stays prepared.
         self.conn.set_prepared_statement_cache_capacity(32);
         self.migrate()
+    }
+
+    fn queue_columns(&self) -> &'static str {
+        if self.v2_queue {
+            QUEUE_COLUMNS_V2
+        } else {
+            QUEUE_COLUMNS
+        }
     }
 
     /// Whether this connection was opened read-only ([`Store::open_read_only`]).
@@ -589,7 +675,8 @@ impl Store {
         let mut queue = Vec::new();
         {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY queue_seq"
+                "SELECT {} FROM queue ORDER BY queue_seq",
+                self.queue_columns()
             ))?;
             let mut rows = stmt.query([])?;
             while let Some(row) = rows.next()? {
@@ -649,7 +736,8 @@ impl Store {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {QUEUE_COLUMNS}, payload FROM queue WHERE queue_seq = ?1"
+            "SELECT {}, payload FROM queue WHERE queue_seq = ?1",
+            self.queue_columns()
         ))?;
         let mut rows = stmt.query([seq])?;
         match rows.next()? {
@@ -661,7 +749,8 @@ impl Store {
     /// Every queued message with its payload, in FIFO order.
     pub fn messages(&self) -> Result<Vec<QueuedMessage>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {QUEUE_COLUMNS}, payload FROM queue ORDER BY queue_seq"
+            "SELECT {}, payload FROM queue ORDER BY queue_seq",
+            self.queue_columns()
         ))?;
         let mut rows = stmt.query([])?;
         let mut out = Vec::new();
@@ -754,6 +843,54 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn every_event_kind_has_its_own_role_and_the_schema_names_none() {
+        let kinds = [
+            EventKind::Other,
+            EventKind::Started,
+            EventKind::Updated,
+            EventKind::Ended,
+        ];
+        let codes: Vec<i64> = kinds.iter().map(|k| role_code(*k)).collect();
+        assert_eq!(codes, [0, 1, 2, 3], "the codes the migration writes");
+        for k in kinds {
+            assert_eq!(role_from_code(role_code(k)), Some(k));
+        }
+        assert_eq!(role_from_code(4), None);
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("agent.db")).unwrap();
+        let schema: Vec<String> = store
+            .conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let schema = schema.join("\n");
+        for kind in kinds {
+            assert!(!schema.contains(kind.as_str()), "{schema}");
+        }
+        assert!(!schema.contains(QUEUE_PROTOCOL), "{schema}");
+        // A role outside the codes is refused by the schema, not stored.
+        let err = store
+            .conn
+            .execute(
+                "INSERT INTO queue VALUES (1, 'p', 'a', NULL, 4, 0, 2, 0, 0, 0, '{}')",
+                [],
+            )
+            .unwrap_err();
+        assert_eq!(StoreError::from(err).kind, StoreErrorKind::Rejected);
+        store.apply(&[PersistOp::Enqueue(message(7))]).unwrap();
+        let protocol: String = store
+            .conn
+            .query_row("SELECT protocol FROM queue WHERE queue_seq = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(protocol, QUEUE_PROTOCOL);
     }
 
     #[test]
