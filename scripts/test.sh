@@ -16,12 +16,12 @@ node tests/csms-js/selftest.js
 # tests need a wss:// server, which only the Python peer offers.)
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --all-targets --no-fail-fast "$@"
-    OCPP_PEER=js cargo nextest run --no-fail-fast -E 'binary(/^e2e_/) and not binary(e2e_tls)' "$@"
+    OCPP_PEER=js cargo nextest run --no-fail-fast -E '(binary(/^e2e_/) and not binary(e2e_tls)) or binary(journal_upgrade)' "$@"
     # nextest does not run doctests
     cargo test --doc --quiet
 else
     cargo test --all-targets --no-fail-fast "$@"
-    for t in tests/e2e_*.rs; do
+    for t in tests/e2e_*.rs tests/journal_upgrade.rs; do
         t=$(basename "$t" .rs)
         [ "$t" = e2e_tls ] || OCPP_PEER=js cargo test --no-fail-fast --test "$t" "$@"
     done

@@ -38,6 +38,10 @@ pub enum CoreEvent {
     TransactionStarted { evse: u32 },
     /// A transaction ended on this EVSE (its Ended event is queued).
     TransactionEnded { evse: u32 },
+    /// ChangeAvailability took effect: EVSEs that became inoperative stop offering energy.
+    AvailabilityChanged,
+    /// A connector of this EVSE became faulted or recovered.
+    FaultChanged { evse: u32 },
     /// The firmware job ended or was replaced: what waited for it may go.
     FirmwareIdle,
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,

@@ -18,27 +18,8 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 const META_BOOT_REASON: &str = "boot_reason";
-const META_AVAILABILITY: &str = "availability:";
 const META_NETWORK_PROFILE: &str = "netprofile:";
 pub(super) const META_LAST_GOOD_SLOT: &str = "network:last_good";
-
-/// What a ChangeAvailability addresses, and to which state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AvailabilityChange {
-    pub evse: Option<u32>,
-    pub connector: Option<u32>,
-    pub operative: bool,
-}
-
-impl AvailabilityChange {
-    fn meta_key(&self) -> String {
-        match (self.evse, self.connector) {
-            (None, _) => format!("{META_AVAILABILITY}station"),
-            (Some(e), None) => format!("{META_AVAILABILITY}evse:{e}"),
-            (Some(e), Some(c)) => format!("{META_AVAILABILITY}connector:{e}:{c}"),
-        }
-    }
-}
 
 impl Station {
     // ----- start-up ----------------------------------------------------------------------------
@@ -56,30 +37,6 @@ impl Station {
                         variable = var_key,
                         "ignoring a stored value the device model no longer accepts"
                     ),
-                }
-            } else if let Some(target) = key.strip_prefix(META_AVAILABILITY) {
-                let parts: Vec<&str> = target.split(':').collect();
-                match parts.as_slice() {
-                    ["station"] => self.cx.model.station_operative = false,
-                    ["evse", e] => {
-                        if let Some(idx) = e.parse().ok().and_then(|e| self.evse_index(e)) {
-                            self.cx.model.evses[idx].operative = false;
-                        }
-                    }
-                    ["connector", e, c] => {
-                        if let (Ok(e), Ok(c)) = (e.parse::<u32>(), c.parse::<u32>()) {
-                            if let Some(conn) = self
-                                .cx
-                                .model
-                                .connectors
-                                .iter_mut()
-                                .find(|x| x.evse == e && x.id == c)
-                            {
-                                conn.operative = false;
-                            }
-                        }
-                    }
-                    _ => {}
                 }
             } else if key.starts_with(META_NETWORK_PROFILE) {
                 match serde_json::from_str::<NetworkProfile>(value) {
@@ -130,209 +87,6 @@ impl Station {
         self.cx
             .model
             .connector_usable(evse_idx, connector, &self.cx.vars)
-    }
-
-    /// G03/G04: ChangeAvailability.
-    pub(super) fn change_availability(
-        &mut self,
-        now: Instant,
-        request: v201::ChangeAvailabilityRequest,
-    ) -> Result<v201::ChangeAvailabilityResponse, CallError> {
-        let operative = request.operational_status == v201::OperationalStatusEnum::Operative;
-        let evse = request.evse.as_ref().map(|e| id32(e.id));
-        let connector = request.evse.as_ref().and_then(|e| e.connector_id).map(id32);
-        let rejected = |why: &str| {
-            info!(reason = why, "ChangeAvailability rejected");
-            Ok(v201::ChangeAvailabilityResponse {
-                custom_data: None,
-                status: v201::ChangeAvailabilityStatusEnum::Rejected,
-                status_info: None,
-            })
-        };
-        // EVSE id 0 means the whole station.
-        let evse = evse.filter(|e| *e != 0);
-        if let Some(e) = evse {
-            let Some(idx) = self.evse_index(e) else {
-                return rejected("no such EVSE");
-            };
-            if let Some(c) = connector {
-                if !self
-                    .cx
-                    .model
-                    .connectors
-                    .iter()
-                    .any(|x| x.evse == self.evses[idx].id && x.id == c)
-                {
-                    return rejected("no such connector");
-                }
-            }
-        }
-        let change = AvailabilityChange {
-            evse,
-            connector,
-            operative,
-        };
-        // G03.FR.05 / G04.FR.06: wait for transactions in the scope when going Inoperative.
-        let busy = !operative
-            && self.evses.iter().any(|e| {
-                e.tx.is_some()
-                    && evse.is_none_or(|id| id == e.id)
-                    && connector.is_none_or(|c| e.tx.as_ref().and_then(|t| t.connector) == Some(c))
-            });
-        let status = if busy {
-            self.scheduled_availability
-                .retain(|c| (c.evse, c.connector) != (evse, connector));
-            self.scheduled_availability.push(change);
-            v201::ChangeAvailabilityStatusEnum::Scheduled
-        } else {
-            self.apply_availability(now, change);
-            v201::ChangeAvailabilityStatusEnum::Accepted
-        };
-        Ok(v201::ChangeAvailabilityResponse {
-            custom_data: None,
-            status,
-            status_info: None,
-        })
-    }
-
-    /// Applies an availability change, persists it (G03.FR.08), and reports the connectors
-    /// whose status changed (G03.FR.04, G04.FR.05).
-    fn apply_availability(&mut self, now: Instant, change: AvailabilityChange) {
-        let before: Vec<ConnectorStatus> = (0..self.cx.model.connectors.len())
-            .map(|i| self.connector_status(i))
-            .collect();
-        match (change.evse, change.connector) {
-            (None, _) => self.cx.model.station_operative = change.operative,
-            (Some(e), None) => {
-                if let Some(idx) = self.evse_index(e) {
-                    self.cx.model.evses[idx].operative = change.operative;
-                }
-            }
-            (Some(e), Some(c)) => {
-                if let Some(conn) = self
-                    .cx
-                    .model
-                    .connectors
-                    .iter_mut()
-                    .find(|x| x.evse == e && x.id == c)
-                {
-                    conn.operative = change.operative;
-                }
-            }
-        }
-        info!(
-            evse = change.evse,
-            connector = change.connector,
-            operative = change.operative,
-            "availability changed"
-        );
-        let op = if change.operative {
-            PersistOp::DeleteMeta {
-                key: change.meta_key(),
-            }
-        } else {
-            PersistOp::PutMeta {
-                key: change.meta_key(),
-                value: "Inoperative".into(),
-            }
-        };
-        self.cx.outputs.push_back(Output::Persist(vec![op]));
-        for (index, previous) in before.into_iter().enumerate() {
-            if self.connector_status(index) != previous && self.cx.can_send_normal() {
-                self.queue_status(now, index);
-            }
-        }
-        // An EVSE that became inoperative stops offering energy.
-        for idx in 0..self.evses.len() {
-            if !self.evse_operative(idx)
-                && self.evses[idx].auth.is_some()
-                && self.evses[idx].tx.is_none()
-            {
-                self.evses[idx].auth = None;
-            }
-        }
-    }
-
-    /// A connector's hardware failed or recovered: Faulted status and a NotifyEvent on its
-    /// `Problem` variable.
-    pub(super) fn connector_fault(&mut self, now: Instant, index: usize, problem: Option<String>) {
-        if self.cx.model.connectors[index].fault == problem {
-            return;
-        }
-        let (evse, connector) = (
-            self.cx.model.connectors[index].evse,
-            self.cx.model.connectors[index].id,
-        );
-        warn!(
-            evse,
-            connector,
-            problem = problem.as_deref(),
-            "connector hardware problem changed"
-        );
-        self.cx.model.connectors[index].fault = problem;
-        if self.cx.can_send_normal() {
-            self.queue_status(now, index);
-            self.report_faults(now);
-        }
-        if let Some(idx) = self.evse_index(evse) {
-            self.refresh_power_path(now, idx);
-        }
-    }
-
-    /// NotifyEvent (Connector.Problem, Delta) for every connector whose problem state differs
-    /// from what the CSMS was last told: at once while connected, else after acceptance or
-    /// reconnection.
-    pub(super) fn report_faults(&mut self, now: Instant) {
-        for index in 0..self.cx.model.connectors.len() {
-            let c = &self.cx.model.connectors[index];
-            let active = c.fault.is_some();
-            if active == c.fault_reported {
-                continue;
-            }
-            let (evse, connector, problem) = (c.evse, c.id, c.fault.clone());
-            self.cx.model.connectors[index].fault_reported = active;
-            let event_id = self.next_event_id;
-            self.next_event_id += 1;
-            let mut event = json!({
-                "eventId": event_id,
-                "timestamp": self.cx.clock.utc(now).to_rfc3339(),
-                "trigger": "Delta",
-                "actualValue": if active { "true" } else { "false" },
-                "eventNotificationType": "HardWiredNotification",
-                "component": {"name": "Connector", "evse": {"id": evse, "connectorId": connector}},
-                "variable": {"name": "Problem"},
-            });
-            if let Some(p) = &problem {
-                event["techCode"] = json!("HardwareFault");
-                event["techInfo"] = json!(p.chars().take(500).collect::<String>());
-            }
-            let payload = json!({
-                "generatedAt": self.cx.clock.utc(now).to_rfc3339(),
-                "seqNo": 0,
-                "eventData": [event],
-            });
-            self.cx
-                .enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
-        }
-    }
-
-    /// Transactions ended: apply the availability changes that waited for them.
-    pub(super) fn apply_waiting_availability(&mut self, now: Instant) {
-        let waiting = std::mem::take(&mut self.scheduled_availability);
-        for change in waiting {
-            let busy = self.evses.iter().any(|e| {
-                e.tx.is_some()
-                    && change.evse.is_none_or(|id| id == e.id)
-                    && change
-                        .connector
-                        .is_none_or(|c| e.tx.as_ref().and_then(|t| t.connector) == Some(c))
-            });
-            if busy {
-                self.scheduled_availability.push(change);
-            } else {
-                self.apply_availability(now, change);
-            }
-        }
     }
 
     /// Transactions ended: an OnIdle reset that waited for them may go (B12).
@@ -981,7 +735,7 @@ impl Station {
                         .position(|x| x.evse == e && x.id == c)
                     {
                         Some(index) => {
-                            self.queue_status_triggered(now, index);
+                            self.cx.queue_status_triggered(now, index);
                             S::Accepted
                         }
                         None => S::Rejected,

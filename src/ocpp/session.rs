@@ -837,4 +837,46 @@ impl Ctx {
             _ => return None,
         })
     }
+
+    /// A StatusNotification of a connector (G01), asked for by the CSMS (F06).
+    pub(crate) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
+        self.queue_status(now, index);
+        if let Some(last) = self.link.queue.back_mut() {
+            last.triggered = true;
+        }
+    }
+
+    /// A StatusNotification of a connector's current status (G01).
+    pub(crate) fn queue_status(&mut self, now: Instant, index: usize) {
+        let status = self.model.connector_status(index, &self.vars);
+        let c = &self.model.connectors[index];
+        let request = v201::StatusNotificationRequest {
+            custom_data: None,
+            timestamp: self.clock.utc(now).to_rfc3339(),
+            connector_status: status.into(),
+            evse_id: i64::from(c.evse),
+            connector_id: i64::from(c.id),
+        };
+        self.enqueue(
+            RequestKind::StatusNotification {
+                connector: index,
+                status,
+            },
+            Action::StatusNotification,
+            to_payload(&request),
+        );
+    }
+
+    /// StatusNotifications of every connector (`all`), or of those whose status differs from
+    /// what the CSMS acknowledged last (B04.FR.02).
+    pub(crate) fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
+        for index in 0..self.model.connectors.len() {
+            if all
+                || self.model.connectors[index].reported
+                    != Some(self.model.connector_status(index, &self.vars))
+            {
+                self.queue_status(now, index);
+            }
+        }
+    }
 }

@@ -23,6 +23,7 @@
 //! 4. Sleep until [`poll_timeout`](Station::poll_timeout) or the next event.
 
 use super::auth::AuthCache;
+use super::blocks::availability::Availability;
 use super::blocks::data_transfer::{DataTransfer, DataTransferHandler};
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
@@ -352,13 +353,10 @@ pub struct Station {
     pub(super) reported_tokens: Vec<(String, Value)>,
     pub(super) client_certificate: bool,
     pub(super) data_transfer: DataTransfer,
-    /// Availability changes waiting for transactions to end (G03.FR.05, G04.FR.06).
-    pub(super) scheduled_availability: Vec<super::management::AvailabilityChange>,
+    pub(super) availability: Availability,
     /// A Reset waiting for transactions to end (OnIdle, B12).
     pub(super) scheduled_reset: Option<Option<u32>>,
     pub(super) local_list: LocalList,
-    /// Sequence for NotifyEvent eventIds.
-    pub(super) next_event_id: i64,
     pub(super) security: Security,
     pub(super) firmware: Firmware,
     pub(super) diagnostics: Diagnostics,
@@ -389,17 +387,18 @@ impl Station {
             link,
             model,
         );
+        let mut cx = cx;
+        let availability = Availability::restore(&mut cx, &persisted);
         let mut station = Station {
             cx,
+            availability,
             evses,
             auth_cache: AuthCache::new(persisted.auth_cache.clone()),
             reported_tokens: Vec::new(),
             client_certificate: config.client_certificate,
             data_transfer: DataTransfer::new(config.data_transfer),
-            scheduled_availability: Vec::new(),
             scheduled_reset: None,
             local_list: LocalList::restore(&persisted),
-            next_event_id: 1,
             security: Security::new(config.certificates),
             firmware: Firmware {
                 policy: config.firmware,
@@ -463,8 +462,8 @@ impl Station {
         if let Some(all) = self.cx.link_connected(now) {
             // B04: after an outage, report connectors that changed, or all of them if the
             // outage was longer than OfflineThreshold.
-            self.queue_connector_statuses(now, all);
-            self.report_faults(now);
+            self.cx.queue_connector_statuses(now, all);
+            self.availability.report_faults(&mut self.cx, now);
         }
         self.route_events(now);
         self.cx.pump(now);
@@ -510,7 +509,7 @@ impl Station {
                 // While offline the change is reported after reconnect (B04.FR.02); before
                 // Accepted, the boot answer makes us report every connector (B01.FR.05).
                 if self.cx.can_send_normal() {
-                    self.queue_status(now, index);
+                    self.cx.queue_status(now, index);
                 }
                 self.plug_changed(now, evse, connector, plugged);
             }
@@ -569,7 +568,8 @@ impl Station {
                 let index = self
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
-                self.connector_fault(now, index, problem);
+                self.availability
+                    .connector_fault(&mut self.cx, now, index, problem);
             }
         }
         self.route_events(now);
@@ -708,42 +708,6 @@ impl Station {
         self.evses.iter().position(|e| e.id == evse)
     }
 
-    pub(super) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
-        self.queue_status(now, index);
-        if let Some(last) = self.cx.link.queue.back_mut() {
-            last.triggered = true;
-        }
-    }
-
-    pub(super) fn queue_status(&mut self, now: Instant, index: usize) {
-        let status = self.connector_status(index);
-        let c = &self.cx.model.connectors[index];
-        let request = v201::StatusNotificationRequest {
-            custom_data: None,
-            timestamp: self.cx.clock.utc(now).to_rfc3339(),
-            connector_status: status.into(),
-            evse_id: i64::from(c.evse),
-            connector_id: i64::from(c.id),
-        };
-        self.cx.enqueue(
-            RequestKind::StatusNotification {
-                connector: index,
-                status,
-            },
-            Action::StatusNotification,
-            to_payload(&request),
-        );
-    }
-
-    pub(super) fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
-        for index in 0..self.cx.model.connectors.len() {
-            if all || self.cx.model.connectors[index].reported != Some(self.connector_status(index))
-            {
-                self.queue_status(now, index);
-            }
-        }
-    }
-
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
     fn handle_result(&mut self, now: Instant, id: &str, payload: Value) {
         let Some(kind) = self.cx.take_answered(id) else {
@@ -812,7 +776,8 @@ impl Station {
             match event {
                 CoreEvent::RegistrationAccepted => {
                     // B01.FR.05: report every connector.
-                    self.queue_connector_statuses(now, true);
+                    self.cx.queue_connector_statuses(now, true);
+                    self.availability.report_faults(&mut self.cx, now);
                     self.accepted(now);
                 }
                 CoreEvent::ClockAdjusted {
@@ -844,17 +809,23 @@ impl Station {
                     self.firmware.on_event(&mut self.cx, now, &event);
                 }
                 CoreEvent::TransactionEnded { .. } => {
-                    self.apply_waiting_availability(now);
+                    self.availability.apply_waiting(&mut self.cx, now);
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.apply_waiting_reset(now);
                 }
+                CoreEvent::AvailabilityChanged => self.availability_changed(),
+                CoreEvent::FaultChanged { evse } => {
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.refresh_power_path(now, idx);
+                    }
+                }
                 CoreEvent::FirmwareIdle => {
-                    self.apply_waiting_availability(now);
+                    self.availability.apply_waiting(&mut self.cx, now);
                     self.apply_waiting_reset(now);
                 }
                 CoreEvent::ConnectorStatusesChanged => {
                     if self.cx.can_send_normal() {
-                        self.queue_connector_statuses(now, false);
+                        self.cx.queue_connector_statuses(now, false);
                     }
                 }
             }
@@ -912,7 +883,12 @@ impl Station {
                 .reset(now, v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
             Action::ChangeAvailability => self
-                .change_availability(now, v201::decode_request(payload).map_err(violation)?)
+                .availability
+                .change_availability(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::TriggerMessage => self
                 .trigger_message(now, v201::decode_request(payload).map_err(violation)?)

@@ -1157,8 +1157,19 @@ impl Station {
 
     /// The CSMS accepted us: transactions may now start (TxBeforeAcceptedEnabled = false) for
     /// EVs already plugged in and drivers already authorized.
+    /// EVSEs that became inoperative stop offering energy (G03).
+    pub(super) fn availability_changed(&mut self) {
+        for idx in 0..self.evses.len() {
+            if !self.evse_operative(idx)
+                && self.evses[idx].auth.is_some()
+                && self.evses[idx].tx.is_none()
+            {
+                self.evses[idx].auth = None;
+            }
+        }
+    }
+
     pub(super) fn accepted(&mut self, now: Instant) {
-        self.report_faults(now);
         for idx in 0..self.evses.len() {
             if self.evses[idx].tx.is_none()
                 && self.ev_connected(idx)

@@ -116,6 +116,15 @@ impl Model {
             .position(|c| c.evse == evse && c.id == connector)
     }
 
+    /// A transaction runs in this scope: the station (`None`), an EVSE, or a connector of it.
+    pub fn busy(&self, evse: Option<u32>, connector: Option<u32>) -> bool {
+        self.evses.iter().any(|e| {
+            e.transaction
+                .is_some_and(|at| connector.is_none_or(|c| at == Some(c)))
+                && evse.is_none_or(|id| id == e.id)
+        })
+    }
+
     /// Whether idle EVSEs are held Unavailable by a firmware update (L01.FR.07).
     fn sessions_blocked(&self, vars: &DeviceModel) -> bool {
         match self.firmware_hold {
