@@ -846,6 +846,12 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+
+    /// `*pick(items)`: spelt out, rustc 1.95 needs the deref and its clippy calls it needless
+    /// (explicit_auto_deref).
+    pub fn pick_copied<T: Copy>(&mut self, items: &[T]) -> T {
+        *self.pick(items)
+    }
 }
 
 /// Station configurations the cases rotate through. All but the last raise
@@ -1097,7 +1103,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         },
         53..=55 => Op::SetAuth {
             token: rng.pick(TOKENS).to_string(),
-            status: *rng.pick(AUTH_STATUSES),
+            status: rng.pick_copied(AUTH_STATUSES),
         },
         56..=60 => Op::RemoteStart {
             evse: if rng.chance(30) {
@@ -1144,7 +1150,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         91 => Op::BootStatus(if rng.chance(70) {
             "Accepted"
         } else {
-            *rng.pick(BOOT_STATUSES)
+            rng.pick_copied(BOOT_STATUSES)
         }),
         92..=95 => Op::Drop,
         _ => Op::PowerCycle {
