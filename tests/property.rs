@@ -1549,166 +1549,170 @@ fn the_driver_catches_two_calls_in_flight() {
 
 // The delivery checker against fabricated CSMS logs: each rule must be able to fail, also in a
 // case with discards (the checks used to be skipped there).
+#[cfg(test)]
+mod delivery_check {
+    use super::*;
 
-fn te(tx: &str, seq: u64, kind: &str) -> Value {
-    json!({"eventType": kind, "seqNo": seq, "triggerReason": "Authorized",
-           "transactionInfo": {"transactionId": tx}})
-}
+    fn te(tx: &str, seq: u64, kind: &str) -> Value {
+        json!({"eventType": kind, "seqNo": seq, "triggerReason": "Authorized",
+               "transactionInfo": {"transactionId": tx}})
+    }
 
-const LIMITS: QueueLimits = QueueLimits {
-    attempts: 3,
-    max_queue_bytes: 1 << 20,
-};
-
-fn deliver(
-    log: &[(Value, Answer)],
-    discarded: u64,
-    limits: QueueLimits,
-) -> Result<DeliveryReport, String> {
-    let sent: Vec<Sent> = log
-        .iter()
-        .map(|(payload, answer)| Sent {
-            action: "TransactionEvent",
-            payload,
-            answer: *answer,
-        })
-        .collect();
-    check_delivery(&sent, discarded, &limits, &[])
-}
-
-use Answer::{Accepted as Ok_, Failed as Fail};
-
-#[test]
-fn the_delivery_check_accepts_a_complete_log_and_counted_discards() {
-    let ok = [
-        (te("a", 0, "Started"), Ok_),
-        (te("a", 1, "Updated"), Fail),
-        (te("a", 1, "Updated"), Ok_),
-        (te("a", 2, "Ended"), Ok_),
-    ];
-    let r = deliver(&ok, 0, LIMITS).unwrap();
-    assert_eq!((r.transactions, r.events, r.gaps, r.lost), (1, 4, 0, 0));
-    // An Updated discarded after MessageAttempts (3) failed sends (E13.FR.04): one discard.
-    let lossy = [
-        (te("a", 0, "Started"), Ok_),
-        (te("a", 1, "Updated"), Fail),
-        (te("a", 1, "Updated"), Fail),
-        (te("a", 1, "Updated"), Fail),
-        (te("a", 2, "Ended"), Ok_),
-    ];
-    let r = deliver(&lossy, 1, LIMITS).unwrap();
-    assert_eq!((r.lost, r.bound), (1, 1));
-}
-
-#[test]
-fn the_delivery_check_catches_bad_logs_despite_discards() {
-    let e13 = |seq, kind| {
-        vec![
-            (te("a", seq, kind), Fail),
-            (te("a", seq, kind), Fail),
-            (te("a", seq, kind), Fail),
-        ]
-    };
-    let case = |parts: Vec<Vec<(Value, Answer)>>| parts.concat();
-    let fails = |log: &[(Value, Answer)], discarded, limits, want: &str| {
-        let err = deliver(log, discarded, limits).expect_err(want);
-        assert!(err.contains(want), "want {want:?}, got {err}");
-    };
-    let started = || vec![(te("a", 0, "Started"), Ok_)];
-    let ended = |seq| vec![(te("a", seq, "Ended"), Ok_)];
-
-    // A seqNo retransmitted with other content, in a case with an allowed discard.
-    let mut changed = te("a", 2, "Updated");
-    changed["offline"] = json!(true);
-    let log = case(vec![
-        started(),
-        e13(1, "Updated"),
-        vec![(te("a", 2, "Updated"), Fail), (changed, Ok_)],
-        ended(3),
-    ]);
-    fails(&log, 1, LIMITS, "sent twice, differently");
-
-    // Out of order, a duplicate after acceptance, a transaction not beginning with Started.
-    let log = case(vec![
-        started(),
-        e13(2, "Updated"),
-        vec![(te("a", 1, "Updated"), Ok_)],
-        ended(3),
-    ]);
-    fails(&log, 1, LIMITS, "out of order");
-    let log = case(vec![started(), e13(1, "Updated"), ended(2), ended(2)]);
-    fails(&log, 1, LIMITS, "sent again after the CSMS accepted it");
-    let log = case(vec![vec![(te("a", 1, "Updated"), Ok_)], ended(2)]);
-    fails(&log, 1, LIMITS, "first seqNo sent is 1");
-
-    // Ended missing, or not last.
-    let log = case(vec![
-        started(),
-        e13(1, "Updated"),
-        vec![(te("a", 2, "Updated"), Ok_)],
-    ]);
-    fails(&log, 1, LIMITS, "want Started, Updated..., Ended");
-    let log = case(vec![
-        started(),
-        ended(1),
-        vec![(te("a", 2, "Updated"), Ok_)],
-    ]);
-    fails(&log, 0, LIMITS, "want Started, Updated..., Ended");
-
-    // The Ended event never accepted, and not discarded: silent loss.
-    let log = case(vec![started(), e13(1, "Ended")]);
-    fails(&log, 0, LIMITS, "silent loss");
-    // Discarded after fewer than MessageAttempts failures (E04.FR.08 cannot drop an Ended).
-    let log = case(vec![started(), vec![(te("a", 1, "Ended"), Fail)]]);
-    fails(&log, 1, LIMITS, "never accepted after 1 failed sends");
-
-    // A seqNo never sent: E04.FR.08 only, which needs a queue near its bound.
-    let log = case(vec![started(), ended(2)]);
-    fails(&log, 1, LIMITS, "seqNos never sent");
-    let tiny = QueueLimits {
+    const LIMITS: QueueLimits = QueueLimits {
         attempts: 3,
-        max_queue_bytes: 100,
+        max_queue_bytes: 1 << 20,
     };
-    assert_eq!(deliver(&log, 1, tiny).unwrap().gaps, 1);
-    fails(&log, 0, tiny, "silent loss");
 
-    // More discards than messages not delivered, or than the configuration allows.
-    let log = case(vec![started(), e13(1, "Updated"), ended(2)]);
-    fails(&log, 2, LIMITS, "only 1 were not delivered");
-    // One send answered late: it may have been a timeout, but one failure is not
-    // MessageAttempts (3) of them.
-    let late = case(vec![
-        started(),
-        e13(1, "Updated"),
-        vec![(te("a", 2, "Updated"), Answer::Late)],
-        ended(3),
-    ]);
-    fails(&late, 2, LIMITS, "more than the configuration allows");
-    let late = case(vec![
-        started(),
-        e13(1, "Updated"),
-        vec![
-            (te("a", 2, "Updated"), Fail),
-            (te("a", 2, "Updated"), Fail),
-            (te("a", 2, "Updated"), Answer::Late),
-        ],
-        ended(3),
-    ]);
-    assert_eq!(deliver(&late, 2, LIMITS).unwrap().bound, 2);
-    let hundred = QueueLimits {
-        attempts: 100,
-        ..LIMITS
-    };
-    fails(&late, 2, hundred, "never accepted after 3 failed sends");
-    let log = case(vec![
-        started(),
-        e13(1, "Updated"),
-        vec![(te("a", 2, "Updated"), Answer::Late)],
-        ended(3),
-    ]);
-    let mut tiny_many = tiny;
-    tiny_many.attempts = 100;
-    // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
-    fails(&log, 3, tiny_many, "only 1 were not delivered");
-    assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    fn deliver(
+        log: &[(Value, Answer)],
+        discarded: u64,
+        limits: QueueLimits,
+    ) -> Result<DeliveryReport, String> {
+        let sent: Vec<Sent> = log
+            .iter()
+            .map(|(payload, answer)| Sent {
+                action: "TransactionEvent",
+                payload,
+                answer: *answer,
+            })
+            .collect();
+        check_delivery(&sent, discarded, &limits, &[])
+    }
+
+    use Answer::{Accepted as Ok_, Failed as Fail};
+
+    #[test]
+    fn the_delivery_check_accepts_a_complete_log_and_counted_discards() {
+        let ok = [
+            (te("a", 0, "Started"), Ok_),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Ok_),
+            (te("a", 2, "Ended"), Ok_),
+        ];
+        let r = deliver(&ok, 0, LIMITS).unwrap();
+        assert_eq!((r.transactions, r.events, r.gaps, r.lost), (1, 4, 0, 0));
+        // An Updated discarded after MessageAttempts (3) failed sends (E13.FR.04): one discard.
+        let lossy = [
+            (te("a", 0, "Started"), Ok_),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 2, "Ended"), Ok_),
+        ];
+        let r = deliver(&lossy, 1, LIMITS).unwrap();
+        assert_eq!((r.lost, r.bound), (1, 1));
+    }
+
+    #[test]
+    fn the_delivery_check_catches_bad_logs_despite_discards() {
+        let e13 = |seq, kind| {
+            vec![
+                (te("a", seq, kind), Fail),
+                (te("a", seq, kind), Fail),
+                (te("a", seq, kind), Fail),
+            ]
+        };
+        let case = |parts: Vec<Vec<(Value, Answer)>>| parts.concat();
+        let fails = |log: &[(Value, Answer)], discarded, limits, want: &str| {
+            let err = deliver(log, discarded, limits).expect_err(want);
+            assert!(err.contains(want), "want {want:?}, got {err}");
+        };
+        let started = || vec![(te("a", 0, "Started"), Ok_)];
+        let ended = |seq| vec![(te("a", seq, "Ended"), Ok_)];
+
+        // A seqNo retransmitted with other content, in a case with an allowed discard.
+        let mut changed = te("a", 2, "Updated");
+        changed["offline"] = json!(true);
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Fail), (changed, Ok_)],
+            ended(3),
+        ]);
+        fails(&log, 1, LIMITS, "sent twice, differently");
+
+        // Out of order, a duplicate after acceptance, a transaction not beginning with Started.
+        let log = case(vec![
+            started(),
+            e13(2, "Updated"),
+            vec![(te("a", 1, "Updated"), Ok_)],
+            ended(3),
+        ]);
+        fails(&log, 1, LIMITS, "out of order");
+        let log = case(vec![started(), e13(1, "Updated"), ended(2), ended(2)]);
+        fails(&log, 1, LIMITS, "sent again after the CSMS accepted it");
+        let log = case(vec![vec![(te("a", 1, "Updated"), Ok_)], ended(2)]);
+        fails(&log, 1, LIMITS, "first seqNo sent is 1");
+
+        // Ended missing, or not last.
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Ok_)],
+        ]);
+        fails(&log, 1, LIMITS, "want Started, Updated..., Ended");
+        let log = case(vec![
+            started(),
+            ended(1),
+            vec![(te("a", 2, "Updated"), Ok_)],
+        ]);
+        fails(&log, 0, LIMITS, "want Started, Updated..., Ended");
+
+        // The Ended event never accepted, and not discarded: silent loss.
+        let log = case(vec![started(), e13(1, "Ended")]);
+        fails(&log, 0, LIMITS, "silent loss");
+        // Discarded after fewer than MessageAttempts failures (E04.FR.08 cannot drop an Ended).
+        let log = case(vec![started(), vec![(te("a", 1, "Ended"), Fail)]]);
+        fails(&log, 1, LIMITS, "never accepted after 1 failed sends");
+
+        // A seqNo never sent: E04.FR.08 only, which needs a queue near its bound.
+        let log = case(vec![started(), ended(2)]);
+        fails(&log, 1, LIMITS, "seqNos never sent");
+        let tiny = QueueLimits {
+            attempts: 3,
+            max_queue_bytes: 100,
+        };
+        assert_eq!(deliver(&log, 1, tiny).unwrap().gaps, 1);
+        fails(&log, 0, tiny, "silent loss");
+
+        // More discards than messages not delivered, or than the configuration allows.
+        let log = case(vec![started(), e13(1, "Updated"), ended(2)]);
+        fails(&log, 2, LIMITS, "only 1 were not delivered");
+        // One send answered late: it may have been a timeout, but one failure is not
+        // MessageAttempts (3) of them.
+        let late = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Answer::Late)],
+            ended(3),
+        ]);
+        fails(&late, 2, LIMITS, "more than the configuration allows");
+        let late = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![
+                (te("a", 2, "Updated"), Fail),
+                (te("a", 2, "Updated"), Fail),
+                (te("a", 2, "Updated"), Answer::Late),
+            ],
+            ended(3),
+        ]);
+        assert_eq!(deliver(&late, 2, LIMITS).unwrap().bound, 2);
+        let hundred = QueueLimits {
+            attempts: 100,
+            ..LIMITS
+        };
+        fails(&late, 2, hundred, "never accepted after 3 failed sends");
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Answer::Late)],
+            ended(3),
+        ]);
+        let mut tiny_many = tiny;
+        tiny_many.attempts = 100;
+        // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
+        fails(&log, 3, tiny_many, "only 1 were not delivered");
+        assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    }
 }
