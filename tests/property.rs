@@ -828,8 +828,8 @@ pub fn check_delivery(
     let mut report = DeliveryReport::default();
     for s in sent {
         if s.action != "TransactionEvent" {
-            // Identical payloads count as one message (retransmissions; two events alike in
-            // type, time and techInfo would merge, which only weakens the checks).
+            // Identical payloads count as one message: retransmissions, or events alike in
+            // type, time and techInfo (the discard bounds below allow for those).
             match others.iter_mut().find(|m| m.payload == s.payload) {
                 Some(m) => m.record(s.answer),
                 None => {
@@ -923,11 +923,17 @@ pub fn check_delivery(
     let mut failed_sends = 0;
     for m in all() {
         failed_sends += m.failed_sends;
+        let other = m.kind == "SecurityEventNotification";
+        if other {
+            // Possibly several alike messages (two start-ups at one instant): each one
+            // discarded took MessageAttempts failed sends (E04.FR.08 drops only Updated).
+            undecided += m.failed_sends / limits.attempts;
+        }
         if m.accepted {
             continue;
         }
         if m.late {
-            undecided += 1;
+            undecided += u64::from(!other);
             continue;
         }
         report.lost += 1;
@@ -951,10 +957,13 @@ pub fn check_delivery(
             report.gaps, report.lost
         ));
     }
-    if discarded > undelivered + undecided {
+    // Never accepted: counted once in `undelivered`, possibly more often in `undecided`.
+    let others_lost = others.iter().filter(|m| !m.accepted && !m.late).count() as u64;
+    let possible = undelivered - others_lost + undecided;
+    if discarded > possible {
         return Err(format!(
             "the station discarded {discarded} messages, but only {undelivered} were not \
-             delivered (and {undecided} answered late)"
+             delivered (at most {possible}, with late answers and repeated security events)"
         ));
     }
     report.bound = failed_sends / limits.attempts + if e04_possible { updated_slots } else { 0 };
@@ -1714,5 +1723,33 @@ mod delivery_check {
         // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
         fails(&log, 3, tiny_many, "only 1 were not delivered");
         assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    }
+
+    #[test]
+    fn the_delivery_check_counts_security_events_alike_as_possibly_several() {
+        let sen = json!({"timestamp": "2025-01-01T00:00:00Z", "type": "StartupOfTheDevice"});
+        let sent = |answers: &[Answer]| -> Vec<(Value, Answer)> {
+            answers.iter().map(|a| (sen.clone(), *a)).collect()
+        };
+        let check = |log: &[(Value, Answer)], discarded| {
+            let sent: Vec<Sent> = log
+                .iter()
+                .map(|(payload, answer)| Sent {
+                    action: "SecurityEventNotification",
+                    payload,
+                    answer: *answer,
+                })
+                .collect();
+            check_delivery(&sent, discarded, &LIMITS, &[])
+        };
+        // Two start-ups at one instant, both discarded after 3 failed sends each.
+        let log = sent(&[Fail; 6]);
+        assert_eq!(check(&log, 2).unwrap().lost, 1);
+        assert!(check(&log, 3).unwrap_err().contains("at most 2"));
+        assert!(check(&log, 0).unwrap_err().contains("silent loss"));
+        // One delivered, one discarded; fewer than MessageAttempts failures lose nothing.
+        assert!(check(&sent(&[Fail, Fail, Fail, Ok_]), 1).is_ok());
+        let err = check(&sent(&[Fail, Fail]), 1).unwrap_err();
+        assert!(err.contains("never accepted after 2 failed sends"), "{err}");
     }
 }
