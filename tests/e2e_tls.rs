@@ -143,9 +143,20 @@ fn profile_3_mutual_tls_with_the_station_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let text = tls_config(dir.path(), csms.port, 2, &ca.cert, None);
     let agent = Agent::start_with_config(dir, &text, &[]);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_failed_attempts(&agent, 2);
     assert_eq!(csms.calls("BootNotification").len(), 1);
     assert_ne!(agent.status()["connection"], "connected");
+}
+
+/// Waits until the agent's log reports `n` failed connection attempts. The agent makes the
+/// next attempt only after the previous one is over (back-off), so by then the first one and
+/// anything after it (an unverified fallback, say) had their chance to reach the CSMS: a
+/// station that got through instead stays connected and the wait fails.
+fn wait_failed_attempts(agent: &Agent, n: usize) {
+    wait_for(T, &format!("{n} failed connection attempts"), || {
+        let failed = agent.log().matches("connecting to the CSMS failed").count();
+        (failed >= n).then_some(())
+    });
 }
 
 /// The agent must refuse the server, log why, and queue InvalidCsmsCertificate.
@@ -165,7 +176,7 @@ fn refused_with(csms: &Csms, trusted_ca: &Path, why: &str, event: &str) {
     wait_for(T, "the refused TLS handshake in the agent's log", || {
         agent.log().contains("TLS handshake").then_some(())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    wait_failed_attempts(&agent, 2);
     assert!(
         csms.calls("BootNotification").is_empty(),
         "{why}: no OCPP over an unverified link"

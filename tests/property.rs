@@ -4,7 +4,7 @@
 //! garbage frames), plug events, idTokens with varied CSMS answers, time advances, CSMS outages,
 //! silent CSMS periods, late answers, failing actions, dropped connections and power cycles (and
 //! the restart a Reset asks for), on the test kit's virtual clock, with invariants checked after
-//! every step. Six station configurations rotate (TxStartPoint, offline and pre-authorization,
+//! every step. Seven station configurations rotate (TxStartPoint, offline and pre-authorization,
 //! clock-aligned data, ...).
 //!
 //! After every step:
@@ -24,12 +24,21 @@
 //! * the station's durable queue and open transactions match what the journal holds.
 //!
 //! At the end (CSMS back online and answering, everything unplugged, time advanced until the
-//! queue drained): the journal's queue is empty, no transaction is open, and for every
-//! transactionId the CSMS saw: seqNo 0..n first sent in order without gaps (a retransmission
-//! must be identical), exactly one Started (seqNo 0) and one Ended (last); a transaction open
-//! at a power cycle ends with AbnormalCondition and stoppedReason Reboot (clean) or PowerLoss.
-//! Loss is only allowed where the spec prescribes it (E13.FR.04 discards after the last
-//! attempt, E04.FR.08 queue bound); such cases skip the per-transaction checks and are counted.
+//! queue drained): the journal's queue is empty, no transaction is open, and
+//! [`check_delivery`] holds for what the CSMS saw of the durable queue (TransactionEvent,
+//! SecurityEventNotification), in every case, discards or not:
+//! * per transactionId, seqNos first sent in strictly increasing order starting at 0, a
+//!   retransmission identical to the first transmission and never after the CSMS accepted it;
+//!   Started (seqNo 0) first, Ended last, only Updated between; a transaction open at a power
+//!   cycle ends with AbnormalCondition and stoppedReason Reboot (clean) or PowerLoss;
+//! * loss only where the spec allows it, and counted: a message the CSMS never accepted, or a
+//!   seqNo it never saw, is a discard the station counted; E13.FR.04 needs MessageAttempts
+//!   failed sends of that message; E04.FR.08 drops only Updated events, and only a queue that
+//!   came near its bound; the station's discard count is at most the number of undelivered
+//!   messages and at most what the configuration makes possible (failed sends / MessageAttempts,
+//!   plus the Updated events when the queue bound was in reach).
+//!
+//! The summary line reports the discards and that bound.
 //!
 //! `PROPERTY_CASES=n` runs more cases (default 300), `PROPERTY_STEPS=n` longer ones (default
 //! 200), `PROPERTY_SEED=0x...` replays one case (the seed a failure prints).
@@ -177,8 +186,14 @@ pub struct Stats {
     pub csms_frames: usize,
     /// Messages discarded where the spec allows it (E13.FR.04 / E04.FR.08)...
     pub discarded: u64,
-    /// ... and the cases where that happened (their per-transaction checks are skipped).
+    /// ... the cases where that happened ...
     pub lossy_cases: usize,
+    /// ... the most in one case ...
+    pub max_case_discards: u64,
+    /// ... and the sum of the per-case bounds (see [`check_delivery`]).
+    pub discard_bound: u64,
+    /// seqNos the CSMS never saw (E04.FR.08 drops before the first transmission).
+    pub seq_gaps: u64,
     /// CALLs of the station that found the previous one unanswered (timed out or lost).
     pub after_unanswered: usize,
     /// Late answers to the station's unanswered CALL.
@@ -193,6 +208,9 @@ impl Stats {
         self.csms_frames += other.csms_frames;
         self.discarded += other.discarded;
         self.lossy_cases += other.lossy_cases;
+        self.max_case_discards = self.max_case_discards.max(other.max_case_discards);
+        self.discard_bound += other.discard_bound;
+        self.seq_gaps += other.seq_gaps;
         self.after_unanswered += other.after_unanswered;
         self.late_answers += other.late_answers;
     }
@@ -214,6 +232,9 @@ pub struct Driver {
     cycled: Vec<(String, bool)>,
     /// Reboots (Reset) the station asked for that were carried out.
     seen_reboots: usize,
+    /// How the CSMS answered each of `csms.received`.
+    answers: Vec<Answer>,
+    limits: QueueLimits,
     pub stats: Stats,
 }
 
@@ -230,6 +251,13 @@ impl Driver {
             .map(|e| (e.id, e.connectors.clone()))
             .collect();
         let message_timeout = config.variables.seconds(Var::MessageTimeout);
+        let limits = QueueLimits {
+            attempts: config
+                .variables
+                .int(Var::MessageAttemptsTransactionEvent)
+                .max(1) as u64,
+            max_queue_bytes: config.max_queue_bytes,
+        };
         let mut d = Driver {
             h: Harness::new_with(config, setup),
             evses,
@@ -240,6 +268,8 @@ impl Driver {
             next_id: 0,
             cycled: Vec::new(),
             seen_reboots: 0,
+            answers: Vec::new(),
+            limits,
             stats: Stats::default(),
         };
         d.check_calls().expect("start-up");
@@ -347,6 +377,11 @@ impl Driver {
                         .unwrap_or_else(|| valid_answer(&action, now, &self.h));
                     self.pending = None;
                     self.stats.late_answers += 1;
+                    // Delivered if it came within MessageTimeout; the station may also have
+                    // given up on it already (or find the payload invalid): undecided.
+                    if let Some(i) = self.h.csms.received.iter().rposition(|r| r.id == id) {
+                        self.answers[i] = Answer::Late;
+                    }
                     self.send(&rpc::encode_result(&id, &payload))?;
                 }
             }
@@ -576,7 +611,14 @@ impl Driver {
                     ));
                 }
             }
-            let answered = csms.answering || csms.failing.contains(&r.action.as_str());
+            let failing = csms.failing.contains(&r.action.as_str());
+            // The test kit answers at once: a CALLERROR when failing, else a CALLRESULT when
+            // answering, else nothing (until a late answer).
+            self.answers.push(match (failing, csms.answering) {
+                (false, true) => Answer::Accepted,
+                _ => Answer::Failed,
+            });
+            let answered = csms.answering || failing;
             self.pending = if answered {
                 None
             } else {
@@ -661,75 +703,294 @@ impl Driver {
             ));
         }
         let discarded = self.dropped_before + snapshot.queue.dropped;
+        let sent: Vec<Sent> = self
+            .h
+            .csms
+            .received
+            .iter()
+            .zip(&self.answers)
+            .filter(|(r, _)| DURABLE.contains(&r.action.as_str()))
+            .map(|(r, a)| Sent {
+                action: &r.action,
+                payload: &r.payload,
+                answer: *a,
+            })
+            .collect();
+        let report = check_delivery(&sent, discarded, &self.limits, &self.cycled)?;
+        self.stats.transactions += report.transactions;
+        self.stats.transaction_events += report.events;
         self.stats.discarded += discarded;
         self.stats.lossy_cases += usize::from(discarded > 0);
-        self.check_transactions(discarded == 0)
-    }
-
-    /// Every transaction the CSMS saw, complete and in order.
-    fn check_transactions(&mut self, lossless: bool) -> Check {
-        let mut by_tx: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-        for e in self.h.events() {
-            let id = e["transactionInfo"]["transactionId"]
-                .as_str()
-                .ok_or("TransactionEvent without transactionId")?;
-            by_tx.entry(id.to_owned()).or_default().push(e);
-        }
-        self.stats.transactions += by_tx.len();
-        self.stats.transaction_events += by_tx.values().map(Vec::len).sum::<usize>();
-        if !lossless {
-            return Ok(());
-        }
-        for (tx, events) in &by_tx {
-            let mut first: Vec<&Value> = Vec::new();
-            for e in events {
-                let seq = e["seqNo"].as_u64().ok_or("seqNo missing")? as usize;
-                match first.get(seq) {
-                    Some(earlier) if earlier == e => {} // a retransmission
-                    Some(earlier) => {
-                        return Err(format!(
-                            "transaction {tx}: seqNo {seq} sent twice, differently:\n  {earlier}\n  {e}"
-                        ));
-                    }
-                    None if seq == first.len() => first.push(e),
-                    None => {
-                        return Err(format!(
-                            "transaction {tx}: seqNo {seq} after {} (gap or out of order)",
-                            first.len()
-                        ));
-                    }
-                }
-            }
-            let kinds: Vec<&str> = first
-                .iter()
-                .map(|e| e["eventType"].as_str().unwrap_or("?"))
-                .collect();
-            let well_formed = kinds.len() >= 2
-                && kinds[0] == "Started"
-                && kinds[kinds.len() - 1] == "Ended"
-                && kinds[1..kinds.len() - 1].iter().all(|k| *k == "Updated");
-            if !well_formed {
-                return Err(format!(
-                    "transaction {tx}: events {kinds:?} (want Started, Updated..., Ended)"
-                ));
-            }
-        }
-        for (tx, clean) in &self.cycled {
-            let ended = by_tx
-                .get(tx)
-                .and_then(|evs| evs.iter().find(|e| e["eventType"] == "Ended"))
-                .ok_or_else(|| format!("transaction {tx} open at a power cycle never ended"))?;
-            let reason = if *clean { "Reboot" } else { "PowerLoss" };
-            if ended["triggerReason"] != "AbnormalCondition"
-                || ended["transactionInfo"]["stoppedReason"] != reason
-            {
-                return Err(format!(
-                    "transaction {tx} open at a power cycle (clean: {clean}) ended with {ended}"
-                ));
-            }
-        }
+        self.stats.max_case_discards = self.stats.max_case_discards.max(discarded);
+        self.stats.discard_bound += report.bound;
+        self.stats.seq_gaps += report.gaps;
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery of the durable queue
+// ---------------------------------------------------------------------------------------------
+
+/// The actions of the durable queue (E13 retries and discards them) in these scenarios:
+/// transaction messages and security events. (Log and firmware status notifications are durable
+/// only during an upload or update job, which the scenarios do not start; triggered ones are
+/// volatile.)
+pub const DURABLE: &[&str] = &["TransactionEvent", "SecurityEventNotification"];
+
+/// How the fake CSMS answered one CALL of the station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// A CALLRESULT at once: delivered.
+    Accepted,
+    /// A CALLERROR, or nothing (timed out, or lost with the connection).
+    Failed,
+    /// A CALLRESULT later (`Op::LateResult`): delivered if within MessageTimeout, else a failure.
+    Late,
+}
+
+/// One CALL of a durable-queue action, as the CSMS saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    pub action: &'a str,
+    pub payload: &'a Value,
+    pub answer: Answer,
+}
+
+/// What bounds the discards: MessageAttempts[TransactionEvent] (E13.FR.04) and the queue's
+/// byte bound (E04.FR.08).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub attempts: u64,
+    pub max_queue_bytes: u64,
+}
+
+/// What [`check_delivery`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub transactions: usize,
+    pub events: usize,
+    /// seqNos the CSMS never saw.
+    pub gaps: u64,
+    /// Messages it saw but never accepted.
+    pub lost: u64,
+    /// The most discards the configuration allows for what happened.
+    pub bound: u64,
+}
+
+/// One message of the durable queue (all transmissions of one TransactionEvent, or of one
+/// SecurityEventNotification payload).
+struct Msg<'a> {
+    payload: &'a Value,
+    kind: &'a str,
+    accepted: bool,
+    late: bool,
+    /// Transmissions that got no CALLRESULT at once (CALLERROR, none, late): an upper bound on
+    /// the failed delivery attempts E13 counts (a CALL lost with the connection is no attempt).
+    failed_sends: u64,
+}
+
+impl<'a> Msg<'a> {
+    fn new(payload: &'a Value, kind: &'a str) -> Self {
+        Msg {
+            payload,
+            kind,
+            accepted: false,
+            late: false,
+            failed_sends: 0,
+        }
+    }
+
+    fn record(&mut self, answer: Answer) {
+        match answer {
+            Answer::Accepted => self.accepted = true,
+            Answer::Failed => self.failed_sends += 1,
+            Answer::Late => {
+                self.late = true;
+                self.failed_sends += 1;
+            }
+        }
+    }
+}
+
+/// Checks what the CSMS saw of the durable queue after it drained (every message delivered or
+/// discarded), given the station's count of discards (E13.FR.04 after the last attempt,
+/// E04.FR.08 above the queue bound) and the transactions open at power cycles (id, clean).
+pub fn check_delivery(
+    sent: &[Sent],
+    discarded: u64,
+    limits: &QueueLimits,
+    cycled: &[(String, bool)],
+) -> Result<DeliveryReport, String> {
+    // Per transaction, its messages in the order of their first transmission.
+    let mut txs: BTreeMap<&str, Vec<(u64, Msg)>> = BTreeMap::new();
+    let mut others: Vec<Msg> = Vec::new();
+    let mut report = DeliveryReport::default();
+    for s in sent {
+        if s.action != "TransactionEvent" {
+            // Identical payloads count as one message: retransmissions, or events alike in
+            // type, time and techInfo (the discard bounds below allow for those).
+            match others.iter_mut().find(|m| m.payload == s.payload) {
+                Some(m) => m.record(s.answer),
+                None => {
+                    let mut m = Msg::new(s.payload, s.action);
+                    m.record(s.answer);
+                    others.push(m);
+                }
+            }
+            continue;
+        }
+        report.events += 1;
+        let e = s.payload;
+        let tx = e["transactionInfo"]["transactionId"]
+            .as_str()
+            .ok_or_else(|| format!("TransactionEvent without transactionId: {e}"))?;
+        let seq = e["seqNo"]
+            .as_u64()
+            .ok_or_else(|| format!("TransactionEvent without seqNo: {e}"))?;
+        let msgs = txs.entry(tx).or_default();
+        if let Some((_, m)) = msgs.iter_mut().find(|(q, _)| *q == seq) {
+            if m.payload != e {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} sent twice, differently:\n  {}\n  {e}",
+                    m.payload
+                ));
+            }
+            if m.accepted {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} sent again after the CSMS accepted it"
+                ));
+            }
+            m.record(s.answer);
+            continue;
+        }
+        match msgs.last() {
+            None if seq != 0 => {
+                return Err(format!(
+                    "transaction {tx}: first seqNo sent is {seq}, not 0 (Started is never dropped)"
+                ));
+            }
+            Some((last, _)) if seq <= *last => {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} first sent after {last} (out of order)"
+                ));
+            }
+            _ => {}
+        }
+        let kind = e["eventType"].as_str().unwrap_or("?");
+        let mut m = Msg::new(e, kind);
+        m.record(s.answer);
+        msgs.push((seq, m));
+    }
+    report.transactions = txs.len();
+
+    let mut updated_slots = 0;
+    for (tx, msgs) in &txs {
+        let kinds: Vec<&str> = msgs.iter().map(|(_, m)| m.kind).collect();
+        let well_formed = kinds.len() >= 2
+            && kinds[0] == "Started"
+            && kinds[kinds.len() - 1] == "Ended"
+            && kinds[1..kinds.len() - 1].iter().all(|k| *k == "Updated");
+        if !well_formed {
+            return Err(format!(
+                "transaction {tx}: events {kinds:?} (want Started, Updated..., Ended)"
+            ));
+        }
+        // Started is 0 and Ended the last seqNo: everything between is Updated, seen or not.
+        let last = msgs[msgs.len() - 1].0;
+        report.gaps += last + 1 - msgs.len() as u64;
+        updated_slots += last - 1;
+    }
+
+    // E04.FR.08 removes messages only while the queue is over its bound, and stops as soon as
+    // it is not; what stays is sent later. So a queue that dropped anything later sent (about)
+    // max_queue_bytes: if the CSMS saw less than half of that in all, nothing was dropped.
+    let all = || {
+        txs.values()
+            .flat_map(|msgs| msgs.iter().map(|(_, m)| m))
+            .chain(others.iter())
+    };
+    let seen_bytes: u64 = all().map(|m| m.payload.to_string().len() as u64).sum();
+    let e04_possible = seen_bytes > limits.max_queue_bytes / 2;
+    if report.gaps > 0 && !e04_possible {
+        return Err(format!(
+            "{} seqNos never sent, but the queue never came near its bound ({seen_bytes} bytes \
+             sent in all, bound {})",
+            report.gaps, limits.max_queue_bytes
+        ));
+    }
+    let mut undecided = 0;
+    let mut failed_sends = 0;
+    for m in all() {
+        failed_sends += m.failed_sends;
+        let other = m.kind == "SecurityEventNotification";
+        if other {
+            // Possibly several alike messages (two start-ups at one instant): each one
+            // discarded took MessageAttempts failed sends (E04.FR.08 drops only Updated).
+            undecided += m.failed_sends / limits.attempts;
+        }
+        if m.accepted {
+            continue;
+        }
+        if m.late {
+            undecided += u64::from(!other);
+            continue;
+        }
+        report.lost += 1;
+        if m.failed_sends < limits.attempts {
+            // Not discarded by E13.FR.04, which takes MessageAttempts failed attempts: only
+            // E04.FR.08 remains, which drops only Updated events of a full queue.
+            if m.kind != "Updated" || !e04_possible {
+                return Err(format!(
+                    "never accepted after {} failed sends (MessageAttempts {}; E04.FR.08 \
+                     possible: {e04_possible}): {}",
+                    m.failed_sends, limits.attempts, m.payload
+                ));
+            }
+        }
+    }
+    let undelivered = report.gaps + report.lost;
+    if discarded < undelivered {
+        return Err(format!(
+            "{undelivered} messages never delivered ({} seqNos never sent, {} never accepted), \
+             but the station discarded only {discarded}: silent loss",
+            report.gaps, report.lost
+        ));
+    }
+    // Never accepted: counted once in `undelivered`, possibly more often in `undecided`.
+    let others_lost = others.iter().filter(|m| !m.accepted && !m.late).count() as u64;
+    let possible = undelivered - others_lost + undecided;
+    if discarded > possible {
+        return Err(format!(
+            "the station discarded {discarded} messages, but only {undelivered} were not \
+             delivered (at most {possible}, with late answers and repeated security events)"
+        ));
+    }
+    report.bound = failed_sends / limits.attempts + if e04_possible { updated_slots } else { 0 };
+    if discarded > report.bound {
+        return Err(format!(
+            "{discarded} messages discarded, more than the configuration allows ({} failed \
+             sends / MessageAttempts {}, E04.FR.08 possible: {e04_possible})",
+            failed_sends, limits.attempts
+        ));
+    }
+
+    for (tx, clean) in cycled {
+        let ended = txs
+            .get(tx.as_str())
+            .and_then(|msgs| msgs.iter().find(|(_, m)| m.kind == "Ended"))
+            .map(|(_, m)| m.payload)
+            .ok_or_else(|| format!("transaction {tx} open at a power cycle never ended"))?;
+        let reason = if *clean { "Reboot" } else { "PowerLoss" };
+        if ended["triggerReason"] != "AbnormalCondition"
+            || ended["transactionInfo"]["stoppedReason"] != reason
+        {
+            return Err(format!(
+                "transaction {tx} open at a power cycle (clean: {clean}) ended with {ended}"
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// A valid answer of the CSMS to one of the station's requests.
@@ -846,13 +1107,20 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
+
+    /// `*pick(items)`: spelt out, rustc 1.95 needs the deref and its clippy calls it needless
+    /// (explicit_auto_deref).
+    pub fn pick_copied<T: Copy>(&mut self, items: &[T]) -> T {
+        *self.pick(items)
+    }
 }
 
-/// Station configurations the cases rotate through. All but the last raise
-/// MessageAttempts[TransactionEvent] so that E13.FR.04 discards (allowed loss) stay rare.
+/// Station configurations the cases rotate through. All but the default one (5) raise
+/// MessageAttempts[TransactionEvent] so that E13.FR.04 discards (allowed loss) stay rare; the
+/// last one has a queue bound of a few messages, so that offline periods reach E04.FR.08.
 pub fn config_for(variant: u64) -> StationConfig {
     const ATTEMPTS: (&str, &str) = ("OCPPCommCtrlr.MessageAttempts[TransactionEvent]", "100");
-    let vars: &[(&str, &str)] = match variant % 6 {
+    let vars: &[(&str, &str)] = match variant % 7 {
         0 => &[ATTEMPTS],
         1 => &[ATTEMPTS, ("TxCtrlr.TxStartPoint", "Authorized")],
         2 => &[
@@ -874,9 +1142,14 @@ pub fn config_for(variant: u64) -> StationConfig {
             ("AuthCtrlr.AuthorizeRemoteStart", "true"),
             ("OCPPCommCtrlr.WebSocketPingInterval", "0"),
         ],
-        _ => &[],
+        5 => &[],
+        _ => &[ATTEMPTS, ("SampledDataCtrlr.TxUpdatedInterval", "60")],
     };
-    config_with(vars)
+    let mut config = config_with(vars);
+    if variant % 7 == 6 {
+        config.max_queue_bytes = 4096;
+    }
+    config
 }
 
 const TOKENS: &[&str] = &["TAG-A", "TAG-B", "TAG-C", "TAG-D"];
@@ -1097,7 +1370,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         },
         53..=55 => Op::SetAuth {
             token: rng.pick(TOKENS).to_string(),
-            status: rng.pick::<&str>(AUTH_STATUSES),
+            status: rng.pick_copied(AUTH_STATUSES),
         },
         56..=60 => Op::RemoteStart {
             evse: if rng.chance(30) {
@@ -1144,7 +1417,7 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         91 => Op::BootStatus(if rng.chance(70) {
             "Accepted"
         } else {
-            rng.pick::<&str>(BOOT_STATUSES)
+            rng.pick_copied(BOOT_STATUSES)
         }),
         92..=95 => Op::Drop,
         _ => Op::PowerCycle {
@@ -1225,7 +1498,8 @@ fn run_shard(shard: u64) {
     println!(
         "shard {shard}: {} cases x {steps} steps: {} transactions ({} TransactionEvents), {} \
          power cycles, {} CSMS frames, {} CALLs after an unanswered one, {} late answers; {} \
-         messages discarded as E13/E04 allow, in {} cases",
+         messages discarded as E13/E04 allow (bound {}), in {} cases, at most {} in one, {} \
+         seqNos never sent",
         seeds.len(),
         total.transactions,
         total.transaction_events,
@@ -1234,7 +1508,10 @@ fn run_shard(shard: u64) {
         total.after_unanswered,
         total.late_answers,
         total.discarded,
+        total.discard_bound,
         total.lossy_cases,
+        total.max_case_discards,
+        total.seq_gaps,
     );
 }
 
@@ -1277,4 +1554,202 @@ fn the_driver_catches_two_calls_in_flight() {
     d.h.csms.received.push(second);
     let err = d.step(&Op::Advance(Duration::from_secs(1))).unwrap_err();
     assert!(err.contains("two CALLs in flight"), "{err}");
+}
+
+// The delivery checker against fabricated CSMS logs: each rule must be able to fail, also in a
+// case with discards (the checks used to be skipped there).
+#[cfg(test)]
+mod delivery_check {
+    use super::*;
+
+    fn te(tx: &str, seq: u64, kind: &str) -> Value {
+        json!({"eventType": kind, "seqNo": seq, "triggerReason": "Authorized",
+               "transactionInfo": {"transactionId": tx}})
+    }
+
+    const LIMITS: QueueLimits = QueueLimits {
+        attempts: 3,
+        max_queue_bytes: 1 << 20,
+    };
+
+    fn deliver(
+        log: &[(Value, Answer)],
+        discarded: u64,
+        limits: QueueLimits,
+    ) -> Result<DeliveryReport, String> {
+        let sent: Vec<Sent> = log
+            .iter()
+            .map(|(payload, answer)| Sent {
+                action: "TransactionEvent",
+                payload,
+                answer: *answer,
+            })
+            .collect();
+        check_delivery(&sent, discarded, &limits, &[])
+    }
+
+    use Answer::{Accepted as Ok_, Failed as Fail};
+
+    #[test]
+    fn the_delivery_check_accepts_a_complete_log_and_counted_discards() {
+        let ok = [
+            (te("a", 0, "Started"), Ok_),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Ok_),
+            (te("a", 2, "Ended"), Ok_),
+        ];
+        let r = deliver(&ok, 0, LIMITS).unwrap();
+        assert_eq!((r.transactions, r.events, r.gaps, r.lost), (1, 4, 0, 0));
+        // An Updated discarded after MessageAttempts (3) failed sends (E13.FR.04): one discard.
+        let lossy = [
+            (te("a", 0, "Started"), Ok_),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 1, "Updated"), Fail),
+            (te("a", 2, "Ended"), Ok_),
+        ];
+        let r = deliver(&lossy, 1, LIMITS).unwrap();
+        assert_eq!((r.lost, r.bound), (1, 1));
+    }
+
+    #[test]
+    fn the_delivery_check_catches_bad_logs_despite_discards() {
+        let e13 = |seq, kind| {
+            vec![
+                (te("a", seq, kind), Fail),
+                (te("a", seq, kind), Fail),
+                (te("a", seq, kind), Fail),
+            ]
+        };
+        let case = |parts: Vec<Vec<(Value, Answer)>>| parts.concat();
+        let fails = |log: &[(Value, Answer)], discarded, limits, want: &str| {
+            let err = deliver(log, discarded, limits).expect_err(want);
+            assert!(err.contains(want), "want {want:?}, got {err}");
+        };
+        let started = || vec![(te("a", 0, "Started"), Ok_)];
+        let ended = |seq| vec![(te("a", seq, "Ended"), Ok_)];
+
+        // A seqNo retransmitted with other content, in a case with an allowed discard.
+        let mut changed = te("a", 2, "Updated");
+        changed["offline"] = json!(true);
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Fail), (changed, Ok_)],
+            ended(3),
+        ]);
+        fails(&log, 1, LIMITS, "sent twice, differently");
+
+        // Out of order, a duplicate after acceptance, a transaction not beginning with Started.
+        let log = case(vec![
+            started(),
+            e13(2, "Updated"),
+            vec![(te("a", 1, "Updated"), Ok_)],
+            ended(3),
+        ]);
+        fails(&log, 1, LIMITS, "out of order");
+        let log = case(vec![started(), e13(1, "Updated"), ended(2), ended(2)]);
+        fails(&log, 1, LIMITS, "sent again after the CSMS accepted it");
+        let log = case(vec![vec![(te("a", 1, "Updated"), Ok_)], ended(2)]);
+        fails(&log, 1, LIMITS, "first seqNo sent is 1");
+
+        // Ended missing, or not last.
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Ok_)],
+        ]);
+        fails(&log, 1, LIMITS, "want Started, Updated..., Ended");
+        let log = case(vec![
+            started(),
+            ended(1),
+            vec![(te("a", 2, "Updated"), Ok_)],
+        ]);
+        fails(&log, 0, LIMITS, "want Started, Updated..., Ended");
+
+        // The Ended event never accepted, and not discarded: silent loss.
+        let log = case(vec![started(), e13(1, "Ended")]);
+        fails(&log, 0, LIMITS, "silent loss");
+        // Discarded after fewer than MessageAttempts failures (E04.FR.08 cannot drop an Ended).
+        let log = case(vec![started(), vec![(te("a", 1, "Ended"), Fail)]]);
+        fails(&log, 1, LIMITS, "never accepted after 1 failed sends");
+
+        // A seqNo never sent: E04.FR.08 only, which needs a queue near its bound.
+        let log = case(vec![started(), ended(2)]);
+        fails(&log, 1, LIMITS, "seqNos never sent");
+        let tiny = QueueLimits {
+            attempts: 3,
+            max_queue_bytes: 100,
+        };
+        assert_eq!(deliver(&log, 1, tiny).unwrap().gaps, 1);
+        fails(&log, 0, tiny, "silent loss");
+
+        // More discards than messages not delivered, or than the configuration allows.
+        let log = case(vec![started(), e13(1, "Updated"), ended(2)]);
+        fails(&log, 2, LIMITS, "only 1 were not delivered");
+        // One send answered late: it may have been a timeout, but one failure is not
+        // MessageAttempts (3) of them.
+        let late = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Answer::Late)],
+            ended(3),
+        ]);
+        fails(&late, 2, LIMITS, "more than the configuration allows");
+        let late = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![
+                (te("a", 2, "Updated"), Fail),
+                (te("a", 2, "Updated"), Fail),
+                (te("a", 2, "Updated"), Answer::Late),
+            ],
+            ended(3),
+        ]);
+        assert_eq!(deliver(&late, 2, LIMITS).unwrap().bound, 2);
+        let hundred = QueueLimits {
+            attempts: 100,
+            ..LIMITS
+        };
+        fails(&late, 2, hundred, "never accepted after 3 failed sends");
+        let log = case(vec![
+            started(),
+            e13(1, "Updated"),
+            vec![(te("a", 2, "Updated"), Answer::Late)],
+            ended(3),
+        ]);
+        let mut tiny_many = tiny;
+        tiny_many.attempts = 100;
+        // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
+        fails(&log, 3, tiny_many, "only 1 were not delivered");
+        assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    }
+
+    #[test]
+    fn the_delivery_check_counts_security_events_alike_as_possibly_several() {
+        let sen = json!({"timestamp": "2025-01-01T00:00:00Z", "type": "StartupOfTheDevice"});
+        let sent = |answers: &[Answer]| -> Vec<(Value, Answer)> {
+            answers.iter().map(|a| (sen.clone(), *a)).collect()
+        };
+        let check = |log: &[(Value, Answer)], discarded| {
+            let sent: Vec<Sent> = log
+                .iter()
+                .map(|(payload, answer)| Sent {
+                    action: "SecurityEventNotification",
+                    payload,
+                    answer: *answer,
+                })
+                .collect();
+            check_delivery(&sent, discarded, &LIMITS, &[])
+        };
+        // Two start-ups at one instant, both discarded after 3 failed sends each.
+        let log = sent(&[Fail; 6]);
+        assert_eq!(check(&log, 2).unwrap().lost, 1);
+        assert!(check(&log, 3).unwrap_err().contains("at most 2"));
+        assert!(check(&log, 0).unwrap_err().contains("silent loss"));
+        // One delivered, one discarded; fewer than MessageAttempts failures lose nothing.
+        assert!(check(&sent(&[Fail, Fail, Fail, Ok_]), 1).is_ok());
+        let err = check(&sent(&[Fail, Fail]), 1).unwrap_err();
+        assert!(err.contains("never accepted after 2 failed sends"), "{err}");
+    }
 }

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The Python interpreter for the file server: the project's `.venv` (as for the CSMS peer),
-/// else a `python3` >= 3.11 on the PATH (the server needs only the standard library). `None`
-/// (test skipped) when neither exists, a panic under `CI=true`.
+/// else a `python3` >= 3.11 on the PATH (the server needs only the standard library). Neither:
+/// [`super::missing_peer`] (a failure, or `None` with the opt-out).
 fn python() -> Option<PathBuf> {
     let venv = repo().join(".venv/bin/python");
     if venv.exists() {
@@ -26,11 +26,7 @@ fn python() -> Option<PathBuf> {
     if usable {
         return Some(system);
     }
-    let msg = "no Python >= 3.11 for the file server: run scripts/setup-python.sh";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
+    super::missing_peer("no Python >= 3.11 for the file server: run scripts/setup-python.sh");
     None
 }
 
@@ -47,7 +43,7 @@ impl FileServer {
     /// Starts the server on 127.0.0.1:ephemeral serving the files below `root`; `extra` is
     /// passed through (e.g. `["--drop-after", "1000"]`, `["--fail-first", "2"]`,
     /// `["--stall-after", "4096"]`). `tls`: `Some((cert, key))` (PEM) for HTTPS.
-    /// `None` when Python is unavailable (the test is skipped, as with `Csms::start`).
+    /// `None` when Python is unavailable and the opt-out is set (see [`super::missing_peer`]).
     pub fn start(root: &Path, tls: Option<(&Path, &Path)>, extra: &[&str]) -> Option<FileServer> {
         let python = python()?;
         let dir = tempfile::tempdir().unwrap();
@@ -173,16 +169,12 @@ impl FtpServer {
     pub const USER: &'static str = "ocpp";
     pub const PASSWORD: &'static str = "secret";
 
-    /// Serves `root` on 127.0.0.1:ephemeral. `None` (skipped) without the project's venv, a
-    /// panic under `CI=true`, as with the CSMS peer.
+    /// Serves `root` on 127.0.0.1:ephemeral. Without the project's venv: a failure, or `None`
+    /// with the opt-out, as with the CSMS peer ([`super::missing_peer`]).
     pub fn start(root: &Path) -> Option<FtpServer> {
         let python = repo().join(".venv/bin/python");
         if !python.exists() {
-            let msg = "no .venv for the FTP server: run scripts/setup-python.sh";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}");
-            }
-            eprintln!("SKIPPED: {msg}");
+            super::missing_peer("no .venv for the FTP server: run scripts/setup-python.sh");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
