@@ -83,16 +83,11 @@ impl Station {
         self.cx.model.connector_status(index, &self.cx.vars)
     }
 
-    pub(super) fn connector_usable(&self, evse_idx: usize, connector: Option<u32>) -> bool {
-        self.cx
-            .model
-            .connector_usable(evse_idx, connector, &self.cx.vars)
-    }
-
     /// Transactions ended: an OnIdle reset that waited for them may go (B12).
     pub(super) fn apply_waiting_reset(&mut self, now: Instant) {
         if let Some(scope) = self.scheduled_reset {
             let busy = self
+                .transactions
                 .evses
                 .iter()
                 .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
@@ -136,6 +131,7 @@ impl Station {
             },
         };
         let busy = self
+            .transactions
             .evses
             .iter()
             .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
@@ -145,9 +141,12 @@ impl Station {
             v201::ResetStatusEnum::Scheduled
         } else {
             // B11.FR.0x: end running transactions with ImmediateReset, then reset.
-            for idx in 0..self.evses.len() {
-                if self.evses[idx].tx.is_some() && scope.is_none_or(|id| id == self.evses[idx].id) {
-                    self.end_transaction_for_reset(now, idx);
+            for idx in 0..self.transactions.evses.len() {
+                if self.transactions.evses[idx].tx.is_some()
+                    && scope.is_none_or(|id| id == self.transactions.evses[idx].id)
+                {
+                    self.transactions
+                        .end_transaction_for_reset(&mut self.cx, now, idx);
                 }
             }
             self.execute_reset(now, scope);
@@ -253,7 +252,9 @@ impl Station {
         match def.name {
             "AvailabilityState" => match (def.scope, evse_idx, connector_idx) {
                 (Scope::Station, _, _) => state_of(statuses_of(None)).into(),
-                (Scope::Evse, Some(i), _) => state_of(statuses_of(Some(self.evses[i].id))).into(),
+                (Scope::Evse, Some(i), _) => {
+                    state_of(statuses_of(Some(self.transactions.evses[i].id))).into()
+                }
                 (Scope::Connector, _, Some(c)) => self.connector_status(c).as_str().into(),
                 _ => String::new(),
             },
@@ -270,7 +271,7 @@ impl Station {
                 _ => String::new(),
             },
             "Power" => evse_idx
-                .and_then(|i| self.evses[i].meter)
+                .and_then(|i| self.transactions.evses[i].meter)
                 .map(|m| format!("{}", (m.power_w * 1000.0).round() / 1000.0))
                 .unwrap_or_else(|| "0".into()),
             "Problem" => connector_idx
@@ -279,7 +280,7 @@ impl Station {
             "DateTime" => self.cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => self.cx.security_profile().to_string(),
             "CertificateEntries" => self.security.store.roots.len().to_string(),
-            "Entries" => self.local_list.entries.len().to_string(),
+            "Entries" => self.authorization.local_list.entries.len().to_string(),
             _ => def.default.to_owned(),
         }
     }
@@ -539,7 +540,7 @@ impl Station {
             "OCPPCommCtrlr.WebSocketPingInterval" => self.cx.restart_ping(now),
             "OCPPCommCtrlr.HeartbeatInterval" => self.cx.set_heartbeat_interval(now),
             "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
-                self.schedule_aligned(now)
+                self.transactions.schedule_aligned(&mut self.cx, now)
             }
             "SecurityCtrlr.BasicAuthPassword" => {
                 // A01: the new password is used for the next connection, made right after the
@@ -565,6 +566,7 @@ impl Station {
         let instances: Vec<Option<(i64, Option<i64>)>> = match def.scope {
             Scope::Station => vec![None],
             Scope::Evse => self
+                .transactions
                 .evses
                 .iter()
                 .map(|e| Some((i64::from(e.id), None)))
@@ -746,18 +748,18 @@ impl Station {
             M::MeterValues => {
                 // F06.FR.06: the AlignedDataCtrlr measurands, for the EVSE or all.
                 let mut sent = false;
-                for idx in 0..self.evses.len() {
-                    if evse.is_some_and(|e| e != self.evses[idx].id) {
+                for idx in 0..self.transactions.evses.len() {
+                    if evse.is_some_and(|e| e != self.transactions.evses[idx].id) {
                         continue;
                     }
                     let mv = meter::meter_value(
-                        self.evses[idx].meter.as_ref(),
+                        self.transactions.evses[idx].meter.as_ref(),
                         self.cx.vars.list(Var::AlignedMeasurands),
                         Context::Trigger,
                         self.cx.clock.utc(now),
                     );
                     if let Some(mv) = mv {
-                        let payload = json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
+                        let payload = json!({ "evseId": self.transactions.evses[idx].id, "meterValue": [mv] });
                         self.cx.enqueue_triggered(
                             RequestKind::MeterValues,
                             Action::MeterValues,
@@ -770,16 +772,18 @@ impl Station {
             }
             M::TransactionEvent => {
                 // F06.FR.07: triggerReason Trigger with the charging state and meter values.
-                let running: Vec<usize> = (0..self.evses.len())
+                let running: Vec<usize> = (0..self.transactions.evses.len())
                     .filter(|i| {
-                        self.evses[*i].tx.is_some() && evse.is_none_or(|e| e == self.evses[*i].id)
+                        self.transactions.evses[*i].tx.is_some()
+                            && evse.is_none_or(|e| e == self.transactions.evses[*i].id)
                     })
                     .collect();
                 if running.is_empty() {
                     S::Rejected
                 } else {
                     for idx in running {
-                        self.trigger_transaction_event(now, idx);
+                        self.transactions
+                            .trigger_transaction_event(&mut self.cx, now, idx);
                     }
                     S::Accepted
                 }
@@ -824,16 +828,17 @@ impl Station {
                 v201::UnlockStatusEnum::UnknownConnector
             }
             Some(idx) => {
-                let on_connector = self.evses[idx]
+                let on_connector = self.transactions.evses[idx]
                     .tx
                     .as_ref()
                     .is_some_and(|t| t.connector.is_none_or(|c| c == connector));
-                if on_connector && self.evses[idx].auth.is_some() {
+                if on_connector && self.transactions.evses[idx].auth.is_some() {
                     // F05.FR.02: never under an authorized transaction.
                     v201::UnlockStatusEnum::OngoingAuthorizedTransaction
                 } else {
                     if on_connector {
-                        self.end_transaction_for_unlock(now, idx);
+                        self.transactions
+                            .end_transaction_for_unlock(&mut self.cx, now, idx);
                     }
                     self.cx
                         .outputs
@@ -847,102 +852,6 @@ impl Station {
             status,
             status_info: None,
         })
-    }
-
-    // ----- customer information (N09, N10) ----------------------------------------------------
-
-    /// N09/N10: report and/or clear what the station keeps about a customer. The agent keeps
-    /// idTokens only (authorization cache, local list, open transactions); it stores no
-    /// customer certificates or identifiers.
-    pub(super) fn customer_information(
-        &mut self,
-        now: Instant,
-        request: v201::CustomerInformationRequest,
-    ) -> Result<v201::CustomerInformationResponse, CallError> {
-        use v201::CustomerInformationStatusEnum as S;
-        let respond = |status| {
-            Ok(v201::CustomerInformationResponse {
-                custom_data: None,
-                status,
-                status_info: None,
-            })
-        };
-        let references = [
-            request.id_token.is_some(),
-            request.customer_certificate.is_some(),
-            request.customer_identifier.is_some(),
-        ];
-        // N09.FR.09: exactly one reference.
-        if references.iter().filter(|r| **r).count() != 1 {
-            return respond(S::Invalid);
-        }
-        // N09.FR.07 / N10.FR.07: nothing asked.
-        if !request.report && !request.clear {
-            return respond(S::Rejected);
-        }
-        let mut found: Vec<String> = Vec::new();
-        if let Some(token) = &request.id_token {
-            let token = serde_json::to_value(token).unwrap_or(Value::Null);
-            let key = super::auth::token_key(&token);
-            if self.auth_cache.contains(&key) {
-                found.push(format!("authorization cache entry for {key}"));
-                if request.clear {
-                    // N10.FR.03/06: remove it (the local list is the CSMS's to change).
-                    self.cx
-                        .outputs
-                        .push_back(Output::Persist(vec![self.auth_cache.remove(&key)]));
-                }
-            }
-            if self.local_list.lookup(&token).is_some() {
-                found.push(format!("local authorization list entry for {key}"));
-            }
-            for e in &self.evses {
-                if e.auth
-                    .as_ref()
-                    .is_some_and(|a| super::auth::token_key(&a.id_token) == key)
-                {
-                    found.push(format!("authorizes the session on EVSE {}", e.id));
-                }
-            }
-        }
-        info!(
-            request_id = request.request_id,
-            items = found.len(),
-            clear = request.clear,
-            "customer information"
-        );
-        if request.report {
-            // N09.FR.05/06: the data, or one message saying there is none.
-            let text = if found.is_empty() {
-                "No data found for this customer".to_owned()
-            } else {
-                found.join("; ")
-            };
-            let chunks: Vec<String> = text
-                .chars()
-                .collect::<Vec<_>>()
-                .chunks(512)
-                .map(|c| c.iter().collect())
-                .collect();
-            let generated_at = self.cx.clock.utc(now).to_rfc3339();
-            for (seq, data) in chunks.iter().enumerate() {
-                let mut payload = json!({
-                    "data": data,
-                    "seqNo": seq,
-                    "generatedAt": generated_at,
-                    "requestId": request.request_id,
-                });
-                if seq + 1 < chunks.len() {
-                    payload["tbc"] = json!(true);
-                }
-                self.cx.enqueue(
-                    RequestKind::Other(Action::NotifyCustomerInformation),
-                    Action::NotifyCustomerInformation,
-                    payload,
-                );
-            }
-        }
-        respond(S::Accepted)
     }
 }
 

@@ -16,7 +16,6 @@ pub mod session;
 pub mod station;
 pub mod testkit;
 pub mod timer;
-pub mod transactions;
 pub mod v201;
 pub mod x509;
 

@@ -5,6 +5,7 @@
 //! The state is [`Session`]; the operations are methods of [`Ctx`], since sending needs the
 //! timers, the effects queue and the device model that every block shares.
 
+use super::blocks::transactions::AuthPurpose;
 use super::clock::{Instant, UtcTime};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::Var;
@@ -16,7 +17,6 @@ use super::rpc;
 use super::station::to_payload;
 use super::station::{ConnectFailure, ConnectionState, Output, Registration};
 use super::timer::Timer;
-use super::transactions::AuthPurpose;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::collections::VecDeque;

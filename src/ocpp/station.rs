@@ -22,13 +22,13 @@
 //!    is executed (persist before send).
 //! 4. Sleep until [`poll_timeout`](Station::poll_timeout) or the next event.
 
-use super::auth::AuthCache;
+use super::blocks::authorization::Authorization;
 use super::blocks::availability::Availability;
 use super::blocks::data_transfer::{DataTransfer, DataTransferHandler};
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
-use super::blocks::local_list::LocalList;
 use super::blocks::security::{CertificateStore, Security};
+use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::{DeviceModel, Var};
@@ -39,10 +39,9 @@ use super::persist::{Batch, Persisted};
 use super::rpc::{self, CallError, CallErrorCode, Frame};
 use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
-use super::transactions::Evse;
 use super::v201::{self, Action};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
@@ -347,16 +346,13 @@ pub struct ConnectorSnapshot {
 
 pub struct Station {
     pub(super) cx: Ctx,
-    pub(super) evses: Vec<Evse>,
-    pub(super) auth_cache: AuthCache,
-    /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
-    pub(super) reported_tokens: Vec<(String, Value)>,
+    pub(super) transactions: Transactions,
+    pub(super) authorization: Authorization,
     pub(super) client_certificate: bool,
     pub(super) data_transfer: DataTransfer,
     pub(super) availability: Availability,
     /// A Reset waiting for transactions to end (OnIdle, B12).
     pub(super) scheduled_reset: Option<Option<u32>>,
-    pub(super) local_list: LocalList,
     pub(super) security: Security,
     pub(super) firmware: Firmware,
     pub(super) diagnostics: Diagnostics,
@@ -371,7 +367,6 @@ impl Station {
         rng_seed: u64,
     ) -> Self {
         let model = Model::new(config.evses.iter().map(|e| (e.id, e.connectors.clone())));
-        let evses = config.evses.iter().map(|e| Evse::new(e.id)).collect();
         let link = Session::new(
             config.boot_reason,
             config.variables.seconds(Var::HeartbeatInterval),
@@ -392,13 +387,11 @@ impl Station {
         let mut station = Station {
             cx,
             availability,
-            evses,
-            auth_cache: AuthCache::new(persisted.auth_cache.clone()),
-            reported_tokens: Vec::new(),
+            transactions: Transactions::new(config.evses.iter().map(|e| e.id)),
+            authorization: Authorization::restore(&persisted),
             client_certificate: config.client_certificate,
             data_transfer: DataTransfer::new(config.data_transfer),
             scheduled_reset: None,
-            local_list: LocalList::restore(&persisted),
             security: Security::new(config.certificates),
             firmware: Firmware {
                 policy: config.firmware,
@@ -416,7 +409,9 @@ impl Station {
             .cx
             .timers
             .set(Timer::CertificateCheck, now + Duration::from_secs(300));
-        station.recover(now, &persisted);
+        station
+            .transactions
+            .recover(&mut station.cx, now, &persisted);
         station.route_events(now);
         station
             .firmware
@@ -425,7 +420,7 @@ impl Station {
             .diagnostics
             .restore_log_upload(&mut station.cx, now, &persisted);
         station.cx.security_event(now, "StartupOfTheDevice", None);
-        station.schedule_aligned(now);
+        station.transactions.schedule_aligned(&mut station.cx, now);
         // B01.FR.01: connect and boot right after start-up.
         station.cx.timers.set(Timer::Connect, now);
         station
@@ -449,7 +444,9 @@ impl Station {
                 }
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
-                _ => self.transaction_timer(now, timer),
+                _ => self
+                    .transactions
+                    .transaction_timer(&mut self.cx, now, timer),
             }
             self.route_events(now);
         }
@@ -511,7 +508,8 @@ impl Station {
                 if self.cx.can_send_normal() {
                     self.cx.queue_status(now, index);
                 }
-                self.plug_changed(now, evse, connector, plugged);
+                self.transactions
+                    .plug_changed(&mut self.cx, now, evse, connector, plugged);
             }
             Input::Token { evse, id_token } => {
                 let index = self
@@ -522,13 +520,20 @@ impl Station {
                 v201::validate::validate(&v201::tables::ID_TOKEN, &id_token)
                     .map_err(|v| InputError::BadToken(format!("{}: {}", v.path, v.message)))?;
                 let _ = token;
-                self.present_token(now, index, id_token);
+                self.transactions.present_token(
+                    &mut self.cx,
+                    &mut self.authorization,
+                    now,
+                    index,
+                    id_token,
+                );
             }
             Input::Meter { evse, reading } => {
                 let index = self
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
-                self.meter_reading(now, index, reading);
+                self.transactions
+                    .meter_reading(&mut self.cx, now, index, reading);
             }
             Input::CsrCreated { csr_pem, spki_der } => {
                 self.security
@@ -633,6 +638,7 @@ impl Station {
     pub fn snapshot(&self, now: Instant) -> StatusSnapshot {
         let utc_ms = self.cx.clock.utc(now).unix_millis();
         let evses = self
+            .transactions
             .evses
             .iter()
             .map(|e| EvseSnapshot {
@@ -705,7 +711,7 @@ impl Station {
     }
 
     pub(super) fn evse_index(&self, evse: u32) -> Option<usize> {
-        self.evses.iter().position(|e| e.id == evse)
+        self.transactions.evses.iter().position(|e| e.id == evse)
     }
 
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
@@ -715,7 +721,13 @@ impl Station {
         };
         let outcome = match &kind {
             InFlightKind::Queued(meta) => {
-                let outcome = self.queued_answered(now, meta, payload);
+                let outcome = self.transactions.queued_answered(
+                    &mut self.cx,
+                    &mut self.authorization,
+                    now,
+                    meta,
+                    payload,
+                );
                 if outcome.is_ok() && meta.action == "FirmwareStatusNotification" {
                     self.firmware
                         .firmware_status_delivered(&mut self.cx, now, meta.queue_seq);
@@ -737,7 +749,9 @@ impl Station {
                     purpose,
                 } => v201::decode_response::<v201::AuthorizeResponse>(payload).map(|r| {
                     let info = serde_json::to_value(&r.id_token_info).unwrap_or(Value::Null);
-                    self.authorize_answered(
+                    self.transactions.authorize_answered(
+                        &mut self.cx,
+                        &mut self.authorization,
                         now,
                         *evse,
                         id_token.clone(),
@@ -778,7 +792,7 @@ impl Station {
                     // B01.FR.05: report every connector.
                     self.cx.queue_connector_statuses(now, true);
                     self.availability.report_faults(&mut self.cx, now);
-                    self.accepted(now);
+                    self.transactions.accepted(&mut self.cx, now);
                 }
                 CoreEvent::ClockAdjusted {
                     delta_ms,
@@ -786,7 +800,7 @@ impl Station {
                     mut batch,
                 } => {
                     if !was_trusted {
-                        batch.extend(self.rebase_transactions(delta_ms));
+                        batch.extend(self.transactions.rebase_transactions(delta_ms));
                         if !batch.is_empty() {
                             info!(
                                 entries = batch.len(),
@@ -796,14 +810,22 @@ impl Station {
                         }
                     }
                     if delta_ms.abs() > 1000 {
-                        self.schedule_aligned(now);
+                        self.transactions.schedule_aligned(&mut self.cx, now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered(RequestKind::Authorize {
                     evse,
                     id_token,
                     purpose,
-                }) => self.authorize_answered(now, evse, id_token, purpose, None),
+                }) => self.transactions.authorize_answered(
+                    &mut self.cx,
+                    &mut self.authorization,
+                    now,
+                    evse,
+                    id_token,
+                    purpose,
+                    None,
+                ),
                 CoreEvent::AuthorizeUnanswered(_) => {}
                 CoreEvent::TransactionStarted { .. } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
@@ -813,10 +835,12 @@ impl Station {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.apply_waiting_reset(now);
                 }
-                CoreEvent::AvailabilityChanged => self.availability_changed(),
+                CoreEvent::AvailabilityChanged => {
+                    self.transactions.availability_changed(&mut self.cx)
+                }
                 CoreEvent::FaultChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
-                        self.refresh_power_path(now, idx);
+                        self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
                 }
                 CoreEvent::FirmwareIdle => {
@@ -861,15 +885,30 @@ impl Station {
         v201::validate::validate(known.request_schema(), &payload).map_err(violation)?;
         let result = match known {
             Action::RequestStartTransaction => self
-                .request_start(now, v201::decode_request(payload).map_err(violation)?)
+                .transactions
+                .request_start(
+                    &mut self.cx,
+                    &mut self.authorization,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::RequestStopTransaction => self
-                .request_stop(now, v201::decode_request(payload).map_err(violation)?)
+                .transactions
+                .request_stop(
+                    &mut self.cx,
+                    now,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::GetTransactionStatus => self
-                .transaction_status(v201::decode_request(payload).map_err(violation)?)
+                .transactions
+                .transaction_status(
+                    &mut self.cx,
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
-            Action::ClearCache => Ok(self.clear_cache()),
+            Action::ClearCache => Ok(self.authorization.clear_cache(&mut self.cx)),
             Action::GetVariables => self
                 .get_variables(now, v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
@@ -901,7 +940,9 @@ impl Station {
                     v201::decode_request(payload).map_err(violation)?,
                 )))
             }
-            Action::GetLocalListVersion => Ok(self.local_list.version_answer(&self.cx)),
+            Action::GetLocalListVersion => {
+                Ok(self.authorization.local_list.version_answer(&self.cx))
+            }
             Action::SetNetworkProfile => self
                 .set_network_profile(v201::decode_request(payload).map_err(violation)?)
                 .map(|r| to_payload(&r)),
@@ -933,7 +974,13 @@ impl Station {
                 )
                 .map(|r| to_payload(&r)),
             Action::CustomerInformation => self
-                .customer_information(now, v201::decode_request(payload).map_err(violation)?)
+                .authorization
+                .customer_information(
+                    &mut self.cx,
+                    now,
+                    &self.transactions.session_tokens(),
+                    v201::decode_request(payload).map_err(violation)?,
+                )
                 .map(|r| to_payload(&r)),
             Action::GetLog => self
                 .diagnostics
@@ -953,6 +1000,7 @@ impl Station {
                 )
                 .map(|r| to_payload(&r)),
             Action::SendLocalList => self
+                .authorization
                 .local_list
                 .send_local_list(
                     &mut self.cx,
@@ -969,16 +1017,6 @@ impl Station {
             "we built an invalid {action} response: {result}"
         );
         Ok(result)
-    }
-
-    /// C11: ClearCache.
-    fn clear_cache(&mut self) -> Value {
-        if !self.cx.vars.bool(Var::AuthCacheEnabled) {
-            return json!({"status": "Rejected"});
-        }
-        let op = self.auth_cache.clear();
-        self.cx.outputs.push_back(Output::Persist(vec![op]));
-        json!({"status": "Accepted"})
     }
 }
 

@@ -1,23 +1,24 @@
-//! Transactions (functional block E), authorization (C) and remote start/stop (F), as methods of
-//! [`Station`]: per EVSE, who is authorized, whether the power path is closed, and the open
-//! transaction with its TransactionEvents, seqNo and meter values.
+//! Transactions (functional block E) and remote start/stop (F): per EVSE, who is authorized,
+//! whether the power path is closed, and the open transaction with its TransactionEvents, seqNo
+//! and meter values. What the station knows of an idToken is the authorization block's.
 //!
-//! Every state change goes through [`Station::update_evse`] with its [`Cause`]: it closes or
+//! Every state change goes through [`Transactions::update_evse`] with its [`Cause`]: it closes or
 //! opens the power path, starts or ends the transaction per TxStartPoint / TxStopPoint (E01,
 //! E06), and queues at most one TransactionEvent describing the change.
 
-use super::auth::Lookup;
-use super::clock::{Instant, UtcTime};
-use super::ctx::CoreEvent;
-use super::devmodel::Var;
-use super::management::id32;
-use super::meter::{self, Context, MeterReading};
-use super::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
-use super::rpc::CallError;
-use super::session::RequestKind;
-use super::station::{CLEAN_SHUTDOWN_KEY, Output, Station};
-use super::timer::Timer;
-use super::v201::{self, Action};
+use super::authorization::Authorization;
+use crate::ocpp::auth::Lookup;
+use crate::ocpp::clock::{Instant, UtcTime};
+use crate::ocpp::ctx::{CoreEvent, Ctx};
+use crate::ocpp::devmodel::Var;
+use crate::ocpp::management::id32;
+use crate::ocpp::meter::{self, Context, MeterReading};
+use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
+use crate::ocpp::rpc::CallError;
+use crate::ocpp::session::RequestKind;
+use crate::ocpp::station::{CLEAN_SHUTDOWN_KEY, Output};
+use crate::ocpp::timer::Timer;
+use crate::ocpp::v201::{self, Action};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -41,9 +42,9 @@ pub enum AuthPurpose {
 
 /// The current authorization of an EVSE.
 #[derive(Debug, Clone)]
-pub(super) struct Auth {
-    pub(super) id_token: Value,
-    pub(super) group: Option<Value>,
+pub(crate) struct Auth {
+    pub(crate) id_token: Value,
+    pub(crate) group: Option<Value>,
     /// `Authorized` or `RemoteStart`.
     trigger: &'static str,
     remote_start_id: Option<i64>,
@@ -53,13 +54,13 @@ pub(super) struct Auth {
 
 /// The open transaction of an EVSE.
 #[derive(Debug, Clone)]
-pub(super) struct Tx {
-    pub(super) id: String,
-    pub(super) next_seq_no: u64,
-    pub(super) connector: Option<u32>,
-    pub(super) started_ms: i64,
-    pub(super) charging_state: &'static str,
-    pub(super) meter_start_wh: f64,
+pub(crate) struct Tx {
+    pub(crate) id: String,
+    pub(crate) next_seq_no: u64,
+    pub(crate) connector: Option<u32>,
+    pub(crate) started_ms: i64,
+    pub(crate) charging_state: &'static str,
+    pub(crate) meter_start_wh: f64,
     /// `evse.connectorId` went out since the EV connected (E01.FR.16).
     evse_reported: bool,
     remote_start_id: Option<i64>,
@@ -68,23 +69,49 @@ pub(super) struct Tx {
     last_meter: Option<Value>,
 }
 
+/// The transaction block (E, F): per EVSE who is authorized, whether the power path is
+/// closed, and the open transaction with its TransactionEvents, seqNo and meter values.
 #[derive(Debug)]
-pub(super) struct Evse {
-    pub(super) id: u32,
-    pub(super) meter: Option<MeterReading>,
-    pub(super) power_path: bool,
-    pub(super) auth: Option<Auth>,
-    pub(super) tx: Option<Tx>,
+pub struct Transactions {
+    pub(crate) evses: Vec<Evse>,
+    /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
+    reported_tokens: Vec<(String, Value)>,
+}
+
+impl Transactions {
+    pub(crate) fn new(evses: impl IntoIterator<Item = u32>) -> Self {
+        Transactions {
+            evses: evses.into_iter().map(Evse::new).collect(),
+            reported_tokens: Vec::new(),
+        }
+    }
+
+    /// The idTokens that authorize a session now, per EVSE (N09: what is kept of a customer).
+    pub(crate) fn session_tokens(&self) -> Vec<(u32, Value)> {
+        self.evses
+            .iter()
+            .filter_map(|e| e.auth.as_ref().map(|a| (e.id, a.id_token.clone())))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Evse {
+    pub(crate) id: u32,
+    pub(crate) meter: Option<MeterReading>,
+    pub(crate) power_path: bool,
+    pub(crate) auth: Option<Auth>,
+    pub(crate) tx: Option<Tx>,
     /// Energy stopped because the CSMS deauthorized the idToken but the transaction goes on
     /// (E05.FR.02/03).
     suspended: bool,
     /// Deauthorized by the CSMS, energy allowed until MaxEnergyOnInvalidId (E05.FR.03).
     energy_limit_armed: bool,
-    pub(super) last_authorization: Option<String>,
+    pub(crate) last_authorization: Option<String>,
 }
 
 impl Evse {
-    pub(super) fn new(id: u32) -> Self {
+    pub(crate) fn new(id: u32) -> Self {
         Evse {
             id,
             meter: None,
@@ -119,42 +146,49 @@ fn same_token(a: &Value, b: &Value) -> bool {
     a["idToken"] == b["idToken"] && a["type"] == b["type"]
 }
 
-impl Station {
-    fn has_start(&self, point: &str) -> bool {
-        self.cx.vars.contains(Var::TxStartPoint, point)
+impl Transactions {
+    fn has_start(&self, cx: &Ctx, point: &str) -> bool {
+        cx.vars.contains(Var::TxStartPoint, point)
     }
 
-    fn has_stop(&self, point: &str) -> bool {
-        self.cx.vars.contains(Var::TxStopPoint, point)
+    fn has_stop(&self, cx: &Ctx, point: &str) -> bool {
+        cx.vars.contains(Var::TxStopPoint, point)
     }
 
     /// B02.FR.03 / TxBeforeAcceptedEnabled: before the CSMS accepted us, only if configured.
-    fn tx_allowed(&self) -> bool {
-        self.cx.is_accepted() || self.cx.vars.bool(Var::TxBeforeAcceptedEnabled)
+    fn tx_allowed(&self, cx: &Ctx) -> bool {
+        cx.is_accepted() || cx.vars.bool(Var::TxBeforeAcceptedEnabled)
     }
 
-    fn ev_connected(&self, idx: usize) -> bool {
+    fn ev_connected(&self, cx: &Ctx, idx: usize) -> bool {
         let at = self.evses[idx].tx.as_ref().and_then(|t| t.connector);
-        self.cx.model.ev_connected(idx, at)
+        cx.model.ev_connected(idx, at)
     }
 
-    fn plugged_connector(&self, idx: usize) -> Option<u32> {
-        self.cx.model.plugged_connector(idx)
+    fn plugged_connector(&self, cx: &Ctx, idx: usize) -> Option<u32> {
+        cx.model.plugged_connector(idx)
     }
 
-    fn now_ms(&self, now: Instant) -> i64 {
-        self.cx.clock.utc(now).unix_millis()
+    fn now_ms(&self, cx: &Ctx, now: Instant) -> i64 {
+        cx.clock.utc(now).unix_millis()
     }
 
     // ----- inputs ----------------------------------------------------------------------------
 
-    pub(super) fn plug_changed(&mut self, now: Instant, evse: u32, connector: u32, plugged: bool) {
-        let Some(idx) = self.evse_index(evse) else {
+    pub(crate) fn plug_changed(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        evse: u32,
+        connector: u32,
+        plugged: bool,
+    ) {
+        let Some(idx) = cx.model.evse_index(evse) else {
             return;
         };
         if plugged {
             // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02).
-            if !self.cx.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
+            if !cx.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
                 self.evses[idx].auth = Some(Auth {
                     id_token: json!({"idToken": "", "type": "NoAuthorization"}),
                     group: None,
@@ -163,82 +197,94 @@ impl Station {
                     reported: false,
                 });
             }
-            self.cx.timers.stop(Timer::EvConnectTimeout(evse));
+            cx.timers.stop(Timer::EvConnectTimeout(evse));
             if let Some(tx) = self.evses[idx].tx.as_mut() {
                 if tx.connector.is_none() {
                     tx.connector = Some(connector);
                     tx.evse_reported = false;
-                    self.cx.model.evses[idx].transaction = Some(Some(connector));
+                    cx.model.evses[idx].transaction = Some(Some(connector));
                 }
             }
-            self.update_evse(now, idx, Cause::PlugIn);
+            self.update_evse(cx, now, idx, Cause::PlugIn);
         } else {
             let tx_connector = self.evses[idx].tx.as_ref().and_then(|t| t.connector);
             if tx_connector.is_some_and(|c| c != connector) {
                 return; // another connector of the EVSE; the transaction is not on it
             }
             // E09.FR.01: unplugging on the EV side deauthorizes.
-            if self.cx.vars.bool(Var::StopTxOnEvSideDisconnect) || self.evses[idx].tx.is_none() {
+            if cx.vars.bool(Var::StopTxOnEvSideDisconnect) || self.evses[idx].tx.is_none() {
                 self.evses[idx].auth = None;
             }
-            self.update_evse(now, idx, Cause::PlugOut);
+            self.update_evse(cx, now, idx, Cause::PlugOut);
             // E09.FR.02: release the cable at the station side too.
-            if self.cx.vars.bool(Var::UnlockOnEvSideDisconnect) {
-                self.cx
-                    .outputs
-                    .push_back(Output::Unlock { evse, connector });
+            if cx.vars.bool(Var::UnlockOnEvSideDisconnect) {
+                cx.outputs.push_back(Output::Unlock { evse, connector });
             }
         }
     }
 
     /// An idToken presented at an EVSE's reader (C01, E07, C09).
-    pub(super) fn present_token(&mut self, now: Instant, idx: usize, id_token: Value) {
+    pub(crate) fn present_token(
+        &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
+        now: Instant,
+        idx: usize,
+        id_token: Value,
+    ) {
         info!(
             evse = self.evses[idx].id,
             token_type = id_token["type"].as_str(),
             "idToken presented"
         );
         let Some(current) = self.evses[idx].auth.clone() else {
-            if !self.evse_operative(idx) {
+            if !cx.model.evse_operative(idx, &cx.vars) {
                 self.evses[idx].last_authorization =
                     Some("rejected: the EVSE is unavailable".into());
                 return;
             }
-            self.authorize(now, idx, id_token, AuthPurpose::Start);
+            self.authorize(cx, auth, now, idx, id_token, AuthPurpose::Start);
             return;
         };
         if same_token(&current.id_token, &id_token) {
             if self.evses[idx].tx.is_some() {
-                self.stop_authorized(now, idx, id_token);
+                self.stop_authorized(cx, now, idx, id_token);
             } else {
                 // Presented again before the EV came: the driver changed their mind.
                 self.evses[idx].auth = None;
                 self.evses[idx].last_authorization = Some("cancelled".into());
-                self.cx
-                    .timers
-                    .stop(Timer::EvConnectTimeout(self.evses[idx].id));
+                cx.timers.stop(Timer::EvConnectTimeout(self.evses[idx].id));
             }
             return;
         }
         if self.evses[idx].tx.is_some() && current.group.is_some() {
             // C09: another token of the same group may stop it.
-            self.authorize(now, idx, id_token, AuthPurpose::Stop);
+            self.authorize(cx, auth, now, idx, id_token, AuthPurpose::Stop);
         } else {
             self.evses[idx].last_authorization = Some("ignored: the EVSE is in use".into());
         }
     }
 
     /// Decides an idToken locally or asks the CSMS (C01, C10-C15).
-    fn authorize(&mut self, now: Instant, idx: usize, id_token: Value, purpose: AuthPurpose) {
-        let lookup = self.local_lookup(now, &id_token);
-        if self.cx.can_send_normal() {
+    fn authorize(
+        &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
+        now: Instant,
+        idx: usize,
+        id_token: Value,
+        purpose: AuthPurpose,
+    ) {
+        let lookup = auth.lookup(cx, now, &id_token);
+        if cx.can_send_normal() {
             // C12 / LocalPreAuthorize: a valid cached Accepted starts at once; the CSMS checks
             // the idToken in the TransactionEvent (E05).
             if let (true, Lookup::Accepted { group }) =
-                (self.cx.vars.bool(Var::LocalPreAuthorize), &lookup)
+                (cx.vars.bool(Var::LocalPreAuthorize), &lookup)
             {
                 let group = group.clone();
                 self.authorization_result(
+                    cx,
                     now,
                     idx,
                     id_token,
@@ -250,7 +296,7 @@ impl Station {
                 return;
             }
             let payload = json!({ "idToken": id_token });
-            self.cx.enqueue(
+            cx.enqueue(
                 RequestKind::Authorize {
                     evse: idx,
                     id_token,
@@ -260,48 +306,14 @@ impl Station {
                 payload,
             );
         } else {
-            self.authorize_offline(now, idx, id_token, purpose, lookup);
+            self.authorize_offline(cx, now, idx, id_token, purpose, lookup);
         }
-    }
-
-    /// What the station knows of a token: the local authorization list first (C13/C14, D01),
-    /// then the authorization cache (C10-C12).
-    fn local_lookup(&mut self, now: Instant, id_token: &Value) -> Lookup {
-        if let Some(list) = self.local_list.active(&self.cx) {
-            if let Some(info) = list.lookup(id_token) {
-                let status = info["status"].as_str().unwrap_or("Unknown");
-                let expired = info["cacheExpiryDateTime"]
-                    .as_str()
-                    .and_then(UtcTime::parse_rfc3339)
-                    .is_some_and(|t| t.unix_millis() <= self.now_ms(now));
-                return if status == "Accepted" && !expired {
-                    Lookup::Accepted {
-                        group: info.get("groupIdToken").cloned(),
-                    }
-                } else {
-                    Lookup::NotAccepted {
-                        status: if expired {
-                            "Expired".into()
-                        } else {
-                            status.into()
-                        },
-                    }
-                };
-            }
-        }
-        if !self.cx.vars.bool(Var::AuthCacheEnabled) {
-            return Lookup::Unknown;
-        }
-        let (lookup, op) = self.auth_cache.lookup(id_token, self.now_ms(now));
-        if let Some(op) = op {
-            self.cx.outputs.push_back(Output::Persist(vec![op]));
-        }
-        lookup
     }
 
     /// C12/C13/C15: offline decisions.
     fn authorize_offline(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         idx: usize,
         id_token: Value,
@@ -309,8 +321,9 @@ impl Station {
         lookup: Lookup,
     ) {
         match lookup {
-            Lookup::Accepted { group } if self.cx.vars.bool(Var::LocalAuthorizeOffline) => self
+            Lookup::Accepted { group } if cx.vars.bool(Var::LocalAuthorizeOffline) => self
                 .authorization_result(
+                    cx,
                     now,
                     idx,
                     id_token,
@@ -319,8 +332,9 @@ impl Station {
                     group,
                     "accepted offline (cache)",
                 ),
-            Lookup::Unknown if self.cx.vars.bool(Var::OfflineTxForUnknownIdEnabled) => self
+            Lookup::Unknown if cx.vars.bool(Var::OfflineTxForUnknownIdEnabled) => self
                 .authorization_result(
+                    cx,
                     now,
                     idx,
                     id_token,
@@ -331,9 +345,10 @@ impl Station {
                 ),
             Lookup::NotAccepted { status } => {
                 let note = format!("rejected offline: {status}");
-                self.authorization_result(now, idx, id_token, purpose, false, None, &note)
+                self.authorization_result(cx, now, idx, id_token, purpose, false, None, &note)
             }
             _ => self.authorization_result(
+                cx,
                 now,
                 idx,
                 id_token,
@@ -347,8 +362,11 @@ impl Station {
 
     /// The answer to an Authorize request, or `None` if it failed or was lost (then the offline
     /// rules decide).
-    pub(super) fn authorize_answered(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn authorize_answered(
         &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
         now: Instant,
         idx: usize,
         id_token: Value,
@@ -356,20 +374,12 @@ impl Station {
         info: Option<Value>,
     ) {
         let Some(info) = info else {
-            let lookup = self.local_lookup(now, &id_token);
-            self.authorize_offline(now, idx, id_token, purpose, lookup);
-            self.cx.pump(now);
+            let lookup = auth.lookup(cx, now, &id_token);
+            self.authorize_offline(cx, now, idx, id_token, purpose, lookup);
+            cx.pump(now);
             return;
         };
-        if self.cx.vars.bool(Var::AuthCacheEnabled) {
-            let lifetime = self.cx.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
-            let ops = self
-                .auth_cache
-                .update(&id_token, &info, self.now_ms(now), lifetime);
-            if !ops.is_empty() {
-                self.cx.outputs.push_back(Output::Persist(ops));
-            }
-        }
+        auth.remember(cx, now, &id_token, &info);
         let status = info["status"].as_str().unwrap_or("Unknown");
         // C01.FR.21: an evseId list limits where the token may charge.
         let evse_id = self.evses[idx].id;
@@ -385,13 +395,14 @@ impl Station {
             format!("rejected: {status}")
         };
         let group = info.get("groupIdToken").cloned();
-        self.authorization_result(now, idx, id_token, purpose, accepted, group, &note);
-        self.cx.pump(now);
+        self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
+        cx.pump(now);
     }
 
     #[allow(clippy::too_many_arguments)]
     fn authorization_result(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         idx: usize,
         id_token: Value,
@@ -411,7 +422,7 @@ impl Station {
                     _ => false,
                 };
                 if accepted && same_group {
-                    self.stop_authorized(now, idx, id_token);
+                    self.stop_authorized(cx, now, idx, id_token);
                 } else {
                     self.evses[idx].last_authorization =
                         Some("ignored: not allowed to stop this transaction".into());
@@ -427,13 +438,15 @@ impl Station {
                     }
                     _ => ("Authorized", None),
                 };
-                self.grant(now, idx, id_token, group, trigger, remote_start_id);
+                self.grant(cx, now, idx, id_token, group, trigger, remote_start_id);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn grant(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         idx: usize,
         id_token: Value,
@@ -452,78 +465,81 @@ impl Station {
         if let (Some(tx), Some(id)) = (self.evses[idx].tx.as_mut(), remote_start_id) {
             tx.remote_start_id = Some(id);
         }
-        if !self.ev_connected(idx) {
+        if !self.ev_connected(cx, idx) {
             // E03.FR.05: the driver has EVConnectionTimeOut to plug in.
-            let timeout = self.cx.vars.seconds(Var::EvConnectionTimeOut);
+            let timeout = cx.vars.seconds(Var::EvConnectionTimeOut);
             if !timeout.is_zero() {
-                self.cx
-                    .timers
+                cx.timers
                     .set(Timer::EvConnectTimeout(self.evses[idx].id), now + timeout);
             }
         }
-        self.update_evse(now, idx, Cause::Authorized);
+        self.update_evse(cx, now, idx, Cause::Authorized);
     }
 
-    fn stop_authorized(&mut self, now: Instant, idx: usize, id_token: Value) {
+    fn stop_authorized(&mut self, cx: &mut Ctx, now: Instant, idx: usize, id_token: Value) {
         self.evses[idx].auth = None;
         self.evses[idx].last_authorization = Some("stopped by idToken".into());
-        self.update_evse(now, idx, Cause::StopAuthorized(id_token));
+        self.update_evse(cx, now, idx, Cause::StopAuthorized(id_token));
     }
 
-    pub(super) fn meter_reading(&mut self, now: Instant, idx: usize, reading: MeterReading) {
+    pub(crate) fn meter_reading(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        idx: usize,
+        reading: MeterReading,
+    ) {
         self.evses[idx].meter = Some(reading);
         // E05.FR.03: after an invalid id, energy flows up to MaxEnergyOnInvalidId.
-        let limit = self.cx.vars.int(Var::MaxEnergyOnInvalidId) as f64;
+        let limit = cx.vars.int(Var::MaxEnergyOnInvalidId) as f64;
         if self.evses[idx].energy_limit_armed && self.evses[idx].used_energy() >= limit {
             self.evses[idx].energy_limit_armed = false;
             self.evses[idx].suspended = true;
-            self.update_evse(now, idx, Cause::EnergyLimit);
+            self.update_evse(cx, now, idx, Cause::EnergyLimit);
         }
     }
 
     // ----- the state machine -------------------------------------------------------------------
 
-    fn update_evse(&mut self, now: Instant, idx: usize, cause: Cause) {
+    fn update_evse(&mut self, cx: &mut Ctx, now: Instant, idx: usize, cause: Cause) {
         let evse_id = self.evses[idx].id;
-        let connected = self.ev_connected(idx);
+        let connected = self.ev_connected(cx, idx);
         let authorized = self.evses[idx].auth.is_some() && !self.evses[idx].suspended;
-        let usable = self.connector_usable(
-            idx,
-            self.evses[idx]
-                .tx
-                .as_ref()
-                .and_then(|t| t.connector)
-                .or(self.plugged_connector(idx)),
-        );
-        let want_closed = authorized && connected && usable && self.tx_allowed();
+        let at = self.evses[idx]
+            .tx
+            .as_ref()
+            .and_then(|t| t.connector)
+            .or(self.plugged_connector(cx, idx));
+        let usable = cx.model.connector_usable(idx, at, &cx.vars);
+        let want_closed = authorized && connected && usable && self.tx_allowed(cx);
         let path_changed = want_closed != self.evses[idx].power_path;
         if path_changed {
             self.evses[idx].power_path = want_closed;
             info!(evse = evse_id, closed = want_closed, "power path");
-            self.cx.outputs.push_back(Output::PowerPath {
+            cx.outputs.push_back(Output::PowerPath {
                 evse: evse_id,
                 closed: want_closed,
             });
             if want_closed {
-                self.cx
-                    .timers
+                cx.timers
                     .set(Timer::MeterCheckpoint(evse_id), now + METER_CHECKPOINT);
             } else {
-                self.cx.timers.stop(Timer::MeterCheckpoint(evse_id));
+                cx.timers.stop(Timer::MeterCheckpoint(evse_id));
             }
         }
 
         if self.evses[idx].tx.is_none() {
-            let start = self.tx_allowed()
-                && self.evse_operative(idx)
+            let start = self.tx_allowed(cx)
+                && cx.model.evse_operative(idx, &cx.vars)
                 && match &cause {
-                    Cause::PlugIn => self.has_start("EVConnected"),
-                    Cause::Authorized => self.has_start("Authorized"),
+                    Cause::PlugIn => self.has_start(cx, "EVConnected"),
+                    Cause::Authorized => self.has_start(cx, "Authorized"),
                     _ => false,
                 }
                 || (path_changed
                     && want_closed
-                    && (self.has_start("PowerPathClosed") || self.has_start("EnergyTransfer")));
+                    && (self.has_start(cx, "PowerPathClosed")
+                        || self.has_start(cx, "EnergyTransfer")));
             if start {
                 let trigger = match &cause {
                     Cause::PlugIn => "CablePluggedIn",
@@ -533,7 +549,7 @@ impl Station {
                         .map_or("Authorized", |a| a.trigger),
                     _ => "ChargingStateChanged",
                 };
-                self.start_transaction(now, idx, trigger);
+                self.start_transaction(cx, now, idx, trigger);
             } else if cause == Cause::PlugOut {
                 // Nothing running: an EV leaving ends any waiting authorization.
                 self.evses[idx].auth = None;
@@ -548,29 +564,29 @@ impl Station {
             Cause::RemoteStop => Some(("RemoteStop", "Remote")),
             Cause::EvConnectTimeout => Some(("EVConnectTimeout", "Timeout")),
             Cause::PlugOut
-                if self.has_stop("EVConnected")
-                    || (deauthorized && self.has_stop("Authorized"))
-                    || (path_opened && self.has_stop("PowerPathClosed")) =>
+                if self.has_stop(cx, "EVConnected")
+                    || (deauthorized && self.has_stop(cx, "Authorized"))
+                    || (path_opened && self.has_stop(cx, "PowerPathClosed")) =>
             {
                 Some(("EVCommunicationLost", "EVDisconnected"))
             }
             Cause::StopAuthorized(_)
-                if self.has_stop("Authorized")
+                if self.has_stop(cx, "Authorized")
                     || (path_opened
-                        && (self.has_stop("PowerPathClosed")
-                            || self.has_stop("EnergyTransfer"))) =>
+                        && (self.has_stop(cx, "PowerPathClosed")
+                            || self.has_stop(cx, "EnergyTransfer"))) =>
             {
                 Some(("StopAuthorized", "Local"))
             }
             Cause::Deauthorized
                 if deauthorized
-                    && (self.has_stop("Authorized")
-                        || self.has_stop("PowerPathClosed")
-                        || self.has_stop("EnergyTransfer")) =>
+                    && (self.has_stop(cx, "Authorized")
+                        || self.has_stop(cx, "PowerPathClosed")
+                        || self.has_stop(cx, "EnergyTransfer")) =>
             {
                 Some(("Deauthorized", "DeAuthorized"))
             }
-            _ if path_opened && self.has_stop("EnergyTransfer") => {
+            _ if path_opened && self.has_stop(cx, "EnergyTransfer") => {
                 Some(("ChargingStateChanged", "Other"))
             }
             _ => None,
@@ -580,7 +596,7 @@ impl Station {
                 Cause::StopAuthorized(t) => Some(t.clone()),
                 _ => None,
             };
-            self.end_transaction(now, idx, trigger, reason, stop_token);
+            self.end_transaction(cx, now, idx, trigger, reason, stop_token);
             return;
         }
         let (trigger, meter_values) = match &cause {
@@ -597,14 +613,20 @@ impl Station {
             Cause::Deauthorized => ("Deauthorized", Vec::new()),
             Cause::EnergyLimit => ("EnergyLimitReached", Vec::new()),
             Cause::Periodic => {
-                let mv = self.sample(now, idx, Var::TxUpdatedMeasurands, Context::SamplePeriodic);
+                let mv = self.sample(
+                    cx,
+                    now,
+                    idx,
+                    Var::TxUpdatedMeasurands,
+                    Context::SamplePeriodic,
+                );
                 if mv.is_none() && !path_changed {
                     return;
                 }
                 ("MeterValuePeriodic", mv.into_iter().collect())
             }
             Cause::Clock => {
-                let mv = self.sample(now, idx, Var::AlignedMeasurands, Context::SampleClock);
+                let mv = self.sample(cx, now, idx, Var::AlignedMeasurands, Context::SampleClock);
                 if mv.is_none() && !path_changed {
                     return;
                 }
@@ -623,6 +645,7 @@ impl Station {
             _ => None,
         };
         self.queue_event(
+            cx,
             now,
             idx,
             EventKind::Updated,
@@ -633,10 +656,10 @@ impl Station {
         );
     }
 
-    fn start_transaction(&mut self, now: Instant, idx: usize, trigger: &'static str) {
-        let id = self.cx.rng.uuid_v4();
+    fn start_transaction(&mut self, cx: &mut Ctx, now: Instant, idx: usize, trigger: &'static str) {
+        let id = cx.rng.uuid_v4();
         let evse = &self.evses[idx];
-        let connector = self.plugged_connector(idx);
+        let connector = self.plugged_connector(cx, idx);
         info!(
             evse = evse.id,
             transaction_id = id,
@@ -647,7 +670,7 @@ impl Station {
             id,
             next_seq_no: 0,
             connector,
-            started_ms: self.now_ms(now),
+            started_ms: self.now_ms(cx, now),
             charging_state: "Idle",
             meter_start_wh: evse.meter.map_or(0.0, |m| m.energy_wh),
             evse_reported: false,
@@ -657,17 +680,19 @@ impl Station {
             last_meter: None,
         };
         self.evses[idx].tx = Some(tx);
-        self.cx.model.evses[idx].transaction = Some(connector);
-        self.cx.emit(CoreEvent::TransactionStarted {
+        cx.model.evses[idx].transaction = Some(connector);
+        cx.emit(CoreEvent::TransactionStarted {
             evse: self.evses[idx].id,
         });
         let begin = self.sample(
+            cx,
             now,
             idx,
             Var::TxStartedMeasurands,
             Context::TransactionBegin,
         );
         self.queue_event(
+            cx,
             now,
             idx,
             EventKind::Started,
@@ -676,11 +701,12 @@ impl Station {
             begin.into_iter().collect(),
             None,
         );
-        self.schedule_sampling(now, idx);
+        self.schedule_sampling(cx, now, idx);
     }
 
     fn end_transaction(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         idx: usize,
         trigger: &'static str,
@@ -690,12 +716,18 @@ impl Station {
         let evse_id = self.evses[idx].id;
         if self.evses[idx].power_path {
             self.evses[idx].power_path = false;
-            self.cx.outputs.push_back(Output::PowerPath {
+            cx.outputs.push_back(Output::PowerPath {
                 evse: evse_id,
                 closed: false,
             });
         }
-        let end = self.sample(now, idx, Var::TxEndedMeasurands, Context::TransactionEnd);
+        let end = self.sample(
+            cx,
+            now,
+            idx,
+            Var::TxEndedMeasurands,
+            Context::TransactionEnd,
+        );
         let mut values = self.evses[idx]
             .tx
             .as_mut()
@@ -703,6 +735,7 @@ impl Station {
             .unwrap_or_default();
         values.extend(end);
         self.queue_event(
+            cx,
             now,
             idx,
             EventKind::Ended,
@@ -712,7 +745,7 @@ impl Station {
             stop_token,
         );
         let tx = self.evses[idx].tx.take();
-        self.cx.model.evses[idx].transaction = None;
+        cx.model.evses[idx].transaction = None;
         self.evses[idx].auth = None;
         self.evses[idx].suspended = false;
         self.evses[idx].energy_limit_armed = false;
@@ -722,7 +755,7 @@ impl Station {
             Timer::EvConnectTimeout(evse_id),
             Timer::MeterCheckpoint(evse_id),
         ] {
-            self.cx.timers.stop(t);
+            cx.timers.stop(t);
         }
         if let Some(tx) = tx {
             info!(
@@ -732,32 +765,33 @@ impl Station {
                 "transaction ended"
             );
         }
-        self.cx.emit(CoreEvent::TransactionEnded { evse: evse_id });
+        cx.emit(CoreEvent::TransactionEnded { evse: evse_id });
     }
 
     /// B11/B12: a Reset ends the EVSE's transaction.
-    pub(super) fn end_transaction_for_reset(&mut self, now: Instant, idx: usize) {
+    pub(crate) fn end_transaction_for_reset(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         self.evses[idx].auth = None;
-        self.end_transaction(now, idx, "ResetCommand", "ImmediateReset", None);
+        self.end_transaction(cx, now, idx, "ResetCommand", "ImmediateReset", None);
     }
 
     /// F05: unlocking the connector of an unauthorized transaction ends it.
-    pub(super) fn end_transaction_for_unlock(&mut self, now: Instant, idx: usize) {
+    pub(crate) fn end_transaction_for_unlock(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         self.evses[idx].auth = None;
-        self.end_transaction(now, idx, "UnlockCommand", "Other", None);
+        self.end_transaction(cx, now, idx, "UnlockCommand", "Other", None);
     }
 
     /// Re-evaluates the power path after a fault or availability change.
-    pub(super) fn refresh_power_path(&mut self, now: Instant, idx: usize) {
+    pub(crate) fn refresh_power_path(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         if self.evses[idx].tx.is_some() {
-            self.update_evse(now, idx, Cause::Refresh);
+            self.update_evse(cx, now, idx, Cause::Refresh);
         } else {
-            let connected = self.ev_connected(idx);
-            let usable = self.connector_usable(idx, self.plugged_connector(idx));
-            let want = self.evses[idx].auth.is_some() && connected && usable && self.tx_allowed();
+            let connected = self.ev_connected(cx, idx);
+            let at = self.plugged_connector(cx, idx);
+            let usable = cx.model.connector_usable(idx, at, &cx.vars);
+            let want = self.evses[idx].auth.is_some() && connected && usable && self.tx_allowed(cx);
             if want != self.evses[idx].power_path {
                 self.evses[idx].power_path = want;
-                self.cx.outputs.push_back(Output::PowerPath {
+                cx.outputs.push_back(Output::PowerPath {
                     evse: self.evses[idx].id,
                     closed: want,
                 });
@@ -767,13 +801,14 @@ impl Station {
 
     /// F06.FR.07: a TransactionEvent with triggerReason Trigger, the charging state and the
     /// latest meter values.
-    pub(super) fn trigger_transaction_event(&mut self, now: Instant, idx: usize) {
+    pub(crate) fn trigger_transaction_event(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         if let Some(tx) = self.evses[idx].tx.as_mut() {
             // An empty state differs from any real one: the event carries chargingState.
             tx.charging_state = "";
         }
-        let mv = self.sample(now, idx, Var::AlignedMeasurands, Context::Trigger);
+        let mv = self.sample(cx, now, idx, Var::AlignedMeasurands, Context::Trigger);
         self.queue_event(
+            cx,
             now,
             idx,
             EventKind::Updated,
@@ -785,18 +820,25 @@ impl Station {
     }
 
     /// A meter value of the EVSE's latest reading, for the measurands of `var`.
-    fn sample(&self, now: Instant, idx: usize, var: Var, context: Context) -> Option<Value> {
+    fn sample(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        idx: usize,
+        var: Var,
+        context: Context,
+    ) -> Option<Value> {
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
-            self.cx.vars.list(var),
+            cx.vars.list(var),
             context,
-            self.cx.clock.utc(now),
+            cx.clock.utc(now),
         )
     }
 
-    fn charging_state(&self, idx: usize) -> &'static str {
+    fn charging_state(&self, cx: &Ctx, idx: usize) -> &'static str {
         let evse = &self.evses[idx];
-        if !self.ev_connected(idx) {
+        if !self.ev_connected(cx, idx) {
             "Idle"
         } else if evse.power_path {
             "Charging"
@@ -811,6 +853,7 @@ impl Station {
     #[allow(clippy::too_many_arguments)]
     fn queue_event(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         idx: usize,
         kind: EventKind,
@@ -819,10 +862,10 @@ impl Station {
         meter_values: Vec<Value>,
         explicit_token: Option<Value>,
     ) {
-        let charging_state = self.charging_state(idx);
-        let connected = self.ev_connected(idx);
-        let offline = !self.cx.can_send_normal();
-        let utc = self.cx.clock.utc(now);
+        let charging_state = self.charging_state(cx, idx);
+        let connected = self.ev_connected(cx, idx);
+        let offline = !cx.can_send_normal();
+        let utc = cx.clock.utc(now);
         let evse_id = self.evses[idx].id;
         let auth = self.evses[idx].auth.clone();
         let Some(tx) = self.evses[idx].tx.as_mut() else {
@@ -901,7 +944,7 @@ impl Station {
         } else {
             vec![PersistOp::PutTransaction(self.tx_record(idx))]
         };
-        self.cx.enqueue_durable(
+        cx.enqueue_durable(
             now,
             Action::TransactionEvent,
             Some(tx_id),
@@ -935,126 +978,136 @@ impl Station {
 
     // ----- timers --------------------------------------------------------------------------------
 
-    fn schedule_sampling(&mut self, now: Instant, idx: usize) {
+    fn schedule_sampling(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         let id = self.evses[idx].id;
-        let updated = self.cx.vars.seconds(Var::TxUpdatedInterval);
+        let updated = cx.vars.seconds(Var::TxUpdatedInterval);
         if !updated.is_zero() {
-            self.cx.timers.set(Timer::TxUpdated(id), now + updated);
+            cx.timers.set(Timer::TxUpdated(id), now + updated);
         }
-        let ended = self.cx.vars.seconds(Var::TxEndedInterval);
+        let ended = cx.vars.seconds(Var::TxEndedInterval);
         if !ended.is_zero() {
-            self.cx.timers.set(Timer::TxEndedSample(id), now + ended);
+            cx.timers.set(Timer::TxEndedSample(id), now + ended);
         }
     }
 
     /// Arms the clock-aligned timers for the next multiple of their interval since midnight UTC.
-    pub(super) fn schedule_aligned(&mut self, now: Instant) {
-        let utc = self.cx.clock.utc(now).unix_millis();
+    pub(crate) fn schedule_aligned(&mut self, cx: &mut Ctx, now: Instant) {
+        let utc = cx.clock.utc(now).unix_millis();
         for (timer, var) in [
             (Timer::AlignedData, Var::AlignedInterval),
             (Timer::AlignedTxEnded, Var::AlignedTxEndedInterval),
         ] {
-            let interval = self.cx.vars.int(var) * 1000;
+            let interval = cx.vars.int(var) * 1000;
             if interval <= 0 {
-                self.cx.timers.stop(timer);
+                cx.timers.stop(timer);
                 continue;
             }
             let next = (utc.div_euclid(interval) + 1) * interval;
-            self.cx
-                .timers
+            cx.timers
                 .set(timer, now + Duration::from_millis((next - utc) as u64));
         }
     }
 
-    pub(super) fn transaction_timer(&mut self, now: Instant, timer: Timer) {
-        let evse_idx = |s: &Station, id: u32| s.evse_index(id);
+    pub(crate) fn transaction_timer(&mut self, cx: &mut Ctx, now: Instant, timer: Timer) {
+        let evse_idx = |cx: &Ctx, id: u32| cx.model.evse_index(id);
         match timer {
             Timer::TxUpdated(id) => {
-                if let Some(idx) = evse_idx(self, id).filter(|i| self.evses[*i].tx.is_some()) {
-                    self.update_evse(now, idx, Cause::Periodic);
-                    let interval = self.cx.vars.seconds(Var::TxUpdatedInterval);
+                if let Some(idx) = evse_idx(cx, id).filter(|i| self.evses[*i].tx.is_some()) {
+                    self.update_evse(cx, now, idx, Cause::Periodic);
+                    let interval = cx.vars.seconds(Var::TxUpdatedInterval);
                     if !interval.is_zero() && self.evses[idx].tx.is_some() {
-                        self.cx.timers.set(Timer::TxUpdated(id), now + interval);
+                        cx.timers.set(Timer::TxUpdated(id), now + interval);
                     }
                 }
             }
             Timer::TxEndedSample(id) => {
-                if let Some(idx) = evse_idx(self, id).filter(|i| self.evses[*i].tx.is_some()) {
-                    let mv = self.sample(now, idx, Var::TxEndedMeasurands, Context::SamplePeriodic);
-                    self.add_ended_value(idx, mv);
-                    let interval = self.cx.vars.seconds(Var::TxEndedInterval);
+                if let Some(idx) = evse_idx(cx, id).filter(|i| self.evses[*i].tx.is_some()) {
+                    let mv = self.sample(
+                        cx,
+                        now,
+                        idx,
+                        Var::TxEndedMeasurands,
+                        Context::SamplePeriodic,
+                    );
+                    self.add_ended_value(cx, idx, mv);
+                    let interval = cx.vars.seconds(Var::TxEndedInterval);
                     if !interval.is_zero() {
-                        self.cx.timers.set(Timer::TxEndedSample(id), now + interval);
+                        cx.timers.set(Timer::TxEndedSample(id), now + interval);
                     }
                 }
             }
             Timer::EvConnectTimeout(id) => {
-                if let Some(idx) = evse_idx(self, id) {
-                    if !self.ev_connected(idx) && self.evses[idx].auth.is_some() {
+                if let Some(idx) = evse_idx(cx, id) {
+                    if !self.ev_connected(cx, idx) && self.evses[idx].auth.is_some() {
                         info!(evse = id, "no EV connected within EVConnectionTimeOut");
                         self.evses[idx].auth = None;
                         self.evses[idx].last_authorization =
                             Some("expired: no EV connected".into());
                         if self.evses[idx].tx.is_some() {
-                            self.update_evse(now, idx, Cause::EvConnectTimeout);
+                            self.update_evse(cx, now, idx, Cause::EvConnectTimeout);
                         }
                     }
                 }
             }
             Timer::MeterCheckpoint(id) => {
-                if let Some(idx) = evse_idx(self, id).filter(|i| self.evses[*i].power_path) {
+                if let Some(idx) = evse_idx(cx, id).filter(|i| self.evses[*i].power_path) {
                     if self.evses[idx].tx.is_some() {
-                        let mv =
-                            self.sample(now, idx, Var::TxEndedMeasurands, Context::SamplePeriodic);
+                        let mv = self.sample(
+                            cx,
+                            now,
+                            idx,
+                            Var::TxEndedMeasurands,
+                            Context::SamplePeriodic,
+                        );
                         if let (Some(mv), Some(tx)) = (mv, self.evses[idx].tx.as_mut()) {
                             tx.last_meter = Some(mv);
                             let record = self.tx_record(idx);
-                            self.cx.outputs.push_back(Output::Persist(vec![
-                                PersistOp::PutTransaction(record),
-                            ]));
+                            cx.outputs
+                                .push_back(Output::Persist(vec![PersistOp::PutTransaction(
+                                    record,
+                                )]));
                         }
                     }
-                    self.cx
-                        .timers
+                    cx.timers
                         .set(Timer::MeterCheckpoint(id), now + METER_CHECKPOINT);
                 }
             }
             Timer::AlignedData => {
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
-                        self.update_evse(now, idx, Cause::Clock);
-                    } else if self.cx.can_send_normal() {
+                        self.update_evse(cx, now, idx, Cause::Clock);
+                    } else if cx.can_send_normal() {
                         if let Some(mv) =
-                            self.sample(now, idx, Var::AlignedMeasurands, Context::SampleClock)
+                            self.sample(cx, now, idx, Var::AlignedMeasurands, Context::SampleClock)
                         {
                             let payload =
                                 json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
-                            self.cx
-                                .enqueue(RequestKind::MeterValues, Action::MeterValues, payload);
+                            cx.enqueue(RequestKind::MeterValues, Action::MeterValues, payload);
                         }
                     }
                 }
-                self.schedule_aligned(now);
+                self.schedule_aligned(cx, now);
             }
             Timer::AlignedTxEnded => {
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
                         let mv = self.sample(
+                            cx,
                             now,
                             idx,
                             Var::AlignedTxEndedMeasurands,
                             Context::SampleClock,
                         );
-                        self.add_ended_value(idx, mv);
+                        self.add_ended_value(cx, idx, mv);
                     }
                 }
-                self.schedule_aligned(now);
+                self.schedule_aligned(cx, now);
             }
             _ => {}
         }
     }
 
-    fn add_ended_value(&mut self, idx: usize, value: Option<Value>) {
+    fn add_ended_value(&mut self, cx: &mut Ctx, idx: usize, value: Option<Value>) {
         let Some(value) = value else {
             return;
         };
@@ -1064,8 +1117,7 @@ impl Station {
             // E06.FR.13: drop intermediate values first when there are too many.
             meter::thin_out(&mut tx.ended_values, MAX_ENDED_VALUES);
             let record = self.tx_record(idx);
-            self.cx
-                .outputs
+            cx.outputs
                 .push_back(Output::Persist(vec![PersistOp::PutTransaction(record)]));
         }
     }
@@ -1074,7 +1126,7 @@ impl Station {
 
     /// Ends every transaction that was open when the agent stopped (power loss, crash, or a
     /// reboot), with its last persisted meter reading. The contactors start open.
-    pub(super) fn recover(&mut self, now: Instant, persisted: &Persisted) {
+    pub(crate) fn recover(&mut self, cx: &mut Ctx, now: Instant, persisted: &Persisted) {
         let clean = persisted.meta(CLEAN_SHUTDOWN_KEY).is_some();
         let reason = if clean { "Reboot" } else { "PowerLoss" };
         for record in &persisted.transactions {
@@ -1115,7 +1167,7 @@ impl Station {
             let batch = vec![PersistOp::RemoveTransaction {
                 tx_id: record.tx_id.clone(),
             }];
-            self.cx.enqueue_durable(
+            cx.enqueue_durable(
                 now,
                 Action::TransactionEvent,
                 Some(record.tx_id.clone()),
@@ -1125,14 +1177,13 @@ impl Station {
             );
         }
         if clean {
-            self.cx
-                .outputs
+            cx.outputs
                 .push_back(Output::Persist(vec![PersistOp::DeleteMeta {
                     key: CLEAN_SHUTDOWN_KEY.into(),
                 }]));
         }
         for evse in &self.evses {
-            self.cx.outputs.push_back(Output::PowerPath {
+            cx.outputs.push_back(Output::PowerPath {
                 evse: evse.id,
                 closed: false,
             });
@@ -1140,7 +1191,7 @@ impl Station {
     }
 
     /// Shifts the open transactions' timestamps once UTC became known.
-    pub(super) fn rebase_transactions(&mut self, delta_ms: i64) -> Vec<PersistOp> {
+    pub(crate) fn rebase_transactions(&mut self, delta_ms: i64) -> Vec<PersistOp> {
         let mut ops = Vec::new();
         for idx in 0..self.evses.len() {
             let Some(tx) = self.evses[idx].tx.as_mut() else {
@@ -1148,7 +1199,7 @@ impl Station {
             };
             tx.started_ms += delta_ms;
             for v in tx.ended_values.iter_mut().chain(tx.last_meter.iter_mut()) {
-                super::persist::rebase_timestamps(v, delta_ms);
+                crate::ocpp::persist::rebase_timestamps(v, delta_ms);
             }
             ops.push(PersistOp::PutTransaction(self.tx_record(idx)));
         }
@@ -1158,9 +1209,9 @@ impl Station {
     /// The CSMS accepted us: transactions may now start (TxBeforeAcceptedEnabled = false) for
     /// EVs already plugged in and drivers already authorized.
     /// EVSEs that became inoperative stop offering energy (G03).
-    pub(super) fn availability_changed(&mut self) {
+    pub(crate) fn availability_changed(&mut self, cx: &mut Ctx) {
         for idx in 0..self.evses.len() {
-            if !self.evse_operative(idx)
+            if !cx.model.evse_operative(idx, &cx.vars)
                 && self.evses[idx].auth.is_some()
                 && self.evses[idx].tx.is_none()
             {
@@ -1169,13 +1220,13 @@ impl Station {
         }
     }
 
-    pub(super) fn accepted(&mut self, now: Instant) {
+    pub(crate) fn accepted(&mut self, cx: &mut Ctx, now: Instant) {
         for idx in 0..self.evses.len() {
             if self.evses[idx].tx.is_none()
-                && self.ev_connected(idx)
-                && self.has_start("EVConnected")
+                && self.ev_connected(cx, idx)
+                && self.has_start(cx, "EVConnected")
             {
-                self.update_evse(now, idx, Cause::PlugIn);
+                self.update_evse(cx, now, idx, Cause::PlugIn);
             }
         }
     }
@@ -1183,10 +1234,12 @@ impl Station {
     // ----- answers and CSMS requests ---------------------------------------------------------------
 
     /// The CSMS answered a queued message (E13: it leaves the journal only now).
-    pub(super) fn queued_answered(
+    pub(crate) fn queued_answered(
         &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
         now: Instant,
-        meta: &super::persist::QueuedMeta,
+        meta: &crate::ocpp::persist::QueuedMeta,
         payload: Value,
     ) -> Result<(), v201::validate::Violation> {
         if meta.action == "TransactionEvent" {
@@ -1194,14 +1247,14 @@ impl Station {
                 v201::validate::decode(&v201::tables::TRANSACTION_EVENT_RESPONSE, payload)?;
             if let (Some(info), Some(tx_id)) = (response.id_token_info, &meta.tx_id) {
                 let info = serde_json::to_value(&info).unwrap_or(Value::Null);
-                self.token_info_received(now, tx_id, info);
+                self.token_info_received(cx, auth, now, tx_id, info);
             }
         }
-        if let Some(op) = self.cx.link.outbox.delivered(meta.queue_seq) {
-            self.cx.outputs.push_back(Output::Persist(vec![op]));
+        if let Some(op) = cx.link.outbox.delivered(meta.queue_seq) {
+            cx.outputs.push_back(Output::Persist(vec![op]));
         }
         if let Some(tx_id) = &meta.tx_id {
-            if !self.cx.link.outbox.has_messages_for(tx_id)
+            if !cx.link.outbox.has_messages_for(tx_id)
                 && !self
                     .evses
                     .iter()
@@ -1214,7 +1267,14 @@ impl Station {
     }
 
     /// C10.FR.05 and E05: the idTokenInfo of a TransactionEventResponse.
-    fn token_info_received(&mut self, now: Instant, tx_id: &str, info: Value) {
+    fn token_info_received(
+        &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
+        now: Instant,
+        tx_id: &str,
+        info: Value,
+    ) {
         let Some(token) = self
             .reported_tokens
             .iter()
@@ -1223,15 +1283,7 @@ impl Station {
         else {
             return;
         };
-        if self.cx.vars.bool(Var::AuthCacheEnabled) {
-            let lifetime = self.cx.vars.seconds(Var::AuthCacheLifeTime).as_millis() as i64;
-            let ops = self
-                .auth_cache
-                .update(&token, &info, self.now_ms(now), lifetime);
-            if !ops.is_empty() {
-                self.cx.outputs.push_back(Output::Persist(ops));
-            }
-        }
+        auth.remember(cx, now, &token, &info);
         if info["status"] == "Accepted" {
             return;
         }
@@ -1258,11 +1310,11 @@ impl Station {
             "deauthorized by the CSMS: {}",
             info["status"].as_str().unwrap_or("?")
         ));
-        if self.cx.vars.bool(Var::StopTxOnInvalidId) {
+        if cx.vars.bool(Var::StopTxOnInvalidId) {
             self.evses[idx].auth = None;
         } else {
             // E05.FR.02/03: stop the energy, or allow up to MaxEnergyOnInvalidId.
-            let limit = self.cx.vars.int(Var::MaxEnergyOnInvalidId);
+            let limit = cx.vars.int(Var::MaxEnergyOnInvalidId);
             let used = self.evses[idx].used_energy();
             if limit <= 0 || used >= limit as f64 {
                 self.evses[idx].suspended = true;
@@ -1271,12 +1323,14 @@ impl Station {
                 return;
             }
         }
-        self.update_evse(now, idx, Cause::Deauthorized);
+        self.update_evse(cx, now, idx, Cause::Deauthorized);
     }
 
     /// F01/F02: RequestStartTransaction.
-    pub(super) fn request_start(
+    pub(crate) fn request_start(
         &mut self,
+        cx: &mut Ctx,
+        auth: &mut Authorization,
         now: Instant,
         request: v201::RequestStartTransactionRequest,
     ) -> Result<v201::RequestStartTransactionResponse, CallError> {
@@ -1290,11 +1344,11 @@ impl Station {
             })
         };
         // B02.FR.05: not while Pending.
-        if !self.cx.is_accepted() {
+        if !cx.is_accepted() {
             return rejected("not accepted by the CSMS yet");
         }
         let idx = match request.evse_id {
-            Some(id) => match self.evse_index(id32(id)) {
+            Some(id) => match cx.model.evse_index(id32(id)) {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
@@ -1302,8 +1356,8 @@ impl Station {
                 let e = &self.evses[i];
                 e.auth.is_none()
                     && e.tx.is_none()
-                    && self.cx.model.evses[i].operative
-                    && self.cx.model.station_operative
+                    && cx.model.evses[i].operative
+                    && cx.model.station_operative
             }) {
                 Some(i) => i,
                 None => return rejected("no free EVSE"),
@@ -1312,7 +1366,7 @@ impl Station {
         if self.evses[idx].auth.is_some() {
             return rejected("the EVSE is already authorized");
         }
-        if !self.evse_operative(idx) {
+        if !cx.model.evse_operative(idx, &cx.vars) {
             return rejected("the EVSE is unavailable");
         }
         let id_token = serde_json::to_value(&request.id_token).unwrap_or(Value::Null);
@@ -1324,8 +1378,10 @@ impl Station {
             .and_then(|g| serde_json::to_value(g).ok());
         // C03.FR.01/F02: Central tokens and AuthorizeRemoteStart = false need no Authorize.
         let central = id_token["type"] == "Central";
-        if self.cx.vars.bool(Var::AuthorizeRemoteStart) && !central {
+        if cx.vars.bool(Var::AuthorizeRemoteStart) && !central {
             self.authorize(
+                cx,
+                auth,
                 now,
                 idx,
                 id_token,
@@ -1334,6 +1390,7 @@ impl Station {
         } else {
             self.evses[idx].last_authorization = Some("remote start".into());
             self.grant(
+                cx,
                 now,
                 idx,
                 id_token,
@@ -1351,8 +1408,9 @@ impl Station {
     }
 
     /// F03: RequestStopTransaction.
-    pub(super) fn request_stop(
+    pub(crate) fn request_stop(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::RequestStopTransactionRequest,
     ) -> Result<v201::RequestStopTransactionResponse, CallError> {
@@ -1361,10 +1419,10 @@ impl Station {
                 .is_some_and(|t| t.id == request.transaction_id)
         });
         let status = match idx {
-            Some(idx) if self.cx.is_accepted() => {
+            Some(idx) if cx.is_accepted() => {
                 self.evses[idx].auth = None;
                 self.evses[idx].last_authorization = Some("stopped remotely".into());
-                self.update_evse(now, idx, Cause::RemoteStop);
+                self.update_evse(cx, now, idx, Cause::RemoteStop);
                 v201::RequestStartStopStatusEnum::Accepted
             }
             _ => v201::RequestStartStopStatusEnum::Rejected,
@@ -1377,8 +1435,9 @@ impl Station {
     }
 
     /// E14: GetTransactionStatus.
-    pub(super) fn transaction_status(
+    pub(crate) fn transaction_status(
         &mut self,
+        cx: &mut Ctx,
         request: v201::GetTransactionStatusRequest,
     ) -> Result<v201::GetTransactionStatusResponse, CallError> {
         let response = match request.transaction_id {
@@ -1389,13 +1448,12 @@ impl Station {
                         .iter()
                         .any(|e| e.tx.as_ref().is_some_and(|t| t.id == id)),
                 ),
-                messages_in_queue: self.cx.link.outbox.has_messages_for(&id),
+                messages_in_queue: cx.link.outbox.has_messages_for(&id),
             },
             None => v201::GetTransactionStatusResponse {
                 custom_data: None,
                 ongoing_indicator: None,
-                messages_in_queue: self
-                    .cx
+                messages_in_queue: cx
                     .link
                     .outbox
                     .iter()
