@@ -42,6 +42,8 @@ pub enum CoreEvent {
     AvailabilityChanged,
     /// A connector of this EVSE became faulted or recovered.
     FaultChanged { evse: u32 },
+    /// AlignedDataCtrlr.Interval or TxEndedInterval changed.
+    AlignedIntervalChanged,
     /// The firmware job ended or was replaced: what waited for it may go.
     FirmwareIdle,
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,

@@ -5,7 +5,6 @@ pub mod blocks;
 pub mod clock;
 pub mod ctx;
 pub mod devmodel;
-pub mod management;
 pub mod meter;
 pub mod model;
 pub mod network;

@@ -789,7 +789,7 @@ impl Ctx {
         if let Some(slot) = self.link.network.succeeded() {
             self.outputs
                 .push_back(Output::Persist(vec![PersistOp::PutMeta {
-                    key: super::management::META_LAST_GOOD_SLOT.into(),
+                    key: super::blocks::provisioning::META_LAST_GOOD_SLOT.into(),
                     value: slot.to_string(),
                 }]));
         }

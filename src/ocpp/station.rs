@@ -27,6 +27,7 @@ use super::blocks::availability::Availability;
 use super::blocks::data_transfer::{DataTransfer, DataTransferHandler};
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
+use super::blocks::provisioning::{LiveValues, Provisioning};
 use super::blocks::security::{CertificateStore, Security};
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
@@ -39,6 +40,7 @@ use super::persist::{Batch, Persisted};
 use super::rpc::{self, CallError, CallErrorCode, Frame};
 use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
+use super::v201::adapter::{self, answer};
 use super::v201::{self, Action};
 use serde::Serialize;
 use serde_json::Value;
@@ -348,11 +350,9 @@ pub struct Station {
     pub(super) cx: Ctx,
     pub(super) transactions: Transactions,
     pub(super) authorization: Authorization,
-    pub(super) client_certificate: bool,
     pub(super) data_transfer: DataTransfer,
     pub(super) availability: Availability,
-    /// A Reset waiting for transactions to end (OnIdle, B12).
-    pub(super) scheduled_reset: Option<Option<u32>>,
+    pub(super) provisioning: Provisioning,
     pub(super) security: Security,
     pub(super) firmware: Firmware,
     pub(super) diagnostics: Diagnostics,
@@ -384,14 +384,14 @@ impl Station {
         );
         let mut cx = cx;
         let availability = Availability::restore(&mut cx, &persisted);
+        let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let mut station = Station {
             cx,
             availability,
             transactions: Transactions::new(config.evses.iter().map(|e| e.id)),
             authorization: Authorization::restore(&persisted),
-            client_certificate: config.client_certificate,
             data_transfer: DataTransfer::new(config.data_transfer),
-            scheduled_reset: None,
+            provisioning,
             security: Security::new(config.certificates),
             firmware: Firmware {
                 policy: config.firmware,
@@ -402,7 +402,6 @@ impl Station {
                 job: None,
             },
         };
-        station.restore_management(&persisted);
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
         station
@@ -665,7 +664,7 @@ impl Station {
                     .filter(|(_, c)| c.evse == e.id)
                     .map(|(i, c)| ConnectorSnapshot {
                         id: c.id,
-                        status: self.connector_status(i).as_str(),
+                        status: self.cx.model.connector_status(i, &self.cx.vars).as_str(),
                         plugged: c.plugged,
                     })
                     .collect(),
@@ -833,7 +832,7 @@ impl Station {
                 CoreEvent::TransactionEnded { .. } => {
                     self.availability.apply_waiting(&mut self.cx, now);
                     self.firmware.on_event(&mut self.cx, now, &event);
-                    self.apply_waiting_reset(now);
+                    self.provisioning.apply_waiting_reset(&mut self.cx, now);
                 }
                 CoreEvent::AvailabilityChanged => {
                     self.transactions.availability_changed(&mut self.cx)
@@ -843,9 +842,12 @@ impl Station {
                         self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
                 }
+                CoreEvent::AlignedIntervalChanged => {
+                    self.transactions.schedule_aligned(&mut self.cx, now)
+                }
                 CoreEvent::FirmwareIdle => {
                     self.availability.apply_waiting(&mut self.cx, now);
-                    self.apply_waiting_reset(now);
+                    self.provisioning.apply_waiting_reset(&mut self.cx, now);
                 }
                 CoreEvent::ConnectorStatusesChanged => {
                     if self.cx.can_send_normal() {
@@ -856,7 +858,8 @@ impl Station {
         }
     }
 
-    /// Answers a CALL from the CSMS (part 4 4.2.3 and table 8).
+    /// Answers a CALL from the CSMS (part 4 4.2.3 and table 8): the 2.0.1 adapter checks and
+    /// decodes it, the block it belongs to answers.
     fn handle_call(
         &mut self,
         now: Instant,
@@ -870,143 +873,85 @@ impl Station {
                 "the charging station is not accepted by the CSMS",
             ));
         }
-        let Some(known) = Action::from_name(action) else {
-            return Err(CallError::new(
-                CallErrorCode::NotImplemented,
-                format!("unknown action {action:?}"),
-            ));
-        };
-        let violation = |v: v201::validate::Violation| {
-            // The violation kinds are named after the error codes of part 4, table 8.
-            let code =
-                CallErrorCode::from_name(v.kind.as_str()).unwrap_or(CallErrorCode::FormatViolation);
-            CallError::new(code, format!("{}: {}", v.path, v.message))
-        };
-        v201::validate::validate(known.request_schema(), &payload).map_err(violation)?;
+        let known = adapter::check_call(action, &payload)?;
+        if known == Action::TriggerMessage {
+            return answer(payload, |r| Ok(self.trigger_message(now, r)));
+        }
+        let live = self.live_values();
+        let Station {
+            cx,
+            transactions,
+            authorization,
+            data_transfer,
+            availability,
+            provisioning,
+            security,
+            firmware,
+            diagnostics,
+        } = self;
         let result = match known {
-            Action::RequestStartTransaction => self
-                .transactions
-                .request_start(
-                    &mut self.cx,
-                    &mut self.authorization,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::RequestStopTransaction => self
-                .transactions
-                .request_stop(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::GetTransactionStatus => self
-                .transactions
-                .transaction_status(
-                    &mut self.cx,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::ClearCache => Ok(self.authorization.clear_cache(&mut self.cx)),
-            Action::GetVariables => self
-                .get_variables(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::SetVariables => self
-                .set_variables(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::GetBaseReport => self
-                .get_base_report(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::Reset => self
-                .reset(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::ChangeAvailability => self
-                .availability
-                .change_availability(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::TriggerMessage => self
-                .trigger_message(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::UnlockConnector => self
-                .unlock_connector(now, v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::DataTransfer => {
-                Ok(to_payload(&self.data_transfer.data_transfer(
-                    v201::decode_request(payload).map_err(violation)?,
-                )))
+            Action::RequestStartTransaction => answer(payload, |r| {
+                transactions.request_start(cx, authorization, now, r)
+            }),
+            Action::RequestStopTransaction => {
+                answer(payload, |r| transactions.request_stop(cx, now, r))
             }
-            Action::GetLocalListVersion => {
-                Ok(self.authorization.local_list.version_answer(&self.cx))
+            Action::GetTransactionStatus => {
+                answer(payload, |r| transactions.transaction_status(cx, r))
             }
-            Action::SetNetworkProfile => self
-                .set_network_profile(v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::GetInstalledCertificateIds => self
-                .security
-                .get_installed_certificate_ids(v201::decode_request(payload).map_err(violation)?)
-                .map(|r| to_payload(&r)),
-            Action::InstallCertificate => self
-                .security
-                .install_certificate(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::DeleteCertificate => self
-                .security
-                .delete_certificate(
-                    &mut self.cx,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::CertificateSigned => self
-                .security
-                .certificate_signed(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::CustomerInformation => self
-                .authorization
-                .customer_information(
-                    &mut self.cx,
-                    now,
-                    &self.transactions.session_tokens(),
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::GetLog => self
-                .diagnostics
-                .get_log(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
-            Action::UpdateFirmware => self
-                .firmware
-                .update_firmware(
-                    &mut self.cx,
-                    now,
-                    v201::decode_request(payload).map_err(violation)?,
-                    &self.security.store.manufacturer_roots(),
-                )
-                .map(|r| to_payload(&r)),
-            Action::SendLocalList => self
-                .authorization
-                .local_list
-                .send_local_list(
-                    &mut self.cx,
-                    v201::decode_request(payload).map_err(violation)?,
-                )
-                .map(|r| to_payload(&r)),
+            Action::UnlockConnector => {
+                answer(payload, |r| transactions.unlock_connector(cx, now, r))
+            }
+            Action::ClearCache => Ok(authorization.clear_cache(cx)),
+            Action::GetLocalListVersion => Ok(authorization.local_list.version_answer(cx)),
+            Action::SendLocalList => {
+                answer(payload, |r| authorization.local_list.send_local_list(cx, r))
+            }
+            Action::CustomerInformation => {
+                let sessions = transactions.session_tokens();
+                answer(payload, |r| {
+                    authorization.customer_information(cx, now, &sessions, r)
+                })
+            }
+            Action::GetVariables => {
+                answer(payload, |r| provisioning.get_variables(cx, now, &live, r))
+            }
+            Action::SetVariables => answer(payload, |r| provisioning.set_variables(cx, now, r)),
+            Action::GetBaseReport => {
+                answer(payload, |r| provisioning.get_base_report(cx, now, &live, r))
+            }
+            Action::SetNetworkProfile => {
+                answer(payload, |r| provisioning.set_network_profile(cx, r))
+            }
+            Action::Reset => answer(payload, |r| {
+                let (response, reset_now) =
+                    provisioning.reset(cx, r, firmware.firmware_installing())?;
+                if let Some(scope) = reset_now {
+                    // B11: transactions end with ImmediateReset before the reset.
+                    transactions.end_for_reset(cx, now, scope);
+                    provisioning.execute_reset(cx, now, scope);
+                }
+                Ok(response)
+            }),
+            Action::ChangeAvailability => {
+                answer(payload, |r| availability.change_availability(cx, now, r))
+            }
+            Action::DataTransfer => answer(payload, |r| Ok(data_transfer.data_transfer(r))),
+            Action::GetInstalledCertificateIds => {
+                answer(payload, |r| security.get_installed_certificate_ids(r))
+            }
+            Action::InstallCertificate => {
+                answer(payload, |r| security.install_certificate(cx, now, r))
+            }
+            Action::DeleteCertificate => answer(payload, |r| security.delete_certificate(cx, r)),
+            Action::CertificateSigned => {
+                answer(payload, |r| security.certificate_signed(cx, now, r))
+            }
+            Action::GetLog => answer(payload, |r| diagnostics.get_log(cx, now, r)),
+            Action::UpdateFirmware => {
+                let roots = security.store.manufacturer_roots();
+                answer(payload, |r| firmware.update_firmware(cx, now, r, &roots))
+            }
             _ => Err(CallError::new(
                 CallErrorCode::NotSupported,
                 format!("{action} is not supported by this charging station yet"),
@@ -1017,6 +962,111 @@ impl Station {
             "we built an invalid {action} response: {result}"
         );
         Ok(result)
+    }
+
+    /// What the device model reports that the blocks keep (dynamic variables).
+    fn live_values(&self) -> LiveValues {
+        LiveValues {
+            power_w: self.transactions.power_w(),
+            certificate_entries: self.security.store.roots.len(),
+            local_list_entries: self.authorization.local_list.entries.len(),
+        }
+    }
+
+    /// The device model as it is now (for `ctl variables`): one entry per variable instance,
+    /// optionally only for one component.
+    pub fn device_model(&self, now: Instant, component: Option<&str>) -> Vec<Value> {
+        self.provisioning
+            .device_model(&self.cx, now, &self.live_values(), component)
+    }
+
+    /// F06: TriggerMessage, routed to the block that sends what is asked for. The response
+    /// goes out first; the requested message follows.
+    fn trigger_message(
+        &mut self,
+        now: Instant,
+        request: v201::TriggerMessageRequest,
+    ) -> v201::TriggerMessageResponse {
+        use v201::MessageTriggerEnum as M;
+        use v201::TriggerMessageStatusEnum as S;
+        let evse = request.evse.as_ref().map(|e| v201::id32(e.id));
+        let connector = request
+            .evse
+            .as_ref()
+            .and_then(|e| e.connector_id)
+            .map(v201::id32);
+        let status = if evse.is_some_and(|e| self.cx.model.evse_index(e).is_none()) {
+            S::Rejected
+        } else {
+            match request.requested_message {
+                // F06.FR.17: not once accepted.
+                M::BootNotification if self.cx.is_accepted() => S::Rejected,
+                M::BootNotification => {
+                    self.cx.trigger_boot();
+                    S::Accepted
+                }
+                M::Heartbeat => {
+                    self.cx.enqueue_triggered(
+                        RequestKind::Heartbeat,
+                        Action::Heartbeat,
+                        Value::Object(Default::default()),
+                    );
+                    S::Accepted
+                }
+                // F06.FR.12: only for one connector.
+                M::StatusNotification => {
+                    match evse
+                        .zip(connector)
+                        .and_then(|(e, c)| self.cx.model.connector_index(e, c))
+                    {
+                        Some(index) => {
+                            self.cx.queue_status_triggered(now, index);
+                            S::Accepted
+                        }
+                        None => S::Rejected,
+                    }
+                }
+                M::MeterValues => accepted(self.transactions.trigger_meter_values(
+                    &mut self.cx,
+                    now,
+                    evse,
+                )),
+                M::TransactionEvent => accepted(self.transactions.trigger_transaction_events(
+                    &mut self.cx,
+                    now,
+                    evse,
+                )),
+                // F06.FR.15, N01.FR.13
+                M::LogStatusNotification => {
+                    self.diagnostics.log_status_triggered(&mut self.cx);
+                    S::Accepted
+                }
+                // F06.FR.16, L01.FR.25/26
+                M::FirmwareStatusNotification => {
+                    self.firmware.firmware_status_triggered(&mut self.cx);
+                    S::Accepted
+                }
+                // A02: a new key and CSR; the shell answers with the CSR.
+                M::SignChargingStationCertificate => {
+                    self.security.start_key_update(&mut self.cx);
+                    S::Accepted
+                }
+                _ => S::NotImplemented,
+            }
+        };
+        v201::TriggerMessageResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+        }
+    }
+}
+
+fn accepted(done: bool) -> v201::TriggerMessageStatusEnum {
+    if done {
+        v201::TriggerMessageStatusEnum::Accepted
+    } else {
+        v201::TriggerMessageStatusEnum::Rejected
     }
 }
 

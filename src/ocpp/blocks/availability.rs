@@ -5,11 +5,11 @@
 
 use crate::ocpp::clock::Instant;
 use crate::ocpp::ctx::{CoreEvent, Ctx};
-use crate::ocpp::management::id32;
 use crate::ocpp::model::ConnectorStatus;
 use crate::ocpp::persist::{PersistOp, Persisted};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
+use crate::ocpp::v201::id32;
 use crate::ocpp::v201::{self, Action};
 use serde_json::json;
 use tracing::{info, warn};

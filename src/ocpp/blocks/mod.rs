@@ -7,5 +7,6 @@ pub mod data_transfer;
 pub mod diagnostics;
 pub mod firmware;
 pub mod local_list;
+pub mod provisioning;
 pub mod security;
 pub mod transactions;

@@ -11,13 +11,13 @@ use crate::ocpp::auth::Lookup;
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
-use crate::ocpp::management::id32;
 use crate::ocpp::meter::{self, Context, MeterReading};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
 use crate::ocpp::station::{CLEAN_SHUTDOWN_KEY, Output};
 use crate::ocpp::timer::Timer;
+use crate::ocpp::v201::id32;
 use crate::ocpp::v201::{self, Action};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -768,10 +768,14 @@ impl Transactions {
         cx.emit(CoreEvent::TransactionEnded { evse: evse_id });
     }
 
-    /// B11/B12: a Reset ends the EVSE's transaction.
-    pub(crate) fn end_transaction_for_reset(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
-        self.evses[idx].auth = None;
-        self.end_transaction(cx, now, idx, "ResetCommand", "ImmediateReset", None);
+    /// B11/B12: a Reset ends the transactions of the station (`None`) or of an EVSE.
+    pub(crate) fn end_for_reset(&mut self, cx: &mut Ctx, now: Instant, scope: Option<u32>) {
+        for idx in 0..self.evses.len() {
+            if self.evses[idx].tx.is_some() && scope.is_none_or(|id| id == self.evses[idx].id) {
+                self.evses[idx].auth = None;
+                self.end_transaction(cx, now, idx, "ResetCommand", "ImmediateReset", None);
+            }
+        }
     }
 
     /// F05: unlocking the connector of an unauthorized transaction ends it.
@@ -801,7 +805,7 @@ impl Transactions {
 
     /// F06.FR.07: a TransactionEvent with triggerReason Trigger, the charging state and the
     /// latest meter values.
-    pub(crate) fn trigger_transaction_event(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
+    fn trigger_transaction_event(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         if let Some(tx) = self.evses[idx].tx.as_mut() {
             // An empty state differs from any real one: the event carries chargingState.
             tx.charging_state = "";
@@ -1461,6 +1465,107 @@ impl Transactions {
             },
         };
         Ok(response)
+    }
+}
+
+impl Transactions {
+    /// F06.FR.06: MeterValues of the AlignedDataCtrlr measurands, for the EVSE or all; false
+    /// when no meter has a reading.
+    pub(crate) fn trigger_meter_values(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        evse: Option<u32>,
+    ) -> bool {
+        let mut sent = false;
+        for e in self
+            .evses
+            .iter()
+            .filter(|e| evse.is_none_or(|id| id == e.id))
+        {
+            let mv = meter::meter_value(
+                e.meter.as_ref(),
+                cx.vars.list(Var::AlignedMeasurands),
+                Context::Trigger,
+                cx.clock.utc(now),
+            );
+            if let Some(mv) = mv {
+                let payload = json!({ "evseId": e.id, "meterValue": [mv] });
+                cx.enqueue_triggered(RequestKind::MeterValues, Action::MeterValues, payload);
+                sent = true;
+            }
+        }
+        sent
+    }
+
+    /// F06.FR.07: a TransactionEvent (triggerReason Trigger, charging state and meter values)
+    /// for each transaction of the EVSE or of all; false when none runs.
+    pub(crate) fn trigger_transaction_events(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        evse: Option<u32>,
+    ) -> bool {
+        let running: Vec<usize> = (0..self.evses.len())
+            .filter(|i| self.evses[*i].tx.is_some() && evse.is_none_or(|e| e == self.evses[*i].id))
+            .collect();
+        for &idx in &running {
+            self.trigger_transaction_event(cx, now, idx);
+        }
+        !running.is_empty()
+    }
+
+    /// Per EVSE, the meter's power (for the device model's Power variable).
+    pub(crate) fn power_w(&self) -> Vec<Option<f64>> {
+        self.evses
+            .iter()
+            .map(|e| e.meter.map(|m| m.power_w))
+            .collect()
+    }
+}
+
+impl Transactions {
+    /// F05: UnlockConnector.
+    pub(crate) fn unlock_connector(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        request: v201::UnlockConnectorRequest,
+    ) -> Result<v201::UnlockConnectorResponse, CallError> {
+        let (evse, connector) = (id32(request.evse_id), id32(request.connector_id));
+        let status = match cx.model.evse_index(evse) {
+            None => v201::UnlockStatusEnum::UnknownConnector,
+            Some(_)
+                if !cx
+                    .model
+                    .connectors
+                    .iter()
+                    .any(|c| c.evse == evse && c.id == connector) =>
+            {
+                v201::UnlockStatusEnum::UnknownConnector
+            }
+            Some(idx) => {
+                let on_connector = self.evses[idx]
+                    .tx
+                    .as_ref()
+                    .is_some_and(|t| t.connector.is_none_or(|c| c == connector));
+                if on_connector && self.evses[idx].auth.is_some() {
+                    // F05.FR.02: never under an authorized transaction.
+                    v201::UnlockStatusEnum::OngoingAuthorizedTransaction
+                } else {
+                    if on_connector {
+                        self.end_transaction_for_unlock(cx, now, idx);
+                    }
+                    cx.outputs.push_back(Output::Unlock { evse, connector });
+                    v201::UnlockStatusEnum::Unlocked
+                }
+            }
+        };
+        Ok(v201::UnlockConnectorResponse {
+            custom_data: None,
+            status,
+            status_info: None,
+        })
     }
 }
 

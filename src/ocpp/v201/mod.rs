@@ -49,6 +49,7 @@
 //! Decode incoming payloads with [`validate::decode`], which validates first so that errors carry
 //! the right OCPP-J error code.
 
+pub mod adapter;
 pub mod generated;
 pub mod schema;
 pub mod validate;
@@ -80,4 +81,11 @@ impl From<crate::ocpp::model::ConnectorStatus> for ConnectorStatusEnum {
             S::Faulted => ConnectorStatusEnum::Faulted,
         }
     }
+}
+
+/// An EVSE or connector id from the CSMS as ours: an id out of range (negative, or above
+/// u32::MAX) becomes u32::MAX, which no EVSE or connector has (they are numbered from 1), so
+/// it is "unknown" instead of silently naming another one.
+pub fn id32(id: i64) -> u32 {
+    u32::try_from(id).unwrap_or(u32::MAX)
 }

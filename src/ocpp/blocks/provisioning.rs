@@ -4,34 +4,54 @@
 //! (P01), the local authorization list (D01/D02), NotifyEvent for hardware problems, and
 //! SecurityEventNotification queued like transaction messages (A04).
 
-use super::clock::Instant;
-use super::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
-use super::meter::{self, Context};
-use super::model::ConnectorStatus;
-use super::network::{Network, NetworkProfile};
-use super::persist::{PersistOp, Persisted};
-use super::rpc::{CallError, CallErrorCode};
-use super::session::RequestKind;
-use super::station::{Output, Station};
-use super::v201::{self, Action};
+use crate::ocpp::clock::Instant;
+use crate::ocpp::ctx::{CoreEvent, Ctx};
+use crate::ocpp::devmodel::{self, DeviceModel, Mutability, Scope, Unknown, VARIABLES, Var};
+use crate::ocpp::model::ConnectorStatus;
+use crate::ocpp::network::{Network, NetworkProfile};
+use crate::ocpp::persist::{PersistOp, Persisted};
+use crate::ocpp::rpc::{CallError, CallErrorCode};
+use crate::ocpp::session::RequestKind;
+use crate::ocpp::station::Output;
+use crate::ocpp::v201::id32;
+use crate::ocpp::v201::{self, Action};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 const META_BOOT_REASON: &str = "boot_reason";
 const META_NETWORK_PROFILE: &str = "netprofile:";
-pub(super) const META_LAST_GOOD_SLOT: &str = "network:last_good";
+pub(crate) const META_LAST_GOOD_SLOT: &str = "network:last_good";
 
-impl Station {
+/// What the device model reports that other blocks keep (dynamic variables, B06).
+#[derive(Debug, Clone, Default)]
+pub struct LiveValues {
+    /// Per EVSE (by index), the meter's power.
+    pub power_w: Vec<Option<f64>>,
+    pub certificate_entries: usize,
+    pub local_list_entries: usize,
+}
+
+/// The provisioning block (B): the device model over OCPP, network connection profiles and
+/// Reset.
+#[derive(Debug)]
+pub struct Provisioning {
+    /// A client certificate is configured (security profile 3 is possible).
+    client_certificate: bool,
+    /// A Reset waiting for transactions to end (OnIdle, B12).
+    scheduled_reset: Option<Option<u32>>,
+}
+
+impl Provisioning {
     // ----- start-up ----------------------------------------------------------------------------
 
     /// Applies what the journal holds for the device model: values the CSMS set (they win over
     /// the TOML's initial values), availability, the local list, the next boot reason.
-    pub(super) fn restore_management(&mut self, persisted: &Persisted) {
+    pub(crate) fn restore(cx: &mut Ctx, persisted: &Persisted, client_certificate: bool) -> Self {
         for (key, value) in &persisted.meta {
             if let Some(var_key) = key.strip_prefix("var:") {
                 match DeviceModel::lookup(var_key) {
                     Some(index) if VARIABLES[index].check(value).is_ok() => {
-                        self.cx.vars.set_index(index, value);
+                        cx.vars.set_index(index, value);
                     }
                     _ => warn!(
                         variable = var_key,
@@ -40,140 +60,125 @@ impl Station {
                 }
             } else if key.starts_with(META_NETWORK_PROFILE) {
                 match serde_json::from_str::<NetworkProfile>(value) {
-                    Ok(p) => self.cx.link.network.set(p),
+                    Ok(p) => cx.link.network.set(p),
                     Err(e) => warn!(key, error = %e, "ignoring a stored network profile"),
                 }
             }
         }
         // B10.FR.04: start with the first entry of NetworkConfigurationPriority.
-        let profiles: Vec<NetworkProfile> = self
-            .cx
+        let profiles: Vec<NetworkProfile> = cx
             .link
             .network
             .slots()
-            .filter_map(|s| self.cx.link.network.profile(s).cloned())
+            .filter_map(|s| cx.link.network.profile(s).cloned())
             .collect();
         let last_good = persisted
             .meta(META_LAST_GOOD_SLOT)
             .and_then(|v| v.parse().ok());
-        self.cx.link.network = Network::new(
+        cx.link.network = Network::new(
             profiles,
-            self.cx.vars.get(Var::NetworkConfigurationPriority),
+            cx.vars.get(Var::NetworkConfigurationPriority),
             last_good,
         );
         if let Some(reason) = persisted.meta(META_BOOT_REASON) {
             if let Ok(reason) = serde_json::from_value(json!(reason)) {
-                self.cx.set_boot_reason(reason);
+                cx.set_boot_reason(reason);
             }
-            self.cx
-                .outputs
+            cx.outputs
                 .push_back(Output::Persist(vec![PersistOp::DeleteMeta {
                     key: META_BOOT_REASON.into(),
                 }]));
+        }
+        Provisioning {
+            client_certificate,
+            scheduled_reset: None,
         }
     }
 
     // ----- availability -----------------------------------------------------------------------
 
-    pub(super) fn evse_operative(&self, idx: usize) -> bool {
-        self.cx.model.evse_operative(idx, &self.cx.vars)
-    }
-
-    pub(super) fn connector_status(&self, index: usize) -> ConnectorStatus {
-        self.cx.model.connector_status(index, &self.cx.vars)
-    }
-
-    /// Transactions ended: an OnIdle reset that waited for them may go (B12).
-    pub(super) fn apply_waiting_reset(&mut self, now: Instant) {
+    /// Transactions ended: an OnIdle reset that waited for them may go now (B12).
+    pub(crate) fn apply_waiting_reset(&mut self, cx: &mut Ctx, now: Instant) {
         if let Some(scope) = self.scheduled_reset {
-            let busy = self
-                .transactions
-                .evses
-                .iter()
-                .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
-            if !busy {
+            if !cx.model.busy(scope, None) {
                 self.scheduled_reset = None;
-                self.execute_reset(now, scope);
+                self.execute_reset(cx, now, scope);
             }
         }
     }
 
     // ----- reset -------------------------------------------------------------------------------
 
-    /// B11/B12: Reset of the station or an EVSE, Immediate or OnIdle.
-    pub(super) fn reset(
+    /// B11/B12: Reset of the station or an EVSE, Immediate or OnIdle. `Some(scope)`: reset
+    /// now, once the transactions in the scope are ended (B11.FR.0x: with ImmediateReset).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn reset(
         &mut self,
-        now: Instant,
+        cx: &mut Ctx,
         request: v201::ResetRequest,
-    ) -> Result<v201::ResetResponse, CallError> {
-        if self.firmware.firmware_installing() {
-            return Ok(v201::ResetResponse {
-                custom_data: None,
-                status: v201::ResetStatusEnum::Rejected,
-                status_info: Some(v201::StatusInfo {
+        firmware_installing: bool,
+    ) -> Result<(v201::ResetResponse, Option<Option<u32>>), CallError> {
+        if firmware_installing {
+            return Ok((
+                v201::ResetResponse {
                     custom_data: None,
-                    reason_code: "FwUpdateInProgress".into(),
-                    additional_info: None,
-                }),
-            });
+                    status: v201::ResetStatusEnum::Rejected,
+                    status_info: Some(v201::StatusInfo {
+                        custom_data: None,
+                        reason_code: "FwUpdateInProgress".into(),
+                        additional_info: None,
+                    }),
+                },
+                None,
+            ));
         }
         let scope = match request.evse_id {
             None | Some(0) => None,
-            Some(id) => match self.evse_index(id32(id)) {
+            Some(id) => match cx.model.evse_index(id32(id)) {
                 Some(_) => Some(id32(id)),
                 None => {
-                    return Ok(v201::ResetResponse {
-                        custom_data: None,
-                        status: v201::ResetStatusEnum::Rejected,
-                        status_info: None,
-                    });
+                    return Ok((
+                        v201::ResetResponse {
+                            custom_data: None,
+                            status: v201::ResetStatusEnum::Rejected,
+                            status_info: None,
+                        },
+                        None,
+                    ));
                 }
             },
         };
-        let busy = self
-            .transactions
-            .evses
-            .iter()
-            .any(|e| e.tx.is_some() && scope.is_none_or(|id| id == e.id));
-        let status = if request.r#type == v201::ResetEnum::OnIdle && busy {
+        let busy = cx.model.busy(scope, None);
+        let (status, now_scope) = if request.r#type == v201::ResetEnum::OnIdle && busy {
             // B12.FR.03 (OnIdle): after the transactions have ended.
             self.scheduled_reset = Some(scope);
-            v201::ResetStatusEnum::Scheduled
+            (v201::ResetStatusEnum::Scheduled, None)
         } else {
-            // B11.FR.0x: end running transactions with ImmediateReset, then reset.
-            for idx in 0..self.transactions.evses.len() {
-                if self.transactions.evses[idx].tx.is_some()
-                    && scope.is_none_or(|id| id == self.transactions.evses[idx].id)
-                {
-                    self.transactions
-                        .end_transaction_for_reset(&mut self.cx, now, idx);
-                }
-            }
-            self.execute_reset(now, scope);
-            v201::ResetStatusEnum::Accepted
+            (v201::ResetStatusEnum::Accepted, Some(scope))
         };
-        Ok(v201::ResetResponse {
-            custom_data: None,
-            status,
-            status_info: None,
-        })
+        Ok((
+            v201::ResetResponse {
+                custom_data: None,
+                status,
+                status_info: None,
+            },
+            now_scope,
+        ))
     }
 
-    fn execute_reset(&mut self, now: Instant, scope: Option<u32>) {
+    pub(crate) fn execute_reset(&mut self, cx: &mut Ctx, now: Instant, scope: Option<u32>) {
         match scope {
             // An EVSE has no process of its own: ending its transaction is the reset.
             Some(evse) => info!(evse, "EVSE reset"),
             None => {
                 info!("station reset: restarting");
-                self.cx
-                    .security_event(now, "ResetOrReboot", Some("Reset requested by the CSMS"));
-                self.cx
-                    .outputs
+                cx.security_event(now, "ResetOrReboot", Some("Reset requested by the CSMS"));
+                cx.outputs
                     .push_back(Output::Persist(vec![PersistOp::PutMeta {
                         key: META_BOOT_REASON.into(),
                         value: "RemoteReset".into(),
                     }]));
-                self.cx.outputs.push_back(Output::Reboot);
+                cx.outputs.push_back(Output::Reboot);
             }
         }
     }
@@ -184,6 +189,7 @@ impl Station {
     /// connector exist.
     fn resolve(
         &self,
+        cx: &Ctx,
         component: &v201::Component,
         variable: &v201::Variable,
     ) -> Result<usize, Unknown> {
@@ -197,9 +203,8 @@ impl Station {
         )?;
         if let Some((e, c)) = evse {
             let exists = match c {
-                None => self.evse_index(id32(e)).is_some(),
-                Some(c) => self
-                    .cx
+                None => cx.model.evse_index(id32(e)).is_some(),
+                Some(c) => cx
                     .model
                     .connectors
                     .iter()
@@ -213,16 +218,22 @@ impl Station {
     }
 
     /// The current value of a variable (stored or computed), for one EVSE/connector instance.
-    fn value_of(&self, now: Instant, index: usize, evse: Option<(i64, Option<i64>)>) -> String {
+    fn value_of(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        index: usize,
+        evse: Option<(i64, Option<i64>)>,
+    ) -> String {
         let def = &VARIABLES[index];
         if !def.dynamic {
-            return self.cx.vars.value_index(index).to_owned();
+            return cx.vars.value_index(index).to_owned();
         }
-        let evse_idx = evse.and_then(|(e, _)| self.evse_index(id32(e)));
+        let evse_idx = evse.and_then(|(e, _)| cx.model.evse_index(id32(e)));
         let connector_idx = evse.and_then(|(e, c)| {
             let c = c?;
-            self.cx
-                .model
+            cx.model
                 .connectors
                 .iter()
                 .position(|x| i64::from(x.evse) == e && i64::from(x.id) == c)
@@ -244,57 +255,60 @@ impl Station {
             }
         };
         let statuses_of = |evse_id: Option<u32>| -> Vec<ConnectorStatus> {
-            (0..self.cx.model.connectors.len())
-                .filter(|i| evse_id.is_none_or(|e| self.cx.model.connectors[*i].evse == e))
-                .map(|i| self.connector_status(i))
+            (0..cx.model.connectors.len())
+                .filter(|i| evse_id.is_none_or(|e| cx.model.connectors[*i].evse == e))
+                .map(|i| cx.model.connector_status(i, &cx.vars))
                 .collect()
         };
         match def.name {
             "AvailabilityState" => match (def.scope, evse_idx, connector_idx) {
                 (Scope::Station, _, _) => state_of(statuses_of(None)).into(),
                 (Scope::Evse, Some(i), _) => {
-                    state_of(statuses_of(Some(self.transactions.evses[i].id))).into()
+                    state_of(statuses_of(Some(cx.model.evses[i].id))).into()
                 }
-                (Scope::Connector, _, Some(c)) => self.connector_status(c).as_str().into(),
+                (Scope::Connector, _, Some(c)) => {
+                    cx.model.connector_status(c, &cx.vars).as_str().into()
+                }
                 _ => String::new(),
             },
             "Available" => match (def.scope, evse_idx, connector_idx) {
-                (Scope::Station, _, _) => self.cx.model.station_operative.to_string(),
-                (Scope::Evse, Some(i), _) => self.evse_operative(i).to_string(),
+                (Scope::Station, _, _) => cx.model.station_operative.to_string(),
+                (Scope::Evse, Some(i), _) => cx.model.evse_operative(i, &cx.vars).to_string(),
                 (Scope::Connector, _, Some(c)) => {
-                    let conn = &self.cx.model.connectors[c];
-                    let evse_ok = self
+                    let conn = &cx.model.connectors[c];
+                    let evse_ok = cx
+                        .model
                         .evse_index(conn.evse)
-                        .is_some_and(|i| self.evse_operative(i));
+                        .is_some_and(|i| cx.model.evse_operative(i, &cx.vars));
                     (evse_ok && conn.operative && conn.fault.is_none()).to_string()
                 }
                 _ => String::new(),
             },
             "Power" => evse_idx
-                .and_then(|i| self.transactions.evses[i].meter)
-                .map(|m| format!("{}", (m.power_w * 1000.0).round() / 1000.0))
+                .and_then(|i| live.power_w.get(i).copied().flatten())
+                .map(|w| format!("{}", (w * 1000.0).round() / 1000.0))
                 .unwrap_or_else(|| "0".into()),
             "Problem" => connector_idx
-                .map(|c| self.cx.model.connectors[c].fault.is_some().to_string())
+                .map(|c| cx.model.connectors[c].fault.is_some().to_string())
                 .unwrap_or_default(),
-            "DateTime" => self.cx.clock.utc(now).to_rfc3339(),
-            "SecurityProfile" => self.cx.security_profile().to_string(),
-            "CertificateEntries" => self.security.store.roots.len().to_string(),
-            "Entries" => self.authorization.local_list.entries.len().to_string(),
+            "DateTime" => cx.clock.utc(now).to_rfc3339(),
+            "SecurityProfile" => cx.security_profile().to_string(),
+            "CertificateEntries" => live.certificate_entries.to_string(),
+            "Entries" => live.local_list_entries.to_string(),
             _ => def.default.to_owned(),
         }
     }
 
     /// B06: GetVariables.
-    pub(super) fn get_variables(
+    pub(crate) fn get_variables(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
+        live: &LiveValues,
         request: v201::GetVariablesRequest,
     ) -> Result<v201::GetVariablesResponse, CallError> {
         // B06.FR.16: more items than ItemsPerMessage[GetVariables].
-        if request.get_variable_data.len() as i64
-            > self.cx.vars.int(Var::ItemsPerMessageGetVariables)
-        {
+        if request.get_variable_data.len() as i64 > cx.vars.int(Var::ItemsPerMessageGetVariables) {
             return Err(CallError::new(
                 CallErrorCode::OccurrenceConstraintViolation,
                 "more getVariableData than ItemsPerMessage[GetVariables]",
@@ -305,7 +319,7 @@ impl Station {
             .into_iter()
             .map(|data| {
                 let attribute_type = data.attribute_type.unwrap_or(v201::AttributeEnum::Actual);
-                let (status, value) = match self.resolve(&data.component, &data.variable) {
+                let (status, value) = match self.resolve(cx, &data.component, &data.variable) {
                     Err(Unknown::Component) => {
                         (v201::GetVariableStatusEnum::UnknownComponent, None)
                     }
@@ -321,7 +335,7 @@ impl Station {
                         let evse = data.component.evse.as_ref().map(|e| (e.id, e.connector_id));
                         (
                             v201::GetVariableStatusEnum::Accepted,
-                            Some(self.value_of(now, index, evse)),
+                            Some(self.value_of(cx, now, live, index, evse)),
                         )
                     }
                 };
@@ -343,14 +357,13 @@ impl Station {
     }
 
     /// B05: SetVariables. Accepted values take effect at once and persist.
-    pub(super) fn set_variables(
+    pub(crate) fn set_variables(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
         request: v201::SetVariablesRequest,
     ) -> Result<v201::SetVariablesResponse, CallError> {
-        if request.set_variable_data.len() as i64
-            > self.cx.vars.int(Var::ItemsPerMessageSetVariables)
-        {
+        if request.set_variable_data.len() as i64 > cx.vars.int(Var::ItemsPerMessageSetVariables) {
             return Err(CallError::new(
                 CallErrorCode::OccurrenceConstraintViolation,
                 "more setVariableData than ItemsPerMessage[SetVariables]",
@@ -364,7 +377,7 @@ impl Station {
             .map(|data| {
                 let attribute_type = data.attribute_type.unwrap_or(v201::AttributeEnum::Actual);
                 let mut info = None;
-                let status = match self.resolve(&data.component, &data.variable) {
+                let status = match self.resolve(cx, &data.component, &data.variable) {
                     Err(Unknown::Component) => v201::SetVariableStatusEnum::UnknownComponent,
                     Err(Unknown::Variable) => v201::SetVariableStatusEnum::UnknownVariable,
                     Ok(_) if attribute_type != v201::AttributeEnum::Actual => {
@@ -374,7 +387,7 @@ impl Station {
                         let def = &VARIABLES[index];
                         let check = def
                             .check(&data.attribute_value)
-                            .and_then(|()| self.check_priority(def, &data.attribute_value));
+                            .and_then(|()| self.check_priority(cx, def, &data.attribute_value));
                         match (def.mutability, check) {
                             (Mutability::ReadOnly, _) => {
                                 info = Some("ReadOnly");
@@ -395,7 +408,7 @@ impl Station {
                                         "variable set by the CSMS"
                                     );
                                 }
-                                self.cx.vars.set_index(index, &data.attribute_value);
+                                cx.vars.set_index(index, &data.attribute_value);
                                 ops.push(PersistOp::PutMeta {
                                     key: devmodel::meta_key(def),
                                     value: data.attribute_value.trim().to_owned(),
@@ -425,10 +438,10 @@ impl Station {
             })
             .collect();
         if !ops.is_empty() {
-            self.cx.outputs.push_back(Output::Persist(ops));
+            cx.outputs.push_back(Output::Persist(ops));
         }
         for index in changed {
-            self.variable_changed(now, index);
+            self.variable_changed(cx, now, index);
         }
         Ok(v201::SetVariablesResponse {
             custom_data: None,
@@ -437,7 +450,12 @@ impl Station {
     }
 
     /// B10.FR.02: every slot in NetworkConfigurationPriority must hold a profile.
-    fn check_priority(&self, def: &devmodel::VariableDef, value: &str) -> Result<(), String> {
+    fn check_priority(
+        &self,
+        cx: &Ctx,
+        def: &devmodel::VariableDef,
+        value: &str,
+    ) -> Result<(), String> {
         if def.name != "NetworkConfigurationPriority" {
             return Ok(());
         }
@@ -445,7 +463,7 @@ impl Station {
             let known = slot
                 .parse::<u32>()
                 .ok()
-                .is_some_and(|s| self.cx.link.network.profile(s).is_some());
+                .is_some_and(|s| cx.link.network.profile(s).is_some());
             if !known {
                 return Err(format!(
                     "configuration slot {slot} holds no network profile"
@@ -457,14 +475,15 @@ impl Station {
 
     /// B09: SetNetworkProfile. The profile is checked and stored; it is used after a restart
     /// once NetworkConfigurationPriority names its slot (B10.FR.04).
-    pub(super) fn set_network_profile(
+    pub(crate) fn set_network_profile(
         &mut self,
+        cx: &mut Ctx,
         request: v201::SetNetworkProfileRequest,
     ) -> Result<v201::SetNetworkProfileResponse, CallError> {
         let c = &request.connection_data;
         let slot = request.configuration_slot;
         let scheme = c.ocpp_csms_url.split_once("://").map(|(s, _)| s);
-        let problem = if !(1..=super::network::SLOTS.len() as i64).contains(&slot) {
+        let problem = if !(1..=crate::ocpp::network::SLOTS.len() as i64).contains(&slot) {
             // B09.FR.05
             Some("no such configuration slot".to_owned())
         } else if c.ocpp_version != v201::OcppVersionEnum::Ocpp20
@@ -473,12 +492,12 @@ impl Station {
             Some("only OCPP 2.0.1 over JSON".to_owned())
         } else if !(1..=3).contains(&c.security_profile) {
             Some("security profile must be 1, 2 or 3".to_owned())
-        } else if (c.security_profile as u8) < self.cx.security_profile() {
+        } else if (c.security_profile as u8) < cx.security_profile() {
             // B09.FR.04, A00.FR.005: never lower the security profile through OCPP.
             Some(format!(
                 "security profile {} is lower than the current {}",
                 c.security_profile,
-                self.cx.security_profile()
+                cx.security_profile()
             ))
         } else if (c.security_profile == 1) != (scheme == Some("ws"))
             || !matches!(scheme, Some("ws") | Some("wss"))
@@ -519,13 +538,12 @@ impl Station {
             security_profile = profile.security_profile,
             "network profile stored"
         );
-        self.cx
-            .outputs
+        cx.outputs
             .push_back(Output::Persist(vec![PersistOp::PutMeta {
                 key: format!("{META_NETWORK_PROFILE}{slot}"),
                 value: serde_json::to_string(&profile).unwrap_or_default(),
             }]));
-        self.cx.link.network.set(profile);
+        cx.link.network.set(profile);
         Ok(v201::SetNetworkProfileResponse {
             custom_data: None,
             status: v201::SetNetworkProfileStatusEnum::Accepted,
@@ -534,23 +552,24 @@ impl Station {
     }
 
     /// Makes a new value effective where it drives a timer.
-    fn variable_changed(&mut self, now: Instant, index: usize) {
+    fn variable_changed(&mut self, cx: &mut Ctx, now: Instant, index: usize) {
         let def = &VARIABLES[index];
         match def.key().as_str() {
-            "OCPPCommCtrlr.WebSocketPingInterval" => self.cx.restart_ping(now),
-            "OCPPCommCtrlr.HeartbeatInterval" => self.cx.set_heartbeat_interval(now),
+            "OCPPCommCtrlr.WebSocketPingInterval" => cx.restart_ping(now),
+            "OCPPCommCtrlr.HeartbeatInterval" => cx.set_heartbeat_interval(now),
             "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
-                self.transactions.schedule_aligned(&mut self.cx, now)
+                cx.emit(CoreEvent::AlignedIntervalChanged)
             }
             "SecurityCtrlr.BasicAuthPassword" => {
                 // A01: the new password is used for the next connection, made right after the
                 // answer; the change goes to the security log.
-                let password = self.cx.vars.value_index(index).to_owned();
-                self.cx
-                    .outputs
-                    .push_back(Output::BasicAuthPassword(super::station::Secret(password)));
-                self.cx.link.reconnect_after_answer = true;
-                self.cx.security_event(
+                let password = cx.vars.value_index(index).to_owned();
+                cx.outputs
+                    .push_back(Output::BasicAuthPassword(crate::ocpp::station::Secret(
+                        password,
+                    )));
+                cx.link.reconnect_after_answer = true;
+                cx.security_event(
                     now,
                     "ReconfigurationOfSecurityParameters",
                     Some("BasicAuthPassword changed"),
@@ -561,18 +580,23 @@ impl Station {
     }
 
     /// One `ReportDataType` per instance of the variable.
-    fn report_entries(&self, now: Instant, index: usize) -> Vec<Value> {
+    fn report_entries(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        index: usize,
+    ) -> Vec<Value> {
         let def = &VARIABLES[index];
         let instances: Vec<Option<(i64, Option<i64>)>> = match def.scope {
             Scope::Station => vec![None],
-            Scope::Evse => self
-                .transactions
+            Scope::Evse => cx
+                .model
                 .evses
                 .iter()
                 .map(|e| Some((i64::from(e.id), None)))
                 .collect(),
-            Scope::Connector => self
-                .cx
+            Scope::Connector => cx
                 .model
                 .connectors
                 .iter()
@@ -601,8 +625,11 @@ impl Station {
                     "constant": def.mutability == Mutability::ReadOnly && !def.dynamic,
                 });
                 if def.mutability != Mutability::WriteOnly {
-                    let value: String =
-                        self.value_of(now, index, evse).chars().take(2500).collect();
+                    let value: String = self
+                        .value_of(cx, now, live, index, evse)
+                        .chars()
+                        .take(2500)
+                        .collect();
                     attribute["value"] = json!(value);
                 }
                 let mut characteristics = json!({
@@ -633,18 +660,26 @@ impl Station {
 
     /// The device model as it is now (for `ctl variables`): one entry per variable instance,
     /// optionally only for one component.
-    pub fn device_model(&self, now: Instant, component: Option<&str>) -> Vec<Value> {
+    pub fn device_model(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        component: Option<&str>,
+    ) -> Vec<Value> {
         (0..VARIABLES.len())
             .filter(|&i| component.is_none_or(|c| VARIABLES[i].component.eq_ignore_ascii_case(c)))
-            .flat_map(|i| self.report_entries(now, i))
+            .flat_map(|i| self.report_entries(cx, now, live, i))
             .collect()
     }
 
     /// B07: GetBaseReport, answered now and followed by NotifyReport messages split by
     /// ItemsPerMessage[GetReport], seqNo from 0, `tbc` on all but the last (B07.FR.10).
-    pub(super) fn get_base_report(
+    pub(crate) fn get_base_report(
         &mut self,
+        cx: &mut Ctx,
         now: Instant,
+        live: &LiveValues,
         request: v201::GetBaseReportRequest,
     ) -> Result<v201::GetBaseReportResponse, CallError> {
         let selected: Vec<usize> = (0..VARIABLES.len())
@@ -665,11 +700,11 @@ impl Station {
             .collect();
         let entries: Vec<Value> = selected
             .into_iter()
-            .flat_map(|i| self.report_entries(now, i))
+            .flat_map(|i| self.report_entries(cx, now, live, i))
             .collect();
-        let per_message = self.cx.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
+        let per_message = cx.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
         let chunks: Vec<&[Value]> = entries.chunks(per_message).collect();
-        let generated_at = self.cx.clock.utc(now).to_rfc3339();
+        let generated_at = cx.clock.utc(now).to_rfc3339();
         for (seq, chunk) in chunks.iter().enumerate() {
             let mut payload = json!({
                 "requestId": request.request_id,
@@ -680,8 +715,7 @@ impl Station {
             if seq + 1 < chunks.len() {
                 payload["tbc"] = json!(true);
             }
-            self.cx
-                .enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
+            cx.enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
         }
         info!(
             request_id = request.request_id,
@@ -694,178 +728,5 @@ impl Station {
             status: v201::GenericDeviceModelStatusEnum::Accepted,
             status_info: None,
         })
-    }
-
-    // ----- TriggerMessage, UnlockConnector, DataTransfer -----------------------------------
-
-    /// F06: TriggerMessage. The response goes out first; the requested message follows.
-    pub(super) fn trigger_message(
-        &mut self,
-        now: Instant,
-        request: v201::TriggerMessageRequest,
-    ) -> Result<v201::TriggerMessageResponse, CallError> {
-        use v201::MessageTriggerEnum as M;
-        use v201::TriggerMessageStatusEnum as S;
-        let evse = request.evse.as_ref().map(|e| id32(e.id));
-        let connector = request.evse.as_ref().and_then(|e| e.connector_id).map(id32);
-        if evse.is_some_and(|e| self.evse_index(e).is_none()) {
-            return Ok(trigger_status(S::Rejected));
-        }
-        let status = match request.requested_message {
-            M::BootNotification => {
-                // F06.FR.17: not once accepted.
-                if self.cx.is_accepted() {
-                    S::Rejected
-                } else {
-                    self.cx.trigger_boot();
-                    S::Accepted
-                }
-            }
-            M::Heartbeat => {
-                self.cx
-                    .enqueue_triggered(RequestKind::Heartbeat, Action::Heartbeat, json!({}));
-                S::Accepted
-            }
-            M::StatusNotification => {
-                // F06.FR.12: only for one connector.
-                match (evse, connector) {
-                    (Some(e), Some(c)) => match self
-                        .cx
-                        .model
-                        .connectors
-                        .iter()
-                        .position(|x| x.evse == e && x.id == c)
-                    {
-                        Some(index) => {
-                            self.cx.queue_status_triggered(now, index);
-                            S::Accepted
-                        }
-                        None => S::Rejected,
-                    },
-                    _ => S::Rejected,
-                }
-            }
-            M::MeterValues => {
-                // F06.FR.06: the AlignedDataCtrlr measurands, for the EVSE or all.
-                let mut sent = false;
-                for idx in 0..self.transactions.evses.len() {
-                    if evse.is_some_and(|e| e != self.transactions.evses[idx].id) {
-                        continue;
-                    }
-                    let mv = meter::meter_value(
-                        self.transactions.evses[idx].meter.as_ref(),
-                        self.cx.vars.list(Var::AlignedMeasurands),
-                        Context::Trigger,
-                        self.cx.clock.utc(now),
-                    );
-                    if let Some(mv) = mv {
-                        let payload = json!({ "evseId": self.transactions.evses[idx].id, "meterValue": [mv] });
-                        self.cx.enqueue_triggered(
-                            RequestKind::MeterValues,
-                            Action::MeterValues,
-                            payload,
-                        );
-                        sent = true;
-                    }
-                }
-                if sent { S::Accepted } else { S::Rejected }
-            }
-            M::TransactionEvent => {
-                // F06.FR.07: triggerReason Trigger with the charging state and meter values.
-                let running: Vec<usize> = (0..self.transactions.evses.len())
-                    .filter(|i| {
-                        self.transactions.evses[*i].tx.is_some()
-                            && evse.is_none_or(|e| e == self.transactions.evses[*i].id)
-                    })
-                    .collect();
-                if running.is_empty() {
-                    S::Rejected
-                } else {
-                    for idx in running {
-                        self.transactions
-                            .trigger_transaction_event(&mut self.cx, now, idx);
-                    }
-                    S::Accepted
-                }
-            }
-            M::LogStatusNotification => {
-                // F06.FR.15, N01.FR.13
-                self.diagnostics.log_status_triggered(&mut self.cx);
-                S::Accepted
-            }
-            M::FirmwareStatusNotification => {
-                // F06.FR.16, L01.FR.25/26
-                self.firmware.firmware_status_triggered(&mut self.cx);
-                S::Accepted
-            }
-            M::SignChargingStationCertificate => {
-                // A02: a new key and CSR; the shell answers with the CSR.
-                self.security.start_key_update(&mut self.cx);
-                S::Accepted
-            }
-            _ => S::NotImplemented,
-        };
-        Ok(trigger_status(status))
-    }
-
-    /// F05: UnlockConnector.
-    pub(super) fn unlock_connector(
-        &mut self,
-        now: Instant,
-        request: v201::UnlockConnectorRequest,
-    ) -> Result<v201::UnlockConnectorResponse, CallError> {
-        let (evse, connector) = (id32(request.evse_id), id32(request.connector_id));
-        let status = match self.evse_index(evse) {
-            None => v201::UnlockStatusEnum::UnknownConnector,
-            Some(_)
-                if !self
-                    .cx
-                    .model
-                    .connectors
-                    .iter()
-                    .any(|c| c.evse == evse && c.id == connector) =>
-            {
-                v201::UnlockStatusEnum::UnknownConnector
-            }
-            Some(idx) => {
-                let on_connector = self.transactions.evses[idx]
-                    .tx
-                    .as_ref()
-                    .is_some_and(|t| t.connector.is_none_or(|c| c == connector));
-                if on_connector && self.transactions.evses[idx].auth.is_some() {
-                    // F05.FR.02: never under an authorized transaction.
-                    v201::UnlockStatusEnum::OngoingAuthorizedTransaction
-                } else {
-                    if on_connector {
-                        self.transactions
-                            .end_transaction_for_unlock(&mut self.cx, now, idx);
-                    }
-                    self.cx
-                        .outputs
-                        .push_back(Output::Unlock { evse, connector });
-                    v201::UnlockStatusEnum::Unlocked
-                }
-            }
-        };
-        Ok(v201::UnlockConnectorResponse {
-            custom_data: None,
-            status,
-            status_info: None,
-        })
-    }
-}
-
-/// An EVSE or connector id from the CSMS as ours: an id out of range (negative, or above
-/// u32::MAX) becomes u32::MAX, which no EVSE or connector has (they are numbered from 1), so
-/// it is "unknown" instead of silently naming another one.
-pub(super) fn id32(id: i64) -> u32 {
-    u32::try_from(id).unwrap_or(u32::MAX)
-}
-
-fn trigger_status(status: v201::TriggerMessageStatusEnum) -> v201::TriggerMessageResponse {
-    v201::TriggerMessageResponse {
-        custom_data: None,
-        status,
-        status_info: None,
     }
 }

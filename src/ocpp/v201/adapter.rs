@@ -1,0 +1,36 @@
+//! The 2.0.1 side of a CSMS call: which action it is, whether its payload is valid (part 4,
+//! table 8: the error code of each violation), and the typed request a block handles and the
+//! JSON of its answer.
+
+use super::validate::Violation;
+use super::{Action, RequestPayload};
+use crate::ocpp::rpc::{CallError, CallErrorCode};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The action of a CALL, once its payload validated against the action's schema.
+pub fn check_call(action: &str, payload: &Value) -> Result<Action, CallError> {
+    let Some(known) = Action::from_name(action) else {
+        return Err(CallError::new(
+            CallErrorCode::NotImplemented,
+            format!("unknown action {action:?}"),
+        ));
+    };
+    super::validate::validate(known.request_schema(), payload).map_err(violation)?;
+    Ok(known)
+}
+
+/// Decodes the request, lets `handle` answer it, encodes the answer.
+pub fn answer<Req: RequestPayload, Resp: Serialize>(
+    payload: Value,
+    handle: impl FnOnce(Req) -> Result<Resp, CallError>,
+) -> Result<Value, CallError> {
+    let request = super::decode_request::<Req>(payload).map_err(violation)?;
+    handle(request).map(|response| crate::ocpp::station::to_payload(&response))
+}
+
+/// The violation kinds are named after the error codes of part 4, table 8.
+fn violation(v: Violation) -> CallError {
+    let code = CallErrorCode::from_name(v.kind.as_str()).unwrap_or(CallErrorCode::FormatViolation);
+    CallError::new(code, format!("{}: {}", v.path, v.message))
+}
