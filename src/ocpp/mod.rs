@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod blocks;
 pub mod clock;
+pub mod contract;
 pub mod ctx;
 pub mod devmodel;
 pub mod meter;
@@ -12,6 +13,7 @@ pub mod outbox;
 pub mod persist;
 pub mod rpc;
 pub mod session;
+pub mod snapshot;
 pub mod station;
 pub mod testkit;
 pub mod timer;

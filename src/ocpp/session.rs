@@ -14,9 +14,10 @@ use super::network::Network;
 use super::outbox::{Failure, Outbox};
 use super::persist::{Batch, EventKind, PersistOp, QueuedMessage, QueuedMeta};
 use super::rpc;
-use super::station::to_payload;
+use super::snapshot::QueueSnapshot;
 use super::station::{ConnectFailure, ConnectionState, Output, Registration};
 use super::timer::Timer;
+use super::v201::to_payload;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -877,6 +878,20 @@ impl Ctx {
             {
                 self.queue_status(now, index);
             }
+        }
+    }
+
+    /// The durable queue, for `ctl status`.
+    pub(crate) fn queue_snapshot(&self, now: Instant) -> QueueSnapshot {
+        let utc_ms = self.clock.utc(now).unix_millis();
+        let outbox = &self.link.outbox;
+        QueueSnapshot {
+            depth: outbox.len(),
+            bytes: outbox.bytes(),
+            oldest_unsent_age_s: outbox
+                .oldest_created_ms()
+                .map(|c| ((utc_ms - c).max(0) / 1000) as u64),
+            dropped: outbox.dropped,
         }
     }
 }

@@ -24,25 +24,23 @@
 
 use super::blocks::authorization::Authorization;
 use super::blocks::availability::Availability;
-use super::blocks::data_transfer::{DataTransfer, DataTransferHandler};
+use super::blocks::data_transfer::DataTransfer;
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
-use super::blocks::security::{CertificateStore, Security};
+use super::blocks::security::Security;
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
-use super::devmodel::{DeviceModel, Var};
-use super::meter::MeterReading;
+use super::devmodel::Var;
 use super::model::Model;
 use super::outbox::Outbox;
-use super::persist::{Batch, Persisted};
+use super::persist::Persisted;
 use super::rpc::{self, CallError, CallErrorCode, Frame};
 use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
 use super::v201::{self, Action};
-use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -50,301 +48,8 @@ use tracing::{error, info, warn};
 /// How long after answering a credential change the connection is closed for a new one.
 const RELINK_GRACE: Duration = Duration::from_secs(1);
 
-/// The meta key under which the shell records a clean shutdown (SIGTERM), so transactions left
-/// open are ended with stoppedReason Reboot rather than PowerLoss.
-pub const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
-
-/// Who we are, as the BootNotification tells the CSMS.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The charging station identity (the Basic auth user, the last path segment).
-    pub station_id: String,
-    pub vendor: String,
-    pub model: String,
-    pub serial_number: Option<String>,
-    pub firmware_version: String,
-}
-
-impl Identity {
-    /// The CN of the station certificate (A00.FR.511): the serial number, else the identity.
-    pub fn certificate_serial(&self) -> String {
-        self.serial_number
-            .clone()
-            .unwrap_or_else(|| self.station_id.clone())
-    }
-}
-
-/// An EVSE and the ids of its connectors.
-#[derive(Debug, Clone)]
-pub struct EvseLayout {
-    pub id: u32,
-    pub connectors: Vec<u32>,
-}
-
-#[derive(Debug, Clone)]
-pub struct StationConfig {
-    pub identity: Identity,
-    pub evses: Vec<EvseLayout>,
-    pub boot_reason: v201::BootReasonEnum,
-    pub variables: DeviceModel,
-    /// Bound of the durable queue's payloads (E04.FR.08 applies above it).
-    pub max_queue_bytes: u64,
-    /// The connection profile of the configuration file (slot 1 until the CSMS sets another).
-    pub network: super::network::NetworkProfile,
-    /// A client certificate is configured (security profile 3 is possible).
-    pub client_certificate: bool,
-    /// Root certificates and the station certificate the shell found on disk.
-    pub certificates: CertificateStore,
-    /// Vendor extensions answering DataTransfer (P01); none answers UnknownVendorId.
-    pub data_transfer: Vec<std::sync::Arc<dyn DataTransferHandler>>,
-    /// What the integrator allows and provides for firmware updates (L01).
-    pub firmware: super::blocks::firmware::FirmwarePolicy,
-    /// A diagnostics log source is configured (GetLog DiagnosticsLog, N01).
-    pub diagnostics_log: bool,
-}
-
-/// Events from hardware and the local control interface.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Input {
-    /// The plug of a connector went in (`plugged`) or out.
-    Plug {
-        evse: u32,
-        connector: u32,
-        plugged: bool,
-    },
-    /// An idToken presented at an EVSE's reader (`IdTokenType` JSON: `idToken`, `type`).
-    Token { evse: u32, id_token: Value },
-    /// The latest reading of an EVSE's meter.
-    Meter { evse: u32, reading: MeterReading },
-    /// The shell made the key pair and CSR the core asked for (`Output::CreateCsr`).
-    CsrCreated { csr_pem: String, spki_der: Vec<u8> },
-    /// ... or could not.
-    CsrFailed { reason: String },
-    /// The log upload asked for by `Output::UploadLog` finished.
-    LogUploaded {
-        request_id: i64,
-        result: Result<(), (super::blocks::diagnostics::UploadFailure, String)>,
-    },
-    /// A firmware step asked for by an `Output::Firmware*` finished (`Err`: why it failed).
-    Firmware {
-        request_id: i64,
-        step: super::blocks::firmware::FirmwareStep,
-        result: Result<(), String>,
-    },
-    /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
-    Storage { problem: Option<String> },
-    /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
-    Fault {
-        evse: u32,
-        connector: u32,
-        problem: Option<String>,
-    },
-}
-
-/// Effects for the shell to execute, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Open the WebSocket with this profile; answer with `handle_connected` or
-    /// `handle_connect_failed`.
-    Connect {
-        profile: super::network::NetworkProfile,
-    },
-    /// Close the WebSocket. The core already counts itself offline and has scheduled the
-    /// reconnect; a later `handle_disconnected` is ignored.
-    Disconnect { reason: String },
-    /// Send this text frame.
-    Send(String),
-    /// Send the queued message `queue_seq` from the journal as a CALL with this message id.
-    SendQueued { queue_seq: u64, message_id: String },
-    /// Send a WebSocket ping; answer a pong with `handle_pong`.
-    Ping,
-    /// Make these changes durable, atomically, before executing any later output.
-    Persist(Batch),
-    /// Close (`true`) or open the EVSE's power path (contactor).
-    PowerPath { evse: u32, closed: bool },
-    /// Release the connector's cable lock (UnlockConnector, E06.FR.10).
-    Unlock { evse: u32, connector: u32 },
-    /// Restart the agent (Reset, B11/B12): everything before this output is done; exit so the
-    /// service manager starts it again.
-    Reboot,
-    /// Make a new key pair and a CSR for it (A02.FR.02); answer with `Input::CsrCreated`
-    /// (or `Input::CsrFailed`).
-    CreateCsr {
-        organization: String,
-        common_name: String,
-    },
-    /// Keep an installed root certificate (M05).
-    StoreCertificate {
-        kind: String,
-        id: String,
-        pem: String,
-    },
-    /// Delete an installed root certificate (M04).
-    RemoveCertificate { kind: String, id: String },
-    /// The CSMS signed our CSR: this chain and the CSR's key become the station's TLS client
-    /// identity (A02.FR.08).
-    ActivateStationCertificate { chain_pem: String },
-    /// Use this HTTP Basic auth password from now on (A01); the core closes the connection
-    /// shortly after answering, so the next connection uses it.
-    BasicAuthPassword(Secret),
-    /// Download the firmware at `location` (resuming a partial download of the same
-    /// `request_id`); answer with `Input::Firmware` step `Download`.
-    FirmwareDownload { request_id: i64, location: String },
-    /// Check the downloaded file's signature with the signing certificate (DER); answer with
-    /// step `Verify`.
-    FirmwareVerify {
-        request_id: i64,
-        signer_der: Vec<u8>,
-        signature: Vec<u8>,
-    },
-    /// Run the install command on the downloaded file; answer with step `Install`.
-    FirmwareInstall { request_id: i64 },
-    /// Run the activation command (typically a reboot); answer only a failure (step
-    /// `Activate`).
-    FirmwareActivate { request_id: i64 },
-    /// Delete the files of this firmware job.
-    FirmwareDiscard { request_id: i64 },
-    /// Gather the log and upload it; answer with `Input::LogUploaded`.
-    UploadLog(super::blocks::diagnostics::UploadRequest),
-    /// Stop the upload of this request, if it still runs.
-    CancelLogUpload { request_id: i64 },
-    /// Append a security event to the station's own security log (N01.FR.03 uploads it).
-    RecordSecurityEvent {
-        timestamp: String,
-        kind: String,
-        tech_info: Option<String>,
-    },
-}
-
-/// Why a connection attempt failed, as far as the core cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectFailure {
-    /// Network, DNS, HTTP, ...: retried with back-off.
-    Other,
-    /// The CSMS refused our credentials (HTTP 401).
-    AuthRejected,
-    /// The CSMS's certificate did not verify (A00.FR.310/413).
-    InvalidCsmsCertificate,
-    /// The CSMS offered only TLS older than 1.2 (A00.FR.316).
-    InvalidTlsVersion,
-    /// The CSMS allows none of the cipher suites of A00.FR.318/319.
-    InvalidTlsCipherSuite,
-}
-
-/// A secret value: `Debug` does not show it, so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnectionState {
-    Offline,
-    Connecting,
-    Connected,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Registration {
-    /// No answer to a BootNotification yet.
-    None,
-    Pending,
-    Accepted,
-    Rejected,
-}
-
-/// Errors of the caller: an input that names something that does not exist or is malformed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InputError {
-    UnknownConnector { evse: u32, connector: u32 },
-    UnknownEvse { evse: u32 },
-    BadToken(String),
-}
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            InputError::UnknownConnector { evse, connector } => {
-                write!(f, "no connector {connector} on EVSE {evse}")
-            }
-            InputError::UnknownEvse { evse } => write!(f, "no EVSE {evse}"),
-            InputError::BadToken(why) => write!(f, "bad idToken: {why}"),
-        }
-    }
-}
-
-/// A snapshot for `ctl status` and logs.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusSnapshot {
-    pub connection: ConnectionState,
-    pub registration: Registration,
-    pub utc: String,
-    pub time_source: &'static str,
-    pub heartbeat_interval_s: u64,
-    pub queue: QueueSnapshot,
-    pub evses: Vec<EvseSnapshot>,
-    /// The firmware update in progress, if any.
-    pub firmware: Option<FirmwareSnapshot>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FirmwareSnapshot {
-    pub request_id: i64,
-    pub phase: super::blocks::firmware::Phase,
-    /// The last FirmwareStatusNotification status sent.
-    pub last_status: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueSnapshot {
-    /// Transaction-related messages waiting for the CSMS.
-    pub depth: usize,
-    pub bytes: u64,
-    /// Age of the oldest unsent message, seconds.
-    pub oldest_unsent_age_s: Option<u64>,
-    /// Messages dropped since start-up (E04.FR.08 bound, or E13.FR.04 after the last attempt).
-    pub dropped: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EvseSnapshot {
-    pub id: u32,
-    /// The power path (contactor) is closed.
-    pub power_path_closed: bool,
-    pub authorized: bool,
-    pub meter: Option<MeterSnapshot>,
-    pub transaction: Option<TransactionSnapshot>,
-    /// What happened to the last idToken presented here.
-    pub last_authorization: Option<String>,
-    pub connectors: Vec<ConnectorSnapshot>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct MeterSnapshot {
-    pub energy_wh: f64,
-    pub power_w: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TransactionSnapshot {
-    pub id: String,
-    pub charging_state: String,
-    pub next_seq_no: u64,
-    pub energy_wh: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectorSnapshot {
-    pub id: u32,
-    pub status: &'static str,
-    pub plugged: bool,
-}
+pub use super::contract::*;
+pub use super::snapshot::*;
 
 pub struct Station {
     pub(super) cx: Ctx,
@@ -635,41 +340,6 @@ impl Station {
     }
 
     pub fn snapshot(&self, now: Instant) -> StatusSnapshot {
-        let utc_ms = self.cx.clock.utc(now).unix_millis();
-        let evses = self
-            .transactions
-            .evses
-            .iter()
-            .map(|e| EvseSnapshot {
-                id: e.id,
-                power_path_closed: e.power_path,
-                authorized: e.auth.is_some(),
-                meter: e.meter.map(|m| MeterSnapshot {
-                    energy_wh: m.energy_wh,
-                    power_w: m.power_w,
-                }),
-                transaction: e.tx.as_ref().map(|t| TransactionSnapshot {
-                    id: t.id.clone(),
-                    charging_state: t.charging_state.to_owned(),
-                    next_seq_no: t.next_seq_no,
-                    energy_wh: e.meter.map(|m| m.energy_wh - t.meter_start_wh),
-                }),
-                last_authorization: e.last_authorization.clone(),
-                connectors: self
-                    .cx
-                    .model
-                    .connectors
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.evse == e.id)
-                    .map(|(i, c)| ConnectorSnapshot {
-                        id: c.id,
-                        status: self.cx.model.connector_status(i, &self.cx.vars).as_str(),
-                        plugged: c.plugged,
-                    })
-                    .collect(),
-            })
-            .collect();
         StatusSnapshot {
             connection: self.cx.link.connection,
             registration: self.cx.link.registration,
@@ -679,23 +349,9 @@ impl Station {
                 TimeSource::Csms => "csms",
             },
             heartbeat_interval_s: self.cx.link.heartbeat_interval.as_secs(),
-            queue: QueueSnapshot {
-                depth: self.cx.link.outbox.len(),
-                bytes: self.cx.link.outbox.bytes(),
-                oldest_unsent_age_s: self
-                    .cx
-                    .link
-                    .outbox
-                    .oldest_created_ms()
-                    .map(|c| ((utc_ms - c).max(0) / 1000) as u64),
-                dropped: self.cx.link.outbox.dropped,
-            },
-            evses,
-            firmware: self.firmware.job.as_ref().map(|j| FirmwareSnapshot {
-                request_id: j.request_id,
-                phase: j.phase,
-                last_status: self.firmware.last_status.as_ref().map(|(s, _)| s.clone()),
-            }),
+            queue: self.cx.queue_snapshot(now),
+            evses: self.transactions.snapshot(&self.cx),
+            firmware: self.firmware.snapshot(),
         }
     }
 
@@ -1068,9 +724,4 @@ fn accepted(done: bool) -> v201::TriggerMessageStatusEnum {
     } else {
         v201::TriggerMessageStatusEnum::Rejected
     }
-}
-
-pub(super) fn to_payload<T: Serialize>(value: &T) -> Value {
-    // Serializing our own plain data types cannot fail.
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }

@@ -15,6 +15,7 @@ use crate::ocpp::model::FirmwareHold;
 use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
+use crate::ocpp::snapshot::FirmwareSnapshot;
 use crate::ocpp::station::Output;
 use crate::ocpp::timer::Timer;
 use crate::ocpp::v201::{self, Action};
@@ -105,6 +106,15 @@ pub struct Firmware {
 }
 
 impl Firmware {
+    /// The update in progress, for `ctl status`.
+    pub(crate) fn snapshot(&self) -> Option<FirmwareSnapshot> {
+        self.job.as_ref().map(|j| FirmwareSnapshot {
+            request_id: j.request_id,
+            phase: j.phase,
+            last_status: self.last_status.as_ref().map(|(s, _)| s.clone()),
+        })
+    }
+
     /// L01/L02: UpdateFirmware.
     pub(crate) fn update_firmware(
         &mut self,

@@ -15,6 +15,7 @@ use crate::ocpp::meter::{self, Context, MeterReading};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
+use crate::ocpp::snapshot::{ConnectorSnapshot, EvseSnapshot, MeterSnapshot, TransactionSnapshot};
 use crate::ocpp::station::{CLEAN_SHUTDOWN_KEY, Output};
 use crate::ocpp::timer::Timer;
 use crate::ocpp::v201::id32;
@@ -1513,6 +1514,37 @@ impl Transactions {
             self.trigger_transaction_event(cx, now, idx);
         }
         !running.is_empty()
+    }
+
+    /// Per EVSE, what `ctl status` shows.
+    pub(crate) fn snapshot(&self, cx: &Ctx) -> Vec<EvseSnapshot> {
+        self.evses
+            .iter()
+            .map(|e| EvseSnapshot {
+                id: e.id,
+                power_path_closed: e.power_path,
+                authorized: e.auth.is_some(),
+                meter: e.meter.map(|m| MeterSnapshot {
+                    energy_wh: m.energy_wh,
+                    power_w: m.power_w,
+                }),
+                transaction: e.tx.as_ref().map(|t| TransactionSnapshot {
+                    id: t.id.clone(),
+                    charging_state: t.charging_state.to_owned(),
+                    next_seq_no: t.next_seq_no,
+                    energy_wh: e.meter.map(|m| m.energy_wh - t.meter_start_wh),
+                }),
+                last_authorization: e.last_authorization.clone(),
+                connectors: (0..cx.model.connectors.len())
+                    .filter(|&i| cx.model.connectors[i].evse == e.id)
+                    .map(|i| ConnectorSnapshot {
+                        id: cx.model.connectors[i].id,
+                        status: cx.model.connector_status(i, &cx.vars).as_str(),
+                        plugged: cx.model.connectors[i].plugged,
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Per EVSE, the meter's power (for the device model's Power variable).

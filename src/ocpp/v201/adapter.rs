@@ -26,7 +26,7 @@ pub fn answer<Req: RequestPayload, Resp: Serialize>(
     handle: impl FnOnce(Req) -> Result<Resp, CallError>,
 ) -> Result<Value, CallError> {
     let request = super::decode_request::<Req>(payload).map_err(violation)?;
-    handle(request).map(|response| crate::ocpp::station::to_payload(&response))
+    handle(request).map(|response| crate::ocpp::v201::to_payload(&response))
 }
 
 /// The violation kinds are named after the error codes of part 4, table 8.

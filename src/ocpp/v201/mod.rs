@@ -89,3 +89,8 @@ impl From<crate::ocpp::model::ConnectorStatus> for ConnectorStatusEnum {
 pub fn id32(id: i64) -> u32 {
     u32::try_from(id).unwrap_or(u32::MAX)
 }
+
+/// The JSON of a payload we built (serializing our own plain data types cannot fail).
+pub fn to_payload<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
