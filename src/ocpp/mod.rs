@@ -15,6 +15,7 @@ pub mod rpc;
 pub mod session;
 pub mod snapshot;
 pub mod station;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod timer;
 pub mod v201;

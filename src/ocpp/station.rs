@@ -1,7 +1,12 @@
-//! The charging station state machine: connection life cycle, registration (B01-B04),
-//! heartbeats (G02), connector status (G01), the RPC rules of part 4, and the two send queues
-//! (volatile requests, and the durable transaction queue of `outbox`). The transaction logic
-//! (functional blocks C, E, F) is in `transactions.rs`.
+//! The charging station: it owns the link ([`Session`], inside the [`Ctx`] every block gets)
+//! and the functional blocks (`blocks/`), and routes: CSMS calls to the block that answers
+//! them (through the 2.0.1 adapter), answers to the block that asked, hardware inputs and
+//! timers to their block, and the core events one block raises to the blocks that react.
+//! No OCPP rule lives here.
+//!
+//! Adding a block: a module under `blocks/` with its state and handlers, a field here, and a
+//! line in each routing table it takes part in (`handle_call`, `handle_timeout`,
+//! `route_events`).
 //!
 //! # Calling contract
 //!
@@ -52,15 +57,15 @@ pub use super::contract::*;
 pub use super::snapshot::*;
 
 pub struct Station {
-    pub(super) cx: Ctx,
-    pub(super) transactions: Transactions,
-    pub(super) authorization: Authorization,
-    pub(super) data_transfer: DataTransfer,
-    pub(super) availability: Availability,
-    pub(super) provisioning: Provisioning,
-    pub(super) security: Security,
-    pub(super) firmware: Firmware,
-    pub(super) diagnostics: Diagnostics,
+    cx: Ctx,
+    transactions: Transactions,
+    authorization: Authorization,
+    data_transfer: DataTransfer,
+    availability: Availability,
+    provisioning: Provisioning,
+    security: Security,
+    firmware: Firmware,
+    diagnostics: Diagnostics,
 }
 
 impl Station {
