@@ -9,14 +9,14 @@
 use super::clock::{Instant, WallClock};
 use super::devmodel::DeviceModel;
 use super::model::Model;
-use super::persist::{Batch, EventKind};
+use super::persist::{Batch, EventKind, PersistOp, Persisted, Record};
 use super::session::Session;
 use super::station::{Identity, Output};
 use super::timer::{Rng, TimerTable};
 use super::v201::Action;
 use serde_json::json;
 use std::collections::VecDeque;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Something that happened in one block that other blocks may react to; routed by the station
 /// in the order raised.
@@ -103,6 +103,22 @@ impl Ctx {
     pub(crate) fn persist(&mut self, batch: Batch) {
         if !batch.is_empty() {
             self.outputs.push_back(Output::Persist(batch));
+        }
+    }
+
+    /// Start-up: a block's record from the journal; one that cannot be read is logged and
+    /// removed, and the block starts without it.
+    pub(crate) fn restore_record<R: Record>(&mut self, persisted: &Persisted) -> Option<R> {
+        match persisted.record::<R>()? {
+            Ok(record) => Some(record),
+            Err(problem) => {
+                warn!(
+                    record = R::KEY,
+                    problem, "unreadable record in the journal; dropped"
+                );
+                self.persist(vec![PersistOp::record::<R>(None)]);
+                None
+            }
         }
     }
 

@@ -173,6 +173,37 @@ impl PersistOp {
     }
 }
 
+/// A block's durable state: one typed record under its own key, written with its version so
+/// that a later agent knows what an older one wrote (records written before versions existed
+/// read as the current version, which has the same fields).
+pub trait Record: Serialize + serde::de::DeserializeOwned {
+    const KEY: &'static str;
+    const VERSION: u32;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    version: u32,
+    record: T,
+}
+
+impl PersistOp {
+    /// Writes the record, or removes it for `None`.
+    pub fn record<R: Record>(value: Option<&R>) -> PersistOp {
+        match value {
+            Some(record) => PersistOp::PutMeta {
+                key: R::KEY.into(),
+                value: serde_json::to_string(&Versioned {
+                    version: R::VERSION,
+                    record,
+                })
+                .unwrap_or_default(),
+            },
+            None => PersistOp::DeleteMeta { key: R::KEY.into() },
+        }
+    }
+}
+
 /// Ops that must be applied together (one SQLite transaction).
 pub type Batch = Vec<PersistOp>;
 
@@ -190,6 +221,21 @@ pub struct Persisted {
 }
 
 impl Persisted {
+    /// A block's record, `Err` when it cannot be read (another version, damaged).
+    pub fn record<R: Record>(&self) -> Option<Result<R, String>> {
+        let text = self.meta(R::KEY)?;
+        Some(match serde_json::from_str::<Versioned<R>>(text) {
+            Ok(v) if v.version == R::VERSION => Ok(v.record),
+            Ok(v) => Err(format!(
+                "{} is version {}; this agent reads version {}",
+                R::KEY,
+                v.version,
+                R::VERSION
+            )),
+            Err(_) => serde_json::from_str::<R>(text).map_err(|e| e.to_string()),
+        })
+    }
+
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.meta
             .iter()

@@ -5,7 +5,7 @@
 
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
-use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
+use crate::ocpp::persist::{EventKind, PersistOp, Persisted, Record};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
 use crate::ocpp::station::Output;
@@ -16,7 +16,6 @@ use serde_json::json;
 use std::time::Duration;
 use tracing::{info, warn};
 
-const META_JOB: &str = "log:job";
 const DEFAULT_RETRIES: u32 = 2;
 const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -51,6 +50,11 @@ pub struct LogJob {
     pub upload: UploadRequest,
     pub retries_left: u32,
     pub retry_interval_s: u64,
+}
+
+impl Record for LogJob {
+    const KEY: &'static str = "log:job";
+    const VERSION: u32 = 1;
 }
 
 /// What the shell uploads: the log (`DiagnosticsLog` or `SecurityLog`, the entries between
@@ -266,28 +270,18 @@ impl Diagnostics {
     }
 
     fn save_log_job(&mut self, cx: &mut Ctx) {
-        let op = PersistOp::meta_json(META_JOB, self.job.as_ref());
-        cx.outputs.push_back(Output::Persist(vec![op]));
+        cx.persist(vec![PersistOp::record(self.job.as_ref())]);
     }
 
     /// Start-up: an upload a restart cut is made again.
     pub(crate) fn restore_log_upload(&mut self, cx: &mut Ctx, now: Instant, persisted: &Persisted) {
-        let Some(text) = persisted.meta(META_JOB) else {
-            return;
-        };
-        match serde_json::from_str::<LogJob>(text) {
-            Ok(job) => {
-                info!(
-                    request_id = job.upload.request_id,
-                    "resuming the log upload"
-                );
-                self.job = Some(job);
-                self.start_upload(cx, now);
-            }
-            Err(e) => {
-                warn!(error = %e, "unreadable log upload job in the journal; dropped");
-                self.save_log_job(cx);
-            }
+        if let Some(job) = cx.restore_record::<LogJob>(persisted) {
+            info!(
+                request_id = job.upload.request_id,
+                "resuming the log upload"
+            );
+            self.job = Some(job);
+            self.start_upload(cx, now);
         }
     }
 }

@@ -12,7 +12,7 @@
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::model::FirmwareHold;
-use crate::ocpp::persist::{EventKind, PersistOp, Persisted};
+use crate::ocpp::persist::{EventKind, PersistOp, Persisted, Record};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
 use crate::ocpp::snapshot::FirmwareSnapshot;
@@ -25,7 +25,6 @@ use serde_json::json;
 use std::time::Duration;
 use tracing::{info, warn};
 
-const META_JOB: &str = "firmware:job";
 const META_LAST_STATUS: &str = "firmware:last_status";
 /// Download attempts when the request does not say (`retries` absent).
 const DEFAULT_RETRIES: u32 = 3;
@@ -89,6 +88,11 @@ pub struct FirmwareJob {
     /// The install time has come; transactions are still running (L01.FR.06).
     #[serde(default)]
     pub waiting_for_idle: bool,
+}
+
+impl Record for FirmwareJob {
+    const KEY: &'static str = "firmware:job";
+    const VERSION: u32 = 1;
 }
 
 /// The firmware state of a station.
@@ -632,8 +636,7 @@ impl Firmware {
     /// Every change of the job is saved, and what it means for the EVSEs published.
     fn save_firmware_job(&mut self, cx: &mut Ctx) {
         cx.model.firmware_hold = self.hold();
-        let op = PersistOp::meta_json(META_JOB, self.job.as_ref());
-        cx.outputs.push_back(Output::Persist(vec![op]));
+        cx.persist(vec![PersistOp::record(self.job.as_ref())]);
     }
 
     /// Start-up: pick the job up where it stopped.
@@ -644,16 +647,8 @@ impl Firmware {
                 self.last_status = Some((status, id));
             }
         }
-        let Some(text) = persisted.meta(META_JOB) else {
+        let Some(job) = cx.restore_record::<FirmwareJob>(persisted) else {
             return;
-        };
-        let job: FirmwareJob = match serde_json::from_str(text) {
-            Ok(job) => job,
-            Err(e) => {
-                warn!(error = %e, "unreadable firmware job in the journal; dropped");
-                self.save_firmware_job(cx);
-                return;
-            }
         };
         info!(request_id = job.request_id, phase = ?job.phase, "resuming the firmware update");
         let phase = job.phase;
