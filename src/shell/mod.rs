@@ -12,6 +12,7 @@ pub mod journal;
 pub mod logging;
 pub mod logs;
 pub mod process;
+pub mod station_task;
 pub mod store;
 pub mod systemd;
 pub mod ws;
