@@ -15,4 +15,5 @@ pub mod process;
 pub mod station_task;
 pub mod store;
 pub mod systemd;
+pub mod tls;
 pub mod ws;

@@ -17,6 +17,7 @@ use super::hardware::{Contactor, EvseHardware};
 use super::http::Transfer;
 use super::journal::Journal;
 use super::logs::{LogUploader, SecurityLog};
+use super::tls::TlsCache;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
 use crate::ocpp::certificates::CertificateStore;
@@ -369,6 +370,7 @@ fn build(config: Config) -> Result<StationTask, RunError> {
         security_log,
         log_uploader,
         transfer_cache: None,
+        tls: TlsCache::default(),
         config,
         station,
         journal,
@@ -400,6 +402,8 @@ struct Agent {
     /// The trust of transfers, built at first use (reading the system's CA bundle costs
     /// milliseconds on the event loop) and again after the installed roots change.
     transfer_cache: Option<Transfer>,
+    /// The CSMS connection's TLS configuration, shared by every connection attempt.
+    tls: TlsCache,
     config: Config,
     station: Station,
     journal: Journal,
@@ -562,19 +566,26 @@ impl Agent {
     /// before anything after it goes on the wire.
     async fn execute_outputs(&mut self) {
         while let Some(output) = self.station.poll_output() {
+            self.tls.on_output(&output);
             match output {
                 Output::Connect { profile } => {
-                    let credentials = Credentials {
-                        password: self.password.clone(),
-                        installed_roots: self.cert_dir.csms_roots(),
-                        identity: self.cert_dir.station_identity(),
-                    };
-                    match Connector::for_endpoint(
-                        &self.config,
-                        &profile.url,
-                        profile.security_profile,
-                        &credentials,
-                    ) {
+                    let cert_dir = &self.cert_dir;
+                    let tls =
+                        self.tls
+                            .get(&self.config, profile.security_profile, || Credentials {
+                                password: None,
+                                installed_roots: cert_dir.csms_roots(),
+                                identity: cert_dir.station_identity(),
+                            });
+                    match tls.map(|tls| {
+                        Connector::with_tls(
+                            &self.config,
+                            &profile.url,
+                            profile.security_profile,
+                            self.password.clone(),
+                            tls,
+                        )
+                    }) {
                         Ok(connector) => {
                             self.link.connecting =
                                 Some(tokio::spawn(async move { connector.connect().await }));
