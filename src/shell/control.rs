@@ -222,7 +222,7 @@ mod tests {
             (None, Request::Status)
         );
         assert!(parse_line(r#"{"cmd":"status","station":7}"#).is_err());
-        assert!(parse_line(r#"{"cmd":"status","stat":"x"}"#).is_err());
+        assert!(parse_line(r#"{"cmd":"plug","evse":1,"state":"in","stat":"x"}"#).is_err());
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! for the process (a Reset: exit so systemd starts the agent again, exit code 75).
 
 use super::control;
+use super::journal_backend::JournalBackend;
 use super::logging;
 use super::station_task::{Command, Report, StationExit, StationTask};
 use super::systemd::Notifier;
@@ -59,7 +60,7 @@ struct Handle {
 pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let control_path = config.control.socket.clone();
     let span = logging::station_span(&config.station.id);
-    let station = span.in_scope(|| StationTask::new(config))?;
+    let station = StationTask::new(config).instrument(span.clone()).await?;
     let stations = vec![(station, span)];
 
     let listener = control::bind(&control_path).map_err(|e| {
@@ -67,19 +68,30 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     })?;
     let (jobs_tx, jobs) = mpsc::channel::<control::Job>(16);
     tokio::spawn(control::serve(listener, jobs_tx));
-    let result = supervise(stations, jobs, &notifier).await;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
+    let stop = async move {
+        tokio::select! {
+            _ = sigterm.recv() => info!("SIGTERM: stopping"),
+            _ = sigint.recv() => info!("SIGINT: stopping"),
+        }
+    };
+    let result = supervise(stations, jobs, &notifier, stop).await;
     let _ = std::fs::remove_file(&control_path);
     result
 }
 
-/// Starts the station tasks and serves them until they have all ended.
-async fn supervise(
-    stations: Vec<(StationTask, tracing::Span)>,
+/// Starts the station tasks (each in its span) and serves them until they have all ended:
+/// routes the control requests of `jobs`, reports READY, status and STOPPING to systemd and
+/// pings its watchdog while every station loop answers. When `stop` completes (the process:
+/// SIGTERM or SIGINT), or when one station ends, it stops the others cleanly.
+pub async fn supervise<J: JournalBackend>(
+    stations: Vec<(StationTask<J>, tracing::Span)>,
     mut jobs: mpsc::Receiver<control::Job>,
     notifier: &Notifier,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Exit, RunError> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
+    tokio::pin!(stop);
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<(usize, Report)>();
     let mut handles = Vec::new();
     let mut tasks = JoinSet::new();
@@ -165,15 +177,7 @@ async fn supervise(
                     }
                 }
             }
-            _ = sigterm.recv(), if !stopping => {
-                info!("SIGTERM: stopping");
-                stopping = true;
-                notifier.stopping();
-                stopping_sent = true;
-                stop_all(&handles).await;
-            }
-            _ = sigint.recv(), if !stopping => {
-                info!("SIGINT: stopping");
+            _ = &mut stop, if !stopping => {
                 stopping = true;
                 notifier.stopping();
                 stopping_sent = true;

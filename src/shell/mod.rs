@@ -9,6 +9,7 @@ pub mod gpio;
 pub mod hardware;
 pub mod http;
 pub mod journal;
+pub mod journal_backend;
 pub mod logging;
 pub mod logs;
 pub mod process;

@@ -15,7 +15,7 @@ use super::firmware::FirmwareWorker;
 use super::gpio;
 use super::hardware::{Contactor, EvseHardware};
 use super::http::Transfer;
-use super::journal::Journal;
+use super::journal_backend::{JournalBackend, SqliteJournal};
 use super::logs::{LogUploader, SecurityLog};
 use super::tls::TlsCache;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
@@ -218,19 +218,29 @@ pub enum Report {
 /// A report with the index of the station that sent it.
 pub type Reports = mpsc::UnboundedSender<(usize, Report)>;
 
-/// One station, set up and ready to run.
-pub struct StationTask {
-    agent: Agent,
+/// One station, set up and ready to run, with its journal backend (the SQLite file unless
+/// told otherwise: generic, so the binary holds only the backend it uses).
+pub struct StationTask<J: JournalBackend = SqliteJournal> {
+    agent: Agent<J>,
     events: mpsc::Receiver<Event>,
     work_results: mpsc::Receiver<Input>,
 }
 
-impl StationTask {
-    /// Opens the journal, reads certificates and keys (a bad file is a configuration error),
-    /// opens the hardware lines and builds the core. Call it inside the station's span (and
+impl StationTask<SqliteJournal> {
+    /// Opens the SQLite journal at `storage.path`, then as [`StationTask::with_journal`].
+    pub async fn new(config: Config) -> Result<StationTask, RunError> {
+        let journal = SqliteJournal::open(&config.storage.path)
+            .map_err(|e| RunError::Io(format!("cannot start the journal thread: {e}")))?;
+        build(config, journal).await
+    }
+}
+
+impl<J: JournalBackend> StationTask<J> {
+    /// Loads the journal, reads certificates and keys (a bad file is a configuration error),
+    /// opens the hardware lines and builds the core. Run it inside the station's span (and
     /// inside the runtime: GPIO watchers are spawned here).
-    pub fn new(config: Config) -> Result<StationTask, RunError> {
-        build(config)
+    pub async fn with_journal(config: Config, journal: J) -> Result<StationTask<J>, RunError> {
+        build(config, journal).await
     }
 
     /// The station id (`station.id`).
@@ -261,9 +271,11 @@ impl StationTask {
     }
 }
 
-fn build(config: Config) -> Result<StationTask, RunError> {
-    let mut journal = Journal::open(&config.storage.path);
-    let persisted = journal.load();
+async fn build<J: JournalBackend>(
+    config: Config,
+    mut journal: J,
+) -> Result<StationTask<J>, RunError> {
+    let persisted = journal.load().await;
     // Certificates and keys are read now, so a bad file is a configuration error.
     let connector = Connector::from_config(&config).map_err(RunError::Config)?;
     let cert_dir = CertDir::beside(&config.storage.path);
@@ -392,7 +404,7 @@ fn build(config: Config) -> Result<StationTask, RunError> {
     })
 }
 
-struct Agent {
+struct Agent<J> {
     /// Downloads, checks and installs firmware for the core (L01).
     firmware: FirmwareWorker,
     /// The station's own security log (N01.FR.03).
@@ -406,7 +418,7 @@ struct Agent {
     tls: TlsCache,
     config: Config,
     station: Station,
-    journal: Journal,
+    journal: J,
     hardware: Vec<EvseHardware>,
     clock: Clock,
     /// Where to report READY, status and stopping to the process (set by `run`).
@@ -425,7 +437,7 @@ struct Agent {
     storage_degraded: bool,
 }
 
-impl Agent {
+impl<J: JournalBackend> Agent<J> {
     fn report(&self, report: Report) {
         if let Some((index, reports)) = &self.reports {
             let _ = reports.send((*index, report));
@@ -478,7 +490,7 @@ impl Agent {
                 }
                 _ = tokio::time::sleep(METER_TICK), if meter_tick => self.feed_meters(),
                 _ = tokio::time::sleep(JOURNAL_RETRY), if journal_retry => {
-                    self.journal.retry();
+                    self.journal.retry().await;
                     self.storage_health();
                 }
                 Some(Event { evse, connector, event }) = events.recv() => {
@@ -606,7 +618,7 @@ impl Agent {
                 Output::SendQueued {
                     queue_seq,
                     message_id,
-                } => match self.journal.queued(queue_seq) {
+                } => match self.journal.queued(queue_seq).await {
                     Some(m) => {
                         let text = rpc::encode_call(&message_id, &m.meta.action, &m.payload);
                         self.send(Message::text(text)).await;
@@ -618,7 +630,7 @@ impl Agent {
                 Output::Ping => self.send(Message::Ping(Vec::new().into())).await,
                 Output::Disconnect { reason } => self.link.close(&reason).await,
                 Output::Persist(batch) => {
-                    self.journal.apply(&batch);
+                    self.journal.apply(batch).await;
                     self.storage_health();
                 }
                 Output::PowerPath { evse, closed } => {
@@ -629,10 +641,12 @@ impl Agent {
                         // Save the register when energy stopped flowing (not for the "open"
                         // every contactor gets at start-up: nothing changed, no fsync).
                         if !closed && was_flowing {
-                            self.journal.apply(&[PersistOp::PutMeta {
-                                key: sim_meter_key(evse),
-                                value: register.to_string(),
-                            }]);
+                            self.journal
+                                .apply(vec![PersistOp::PutMeta {
+                                    key: sim_meter_key(evse),
+                                    value: register.to_string(),
+                                }])
+                                .await;
                         }
                     }
                 }
@@ -853,7 +867,7 @@ impl Agent {
                 });
             }
         }
-        self.journal.apply(&batch);
+        self.journal.apply(batch).await;
         self.link.close("the agent is stopping").await;
         info!("stopped");
     }
