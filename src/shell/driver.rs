@@ -10,11 +10,12 @@ use super::logging;
 use super::station_task::{Command, Report, StationExit, StationTask};
 use super::systemd::Notifier;
 use crate::config::Config;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tracing::{Instrument, info};
 
 /// Why the agent could not run; `main` maps each to an exit code.
@@ -94,7 +95,9 @@ pub async fn supervise<J: JournalBackend>(
     tokio::pin!(stop);
     let (reports_tx, mut reports) = mpsc::unbounded_channel::<(usize, Report)>();
     let mut handles = Vec::new();
-    let mut tasks = JoinSet::new();
+    // The station tasks are polled here rather than spawned: one task in the runtime's
+    // eyes, each station woken on its own (FuturesUnordered), and a smaller binary.
+    let mut tasks = FuturesUnordered::new();
     for (index, (station, span)) in stations.into_iter().enumerate() {
         let (commands, commands_rx) = mpsc::channel::<Command>(16);
         handles.push(Handle {
@@ -105,7 +108,7 @@ pub async fn supervise<J: JournalBackend>(
             running: true,
         });
         let reports = reports_tx.clone();
-        tasks.spawn(
+        tasks.push(
             async move { (index, station.run(index, commands_rx, reports).await) }.instrument(span),
         );
     }
@@ -127,10 +130,9 @@ pub async fn supervise<J: JournalBackend>(
     let mut exit = Exit::Stopped;
     let mut failure: Option<RunError> = None;
     let mut stopping = false;
-    while !tasks.is_empty() {
+    while handles.iter().any(|h| h.running) {
         tokio::select! {
-            Some(joined) = tasks.join_next() => {
-                let (index, result) = joined.map_err(|e| RunError::Io(format!("station task failed: {e}")))?;
+            Some((index, result)) = tasks.next() => {
                 handles[index].running = false;
                 match result {
                     // Today the product is one station: its Reset restarts the process.
@@ -219,17 +221,20 @@ fn route(handles: &[Handle], job: control::Job) {
             .send(control::Response::error("the agent is shutting down"));
         return;
     }
-    // Handed over by a task of its own: a station busy for a while (a slow journal write)
-    // must hold up neither the other stations nor the signals.
-    let commands = handle.commands.clone();
-    tokio::spawn(async move {
-        if let Err(mpsc::error::SendError(Command::Control(_, reply))) = commands
-            .send(Command::Control(job.request, job.reply))
-            .await
-        {
-            let _ = reply.send(control::Response::error("the agent is shutting down"));
+    // Never waits: a station busy for a while (a slow journal write) must hold up neither
+    // the other stations nor the signals; it has room for a few requests queued meanwhile.
+    if let Err(e) = handle
+        .commands
+        .try_send(Command::Control(job.request, job.reply))
+    {
+        let (message, command) = match e {
+            mpsc::error::TrySendError::Full(c) => ("the station is busy: try again", c),
+            mpsc::error::TrySendError::Closed(c) => ("the agent is shutting down", c),
+        };
+        if let Command::Control(_, reply) = command {
+            let _ = reply.send(control::Response::error(message));
         }
-    });
+    }
 }
 
 async fn tick(interval: &mut Option<tokio::time::Interval>) {

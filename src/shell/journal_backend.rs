@@ -11,7 +11,7 @@ use super::journal::{Journal, JournalStats};
 use crate::ocpp::persist::{MemoryJournal, PersistOp, Persisted, QueuedMessage};
 use std::future::Future;
 use std::path::Path;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// A station's durable state, as the station task drives it.
 pub trait JournalBackend: Send + 'static {
@@ -38,7 +38,7 @@ enum Request {
 /// The SQLite journal, run on a dedicated thread so that its writes (fsync, a lock held by
 /// another process) do not block the runtime. Requests are served in order, one at a time.
 pub struct SqliteJournal {
-    requests: Option<std::sync::mpsc::Sender<Request>>,
+    requests: Option<mpsc::UnboundedSender<Request>>,
     thread: Option<std::thread::JoinHandle<()>>,
     stats: JournalStats,
 }
@@ -49,7 +49,7 @@ impl SqliteJournal {
     /// Opens the journal at `path` on its thread (see [`Journal::open`]: never fails). The
     /// thread logs inside the caller's current span (the station's).
     pub fn open(path: &Path) -> std::io::Result<SqliteJournal> {
-        let (requests, inbox) = std::sync::mpsc::channel::<Request>();
+        let (requests, mut inbox) = mpsc::unbounded_channel::<Request>();
         let span = tracing::Span::current();
         let path = path.to_owned();
         let thread = std::thread::Builder::new()
@@ -58,7 +58,8 @@ impl SqliteJournal {
                 let _span = span.entered();
                 let mut journal = Journal::open(&path);
                 // Each answer may find its asker gone (a station task stopped): no matter.
-                for request in inbox {
+                // A plain thread, outside the runtime: it may block on the channel.
+                while let Some(request) = inbox.blocking_recv() {
                     match request {
                         Request::Load(reply) => {
                             let persisted = journal.load();
@@ -88,7 +89,7 @@ impl SqliteJournal {
 
     fn send(&self, request: Request) {
         if let Some(requests) = &self.requests {
-            requests.send(request).expect(GONE);
+            requests.send(request).ok().expect(GONE);
         }
     }
 }
