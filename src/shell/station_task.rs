@@ -229,8 +229,7 @@ pub struct StationTask<J: JournalBackend = SqliteJournal> {
 impl StationTask<SqliteJournal> {
     /// Opens the SQLite journal at `storage.path`, then as [`StationTask::with_journal`].
     pub async fn new(config: Config) -> Result<StationTask, RunError> {
-        let journal = SqliteJournal::open(&config.storage.path)
-            .map_err(|e| RunError::Io(format!("cannot start the journal thread: {e}")))?;
+        let journal = SqliteJournal::open(&config.storage.path).await;
         build(config, journal).await
     }
 }
@@ -630,8 +629,7 @@ impl<J: JournalBackend> Agent<J> {
                 Output::Ping => self.send(Message::Ping(Vec::new().into())).await,
                 Output::Disconnect { reason } => self.link.close(&reason).await,
                 Output::Persist(batch) => {
-                    self.journal.apply(batch).await;
-                    self.storage_health();
+                    self.persist(batch).await;
                 }
                 Output::PowerPath { evse, closed } => {
                     let now = std::time::Instant::now();
@@ -641,12 +639,11 @@ impl<J: JournalBackend> Agent<J> {
                         // Save the register when energy stopped flowing (not for the "open"
                         // every contactor gets at start-up: nothing changed, no fsync).
                         if !closed && was_flowing {
-                            self.journal
-                                .apply(vec![PersistOp::PutMeta {
-                                    key: sim_meter_key(evse),
-                                    value: register.to_string(),
-                                }])
-                                .await;
+                            let op = PersistOp::PutMeta {
+                                key: sim_meter_key(evse),
+                                value: register.to_string(),
+                            };
+                            self.persist(vec![op]).await;
                         }
                     }
                 }
@@ -744,6 +741,13 @@ impl<J: JournalBackend> Agent<J> {
         };
         self.transfer_cache = Some(transfer.clone());
         transfer
+    }
+
+    /// Applies a batch and waits until it is durable (persist before send), then tells the
+    /// core if the journal's health changed. The one place the loop writes the journal.
+    async fn persist(&mut self, batch: Vec<PersistOp>) {
+        self.journal.apply(batch).await;
+        self.storage_health();
     }
 
     /// Tells the core when the journal starts or stops failing.
@@ -867,7 +871,7 @@ impl<J: JournalBackend> Agent<J> {
                 });
             }
         }
-        self.journal.apply(batch).await;
+        self.persist(batch).await;
         self.link.close("the agent is stopping").await;
         info!("stopped");
     }
