@@ -191,12 +191,14 @@ fn run(config_path: PathBuf) -> ExitCode {
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {
-            logging::init("info", "");
+            logging::init("info");
             tracing::error!(config = %config_path.display(), "configuration is not valid: {e}");
             return config_failure(&config_path, &e);
         }
     };
-    logging::init(&config.log.filter, &config.station.id);
+    logging::init(&config.log.filter);
+    // The process's lines carry the station id too (OCPP_STATION in the journal).
+    let _span = logging::process_span(&[config.station.id.as_str()]).entered();
     let notifier = systemd::Notifier::from_env();
     let result = match runtime() {
         Ok(rt) => rt.block_on(driver::run(config, notifier)),

@@ -80,7 +80,38 @@ impl Response {
 }
 
 /// A request from a client, with where to send the answer.
-pub type Job = (Request, oneshot::Sender<Response>);
+#[derive(Debug)]
+pub struct Job {
+    /// The station it is for (the request line's `"station"` key); `None` with one station.
+    pub station: Option<String>,
+    pub request: Request,
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// A request line: a [`Request`], optionally with the `"station"` it is for.
+fn parse_line(line: &str) -> Result<(Option<String>, Request), String> {
+    let mut value: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let mut station = None;
+    if let Value::Object(map) = &mut value {
+        if map.contains_key("station") {
+            // Rebuilt without the key rather than `remove`d: BTreeMap's removal code would
+            // cost the binary 3.5 KiB for a line that is read once.
+            let mut rest = serde_json::Map::new();
+            for (key, v) in std::mem::take(map) {
+                match (key.as_str(), v) {
+                    ("station", Value::String(id)) => station = Some(id),
+                    ("station", _) => return Err("station must be a string".into()),
+                    (_, v) => {
+                        rest.insert(key, v);
+                    }
+                }
+            }
+            *map = rest;
+        }
+    }
+    let request = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Ok((station, request))
+}
 
 /// Binds the socket with owner-only permissions (a stale socket file from a crash is replaced).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -135,11 +166,16 @@ async fn handle_client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
         let response = if line.len() > MAX_LINE {
             Response::error("request too long")
         } else {
-            match serde_json::from_str::<Request>(line.trim()) {
+            match parse_line(line.trim()) {
                 Err(e) => Response::error(format!("bad request: {e}")),
-                Ok(request) => {
+                Ok((station, request)) => {
                     let (tx, rx) = oneshot::channel();
-                    if jobs.send((request, tx)).await.is_err() {
+                    let job = Job {
+                        station,
+                        request,
+                        reply: tx,
+                    };
+                    if jobs.send(job).await.is_err() {
                         return;
                     }
                     rx.await
@@ -189,6 +225,17 @@ mod tests {
             r#"{"cmd":"status"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"explode"}"#).is_err());
+        // The station a request is for rides beside the command.
+        assert_eq!(
+            parse_line(r#"{"cmd":"status","station":"CP-2"}"#).unwrap(),
+            (Some("CP-2".to_owned()), Request::Status)
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"status"}"#).unwrap(),
+            (None, Request::Status)
+        );
+        assert!(parse_line(r#"{"cmd":"status","station":7}"#).is_err());
+        assert!(parse_line(r#"{"cmd":"plug","evse":1,"state":"in","stat":"x"}"#).is_err());
     }
 
     #[tokio::test]
@@ -201,8 +248,12 @@ mod tests {
         let (tx, mut rx) = mpsc::channel::<Job>(4);
         tokio::spawn(serve(listener, tx));
         tokio::spawn(async move {
-            while let Some((req, reply)) = rx.recv().await {
-                let _ = reply.send(Response::ok(serde_json::to_value(&req).unwrap()));
+            while let Some(job) = rx.recv().await {
+                let mut echo = serde_json::to_value(&job.request).unwrap();
+                if let Some(station) = job.station {
+                    echo["station"] = Value::String(station);
+                }
+                let _ = job.reply.send(Response::ok(echo));
             }
         });
         let r = call(&path, &Request::Status).await.unwrap();
@@ -221,5 +272,15 @@ mod tests {
         let second: Response =
             serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
         assert!(second.ok);
+        write
+            .write_all(b"{\"cmd\":\"status\",\"station\":\"CP-2\"}\n")
+            .await
+            .unwrap();
+        let third: Response =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            third,
+            Response::ok(serde_json::json!({"cmd":"status","station":"CP-2"}))
+        );
     }
 }

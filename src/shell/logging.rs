@@ -4,6 +4,12 @@
 //! Filters are `target=level` directives (`info,ocpp_agent=debug`), parsed by
 //! `tracing_subscriber::filter::Targets`: the regex-based `EnvFilter` would add ~160 KiB to the
 //! binary for span-field filters nobody needs on a charger (BENCHMARKS.md).
+//!
+//! The station id is a span field, not a process-wide one: every station task runs inside
+//! [`station_span`], whose `station` field the journald layer writes into every entry of that
+//! task as `OCPP_STATION` (span fields get the same `OCPP_` prefix as event fields), so two
+//! stations in one process log their own ids. The process's own lines run inside
+//! [`process_span`], which carries the id too while there is one station.
 
 use std::io::IsTerminal;
 use tracing_subscriber::filter::Targets;
@@ -15,8 +21,24 @@ pub fn parse_filter(text: &str) -> Result<Targets, String> {
     text.trim().parse::<Targets>().map_err(|e| e.to_string())
 }
 
-/// `station` (the station id) goes into every journal entry as `OCPP_STATION`.
-pub fn init(config_filter: &str, station: &str) {
+/// The span a station task runs in: its id, as `OCPP_STATION` in the journal. It has no
+/// parent, so a station's lines carry its id only, whatever span started it. At ERROR level
+/// so that no filter that lets a line through disables the span (and drops the id).
+pub fn station_span(station: &str) -> tracing::Span {
+    tracing::error_span!(parent: None, "station", station)
+}
+
+/// The span of the process's own lines (signals, start-up errors, control socket): with one
+/// station its id (the product: `OCPP_STATION` on every entry), with several none.
+pub fn process_span(stations: &[&str]) -> tracing::Span {
+    match stations {
+        [one] => tracing::error_span!("agent", station = *one),
+        _ => tracing::error_span!("agent"),
+    }
+}
+
+/// Installs the subscriber: journald when `$JOURNAL_STREAM` says our output goes there.
+pub fn init(config_filter: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| parse_filter(&f).ok())
@@ -28,8 +50,7 @@ pub fn init(config_filter: &str, station: &str) {
             // clear of journald's own MESSAGE_ID).
             let journald = journald
                 .with_field_prefix(Some("OCPP".into()))
-                .with_syslog_identifier("ocpp-agent".into())
-                .with_custom_fields([("OCPP_STATION", station)]);
+                .with_syslog_identifier("ocpp-agent".into());
             let _ = tracing_subscriber::registry()
                 .with(journald)
                 .with(filter)

@@ -129,16 +129,30 @@ impl Connector {
         } else {
             None
         };
-        Ok(Connector {
+        Ok(Connector::with_tls(
+            config,
+            endpoint,
+            profile,
+            credentials.password.clone(),
+            tls,
+        ))
+    }
+
+    /// A connector with a TLS configuration built before (see [`super::tls::TlsCache`]):
+    /// `tls` must be `Some` for profiles 2 and 3.
+    pub fn with_tls(
+        config: &Config,
+        endpoint: &str,
+        profile: u8,
+        password: Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Connector {
+        Connector {
             url: config.url_for(endpoint),
             station_id: config.station.id.clone(),
-            password: if profile <= 2 {
-                credentials.password.clone()
-            } else {
-                None
-            },
+            password: if profile <= 2 { password } else { None },
             tls,
-        })
+        }
     }
 
     pub fn url(&self) -> &str {

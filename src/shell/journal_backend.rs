@@ -1,0 +1,229 @@
+//! What a station task needs of a journal, and two backends: the SQLite [`Journal`] on the
+//! runtime's blocking threads ([`SqliteJournal`], the product) and the core's
+//! [`MemoryJournal`] ([`MemoryBackend`]: fleet mode and tests, nothing survives the process).
+//!
+//! The station task is generic over the backend rather than holding a `Box<dyn ...>`: the
+//! binary instantiates only `SqliteJournal`, and no boxed futures are needed. Blocking
+//! threads rather than a dedicated one: 1 KiB smaller, and an idle agent keeps no extra
+//! thread (tokio lets an idle blocking thread go after 10 s).
+//!
+//! Persist before send: [`JournalBackend::apply`] completes only once the batch is as durable
+//! as the backend makes it (for SQLite: committed, or kept in memory while the disk refuses
+//! writes, see [`Journal::apply`]), and the station task awaits it before executing the next
+//! output. SQLite's fsyncs and busy waits thus stall that station only, not the runtime.
+
+use super::journal::{Journal, JournalStats};
+use crate::ocpp::persist::{MemoryJournal, PersistOp, Persisted, QueuedMessage};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// A station's durable state, as the station task drives it.
+pub trait JournalBackend: Send + 'static {
+    /// What the core is rebuilt from (called once, at start).
+    fn load(&mut self) -> impl Future<Output = Persisted> + Send;
+    /// Applies a batch atomically; done when it is durable.
+    fn apply(&mut self, batch: Vec<PersistOp>) -> impl Future<Output = ()> + Send;
+    /// A queued message with its payload (`Output::SendQueued`).
+    fn queued(&mut self, queue_seq: u64) -> impl Future<Output = Option<QueuedMessage>> + Send;
+    /// Tries again to write what could not be written (while `stats().degraded`).
+    fn retry(&mut self) -> impl Future<Output = ()> + Send;
+    /// Health, as of the last operation.
+    fn stats(&self) -> JournalStats;
+}
+
+/// A request to the journal, run on a blocking thread.
+#[derive(Debug)]
+enum Request {
+    Open(std::path::PathBuf),
+    Load,
+    Apply(Vec<PersistOp>),
+    Queued(u64),
+    Retry,
+}
+
+/// The answer: what was asked for, and the stats after it. One type for every
+/// request keeps the channel code single (the binary small).
+#[derive(Debug, Default)]
+struct Reply {
+    persisted: Option<Persisted>,
+    message: Option<QueuedMessage>,
+    stats: JournalStats,
+}
+
+/// The SQLite journal, run on the runtime's blocking threads so that its writes (fsync, a
+/// lock held by another process) do not block the runtime. One request at a time: each is
+/// awaited before the next is made.
+pub struct SqliteJournal {
+    /// `None` until opened (on a blocking thread too: opening may check and salvage a file).
+    journal: Arc<Mutex<Option<Journal>>>,
+    /// The station's span, for what the journal logs on the blocking thread.
+    span: tracing::Span,
+    stats: JournalStats,
+}
+
+const GONE: &str = "a journal request failed";
+
+impl SqliteJournal {
+    /// Opens the journal at `path` (see [`Journal::open`]: never fails). What it logs goes
+    /// into the caller's current span (the station's).
+    pub async fn open(path: &Path) -> SqliteJournal {
+        let mut journal = SqliteJournal {
+            journal: Arc::new(Mutex::new(None)),
+            span: tracing::Span::current(),
+            stats: JournalStats::default(),
+        };
+        journal.call(Request::Open(path.to_owned())).await;
+        journal
+    }
+
+    /// Runs a request on a blocking thread and waits for its answer.
+    async fn call(&mut self, request: Request) -> Reply {
+        let journal = self.journal.clone();
+        let span = self.span.clone();
+        let reply = tokio::task::spawn_blocking(move || {
+            let _span = span.entered();
+            let mut guard = journal.lock().unwrap_or_else(|e| e.into_inner());
+            let journal = match request {
+                Request::Open(ref path) => guard.insert(Journal::open(path)),
+                _ => guard.as_mut().expect("the journal is opened first"),
+            };
+            let mut answer = Reply::default();
+            match request {
+                Request::Open(_) => {}
+                Request::Load => answer.persisted = Some(journal.load()),
+                Request::Apply(batch) => journal.apply(&batch),
+                Request::Queued(queue_seq) => answer.message = journal.queued(queue_seq),
+                Request::Retry => journal.retry(),
+            }
+            answer.stats = journal.stats();
+            answer
+        })
+        .await
+        .expect(GONE);
+        self.stats = reply.stats.clone();
+        reply
+    }
+}
+
+impl JournalBackend for SqliteJournal {
+    async fn load(&mut self) -> Persisted {
+        self.call(Request::Load).await.persisted.unwrap_or_default()
+    }
+
+    async fn apply(&mut self, batch: Vec<PersistOp>) {
+        if !batch.is_empty() {
+            self.call(Request::Apply(batch)).await;
+        }
+    }
+
+    async fn queued(&mut self, queue_seq: u64) -> Option<QueuedMessage> {
+        self.call(Request::Queued(queue_seq)).await.message
+    }
+
+    async fn retry(&mut self) {
+        self.call(Request::Retry).await;
+    }
+
+    fn stats(&self) -> JournalStats {
+        self.stats.clone()
+    }
+}
+
+/// A journal in memory: what the core persists lives as long as the process.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    pub journal: MemoryJournal,
+}
+
+impl JournalBackend for MemoryBackend {
+    async fn load(&mut self) -> Persisted {
+        self.journal.load()
+    }
+
+    async fn apply(&mut self, batch: Vec<PersistOp>) {
+        self.journal.apply(&batch);
+    }
+
+    async fn queued(&mut self, queue_seq: u64) -> Option<QueuedMessage> {
+        self.journal.payload(queue_seq).cloned()
+    }
+
+    async fn retry(&mut self) {}
+
+    fn stats(&self) -> JournalStats {
+        JournalStats::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ocpp::persist::{EventKind, QueuedMeta};
+
+    fn message(queue_seq: u64) -> QueuedMessage {
+        QueuedMessage {
+            meta: QueuedMeta {
+                queue_seq,
+                action: "TransactionEvent".into(),
+                tx_id: Some("tx-1".into()),
+                kind: EventKind::Started,
+                attempts: 0,
+                bytes: 2,
+                created_ms: 0,
+                boot_id: 1,
+                time_trusted: true,
+            },
+            payload: serde_json::json!({}),
+        }
+    }
+
+    /// The same batches through both backends give the same state.
+    async fn exercise(backend: &mut impl JournalBackend) -> (Persisted, Option<QueuedMessage>) {
+        assert_eq!(backend.load().await, Persisted::default());
+        backend
+            .apply(vec![
+                PersistOp::Enqueue(message(1)),
+                PersistOp::Enqueue(message(2)),
+                PersistOp::PutMeta {
+                    key: "k".into(),
+                    value: "v".into(),
+                },
+            ])
+            .await;
+        backend
+            .apply(vec![
+                PersistOp::Remove { queue_seq: 1 },
+                PersistOp::SetAttempts {
+                    queue_seq: 2,
+                    attempts: 1,
+                },
+            ])
+            .await;
+        backend.retry().await;
+        assert!(!backend.stats().degraded);
+        assert_eq!(backend.queued(1).await, None);
+        let second = backend.queued(2).await;
+        (backend.load().await, second)
+    }
+
+    #[tokio::test]
+    async fn sqlite_writes_are_on_disk_when_apply_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.db");
+        let mut sqlite = SqliteJournal::open(&path).await;
+        let (persisted, second) = exercise(&mut sqlite).await;
+        let mut memory = MemoryBackend::default();
+        assert_eq!(
+            exercise(&mut memory).await,
+            (persisted.clone(), second.clone())
+        );
+        assert_eq!(second.unwrap().meta.attempts, 1);
+        // Another connection to the file, while the backend still has it open, sees every
+        // batch: apply returned after the commit.
+        assert_eq!(Journal::open(&path).load(), persisted);
+        assert_eq!(persisted.last_queue_seq, 2);
+        drop(sqlite);
+        assert_eq!(Journal::open(&path).load(), persisted);
+    }
+}
