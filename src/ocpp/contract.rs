@@ -104,6 +104,16 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// An idToken of this type presented at an EVSE's reader.
+    pub fn token(evse: u32, id_token: &str, token_type: &str) -> Input {
+        Input::Token {
+            evse,
+            id_token: serde_json::json!({ "idToken": id_token, "type": token_type }),
+        }
+    }
+}
+
 /// Effects for the shell to execute, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {

@@ -101,6 +101,18 @@ pub struct TxRecord {
     pub evse_reported: bool,
 }
 
+impl TxRecord {
+    /// The energy register (Wh) of the transaction's last meter values, if they had one: what
+    /// a meter that keeps no register of its own resumes from after a crash.
+    pub fn last_energy_register_wh(&self) -> Option<f64> {
+        self.last_meter.as_ref()?["sampledValue"]
+            .as_array()?
+            .iter()
+            .find(|s| s["measurand"] == "Energy.Active.Import.Register")?["value"]
+            .as_f64()
+    }
+}
+
 /// An entry of the authorization cache (C10).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheEntry {

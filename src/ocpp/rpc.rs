@@ -352,3 +352,35 @@ mod tests {
         );
     }
 }
+
+/// A frame as the trace log may show it: frames that carry a secret are withheld.
+pub fn loggable(text: &str) -> &str {
+    // A URL with user information (GetLog, UpdateFirmware) carries a password too.
+    let url_credentials = text.match_indices("://").any(|(i, _)| {
+        let rest = &text[i + 3..];
+        let end = rest.find(['/', '"', '?', '#']).unwrap_or(rest.len());
+        rest[..end].contains('@')
+    });
+    if text.contains("BasicAuthPassword") || url_credentials {
+        "[frame withheld: it carries a secret]"
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::loggable;
+
+    #[test]
+    fn frames_with_secrets_are_withheld_from_the_log() {
+        let plain = r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://h/x@y"}}]"#;
+        assert_eq!(loggable(plain), plain);
+        for secret in [
+            r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://u:p@h/x"}}]"#,
+            r#"[2,"1","SetVariables",{"x":"BasicAuthPassword"}]"#,
+        ] {
+            assert!(loggable(secret).starts_with("[frame withheld"), "{secret}");
+        }
+    }
+}

@@ -20,12 +20,13 @@ use super::logs::{LogUploader, SecurityLog};
 use super::tls::TlsCache;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
+use crate::ocpp::blocks::provisioning::stored_basic_auth_password;
 use crate::ocpp::certificates::CertificateStore;
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
 use crate::ocpp::firmware::FirmwarePolicy;
 use crate::ocpp::network::NetworkProfile;
-use crate::ocpp::persist::{PersistOp, Persisted};
+use crate::ocpp::persist::{PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc;
 use crate::ocpp::station::{
     CLEAN_SHUTDOWN_KEY, ConnectFailure, EvseLayout, Identity, Input, Output, Station, StationConfig,
@@ -47,24 +48,6 @@ use tracing::{Instrument, debug, error, info, trace, warn};
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// While the journal cannot write, how often to try again.
 const JOURNAL_RETRY: Duration = Duration::from_secs(5);
-/// Where the journal keeps a BasicAuthPassword set by the CSMS (a device-model value).
-const BASIC_AUTH_PASSWORD_KEY: &str = "var:SecurityCtrlr.BasicAuthPassword";
-
-/// A frame as the trace log may show it: frames that carry a secret are withheld.
-fn loggable(text: &str) -> &str {
-    // A URL with user information (GetLog, UpdateFirmware) carries a password too.
-    let url_credentials = text.match_indices("://").any(|(i, _)| {
-        let rest = &text[i + 3..];
-        let end = rest.find(['/', '"', '?', '#']).unwrap_or(rest.len());
-        rest[..end].contains('@')
-    });
-    if text.contains("BasicAuthPassword") || url_credentials {
-        "[frame withheld: it carries a secret]"
-    } else {
-        text
-    }
-}
-
 /// While energy flows, how often the sim meters report to the core.
 const METER_TICK: Duration = Duration::from_secs(1);
 
@@ -171,14 +154,7 @@ fn initial_register(persisted: &Persisted, evse: u32) -> f64 {
         .transactions
         .iter()
         .filter(|t| t.evse == evse)
-        .filter_map(|t| t.last_meter.as_ref())
-        .filter_map(|mv| {
-            mv["sampledValue"]
-                .as_array()?
-                .iter()
-                .find(|s| s["measurand"] == "Energy.Active.Import.Register")?["value"]
-                .as_f64()
-        })
+        .filter_map(TxRecord::last_energy_register_wh)
         .fold(0.0, f64::max);
     saved.max(from_tx)
 }
@@ -291,8 +267,7 @@ async fn build<J: JournalBackend>(
         on_disk.station_chain.as_deref(),
     );
     // A01: a password the CSMS set replaces the configured one.
-    let password = persisted
-        .meta(BASIC_AUTH_PASSWORD_KEY)
+    let password = stored_basic_auth_password(&persisted)
         .map(str::to_owned)
         .or_else(|| config.csms.password.clone());
 
@@ -525,7 +500,7 @@ impl<J: JournalBackend> Agent<J> {
         let now = self.clock.now();
         match message {
             Some(Ok(Message::Text(text))) => {
-                trace!(frame = loggable(text.as_str()), "received");
+                trace!(frame = rpc::loggable(text.as_str()), "received");
                 self.station.handle_frame(now, text.as_str());
             }
             Some(Ok(Message::Pong(_))) => self.station.handle_pong(now),
@@ -840,10 +815,7 @@ impl<J: JournalBackend> Agent<J> {
                 id_token,
                 token_type,
             } => {
-                let input = Input::Token {
-                    evse,
-                    id_token: json!({ "idToken": id_token, "type": token_type }),
-                };
+                let input = Input::token(evse, &id_token, &token_type);
                 match self.station.handle_input(now, input) {
                     Ok(()) => ControlResponse::ok(json!({ "evse": evse, "presented": true })),
                     Err(e) => ControlResponse::error(e.to_string()),
@@ -917,7 +889,7 @@ impl Link {
             return Ok(()); // the core counts itself offline already
         };
         if let Message::Text(t) = &message {
-            trace!(frame = loggable(t.as_str()), "sending");
+            trace!(frame = rpc::loggable(t.as_str()), "sending");
         }
         match tokio::time::timeout(SEND_TIMEOUT, ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
@@ -944,23 +916,6 @@ impl Link {
                 reason: reason.chars().take(100).collect::<String>().into(),
             };
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loggable;
-
-    #[test]
-    fn frames_with_secrets_are_withheld_from_the_log() {
-        let plain = r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://h/x@y"}}]"#;
-        assert_eq!(loggable(plain), plain);
-        for secret in [
-            r#"[2,"1","GetLog",{"log":{"remoteLocation":"https://u:p@h/x"}}]"#,
-            r#"[2,"1","SetVariables",{"x":"BasicAuthPassword"}]"#,
-        ] {
-            assert!(loggable(secret).starts_with("[frame withheld"), "{secret}");
         }
     }
 }

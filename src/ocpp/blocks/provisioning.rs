@@ -730,3 +730,11 @@ impl Provisioning {
         })
     }
 }
+
+/// A BasicAuthPassword the CSMS set (A01), which replaces the configured one: the shell needs
+/// it before the first connection.
+pub fn stored_basic_auth_password(persisted: &Persisted) -> Option<&str> {
+    persisted.meta(&devmodel::meta_key(DeviceModel::def(
+        Var::BasicAuthPassword,
+    )))
+}
