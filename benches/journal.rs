@@ -61,6 +61,7 @@ fn event_batch(queue_seq: u64) -> Vec<PersistOp> {
     let energy = 12_000.0 + queue_seq as f64 * 12.5;
     let payload = updated_event(queue_seq, energy);
     let meta = QueuedMeta {
+        protocol: ocpp_agent::ocpp::v201::PROTOCOL.to_owned(),
         queue_seq,
         action: "TransactionEvent".into(),
         tx_id: Some("7f3c2a1e-5b4d-4c3a-9e8f-0123456789ab".into()),

@@ -294,6 +294,7 @@ fn queued_events(n: usize, per_tx: usize) -> Vec<QueuedMessage> {
             let queue_seq = out.len() as u64 + 1;
             out.push(QueuedMessage {
                 meta: QueuedMeta {
+                    protocol: ocpp_agent::ocpp::v201::PROTOCOL.to_owned(),
                     queue_seq,
                     action: "TransactionEvent".into(),
                     tx_id: Some(tx_id.clone()),

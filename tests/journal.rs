@@ -137,6 +137,7 @@ fn enqueue(rng: &mut Rng, queue_seq: u64) -> QueuedMessage {
     };
     QueuedMessage {
         meta: QueuedMeta {
+            protocol: ocpp_agent::ocpp::v201::PROTOCOL.to_owned(),
             queue_seq,
             action: action.into(),
             tx_id,
@@ -317,6 +318,7 @@ fn big_message(seq: u64, size: usize) -> QueuedMessage {
     });
     QueuedMessage {
         meta: QueuedMeta {
+            protocol: ocpp_agent::ocpp::v201::PROTOCOL.to_owned(),
             queue_seq: seq,
             action: "TransactionEvent".into(),
             tx_id: Some("tx-big".into()),

@@ -213,6 +213,7 @@ mod tests {
 
     fn meta(seq: u64, tx: &str, kind: EventKind) -> QueuedMeta {
         QueuedMeta {
+            protocol: crate::ocpp::v201::PROTOCOL.to_owned(),
             queue_seq: seq,
             action: "TransactionEvent".into(),
             tx_id: Some(tx.into()),

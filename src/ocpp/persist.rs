@@ -50,6 +50,10 @@ impl EventKind {
 pub struct QueuedMeta {
     /// Position in the FIFO (strictly increasing, never reused).
     pub queue_seq: u64,
+    /// The protocol the payload is written in (`ocpp2.0.1`): a message is sent only over a
+    /// connection that speaks it.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
     /// The OCPP action (`TransactionEvent`, ...).
     pub action: String,
     pub tx_id: Option<String>,
@@ -64,6 +68,10 @@ pub struct QueuedMeta {
     /// before the CSMS gave us the time are rebased once it does, within the same boot.
     pub boot_id: u64,
     pub time_trusted: bool,
+}
+
+fn default_protocol() -> String {
+    crate::ocpp::v201::PROTOCOL.to_owned()
 }
 
 /// A queued message with its payload, as written.

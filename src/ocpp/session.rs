@@ -309,6 +309,7 @@ impl Ctx {
         );
         let payload_offline = payload["offline"] == Value::Bool(true);
         let meta = QueuedMeta {
+            protocol: v201::PROTOCOL.to_owned(),
             queue_seq: self.link.outbox.next_queue_seq(),
             action: action.as_str().to_owned(),
             tx_id,

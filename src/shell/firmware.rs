@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// After a successful activation command, how long the restart may take to come.
 const RESTART_WAIT: Duration = Duration::from_secs(600);
@@ -65,16 +65,19 @@ impl FirmwareWorker {
         work: impl Future<Output = Result<(), String>> + Send + 'static,
     ) {
         let results = self.results.clone();
-        let handle = tokio::spawn(async move {
-            let result = work.await;
-            let _ = results
-                .send(Input::Firmware {
-                    request_id,
-                    step,
-                    result,
-                })
-                .await;
-        });
+        let handle = tokio::spawn(
+            async move {
+                let result = work.await;
+                let _ = results
+                    .send(Input::Firmware {
+                        request_id,
+                        step,
+                        result,
+                    })
+                    .await;
+            }
+            .in_current_span(),
+        );
         if let Some((_, old)) = self.running.replace((request_id, handle)) {
             if !old.is_finished() {
                 old.abort();

@@ -495,6 +495,7 @@ fn snapshot_ops(state: &MemoryJournal) -> Vec<PersistOp> {
         // The high-water mark of queue_seq: a message enqueued and removed.
         let stub = QueuedMessage {
             meta: crate::ocpp::persist::QueuedMeta {
+                protocol: crate::ocpp::v201::PROTOCOL.to_owned(),
                 queue_seq: state.last_queue_seq,
                 action: String::new(),
                 tx_id: None,
@@ -788,6 +789,7 @@ mod tests {
         });
         QueuedMessage {
             meta: QueuedMeta {
+                protocol: crate::ocpp::v201::PROTOCOL.to_owned(),
                 queue_seq: seq,
                 action: "TransactionEvent".into(),
                 tx_id: Some(format!("tx{}", rng.below(3))),

@@ -164,6 +164,7 @@ mod tests {
     fn message(queue_seq: u64) -> QueuedMessage {
         QueuedMessage {
             meta: QueuedMeta {
+                protocol: crate::ocpp::v201::PROTOCOL.to_owned(),
                 queue_seq,
                 action: "TransactionEvent".into(),
                 tx_id: Some("tx-1".into()),

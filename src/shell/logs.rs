@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// The security log is rotated (one old file kept) at this size.
 const SECURITY_LOG_MAX: u64 = 1 << 20;
@@ -138,47 +138,50 @@ impl LogUploader {
         let max_bytes = self.config.upload_max_bytes;
         let results = self.results.clone();
         let request_id = job.request_id;
-        let handle = tokio::spawn(async move {
-            let file = dir.join(format!("{}.log", job.request_id));
-            let gathered = {
-                let file = file.clone();
-                let (log_type, oldest, latest) =
-                    (job.log_type.clone(), job.oldest_ms, job.latest_ms);
-                tokio::task::spawn_blocking(move || {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(&dir)
-                        .map_err(|e| format!("{}: {e}", dir.display()))?;
-                    gather(
-                        &log_type,
-                        &file,
-                        &command,
-                        &security_log,
-                        oldest,
-                        latest,
-                        max_bytes,
-                    )
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
-            };
-            let result = match gathered {
-                Ok(()) => http::upload(&job.location, &job.filename, &file, &fetch)
+        let handle = tokio::spawn(
+            async move {
+                let file = dir.join(format!("{}.log", job.request_id));
+                let gathered = {
+                    let file = file.clone();
+                    let (log_type, oldest, latest) =
+                        (job.log_type.clone(), job.oldest_ms, job.latest_ms);
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o700)
+                            .create(&dir)
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        gather(
+                            &log_type,
+                            &file,
+                            &command,
+                            &security_log,
+                            oldest,
+                            latest,
+                            max_bytes,
+                        )
+                    })
                     .await
-                    .map_err(|e| (failure_kind(e.status), e.message)),
-                Err(why) => Err((UploadFailure::Transfer, why)),
-            };
-            let _ = tokio::fs::remove_file(&file).await;
-            match &result {
-                Ok(()) => info!(request_id, "log file sent"),
-                Err((_, why)) => warn!(request_id, error = %why, "log upload attempt failed"),
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                };
+                let result = match gathered {
+                    Ok(()) => http::upload(&job.location, &job.filename, &file, &fetch)
+                        .await
+                        .map_err(|e| (failure_kind(e.status), e.message)),
+                    Err(why) => Err((UploadFailure::Transfer, why)),
+                };
+                let _ = tokio::fs::remove_file(&file).await;
+                match &result {
+                    Ok(()) => info!(request_id, "log file sent"),
+                    Err((_, why)) => warn!(request_id, error = %why, "log upload attempt failed"),
+                }
+                let _ = results
+                    .send(Input::LogUploaded { request_id, result })
+                    .await;
             }
-            let _ = results
-                .send(Input::LogUploaded { request_id, result })
-                .await;
-        });
+            .in_current_span(),
+        );
         self.running = Some((request_id, handle));
     }
 

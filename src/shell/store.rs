@@ -109,7 +109,7 @@ const MIGRATIONS: &[&str] = &[
 /// The protocol of the messages this agent queues, in the queue's `protocol` column (the
 /// WebSocket subprotocol name). The core speaks OCPP 2.0.1 only so far; once it speaks several,
 /// it says which one per message (`QueuedMeta`) and this constant goes.
-pub const QUEUE_PROTOCOL: &str = "ocpp2.0.1";
+pub const QUEUE_PROTOCOL: &str = crate::ocpp::v201::PROTOCOL;
 
 /// A queued message's role in a transaction, as stored in `queue.role`: the schema names no
 /// protocol's message types or event types, the mapping to the core's [`EventKind`] is here.
@@ -248,17 +248,15 @@ fn parse_opt_json(text: Option<String>, what: &str) -> Result<Option<Value>> {
     text.map(|t| parse_json(&t, what)).transpose()
 }
 
-// `protocol` is not read: every message is sent as the core's protocol (QUEUE_PROTOCOL) until
-// QueuedMeta carries one.
-const QUEUE_COLUMNS: &str =
-    "queue_seq, action, tx_id, role, attempts, bytes, created_ms, boot_id, time_trusted";
+const QUEUE_COLUMNS: &str = "queue_seq, action, tx_id, role, attempts, bytes, created_ms, boot_id, \
+     time_trusted, protocol";
 
 /// The same from a version 2 queue (`kind` names), for a file that could only be opened
 /// read-only and so was not migrated; an unknown name reads as role -1 (corrupt).
 const QUEUE_COLUMNS_V2: &str = "queue_seq, action, tx_id, \
      CASE kind WHEN 'Other' THEN 0 WHEN 'Started' THEN 1 WHEN 'Updated' THEN 2 \
                WHEN 'Ended' THEN 3 ELSE -1 END, \
-     attempts, bytes, created_ms, boot_id, time_trusted";
+     attempts, bytes, created_ms, boot_id, time_trusted, 'ocpp2.0.1'";
 
 /// The oldest schema a read-only store can load (version 1 has no queue).
 const OLDEST_READABLE: usize = 2;
@@ -266,6 +264,7 @@ const OLDEST_READABLE: usize = 2;
 fn queued_meta(row: &Row<'_>) -> Result<QueuedMeta> {
     let role: i64 = row.get(3)?;
     Ok(QueuedMeta {
+        protocol: row.get(9)?,
         queue_seq: row.get(0)?,
         action: row.get(1)?,
         tx_id: row.get(2)?,
@@ -281,7 +280,7 @@ fn queued_meta(row: &Row<'_>) -> Result<QueuedMeta> {
 
 fn queued_message(row: &Row<'_>) -> Result<QueuedMessage> {
     let meta = queued_meta(row)?;
-    let payload: String = row.get(9)?;
+    let payload: String = row.get(10)?;
     let payload = parse_json(&payload, "queued payload")?;
     Ok(QueuedMessage { meta, payload })
 }
@@ -324,7 +323,7 @@ fn apply_op(conn: &Connection, op: &PersistOp) -> Result<()> {
             )?
             .execute(params![
                 seq,
-                QUEUE_PROTOCOL,
+                m.meta.protocol,
                 m.meta.action,
                 m.meta.tx_id,
                 role_code(m.meta.kind),
@@ -799,6 +798,7 @@ mod tests {
         });
         QueuedMessage {
             meta: QueuedMeta {
+                protocol: QUEUE_PROTOCOL.to_owned(),
                 queue_seq: seq,
                 action: "TransactionEvent".into(),
                 tx_id: Some("tx".into()),

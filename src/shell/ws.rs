@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub const SUBPROTOCOL: &str = "ocpp2.0.1";
+pub const SUBPROTOCOL: &str = crate::ocpp::v201::PROTOCOL;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

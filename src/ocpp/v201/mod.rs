@@ -56,6 +56,9 @@ pub mod validate;
 
 pub use generated::*;
 
+/// The WebSocket subprotocol of OCPP 2.0.1, and the protocol of what the core queues in it.
+pub const PROTOCOL: &str = "ocpp2.0.1";
+
 /// Validates a response against its own schema and decodes it.
 pub fn decode_response<T: ResponsePayload>(
     payload: serde_json::Value,
