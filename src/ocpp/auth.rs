@@ -1,28 +1,12 @@
 //! The authorization cache (C10-C12): every idTokenInfo the CSMS sends is remembered, with an
 //! expiry (cacheExpiryDateTime or AuthCacheCtrlr.LifeTime) and LRU eviction when full.
 
+use super::model::IdToken;
 use super::persist::{CacheEntry, PersistOp};
 use serde_json::Value;
 
 /// Most entries kept; the least recently used non-Accepted entries go first (C10.FR.07).
 pub const CACHE_CAPACITY: usize = 1000;
-
-/// The cache key of an `IdTokenType` JSON object: `type:idToken`.
-pub fn token_key(id_token: &Value) -> String {
-    format!(
-        "{}:{}",
-        id_token["type"].as_str().unwrap_or(""),
-        id_token["idToken"].as_str().unwrap_or("")
-    )
-}
-
-/// Tokens whose info must not be cached (C02.FR.03, C03.FR.02, C05.FR.02).
-pub fn cacheable(id_token: &Value) -> bool {
-    !matches!(
-        id_token["type"].as_str(),
-        Some("NoAuthorization") | Some("Central")
-    )
-}
 
 /// What the cache knows about a token, now.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +14,7 @@ pub enum Lookup {
     Unknown,
     /// Accepted and not expired; the group token if any.
     Accepted {
-        group: Option<Value>,
+        group: Option<IdToken>,
     },
     /// Known with another status, or expired.
     NotAccepted {
@@ -57,8 +41,8 @@ impl AuthCache {
     }
 
     /// Looks a token up, marking it used. Returns the op that records the use, if any.
-    pub fn lookup(&mut self, id_token: &Value, now_ms: i64) -> (Lookup, Option<PersistOp>) {
-        let key = token_key(id_token);
+    pub fn lookup(&mut self, id_token: &IdToken, now_ms: i64) -> (Lookup, Option<PersistOp>) {
+        let key = id_token.key();
         let Some(entry) = self.entries.iter_mut().find(|e| e.key == key) else {
             return (Lookup::Unknown, None);
         };
@@ -74,7 +58,10 @@ impl AuthCache {
             }
         } else if status == "Accepted" {
             Lookup::Accepted {
-                group: entry.info.get("groupIdToken").cloned(),
+                group: entry
+                    .info
+                    .get("groupIdToken")
+                    .and_then(|g| serde_json::from_value(g.clone()).ok()),
             }
         } else {
             Lookup::NotAccepted { status }
@@ -85,15 +72,15 @@ impl AuthCache {
     /// Stores the CSMS's `IdTokenInfoType` for a token (C10.FR.04/05), evicting if full.
     pub fn update(
         &mut self,
-        id_token: &Value,
+        id_token: &IdToken,
         info: &Value,
         now_ms: i64,
         lifetime_ms: i64,
     ) -> Vec<PersistOp> {
-        if !cacheable(id_token) {
+        if !id_token.cacheable() {
             return Vec::new();
         }
-        let key = token_key(id_token);
+        let key = id_token.key();
         // C10.FR.13: cacheExpiryDateTime wins over LifeTime (C10.FR.08).
         let expires_ms = info["cacheExpiryDateTime"]
             .as_str()
@@ -158,8 +145,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn token(id: &str) -> Value {
-        json!({"idToken": id, "type": "ISO14443"})
+    fn token(id: &str) -> IdToken {
+        IdToken::new(id, "ISO14443")
     }
 
     #[test]
@@ -176,7 +163,7 @@ mod tests {
         assert_eq!(
             c.lookup(&token("A"), 500).0,
             Lookup::Accepted {
-                group: Some(json!({"idToken":"G","type":"Central"}))
+                group: Some(IdToken::new("G", "Central"))
             }
         );
         assert_eq!(
@@ -209,7 +196,7 @@ mod tests {
         let mut c = AuthCache::default();
         assert!(
             c.update(
-                &json!({"idToken":"","type":"NoAuthorization"}),
+                &IdToken::new("", "NoAuthorization"),
                 &json!({"status":"Accepted"}),
                 0,
                 1
@@ -218,7 +205,7 @@ mod tests {
         );
         assert!(
             c.update(
-                &json!({"idToken":"x","type":"Central"}),
+                &IdToken::new("x", "Central"),
                 &json!({"status":"Accepted"}),
                 0,
                 1

@@ -9,7 +9,7 @@ use super::blocks::transactions::AuthPurpose;
 use super::clock::{Instant, UtcTime};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::Var;
-use super::model::ConnectorStatus;
+use super::model::{ConnectorStatus, IdToken};
 use super::network::Network;
 use super::outbox::{Failure, Outbox};
 use super::persist::{Batch, EventKind, PersistOp, QueuedMessage, QueuedMeta};
@@ -39,7 +39,7 @@ pub enum RequestKind {
     },
     Authorize {
         evse: usize,
-        id_token: Value,
+        id_token: IdToken,
         purpose: AuthPurpose,
     },
     MeterValues,

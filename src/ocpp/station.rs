@@ -38,7 +38,7 @@ use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::Var;
-use super::model::Model;
+use super::model::{IdToken, Model};
 use super::outbox::Outbox;
 use super::persist::Persisted;
 use super::rpc::{self, CallError, CallErrorCode, Frame};
@@ -228,13 +228,12 @@ impl Station {
                     .map_err(|e| InputError::BadToken(e.to_string()))?;
                 v201::validate::validate(&v201::tables::ID_TOKEN, &id_token)
                     .map_err(|v| InputError::BadToken(format!("{}: {}", v.path, v.message)))?;
-                let _ = token;
                 self.transactions.present_token(
                     &mut self.cx,
                     &mut self.authorization,
                     now,
                     index,
-                    id_token,
+                    IdToken::from(&token),
                 );
             }
             Input::Meter { evse, reading } => {

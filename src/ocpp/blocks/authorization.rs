@@ -8,6 +8,7 @@ use crate::ocpp::auth::{AuthCache, Lookup};
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::devmodel::Var;
+use crate::ocpp::model::IdToken;
 use crate::ocpp::persist::Persisted;
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -32,7 +33,7 @@ impl Authorization {
 
     /// What the station knows of a token: the local authorization list first (C13/C14, D01),
     /// then the authorization cache (C10-C12).
-    pub(crate) fn lookup(&mut self, cx: &mut Ctx, now: Instant, id_token: &Value) -> Lookup {
+    pub(crate) fn lookup(&mut self, cx: &mut Ctx, now: Instant, id_token: &IdToken) -> Lookup {
         let now_ms = cx.clock.utc(now).unix_millis();
         if let Some(list) = self.local_list.active(cx) {
             if let Some(info) = list.lookup(id_token) {
@@ -43,7 +44,9 @@ impl Authorization {
                     .is_some_and(|t| t.unix_millis() <= now_ms);
                 return if status == "Accepted" && !expired {
                     Lookup::Accepted {
-                        group: info.get("groupIdToken").cloned(),
+                        group: info
+                            .get("groupIdToken")
+                            .and_then(|g| serde_json::from_value(g.clone()).ok()),
                     }
                 } else {
                     Lookup::NotAccepted {
@@ -68,7 +71,13 @@ impl Authorization {
 
     /// The CSMS said this of a token (AuthorizeResponse, or the idTokenInfo of a
     /// TransactionEventResponse): the cache keeps it (C10.FR.04/05) with AuthCacheLifeTime.
-    pub(crate) fn remember(&mut self, cx: &mut Ctx, now: Instant, id_token: &Value, info: &Value) {
+    pub(crate) fn remember(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        id_token: &IdToken,
+        info: &Value,
+    ) {
         if !cx.vars.bool(Var::AuthCacheEnabled) {
             return;
         }
@@ -97,7 +106,7 @@ impl Authorization {
         &mut self,
         cx: &mut Ctx,
         now: Instant,
-        sessions: &[(u32, Value)],
+        sessions: &[(u32, IdToken)],
         request: v201::CustomerInformationRequest,
     ) -> Result<v201::CustomerInformationResponse, CallError> {
         use v201::CustomerInformationStatusEnum as S;
@@ -123,8 +132,8 @@ impl Authorization {
         }
         let mut found: Vec<String> = Vec::new();
         if let Some(token) = &request.id_token {
-            let token = serde_json::to_value(token).unwrap_or(Value::Null);
-            let key = crate::ocpp::auth::token_key(&token);
+            let token = IdToken::from(token);
+            let key = token.key();
             if self.cache.contains(&key) {
                 found.push(format!("authorization cache entry for {key}"));
                 if request.clear {
@@ -136,7 +145,7 @@ impl Authorization {
                 found.push(format!("local authorization list entry for {key}"));
             }
             for (evse, session_token) in sessions {
-                if crate::ocpp::auth::token_key(session_token) == key {
+                if session_token.key() == key {
                     found.push(format!("authorizes the session on EVSE {evse}"));
                 }
             }

@@ -3,6 +3,7 @@
 
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::devmodel::Var;
+use crate::ocpp::model::IdToken;
 use crate::ocpp::persist::{PersistOp, Persisted};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::v201;
@@ -33,12 +34,12 @@ impl LocalList {
     }
 
     /// The idTokenInfo of an idToken on the list.
-    pub fn lookup(&self, id_token: &Value) -> Option<&Value> {
+    pub fn lookup(&self, id_token: &IdToken) -> Option<&Value> {
         self.entries
             .iter()
             .find(|e| {
-                e["idToken"]["idToken"] == id_token["idToken"]
-                    && e["idToken"]["type"] == id_token["type"]
+                e["idToken"]["idToken"] == id_token.id_token.as_str()
+                    && e["idToken"]["type"] == id_token.kind.as_str()
             })
             .map(|e| &e["idTokenInfo"])
     }

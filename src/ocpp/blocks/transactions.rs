@@ -12,6 +12,7 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
+use crate::ocpp::model::IdToken;
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -44,8 +45,8 @@ pub enum AuthPurpose {
 /// The current authorization of an EVSE.
 #[derive(Debug, Clone)]
 pub(crate) struct Auth {
-    pub(crate) id_token: Value,
-    pub(crate) group: Option<Value>,
+    pub(crate) id_token: IdToken,
+    pub(crate) group: Option<IdToken>,
     /// `Authorized` or `RemoteStart`.
     trigger: &'static str,
     remote_start_id: Option<i64>,
@@ -76,7 +77,7 @@ pub(crate) struct Tx {
 pub struct Transactions {
     pub(crate) evses: Vec<Evse>,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
-    reported_tokens: Vec<(String, Value)>,
+    reported_tokens: Vec<(String, IdToken)>,
 }
 
 impl Transactions {
@@ -88,7 +89,7 @@ impl Transactions {
     }
 
     /// The idTokens that authorize a session now, per EVSE (N09: what is kept of a customer).
-    pub(crate) fn session_tokens(&self) -> Vec<(u32, Value)> {
+    pub(crate) fn session_tokens(&self) -> Vec<(u32, IdToken)> {
         self.evses
             .iter()
             .filter_map(|e| e.auth.as_ref().map(|a| (e.id, a.id_token.clone())))
@@ -132,7 +133,7 @@ enum Cause {
     PlugIn,
     PlugOut,
     Authorized,
-    StopAuthorized(Value),
+    StopAuthorized(IdToken),
     Deauthorized,
     RemoteStop,
     EvConnectTimeout,
@@ -141,10 +142,6 @@ enum Cause {
     Clock,
     /// Availability or a fault changed: an Updated only if the power path changed.
     Refresh,
-}
-
-fn same_token(a: &Value, b: &Value) -> bool {
-    a["idToken"] == b["idToken"] && a["type"] == b["type"]
 }
 
 impl Transactions {
@@ -191,7 +188,7 @@ impl Transactions {
             // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02).
             if !cx.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
                 self.evses[idx].auth = Some(Auth {
-                    id_token: json!({"idToken": "", "type": "NoAuthorization"}),
+                    id_token: IdToken::new("", "NoAuthorization"),
                     group: None,
                     trigger: "Authorized",
                     remote_start_id: None,
@@ -231,11 +228,11 @@ impl Transactions {
         auth: &mut Authorization,
         now: Instant,
         idx: usize,
-        id_token: Value,
+        id_token: IdToken,
     ) {
         info!(
             evse = self.evses[idx].id,
-            token_type = id_token["type"].as_str(),
+            token_type = id_token.kind.as_str(),
             "idToken presented"
         );
         let Some(current) = self.evses[idx].auth.clone() else {
@@ -247,7 +244,7 @@ impl Transactions {
             self.authorize(cx, auth, now, idx, id_token, AuthPurpose::Start);
             return;
         };
-        if same_token(&current.id_token, &id_token) {
+        if current.id_token.same(&id_token) {
             if self.evses[idx].tx.is_some() {
                 self.stop_authorized(cx, now, idx, id_token);
             } else {
@@ -273,7 +270,7 @@ impl Transactions {
         auth: &mut Authorization,
         now: Instant,
         idx: usize,
-        id_token: Value,
+        id_token: IdToken,
         purpose: AuthPurpose,
     ) {
         let lookup = auth.lookup(cx, now, &id_token);
@@ -317,7 +314,7 @@ impl Transactions {
         cx: &mut Ctx,
         now: Instant,
         idx: usize,
-        id_token: Value,
+        id_token: IdToken,
         purpose: AuthPurpose,
         lookup: Lookup,
     ) {
@@ -370,7 +367,7 @@ impl Transactions {
         auth: &mut Authorization,
         now: Instant,
         idx: usize,
-        id_token: Value,
+        id_token: IdToken,
         purpose: AuthPurpose,
         info: Option<Value>,
     ) {
@@ -395,7 +392,9 @@ impl Transactions {
         } else {
             format!("rejected: {status}")
         };
-        let group = info.get("groupIdToken").cloned();
+        let group = info
+            .get("groupIdToken")
+            .and_then(|g| serde_json::from_value(g.clone()).ok());
         self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
         cx.pump(now);
     }
@@ -406,10 +405,10 @@ impl Transactions {
         cx: &mut Ctx,
         now: Instant,
         idx: usize,
-        id_token: Value,
+        id_token: IdToken,
         purpose: AuthPurpose,
         accepted: bool,
-        group: Option<Value>,
+        group: Option<IdToken>,
         note: &str,
     ) {
         info!(evse = self.evses[idx].id, result = note, "authorization");
@@ -419,7 +418,7 @@ impl Transactions {
                 // C09.FR.03/11: same group and Accepted.
                 let tx_group = self.evses[idx].auth.as_ref().and_then(|a| a.group.clone());
                 let same_group = match (&group, &tx_group) {
-                    (Some(g), Some(t)) => g["idToken"] == t["idToken"],
+                    (Some(g), Some(t)) => g.id_token == t.id_token,
                     _ => false,
                 };
                 if accepted && same_group {
@@ -450,8 +449,8 @@ impl Transactions {
         cx: &mut Ctx,
         now: Instant,
         idx: usize,
-        id_token: Value,
-        group: Option<Value>,
+        id_token: IdToken,
+        group: Option<IdToken>,
         trigger: &'static str,
         remote_start_id: Option<i64>,
     ) {
@@ -477,7 +476,7 @@ impl Transactions {
         self.update_evse(cx, now, idx, Cause::Authorized);
     }
 
-    fn stop_authorized(&mut self, cx: &mut Ctx, now: Instant, idx: usize, id_token: Value) {
+    fn stop_authorized(&mut self, cx: &mut Ctx, now: Instant, idx: usize, id_token: IdToken) {
         self.evses[idx].auth = None;
         self.evses[idx].last_authorization = Some("stopped by idToken".into());
         self.update_evse(cx, now, idx, Cause::StopAuthorized(id_token));
@@ -712,7 +711,7 @@ impl Transactions {
         idx: usize,
         trigger: &'static str,
         reason: &'static str,
-        stop_token: Option<Value>,
+        stop_token: Option<IdToken>,
     ) {
         let evse_id = self.evses[idx].id;
         if self.evses[idx].power_path {
@@ -865,7 +864,7 @@ impl Transactions {
         trigger: &'static str,
         stopped_reason: Option<&'static str>,
         meter_values: Vec<Value>,
-        explicit_token: Option<Value>,
+        explicit_token: Option<IdToken>,
     ) {
         let charging_state = self.charging_state(cx, idx);
         let connected = self.ev_connected(cx, idx);
@@ -929,7 +928,7 @@ impl Transactions {
         };
         let tx = self.evses[idx].tx.as_mut().expect("checked above");
         if let Some(token) = &token {
-            payload["idToken"] = token.clone();
+            payload["idToken"] = v201::to_payload(token);
         }
         if let Some(last) = meter_values.last() {
             tx.last_meter = Some(last.clone());
@@ -969,8 +968,11 @@ impl Transactions {
             connector: tx.connector,
             next_seq_no: tx.next_seq_no,
             started_ms: tx.started_ms,
-            id_token: evse.auth.as_ref().map(|a| a.id_token.clone()),
-            group_id_token: evse.auth.as_ref().and_then(|a| a.group.clone()),
+            id_token: evse.auth.as_ref().map(|a| v201::to_payload(&a.id_token)),
+            group_id_token: evse
+                .auth
+                .as_ref()
+                .and_then(|a| a.group.as_ref().map(v201::to_payload)),
             authorized: evse.auth.is_some(),
             remote_start_id: tx.remote_start_id,
             last_meter: tx.last_meter.clone(),
@@ -1302,7 +1304,7 @@ impl Transactions {
         let holds = self.evses[idx]
             .auth
             .as_ref()
-            .is_some_and(|a| same_token(&a.id_token, &token));
+            .is_some_and(|a| a.id_token.same(&token));
         if !holds {
             return;
         }
@@ -1374,15 +1376,12 @@ impl Transactions {
         if !cx.model.evse_operative(idx, &cx.vars) {
             return rejected("the EVSE is unavailable");
         }
-        let id_token = serde_json::to_value(&request.id_token).unwrap_or(Value::Null);
+        let id_token = IdToken::from(&request.id_token);
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());
         let remote_start_id = request.remote_start_id;
-        let group = request
-            .group_id_token
-            .as_ref()
-            .and_then(|g| serde_json::to_value(g).ok());
+        let group = request.group_id_token.as_ref().map(IdToken::from);
         // C03.FR.01/F02: Central tokens and AuthorizeRemoteStart = false need no Authorize.
-        let central = id_token["type"] == "Central";
+        let central = id_token.kind == "Central";
         if cx.vars.bool(Var::AuthorizeRemoteStart) && !central {
             self.authorize(
                 cx,

@@ -5,6 +5,54 @@
 //! 1.6) names a status is the version adapter's business.
 
 use super::devmodel::{DeviceModel, Var};
+use serde::{Deserialize, Serialize};
+
+/// An identifier presented to authorize charging (an RFID card, an app account, a key...):
+/// the identifier and its kind (`ISO14443`, `eMAID`, `Central`, ...). Stored and compared as
+/// is; the spelling of its kinds on the wire is the version adapter's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdToken {
+    pub id_token: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Further identifiers of the same holder, as the CSMS or the reader gave them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_info: Vec<AdditionalIdToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalIdToken {
+    pub additional_id_token: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl IdToken {
+    pub fn new(id_token: &str, kind: &str) -> Self {
+        IdToken {
+            id_token: id_token.to_owned(),
+            kind: kind.to_owned(),
+            additional_info: Vec::new(),
+        }
+    }
+
+    /// The same identifier (C09: additional info does not make another token).
+    pub fn same(&self, other: &IdToken) -> bool {
+        self.id_token == other.id_token && self.kind == other.kind
+    }
+
+    /// `kind:id`, the authorization cache's key.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.kind, self.id_token)
+    }
+
+    /// Tokens whose authorization is not the CSMS's to cache (C02.FR.03, C03.FR.02, C05.FR.02).
+    pub fn cacheable(&self) -> bool {
+        !matches!(self.kind.as_str(), "NoAuthorization" | "Central")
+    }
+}
 
 /// A connector's status, as part 2 defines it (G01).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -97,3 +97,21 @@ pub fn id32(id: i64) -> u32 {
 pub fn to_payload<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
+
+impl From<&IdToken> for crate::ocpp::model::IdToken {
+    fn from(token: &IdToken) -> Self {
+        crate::ocpp::model::IdToken {
+            id_token: token.id_token.clone(),
+            kind: token.r#type.as_str().to_owned(),
+            additional_info: token
+                .additional_info
+                .iter()
+                .flatten()
+                .map(|a| crate::ocpp::model::AdditionalIdToken {
+                    additional_id_token: a.additional_id_token.clone(),
+                    kind: a.r#type.clone(),
+                })
+                .collect(),
+        }
+    }
+}
