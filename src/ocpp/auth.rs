@@ -1,7 +1,7 @@
 //! The authorization cache (C10-C12): every idTokenInfo the CSMS sends is remembered, with an
 //! expiry (cacheExpiryDateTime or AuthCacheCtrlr.LifeTime) and LRU eviction when full.
 
-use super::model::IdToken;
+use super::model::{AuthorizationInfo, IdToken};
 use super::persist::{CacheEntry, PersistOp};
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ impl AuthCache {
     pub fn update(
         &mut self,
         id_token: &IdToken,
-        info: &Value,
+        info: &AuthorizationInfo,
         now_ms: i64,
         lifetime_ms: i64,
     ) -> Vec<PersistOp> {
@@ -82,14 +82,16 @@ impl AuthCache {
         }
         let key = id_token.key();
         // C10.FR.13: cacheExpiryDateTime wins over LifeTime (C10.FR.08).
-        let expires_ms = info["cacheExpiryDateTime"]
-            .as_str()
+        let expires_ms = info
+            .cache_expiry_date_time
+            .as_deref()
             .and_then(super::clock::UtcTime::parse_rfc3339)
             .map(|t| t.unix_millis())
             .unwrap_or(now_ms.saturating_add(lifetime_ms));
         let entry = CacheEntry {
             key: key.clone(),
-            info: info.clone(),
+            // Stored as the CSMS said it.
+            info: serde_json::to_value(info).unwrap_or(Value::Null),
             expires_ms,
             used_ms: now_ms,
         };
@@ -145,6 +147,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn info(json: Value) -> AuthorizationInfo {
+        serde_json::from_value(json).unwrap()
+    }
+
     fn token(id: &str) -> IdToken {
         IdToken::new(id, "ISO14443")
     }
@@ -155,11 +161,11 @@ mod tests {
         assert_eq!(c.lookup(&token("A"), 0).0, Lookup::Unknown);
         c.update(
             &token("A"),
-            &json!({"status":"Accepted","groupIdToken":{"idToken":"G","type":"Central"}}),
+            &info(json!({"status":"Accepted","groupIdToken":{"idToken":"G","type":"Central"}})),
             0,
             1000,
         );
-        c.update(&token("B"), &json!({"status":"Blocked"}), 0, 1000);
+        c.update(&token("B"), &info(json!({"status":"Blocked"})), 0, 1000);
         assert_eq!(
             c.lookup(&token("A"), 500).0,
             Lookup::Accepted {
@@ -181,7 +187,7 @@ mod tests {
         // cacheExpiryDateTime overrides the lifetime.
         c.update(
             &token("C"),
-            &json!({"status":"Accepted","cacheExpiryDateTime":"1970-01-01T00:00:10Z"}),
+            &info(json!({"status":"Accepted","cacheExpiryDateTime":"1970-01-01T00:00:10Z"})),
             0,
             1000,
         );
@@ -197,7 +203,7 @@ mod tests {
         assert!(
             c.update(
                 &IdToken::new("", "NoAuthorization"),
-                &json!({"status":"Accepted"}),
+                &info(json!({"status":"Accepted"})),
                 0,
                 1
             )
@@ -206,7 +212,7 @@ mod tests {
         assert!(
             c.update(
                 &IdToken::new("x", "Central"),
-                &json!({"status":"Accepted"}),
+                &info(json!({"status":"Accepted"})),
                 0,
                 1
             )
@@ -221,20 +227,20 @@ mod tests {
         for i in 0..CACHE_CAPACITY {
             c.update(
                 &token(&format!("T{i}")),
-                &json!({"status":"Accepted"}),
+                &info(json!({"status":"Accepted"})),
                 i as i64,
                 1_000_000,
             );
         }
         c.update(
             &token("T5"),
-            &json!({"status":"Invalid"}),
+            &info(json!({"status":"Invalid"})),
             10_000,
             1_000_000,
         );
         let ops = c.update(
             &token("NEW"),
-            &json!({"status":"Accepted"}),
+            &info(json!({"status":"Accepted"})),
             20_000,
             1_000_000,
         );
@@ -246,7 +252,7 @@ mod tests {
         );
         let ops = c.update(
             &token("NEW2"),
-            &json!({"status":"Accepted"}),
+            &info(json!({"status":"Accepted"})),
             20_001,
             1_000_000,
         );

@@ -407,7 +407,7 @@ impl Station {
                     id_token,
                     purpose,
                 } => v201::decode_response::<v201::AuthorizeResponse>(payload).map(|r| {
-                    let info = serde_json::to_value(&r.id_token_info).unwrap_or(Value::Null);
+                    let info = v201::authorization_info(&r.id_token_info);
                     self.transactions.authorize_answered(
                         &mut self.cx,
                         &mut self.authorization,

@@ -8,7 +8,7 @@ use crate::ocpp::auth::{AuthCache, Lookup};
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::devmodel::Var;
-use crate::ocpp::model::IdToken;
+use crate::ocpp::model::{AuthorizationInfo, IdToken};
 use crate::ocpp::persist::Persisted;
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -37,23 +37,21 @@ impl Authorization {
         let now_ms = cx.clock.utc(now).unix_millis();
         if let Some(list) = self.local_list.active(cx) {
             if let Some(info) = list.lookup(id_token) {
-                let status = info["status"].as_str().unwrap_or("Unknown");
-                let expired = info["cacheExpiryDateTime"]
-                    .as_str()
+                let expired = info
+                    .cache_expiry_date_time
+                    .as_deref()
                     .and_then(UtcTime::parse_rfc3339)
                     .is_some_and(|t| t.unix_millis() <= now_ms);
-                return if status == "Accepted" && !expired {
+                return if info.accepted() && !expired {
                     Lookup::Accepted {
-                        group: info
-                            .get("groupIdToken")
-                            .and_then(|g| serde_json::from_value(g.clone()).ok()),
+                        group: info.group_id_token.clone(),
                     }
                 } else {
                     Lookup::NotAccepted {
                         status: if expired {
                             "Expired".into()
                         } else {
-                            status.into()
+                            info.status.as_str().into()
                         },
                     }
                 };
@@ -76,7 +74,7 @@ impl Authorization {
         cx: &mut Ctx,
         now: Instant,
         id_token: &IdToken,
-        info: &Value,
+        info: &AuthorizationInfo,
     ) {
         if !cx.vars.bool(Var::AuthCacheEnabled) {
             return;

@@ -3,7 +3,7 @@
 
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::devmodel::Var;
-use crate::ocpp::model::IdToken;
+use crate::ocpp::model::{AuthorizationInfo, IdToken};
 use crate::ocpp::persist::{PersistOp, Persisted};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::v201;
@@ -16,8 +16,16 @@ const META_LOCAL_LIST: &str = "local_list";
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LocalList {
     pub version: i64,
-    /// `AuthorizationData` entries: `idToken` and `idTokenInfo`.
-    pub entries: Vec<Value>,
+    pub entries: Vec<LocalEntry>,
+}
+
+/// One entry: a token and, for the entries the list keeps, what it says of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalEntry {
+    pub id_token: IdToken,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_info: Option<AuthorizationInfo>,
 }
 
 impl LocalList {
@@ -34,14 +42,11 @@ impl LocalList {
     }
 
     /// The idTokenInfo of an idToken on the list.
-    pub fn lookup(&self, id_token: &IdToken) -> Option<&Value> {
+    pub fn lookup(&self, id_token: &IdToken) -> Option<&AuthorizationInfo> {
         self.entries
             .iter()
-            .find(|e| {
-                e["idToken"]["idToken"] == id_token.id_token.as_str()
-                    && e["idToken"]["type"] == id_token.kind.as_str()
-            })
-            .map(|e| &e["idTokenInfo"])
+            .find(|e| e.id_token.same(id_token))
+            .and_then(|e| e.id_token_info.as_ref())
     }
 
     /// LocalAuthListCtrlr.Enabled.
@@ -81,15 +86,18 @@ impl LocalList {
         if !LocalList::enabled(cx) {
             return respond(v201::SendLocalListStatusEnum::Failed);
         }
-        let entries: Vec<Value> = request
+        let entries: Vec<LocalEntry> = request
             .local_authorization_list
             .unwrap_or_default()
             .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .map(|e| LocalEntry {
+                id_token: IdToken::from(&e.id_token),
+                id_token_info: e.id_token_info.as_ref().map(v201::authorization_info),
+            })
             .collect();
         // D01.FR.06: unique idTokens.
         for (i, e) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|o| o["idToken"] == e["idToken"]) {
+            if entries[..i].iter().any(|o| o.id_token == e.id_token) {
                 return respond(v201::SendLocalListStatusEnum::Failed);
             }
         }
@@ -104,9 +112,9 @@ impl LocalList {
                     return respond(v201::SendLocalListStatusEnum::VersionMismatch);
                 }
                 for e in entries {
-                    self.entries.retain(|o| o["idToken"] != e["idToken"]);
+                    self.entries.retain(|o| o.id_token != e.id_token);
                     // D01.FR.16/17: with idTokenInfo: add/update; without: remove.
-                    if e.get("idTokenInfo").is_some() {
+                    if e.id_token_info.is_some() {
                         self.entries.push(e);
                     }
                 }

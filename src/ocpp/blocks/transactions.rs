@@ -12,7 +12,7 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
-use crate::ocpp::model::IdToken;
+use crate::ocpp::model::{AuthorizationInfo, IdToken};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -369,7 +369,7 @@ impl Transactions {
         idx: usize,
         id_token: IdToken,
         purpose: AuthPurpose,
-        info: Option<Value>,
+        info: Option<AuthorizationInfo>,
     ) {
         let Some(info) = info else {
             let lookup = auth.lookup(cx, now, &id_token);
@@ -378,13 +378,10 @@ impl Transactions {
             return;
         };
         auth.remember(cx, now, &id_token, &info);
-        let status = info["status"].as_str().unwrap_or("Unknown");
+        let status = info.status.as_str();
         // C01.FR.21: an evseId list limits where the token may charge.
-        let evse_id = self.evses[idx].id;
-        let allowed_here = info["evseId"].as_array().is_none_or(|ids| {
-            ids.is_empty() || ids.iter().any(|i| i.as_u64() == Some(u64::from(evse_id)))
-        });
-        let accepted = status == "Accepted" && allowed_here;
+        let allowed_here = info.allows_evse(self.evses[idx].id);
+        let accepted = info.accepted() && allowed_here;
         let note = if accepted {
             "accepted".to_owned()
         } else if !allowed_here {
@@ -392,9 +389,7 @@ impl Transactions {
         } else {
             format!("rejected: {status}")
         };
-        let group = info
-            .get("groupIdToken")
-            .and_then(|g| serde_json::from_value(g.clone()).ok());
+        let group = info.group_id_token.clone();
         self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
         cx.pump(now);
     }
@@ -1253,7 +1248,7 @@ impl Transactions {
             let response: v201::TransactionEventResponse =
                 v201::validate::decode(&v201::tables::TRANSACTION_EVENT_RESPONSE, payload)?;
             if let (Some(info), Some(tx_id)) = (response.id_token_info, &meta.tx_id) {
-                let info = serde_json::to_value(&info).unwrap_or(Value::Null);
+                let info = v201::authorization_info(&info);
                 self.token_info_received(cx, auth, now, tx_id, info);
             }
         }
@@ -1280,7 +1275,7 @@ impl Transactions {
         auth: &mut Authorization,
         now: Instant,
         tx_id: &str,
-        info: Value,
+        info: AuthorizationInfo,
     ) {
         let Some(token) = self
             .reported_tokens
@@ -1291,7 +1286,7 @@ impl Transactions {
             return;
         };
         auth.remember(cx, now, &token, &info);
-        if info["status"] == "Accepted" {
+        if info.accepted() {
             return;
         }
         let Some(idx) = self
@@ -1310,12 +1305,12 @@ impl Transactions {
         }
         warn!(
             transaction_id = tx_id,
-            status = info["status"].as_str(),
+            status = info.status.as_str(),
             "the CSMS did not accept the idToken of a running transaction (E05)"
         );
         self.evses[idx].last_authorization = Some(format!(
             "deauthorized by the CSMS: {}",
-            info["status"].as_str().unwrap_or("?")
+            info.status.as_str()
         ));
         if cx.vars.bool(Var::StopTxOnInvalidId) {
             self.evses[idx].auth = None;

@@ -21,6 +21,86 @@ pub struct IdToken {
     pub additional_info: Vec<AdditionalIdToken>,
 }
 
+/// What the CSMS (or the local list) says of an idToken (C01, C10, D01). Its serialised form
+/// is the one the journal has always stored for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationInfo {
+    pub status: AuthorizationStatus,
+    /// Until when it may be used from the cache or the list (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_expiry_date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charging_priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language2: Option<String>,
+    /// The EVSEs where the token may charge (C01.FR.21); empty: all.
+    #[serde(default, rename = "evseId", skip_serializing_if = "Vec::is_empty")]
+    pub evse_ids: Vec<i64>,
+    /// The group it belongs to (C09).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id_token: Option<IdToken>,
+    /// A message for the driver (tariff, welcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_message: Option<MessageContent>,
+}
+
+impl AuthorizationInfo {
+    pub fn accepted(&self) -> bool {
+        self.status == AuthorizationStatus::Accepted
+    }
+
+    /// The token may charge at this EVSE (C01.FR.21).
+    pub fn allows_evse(&self, evse: u32) -> bool {
+        self.evse_ids.is_empty() || self.evse_ids.contains(&i64::from(evse))
+    }
+}
+
+/// The verdicts on an idToken that part 2 defines (1.6's are a subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthorizationStatus {
+    Accepted,
+    Blocked,
+    ConcurrentTx,
+    Expired,
+    Invalid,
+    NoCredit,
+    #[serde(rename = "NotAllowedTypeEVSE")]
+    NotAllowedTypeEvse,
+    NotAtThisLocation,
+    NotAtThisTime,
+    Unknown,
+}
+
+impl AuthorizationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorizationStatus::Accepted => "Accepted",
+            AuthorizationStatus::Blocked => "Blocked",
+            AuthorizationStatus::ConcurrentTx => "ConcurrentTx",
+            AuthorizationStatus::Expired => "Expired",
+            AuthorizationStatus::Invalid => "Invalid",
+            AuthorizationStatus::NoCredit => "NoCredit",
+            AuthorizationStatus::NotAllowedTypeEvse => "NotAllowedTypeEVSE",
+            AuthorizationStatus::NotAtThisLocation => "NotAtThisLocation",
+            AuthorizationStatus::NotAtThisTime => "NotAtThisTime",
+            AuthorizationStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// A text for a person, in a format and language.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageContent {
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    pub content: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdditionalIdToken {

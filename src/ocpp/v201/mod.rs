@@ -115,3 +115,18 @@ impl From<&IdToken> for crate::ocpp::model::IdToken {
         }
     }
 }
+
+/// The model's form of a 2.0.1 idTokenInfo (the two serialise alike; a payload that passed
+/// validation converts).
+pub fn authorization_info(info: &IdTokenInfo) -> crate::ocpp::model::AuthorizationInfo {
+    serde_json::from_value(to_payload(info)).unwrap_or(crate::ocpp::model::AuthorizationInfo {
+        status: crate::ocpp::model::AuthorizationStatus::Unknown,
+        cache_expiry_date_time: None,
+        charging_priority: None,
+        language1: None,
+        language2: None,
+        evse_ids: Vec::new(),
+        group_id_token: None,
+        personal_message: None,
+    })
+}
