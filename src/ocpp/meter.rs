@@ -2,7 +2,7 @@
 //! the configured measurands (SampledDataCtrlr / AlignedDataCtrlr).
 
 use super::clock::UtcTime;
-use serde_json::{Value, json};
+use super::model::{MeterSample, SampledValue, UnitOfMeasure};
 
 /// The latest values of an EVSE's meter. Real meters (Modbus, ...) and the `sim` meter both
 /// report through this.
@@ -51,9 +51,9 @@ pub fn meter_value<'a>(
     measurands: impl IntoIterator<Item = &'a str>,
     context: Context,
     at: UtcTime,
-) -> Option<Value> {
+) -> Option<MeterSample> {
     let reading = reading?;
-    let sampled: Vec<Value> = measurands
+    let sampled: Vec<SampledValue> = measurands
         .into_iter()
         .filter_map(|m| {
             let (value, unit) = match m {
@@ -63,18 +63,21 @@ pub fn meter_value<'a>(
                 "Voltage" => (reading.voltage_v, "V"),
                 _ => return None,
             };
-            Some(json!({
-                "value": round3(value),
-                "context": context.as_str(),
-                "measurand": m,
-                "unitOfMeasure": { "unit": unit },
-            }))
+            Some(SampledValue {
+                value: round3(value),
+                context: Some(context.as_str().to_owned()),
+                measurand: Some(m.to_owned()),
+                unit_of_measure: Some(UnitOfMeasure { unit: unit.into() }),
+            })
         })
         .collect();
     if sampled.is_empty() {
         return None;
     }
-    Some(json!({ "timestamp": at.to_rfc3339(), "sampledValue": sampled }))
+    Some(MeterSample {
+        timestamp: at.to_rfc3339(),
+        sampled_value: sampled,
+    })
 }
 
 /// Drops intermediate values first (E06.FR.13, E04.FR.08: the 2nd, 4th, ... entry, never the
@@ -111,6 +114,7 @@ mod tests {
             UtcTime::from_unix_millis(0),
         )
         .unwrap();
+        let mv = serde_json::to_value(&mv).unwrap();
         assert_eq!(mv["timestamp"], "1970-01-01T00:00:00.000Z");
         assert_eq!(mv["sampledValue"][0]["value"], 1234.568);
         assert_eq!(mv["sampledValue"][0]["context"], "Transaction.Begin");

@@ -12,7 +12,7 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
-use crate::ocpp::model::{AuthorizationInfo, IdToken};
+use crate::ocpp::model::{AuthorizationInfo, IdToken, MeterSample};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -67,8 +67,8 @@ pub(crate) struct Tx {
     evse_reported: bool,
     remote_start_id: Option<i64>,
     remote_start_reported: bool,
-    ended_values: Vec<Value>,
-    last_meter: Option<Value>,
+    ended_values: Vec<MeterSample>,
+    last_meter: Option<MeterSample>,
 }
 
 /// The transaction block (E, F): per EVSE who is authorized, whether the power path is
@@ -826,7 +826,7 @@ impl Transactions {
         idx: usize,
         var: Var,
         context: Context,
-    ) -> Option<Value> {
+    ) -> Option<MeterSample> {
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
             cx.vars.list(var),
@@ -858,7 +858,7 @@ impl Transactions {
         kind: EventKind,
         trigger: &'static str,
         stopped_reason: Option<&'static str>,
-        meter_values: Vec<Value>,
+        meter_values: Vec<MeterSample>,
         explicit_token: Option<IdToken>,
     ) {
         let charging_state = self.charging_state(cx, idx);
@@ -929,7 +929,7 @@ impl Transactions {
             tx.last_meter = Some(last.clone());
         }
         if !meter_values.is_empty() {
-            payload["meterValue"] = Value::Array(meter_values);
+            payload["meterValue"] = v201::to_payload(&meter_values);
         }
         let tx_id = tx.id.clone();
         if let Some(token) = token {
@@ -970,8 +970,8 @@ impl Transactions {
                 .and_then(|a| a.group.as_ref().map(v201::to_payload)),
             authorized: evse.auth.is_some(),
             remote_start_id: tx.remote_start_id,
-            last_meter: tx.last_meter.clone(),
-            ended_meter_values: tx.ended_values.clone(),
+            last_meter: tx.last_meter.as_ref().map(v201::to_payload),
+            ended_meter_values: tx.ended_values.iter().map(v201::to_payload).collect(),
             meter_start_wh: tx.meter_start_wh,
             charging_state: tx.charging_state.to_owned(),
             evse_reported: tx.evse_reported,
@@ -1109,7 +1109,7 @@ impl Transactions {
         }
     }
 
-    fn add_ended_value(&mut self, cx: &mut Ctx, idx: usize, value: Option<Value>) {
+    fn add_ended_value(&mut self, cx: &mut Ctx, idx: usize, value: Option<MeterSample>) {
         let Some(value) = value else {
             return;
         };
@@ -1201,7 +1201,7 @@ impl Transactions {
             };
             tx.started_ms += delta_ms;
             for v in tx.ended_values.iter_mut().chain(tx.last_meter.iter_mut()) {
-                crate::ocpp::persist::rebase_timestamps(v, delta_ms);
+                v.rebase(delta_ms);
             }
             ops.push(PersistOp::PutTransaction(self.tx_record(idx)));
         }

@@ -21,6 +21,45 @@ pub struct IdToken {
     pub additional_info: Vec<AdditionalIdToken>,
 }
 
+/// Meter readings taken at one instant (E01-E06, J01/J02): what transactions report and keep
+/// for their Ended event. Its serialised form is the one the journal has always stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeterSample {
+    /// RFC 3339 UTC.
+    pub timestamp: String,
+    pub sampled_value: Vec<SampledValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SampledValue {
+    pub value: f64,
+    /// Why it was taken: `Transaction.Begin`, `Sample.Periodic`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// `Energy.Active.Import.Register`, `Power.Active.Import`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_of_measure: Option<UnitOfMeasure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitOfMeasure {
+    pub unit: String,
+}
+
+impl MeterSample {
+    /// Moves the timestamp by `delta_ms` (it was taken before UTC was known).
+    pub fn rebase(&mut self, delta_ms: i64) {
+        if let Some(t) = super::clock::UtcTime::parse_rfc3339(&self.timestamp) {
+            self.timestamp =
+                super::clock::UtcTime::from_unix_millis(t.unix_millis() + delta_ms).to_rfc3339();
+        }
+    }
+}
+
 /// What the CSMS (or the local list) says of an idToken (C01, C10, D01). Its serialised form
 /// is the one the journal has always stored for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
