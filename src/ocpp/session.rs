@@ -291,6 +291,11 @@ impl Ctx {
         });
     }
 
+    /// A status report the CSMS asked for (F06), whose answer carries nothing to apply.
+    pub(crate) fn enqueue_triggered_report(&mut self, action: Action, payload: Value) {
+        self.enqueue_triggered(RequestKind::Other(action), action, payload);
+    }
+
     /// Appends a message to the durable queue: its payload goes to the journal in `batch`
     /// (with whatever else must change atomically with it), before it can be sent.
     pub(crate) fn enqueue_durable(

@@ -38,7 +38,7 @@ use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
 use super::devmodel::Var;
-use super::model::{IdToken, Model};
+use super::model::Model;
 use super::outbox::Outbox;
 use super::persist::Persisted;
 use super::rpc::{self, CallError, CallErrorCode, Frame};
@@ -224,16 +224,13 @@ impl Station {
                 let index = self
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
-                let token: v201::IdToken = serde_json::from_value(id_token.clone())
-                    .map_err(|e| InputError::BadToken(e.to_string()))?;
-                v201::validate::validate(&v201::tables::ID_TOKEN, &id_token)
-                    .map_err(|v| InputError::BadToken(format!("{}: {}", v.path, v.message)))?;
+                let token = adapter::id_token(&id_token).map_err(InputError::BadToken)?;
                 self.transactions.present_token(
                     &mut self.cx,
                     &mut self.authorization,
                     now,
                     index,
-                    IdToken::from(&token),
+                    token,
                 );
             }
             Input::Meter { evse, reading } => {

@@ -7,7 +7,6 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::persist::{EventKind, PersistOp, Persisted, Record};
 use crate::ocpp::rpc::CallError;
-use crate::ocpp::session::RequestKind;
 use crate::ocpp::station::Output;
 use crate::ocpp::timer::Timer;
 use crate::ocpp::v201::{self, Action};
@@ -262,11 +261,7 @@ impl Diagnostics {
             Some(job) => json!({"status": "Uploading", "requestId": job.upload.request_id}),
             None => json!({"status": "Idle"}),
         };
-        cx.enqueue_triggered(
-            RequestKind::Other(Action::LogStatusNotification),
-            Action::LogStatusNotification,
-            payload,
-        );
+        cx.enqueue_triggered_report(Action::LogStatusNotification, payload);
     }
 
     fn save_log_job(&mut self, cx: &mut Ctx) {

@@ -14,7 +14,6 @@ use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::model::FirmwareHold;
 use crate::ocpp::persist::{EventKind, PersistOp, Persisted, Record};
 use crate::ocpp::rpc::CallError;
-use crate::ocpp::session::RequestKind;
 use crate::ocpp::snapshot::FirmwareSnapshot;
 use crate::ocpp::station::Output;
 use crate::ocpp::timer::Timer;
@@ -626,11 +625,7 @@ impl Firmware {
             }
             _ => json!({"status": "Idle"}),
         };
-        cx.enqueue_triggered(
-            RequestKind::Other(Action::FirmwareStatusNotification),
-            Action::FirmwareStatusNotification,
-            payload,
-        );
+        cx.enqueue_triggered_report(Action::FirmwareStatusNotification, payload);
     }
 
     /// Every change of the job is saved, and what it means for the EVSEs published.

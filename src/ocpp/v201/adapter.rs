@@ -4,6 +4,7 @@
 
 use super::validate::Violation;
 use super::{Action, RequestPayload};
+use crate::ocpp::model::IdToken;
 use crate::ocpp::rpc::{CallError, CallErrorCode};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,4 +34,12 @@ pub fn answer<Req: RequestPayload, Resp: Serialize>(
 fn violation(v: Violation) -> CallError {
     let code = CallErrorCode::from_name(v.kind.as_str()).unwrap_or(CallErrorCode::FormatViolation);
     CallError::new(code, format!("{}: {}", v.path, v.message))
+}
+
+/// A token presented at a reader, given as an `IdTokenType` object: checked against the schema.
+pub fn id_token(json: &Value) -> Result<IdToken, String> {
+    super::validate::validate(&super::tables::ID_TOKEN, json)
+        .map_err(|v| format!("{}: {}", v.path, v.message))?;
+    let token: super::IdToken = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+    Ok(IdToken::from(&token))
 }
