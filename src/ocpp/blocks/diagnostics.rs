@@ -241,10 +241,7 @@ impl Diagnostics {
         status: v201::UploadLogStatusEnum,
         request_id: Option<i64>,
     ) {
-        let mut payload = json!({"status": status.as_str()});
-        if let Some(id) = request_id {
-            payload["requestId"] = json!(id);
-        }
+        let payload = v201::adapter::status_report(status.as_str(), request_id);
         cx.enqueue_durable(
             now,
             Action::LogStatusNotification,

@@ -594,10 +594,7 @@ impl Firmware {
         status: v201::FirmwareStatusEnum,
         request_id: Option<i64>,
     ) {
-        let mut payload = json!({"status": status.as_str()});
-        if let Some(id) = request_id {
-            payload["requestId"] = json!(id);
-        }
+        let payload = v201::adapter::status_report(status.as_str(), request_id);
         self.last_status = Some((status.as_str().to_owned(), request_id));
         let last = json!([status.as_str(), request_id]).to_string();
         cx.enqueue_durable(
@@ -617,11 +614,7 @@ impl Firmware {
     pub(crate) fn firmware_status_triggered(&mut self, cx: &mut Ctx) {
         let payload = match &self.last_status {
             Some((status, id)) if status != "Installed" => {
-                let mut p = json!({"status": status});
-                if let Some(id) = id {
-                    p["requestId"] = json!(id);
-                }
-                p
+                v201::adapter::status_report(status, *id)
             }
             _ => json!({"status": "Idle"}),
         };

@@ -43,3 +43,12 @@ pub fn id_token(json: &Value) -> Result<IdToken, String> {
     let token: super::IdToken = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
     Ok(IdToken::from(&token))
 }
+
+/// A Firmware/LogStatusNotification payload: the status, and the request it reports on.
+pub fn status_report(status: &str, request_id: Option<i64>) -> Value {
+    let mut payload = serde_json::json!({ "status": status });
+    if let Some(id) = request_id {
+        payload["requestId"] = serde_json::json!(id);
+    }
+    payload
+}
