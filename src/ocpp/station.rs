@@ -103,14 +103,8 @@ impl Station {
             data_transfer: DataTransfer::new(config.data_transfer),
             provisioning,
             security: Security::new(config.certificates),
-            firmware: Firmware {
-                policy: config.firmware,
-                ..Default::default()
-            },
-            diagnostics: Diagnostics {
-                diagnostics: config.diagnostics_log,
-                job: None,
-            },
+            firmware: Firmware::new(config.firmware),
+            diagnostics: Diagnostics::new(config.diagnostics_log),
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -204,6 +198,8 @@ impl Station {
                 plugged,
             } => {
                 let index = self
+                    .cx
+                    .model
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
                 let c = &mut self.cx.model.connectors[index];
@@ -222,6 +218,8 @@ impl Station {
             }
             Input::Token { evse, id_token } => {
                 let index = self
+                    .cx
+                    .model
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
                 let token = adapter::id_token(&id_token).map_err(InputError::BadToken)?;
@@ -235,6 +233,8 @@ impl Station {
             }
             Input::Meter { evse, reading } => {
                 let index = self
+                    .cx
+                    .model
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.transactions
@@ -276,6 +276,8 @@ impl Station {
                 problem,
             } => {
                 let index = self
+                    .cx
+                    .model
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
                 self.availability
@@ -354,20 +356,6 @@ impl Station {
             evses: self.transactions.snapshot(&self.cx),
             firmware: self.firmware.snapshot(),
         }
-    }
-
-    // ----- internals -------------------------------------------------------------------------
-
-    fn connector_index(&self, evse: u32, connector: u32) -> Option<usize> {
-        self.cx
-            .model
-            .connectors
-            .iter()
-            .position(|c| c.evse == evse && c.id == connector)
-    }
-
-    pub(super) fn evse_index(&self, evse: u32) -> Option<usize> {
-        self.transactions.evses.iter().position(|e| e.id == evse)
     }
 
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
@@ -560,10 +548,8 @@ impl Station {
                 answer(payload, |r| transactions.unlock_connector(cx, now, r))
             }
             Action::ClearCache => Ok(authorization.clear_cache(cx)),
-            Action::GetLocalListVersion => Ok(authorization.local_list.version_answer(cx)),
-            Action::SendLocalList => {
-                answer(payload, |r| authorization.local_list.send_local_list(cx, r))
-            }
+            Action::GetLocalListVersion => Ok(authorization.local_list_version(cx)),
+            Action::SendLocalList => answer(payload, |r| authorization.send_local_list(cx, r)),
             Action::CustomerInformation => {
                 let sessions = transactions.session_tokens();
                 answer(payload, |r| {
@@ -606,7 +592,7 @@ impl Station {
             }
             Action::GetLog => answer(payload, |r| diagnostics.get_log(cx, now, r)),
             Action::UpdateFirmware => {
-                let roots = security.store.manufacturer_roots();
+                let roots = security.manufacturer_roots();
                 answer(payload, |r| firmware.update_firmware(cx, now, r, &roots))
             }
             _ => Err(CallError::new(
@@ -625,8 +611,8 @@ impl Station {
     fn live_values(&self) -> LiveValues {
         LiveValues {
             power_w: self.transactions.power_w(),
-            certificate_entries: self.security.store.roots.len(),
-            local_list_entries: self.authorization.local_list.entries.len(),
+            certificate_entries: self.security.certificate_entries(),
+            local_list_entries: self.authorization.local_list_entries(),
         }
     }
 

@@ -19,8 +19,8 @@ use tracing::info;
 /// The authorization block.
 #[derive(Debug)]
 pub struct Authorization {
-    pub(crate) cache: AuthCache,
-    pub(crate) local_list: LocalList,
+    cache: AuthCache,
+    local_list: LocalList,
 }
 
 impl Authorization {
@@ -83,6 +83,25 @@ impl Authorization {
         let now_ms = cx.clock.utc(now).unix_millis();
         let ops = self.cache.update(id_token, info, now_ms, lifetime);
         cx.persist(ops);
+    }
+
+    /// D02: GetLocalListVersion.
+    pub(crate) fn local_list_version(&self, cx: &Ctx) -> Value {
+        self.local_list.version_answer(cx)
+    }
+
+    /// D01: SendLocalList.
+    pub(crate) fn send_local_list(
+        &mut self,
+        cx: &mut Ctx,
+        request: v201::SendLocalListRequest,
+    ) -> Result<v201::SendLocalListResponse, CallError> {
+        self.local_list.send_local_list(cx, request)
+    }
+
+    /// LocalAuthListCtrlr.Entries.
+    pub(crate) fn local_list_entries(&self) -> usize {
+        self.local_list.entries.len()
     }
 
     /// C11: ClearCache.

@@ -68,14 +68,22 @@ pub struct UploadRequest {
     pub latest_ms: Option<i64>,
 }
 
+/// The diagnostics block (N01): the log upload in progress.
 #[derive(Debug, Clone, Default)]
 pub struct Diagnostics {
     /// A diagnostics source is configured (without one, DiagnosticsLog is Rejected).
-    pub diagnostics: bool,
-    pub job: Option<LogJob>,
+    diagnostics: bool,
+    job: Option<LogJob>,
 }
 
 impl Diagnostics {
+    pub(crate) fn new(diagnostics_source: bool) -> Self {
+        Diagnostics {
+            diagnostics: diagnostics_source,
+            job: None,
+        }
+    }
+
     /// N01: GetLog.
     pub(crate) fn get_log(
         &mut self,

@@ -94,21 +94,28 @@ impl Record for FirmwareJob {
     const VERSION: u32 = 1;
 }
 
-/// The firmware state of a station.
+/// The firmware block (L01/L02): the update in progress.
 #[derive(Debug, Clone, Default)]
 pub struct Firmware {
-    pub policy: FirmwarePolicy,
-    pub job: Option<FirmwareJob>,
+    policy: FirmwarePolicy,
+    job: Option<FirmwareJob>,
     /// The last status sent and its requestId (L01.FR.25/26).
-    pub last_status: Option<(String, Option<i64>)>,
+    last_status: Option<(String, Option<i64>)>,
     /// The InstallRebooting message must leave before the activation (queue sequence) and
     /// when we stop waiting for it.
-    pub activation_wait: Option<(u64, Instant)>,
+    activation_wait: Option<(u64, Instant)>,
     /// The EVSEs with a transaction (from core events): the install waits for none (L01.FR.06).
-    pub busy_evses: Vec<u32>,
+    busy_evses: Vec<u32>,
 }
 
 impl Firmware {
+    pub(crate) fn new(policy: FirmwarePolicy) -> Self {
+        Firmware {
+            policy,
+            ..Default::default()
+        }
+    }
+
     /// The update in progress, for `ctl status`.
     pub(crate) fn snapshot(&self) -> Option<FirmwareSnapshot> {
         self.job.as_ref().map(|j| FirmwareSnapshot {

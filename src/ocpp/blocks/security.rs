@@ -107,13 +107,23 @@ fn id_use(kind: &str) -> Option<v201::GetCertificateIdUseEnum> {
 /// The security block (A02-A03, M03-M05): the installed certificates and the key update.
 #[derive(Debug, Default)]
 pub struct Security {
-    pub(crate) store: CertificateStore,
+    store: CertificateStore,
     /// The CSR sent for signing and its public key (SubjectPublicKeyInfo DER).
     pending_csr: Option<(String, Vec<u8>)>,
     csr_attempts: u32,
 }
 
 impl Security {
+    /// The installed ManufacturerRootCertificates (firmware signers chain to them, L01).
+    pub(crate) fn manufacturer_roots(&self) -> Vec<x509::Certificate> {
+        self.store.manufacturer_roots()
+    }
+
+    /// CertificateEntries of the device model: the installed roots.
+    pub(crate) fn certificate_entries(&self) -> usize {
+        self.store.roots.len()
+    }
+
     pub(crate) fn new(store: CertificateStore) -> Self {
         Security {
             store,

@@ -75,7 +75,7 @@ pub(crate) struct Tx {
 /// closed, and the open transaction with its TransactionEvents, seqNo and meter values.
 #[derive(Debug)]
 pub struct Transactions {
-    pub(crate) evses: Vec<Evse>,
+    evses: Vec<Evse>,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     reported_tokens: Vec<(String, IdToken)>,
 }
