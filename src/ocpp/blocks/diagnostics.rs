@@ -148,6 +148,12 @@ impl Diagnostics {
             .filter(|c| *c != '-' && *c != ':')
             .collect();
         let filename = format!("{}_{log_type}_{compact}Z.log", cx.identity.station_id);
+        let (retries_left, retry_interval_s) = super::transfer_retries(
+            request.retries,
+            request.retry_interval,
+            DEFAULT_RETRIES,
+            DEFAULT_RETRY_INTERVAL,
+        );
         let job = LogJob {
             upload: UploadRequest {
                 request_id: request.request_id,
@@ -157,14 +163,8 @@ impl Diagnostics {
                 oldest_ms: parse(&request.log.oldest_timestamp),
                 latest_ms: parse(&request.log.latest_timestamp),
             },
-            retries_left: request
-                .retries
-                .map_or(DEFAULT_RETRIES, |r| r.clamp(0, 100) as u32),
-            retry_interval_s: request
-                .retry_interval
-                .map_or(DEFAULT_RETRY_INTERVAL.as_secs(), |s| {
-                    s.clamp(0, 86_400) as u64
-                }),
+            retries_left,
+            retry_interval_s,
         };
         info!(request_id = job.upload.request_id, log_type, location = %crate::ocpp::firmware::redacted(&job.upload.location), "log upload accepted");
         self.job = Some(job);

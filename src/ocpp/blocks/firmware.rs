@@ -236,6 +236,13 @@ impl Firmware {
         }
         let utc_now = cx.clock.utc(now).unix_millis();
         let parse = |s: &str| UtcTime::parse_rfc3339(s).map(UtcTime::unix_millis);
+        // `retries` counts attempts after the first.
+        let (retries_left, retry_interval_s) = super::transfer_retries(
+            request.retries,
+            request.retry_interval,
+            DEFAULT_RETRIES,
+            DEFAULT_RETRY_INTERVAL,
+        );
         let job = FirmwareJob {
             request_id: request.request_id,
             location: location.to_owned(),
@@ -243,15 +250,8 @@ impl Firmware {
             install_ms: f.install_date_time.as_deref().and_then(parse),
             signer_der,
             signature,
-            // `retries` counts attempts after the first.
-            retries_left: request
-                .retries
-                .map_or(DEFAULT_RETRIES, |r| r.clamp(0, 100) as u32),
-            retry_interval_s: request
-                .retry_interval
-                .map_or(DEFAULT_RETRY_INTERVAL.as_secs(), |s| {
-                    s.clamp(0, 86_400) as u64
-                }),
+            retries_left,
+            retry_interval_s,
             phase: Phase::Scheduled,
             version_before: cx.identity.firmware_version.clone(),
             install_scheduled_sent: false,
