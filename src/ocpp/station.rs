@@ -84,7 +84,7 @@ impl Station {
             config.max_queue_bytes,
             super::network::Network::new(vec![config.network], "1", None),
         );
-        let cx = Ctx::new(
+        let mut cx = Ctx::new(
             config.identity,
             config.variables,
             WallClock::new(now, system_utc),
@@ -92,7 +92,6 @@ impl Station {
             link,
             model,
         );
-        let mut cx = cx;
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let mut station = Station {
@@ -151,9 +150,9 @@ impl Station {
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
             }
+            // Each timer's consequences before the next timer.
             self.route_events(now);
         }
-        self.route_events(now);
         self.cx.pump(now);
     }
 
