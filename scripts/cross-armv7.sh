@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-build ocpp-agent for armv7-unknown-linux-gnueabihf (e.g. MYIR MYD-YF13X, STM32MP13,
-# Cortex-A7) with Debian bookworm's own Rust 1.85 toolchain, and optionally run the result
-# under qemu-arm. Works without rustup targets (nothing is downloaded but Debian packages).
+# Cortex-A7) with Debian bookworm's own Rust toolchain (rustc-web: 1.85 when this was written,
+# 1.96 on 2026-12-02), and optionally run the result under qemu-arm. Works without rustup targets (nothing is downloaded but Debian packages).
 #
 # Usage:
 #   scripts/cross-armv7.sh                    install the toolchain if needed, then build
@@ -21,8 +21,9 @@
 #   /usr/lib/rustlib/armv7-unknown-linux-gnueabihf (installing the armhf package through apt
 #   fails on a multiarch conflict).
 #
-# The build uses /usr/bin/cargo and /usr/bin/rustc (Debian's 1.85), never a rustup proxy, so a
-# green build also proves the crate builds with the MSRV. Respects CARGO_TARGET_DIR.
+# The build uses /usr/bin/cargo and /usr/bin/rustc (Debian's), never a rustup proxy; while
+# Debian served 1.85 a green build also proved the MSRV (it serves 1.96 now, which proves only
+# that Debian's current Rust builds it). Respects CARGO_TARGET_DIR.
 set -euo pipefail
 
 TARGET=armv7-unknown-linux-gnueabihf
