@@ -6,7 +6,7 @@ use ocpp_agent::ocpp::persist::{
     CacheEntry, EventKind, MemoryJournal, PersistOp, Persisted, QueuedMessage, QueuedMeta, TxRecord,
 };
 use ocpp_agent::shell::journal::Journal;
-use ocpp_agent::shell::store::{SCHEMA_VERSION, Store, StoreErrorKind};
+use ocpp_agent::shell::store::{MIGRATIONS, SCHEMA_VERSION, Store, StoreErrorKind};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use std::io::BufRead;
@@ -710,50 +710,11 @@ fn a_version_1_database_is_migrated_and_keeps_its_meta() {
 }
 
 /// The tables of schema version 2 as the 7600d0d release wrote them (tests/fixtures/README.md):
-/// `queue.kind` checked against OCPP 2.0.1 eventType names, no protocol column.
-const V2_SCHEMA: &str = "
-    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT;
-    CREATE TABLE queue (
-        queue_seq    INTEGER PRIMARY KEY NOT NULL,
-        action       TEXT NOT NULL,
-        tx_id        TEXT,
-        kind         TEXT NOT NULL CHECK (kind IN ('Started', 'Updated', 'Ended', 'Other')),
-        attempts     INTEGER NOT NULL,
-        bytes        INTEGER NOT NULL,
-        created_ms   INTEGER NOT NULL,
-        boot_id      INTEGER NOT NULL,
-        time_trusted INTEGER NOT NULL,
-        payload      TEXT NOT NULL
-    ) STRICT;
-    CREATE TABLE queue_state (
-        id             INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
-        last_queue_seq INTEGER NOT NULL
-    ) STRICT;
-    INSERT INTO queue_state (id, last_queue_seq) VALUES (1, 0);
-    CREATE TABLE open_tx (
-        tx_id              TEXT PRIMARY KEY NOT NULL,
-        ord                INTEGER NOT NULL,
-        evse               INTEGER NOT NULL,
-        connector          INTEGER,
-        next_seq_no        INTEGER NOT NULL,
-        started_ms         INTEGER NOT NULL,
-        id_token           TEXT,
-        group_id_token     TEXT,
-        authorized         INTEGER NOT NULL,
-        remote_start_id    INTEGER,
-        last_meter         TEXT,
-        ended_meter_values TEXT NOT NULL,
-        meter_start_wh     REAL NOT NULL,
-        charging_state     TEXT NOT NULL,
-        evse_reported      INTEGER NOT NULL
-    ) STRICT, WITHOUT ROWID;
-    CREATE TABLE auth_cache (
-        key        TEXT PRIMARY KEY NOT NULL,
-        info       TEXT NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        used_ms    INTEGER NOT NULL
-    ) STRICT;
-";
+/// the store's own first two migrations, with `queue.kind` checked against OCPP 2.0.1 eventType
+/// names and no protocol column.
+fn v2_schema() -> String {
+    MIGRATIONS[..2].join("\n")
+}
 
 /// Writes `state` into a new version 2 file, row by row, the way that release stored it (queued
 /// messages inserted newest first: the order must come from queue_seq, not from the insertion).
@@ -875,7 +836,7 @@ fn a_version_2_database_is_migrated_in_place_keeping_every_row_and_its_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");
     let memory = varied_state(11);
-    write_v2(&path, V2_SCHEMA, &memory);
+    write_v2(&path, &v2_schema(), &memory);
 
     let mut store = Store::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -947,7 +908,7 @@ fn a_version_2_database_is_migrated_in_place_keeping_every_row_and_its_order() {
     // The journal opens a version 2 file the same way.
     let path = dir.path().join("journal.db");
     let memory = varied_state(13);
-    write_v2(&path, V2_SCHEMA, &memory);
+    write_v2(&path, &v2_schema(), &memory);
     let mut journal = Journal::open(&path);
     assert!(!journal.stats().degraded);
     assert_eq!(journal.load(), memory.load());
@@ -959,7 +920,7 @@ fn a_version_2_file_on_a_read_only_file_system_is_loaded_then_migrated_once_writ
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.db");
     let mut memory = varied_state(31);
-    write_v2(&path, V2_SCHEMA, &memory);
+    write_v2(&path, &v2_schema(), &memory);
     let mut journal = Journal::open_read_only_for_tests(&path);
     assert!(journal.stats().degraded);
     assert!(journal.test_store().unwrap().is_read_only());
@@ -1001,7 +962,7 @@ fn a_migration_that_fails_leaves_the_file_as_it_was() {
     let mut memory = varied_state(21);
     // A row with a kind that has no role (a hand-edited file: the v2 CHECK is left out so that
     // it can be written). It comes after other rows: the rebuild has copied some when it fails.
-    let schema = V2_SCHEMA.replace(
+    let schema = v2_schema().replace(
         "CHECK (kind IN ('Started', 'Updated', 'Ended', 'Other'))",
         "",
     );

@@ -33,7 +33,11 @@ pub enum CoreEvent {
         batch: Batch,
     },
     /// An Authorize request got no usable answer (lost with the link, CALLERROR, timeout).
-    AuthorizeUnanswered(super::session::RequestKind),
+    AuthorizeUnanswered {
+        evse: usize,
+        id_token: super::model::IdToken,
+        purpose: super::blocks::transactions::AuthPurpose,
+    },
     /// A transaction started on this EVSE (or was found open at start-up).
     TransactionStarted { evse: u32 },
     /// A transaction ended on this EVSE (its Ended event is queued).

@@ -32,17 +32,6 @@ impl EventKind {
             EventKind::Other => "Other",
         }
     }
-
-    pub fn from_name(s: &str) -> Option<Self> {
-        [
-            EventKind::Started,
-            EventKind::Updated,
-            EventKind::Ended,
-            EventKind::Other,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
 }
 
 /// A durable queued request, without its payload.

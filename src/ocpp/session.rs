@@ -539,7 +539,15 @@ impl Ctx {
                     self.link.boot_due = true;
                 }
             }
-            kind @ RequestKind::Authorize { .. } => self.emit(CoreEvent::AuthorizeUnanswered(kind)),
+            RequestKind::Authorize {
+                evse,
+                id_token,
+                purpose,
+            } => self.emit(CoreEvent::AuthorizeUnanswered {
+                evse,
+                id_token,
+                purpose,
+            }),
             _ => {}
         }
     }

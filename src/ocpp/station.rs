@@ -456,11 +456,11 @@ impl Station {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                     }
                 }
-                CoreEvent::AuthorizeUnanswered(RequestKind::Authorize {
+                CoreEvent::AuthorizeUnanswered {
                     evse,
                     id_token,
                     purpose,
-                }) => self.transactions.authorize_answered(
+                } => self.transactions.authorize_answered(
                     &mut self.cx,
                     &mut self.authorization,
                     now,
@@ -469,7 +469,6 @@ impl Station {
                     purpose,
                     None,
                 ),
-                CoreEvent::AuthorizeUnanswered(_) => {}
                 CoreEvent::TransactionStarted { .. } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
                 }

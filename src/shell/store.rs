@@ -17,8 +17,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use std::path::Path;
 
-/// Each entry upgrades the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+/// Each entry upgrades the schema from version `index` to `index + 1` (public so that tests can
+/// write a file of an older version exactly as that release did).
+pub const MIGRATIONS: &[&str] = &[
     // 1: key/value state of the agent (boot reason after a requested reset, ...).
     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT;",
     // 2: the core's durable state (see `ocpp::persist`).
