@@ -84,3 +84,48 @@ fn a_station_certificate_close_to_its_end_is_renewed() {
     h.advance_secs(3 * 24 * 3600);
     assert!(sign_times(&h).is_empty());
 }
+
+#[test]
+fn the_station_certificate_is_never_deleted_even_when_its_chain_is_the_leaf_alone() {
+    use ocpp_agent::ocpp::rpc::Frame;
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "cso");
+    let station = ca.issue("station", "/O=Test CSO/CN=SN-0001", None, None);
+    let leaf = std::fs::read_to_string(&station.cert).unwrap();
+    let root = std::fs::read_to_string(&ca.cert).unwrap();
+    let hash = support::pki::openssl_hash_data(&station.cert, &ca.cert);
+    let root_hash = support::pki::openssl_hash_data(&ca.cert, &ca.cert);
+    let delete = |h: &mut Harness, hash: &serde_json::Value| -> String {
+        match h.call("DeleteCertificate", json!({"certificateHashData": hash})) {
+            Frame::CallResult { payload, .. } => payload["status"].as_str().unwrap().to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // The chain holds the leaf alone; its issuer is an installed root (M04.FR.06: Failed).
+    let mut config = config_with(&[]);
+    config.certificates = CertificateStore::load(
+        &[("ManufacturerRootCertificate".into(), root.clone())],
+        "",
+        Some(&leaf),
+    );
+    let mut h = Harness::new_with(config, |csms| csms.epoch_ms = real_now_ms());
+    assert_eq!(delete(&mut h, &hash), "Failed");
+    // The root above it may go; afterwards the leaf is still recognised (name hash and serial).
+    assert_eq!(delete(&mut h, &root_hash), "Accepted");
+    assert_eq!(delete(&mut h, &hash), "Failed");
+    // A certificate that is not installed at all.
+    let other = ca.issue("other", "/O=Test CSO/CN=SN-0002", None, None);
+    assert_eq!(
+        delete(
+            &mut h,
+            &support::pki::openssl_hash_data(&other.cert, &ca.cert)
+        ),
+        "NotFound"
+    );
+
+    // The whole chain stored, issuer found in it.
+    let mut config = config_with(&[]);
+    config.certificates = CertificateStore::load(&[], "", Some(&format!("{leaf}{root}")));
+    let mut h = Harness::new_with(config, |csms| csms.epoch_ms = real_now_ms());
+    assert_eq!(delete(&mut h, &hash), "Failed");
+}

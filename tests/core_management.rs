@@ -598,6 +598,19 @@ fn local_authorization_list() {
         result(h.call("GetLocalListVersion", json!({})))["versionNumber"],
         3
     );
+    // D01.FR.18: 0 means "no list"; neither update type may set it, and the list stays.
+    for update_type in ["Full", "Differential"] {
+        let r = result(h.call(
+            "SendLocalList",
+            json!({"versionNumber": 0, "updateType": update_type}),
+        ));
+        assert_eq!(r["status"], "Failed", "{update_type}");
+        assert_eq!(r["statusInfo"]["reasonCode"], "InvalidValue");
+    }
+    assert_eq!(
+        result(h.call("GetLocalListVersion", json!({})))["versionNumber"],
+        3
+    );
     // D01.FR.19: a differential update must raise the version.
     let r = result(h.call(
         "SendLocalList",

@@ -103,6 +103,33 @@ fn pending_retries_at_the_interval_and_sends_nothing_else() {
 }
 
 #[test]
+fn a_triggered_boot_notification_says_triggered_and_only_that_one() {
+    let mut h = Harness::new_with(default_config(), |csms| {
+        csms.boot_status = "Pending";
+        csms.interval = 60;
+    });
+    let reasons = |h: &Harness| -> Vec<String> {
+        h.csms
+            .of("BootNotification")
+            .iter()
+            .map(|r| r.payload["reason"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(reasons(&h), ["PowerUp"]);
+    // F06.FR.17 allows it while Pending; BootReasonEnumType: "Triggered".
+    let answer = h.call(
+        "TriggerMessage",
+        json!({"requestedMessage": "BootNotification"}),
+    );
+    assert!(matches!(answer, Frame::CallResult { .. }), "{answer:?}");
+    h.settle();
+    assert_eq!(reasons(&h), ["PowerUp", "Triggered"]);
+    // The periodic retry is not triggered: the start-up reason again.
+    h.advance_secs(60);
+    assert_eq!(reasons(&h), ["PowerUp", "Triggered", "PowerUp"]);
+}
+
+#[test]
 fn rejected_waits_the_interval_and_refuses_csms_calls() {
     let mut h = Harness::new_with(default_config(), |csms| {
         csms.boot_status = "Rejected";

@@ -93,6 +93,9 @@ pub struct Session {
     pub(crate) boot_reason: v201::BootReasonEnum,
     /// A BootNotification should go out as soon as the link allows.
     pub(crate) boot_due: bool,
+    /// The next BootNotification is the one TriggerMessage asked for: reason `Triggered`
+    /// (BootReasonEnumType) for that one only; later retries carry `boot_reason` again.
+    pub(crate) boot_triggered: bool,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) queue: VecDeque<Request>,
     pub(crate) outbox: Outbox,
@@ -122,6 +125,7 @@ impl Session {
             registration: Registration::None,
             boot_reason,
             boot_due: true,
+            boot_triggered: false,
             heartbeat_interval,
             queue: VecDeque::new(),
             outbox,
@@ -252,6 +256,7 @@ impl Ctx {
     pub(crate) fn trigger_boot(&mut self) {
         self.timers.stop(Timer::BootRetry);
         self.link.boot_due = true;
+        self.link.boot_triggered = true;
     }
 
     fn schedule_ping(&mut self, now: Instant) {
@@ -375,7 +380,11 @@ impl Ctx {
                 vendor_name: self.identity.vendor.clone(),
                 firmware_version: Some(self.identity.firmware_version.clone()),
             },
-            reason: self.link.boot_reason,
+            reason: if self.link.boot_triggered {
+                v201::BootReasonEnum::Triggered
+            } else {
+                self.link.boot_reason
+            },
         };
         Request {
             kind: RequestKind::BootNotification,
@@ -395,6 +404,7 @@ impl Ctx {
         let id = if self.link.boot_due && self.link.registration != Registration::Accepted {
             self.link.boot_due = false;
             let request = self.boot_request();
+            self.link.boot_triggered = false;
             self.send_request(request)
         } else if self.link.registration != Registration::Accepted {
             // Pending: only what the CSMS asked for (B02.FR.02); Rejected: nothing (B03.FR.02).

@@ -225,3 +225,32 @@ impl Ca {
         );
     }
 }
+
+/// The CertificateHashDataType (SHA-256) of `cert` as openssl computes it for an OCSP request:
+/// an oracle independent of the agent's own code.
+#[allow(dead_code)]
+pub fn openssl_hash_data(cert: &Path, issuer: &Path) -> serde_json::Value {
+    let out = Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(issuer)
+        .arg("-sha256")
+        .arg("-cert")
+        .arg(cert)
+        .args(["-req_text", "-no_nonce"])
+        .output()
+        .expect("openssl ocsp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> String {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} not in openssl's output: {text}"))
+            .trim()
+            .to_owned()
+    };
+    serde_json::json!({
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": field("Issuer Name Hash:").to_ascii_lowercase(),
+        "issuerKeyHash": field("Issuer Key Hash:").to_ascii_lowercase(),
+        "serialNumber": field("Serial Number:").to_ascii_lowercase(),
+    })
+}

@@ -86,6 +86,23 @@ impl LocalList {
         if !LocalList::enabled(cx) {
             return respond(v201::SendLocalListStatusEnum::Failed);
         }
+        // D01.FR.18: versionNumber is above 0; 0 means "no list" to GetLocalListVersion
+        // (D02.FR.02), so accepting it would make the list we hold invisible.
+        if request.version_number <= 0 {
+            warn!(
+                version = request.version_number,
+                "SendLocalList refused: versionNumber must be above 0 (D01.FR.18)"
+            );
+            return Ok(v201::SendLocalListResponse {
+                custom_data: None,
+                status: v201::SendLocalListStatusEnum::Failed,
+                status_info: Some(v201::StatusInfo {
+                    custom_data: None,
+                    reason_code: "InvalidValue".into(),
+                    additional_info: Some("versionNumber must be greater than 0".into()),
+                }),
+            });
+        }
         let entries: Vec<LocalEntry> = request
             .local_authorization_list
             .unwrap_or_default()

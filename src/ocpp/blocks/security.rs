@@ -55,6 +55,17 @@ pub struct CertificateStore {
 }
 
 impl CertificateStore {
+    /// The certificate that issued `cert`: the next one of the station chain, an installed
+    /// root or a configured one, by subject name.
+    pub fn issuer_of(&self, cert: &x509::Certificate) -> Option<&x509::Certificate> {
+        self.station_chain
+            .iter()
+            .skip(1)
+            .chain(self.roots.iter().map(|r| &r.cert))
+            .chain(self.configured_roots.iter())
+            .find(|c| c.subject_der == cert.issuer_der)
+    }
+
     /// The installed ManufacturerRootCertificates, which firmware signers must chain to (L01).
     pub fn manufacturer_roots(&self) -> Vec<x509::Certificate> {
         self.roots
@@ -253,16 +264,25 @@ impl Security {
         let wanted = &request.certificate_hash_data;
         // The leaf is hashed with its issuer (the next certificate of the chain) where at hand;
         // roots are their own issuers.
-        let chain = self.store.station_chain.clone();
         let matches = |c: &x509::Certificate, issuer: Option<&x509::Certificate>| {
             x509::hash_data_matches(&x509::hash_data(c, issuer, wanted.hash_algorithm), wanted)
         };
-        // M04.FR.06: never the station's own certificate.
-        // M04.FR.06: the station certificate itself (the chain's leaf; the CAs above it may
-        // also be installed roots, which can go).
-        let is_station_certificate = chain
-            .first()
-            .is_some_and(|leaf| matches(leaf, chain.get(1)));
+        // M04.FR.06: never the station certificate itself (the chain's leaf; the CAs above it
+        // may also be installed roots, which can go). Its issuerKeyHash needs the issuer's key:
+        // the next certificate of the chain, else an installed or configured root, since a
+        // CertificateSigned chain may hold the leaf alone.
+        let is_station_certificate = self.store.station_chain.first().is_some_and(|leaf| {
+            match self.store.issuer_of(leaf) {
+                Some(issuer) => matches(leaf, Some(issuer)),
+                // No issuer at hand: the name hash and the serial (unique per issuer, RFC 5280
+                // 4.1.2.2) still identify it; refusing is the safe side.
+                None => {
+                    let mut ours = x509::hash_data(leaf, None, wanted.hash_algorithm);
+                    ours.issuer_key_hash = wanted.issuer_key_hash.clone();
+                    x509::hash_data_matches(&ours, wanted)
+                }
+            }
+        });
         let status = if is_station_certificate {
             S::Failed
         } else {
