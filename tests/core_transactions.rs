@@ -649,6 +649,69 @@ fn clock_aligned_meter_values_and_ended_samples() {
     );
 }
 
+/// The CSMS's clock steps back a few ms (a Heartbeat answer) while an aligned timer is armed:
+/// the timer then fires just before the boundary by the new clock. One reading per boundary,
+/// stamped with the boundary, in MeterValues and in the transaction (an independent suite saw
+/// two readings 2 ms apart at a :30:00 boundary).
+#[test]
+fn one_clock_aligned_reading_per_boundary_when_the_csms_clock_steps_back() {
+    let mut h = Harness::new(config_with(&[
+        ("AlignedDataCtrlr.Interval", "60"),
+        ("AlignedDataCtrlr.TxEndedInterval", "60"),
+        ("SampledDataCtrlr.TxUpdatedInterval", "0"),
+    ]));
+    let step_back = |h: &mut Harness, ms: i64| {
+        h.csms.epoch_ms -= ms;
+        h.call("TriggerMessage", json!({"requestedMessage": "Heartbeat"}));
+    };
+    let stamps = |values: Vec<&Value>| -> Vec<String> {
+        values
+            .iter()
+            .map(|mv| mv["timestamp"].as_str().unwrap()[11..].to_owned())
+            .collect()
+    };
+    // Five seconds before each boundary, the clock steps back; then ten seconds pass.
+    let cross = |h: &mut Harness, minute: u64, ms: i64| {
+        let now_s = h.now.as_millis() / 1000;
+        h.advance_secs(minute * 60 - 5 - now_s);
+        step_back(h, ms);
+        h.advance_secs(10);
+    };
+    // Idle: MeterValues for EVSE 1 at 00:01:00 and 00:02:00.
+    cross(&mut h, 1, 3);
+    cross(&mut h, 2, 2);
+    let idle: Vec<&Value> = h
+        .csms
+        .of("MeterValues")
+        .into_iter()
+        .filter(|r| r.payload["evseId"] == 1)
+        .map(|r| &r.payload["meterValue"][0])
+        .collect();
+    assert_eq!(stamps(idle), ["00:01:00.000Z", "00:02:00.000Z"]);
+
+    // In a transaction: Updated events (MeterValueClock) and the Ended event's samples.
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    cross(&mut h, 3, 4);
+    cross(&mut h, 4, 1);
+    let clock: Vec<&Value> = h
+        .events()
+        .into_iter()
+        .filter(|e| e["triggerReason"] == "MeterValueClock")
+        .map(|e| &e["meterValue"][0])
+        .collect();
+    assert_eq!(stamps(clock), ["00:03:00.000Z", "00:04:00.000Z"]);
+    h.plug(1, 1, false);
+    let ended = h.events().last().cloned().cloned().unwrap();
+    let aligned: Vec<&Value> = ended["meterValue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["sampledValue"][0]["context"] == "Sample.Clock")
+        .collect();
+    assert_eq!(stamps(aligned), ["00:03:00.000Z", "00:04:00.000Z"]);
+}
+
 #[test]
 fn max_energy_on_invalid_id() {
     let mut h = Harness::new(config_with(&[

@@ -78,6 +78,25 @@ pub struct Transactions {
     evses: Vec<Evse>,
     /// The idToken last reported per transaction, to file the CSMS's idTokenInfo (C10.FR.05).
     reported_tokens: Vec<(String, IdToken)>,
+    /// Per clock-aligned timer ([`Aligned`]), the UTC boundary (ms) that had its reading.
+    aligned_done: [Option<i64>; 2],
+}
+
+/// The two clock-aligned timers: MeterValues / Updated events (AlignedDataCtrlr.Interval) and
+/// the Ended event's samples (AlignedDataCtrlr.TxEndedInterval).
+#[derive(Debug, Clone, Copy)]
+enum Aligned {
+    Data = 0,
+    TxEnded = 1,
+}
+
+impl Aligned {
+    fn timer_and_interval(self) -> (Timer, Var) {
+        match self {
+            Aligned::Data => (Timer::AlignedData, Var::AlignedInterval),
+            Aligned::TxEnded => (Timer::AlignedTxEnded, Var::AlignedTxEndedInterval),
+        }
+    }
 }
 
 impl Transactions {
@@ -85,6 +104,7 @@ impl Transactions {
         Transactions {
             evses: evses.into_iter().map(Evse::new).collect(),
             reported_tokens: Vec::new(),
+            aligned_done: [None; 2],
         }
     }
 
@@ -139,7 +159,8 @@ enum Cause {
     EvConnectTimeout,
     EnergyLimit,
     Periodic,
-    Clock,
+    /// A clock-aligned boundary, with the time the reading is stamped with.
+    Clock(UtcTime),
     /// Availability or a fault changed: an Updated only if the power path changed.
     Refresh,
 }
@@ -620,8 +641,8 @@ impl Transactions {
                 }
                 ("MeterValuePeriodic", mv.into_iter().collect())
             }
-            Cause::Clock => {
-                let mv = self.sample(cx, now, idx, Var::AlignedMeasurands, Context::SampleClock);
+            Cause::Clock(at) => {
+                let mv = self.sample_at(cx, *at, idx, Var::AlignedMeasurands, Context::SampleClock);
                 if mv.is_none() && !path_changed {
                     return;
                 }
@@ -827,11 +848,22 @@ impl Transactions {
         var: Var,
         context: Context,
     ) -> Option<MeterSample> {
+        self.sample_at(cx, cx.clock.utc(now), idx, var, context)
+    }
+
+    fn sample_at(
+        &self,
+        cx: &Ctx,
+        at: UtcTime,
+        idx: usize,
+        var: Var,
+        context: Context,
+    ) -> Option<MeterSample> {
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
             cx.vars.list(var),
             context,
-            cx.clock.utc(now),
+            at,
         )
     }
 
@@ -992,22 +1024,61 @@ impl Transactions {
         }
     }
 
-    /// Arms the clock-aligned timers for the next multiple of their interval since midnight UTC.
+    /// Arms both clock-aligned timers (start-up, a new interval, a clock step).
     pub(crate) fn schedule_aligned(&mut self, cx: &mut Ctx, now: Instant) {
-        let utc = cx.clock.utc(now).unix_millis();
-        for (timer, var) in [
-            (Timer::AlignedData, Var::AlignedInterval),
-            (Timer::AlignedTxEnded, Var::AlignedTxEndedInterval),
-        ] {
-            let interval = cx.vars.int(var) * 1000;
-            if interval <= 0 {
-                cx.timers.stop(timer);
-                continue;
-            }
-            let next = (utc.div_euclid(interval) + 1) * interval;
-            cx.timers
-                .set(timer, now + Duration::from_millis((next - utc) as u64));
+        for which in [Aligned::Data, Aligned::TxEnded] {
+            self.arm_aligned(cx, now, which);
         }
+    }
+
+    /// Arms one clock-aligned timer for the next multiple of its interval since midnight UTC,
+    /// never for a boundary that already had its reading: the UTC clock follows the CSMS
+    /// (Heartbeat), so a timer may fire a few ms before the boundary it was armed for, and the
+    /// boundary after "now" would then be the same one again.
+    fn arm_aligned(&mut self, cx: &mut Ctx, now: Instant, which: Aligned) {
+        let (timer, var) = which.timer_and_interval();
+        let interval = cx.vars.int(var) * 1000;
+        if interval <= 0 {
+            cx.timers.stop(timer);
+            return;
+        }
+        let utc = cx.clock.utc(now).unix_millis();
+        let mut next = (utc.div_euclid(interval) + 1) * interval;
+        if let Some(last) = self.aligned_done[which as usize] {
+            if next <= last {
+                next = last + interval;
+            }
+        }
+        cx.timers.set(
+            timer,
+            now + Duration::from_millis((next - utc).max(0) as u64),
+        );
+    }
+
+    /// A clock-aligned timer fired: the time to stamp the reading with, if this boundary still
+    /// needs one (exactly one per boundary). A firing up to a second early belongs to the
+    /// boundary ahead and is stamped with it, so that a CSMS filing readings by interval puts
+    /// it in the right one.
+    fn aligned_boundary_due(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        which: Aligned,
+    ) -> Option<UtcTime> {
+        let (_, var) = which.timer_and_interval();
+        let interval = cx.vars.int(var) * 1000;
+        let mut due = None;
+        if interval > 0 {
+            let utc = cx.clock.utc(now).unix_millis();
+            let early = (interval / 2).min(1000);
+            let boundary = (utc + early).div_euclid(interval) * interval;
+            if self.aligned_done[which as usize].is_none_or(|last| boundary > last) {
+                self.aligned_done[which as usize] = Some(boundary);
+                due = Some(UtcTime::from_unix_millis(utc.max(boundary)));
+            }
+        }
+        self.arm_aligned(cx, now, which);
+        due
     }
 
     pub(crate) fn transaction_timer(&mut self, cx: &mut Ctx, now: Instant, timer: Timer) {
@@ -1075,27 +1146,36 @@ impl Transactions {
                 }
             }
             Timer::AlignedData => {
+                let Some(at) = self.aligned_boundary_due(cx, now, Aligned::Data) else {
+                    return;
+                };
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
-                        self.update_evse(cx, now, idx, Cause::Clock);
+                        self.update_evse(cx, now, idx, Cause::Clock(at));
                     } else if cx.can_send_normal() {
-                        if let Some(mv) =
-                            self.sample(cx, now, idx, Var::AlignedMeasurands, Context::SampleClock)
-                        {
+                        if let Some(mv) = self.sample_at(
+                            cx,
+                            at,
+                            idx,
+                            Var::AlignedMeasurands,
+                            Context::SampleClock,
+                        ) {
                             let payload =
                                 json!({ "evseId": self.evses[idx].id, "meterValue": [mv] });
                             cx.enqueue(RequestKind::MeterValues, Action::MeterValues, payload);
                         }
                     }
                 }
-                self.schedule_aligned(cx, now);
             }
             Timer::AlignedTxEnded => {
+                let Some(at) = self.aligned_boundary_due(cx, now, Aligned::TxEnded) else {
+                    return;
+                };
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
-                        let mv = self.sample(
+                        let mv = self.sample_at(
                             cx,
-                            now,
+                            at,
                             idx,
                             Var::AlignedTxEndedMeasurands,
                             Context::SampleClock,
@@ -1103,7 +1183,6 @@ impl Transactions {
                         self.add_ended_value(cx, idx, mv);
                     }
                 }
-                self.schedule_aligned(cx, now);
             }
             _ => {}
         }
