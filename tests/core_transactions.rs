@@ -894,3 +894,289 @@ fn transaction_status_reports_queued_messages() {
         json!({"ongoingIndicator": false, "messagesInQueue": false})
     );
 }
+
+/// C16 without a UI (TC_C_49_CS): a Master Pass presented at any reader, once the CSMS says
+/// its group is AuthCtrlr.MasterPassGroupId, stops every ongoing transaction with
+/// triggerReason StopAuthorized and stoppedReason MasterPass (C16.FR.02).
+#[test]
+fn a_master_pass_stops_every_ongoing_transaction() {
+    let mut h = Harness::new(config_with(&[("AuthCtrlr.MasterPassGroupId", "POLICE")]));
+    h.csms.set_auth("MASTER", "Accepted", Some("POLICE"));
+    h.plug(1, 1, true);
+    h.token(1, "A");
+    h.plug(2, 2, true);
+    h.token(2, "B");
+    assert!(h.power_path(1) && h.power_path(2));
+    h.token(1, "MASTER");
+    assert_eq!(
+        h.csms.of("Authorize").len(),
+        3,
+        "the Master Pass is authorized"
+    );
+    assert!(!h.power_path(1) && !h.power_path(2));
+    let ended: Vec<&Value> = h
+        .events()
+        .into_iter()
+        .filter(|e| e["eventType"] == "Ended")
+        .collect();
+    assert_eq!(
+        ended.len(),
+        2,
+        "both transactions end (TxStopPoint Authorized)"
+    );
+    for e in ended {
+        assert_eq!(e["triggerReason"], "StopAuthorized");
+        assert_eq!(e["transactionInfo"]["stoppedReason"], "MasterPass");
+        assert_eq!(e["idToken"]["idToken"], "MASTER");
+    }
+    check_transactions(&h.events());
+}
+
+/// C16.FR.03 (TC_C_45_CS): a Master Pass never starts a transaction, presented locally or in
+/// a RequestStartTransaction.
+#[test]
+fn a_master_pass_cannot_start_a_transaction() {
+    let mut h = Harness::new(config_with(&[
+        ("AuthCtrlr.MasterPassGroupId", "POLICE"),
+        ("TxCtrlr.TxStartPoint", "Authorized"),
+    ]));
+    h.csms.set_auth("MASTER", "Accepted", Some("POLICE"));
+    h.token(1, "MASTER");
+    h.plug(1, 1, true);
+    assert!(h.events().is_empty());
+    assert!(!h.power_path(1));
+    let answer = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 1, "remoteStartId": 3, "idToken": {"idToken": "MASTER", "type": "ISO14443"},
+               "groupIdToken": {"idToken": "POLICE", "type": "Central"}}),
+    ));
+    assert_eq!(answer["status"], "Rejected");
+    assert!(h.events().is_empty());
+    // Without the variable set, the same group is an ordinary one.
+    let mut h = Harness::new(config_with(&[("TxCtrlr.TxStartPoint", "Authorized")]));
+    h.csms.set_auth("MASTER", "Accepted", Some("POLICE"));
+    h.token(1, "MASTER");
+    assert_eq!(h.events().len(), 1);
+}
+
+/// C16.FR.04/05 (TC_C_14_CS): a Master Pass recognised from the cache with LocalPreAuthorize,
+/// and from the local list while offline.
+#[test]
+fn a_master_pass_is_recognised_from_the_cache_and_the_local_list() {
+    let mut h = Harness::new(config_with(&[
+        ("AuthCtrlr.MasterPassGroupId", "POLICE"),
+        ("AuthCtrlr.LocalPreAuthorize", "true"),
+    ]));
+    h.csms.set_auth("MASTER", "Accepted", Some("POLICE"));
+    h.plug(2, 1, true);
+    h.token(2, "MASTER"); // authorized by the CSMS, cached, starts nothing
+    assert_eq!(h.csms.of("Authorize").len(), 1);
+    h.token(2, "A");
+    assert!(h.power_path(2));
+    let authorizes = h.csms.of("Authorize").len();
+    h.token(2, "MASTER"); // from the cache: no Authorize
+    assert_eq!(h.csms.of("Authorize").len(), authorizes);
+    let ended = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(ended["transactionInfo"]["stoppedReason"], "MasterPass");
+
+    let mut h = Harness::new(config_with(&[("AuthCtrlr.MasterPassGroupId", "POLICE")]));
+    let list = json!([{"idToken": {"idToken": "MASTER", "type": "ISO14443"},
+                       "idTokenInfo": {"status": "Accepted", "groupIdToken": {"idToken": "POLICE", "type": "Central"}}},
+                      {"idToken": {"idToken": "A", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}}]);
+    let r = result(h.call(
+        "SendLocalList",
+        json!({"versionNumber": 1, "updateType": "Full", "localAuthorizationList": list}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    h.csms.online = false;
+    h.drop_connection();
+    h.plug(1, 1, true);
+    h.token(1, "A");
+    assert!(h.power_path(1));
+    h.token(1, "MASTER");
+    assert!(!h.power_path(1));
+    h.csms.online = true;
+    h.advance_secs(120);
+    let ended = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(ended["transactionInfo"]["stoppedReason"], "MasterPass");
+    assert_eq!(ended["offline"], true);
+}
+
+/// C09/C10: the groupIdToken of a TransactionEventResponse applies to the running transaction
+/// (another token of that group may stop it) and goes into the cache.
+#[test]
+fn a_group_given_in_a_transaction_event_response_applies_to_the_transaction() {
+    let mut h = Harness::new(config_with(&[("AuthCtrlr.LocalPreAuthorize", "true")]));
+    // A remote start of a Central token sends no Authorize: the group comes with the
+    // answer to the Started event.
+    h.csms.set_auth("APP", "Accepted", Some("FAMILY"));
+    h.csms.set_auth("PARTNER", "Accepted", Some("FAMILY"));
+    let answer = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 1, "remoteStartId": 9, "idToken": {"idToken": "APP", "type": "Central"}}),
+    ));
+    assert_eq!(answer["status"], "Accepted");
+    h.plug(1, 1, true);
+    assert!(h.power_path(1));
+    assert!(h.csms.of("Authorize").is_empty());
+    h.token(1, "PARTNER");
+    assert!(!h.power_path(1), "the same group stops it (C09.FR.03)");
+    let ended = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(ended["triggerReason"], "StopAuthorized");
+    assert_eq!(ended["idToken"]["idToken"], "PARTNER");
+}
+
+/// F01.FR.20/23/24: RequestStartTransaction without evseId picks an EVSE that can take the
+/// session (connector availability and faults count), the one where an EV waits first, and
+/// is Rejected when none can.
+#[test]
+fn remote_start_without_evse_selects_one_that_can_take_the_session() {
+    let start = |h: &mut Harness, id: i64| -> Value {
+        result(h.call(
+            "RequestStartTransaction",
+            json!({"remoteStartId": id, "idToken": {"idToken": format!("APP{id}"), "type": "Central"}}),
+        ))
+    };
+    let mut h = Harness::new(default_config());
+    // EVSE 1's only connector Inoperative: EVSE 2 is chosen.
+    let r = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 1, "connectorId": 1}}),
+    ));
+    assert_eq!(r["status"], "Accepted");
+    assert_eq!(start(&mut h, 1)["status"], "Accepted");
+    let started = h.events()[0].clone();
+    assert_eq!(started["evse"]["id"], 2);
+    // Nothing else can take one: EVSE 2 is authorized, EVSE 1 inoperative (F01.FR.23/24).
+    assert_eq!(start(&mut h, 2)["status"], "Rejected");
+    // Explicitly on the inoperative connector's EVSE: Rejected (F01.FR.23).
+    let r = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 1, "remoteStartId": 3, "idToken": {"idToken": "APP3", "type": "Central"}}),
+    ));
+    assert_eq!(r["status"], "Rejected");
+
+    // A faulted EVSE is skipped, and an EV already plugged in is preferred.
+    let mut h = Harness::new(default_config());
+    h.station
+        .handle_input(
+            h.now,
+            ocpp_agent::ocpp::station::Input::Fault {
+                evse: 1,
+                connector: 1,
+                problem: Some("ground fault".into()),
+            },
+        )
+        .unwrap();
+    h.settle();
+    h.plug(2, 2, true);
+    assert_eq!(start(&mut h, 4)["status"], "Accepted");
+    let last = h.events().last().cloned().cloned().unwrap();
+    assert_eq!(last["triggerReason"], "RemoteStart");
+    assert!(h.power_path(2), "on the EVSE where the EV waits");
+    assert!(!h.power_path(1));
+}
+
+/// AuthCtrlr.DisableRemoteAuthorization: no Authorize; the list and the cache decide.
+/// AuthCacheCtrlr.DisablePostAuthorize: a cached non-Accepted token is not asked about again.
+#[test]
+fn remote_authorization_and_post_authorization_can_be_disabled() {
+    let mut h = Harness::new(config_with(&[(
+        "AuthCtrlr.DisableRemoteAuthorization",
+        "true",
+    )]));
+    h.plug(1, 1, true);
+    h.token(1, "STRANGER");
+    assert!(h.csms.of("Authorize").is_empty());
+    assert!(!h.power_path(1), "unknown locally: rejected");
+    let list = json!([{"idToken": {"idToken": "LISTED", "type": "ISO14443"}, "idTokenInfo": {"status": "Accepted"}}]);
+    h.call(
+        "SendLocalList",
+        json!({"versionNumber": 1, "updateType": "Full", "localAuthorizationList": list}),
+    );
+    h.token(1, "LISTED");
+    assert!(h.power_path(1));
+    assert!(h.csms.of("Authorize").is_empty());
+
+    let mut h = Harness::new(config_with(&[(
+        "AuthCacheCtrlr.DisablePostAuthorize",
+        "true",
+    )]));
+    h.csms.set_auth("BLOCKED", "Blocked", None);
+    h.plug(1, 1, true);
+    h.token(1, "BLOCKED");
+    assert_eq!(h.csms.of("Authorize").len(), 1);
+    h.token(1, "BLOCKED"); // cached Blocked: not asked again
+    assert_eq!(h.csms.of("Authorize").len(), 1);
+    assert!(!h.power_path(1));
+    // The default asks again (C10.FR.03).
+    let mut h = Harness::new(default_config());
+    h.csms.set_auth("BLOCKED", "Blocked", None);
+    h.plug(1, 1, true);
+    h.token(1, "BLOCKED");
+    h.token(1, "BLOCKED");
+    assert_eq!(h.csms.of("Authorize").len(), 2);
+}
+
+/// SampledDataCtrlr.Enabled / AlignedDataCtrlr.Enabled = false: no readings of their kind;
+/// AlignedDataCtrlr.SendDuringIdle: no clock-aligned readings while a transaction runs.
+#[test]
+fn sampled_and_aligned_data_can_be_switched_off() {
+    let mut h = Harness::new(config_with(&[
+        ("SampledDataCtrlr.Enabled", "false"),
+        ("SampledDataCtrlr.TxUpdatedInterval", "60"),
+        ("AlignedDataCtrlr.Interval", "300"),
+    ]));
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    h.advance_secs(600);
+    h.plug(1, 1, false);
+    for e in h.events() {
+        let contexts: Vec<&str> = e["meterValue"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|m| m["sampledValue"][0]["context"].as_str().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            contexts.iter().all(|c| *c == "Sample.Clock"),
+            "only aligned readings: {e}"
+        );
+    }
+    assert_eq!(
+        h.events()
+            .iter()
+            .filter(|e| e["triggerReason"] == "MeterValueClock")
+            .count(),
+        2
+    );
+
+    let mut h = Harness::new(config_with(&[
+        ("AlignedDataCtrlr.Enabled", "false"),
+        ("AlignedDataCtrlr.Interval", "300"),
+    ]));
+    h.advance_secs(900);
+    assert!(h.csms.of("MeterValues").is_empty());
+
+    let mut h = Harness::new(config_with(&[
+        ("AlignedDataCtrlr.SendDuringIdle", "true"),
+        ("AlignedDataCtrlr.Interval", "300"),
+        ("SampledDataCtrlr.TxUpdatedInterval", "0"),
+    ]));
+    h.advance_secs(300);
+    assert_eq!(h.csms.of("MeterValues").len(), 2, "idle: one per EVSE");
+    h.plug(1, 1, true);
+    h.token(1, "T");
+    h.advance_secs(600);
+    assert_eq!(h.csms.of("MeterValues").len(), 2, "none while charging");
+    assert!(
+        h.events()
+            .iter()
+            .all(|e| e["triggerReason"] != "MeterValueClock")
+    );
+    h.plug(1, 1, false);
+    h.advance_secs(300);
+    assert_eq!(h.csms.of("MeterValues").len(), 4);
+}

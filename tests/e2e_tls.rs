@@ -403,6 +403,14 @@ fn certificate_management_and_key_update_over_mutual_tls() {
         "{events:?}"
     );
 
+    // M04.FR.06: the station's own certificate is never deleted (openssl reads the leaf, the
+    // first certificate of the chain; core_certificates covers a chain of the leaf alone).
+    let leaf = state.join("renewed-leaf.pem");
+    std::fs::write(&leaf, &chain).unwrap();
+    let own = support::pki::openssl_hash_data(&leaf, &ca.cert);
+    let r = call("DeleteCertificate", json!({"certificateHashData": own}));
+    assert_eq!(r["status"], "Failed", "{r}");
+
     // M04: delete the installed root (the configured CA still anchors the connection).
     let r = call("DeleteCertificate", json!({"certificateHashData": hash}));
     assert_eq!(r["status"], "Accepted");

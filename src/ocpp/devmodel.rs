@@ -368,18 +368,41 @@ variables! {
     LocalAuthorizeOffline => var("AuthCtrlr", "LocalAuthorizeOffline", Boolean, "true");
     LocalPreAuthorize => var("AuthCtrlr", "LocalPreAuthorize", Boolean, "false");
     OfflineTxForUnknownIdEnabled => var("AuthCtrlr", "OfflineTxForUnknownIdEnabled", Boolean, "false");
+    // C16: tokens of this group stop every ongoing transaction and never start one; "" = none.
+    MasterPassGroupId => var("AuthCtrlr", "MasterPassGroupId", DataType::String, "");
+    // No Authorize requests: the local list and the cache decide alone.
+    DisableRemoteAuthorization => var("AuthCtrlr", "DisableRemoteAuthorization", Boolean, "false");
+    AuthCacheAvailable => var("AuthCacheCtrlr", "Available", Boolean, "true").read_only();
     AuthCacheEnabled => var("AuthCacheCtrlr", "Enabled", Boolean, "true");
     AuthCacheLifeTime => var("AuthCacheCtrlr", "LifeTime", Integer, "86400").unit("s").min(1);
+    // Entries not used for the longest time go first (auth.rs).
+    AuthCachePolicy => var("AuthCacheCtrlr", "Policy", OptionList(&["LRU"]), "LRU").read_only();
+    // C10.FR.03 / C12.FR.05: a cached idToken that is not Accepted is rejected without asking.
+    AuthCacheDisablePostAuthorize => var("AuthCacheCtrlr", "DisablePostAuthorize", Boolean, "false");
+    LocalAuthListAvailable => var("LocalAuthListCtrlr", "Available", Boolean, "true").read_only();
     LocalAuthListEnabled => var("LocalAuthListCtrlr", "Enabled", Boolean, "true");
+    // C14.FR.03: a listed idToken that is not Accepted is rejected without asking.
+    LocalAuthListDisablePostAuthorize => var("LocalAuthListCtrlr", "DisablePostAuthorize", Boolean, "false");
     LocalAuthListEntries => var("LocalAuthListCtrlr", "Entries", Integer, "0").dynamic();
     ItemsPerMessageSendLocalList => var("LocalAuthListCtrlr", "ItemsPerMessage", Integer, "100").read_only();
     BytesPerMessageSendLocalList => var("LocalAuthListCtrlr", "BytesPerMessage", Integer, "65536").read_only();
 
+    SampledDataAvailable => var("SampledDataCtrlr", "Available", Boolean, "true").read_only();
+    // false: no sampled meter values in TransactionEvents (Started, Updated, Ended).
+    SampledDataEnabled => var("SampledDataCtrlr", "Enabled", Boolean, "true");
+    // The meters the agent reads do not sign their readings.
+    SampledDataSignReadings => var("SampledDataCtrlr", "SignReadings", Boolean, "false").read_only();
     TxStartedMeasurands => var("SampledDataCtrlr", "TxStartedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
     TxUpdatedMeasurands => var("SampledDataCtrlr", "TxUpdatedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
     TxUpdatedInterval => var("SampledDataCtrlr", "TxUpdatedInterval", Integer, "60").unit("s").range(0, 86_400);
     TxEndedMeasurands => var("SampledDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
     TxEndedInterval => var("SampledDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
+    AlignedDataAvailable => var("AlignedDataCtrlr", "Available", Boolean, "true").read_only();
+    // false: no clock-aligned readings at all (MeterValues, Updated events, Ended samples).
+    AlignedDataEnabled => var("AlignedDataCtrlr", "Enabled", Boolean, "true");
+    // true: no clock-aligned meter values while a transaction is ongoing.
+    AlignedSendDuringIdle => var("AlignedDataCtrlr", "SendDuringIdle", Boolean, "false");
+    AlignedSignReadings => var("AlignedDataCtrlr", "SignReadings", Boolean, "false").read_only();
     AlignedInterval => var("AlignedDataCtrlr", "Interval", Integer, "0").unit("s").range(0, 86_400);
     AlignedMeasurands => var("AlignedDataCtrlr", "Measurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
     AlignedTxEndedInterval => var("AlignedDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);

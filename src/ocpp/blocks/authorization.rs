@@ -67,6 +67,28 @@ impl Authorization {
         lookup
     }
 
+    /// For a token the station knows as not Accepted: whether to ask the CSMS about it anyway
+    /// (C10.FR.03, C12.FR.05, C14.FR.03), which the DisablePostAuthorize variables of the list
+    /// and the cache turn off.
+    pub(crate) fn may_post_authorize(&self, cx: &Ctx, id_token: &IdToken) -> bool {
+        let listed = self
+            .local_list
+            .active(cx)
+            .is_some_and(|list| list.lookup(id_token).is_some());
+        let disabled = if listed {
+            Var::LocalAuthListDisablePostAuthorize
+        } else {
+            Var::AuthCacheDisablePostAuthorize
+        };
+        !cx.vars.bool(disabled)
+    }
+
+    /// C16: whether a group is the Master Pass group (AuthCtrlr.MasterPassGroupId).
+    pub(crate) fn is_master_pass(cx: &Ctx, group: Option<&IdToken>) -> bool {
+        let master = cx.vars.get(Var::MasterPassGroupId);
+        !master.is_empty() && group.is_some_and(|g| g.id_token == master)
+    }
+
     /// The CSMS said this of a token (AuthorizeResponse, or the idTokenInfo of a
     /// TransactionEventResponse): the cache keeps it (C10.FR.04/05) with AuthCacheLifeTime.
     pub(crate) fn remember(

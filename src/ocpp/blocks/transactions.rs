@@ -154,6 +154,8 @@ enum Cause {
     PlugOut,
     Authorized,
     StopAuthorized(IdToken),
+    /// A Master Pass token stops every ongoing transaction (C16.FR.02).
+    MasterPass(IdToken),
     Deauthorized,
     RemoteStop,
     EvConnectTimeout,
@@ -276,8 +278,10 @@ impl Transactions {
             }
             return;
         }
-        if self.evses[idx].tx.is_some() && current.group.is_some() {
-            // C09: another token of the same group may stop it.
+        let master_pass_configured = !cx.vars.get(Var::MasterPassGroupId).is_empty();
+        if (self.evses[idx].tx.is_some() && current.group.is_some()) || master_pass_configured {
+            // C09: another token of the same group may stop it; C16: so may a Master Pass,
+            // which only its authorization tells.
             self.authorize(cx, auth, now, idx, id_token, AuthPurpose::Stop);
         } else {
             self.evses[idx].last_authorization = Some("ignored: the EVSE is in use".into());
@@ -296,6 +300,27 @@ impl Transactions {
     ) {
         let lookup = auth.lookup(cx, now, &id_token);
         if cx.can_send_normal() {
+            // AuthCtrlr.DisableRemoteAuthorization: the list and the cache decide alone.
+            if cx.vars.bool(Var::DisableRemoteAuthorization) {
+                let (accepted, group, note) = match lookup {
+                    Lookup::Accepted { group } => (true, group, "accepted (local)".to_owned()),
+                    Lookup::NotAccepted { status } => (false, None, format!("rejected: {status}")),
+                    Lookup::Unknown => (
+                        false,
+                        None,
+                        "rejected: unknown, and remote authorization is disabled".to_owned(),
+                    ),
+                };
+                self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
+                return;
+            }
+            if let Lookup::NotAccepted { status } = &lookup {
+                if !auth.may_post_authorize(cx, &id_token) {
+                    let note = format!("rejected: {status} (known locally, not asked again)");
+                    self.authorization_result(cx, now, idx, id_token, purpose, false, None, &note);
+                    return;
+                }
+            }
             // C12 / LocalPreAuthorize: a valid cached Accepted starts at once; the CSMS checks
             // the idToken in the TransactionEvent (E05).
             if let (true, Lookup::Accepted { group }) =
@@ -429,6 +454,16 @@ impl Transactions {
     ) {
         info!(evse = self.evses[idx].id, result = note, "authorization");
         self.evses[idx].last_authorization = Some(note.to_owned());
+        if accepted && Authorization::is_master_pass(cx, group.as_ref()) {
+            if matches!(purpose, AuthPurpose::RemoteStart { .. }) {
+                // C16.FR.03; a remote start is not a Master Pass presented at the station.
+                self.evses[idx].last_authorization =
+                    Some("rejected: a Master Pass cannot start a transaction".into());
+            } else {
+                self.master_pass(cx, now, idx, id_token);
+            }
+            return;
+        }
         match purpose {
             AuthPurpose::Stop => {
                 // C09.FR.03/11: same group and Accepted.
@@ -490,6 +525,30 @@ impl Transactions {
             }
         }
         self.update_evse(cx, now, idx, Cause::Authorized);
+    }
+
+    /// C16: a Master Pass token, wherever presented, stops every ongoing transaction
+    /// (C16.FR.02: the agent has no UI to choose from) and never starts one (C16.FR.03).
+    fn master_pass(&mut self, cx: &mut Ctx, now: Instant, at: usize, id_token: IdToken) {
+        let ongoing: Vec<usize> = (0..self.evses.len())
+            .filter(|i| self.evses[*i].tx.is_some())
+            .collect();
+        info!(
+            evse = self.evses[at].id,
+            transactions = ongoing.len(),
+            "Master Pass: stopping every ongoing transaction"
+        );
+        self.evses[at].last_authorization = Some(format!(
+            "Master Pass: stopped {} transaction(s); it cannot start one",
+            ongoing.len()
+        ));
+        for idx in ongoing {
+            self.evses[idx].auth = None;
+            if idx != at {
+                self.evses[idx].last_authorization = Some("stopped by a Master Pass".into());
+            }
+            self.update_evse(cx, now, idx, Cause::MasterPass(id_token.clone()));
+        }
     }
 
     fn stop_authorized(&mut self, cx: &mut Ctx, now: Instant, idx: usize, id_token: IdToken) {
@@ -586,13 +645,17 @@ impl Transactions {
             {
                 Some(("EVCommunicationLost", "EVDisconnected"))
             }
-            Cause::StopAuthorized(_)
+            Cause::StopAuthorized(_) | Cause::MasterPass(_)
                 if self.has_stop(cx, "Authorized")
                     || (path_opened
                         && (self.has_stop(cx, "PowerPathClosed")
                             || self.has_stop(cx, "EnergyTransfer"))) =>
             {
-                Some(("StopAuthorized", "Local"))
+                let reason = match cause {
+                    Cause::MasterPass(_) => "MasterPass",
+                    _ => "Local",
+                };
+                Some(("StopAuthorized", reason))
             }
             Cause::Deauthorized
                 if deauthorized
@@ -609,7 +672,7 @@ impl Transactions {
         };
         if let Some((trigger, reason)) = stop {
             let stop_token = match &cause {
-                Cause::StopAuthorized(t) => Some(t.clone()),
+                Cause::StopAuthorized(t) | Cause::MasterPass(t) => Some(t.clone()),
                 _ => None,
             };
             self.end_transaction(cx, now, idx, trigger, reason, stop_token);
@@ -625,7 +688,7 @@ impl Transactions {
                     .map_or("Authorized", |a| a.trigger),
                 Vec::new(),
             ),
-            Cause::StopAuthorized(_) => ("StopAuthorized", Vec::new()),
+            Cause::StopAuthorized(_) | Cause::MasterPass(_) => ("StopAuthorized", Vec::new()),
             Cause::Deauthorized => ("Deauthorized", Vec::new()),
             Cause::EnergyLimit => ("EnergyLimitReached", Vec::new()),
             Cause::Periodic => {
@@ -657,7 +720,7 @@ impl Transactions {
             Cause::RemoteStop | Cause::EvConnectTimeout => unreachable!("always ends"),
         };
         let token = match &cause {
-            Cause::StopAuthorized(t) => Some(t.clone()),
+            Cause::StopAuthorized(t) | Cause::MasterPass(t) => Some(t.clone()),
             _ => None,
         };
         self.queue_event(
@@ -859,6 +922,21 @@ impl Transactions {
         var: Var,
         context: Context,
     ) -> Option<MeterSample> {
+        // SampledDataCtrlr.Enabled / AlignedDataCtrlr.Enabled switch their readings off; a
+        // reading the CSMS asked for (TriggerMessage) is always taken.
+        let enabled = match var {
+            _ if context == Context::Trigger => true,
+            Var::TxStartedMeasurands | Var::TxUpdatedMeasurands | Var::TxEndedMeasurands => {
+                cx.vars.bool(Var::SampledDataEnabled)
+            }
+            Var::AlignedMeasurands | Var::AlignedTxEndedMeasurands => {
+                cx.vars.bool(Var::AlignedDataEnabled)
+            }
+            _ => true,
+        };
+        if !enabled {
+            return None;
+        }
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
             cx.vars.list(var),
@@ -1149,6 +1227,12 @@ impl Transactions {
                 let Some(at) = self.aligned_boundary_due(cx, now, Aligned::Data) else {
                     return;
                 };
+                // AlignedDataCtrlr.SendDuringIdle: none while a transaction is ongoing.
+                if cx.vars.bool(Var::AlignedSendDuringIdle)
+                    && self.evses.iter().any(|e| e.tx.is_some())
+                {
+                    return;
+                }
                 for idx in 0..self.evses.len() {
                     if self.evses[idx].tx.is_some() {
                         self.update_evse(cx, now, idx, Cause::Clock(at));
@@ -1365,9 +1449,6 @@ impl Transactions {
             return;
         };
         auth.remember(cx, now, &token, &info);
-        if info.accepted() {
-            return;
-        }
         let Some(idx) = self
             .evses
             .iter()
@@ -1375,11 +1456,25 @@ impl Transactions {
         else {
             return;
         };
-        let holds = self.evses[idx]
+        let Some(current) = self.evses[idx]
             .auth
-            .as_ref()
-            .is_some_and(|a| a.id_token.same(&token));
-        if !holds {
+            .as_mut()
+            .filter(|a| a.id_token.same(&token))
+        else {
+            return;
+        };
+        if info.accepted() {
+            // C09/C10: the group the CSMS gives the token is the transaction's from now on
+            // (another token of that group may stop it).
+            if let Some(group) = &info.group_id_token {
+                if current.group.as_ref() != Some(group) {
+                    info!(
+                        transaction_id = tx_id,
+                        "the CSMS gave the transaction's idToken a group"
+                    );
+                    current.group = Some(group.clone());
+                }
+            }
             return;
         }
         warn!(
@@ -1433,22 +1528,26 @@ impl Transactions {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
-            None => match (0..self.evses.len()).position(|i| {
-                let e = &self.evses[i];
-                e.auth.is_none()
-                    && e.tx.is_none()
-                    && cx.model.evses[i].operative
-                    && cx.model.station_operative
-            }) {
+            // F01.FR.20: the station picks the EVSE.
+            None => match self.select_evse(cx) {
                 Some(i) => i,
-                None => return rejected("no free EVSE"),
+                None => return rejected("no EVSE can take a session"),
             },
         };
+        // F01.FR.24: Occupied by an authorized transaction.
         if self.evses[idx].auth.is_some() {
             return rejected("the EVSE is already authorized");
         }
-        if !cx.model.evse_operative(idx, &cx.vars) {
-            return rejected("the EVSE is unavailable");
+        // F01.FR.23: Unavailable or Faulted (the EVSE, or every connector it has).
+        if !self.can_take_session(cx, idx) {
+            return rejected("the EVSE is unavailable or faulted");
+        }
+        // C16.FR.03: a Master Pass never starts a transaction.
+        if Authorization::is_master_pass(
+            cx,
+            request.group_id_token.as_ref().map(IdToken::from).as_ref(),
+        ) {
+            return rejected("a Master Pass token cannot start a transaction");
         }
         let id_token = IdToken::from(&request.id_token);
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());
@@ -1483,6 +1582,24 @@ impl Transactions {
             status_info: None,
             transaction_id,
         })
+    }
+
+    /// Whether an EVSE can take a new session now: operative, not authorized, and the EV's
+    /// connector (or, with none plugged, any connector) operative and not faulted.
+    fn can_take_session(&self, cx: &Ctx, idx: usize) -> bool {
+        self.evses[idx].auth.is_none()
+            && cx
+                .model
+                .connector_usable(idx, self.plugged_connector(cx, idx), &cx.vars)
+    }
+
+    /// F01.FR.20: the EVSE for a RequestStartTransaction without evseId: one where an EV is
+    /// already plugged in and waits (the driver asked from there), else the first free one.
+    fn select_evse(&self, cx: &Ctx) -> Option<usize> {
+        let candidates = || (0..self.evses.len()).filter(|i| self.can_take_session(cx, *i));
+        candidates()
+            .find(|i| self.plugged_connector(cx, *i).is_some())
+            .or_else(|| candidates().find(|i| self.evses[*i].tx.is_none()))
     }
 
     /// F03: RequestStopTransaction.
