@@ -321,9 +321,9 @@ impl Provisioning {
                 }
                 _ => String::new(),
             },
-            "Model" => cx.identity.model.clone(),
-            "VendorName" => cx.identity.vendor.clone(),
-            "Identity" => cx.identity.station_id.clone(),
+            "Model" if def.component == "ChargingStation" => cx.identity.model.clone(),
+            "VendorName" if def.component == "ChargingStation" => cx.identity.vendor.clone(),
+            "Identity" if def.component == "SecurityCtrlr" => cx.identity.station_id.clone(),
             "ActiveNetworkProfile" => cx.link.network.current().slot.to_string(),
             "DateTime" => cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => cx.security_profile().to_string(),
