@@ -965,3 +965,518 @@ fn a_failing_journal_is_memory_exhaustion_once() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["techInfo"], "database or disk is full");
 }
+
+// ----- GetReport (B08) -----------------------------------------------------------------------
+
+/// Sends a GetReport; returns its answer and the NotifyReport payloads for its requestId.
+fn get_report(h: &mut Harness, request: Value) -> (Value, Vec<Value>) {
+    let request_id = request["requestId"].clone();
+    let answer = result(h.call("GetReport", request));
+    let reports = h
+        .csms
+        .of("NotifyReport")
+        .iter()
+        .filter(|r| r.payload["requestId"] == request_id)
+        .map(|r| r.payload.clone())
+        .collect();
+    (answer, reports)
+}
+
+fn report_data(reports: &[Value]) -> Vec<Value> {
+    reports
+        .iter()
+        .flat_map(|r| r["reportData"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// `Component[evse/connector].Variable[instance]` of a report entry.
+fn key(d: &Value) -> String {
+    let mut k = d["component"]["name"].as_str().unwrap().to_owned();
+    if let Some(e) = d["component"]["evse"]["id"].as_i64() {
+        k.push_str(&format!("@{e}"));
+        if let Some(c) = d["component"]["evse"]["connectorId"].as_i64() {
+            k.push_str(&format!("/{c}"));
+        }
+    }
+    k.push('.');
+    k.push_str(d["variable"]["name"].as_str().unwrap());
+    if let Some(i) = d["variable"]["instance"].as_str() {
+        k.push_str(&format!("[{i}]"));
+    }
+    k
+}
+
+fn keys(reports: &[Value]) -> Vec<String> {
+    report_data(reports).iter().map(key).collect()
+}
+
+fn fault(h: &mut Harness, evse: u32, connector: u32, problem: Option<&str>) {
+    h.station
+        .handle_input(
+            h.now,
+            ocpp_agent::ocpp::station::Input::Fault {
+                evse,
+                connector,
+                problem: problem.map(str::to_owned),
+            },
+        )
+        .unwrap();
+    h.settle();
+}
+
+#[test]
+fn get_report_selects_by_component_and_variable() {
+    let mut h = Harness::new(default_config());
+    // TC_B_17_CS: one variable of one EVSE, with its characteristics (B08.FR.11/12).
+    let (answer, reports) = get_report(
+        &mut h,
+        json!({"requestId": 1, "componentVariable": [
+            {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}}
+        ]}),
+    );
+    assert_eq!(answer, json!({"status": "Accepted"}));
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(r["seqNo"], 0, "B08.FR.14");
+    assert!(r.get("tbc").is_none());
+    assert!(r["generatedAt"].is_string());
+    let data = r["reportData"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(
+        data[0]["component"],
+        json!({"name": "EVSE", "evse": {"id": 1}})
+    );
+    assert_eq!(data[0]["variable"], json!({"name": "AvailabilityState"}));
+    let c = &data[0]["variableCharacteristics"];
+    assert_eq!(c["dataType"], "OptionList");
+    assert_eq!(
+        c["valuesList"],
+        "Available,Occupied,Reserved,Unavailable,Faulted"
+    );
+    let a = &data[0]["variableAttribute"][0];
+    assert_eq!(
+        (&a["type"], &a["mutability"]),
+        (&json!("Actual"), &json!("ReadOnly"))
+    );
+    assert_eq!(a["value"], "Available");
+
+    // TC_B_54_CS, B08.FR.21: no variable instance, every instance.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 2, "componentVariable": [
+            {"component": {"name": "DeviceDataCtrlr"}, "variable": {"name": "ItemsPerMessage"}}
+        ]}),
+    );
+    assert_eq!(
+        keys(&reports),
+        [
+            "DeviceDataCtrlr.ItemsPerMessage[GetReport]",
+            "DeviceDataCtrlr.ItemsPerMessage[GetVariables]",
+            "DeviceDataCtrlr.ItemsPerMessage[SetVariables]"
+        ]
+    );
+    // TC_B_55_CS: one instance.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 3, "componentVariable": [
+            {"component": {"name": "DeviceDataCtrlr"}, "variable": {"name": "ItemsPerMessage", "instance": "GetReport"}}
+        ]}),
+    );
+    assert_eq!(
+        keys(&reports),
+        ["DeviceDataCtrlr.ItemsPerMessage[GetReport]"]
+    );
+    // TC_B_56_CS, B08.FR.23: no evse, every EVSE.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 4, "componentVariable": [
+            {"component": {"name": "EVSE"}, "variable": {"name": "AvailabilityState"}}
+        ]}),
+    );
+    assert_eq!(
+        keys(&reports),
+        ["EVSE@1.AvailabilityState", "EVSE@2.AvailabilityState"]
+    );
+    // B08.FR.22: evse.id without connectorId, every connector of that EVSE.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 5, "componentVariable": [
+            {"component": {"name": "Connector", "evse": {"id": 2}}, "variable": {"name": "AvailabilityState"}}
+        ]}),
+    );
+    assert_eq!(
+        keys(&reports),
+        [
+            "Connector@2/1.AvailabilityState",
+            "Connector@2/2.AvailabilityState"
+        ]
+    );
+    // B08.FR.20: no variable, every variable of the component (here of one connector); names
+    // are case-insensitive; several componentVariables add up.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 6, "componentVariable": [
+            {"component": {"name": "connector", "evse": {"id": 2, "connectorId": 2}}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "heartbeatinterval"}}
+        ]}),
+    );
+    let got = keys(&reports);
+    for k in [
+        "Connector@2/2.AvailabilityState",
+        "Connector@2/2.Available",
+        "Connector@2/2.ConnectorType",
+        "Connector@2/2.Problem",
+        "OCPPCommCtrlr.HeartbeatInterval",
+    ] {
+        assert!(got.contains(&k.to_owned()), "{k} in {got:?}");
+    }
+    assert!(
+        got.iter()
+            .all(|k| k.starts_with("Connector@2/2.") || k == "OCPPCommCtrlr.HeartbeatInterval"),
+        "{got:?}"
+    );
+    // A WriteOnly variable is reported without its value (B08.FR.03 as amended).
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 7, "componentVariable": [
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}
+        ]}),
+    );
+    let data = report_data(&reports);
+    assert_eq!(data[0]["variableAttribute"][0]["mutability"], "WriteOnly");
+    assert!(data[0]["variableAttribute"][0].get("value").is_none());
+
+    // B08.FR.15: nothing matches, no NotifyReport. An unknown component, a component instance
+    // (B08.FR.24: this station's components have none), a connector of an EVSE component.
+    let before = h.csms.of("NotifyReport").len();
+    for (id, cv) in [
+        (8, json!({"component": {"name": "FluxCapacitor"}})),
+        (
+            9,
+            json!({"component": {"name": "OCPPCommCtrlr", "instance": "Second"}}),
+        ),
+        (
+            10,
+            json!({"component": {"name": "EVSE", "evse": {"id": 1, "connectorId": 1}}}),
+        ),
+        (
+            11,
+            json!({"component": {"name": "EVSE", "evse": {"id": 9}}}),
+        ),
+        (
+            12,
+            json!({"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval", "instance": "Fast"}}),
+        ),
+    ] {
+        let (answer, _) = get_report(&mut h, json!({"requestId": id, "componentVariable": [cv]}));
+        assert_eq!(answer["status"], "EmptyResultSet", "{cv}");
+        assert_eq!(answer["statusInfo"]["reasonCode"], "NotFound");
+    }
+    assert_eq!(h.csms.of("NotifyReport").len(), before);
+}
+
+#[test]
+fn get_report_selects_components_by_criteria() {
+    let mut h = Harness::new(config_with(&[("AuthCacheCtrlr.Enabled", "false")]));
+    // Without criteria or componentVariable, everything (what FullInventory reports).
+    let (_, all) = get_report(&mut h, json!({"requestId": 1}));
+    result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 2, "reportBase": "FullInventory"}),
+    ));
+    let full: Vec<Value> = h
+        .csms
+        .of("NotifyReport")
+        .iter()
+        .filter(|r| r.payload["requestId"] == 2)
+        .map(|r| r.payload.clone())
+        .collect();
+    assert_eq!(keys(&all), keys(&full));
+
+    // TC_B_16_CS, B08.FR.09: Enabled, every component whose Enabled is true or that has none.
+    let (answer, reports) = get_report(
+        &mut h,
+        json!({"requestId": 3, "componentCriteria": ["Enabled"]}),
+    );
+    assert_eq!(answer["status"], "Accepted");
+    let got = keys(&reports);
+    assert!(got.contains(&"AuthCtrlr.Enabled".to_owned()));
+    assert!(got.contains(&"LocalAuthListCtrlr.Entries".to_owned()));
+    assert!(got.contains(&"OCPPCommCtrlr.HeartbeatInterval".to_owned()));
+    assert!(
+        !got.iter().any(|k| k.starts_with("AuthCacheCtrlr.")),
+        "{got:?}"
+    );
+    for d in report_data(&reports) {
+        if d["variable"]["name"] == "Enabled" {
+            assert_eq!(d["variableAttribute"][0]["value"], "true", "{d}");
+        }
+    }
+    // B08.FR.07: no component has an Active variable, so all of them meet Active.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 4, "componentCriteria": ["Active"]}),
+    );
+    assert_eq!(keys(&reports), keys(&full));
+
+    // TC_B_18_CS: EVSE 1's AvailabilityState from Available components, then from Problem ones.
+    let evse1 = json!([{"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}}]);
+    let (answer, reports) = get_report(
+        &mut h,
+        json!({"requestId": 5, "componentCriteria": ["Available"], "componentVariable": evse1}),
+    );
+    assert_eq!(answer["status"], "Accepted");
+    assert_eq!(keys(&reports), ["EVSE@1.AvailabilityState"]);
+    let (answer, _) = get_report(
+        &mut h,
+        json!({"requestId": 6, "componentCriteria": ["Problem"], "componentVariable": evse1}),
+    );
+    assert_eq!(answer["status"], "EmptyResultSet", "B08.FR.05/10/15");
+    // B08.FR.10: no problem anywhere, nothing meets Problem.
+    let (answer, _) = get_report(
+        &mut h,
+        json!({"requestId": 7, "componentCriteria": ["Problem"]}),
+    );
+    assert_eq!(answer["status"], "EmptyResultSet");
+
+    // A faulted connector: it, its EVSE and the station have a Problem (propagated up).
+    fault(&mut h, 1, 1, Some("contactor welded"));
+    let (answer, reports) = get_report(
+        &mut h,
+        json!({"requestId": 8, "componentCriteria": ["Problem"]}),
+    );
+    assert_eq!(answer["status"], "Accepted");
+    let got = keys(&reports);
+    assert!(got.contains(&"Connector@1/1.ConnectorType".to_owned()));
+    assert!(got.contains(&"EVSE@1.Power".to_owned()));
+    assert!(got.contains(&"ChargingStation.SupplyPhases".to_owned()));
+    assert!(
+        got.iter().all(|k| k.starts_with("Connector@1/1.")
+            || k.starts_with("EVSE@1.")
+            || k.starts_with("ChargingStation.")),
+        "{got:?}"
+    );
+
+    // EVSE 1 set Inoperative: it no longer meets Available; with Problem as well it does
+    // again (B08.FR.13: any one criterion).
+    let change = result(h.call(
+        "ChangeAvailability",
+        json!({"operationalStatus": "Inoperative", "evse": {"id": 1}}),
+    ));
+    assert_eq!(change["status"], "Accepted");
+    let (answer, _) = get_report(
+        &mut h,
+        json!({"requestId": 9, "componentCriteria": ["Available"], "componentVariable": evse1}),
+    );
+    assert_eq!(answer["status"], "EmptyResultSet");
+    let (answer, reports) = get_report(
+        &mut h,
+        json!({"requestId": 10, "componentCriteria": ["Available", "Problem"], "componentVariable": evse1}),
+    );
+    assert_eq!(answer["status"], "Accepted");
+    assert_eq!(keys(&reports), ["EVSE@1.AvailabilityState"]);
+    assert_eq!(
+        report_data(&reports)[0]["variableAttribute"][0]["value"],
+        "Faulted"
+    );
+}
+
+/// The CALL frame a NotifyReport went out in, as the CSMS received it.
+fn frame_len(r: &ocpp_agent::ocpp::testkit::Received) -> usize {
+    json!([2, r.id, r.action, r.payload]).to_string().len()
+}
+
+#[test]
+fn reports_are_paged_by_items_and_by_bytes() {
+    // B08.FR.14, ItemsPerMessage[GetReport]: 8 DeviceDataCtrlr variables, 3 per message.
+    let mut h = Harness::new(config_with(&[(
+        "DeviceDataCtrlr.ItemsPerMessage[GetReport]",
+        "3",
+    )]));
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 1, "componentVariable": [{"component": {"name": "DeviceDataCtrlr"}}]}),
+    );
+    let sizes: Vec<usize> = reports
+        .iter()
+        .map(|r| r["reportData"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [3, 3, 2]);
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!(r["seqNo"], i);
+        assert_eq!(r["requestId"], 1, "B08.FR.04");
+        assert_eq!(r.get("tbc").is_some(), i + 1 < reports.len());
+    }
+
+    // BytesPerMessage[GetReport]: every frame within it, for GetReport and GetBaseReport, and
+    // no message cut short: the next entry would not have fitted.
+    let limit = 1200;
+    let mut h = Harness::new(config_with(&[(
+        "DeviceDataCtrlr.BytesPerMessage[GetReport]",
+        "1200",
+    )]));
+    let (_, unlimited) = {
+        let mut big = Harness::new(default_config());
+        get_report(&mut big, json!({"requestId": 2}))
+    };
+    result(h.call("GetReport", json!({"requestId": 2})));
+    result(h.call(
+        "GetBaseReport",
+        json!({"requestId": 3, "reportBase": "FullInventory"}),
+    ));
+    for request_id in [2, 3] {
+        let sent: Vec<&ocpp_agent::ocpp::testkit::Received> = h
+            .csms
+            .of("NotifyReport")
+            .into_iter()
+            .filter(|r| r.payload["requestId"] == request_id)
+            .collect();
+        let payloads: Vec<Value> = sent.iter().map(|r| r.payload.clone()).collect();
+        assert!(sent.len() > 5, "{} messages", sent.len());
+        assert_eq!(keys(&payloads).len(), keys(&unlimited).len());
+        for (i, r) in sent.iter().enumerate() {
+            assert_eq!(r.payload["seqNo"], i);
+            assert_eq!(r.payload.get("tbc").is_some(), i + 1 < sent.len());
+            assert!(frame_len(r) <= limit, "message {i}: {} bytes", frame_len(r));
+            let data = r.payload["reportData"].as_array().unwrap();
+            if let Some(next) = sent.get(i + 1) {
+                let first = &next.payload["reportData"][0];
+                assert!(
+                    data.len() == 20 || frame_len(r) + 1 + first.to_string().len() > limit,
+                    "message {i} had room for the next entry"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn get_report_limits_and_unsupported_criteria() {
+    let mut h = Harness::new(config_with(&[
+        ("DeviceDataCtrlr.ItemsPerMessage[GetReport]", "2"),
+        ("DeviceDataCtrlr.BytesPerMessage[GetReport]", "300"),
+    ]));
+    let cv = |name: &str| json!({"component": {"name": name}});
+    // B08.FR.17: more componentVariables than ItemsPerMessage[GetReport].
+    let answer = h.call(
+        "GetReport",
+        json!({"requestId": 1, "componentVariable": [cv("ClockCtrlr"), cv("OCPPCommCtrlr"), cv("SecurityCtrlr")]}),
+    );
+    assert_eq!(error_code(&answer), "OccurrenceConstraintViolation");
+    // B08.FR.18: a request longer than BytesPerMessage[GetReport].
+    let long = "X".repeat(50);
+    let answer = h.call(
+        "GetReport",
+        json!({"requestId": 2, "componentVariable": [
+            {"component": {"name": long, "instance": long}, "variable": {"name": long, "instance": long}},
+            {"component": {"name": long, "instance": long}, "variable": {"name": long, "instance": long}}
+        ]}),
+    );
+    assert_eq!(error_code(&answer), "FormatViolation");
+    // TC_B_19_CS, B08.FR.02: a criterion this station does not know is NotSupported; all four
+    // of the enumeration are supported.
+    let answer = h
+        .send_raw(r#"[2,"u1","GetReport",{"requestId":3,"componentCriteria":["Available","Teleported"]}]"#)
+        .unwrap();
+    let answer = result(answer);
+    assert_eq!(answer["status"], "NotSupported");
+    assert_eq!(answer["statusInfo"]["reasonCode"], "UnsupportedParam");
+    // Anything else wrong stays a CALLERROR.
+    let answer = h
+        .send_raw(r#"[2,"u2","GetReport",{"requestId":"four","componentCriteria":["Teleported"]}]"#)
+        .unwrap();
+    assert_eq!(error_code(&answer), "TypeConstraintViolation");
+    let (answer, _) = get_report(
+        &mut h,
+        json!({"requestId": 4, "componentCriteria": ["Active", "Available", "Enabled", "Problem"], "componentVariable": [cv("ClockCtrlr")]}),
+    );
+    assert_eq!(answer["status"], "Accepted");
+    assert!(
+        h.csms
+            .of("NotifyReport")
+            .iter()
+            .all(|r| r.payload["requestId"] == 4)
+    );
+}
+
+#[test]
+fn problem_identity_and_value_size_variables() {
+    let mut h = Harness::new(config_with(&[
+        ("DeviceDataCtrlr.ReportingValueSize", "10"),
+        ("DeviceDataCtrlr.ConfigurationValueSize", "3"),
+    ]));
+    let problems = |h: &mut Harness| -> Vec<String> {
+        get(
+            h,
+            json!([
+                {"component": {"name": "ChargingStation"}, "variable": {"name": "Problem"}},
+                {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "Problem"}},
+                {"component": {"name": "EVSE", "evse": {"id": 2}}, "variable": {"name": "Problem"}},
+                {"component": {"name": "Connector", "evse": {"id": 2, "connectorId": 1}}, "variable": {"name": "Problem"}},
+                {"component": {"name": "Connector", "evse": {"id": 2, "connectorId": 2}}, "variable": {"name": "Problem"}}
+            ]),
+        )
+        .iter()
+        .map(|r| r["attributeValue"].as_str().unwrap().to_owned())
+        .collect()
+    };
+    assert_eq!(problems(&mut h), ["false"; 5]);
+    fault(&mut h, 2, 2, Some("plug line stuck"));
+    assert_eq!(problems(&mut h), ["true", "false", "true", "false", "true"]);
+    fault(&mut h, 2, 2, None);
+    assert_eq!(problems(&mut h), ["false"; 5]);
+    // A journal that cannot write is a problem of the station.
+    for problem in [Some("disk full".to_owned()), None] {
+        let failing = problem.is_some();
+        h.station
+            .handle_input(h.now, ocpp_agent::ocpp::station::Input::Storage { problem })
+            .unwrap();
+        h.settle();
+        assert_eq!(problems(&mut h)[0], failing.to_string());
+        assert_eq!(problems(&mut h)[1], "false");
+    }
+
+    let values = get(
+        &mut h,
+        json!([
+            {"component": {"name": "ChargingStation"}, "variable": {"name": "Model"}},
+            {"component": {"name": "ChargingStation"}, "variable": {"name": "VendorName"}},
+            {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "Identity"}},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "ActiveNetworkProfile"}},
+            {"component": {"name": "EVSE", "evse": {"id": 2}}, "variable": {"name": "AllowReset"}},
+            {"component": {"name": "ClockCtrlr"}, "variable": {"name": "DateTime"}}
+        ]),
+    );
+    let v: Vec<&str> = values
+        .iter()
+        .map(|r| r["attributeValue"].as_str().unwrap())
+        .collect();
+    // The clock is cut to ReportingValueSize (10 characters: the date).
+    assert_eq!(v[..5], ["AC-2", "Example", "CP001", "1", "true"]);
+    assert_eq!(v[5].chars().count(), 10, "{}", v[5]);
+    // Identity comes from the configuration: not settable.
+    let set_results = set(
+        &mut h,
+        json!([
+            {"component": {"name": "ChargingStation"}, "variable": {"name": "Model"}, "attributeValue": "X"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "1000"},
+            {"component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}, "attributeValue": "999"}
+        ]),
+    );
+    let statuses: Vec<&str> = set_results
+        .iter()
+        .map(|r| r["attributeStatus"].as_str().unwrap())
+        .collect();
+    // ConfigurationValueSize 3: "1000" is too long.
+    assert_eq!(statuses, ["Rejected", "Rejected", "Accepted"]);
+    // In a report, the identity is constant and persistent.
+    let (_, reports) = get_report(
+        &mut h,
+        json!({"requestId": 1, "componentVariable": [{"component": {"name": "ChargingStation"}, "variable": {"name": "Model"}}]}),
+    );
+    let a = &report_data(&reports)[0]["variableAttribute"][0];
+    assert_eq!(
+        (&a["constant"], &a["persistent"]),
+        (&json!(true), &json!(true))
+    );
+}

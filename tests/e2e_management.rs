@@ -262,3 +262,166 @@ fn set_network_profile_moves_the_station_and_falls_back() {
     });
     assert_eq!(a.errors_sent(), Vec::<Value>::new());
 }
+
+/// The NotifyReport messages of one report, once its last (no `tbc`) arrived.
+fn whole_report(csms: &Csms, request_id: i64) -> Vec<Value> {
+    wait_for(T, &format!("report {request_id}"), || {
+        let r: Vec<Value> = csms
+            .calls("NotifyReport")
+            .into_iter()
+            .filter(|r| r["payload"]["requestId"] == request_id)
+            .collect();
+        r.iter().any(|m| m["payload"]["tbc"].is_null()).then_some(r)
+    })
+}
+
+fn entry_keys(reports: &[Value]) -> Vec<String> {
+    reports
+        .iter()
+        .flat_map(|r| r["payload"]["reportData"].as_array().unwrap().clone())
+        .map(|d| {
+            let evse = &d["component"]["evse"];
+            format!(
+                "{}{}{}.{}{}",
+                d["component"]["name"].as_str().unwrap(),
+                evse["id"]
+                    .as_i64()
+                    .map(|e| format!("@{e}"))
+                    .unwrap_or_default(),
+                evse["connectorId"]
+                    .as_i64()
+                    .map(|c| format!("/{c}"))
+                    .unwrap_or_default(),
+                d["variable"]["name"].as_str().unwrap(),
+                d["variable"]["instance"]
+                    .as_str()
+                    .map(|i| format!("[{i}]"))
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn get_report_filters_criteria_and_pages() {
+    let Some(csms) = Csms::start(&[]) else {
+        return;
+    };
+    // EVSE 2's plug input names a GPIO chip this machine does not have: its connector is
+    // faulted from the start (a Problem to report). Small pages: 3 entries, 1500 bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let text = support::agent_config(
+        dir.path(),
+        &csms.url(),
+        "\"DeviceDataCtrlr.ItemsPerMessage[GetReport]\" = 3\n\
+         \"DeviceDataCtrlr.BytesPerMessage[GetReport]\" = 1500",
+    )
+    .replacen(
+        "id = 2\nplug = { backend = \"sim\" }",
+        "id = 2\nplug = { backend = \"gpio\", chip = \"/dev/gpiochip-missing\", line = 3 }",
+        1,
+    );
+    assert!(text.contains("gpiochip-missing"));
+    let agent = Agent::start_with_config(dir, &text, &[]);
+    agent.wait_ready();
+    wait_for(T, "the fault's NotifyEvent", || {
+        csms.calls("NotifyEvent").pop()
+    });
+
+    // TC_B_54_CS: every instance of ItemsPerMessage, then all of DeviceDataCtrlr in 3 pages.
+    let answer = call_response(csms.admin(admin_call(
+        "GetReport",
+        json!({"requestId": 1, "componentVariable": [
+            {"component": {"name": "DeviceDataCtrlr"}, "variable": {"name": "ItemsPerMessage"}}]}),
+    )));
+    assert_eq!(answer["status"], "Accepted");
+    assert_eq!(
+        entry_keys(&whole_report(&csms, 1)),
+        [
+            "DeviceDataCtrlr.ItemsPerMessage[GetReport]",
+            "DeviceDataCtrlr.ItemsPerMessage[GetVariables]",
+            "DeviceDataCtrlr.ItemsPerMessage[SetVariables]"
+        ]
+    );
+    call_response(csms.admin(admin_call(
+        "GetReport",
+        json!({"requestId": 2, "componentVariable": [{"component": {"name": "DeviceDataCtrlr"}}]}),
+    )));
+    let pages = whole_report(&csms, 2);
+    let sizes: Vec<usize> = pages
+        .iter()
+        .map(|r| r["payload"]["reportData"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [3, 3, 2]);
+    for (i, r) in pages.iter().enumerate() {
+        assert_eq!(r["payload"]["seqNo"], i, "B08.FR.14");
+        assert_eq!(
+            r["payload"]["tbc"].as_bool(),
+            (i + 1 < pages.len()).then_some(true)
+        );
+    }
+
+    // B08.FR.10: Problem, the faulted connector, its EVSE and the station.
+    let answer = call_response(csms.admin(admin_call(
+        "GetReport",
+        json!({"requestId": 3, "componentCriteria": ["Problem"]}),
+    )));
+    assert_eq!(answer["status"], "Accepted");
+    let keys = entry_keys(&whole_report(&csms, 3));
+    assert!(
+        keys.contains(&"Connector@2/1.Problem".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"EVSE@2.AvailabilityState".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"ChargingStation.Problem".to_owned()),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|k| k.starts_with("Connector@2/1.")
+            || k.starts_with("EVSE@2.")
+            || k.starts_with("ChargingStation.")),
+        "{keys:?}"
+    );
+    // TC_B_18_CS: EVSE 1 has no problem; it is Available.
+    let evse1 = json!([{"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}}]);
+    let answer = call_response(csms.admin(admin_call(
+        "GetReport",
+        json!({"requestId": 4, "componentCriteria": ["Problem"], "componentVariable": evse1}),
+    )));
+    assert_eq!(answer["status"], "EmptyResultSet", "B08.FR.15");
+    let answer = call_response(csms.admin(admin_call(
+        "GetReport",
+        json!({"requestId": 5, "componentCriteria": ["Available"], "componentVariable": evse1}),
+    )));
+    assert_eq!(answer["status"], "Accepted");
+    let report = whole_report(&csms, 5);
+    assert_eq!(entry_keys(&report), ["EVSE@1.AvailabilityState"]);
+    let data = &report[0]["payload"]["reportData"][0];
+    assert_eq!(data["variableCharacteristics"]["dataType"], "OptionList");
+    assert_eq!(data["variableAttribute"][0]["value"], "Available");
+
+    // Everything, within BytesPerMessage[GetReport] per frame (the agent's ids are UUIDs).
+    call_response(csms.admin(admin_call("GetReport", json!({"requestId": 6}))));
+    let pages = whole_report(&csms, 6);
+    assert!(pages.len() > 10, "{} pages", pages.len());
+    for r in &pages {
+        let frame = json!([
+            2,
+            "00000000-0000-4000-8000-000000000000",
+            "NotifyReport",
+            r["payload"]
+        ]);
+        assert!(frame.to_string().len() <= 1500, "{frame}");
+    }
+    assert!(
+        csms.calls("NotifyReport")
+            .iter()
+            .all(|r| r["payload"]["requestId"] != 4)
+    );
+    // Both peers validate every NotifyReport against the official schema.
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}

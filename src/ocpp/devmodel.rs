@@ -119,6 +119,9 @@ pub struct VariableDef {
     pub default: &'static str,
     /// Computed from the station's state when read, not stored.
     pub dynamic: bool,
+    /// Computed from the configuration (the station's identity): fixed while the agent runs,
+    /// so reported constant and persistent although not stored here.
+    pub constant: bool,
     /// A new value takes effect only after a restart (SetVariables answers RebootRequired).
     pub reboot_required: bool,
     /// An extra check of the value beyond the data type.
@@ -143,6 +146,7 @@ const fn var(
         mutability: Mutability::ReadWrite,
         default,
         dynamic: false,
+        constant: false,
         reboot_required: false,
         validator: None,
     }
@@ -189,6 +193,11 @@ impl VariableDef {
         self.dynamic = true;
         self.mutability = Mutability::ReadOnly;
         self
+    }
+    /// Taken from the configuration, not settable (e.g. the model reported in BootNotification).
+    const fn constant(mut self) -> Self {
+        self.constant = true;
+        self.dynamic()
     }
     const fn per_evse(mut self) -> Self {
         self.scope = Scope::Evse;
@@ -307,16 +316,28 @@ variables! {
     StationAvailabilityState => var("ChargingStation", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic();
     StationAvailable => var("ChargingStation", "Available", Boolean, "true").dynamic();
     StationSupplyPhases => var("ChargingStation", "SupplyPhases", Integer, "3").read_only();
+    // A connector fault, propagated up (appendix: Problem includes what is propagated from
+    // contained components), or a journal that cannot write.
+    StationProblem => var("ChargingStation", "Problem", Boolean, "false").dynamic();
+    // What BootNotification reports ([station] of the configuration).
+    StationModel => var("ChargingStation", "Model", DataType::String, "").constant();
+    StationVendorName => var("ChargingStation", "VendorName", DataType::String, "").constant();
     // L01.FR.07: EVSEs stay usable while a firmware installation waits for transactions.
     AllowNewSessionsPendingFirmwareUpdate => var("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate", Boolean, "false");
     EvseAvailabilityState => var("EVSE", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic().per_evse();
     EvseAvailable => var("EVSE", "Available", Boolean, "true").dynamic().per_evse();
     EvsePower => var("EVSE", "Power", Decimal, "0").unit("W").dynamic().per_evse();
     EvseSupplyPhases => var("EVSE", "SupplyPhases", Integer, "3").read_only().per_evse();
+    // One of its connectors is faulted.
+    EvseProblem => var("EVSE", "Problem", Boolean, "false").dynamic().per_evse();
+    // B11/B12: Reset with an evseId ends that EVSE's transaction only.
+    EvseAllowReset => var("EVSE", "AllowReset", Boolean, "true").read_only().per_evse();
     ConnectorAvailabilityState => var("Connector", "AvailabilityState", OptionList(AVAILABILITY_STATES), "Available").dynamic().per_connector();
     ConnectorAvailable => var("Connector", "Available", Boolean, "true").dynamic().per_connector();
     ConnectorType => var("Connector", "ConnectorType", DataType::String, "cType2").read_only().per_connector();
     ConnectorSupplyPhases => var("Connector", "SupplyPhases", Integer, "3").read_only().per_connector();
+    // Its hardware fault (Input::Fault); the NotifyEvent of a fault names this variable.
+    ConnectorProblem => var("Connector", "Problem", Boolean, "false").dynamic().per_connector();
 
     ClockDateTime => var("ClockCtrlr", "DateTime", DateTime, "").dynamic();
     ClockTimeSource => var("ClockCtrlr", "TimeSource", SequenceList(TIME_SOURCES), "Heartbeat");
@@ -327,6 +348,10 @@ variables! {
     BytesPerMessageGetReport => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("GetReport").read_only();
     BytesPerMessageGetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("GetVariables").read_only();
     BytesPerMessageSetVariables => var("DeviceDataCtrlr", "BytesPerMessage", Integer, "65536").instance("SetVariables").read_only();
+    // Longer values are cut in GetVariables and NotifyReport (at most the schemas' 2500).
+    ReportingValueSize => var("DeviceDataCtrlr", "ReportingValueSize", Integer, "2500").range(1, 2500).read_only();
+    // Longer SetVariables values are rejected (at most the schema's 1000).
+    ConfigurationValueSize => var("DeviceDataCtrlr", "ConfigurationValueSize", Integer, "1000").range(1, 1000).read_only();
 
     FileTransferProtocols => var("OCPPCommCtrlr", "FileTransferProtocols", MemberList(&["HTTP", "HTTPS", "FTP"]), "HTTPS,HTTP,FTP").read_only();
     HeartbeatInterval => var("OCPPCommCtrlr", "HeartbeatInterval", Integer, "60").unit("s").range(1, 86_400);
@@ -336,6 +361,8 @@ variables! {
     // The configuration slots in the order to try (B10); read at start-up (RebootRequired).
     // Slot 1 starts as the configuration file's [csms] section.
     NetworkConfigurationPriority => var("OCPPCommCtrlr", "NetworkConfigurationPriority", SequenceList(super::network::SLOTS), "1").reboot();
+    // The slot the station connects with now (B10).
+    ActiveNetworkProfile => var("OCPPCommCtrlr", "ActiveNetworkProfile", DataType::String, "1").dynamic();
     NetworkProfileConnectionAttempts => var("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", Integer, "3").range(1, 100);
     OfflineThreshold => var("OCPPCommCtrlr", "OfflineThreshold", Integer, "180").unit("s").min(0);
     ResetRetries => var("OCPPCommCtrlr", "ResetRetries", Integer, "1").range(0, 10);
@@ -350,6 +377,8 @@ variables! {
     // `csms.password` of the configuration.
     BasicAuthPassword => var("SecurityCtrlr", "BasicAuthPassword", DataType::String, "").write_only().validate(password_string);
     SecurityProfile => var("SecurityCtrlr", "SecurityProfile", Integer, "1").dynamic();
+    // The station id it connects and authenticates with ([station] id).
+    SecurityIdentity => var("SecurityCtrlr", "Identity", DataType::String, "").constant();
     // A02.FR.17-19: resend the CSR when no CertificateSigned came, doubling the wait.
     CertSigningWaitMinimum => var("SecurityCtrlr", "CertSigningWaitMinimum", Integer, "60").unit("s").range(1, 86_400);
     CertSigningRepeatTimes => var("SecurityCtrlr", "CertSigningRepeatTimes", Integer, "3").range(0, 10);
@@ -670,6 +699,101 @@ mod tests {
                     && d.instance == instance),
                 "{component}.{variable} {instance:?}"
             );
+        }
+    }
+
+    #[test]
+    fn optional_appendix_variables_whose_behaviour_the_agent_has_exist() {
+        // dm_components_vars.csv (Required = no) and the generic Problem of the appendix's
+        // component descriptions, for behaviour the agent has: each is read where it acts.
+        for (component, variable, instance, scope) in [
+            (
+                "ChargingStation",
+                "AllowNewSessionsPendingFirmwareUpdate",
+                None,
+                Scope::Station,
+            ),
+            ("ChargingStation", "Model", None, Scope::Station),
+            ("ChargingStation", "Problem", None, Scope::Station),
+            ("ChargingStation", "VendorName", None, Scope::Station),
+            ("EVSE", "AllowReset", None, Scope::Evse),
+            ("EVSE", "Problem", None, Scope::Evse),
+            ("Connector", "AvailabilityState", None, Scope::Connector),
+            ("Connector", "Problem", None, Scope::Connector),
+            (
+                "DeviceDataCtrlr",
+                "ConfigurationValueSize",
+                None,
+                Scope::Station,
+            ),
+            (
+                "DeviceDataCtrlr",
+                "ReportingValueSize",
+                None,
+                Scope::Station,
+            ),
+            (
+                "OCPPCommCtrlr",
+                "ActiveNetworkProfile",
+                None,
+                Scope::Station,
+            ),
+            ("OCPPCommCtrlr", "HeartbeatInterval", None, Scope::Station),
+            (
+                "OCPPCommCtrlr",
+                "RetryBackOffRandomRange",
+                None,
+                Scope::Station,
+            ),
+            (
+                "OCPPCommCtrlr",
+                "RetryBackOffRepeatTimes",
+                None,
+                Scope::Station,
+            ),
+            (
+                "OCPPCommCtrlr",
+                "RetryBackOffWaitMinimum",
+                None,
+                Scope::Station,
+            ),
+            (
+                "OCPPCommCtrlr",
+                "WebSocketPingInterval",
+                None,
+                Scope::Station,
+            ),
+            ("SecurityCtrlr", "BasicAuthPassword", None, Scope::Station),
+            (
+                "SecurityCtrlr",
+                "CertSigningRepeatTimes",
+                None,
+                Scope::Station,
+            ),
+            (
+                "SecurityCtrlr",
+                "CertSigningWaitMinimum",
+                None,
+                Scope::Station,
+            ),
+            ("SecurityCtrlr", "Identity", None, Scope::Station),
+        ] {
+            assert!(
+                VARIABLES.iter().any(|d| d.component == component
+                    && d.name == variable
+                    && d.instance == instance
+                    && d.scope == scope),
+                "{component}.{variable} {instance:?}"
+            );
+        }
+        // Taken from the configuration: not settable, reported constant.
+        for var in [
+            Var::StationModel,
+            Var::StationVendorName,
+            Var::SecurityIdentity,
+        ] {
+            let d = DeviceModel::def(var);
+            assert!(d.constant && d.dynamic && d.mutability == Mutability::ReadOnly);
         }
     }
 

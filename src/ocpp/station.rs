@@ -257,18 +257,21 @@ impl Station {
                 self.diagnostics
                     .log_upload_result(&mut self.cx, now, request_id, result)
             }
-            Input::Storage { problem } => match problem {
-                // The flash is full or failing: the spec's MemoryExhaustion (once per start).
-                Some(why) => {
-                    error!(
-                        problem = why,
-                        "the journal cannot write; keeping changes in memory"
-                    );
-                    self.cx
-                        .security_event_once(now, "MemoryExhaustion", Some(&why));
+            Input::Storage { problem } => {
+                self.provisioning.storage_changed(problem.is_some());
+                match problem {
+                    // The flash is full or failing: the spec's MemoryExhaustion (once per start).
+                    Some(why) => {
+                        error!(
+                            problem = why,
+                            "the journal cannot write; keeping changes in memory"
+                        );
+                        self.cx
+                            .security_event_once(now, "MemoryExhaustion", Some(&why));
+                    }
+                    None => info!("the journal writes again"),
                 }
-                None => info!("the journal writes again"),
-            },
+            }
             Input::Fault {
                 evse,
                 connector,
@@ -516,7 +519,11 @@ impl Station {
                 "the charging station is not accepted by the CSMS",
             ));
         }
-        let known = adapter::check_call(action, &payload)?;
+        let known = match adapter::check_call(action, &payload) {
+            Ok(known) => known,
+            // B08.FR.02: a criterion outside the enumeration is answered NotSupported.
+            Err(e) => return Provisioning::unsupported_criteria(action, &payload).ok_or(e),
+        };
         if known == Action::TriggerMessage {
             return answer(payload, |r| Ok(self.trigger_message(now, r)));
         }
@@ -560,6 +567,12 @@ impl Station {
             Action::SetVariables => answer(payload, |r| provisioning.set_variables(cx, now, r)),
             Action::GetBaseReport => {
                 answer(payload, |r| provisioning.get_base_report(cx, now, &live, r))
+            }
+            Action::GetReport => {
+                let bytes = payload.to_string().len();
+                answer(payload, |r| {
+                    provisioning.get_report(cx, now, &live, r, bytes)
+                })
             }
             Action::SetNetworkProfile => {
                 answer(payload, |r| provisioning.set_network_profile(cx, r))

@@ -1,5 +1,5 @@
 //! Remote management (Core profile), as methods of [`Station`]: the device model over OCPP
-//! (GetVariables, SetVariables, GetBaseReport + NotifyReport: B05-B07), Reset (B11/B12),
+//! (GetVariables, SetVariables, GetBaseReport/GetReport + NotifyReport: B05-B08), Reset (B11/B12),
 //! ChangeAvailability (G03/G04), TriggerMessage (F06), UnlockConnector (F05), DataTransfer
 //! (P01), the local authorization list (D01/D02), NotifyEvent for hardware problems, and
 //! SecurityEventNotification queued like transaction messages (A04).
@@ -39,7 +39,15 @@ pub struct Provisioning {
     client_certificate: bool,
     /// A Reset waiting for transactions to end (OnIdle, B12).
     scheduled_reset: Option<Option<u32>>,
+    /// The journal cannot write (ChargingStation.Problem).
+    storage_failing: bool,
 }
+
+/// Where a variable instance lives: the station (`None`), an EVSE, or a connector of it.
+type Location = Option<(i64, Option<i64>)>;
+
+/// NotifyReport frames are measured with a message id as long as ours (UUIDs).
+const MESSAGE_ID_PLACEHOLDER: &str = "00000000-0000-4000-8000-000000000000";
 
 impl Provisioning {
     // ----- start-up ----------------------------------------------------------------------------
@@ -92,6 +100,7 @@ impl Provisioning {
         Provisioning {
             client_certificate,
             scheduled_reset: None,
+            storage_failing: false,
         }
     }
 
@@ -105,6 +114,11 @@ impl Provisioning {
                 self.execute_reset(cx, now, scope);
             }
         }
+    }
+
+    /// The journal stopped or resumed writing: a station problem while it lasts.
+    pub(crate) fn storage_changed(&mut self, failing: bool) {
+        self.storage_failing = failing;
     }
 
     // ----- reset -------------------------------------------------------------------------------
@@ -288,9 +302,29 @@ impl Provisioning {
                 .and_then(|i| live.power_w.get(i).copied().flatten())
                 .map(|w| format!("{}", (w * 1000.0).round() / 1000.0))
                 .unwrap_or_else(|| "0".into()),
-            "Problem" => connector_idx
-                .map(|c| cx.model.connectors[c].fault.is_some().to_string())
-                .unwrap_or_default(),
+            // The appendix's Problem includes what is propagated from contained components: an
+            // EVSE with a faulted connector, the station with any.
+            "Problem" => match (def.scope, evse_idx, connector_idx) {
+                (Scope::Station, _, _) => (self.storage_failing
+                    || cx.model.connectors.iter().any(|c| c.fault.is_some()))
+                .to_string(),
+                (Scope::Evse, Some(i), _) => {
+                    let id = cx.model.evses[i].id;
+                    cx.model
+                        .connectors
+                        .iter()
+                        .any(|c| c.evse == id && c.fault.is_some())
+                        .to_string()
+                }
+                (Scope::Connector, _, Some(c)) => {
+                    cx.model.connectors[c].fault.is_some().to_string()
+                }
+                _ => String::new(),
+            },
+            "Model" if def.component == "ChargingStation" => cx.identity.model.clone(),
+            "VendorName" if def.component == "ChargingStation" => cx.identity.vendor.clone(),
+            "Identity" if def.component == "SecurityCtrlr" => cx.identity.station_id.clone(),
+            "ActiveNetworkProfile" => cx.link.network.current().slot.to_string(),
             "DateTime" => cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => cx.security_profile().to_string(),
             "CertificateEntries" => live.certificate_entries.to_string(),
@@ -314,6 +348,7 @@ impl Provisioning {
                 "more getVariableData than ItemsPerMessage[GetVariables]",
             ));
         }
+        let reporting_size = cx.vars.int(Var::ReportingValueSize) as usize;
         let results = request
             .get_variable_data
             .into_iter()
@@ -344,7 +379,7 @@ impl Provisioning {
                     attribute_status: status,
                     attribute_status_info: None,
                     attribute_type: Some(attribute_type),
-                    attribute_value: value.map(|v| v.chars().take(2500).collect()),
+                    attribute_value: value.map(|v| v.chars().take(reporting_size).collect()),
                     component: data.component,
                     variable: data.variable,
                 }
@@ -385,8 +420,9 @@ impl Provisioning {
                     }
                     Ok(index) => {
                         let def = &VARIABLES[index];
-                        let check = def
-                            .check(&data.attribute_value)
+                        let check = self
+                            .check_size(cx, &data.attribute_value)
+                            .and_then(|()| def.check(&data.attribute_value))
                             .and_then(|()| self.check_priority(cx, def, &data.attribute_value));
                         match (def.mutability, check) {
                             (Mutability::ReadOnly, _) => {
@@ -447,6 +483,18 @@ impl Provisioning {
             custom_data: None,
             set_variable_result: results,
         })
+    }
+
+    /// DeviceDataCtrlr.ConfigurationValueSize: the longest value SetVariables takes.
+    fn check_size(&self, cx: &Ctx, value: &str) -> Result<(), String> {
+        let max = cx.vars.int(Var::ConfigurationValueSize);
+        let n = value.chars().count();
+        if n as i64 > max {
+            return Err(format!(
+                "{n} characters, more than ConfigurationValueSize ({max})"
+            ));
+        }
+        Ok(())
     }
 
     /// B10.FR.02: every slot in NetworkConfigurationPriority must hold a profile.
@@ -579,16 +627,9 @@ impl Provisioning {
         }
     }
 
-    /// One `ReportDataType` per instance of the variable.
-    fn report_entries(
-        &self,
-        cx: &Ctx,
-        now: Instant,
-        live: &LiveValues,
-        index: usize,
-    ) -> Vec<Value> {
-        let def = &VARIABLES[index];
-        let instances: Vec<Option<(i64, Option<i64>)>> = match def.scope {
+    /// Where the instances of a variable live: once for the station, per EVSE, per connector.
+    fn locations(cx: &Ctx, def: &devmodel::VariableDef) -> Vec<Location> {
+        match def.scope {
             Scope::Station => vec![None],
             Scope::Evse => cx
                 .model
@@ -602,59 +643,81 @@ impl Provisioning {
                 .iter()
                 .map(|c| Some((i64::from(c.evse), Some(i64::from(c.id)))))
                 .collect(),
-        };
-        instances
+        }
+    }
+
+    /// One `ReportDataType`: the variable at one location, with its characteristics
+    /// (B07.FR.13/B08.FR.12) and without the value of a WriteOnly variable (B08.FR.03).
+    fn report_entry(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        index: usize,
+        evse: Location,
+    ) -> Value {
+        let def = &VARIABLES[index];
+        let mut component = json!({ "name": def.component });
+        if let Some((e, c)) = evse {
+            let mut ev = json!({ "id": e });
+            if let Some(c) = c {
+                ev["connectorId"] = json!(c);
+            }
+            component["evse"] = ev;
+        }
+        let mut variable = json!({ "name": def.name });
+        if let Some(i) = def.instance {
+            variable["instance"] = json!(i);
+        }
+        let mut attribute = json!({
+            "type": "Actual",
+            "mutability": def.mutability.as_str(),
+            "persistent": !def.dynamic || def.constant,
+            "constant": (def.mutability == Mutability::ReadOnly && !def.dynamic) || def.constant,
+        });
+        if def.mutability != Mutability::WriteOnly {
+            let value: String = self
+                .value_of(cx, now, live, index, evse)
+                .chars()
+                .take(cx.vars.int(Var::ReportingValueSize) as usize)
+                .collect();
+            attribute["value"] = json!(value);
+        }
+        let mut characteristics = json!({
+            "dataType": def.data_type.as_str(),
+            "supportsMonitoring": false,
+        });
+        if let Some(u) = def.unit {
+            characteristics["unit"] = json!(u);
+        }
+        if let Some(min) = def.min {
+            characteristics["minLimit"] = json!(min);
+        }
+        if let Some(max) = def.max {
+            characteristics["maxLimit"] = json!(max);
+        }
+        if let Some(values) = def.data_type.values_list() {
+            characteristics["valuesList"] = json!(values.join(","));
+        }
+        json!({
+            "component": component,
+            "variable": variable,
+            "variableAttribute": [attribute],
+            "variableCharacteristics": characteristics,
+        })
+    }
+
+    /// One `ReportDataType` per instance of the variable.
+    fn report_entries(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        index: usize,
+    ) -> Vec<Value> {
+        Self::locations(cx, &VARIABLES[index])
             .into_iter()
-            .map(|evse| {
-                let mut component = json!({ "name": def.component });
-                if let Some((e, c)) = evse {
-                    let mut ev = json!({ "id": e });
-                    if let Some(c) = c {
-                        ev["connectorId"] = json!(c);
-                    }
-                    component["evse"] = ev;
-                }
-                let mut variable = json!({ "name": def.name });
-                if let Some(i) = def.instance {
-                    variable["instance"] = json!(i);
-                }
-                let mut attribute = json!({
-                    "type": "Actual",
-                    "mutability": def.mutability.as_str(),
-                    "persistent": !def.dynamic,
-                    "constant": def.mutability == Mutability::ReadOnly && !def.dynamic,
-                });
-                if def.mutability != Mutability::WriteOnly {
-                    let value: String = self
-                        .value_of(cx, now, live, index, evse)
-                        .chars()
-                        .take(2500)
-                        .collect();
-                    attribute["value"] = json!(value);
-                }
-                let mut characteristics = json!({
-                    "dataType": def.data_type.as_str(),
-                    "supportsMonitoring": false,
-                });
-                if let Some(u) = def.unit {
-                    characteristics["unit"] = json!(u);
-                }
-                if let Some(min) = def.min {
-                    characteristics["minLimit"] = json!(min);
-                }
-                if let Some(max) = def.max {
-                    characteristics["maxLimit"] = json!(max);
-                }
-                if let Some(values) = def.data_type.values_list() {
-                    characteristics["valuesList"] = json!(values.join(","));
-                }
-                json!({
-                    "component": component,
-                    "variable": variable,
-                    "variableAttribute": [attribute],
-                    "variableCharacteristics": characteristics,
-                })
-            })
+            .map(|evse| self.report_entry(cx, now, live, index, evse))
             .collect()
     }
 
@@ -673,8 +736,32 @@ impl Provisioning {
             .collect()
     }
 
-    /// B07: GetBaseReport, answered now and followed by NotifyReport messages split by
-    /// ItemsPerMessage[GetReport], seqNo from 0, `tbc` on all but the last (B07.FR.10).
+    /// Queues a report as NotifyReport messages: seqNo from 0, `tbc` on all but the last
+    /// (B07.FR.10, B08.FR.14), each within ItemsPerMessage[GetReport] entries and
+    /// BytesPerMessage[GetReport] bytes. Returns how many messages.
+    fn send_report(
+        &self,
+        cx: &mut Ctx,
+        now: Instant,
+        request_id: i64,
+        entries: Vec<Value>,
+    ) -> usize {
+        let generated_at = cx.clock.utc(now).to_rfc3339();
+        let pages = notify_report_payloads(
+            request_id,
+            &generated_at,
+            entries,
+            cx.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize,
+            cx.vars.int(Var::BytesPerMessageGetReport).max(1) as usize,
+        );
+        let messages = pages.len();
+        for payload in pages {
+            cx.enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
+        }
+        messages
+    }
+
+    /// B07: GetBaseReport, answered now and followed by NotifyReport messages.
     pub(crate) fn get_base_report(
         &mut self,
         cx: &mut Ctx,
@@ -702,26 +789,11 @@ impl Provisioning {
             .into_iter()
             .flat_map(|i| self.report_entries(cx, now, live, i))
             .collect();
-        let per_message = cx.vars.int(Var::ItemsPerMessageGetReport).max(1) as usize;
-        let chunks: Vec<&[Value]> = entries.chunks(per_message).collect();
-        let generated_at = cx.clock.utc(now).to_rfc3339();
-        for (seq, chunk) in chunks.iter().enumerate() {
-            let mut payload = json!({
-                "requestId": request.request_id,
-                "generatedAt": generated_at,
-                "seqNo": seq,
-                "reportData": chunk,
-            });
-            if seq + 1 < chunks.len() {
-                payload["tbc"] = json!(true);
-            }
-            cx.enqueue_triggered(RequestKind::NotifyReport, Action::NotifyReport, payload);
-        }
+        let items = entries.len();
+        let messages = self.send_report(cx, now, request.request_id, entries);
         info!(
             request_id = request.request_id,
-            items = entries.len(),
-            messages = chunks.len(),
-            "base report"
+            items, messages, "base report"
         );
         Ok(v201::GetBaseReportResponse {
             custom_data: None,
@@ -729,6 +801,246 @@ impl Provisioning {
             status_info: None,
         })
     }
+
+    /// B08: GetReport, the variables that match componentVariable (if given) of the components
+    /// that meet one of componentCriteria (if given; B08.FR.05/11/13), answered now and
+    /// followed by NotifyReport messages; EmptyResultSet when nothing matches (B08.FR.15).
+    /// `request_bytes`: the size of the request's payload (B08.FR.18).
+    pub(crate) fn get_report(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        live: &LiveValues,
+        request: v201::GetReportRequest,
+        request_bytes: usize,
+    ) -> Result<v201::GetReportResponse, CallError> {
+        let filters = request.component_variable.unwrap_or_default();
+        // B08.FR.06/17: at most ItemsPerMessage[GetReport] componentVariables.
+        if filters.len() as i64 > cx.vars.int(Var::ItemsPerMessageGetReport) {
+            return Err(CallError::new(
+                CallErrorCode::OccurrenceConstraintViolation,
+                "more componentVariable than ItemsPerMessage[GetReport]",
+            ));
+        }
+        // B08.FR.18
+        if request_bytes as i64 > cx.vars.int(Var::BytesPerMessageGetReport) {
+            return Err(CallError::new(
+                CallErrorCode::FormatViolation,
+                "the request is longer than BytesPerMessage[GetReport]",
+            ));
+        }
+        let criteria = request.component_criteria.unwrap_or_default();
+        let mut entries = Vec::new();
+        for (index, def) in VARIABLES.iter().enumerate() {
+            for evse in Self::locations(cx, def) {
+                let wanted = filters.is_empty()
+                    || filters
+                        .iter()
+                        .any(|f| component_variable_matches(f, def, evse));
+                // B08.FR.13: a component that meets any one of the criteria.
+                if wanted
+                    && (criteria.is_empty()
+                        || criteria
+                            .iter()
+                            .any(|c| self.meets(cx, now, live, def, evse, *c)))
+                {
+                    entries.push(self.report_entry(cx, now, live, index, evse));
+                }
+            }
+        }
+        if entries.is_empty() {
+            info!(
+                request_id = request.request_id,
+                "custom report: nothing matches"
+            );
+            return Ok(v201::GetReportResponse {
+                custom_data: None,
+                status: v201::GenericDeviceModelStatusEnum::EmptyResultSet,
+                status_info: Some(v201::StatusInfo {
+                    custom_data: None,
+                    reason_code: "NotFound".into(),
+                    additional_info: None,
+                }),
+            });
+        }
+        let items = entries.len();
+        let messages = self.send_report(cx, now, request.request_id, entries);
+        info!(
+            request_id = request.request_id,
+            items, messages, "custom report"
+        );
+        Ok(v201::GetReportResponse {
+            custom_data: None,
+            status: v201::GenericDeviceModelStatusEnum::Accepted,
+            status_info: None,
+        })
+    }
+
+    /// Whether the component that `def` belongs to, at `evse`, meets a criterion. Active,
+    /// Available, Enabled: its variable of that name is true, or it has none (B08.FR.07-09).
+    /// Problem: its Problem variable is true (B08.FR.10).
+    fn meets(
+        &self,
+        cx: &Ctx,
+        now: Instant,
+        live: &LiveValues,
+        def: &devmodel::VariableDef,
+        evse: Location,
+        criterion: v201::ComponentCriterionEnum,
+    ) -> bool {
+        let holder = VARIABLES.iter().position(|d| {
+            d.component == def.component
+                && d.scope == def.scope
+                && d.name == criterion.as_str()
+                && d.instance.is_none()
+        });
+        match holder {
+            Some(i) => self.value_of(cx, now, live, i, evse) == "true",
+            None => criterion != v201::ComponentCriterionEnum::Problem,
+        }
+    }
+
+    /// B08.FR.02: a GetReport whose only fault is a componentCriteria value outside the
+    /// schema's enumeration names a criterion this station does not support: NotSupported,
+    /// rather than a CALLERROR for the whole request. `None` for anything else.
+    pub(crate) fn unsupported_criteria(action: &str, payload: &Value) -> Option<Value> {
+        if action != Action::GetReport.as_str() {
+            return None;
+        }
+        let criteria = payload.get("componentCriteria")?.as_array()?;
+        let known = |c: &Value| {
+            c.as_str()
+                .is_some_and(|c| v201::ComponentCriterionEnum::VALUES.contains(&c))
+        };
+        let unknown: Vec<String> = criteria
+            .iter()
+            .filter(|c| !known(c))
+            .map(|c| c.to_string())
+            .collect();
+        if unknown.is_empty() {
+            return None;
+        }
+        let mut rest = payload.clone();
+        let kept: Vec<Value> = criteria.iter().filter(|c| known(c)).cloned().collect();
+        if kept.is_empty() {
+            rest.as_object_mut()?.remove("componentCriteria");
+        } else {
+            rest["componentCriteria"] = Value::Array(kept);
+        }
+        v201::validate::validate(Action::GetReport.request_schema(), &rest).ok()?;
+        warn!(
+            criteria = unknown.join(","),
+            "GetReport with unsupported componentCriteria"
+        );
+        Some(v201::to_payload(&v201::GetReportResponse {
+            custom_data: None,
+            status: v201::GenericDeviceModelStatusEnum::NotSupported,
+            status_info: Some(v201::StatusInfo {
+                custom_data: None,
+                reason_code: "UnsupportedParam".into(),
+                additional_info: Some(
+                    format!("componentCriteria {} not supported", unknown.join(", "))
+                        .chars()
+                        .take(512)
+                        .collect(),
+                ),
+            }),
+        }))
+    }
+}
+
+/// Whether a GetReport componentVariable selects the variable `def` at `evse`. Names are
+/// case-insensitive (ComponentType, VariableType). Without evse: every location (B08.FR.23);
+/// evse.id without connectorId: the EVSE and its connectors (B08.FR.22); without variable:
+/// every variable of the component (B08.FR.20); without variable instance: every instance
+/// (B08.FR.21). This station's components have no instances, so a component instance
+/// matches nothing (B08.FR.24/25).
+fn component_variable_matches(
+    filter: &v201::ComponentVariable,
+    def: &devmodel::VariableDef,
+    evse: Location,
+) -> bool {
+    let c = &filter.component;
+    if !c.name.eq_ignore_ascii_case(def.component)
+        || c.instance.as_deref().is_some_and(|i| !i.is_empty())
+    {
+        return false;
+    }
+    let at = match (&c.evse, evse) {
+        (None, _) => true,
+        (Some(want), Some((id, connector))) => {
+            want.id == id && want.connector_id.is_none_or(|w| connector == Some(w))
+        }
+        (Some(_), None) => false,
+    };
+    at && filter.variable.as_ref().is_none_or(|v| {
+        v.name.eq_ignore_ascii_case(def.name)
+            && match v.instance.as_deref().filter(|i| !i.is_empty()) {
+                None => true,
+                Some(i) => def.instance.is_some_and(|d| d.eq_ignore_ascii_case(i)),
+            }
+    })
+}
+
+/// Splits report entries into NotifyReport payloads of at most `max_items` entries whose
+/// whole CALL frame is at most `max_bytes` (an entry longer than that alone goes alone).
+fn notify_report_payloads(
+    request_id: i64,
+    generated_at: &str,
+    entries: Vec<Value>,
+    max_items: usize,
+    max_bytes: usize,
+) -> Vec<Value> {
+    let payload = |seq: usize, data: Vec<Value>, tbc: bool| {
+        let mut p = json!({
+            "requestId": request_id,
+            "generatedAt": generated_at,
+            "seqNo": seq,
+            "reportData": data,
+        });
+        if tbc {
+            p["tbc"] = json!(true);
+        }
+        p
+    };
+    // The frame without entries, counted with `tbc` (a few bytes more than the last needs).
+    let empty_frame = |seq: usize| {
+        json!([
+            2,
+            MESSAGE_ID_PLACEHOLDER,
+            "NotifyReport",
+            payload(seq, Vec::new(), true)
+        ])
+        .to_string()
+        .len()
+    };
+    let mut pages: Vec<Vec<Value>> = Vec::new();
+    let mut page: Vec<Value> = Vec::new();
+    let mut used = empty_frame(0);
+    for entry in entries {
+        let len = entry.to_string().len();
+        if !page.is_empty() && (page.len() >= max_items || used + 1 + len > max_bytes) {
+            pages.push(std::mem::take(&mut page));
+            used = empty_frame(pages.len());
+        }
+        if page.is_empty() && used + len > max_bytes {
+            warn!(
+                bytes = len,
+                max_bytes, "a report entry is longer than BytesPerMessage[GetReport]; sent alone"
+            );
+        }
+        used += len + usize::from(!page.is_empty());
+        page.push(entry);
+    }
+    if !page.is_empty() {
+        pages.push(page);
+    }
+    let last = pages.len().saturating_sub(1);
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(seq, data)| payload(seq, data, seq < last))
+        .collect()
 }
 
 /// A BasicAuthPassword the CSMS set (A01), which replaces the configured one: the shell needs
