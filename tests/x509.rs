@@ -7,7 +7,6 @@ use ocpp_agent::ocpp::v201::HashAlgorithmEnum;
 use ocpp_agent::ocpp::x509::{
     Certificate, Usage, X509Error, build_csr, generate_key, hash_data, hash_data_matches, key_spki,
     parse_certificate, parse_pem_certificates, pem_blocks, sign_with, to_pem, verify_chain,
-    verify_signed_by,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -653,8 +652,9 @@ fn chains_with_intermediates() {
         Usage::ClientAuth,
     )
     .unwrap();
-    // a sub-CA on its own
-    verify_chain(std::slice::from_ref(sub_c), roots, now_ms(), Usage::Any).unwrap();
+    // a sub-CA on its own is no end entity, whatever the usage (rustls-webpki)
+    let err = verify_chain(std::slice::from_ref(sub_c), roots, now_ms(), Usage::Any).unwrap_err();
+    assert!(matches!(err, X509Error::WrongUsage { .. }), "{err}");
     // the chain as PEM text, as in CertificateSignedRequest
     let bundle = format!(
         "{}{}",
@@ -736,21 +736,28 @@ fn chains_with_intermediates() {
 fn signature_algorithms() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    // Through rustls-webpki: a trust anchor is trusted as installed (its self-signature is not
+    // checked, and it is never an end entity), so each root is checked through a leaf.
     let check = |leaf: &Node, root: &Node| {
-        verify_signed_by(&leaf.cert, &root.cert).unwrap();
-        verify_signed_by(&root.cert, &root.cert).unwrap();
-        let usage = if leaf.cert.is_ca {
-            Usage::Any
-        } else {
-            Usage::ClientAuth
-        };
+        if leaf.cert.is_ca {
+            return;
+        }
         verify_chain(
             std::slice::from_ref(&leaf.cert),
             std::slice::from_ref(&root.cert),
             now_ms(),
-            usage,
+            Usage::ClientAuth,
         )
         .unwrap();
+    };
+    let refused = |leaf: &Node, root: &Node| {
+        verify_chain(
+            std::slice::from_ref(&leaf.cert),
+            std::slice::from_ref(&root.cert),
+            now_ms(),
+            Usage::ClientAuth,
+        )
+        .unwrap_err()
     };
     // RSA 2048 root (sha256WithRSAEncryption), leaves signed with PKCS#1 v1.5 SHA-384/512 and
     // RSASSA-PSS SHA-256/384 (salt = hash length)
@@ -803,7 +810,7 @@ fn signature_algorithms() {
             "rsa_pss_saltlen:max",
         ],
     );
-    let err = verify_signed_by(&pss_max.cert, &rsa.cert).unwrap_err();
+    let err = refused(&pss_max, &rsa);
     assert!(matches!(err, X509Error::Unsupported(_)), "{err}");
 
     // P-384 root signing with SHA-384 and SHA-256; P-256 root signing with SHA-384
@@ -830,7 +837,7 @@ fn signature_algorithms() {
     // RSA keys under 2048 bits are refused (A00.FR.502), with a clear reason
     let weak = make_root(dir, "Weak Root", "rsa:1024", &[]);
     let leaf = issue(dir, "weak1", "ec:P-256", &weak, "7", LEAF_EXT, &[]);
-    let err = verify_signed_by(&leaf.cert, &weak.cert).unwrap_err();
+    let err = refused(&leaf, &weak);
     assert!(err.to_string().contains("1024-bit RSA key"), "{err}");
     // P-256 SHA-512 is not in ring
     let sha512 = issue(
@@ -842,7 +849,7 @@ fn signature_algorithms() {
         LEAF_EXT,
         &["-sha512"],
     );
-    let err = verify_signed_by(&sha512.cert, &p256.cert).unwrap_err();
+    let err = refused(&sha512, &p256);
     assert!(matches!(err, X509Error::Unsupported(_)), "{err}");
 }
 

@@ -11,10 +11,10 @@
 //!   and CSRs as PEM (A00.FR.507, A02.FR.03).
 //! * Certificates: [`parse_certificate`] into a [`Certificate`] with the fields OCPP needs.
 //! * OCPP `CertificateHashDataType`: [`hash_data`], [`hash_data_matches`].
-//! * Verification: [`verify_signed_by`] (one signature) and [`verify_chain`] (validity periods,
-//!   signatures, CA constraints, extended key usage), using `ring` for the signatures: ECDSA
-//!   P-256/P-384 with SHA-256/SHA-384, RSA (2048 to 8192 bits) PKCS#1 v1.5 and PSS with
-//!   SHA-256/384/512, Ed25519.
+//! * Chain verification: [`verify_chain`], by rustls-webpki (the verifier of the agent's TLS
+//!   connections) with the time passed in, plus the root's validity and issuers' keyCertSign;
+//!   the field reader below only names the certificate an error concerns.
+//! * Firmware signatures: [`verify_file_signature`] (`ring`).
 //! * Key and CSR: [`generate_key`] (ECDSA P-256, PKCS#8), [`key_spki`], [`sign_with`],
 //!   [`build_csr`] (PKCS#10, RFC 2986).
 //!
@@ -461,8 +461,6 @@ const OIDS_HARMLESS: &[&[u8]] = &[
     &[0x55, 0x1d, 0x23],
 ];
 
-const OID_EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
-const OID_EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 const OID_EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 
 const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -474,13 +472,6 @@ const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
 const OID_ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
-const OID_RSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
-const OID_RSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
-const OID_RSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
-const OID_MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
-const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
-const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
-const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
 
 /// Dotted form of an OID's DER contents, for messages.
 fn oid_string(oid: &[u8]) -> String {
@@ -666,7 +657,7 @@ fn parse_time(d: &mut Der, what: &str) -> Result<i64, X509Error> {
 // Certificates
 // ---------------------------------------------------------------------------------------------
 
-/// The public key types [`verify_signed_by`] knows.
+/// The public key types the field reader tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     EcP256,
@@ -747,7 +738,7 @@ pub struct Certificate {
     /// basicConstraints cA is true.
     pub is_ca: bool,
     /// Self-issued: the issuer Name equals the subject Name byte for byte (the signature is not
-    /// checked here; see [`verify_signed_by`]).
+    /// checked).
     pub self_signed: bool,
     has_basic_constraints: bool,
     path_len: Option<u32>,
@@ -787,20 +778,9 @@ impl Certificate {
         name_to_string(&self.issuer_der)
     }
 
-    /// Whether `now_ms` lies in the validity period (both ends inclusive, RFC 5280 4.1.2.5).
-    pub fn is_valid_at(&self, now_ms: i64) -> bool {
-        self.not_before_ms <= now_ms && now_ms <= self.not_after_ms
-    }
-
     /// The certificate as PEM.
     pub fn to_pem(&self) -> String {
         to_pem("CERTIFICATE", &self.der)
-    }
-
-    /// The signed bytes. (Empty, so that verification fails instead of panicking, if a caller
-    /// replaced the public `der` field.)
-    fn tbs(&self) -> &[u8] {
-        self.der.get(self.tbs.0..self.tbs.1).unwrap_or_default()
     }
 }
 
@@ -1064,46 +1044,8 @@ pub enum Usage {
     /// Code signing: a firmware signing certificate (L01), checked like `ClientAuth` but
     /// against the codeSigning purpose.
     CodeSigning,
-    /// No end-entity check at all: any certificate, also a CA certificate (e.g. to check that a
-    /// sub-CA belongs to a root).
+    /// Any extendedKeyUsage (the certificate must still be an end entity, not a CA).
     Any,
-}
-
-/// Hash length of a hash AlgorithmIdentifier (full TLV) with absent or NULL parameters.
-fn hash_length(alg: &[u8]) -> Option<usize> {
-    let mut a = Der(single(alg, SEQUENCE, "hash algorithm").ok()?);
-    let oid = a.expect(OID, "hash algorithm").ok()?;
-    if !(a.is_empty() || a.0 == [0x05, 0x00]) {
-        return None;
-    }
-    match oid {
-        OID_SHA256 => Some(32),
-        OID_SHA384 => Some(48),
-        OID_SHA512 => Some(64),
-        _ => None,
-    }
-}
-
-/// The hash length of RSASSA-PSS-params (RFC 4055 3.1) that `ring` can verify: SHA-256/384/512,
-/// MGF1 with the same hash, salt length equal to the hash length, trailer field 1.
-fn pss_hash_length(params: &[u8]) -> Option<usize> {
-    let mut p = Der(single(params, SEQUENCE, "RSASSA-PSS parameters").ok()?);
-    let hash = hash_length(p.optional(0xa0, "hashAlgorithm").ok()??)?;
-    let mut mgf = Der(single(p.optional(0xa1, "maskGenAlgorithm").ok()??, SEQUENCE, "").ok()?);
-    if mgf.expect(OID, "").ok()? != OID_MGF1 || hash_length(mgf.0)? != hash {
-        return None;
-    }
-    let salt = small_uint(
-        single(p.optional(0xa2, "saltLength").ok()??, INTEGER, "").ok()?,
-        "",
-    )
-    .ok()?;
-    if let Some(trailer) = p.optional(0xa3, "trailerField").ok()? {
-        if small_uint(single(trailer, INTEGER, "").ok()?, "").ok()? != 1 {
-            return None;
-        }
-    }
-    (p.is_empty() && salt as usize == hash).then_some(hash)
 }
 
 /// The size of an RSAPublicKey's modulus in bits.
@@ -1120,72 +1062,6 @@ fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
 }
 
 type Verifier = &'static dyn sig::VerificationAlgorithm;
-
-/// The ring algorithm for a signature algorithm (AlgorithmIdentifier contents) made with a key
-/// of the given kind.
-fn verification_algorithm(signature_algorithm: &[u8], key: KeyKind) -> Result<Verifier, X509Error> {
-    let mut a = Der(signature_algorithm);
-    let oid = a.expect(OID, "signature algorithm")?;
-    let params = a.0;
-    let null_or_absent = params.is_empty() || params == [0x05, 0x00];
-    let alg: Verifier = match (oid, key) {
-        (OID_ECDSA_SHA256, KeyKind::EcP256) if params.is_empty() => &sig::ECDSA_P256_SHA256_ASN1,
-        (OID_ECDSA_SHA384, KeyKind::EcP256) if params.is_empty() => &sig::ECDSA_P256_SHA384_ASN1,
-        (OID_ECDSA_SHA256, KeyKind::EcP384) if params.is_empty() => &sig::ECDSA_P384_SHA256_ASN1,
-        (OID_ECDSA_SHA384, KeyKind::EcP384) if params.is_empty() => &sig::ECDSA_P384_SHA384_ASN1,
-        (OID_RSA_SHA256, KeyKind::Rsa) if null_or_absent => &sig::RSA_PKCS1_2048_8192_SHA256,
-        (OID_RSA_SHA384, KeyKind::Rsa) if null_or_absent => &sig::RSA_PKCS1_2048_8192_SHA384,
-        (OID_RSA_SHA512, KeyKind::Rsa) if null_or_absent => &sig::RSA_PKCS1_2048_8192_SHA512,
-        (OID_RSASSA_PSS, KeyKind::Rsa | KeyKind::RsaPss) => match pss_hash_length(params) {
-            Some(32) => &sig::RSA_PSS_2048_8192_SHA256,
-            Some(48) => &sig::RSA_PSS_2048_8192_SHA384,
-            Some(64) => &sig::RSA_PSS_2048_8192_SHA512,
-            _ => {
-                return Err(X509Error::Unsupported(
-                    "RSASSA-PSS parameters other than SHA-256/384/512, MGF1 with the same hash \
-                     and a salt as long as the hash"
-                        .into(),
-                ));
-            }
-        },
-        (OID_ED25519, KeyKind::Ed25519) if params.is_empty() => &sig::ED25519,
-        _ => {
-            return Err(X509Error::Unsupported(format!(
-                "signature algorithm {} with an issuer key of type {}",
-                oid_string(oid),
-                key.name()
-            )));
-        }
-    };
-    Ok(alg)
-}
-
-/// Checks only that `issuer`'s public key verifies `cert`'s signature (not names, validity or
-/// constraints: that is [`verify_chain`]). `verify_signed_by(root, root)` checks that a root
-/// is really self-signed, e.g. before installing it (M05).
-///
-/// RSA keys must have 2048 to 8192 bits (A00.FR.502).
-pub fn verify_signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), X509Error> {
-    let alg = verification_algorithm(&cert.signature_algorithm, issuer.key)?;
-    if matches!(issuer.key, KeyKind::Rsa | KeyKind::RsaPss) {
-        // ring refuses short keys with the same error as a bad signature: say it here.
-        let bits = rsa_modulus_bits(&issuer.public_key_bits)
-            .ok_or_else(|| malformed("RSA public key", "not an RSAPublicKey (RFC 8017 A.1.1)"))?;
-        if bits < 2048 {
-            return Err(X509Error::Unsupported(format!(
-                "the {bits}-bit RSA key of \"{}\": at least 2048 bits are required \
-                 (A00.FR.502)",
-                issuer.subject()
-            )));
-        }
-    }
-    UnparsedPublicKey::new(alg, &issuer.public_key_bits)
-        .verify(cert.tbs(), &cert.signature)
-        .map_err(|_| X509Error::BadSignature {
-            subject: cert.subject(),
-            issuer: issuer.subject(),
-        })
-}
 
 /// Verifies a firmware signature (L01.FR.04, L01.FR.12): made over the whole file with SHA-256
 /// by the key of the signing certificate. RSA keys: RSASSA-PSS (salt as long as the hash, as
@@ -1247,129 +1123,291 @@ fn check_time(cert: &Certificate, now_ms: i64) -> Result<(), X509Error> {
     }
 }
 
-fn check_critical(cert: &Certificate) -> Result<(), X509Error> {
-    match &cert.unsupported_critical {
-        Some(oid) => Err(X509Error::Unsupported(format!(
-            "certificate \"{}\" has a critical extension {oid} that cannot be processed",
-            cert.subject()
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// `cert` issued a certificate with `below` intermediate CA certificates under it.
-fn check_issuer(cert: &Certificate, below: usize, anchor: bool) -> Result<(), X509Error> {
-    let not_ca = |reason| {
-        Err(X509Error::NotCa {
-            subject: cert.subject(),
-            reason,
-        })
-    };
-    // A trust anchor without basicConstraints (an X.509 v1 root) is accepted as a CA.
-    if !cert.is_ca && (!anchor || cert.has_basic_constraints) {
-        return not_ca("its basicConstraints do not make it a CA");
-    }
+/// An issuer of a certificate must be allowed to sign certificates: rustls-webpki checks
+/// basicConstraints and pathLenConstraint but not keyUsage (RFC 5280 4.2.1.3), so that is
+/// checked here, on the path webpki verified.
+fn check_key_cert_sign(cert: &Certificate) -> Result<(), X509Error> {
     if cert
         .key_usage
         .is_some_and(|ku| ku & KEY_USAGE_KEY_CERT_SIGN == 0)
     {
-        return not_ca("its keyUsage lacks keyCertSign");
-    }
-    if cert.path_len.is_some_and(|n| below > n as usize) {
-        return not_ca("its pathLenConstraint is exceeded");
+        return Err(X509Error::NotCa {
+            subject: cert.subject(),
+            reason: "its keyUsage lacks keyCertSign",
+        });
     }
     Ok(())
 }
 
-fn check_usage(leaf: &Certificate, usage: Usage) -> Result<(), X509Error> {
-    let (purpose, reason) = match usage {
-        Usage::Any => return Ok(()),
-        Usage::ClientAuth => (OID_EKU_CLIENT_AUTH, "its extendedKeyUsage lacks clientAuth"),
-        Usage::ServerAuth => (OID_EKU_SERVER_AUTH, "its extendedKeyUsage lacks serverAuth"),
-        Usage::CodeSigning => (
-            OID_EKU_CODE_SIGNING,
-            "its extendedKeyUsage lacks codeSigning",
-        ),
-    };
-    let wrong = |reason| {
-        Err(X509Error::WrongUsage {
-            subject: leaf.subject(),
-            reason,
-        })
-    };
-    if leaf.is_ca {
-        return wrong("it is a CA certificate, not an end-entity certificate");
-    }
-    match &leaf.ext_key_usage {
-        Some(purposes) if !purposes.iter().any(|p| p == purpose) => wrong(reason),
-        _ => Ok(()),
+/// Accepts any extendedKeyUsage ([`Usage::Any`]).
+struct AnyExtendedKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
+    fn validate(&self, _: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
     }
 }
 
-/// Verifies a certificate chain at `now_ms` (UTC milliseconds since the epoch), for A02.FR.06
+/// Verifies a certificate chain at `now_ms` (UTC milliseconds since the epoch) with
+/// rustls-webpki, the verifier of the agent's TLS connections, for A02.FR.06
 /// (CertificateSigned), M05 (sub-CAs) and L01 (firmware signing certificate):
 ///
-/// * `chain` is leaf first, each next certificate the issuer of the one before (as
-///   CertificateSignedRequest.certificateChain is ordered); it may end with the root or not.
-///   Walking from the leaf, the first certificate that is in `roots` (byte for byte), or whose
-///   issuer is a root whose key verifies its signature, ends the chain; certificates after that
-///   are ignored.
-/// * Every certificate on the path, the root included, must be valid at `now_ms` (A02.FR.06 as
-///   amended by the 2025 errata: a certificate valid only in the future is refused).
-/// * Every issuer must be a CA (basicConstraints cA; a root without basicConstraints, X.509 v1,
-///   is accepted), have keyCertSign if it has keyUsage, and respect its pathLenConstraint.
-/// * Signatures: see [`verify_signed_by`].
-/// * No certificate on the path below the root may have a critical extension other than
-///   basicConstraints, keyUsage, extKeyUsage, subjectAltName, subject/authorityKeyIdentifier
-///   (name constraints and policies are not processed, so they are refused when critical).
-/// * The leaf, unless `usage` is [`Usage::Any`], may not be a CA, and if it has an
-///   extendedKeyUsage (which OCPP recommends against, A00.FR.514) it must contain the usage's
-///   purpose (anyExtendedKeyUsage is not enough, as in rustls' verifier).
+/// * `chain` is leaf first (as CertificateSignedRequest.certificateChain is ordered); the
+///   other certificates are candidate intermediates, and it may end with the root or not.
+/// * webpki builds and checks the path to one of `roots`: signatures (ECDSA P-256/P-384 with
+///   SHA-256/384, RSA 2048-8192 bits PKCS#1 v1.5 and PSS, Ed25519), validity of every
+///   certificate below the root, basicConstraints and pathLenConstraint, critical extensions
+///   it cannot process, name constraints, and the leaf's extendedKeyUsage for `usage` (if the
+///   leaf has one; OCPP recommends against it, A00.FR.514). A CA is never an end entity.
+/// * On top of webpki, on the verified path: the root's validity (A02.FR.06 as amended by the
+///   2025 errata: every certificate on the path, the root included), and keyCertSign of every
+///   issuer that has a keyUsage.
 ///
-/// Names are compared byte for byte (as rustls-webpki does). Revocation is not checked.
+/// Errors are the module's [`X509Error`], naming the certificate concerned (found with the
+/// field reader, as webpki's errors do not say which certificate failed). Revocation is not
+/// checked.
 pub fn verify_chain(
     chain: &[Certificate],
     roots: &[Certificate],
     now_ms: i64,
     usage: Usage,
 ) -> Result<(), X509Error> {
+    use rustls_pki_types::{CertificateDer, UnixTime};
     let leaf = chain.first().ok_or(X509Error::EmptyChain)?;
-    for (i, cert) in chain.iter().enumerate() {
-        let is_root = roots.iter().any(|root| root.der == cert.der);
-        check_time(cert, now_ms)?;
-        if i == 0 {
-            check_usage(leaf, usage)?;
-        } else {
-            check_issuer(cert, i - 1, is_root)?;
+    let leaf_der = CertificateDer::from(leaf.der.as_slice());
+    let end_entity = webpki::EndEntityCert::try_from(&leaf_der)
+        .map_err(|e| webpki_error(e, chain, roots, now_ms))?;
+    let root_ders: Vec<CertificateDer<'_>> = roots
+        .iter()
+        .map(|r| CertificateDer::from(r.der.as_slice()))
+        .collect();
+    let anchors: Vec<_> = root_ders
+        .iter()
+        .filter_map(|der| webpki::anchor_from_trusted_cert(der).ok())
+        .collect();
+    let intermediates: Vec<CertificateDer<'_>> = chain[1..]
+        .iter()
+        .map(|c| CertificateDer::from(c.der.as_slice()))
+        .collect();
+    let time = UnixTime::since_unix_epoch(std::time::Duration::from_millis(now_ms.max(0) as u64));
+    // Extra checks on a candidate path: an error here makes webpki try another path.
+    let extra = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let anchor = path.anchor();
+        let root = roots.iter().find(|r| {
+            der_contents(&r.subject_der) == Some(anchor.subject.as_ref())
+                && der_contents(&r.spki_der) == Some(anchor.subject_public_key_info.as_ref())
+        });
+        let issuers: Vec<&Certificate> = path
+            .intermediate_certificates()
+            .filter_map(|cert| chain.iter().find(|c| c.der == cert.der().as_ref()))
+            .chain(root)
+            .collect();
+        if issuers.iter().any(|c| check_key_cert_sign(c).is_err()) {
+            return Err(webpki::Error::ExtensionValueInvalid);
         }
-        if is_root {
-            return Ok(());
+        // webpki compares whole seconds; validity ends are kept to the millisecond here.
+        if std::iter::once(leaf)
+            .chain(issuers)
+            .any(|c| check_time(c, now_ms).is_err())
+        {
+            return Err(webpki::Error::CertExpired {
+                time,
+                not_after: time,
+            });
         }
-        check_critical(cert)?;
-        let mut root_error = None;
-        for root in roots.iter().filter(|r| r.subject_der == cert.issuer_der) {
-            match verify_signed_by(cert, root) {
-                Ok(()) => {
-                    check_time(root, now_ms)?;
-                    return check_issuer(root, i, true);
-                }
-                Err(e) => {
-                    root_error.get_or_insert(e);
-                }
+        Ok(())
+    };
+    let sig_algs = webpki::ALL_VERIFICATION_ALGS;
+    let result = match usage {
+        Usage::ClientAuth => end_entity.verify_for_usage(
+            sig_algs,
+            &anchors,
+            &intermediates,
+            time,
+            webpki::KeyUsage::client_auth(),
+            None,
+            Some(&extra),
+        ),
+        Usage::ServerAuth => end_entity.verify_for_usage(
+            sig_algs,
+            &anchors,
+            &intermediates,
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&extra),
+        ),
+        Usage::CodeSigning => end_entity.verify_for_usage(
+            sig_algs,
+            &anchors,
+            &intermediates,
+            time,
+            webpki::KeyUsage::required_if_present(OID_EKU_CODE_SIGNING),
+            None,
+            Some(&extra),
+        ),
+        Usage::Any => end_entity.verify_for_usage(
+            sig_algs,
+            &anchors,
+            &intermediates,
+            time,
+            AnyExtendedKeyUsage,
+            None,
+            Some(&extra),
+        ),
+    };
+    result
+        .map(|_| ())
+        .map_err(|e| webpki_error(e, chain, roots, now_ms))
+}
+
+/// The contents of a DER TLV (what webpki keeps of names and keys in a trust anchor).
+fn der_contents(tlv: &[u8]) -> Option<&[u8]> {
+    let mut d = Der(tlv);
+    let (_, contents, _) = d.next("").ok()?;
+    d.is_empty().then_some(contents)
+}
+
+/// webpki's reason, said of the certificate it concerns: the chain and the roots are searched
+/// with the field reader for the certificate that explains it.
+fn webpki_error(
+    error: webpki::Error,
+    chain: &[Certificate],
+    roots: &[Certificate],
+    now_ms: i64,
+) -> X509Error {
+    use webpki::Error as E;
+    let leaf_subject = || chain.first().map(Certificate::subject).unwrap_or_default();
+    // The path from the leaf through the chain, by names, as far as it goes.
+    let mut path: Vec<&Certificate> = Vec::new();
+    if let Some(leaf) = chain.first() {
+        path.push(leaf);
+        while let Some(last) = path.last() {
+            if last.self_signed || roots.iter().any(|r| r.der == last.der) {
+                break;
             }
-        }
-        match chain.get(i + 1) {
-            Some(next) if next.subject_der == cert.issuer_der => verify_signed_by(cert, next)?,
-            _ => {
-                return Err(root_error.unwrap_or_else(|| X509Error::UnknownIssuer {
-                    subject: cert.subject(),
-                    issuer: cert.issuer(),
-                }));
-            }
+            let Some(next) = chain[1..]
+                .iter()
+                .find(|c| c.subject_der == last.issuer_der && !path.contains(c))
+            else {
+                break;
+            };
+            path.push(next);
         }
     }
-    // Unreachable: the last certificate has no next one, so the loop returned.
-    Err(X509Error::EmptyChain)
+    let issuer_of = |cert: &Certificate| -> Vec<&Certificate> {
+        roots
+            .iter()
+            .chain(chain[1..].iter())
+            .filter(|r| r.subject_der == cert.issuer_der)
+            .collect()
+    };
+    let on_path_and_roots = || path.iter().copied().chain(roots.iter());
+    match error {
+        E::CertExpired { .. } | E::CertNotValidYet { .. } => on_path_and_roots()
+            .find_map(|c| check_time(c, now_ms).err())
+            .unwrap_or(X509Error::Expired {
+                subject: leaf_subject(),
+                not_after_ms: chain.first().map_or(0, |c| c.not_after_ms),
+            }),
+        E::UnknownIssuer => match path.iter().find(|c| issuer_of(c).is_empty()) {
+            Some(c) => X509Error::UnknownIssuer {
+                subject: c.subject(),
+                issuer: c.issuer(),
+            },
+            None => X509Error::UnknownIssuer {
+                subject: leaf_subject(),
+                issuer: chain.first().map(Certificate::issuer).unwrap_or_default(),
+            },
+        },
+        E::InvalidSignatureForPublicKey
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_)
+        | E::UnsupportedSignatureAlgorithmContext(_) => {
+            // A short RSA issuer key is the most common cause worth saying (A00.FR.502).
+            let weak = path.iter().flat_map(|c| issuer_of(c)).find_map(|issuer| {
+                let bits = matches!(issuer.key, KeyKind::Rsa | KeyKind::RsaPss)
+                    .then(|| rsa_modulus_bits(&issuer.public_key_bits))
+                    .flatten()?;
+                (bits < 2048).then(|| {
+                    X509Error::Unsupported(format!(
+                        "the {bits}-bit RSA key of \"{}\": at least 2048 bits are required \
+                         (A00.FR.502)",
+                        issuer.subject()
+                    ))
+                })
+            });
+            let subject = path.last().copied().or(chain.first());
+            weak.unwrap_or_else(|| match error {
+                E::InvalidSignatureForPublicKey => X509Error::BadSignature {
+                    subject: subject.map(Certificate::subject).unwrap_or_default(),
+                    issuer: subject.map(Certificate::issuer).unwrap_or_default(),
+                },
+                _ => X509Error::Unsupported(format!(
+                    "the signature algorithm of \"{}\" (ECDSA P-256/P-384 with SHA-256/384, \
+                     RSA PKCS#1 v1.5 or PSS with SHA-256/384/512 and a salt as long as the \
+                     hash, Ed25519)",
+                    subject.map(Certificate::subject).unwrap_or_default()
+                )),
+            })
+        }
+        E::UnsupportedCriticalExtension => X509Error::Unsupported(
+            match on_path_and_roots().find(|c| c.unsupported_critical.is_some()) {
+                Some(c) => format!(
+                    "certificate \"{}\" has a critical extension {} that cannot be processed",
+                    c.subject(),
+                    c.unsupported_critical.as_deref().unwrap_or_default()
+                ),
+                None => "a critical extension that cannot be processed".into(),
+            },
+        ),
+        E::CaUsedAsEndEntity => X509Error::WrongUsage {
+            subject: leaf_subject(),
+            reason: "it is a CA certificate, not an end-entity certificate",
+        },
+        E::RequiredEkuNotFoundContext(_) => X509Error::WrongUsage {
+            subject: leaf_subject(),
+            reason: "its extendedKeyUsage lacks the purpose it is used for \
+                     (clientAuth, serverAuth or codeSigning)",
+        },
+        E::EndEntityUsedAsCa => {
+            let subject = path
+                .iter()
+                .skip(1)
+                .chain(roots.iter().collect::<Vec<_>>().iter())
+                .find(|c| !c.is_ca)
+                .map(|c| c.subject())
+                .unwrap_or_default();
+            X509Error::NotCa {
+                subject,
+                reason: "its basicConstraints do not make it a CA",
+            }
+        }
+        E::PathLenConstraintViolated => X509Error::NotCa {
+            subject: path
+                .iter()
+                .skip(1)
+                .find(|c| c.path_len.is_some())
+                .map(|c| c.subject())
+                .unwrap_or_default(),
+            reason: "its pathLenConstraint is exceeded",
+        },
+        E::ExtensionValueInvalid => {
+            match on_path_and_roots()
+                .skip(1)
+                .find_map(|c| check_key_cert_sign(c).err())
+            {
+                Some(e) => e,
+                None => X509Error::Malformed(format!(
+                    "an extension of \"{}\" or its issuers is invalid",
+                    leaf_subject()
+                )),
+            }
+        }
+        other => X509Error::Malformed(format!(
+            "certificate \"{}\" or its chain: {other}",
+            leaf_subject()
+        )),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1703,8 +1741,6 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
     #[test]
     fn verifies_the_chain() {
         let (root, leaf) = (root(), leaf());
-        verify_signed_by(&root, &root).unwrap();
-        verify_signed_by(&leaf, &root).unwrap();
         for usage in [
             Usage::ClientAuth,
             Usage::ServerAuth,
@@ -1727,14 +1763,16 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
             Usage::ClientAuth,
         )
         .unwrap();
-        // the root itself, for any usage
-        verify_chain(
-            std::slice::from_ref(&root),
-            std::slice::from_ref(&root),
-            MS_2025,
-            Usage::Any,
-        )
-        .unwrap();
+        // the root itself is no end entity, for any usage (rustls-webpki)
+        assert!(matches!(
+            verify_chain(
+                std::slice::from_ref(&root),
+                std::slice::from_ref(&root),
+                MS_2025,
+                Usage::Any,
+            ),
+            Err(X509Error::WrongUsage { .. })
+        ));
         assert!(matches!(
             verify_chain(
                 std::slice::from_ref(&root),
@@ -1791,10 +1829,10 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
             verify_chain(&[], std::slice::from_ref(&root), MS_2025, Usage::Any),
             Err(X509Error::EmptyChain)
         );
-        // an untrusted self-signed certificate
+        // an untrusted self-signed certificate (a CA: webpki refuses it as an end entity first)
         assert!(matches!(
             verify_chain(std::slice::from_ref(&root), &[], MS_2025, Usage::Any),
-            Err(X509Error::UnknownIssuer { .. })
+            Err(X509Error::WrongUsage { .. })
         ));
         // a leaf cannot issue: the leaf "issued" itself in this chain
         assert!(matches!(
@@ -1821,11 +1859,11 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
         *tampered.last_mut().unwrap() ^= 1;
         let cert = parse_certificate(&tampered).unwrap();
         assert!(matches!(
-            verify_signed_by(&cert, &root),
+            verify_chain(&[cert], std::slice::from_ref(&root), MS_2025, Usage::Any),
             Err(X509Error::BadSignature { .. })
         ));
         // signed by the root, but checked against the leaf's key
-        assert!(verify_signed_by(&leaf(), &leaf()).is_err());
+        assert!(verify_chain(&[leaf()], &[leaf()], MS_2025, Usage::Any).is_err());
     }
 
     #[test]

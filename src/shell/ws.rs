@@ -159,11 +159,6 @@ impl Connector {
         &self.url
     }
 
-    /// A new Basic auth password (A01), used from the next connection on.
-    pub fn set_password(&mut self, password: String) {
-        self.password = Some(password);
-    }
-
     pub async fn connect(&self) -> Result<Ws, ConnectError> {
         tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner())
             .await
