@@ -1116,6 +1116,24 @@ fn remote_authorization_and_post_authorization_can_be_disabled() {
     h.token(1, "BLOCKED");
     h.token(1, "BLOCKED");
     assert_eq!(h.csms.of("Authorize").len(), 2);
+
+    // The local list: a listed token that is not Accepted is asked about (C14.FR.03) unless
+    // LocalAuthListCtrlr.DisablePostAuthorize (TC_C_28_CS, the second of that number).
+    for (disabled, authorizes) in [("false", 1), ("true", 0)] {
+        let mut h = Harness::new(config_with(&[(
+            "LocalAuthListCtrlr.DisablePostAuthorize",
+            disabled,
+        )]));
+        let list = json!([{"idToken": {"idToken": "LISTED-BLOCKED", "type": "ISO14443"},
+                           "idTokenInfo": {"status": "Blocked"}}]);
+        h.call(
+            "SendLocalList",
+            json!({"versionNumber": 1, "updateType": "Full", "localAuthorizationList": list}),
+        );
+        h.plug(1, 1, true);
+        h.token(1, "LISTED-BLOCKED");
+        assert_eq!(h.csms.of("Authorize").len(), authorizes, "{disabled}");
+    }
 }
 
 /// SampledDataCtrlr.Enabled / AlignedDataCtrlr.Enabled = false: no readings of their kind;
