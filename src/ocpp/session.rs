@@ -420,7 +420,9 @@ impl Ctx {
     ///   expects retried TransactionEvents to arrive out of order (the seqNo shows gaps); what
     ///   E13 orders is only the durable queue, whose later messages still wait for the head
     ///   (E13.FR.04 "continue with the next" after the last attempt). Holding back status and
-    ///   Authorize for the retry interval would leave a driver waiting for nothing.
+    ///   Authorize for the retry interval would leave a driver waiting for nothing. The price:
+    ///   during that interval a volatile request may overtake durable messages queued behind
+    ///   the failed head (say, the Ended after a refused Updated).
     pub(crate) fn pump(&mut self, now: Instant) {
         if self.link.connection != ConnectionState::Connected || self.link.in_flight.is_some() {
             return;
