@@ -1198,3 +1198,226 @@ fn sampled_and_aligned_data_can_be_switched_off() {
     h.advance_secs(300);
     assert_eq!(h.csms.of("MeterValues").len(), 4);
 }
+
+// ----- delivery order across the two queues (issue 12; `Ctx::pump`) ------------------------
+
+/// What the CSMS received from `from` on, one short line per request: the action and what
+/// tells it apart (event type, connector status, idToken).
+fn trace(h: &Harness, from: usize) -> Vec<String> {
+    h.csms.received[from..]
+        .iter()
+        .map(|r| {
+            let p = &r.payload;
+            match r.action.as_str() {
+                "TransactionEvent" => {
+                    format!("TransactionEvent {}", p["eventType"].as_str().unwrap())
+                }
+                "StatusNotification" => format!(
+                    "StatusNotification {}/{} {}",
+                    p["evseId"],
+                    p["connectorId"],
+                    p["connectorStatus"].as_str().unwrap()
+                ),
+                "Authorize" => format!("Authorize {}", p["idToken"]["idToken"].as_str().unwrap()),
+                "SecurityEventNotification" => {
+                    format!("SecurityEventNotification {}", p["type"].as_str().unwrap())
+                }
+                other => other.to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn lines(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Advances in small steps until the station is connected again (nothing is answered while
+/// the CSMS holds its answers, so no MessageTimeout may pass).
+fn until_connected(h: &mut Harness) {
+    for _ in 0..1000 {
+        if h.connected {
+            return;
+        }
+        h.advance_secs(1);
+    }
+    panic!("the station did not reconnect");
+}
+
+#[test]
+fn after_an_outage_the_ended_goes_before_the_status_and_authorize_made_later() {
+    // Short outage (B04.FR.02: only the changed connector) and one longer than
+    // OfflineThreshold (B04.FR.01: every connector); the order is the same.
+    for (outage_s, statuses) in [
+        (20, vec!["StatusNotification 1/1 Available"]),
+        (
+            200,
+            vec![
+                "StatusNotification 1/1 Available",
+                "StatusNotification 2/1 Available",
+                "StatusNotification 2/2 Available",
+            ],
+        ),
+    ] {
+        let mut h = Harness::new(config_with(&[("SampledDataCtrlr.TxUpdatedInterval", "0")]));
+        h.plug(1, 1, true);
+        h.token(1, "T1");
+        h.advance_secs(10);
+        h.csms.online = false;
+        h.drop_connection();
+        h.advance_secs(5);
+        h.plug(1, 1, false); // ends the transaction offline: its Ended is queued (E04.FR.01)
+        h.advance_secs(outage_s);
+        let from = h.csms.received.len();
+        // A slow CSMS: the first request after reconnecting is still unanswered when the next
+        // driver presents a token.
+        h.csms.online = true;
+        h.csms.holding = true;
+        until_connected(&mut h);
+        h.token(1, "T2");
+        h.release_all();
+        let mut expected = vec!["TransactionEvent Ended"];
+        expected.extend(statuses.iter().copied());
+        // T2 is accepted and starts a transaction (TxStartPoint Authorized).
+        expected.extend(["Authorize T2", "TransactionEvent Started"]);
+        assert_eq!(trace(&h, from), lines(&expected), "outage of {outage_s} s");
+        let ended = h.events().into_iter().find(|e| e["eventType"] == "Ended");
+        assert_eq!(ended.unwrap()["offline"], true, "E04.FR.03");
+    }
+}
+
+#[test]
+fn an_ended_in_flight_when_the_link_drops_goes_before_the_statuses_made_after() {
+    let mut h = Harness::new(config_with(&[("SampledDataCtrlr.TxUpdatedInterval", "0")]));
+    h.plug(1, 1, true);
+    h.token(1, "T1");
+    h.advance_secs(10);
+    let from = h.csms.received.len();
+    h.csms.holding = true;
+    // Unplugging makes the status first and then the Ended (the order of part 6's reusable
+    // state EVDisconnected); the status goes out and is lost with the connection.
+    h.plug(1, 1, false);
+    assert_eq!(
+        trace(&h, from),
+        lines(&["StatusNotification 1/1 Available"])
+    );
+    h.csms.held.clear();
+    h.csms.holding = false;
+    h.drop_connection();
+    until_connected(&mut h);
+    // B04.FR.02: the status the CSMS never acknowledged is made again after reconnecting, so
+    // after the Ended that was queued before it.
+    assert_eq!(
+        trace(&h, from),
+        lines(&[
+            "StatusNotification 1/1 Available",
+            "TransactionEvent Ended",
+            "StatusNotification 1/1 Available",
+        ])
+    );
+}
+
+#[test]
+fn after_a_restart_the_old_queue_goes_before_the_new_statuses() {
+    // The transaction ended before the restart (its Ended waits in the journal), or was open
+    // at the power cut (the restart ends it with PowerLoss); the volatile queue is gone either
+    // way, and the statuses B01.FR.05 makes after the boot follow the old queue.
+    for ended_before in [true, false] {
+        let mut h = Harness::new(config_with(&[("SampledDataCtrlr.TxUpdatedInterval", "0")]));
+        h.plug(1, 1, true);
+        h.token(1, "T1");
+        h.advance_secs(10);
+        h.csms.online = false;
+        h.drop_connection();
+        h.advance_secs(5);
+        if ended_before {
+            h.plug(1, 1, false);
+        }
+        h.power_cycle(false);
+        if !ended_before {
+            h.plug(1, 1, false); // the cable came out during the power cut
+        }
+        let from = h.csms.received.len();
+        h.csms.online = true;
+        h.csms.holding = true;
+        until_connected(&mut h);
+        assert_eq!(trace(&h, from), lines(&["BootNotification"]));
+        h.release(); // Accepted
+        h.token(1, "T2");
+        h.release_all();
+        let ended = h.events().into_iter().find(|e| e["eventType"] == "Ended");
+        assert_eq!(
+            ended.unwrap()["transactionInfo"]["stoppedReason"],
+            if ended_before {
+                "EVDisconnected"
+            } else {
+                "PowerLoss"
+            },
+            "{ended_before}"
+        );
+        assert_eq!(
+            trace(&h, from),
+            lines(&[
+                "BootNotification",
+                "TransactionEvent Ended",
+                // Made at start-up, and when the CSMS's time replaced the station's (25 years off).
+                "SecurityEventNotification StartupOfTheDevice",
+                "SecurityEventNotification SettingSystemTime",
+                "StatusNotification 1/1 Available",
+                "StatusNotification 2/1 Available",
+                "StatusNotification 2/2 Available",
+                "Authorize T2",
+                "TransactionEvent Started",
+            ]),
+            "ended before the restart: {ended_before}"
+        );
+    }
+}
+
+#[test]
+fn a_queued_message_in_retry_back_off_does_not_hold_back_status_and_authorize() {
+    let mut h = Harness::new(config_with(&[
+        ("SampledDataCtrlr.TxUpdatedInterval", "0"),
+        (
+            "OCPPCommCtrlr.MessageAttemptInterval[TransactionEvent]",
+            "60",
+        ),
+    ]));
+    h.plug(1, 1, true);
+    h.token(1, "T1");
+    h.advance_secs(10);
+    let from = h.csms.received.len();
+    let t0 = h.now;
+    // The CSMS fails to process the Ended: retried after 60 s (E13.FR.03).
+    h.csms.failing = vec!["TransactionEvent"];
+    h.plug(1, 1, false);
+    h.csms.failing.clear();
+    h.advance_secs(5);
+    h.token(1, "T2");
+    h.advance_secs(1);
+    h.plug(1, 1, true);
+    let at = |h: &Harness, i: usize| (h.csms.received[from + i].at - t0).as_secs();
+    // Status and Authorize at once; the new transaction's Started is durable and waits behind
+    // the Ended (the durable queue stays FIFO, E13.FR.04).
+    assert_eq!(
+        trace(&h, from),
+        lines(&[
+            "StatusNotification 1/1 Available",
+            "TransactionEvent Ended",
+            "Authorize T2",
+            "StatusNotification 1/1 Occupied",
+        ])
+    );
+    assert_eq!((at(&h, 2), at(&h, 3)), (5, 6));
+    h.advance_secs(60);
+    assert_eq!(
+        trace(&h, from)[4..6],
+        lines(&["TransactionEvent Ended", "TransactionEvent Started"])
+    );
+    assert_eq!(at(&h, 4), 60, "E13.FR.03: MessageAttemptInterval x 1");
+    let (first, retry) = (&h.csms.received[from + 1], &h.csms.received[from + 4]);
+    assert_eq!(
+        first.payload, retry.payload,
+        "the retry is the same message"
+    );
+}

@@ -302,3 +302,172 @@ fn authorization_outcomes() {
     assert_eq!(agent.status()["evses"][1]["power_path_closed"], true);
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
+
+/// The station's CALLs since the CSMS last saw it connect, in arrival order, one short line
+/// each (action and what tells it apart).
+fn since_last_connect(csms: &Csms) -> Vec<String> {
+    // A transaction's EVSE is in its first event only.
+    let mut evse_of: BTreeMap<String, String> = BTreeMap::new();
+    for e in events(csms) {
+        if let Some(evse) = e["evse"]["id"].as_i64() {
+            let id = e["transactionInfo"]["transactionId"].as_str().unwrap();
+            evse_of.insert(id.to_owned(), evse.to_string());
+        }
+    }
+    let records = csms.records();
+    let start = records
+        .iter()
+        .rposition(|r| r["event"] == "connected")
+        .expect("the station connected");
+    records[start..]
+        .iter()
+        .filter(|r| r["event"] == "message" && r["dir"] == "in" && r["type"] == 2)
+        .map(|r| {
+            let p = &r["payload"];
+            match r["action"].as_str().unwrap() {
+                "TransactionEvent" => format!(
+                    "TransactionEvent {} {}",
+                    p["eventType"].as_str().unwrap(),
+                    evse_of[p["transactionInfo"]["transactionId"].as_str().unwrap()]
+                ),
+                "StatusNotification" => format!(
+                    "StatusNotification {}/{} {}",
+                    p["evseId"],
+                    p["connectorId"],
+                    p["connectorStatus"].as_str().unwrap()
+                ),
+                "Authorize" => format!("Authorize {}", p["idToken"]["idToken"].as_str().unwrap()),
+                other => other.to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn position(trace: &[String], prefix: &str) -> usize {
+    trace
+        .iter()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {trace:#?}"))
+}
+
+/// Issue 12, delivery order: what the station generated during an outage reaches the CSMS in
+/// the order it was generated. The transaction on EVSE 1 ends while the CSMS is down (its
+/// Ended is queued behind a few offline Updated events); the statuses re-read at reconnection
+/// (B04) and the Authorize of the next driver come after it. The token is presented as soon
+/// as the link is up, while the queue is still draining when the timing allows (the test
+/// prints whether it did); the order must hold either way.
+#[test]
+fn after_a_csms_outage_the_ended_arrives_before_later_statuses_and_authorize() {
+    let Some(mut csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let extra = r#""SampledDataCtrlr.TxUpdatedInterval" = 1
+"OCPPCommCtrlr.OfflineThreshold" = 3600"#;
+    let agent = Agent::start(&csms.url(), extra);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    agent.ctl_json(&["plug", "1", "in"]);
+    agent.ctl_json(&["token", "1", "FIRST"]);
+    wait_for(T, "charging", || {
+        (agent.status()["evses"][0]["power_path_closed"] == true).then_some(())
+    });
+
+    csms.stop();
+    wait_for(T, "offline", || {
+        (agent.status()["connection"] != "connected").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4)); // Updated events queue up
+    agent.ctl_json(&["plug", "1", "out"]);
+    let queued = agent.status()["queue"]["depth"].as_u64().unwrap();
+    assert!(queued >= 2, "queued {queued}");
+
+    csms.restart();
+    wait_for(T, "reconnected", || {
+        (agent.status()["connection"] == "connected").then_some(())
+    });
+    agent.ctl_json(&["token", "1", "NEXT"]);
+    let draining = agent.status()["queue"]["depth"].as_u64().unwrap();
+    let trace = wait_for(T, "the Authorize", || {
+        let t = since_last_connect(&csms);
+        t.iter().any(|l| l == "Authorize NEXT").then_some(t)
+    });
+    println!("queued {queued}, still queued when the token came: {draining}; {trace:#?}");
+    let ended = position(&trace, "TransactionEvent Ended 1");
+    let available = position(&trace, "StatusNotification 1/1 Available");
+    let authorize = position(&trace, "Authorize NEXT");
+    assert!(
+        ended < available && available < authorize,
+        "Ended, then the status, then the Authorize: {trace:#?}"
+    );
+    // Everything queued offline precedes the status, not only the Ended.
+    assert!(
+        trace[..available]
+            .iter()
+            .all(|l| l.starts_with("TransactionEvent")),
+        "{trace:#?}"
+    );
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}
+
+/// The same across a kill -9 of the agent while the CSMS is down: the volatile queue dies
+/// with the process, the journal keeps the Ended of EVSE 1's transaction (ended before the
+/// kill) and the restart ends EVSE 2's open one (PowerLoss). After the BootNotification, both
+/// Ended arrive before any of the statuses the boot makes (B01.FR.05), and the next driver's
+/// Authorize after those.
+#[test]
+fn after_a_kill_9_the_journalled_ended_arrives_before_the_new_statuses() {
+    let Some(mut csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let mut agent = Agent::start(&csms.url(), r#""SampledDataCtrlr.TxUpdatedInterval" = 1"#);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    for evse in ["1", "2"] {
+        agent.ctl_json(&["plug", evse, "in"]);
+        agent.ctl_json(&["token", evse, &format!("DRIVER{evse}")]);
+    }
+    wait_for(T, "charging on both", || {
+        let s = agent.status();
+        (s["evses"][0]["power_path_closed"] == true && s["evses"][1]["power_path_closed"] == true)
+            .then_some(())
+    });
+    csms.stop();
+    wait_for(T, "offline", || {
+        (agent.status()["connection"] != "connected").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    agent.ctl_json(&["plug", "1", "out"]);
+    // The journal commits in its own thread: give it the moment it needs.
+    std::thread::sleep(Duration::from_secs(1));
+    agent.kill9();
+    agent.spawn(&[]);
+    agent.wait_ready();
+    csms.restart();
+    wait_for(T, "registered again", || {
+        let s = agent.status();
+        (s["connection"] == "connected" && s["registration"] == "accepted").then_some(())
+    });
+    agent.ctl_json(&["token", "1", "NEXT"]);
+    let draining = agent.status()["queue"]["depth"].as_u64().unwrap();
+    let trace = wait_for(T, "the Authorize", || {
+        let t = since_last_connect(&csms);
+        t.iter().any(|l| l == "Authorize NEXT").then_some(t)
+    });
+    println!("still queued when the token came: {draining}; {trace:#?}");
+    assert_eq!(trace[0], "BootNotification", "B01.FR.08");
+    let first_status = position(&trace, "StatusNotification");
+    let ended_1 = position(&trace, "TransactionEvent Ended 1");
+    let ended_2 = position(&trace, "TransactionEvent Ended 2");
+    let authorize = position(&trace, "Authorize NEXT");
+    assert!(
+        ended_1 < first_status && ended_2 < first_status && first_status < authorize,
+        "{trace:#?}"
+    );
+    let reasons: Vec<Value> = events(&csms)
+        .into_iter()
+        .filter(|e| e["eventType"] == "Ended")
+        .map(|e| e["transactionInfo"]["stoppedReason"].clone())
+        .collect();
+    assert_eq!(reasons, vec!["EVDisconnected", "PowerLoss"]);
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}

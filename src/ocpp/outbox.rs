@@ -49,6 +49,11 @@ impl Outbox {
         }
     }
 
+    /// The last queue number handed out (0: none yet); never decreases, across restarts too.
+    pub fn last_queue_seq(&self) -> u64 {
+        self.last_queue_seq
+    }
+
     pub fn next_queue_seq(&mut self) -> u64 {
         self.last_queue_seq += 1;
         self.last_queue_seq

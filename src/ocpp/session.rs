@@ -61,6 +61,14 @@ pub(crate) struct Request {
     pub(crate) triggered: bool,
 }
 
+/// A volatile request in the queue, with its place in the order of generation: every durable
+/// message with `queue_seq <= after` was generated before it (see [`Ctx::pump`]).
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) request: Request,
+    pub(crate) after: u64,
+}
+
 #[derive(Debug)]
 pub(crate) enum InFlightKind {
     Volatile(Request),
@@ -97,7 +105,7 @@ pub struct Session {
     /// (BootReasonEnumType) for that one only; later retries carry `boot_reason` again.
     pub(crate) boot_triggered: bool,
     pub(crate) heartbeat_interval: Duration,
-    pub(crate) queue: VecDeque<Request>,
+    pub(crate) queue: VecDeque<Queued>,
     pub(crate) outbox: Outbox,
     pub(crate) max_queue_bytes: u64,
     pub(crate) in_flight: Option<InFlight>,
@@ -189,9 +197,9 @@ impl Ctx {
         }
         // Heartbeats and status reports are not worth keeping: statuses are re-derived from
         // what the CSMS acknowledged when the link is back (B04).
-        let dropped: Vec<Request> = self.link.queue.drain(..).collect();
-        for r in dropped {
-            self.volatile_failed(now, r);
+        let dropped: Vec<Queued> = self.link.queue.drain(..).collect();
+        for q in dropped {
+            self.volatile_failed(now, q.request);
         }
         self.mark_queue_offline();
         self.schedule_reconnect(now);
@@ -278,7 +286,7 @@ impl Ctx {
     }
 
     pub(crate) fn enqueue(&mut self, kind: RequestKind, action: Action, payload: Value) {
-        self.link.queue.push_back(Request {
+        self.push_volatile(Request {
             kind,
             action,
             payload,
@@ -288,12 +296,18 @@ impl Ctx {
 
     /// Queues a message the CSMS asked for (F06, B07): allowed while Pending (B02.FR.02).
     pub(crate) fn enqueue_triggered(&mut self, kind: RequestKind, action: Action, payload: Value) {
-        self.link.queue.push_back(Request {
+        self.push_volatile(Request {
             kind,
             action,
             payload,
             triggered: true,
         });
+    }
+
+    /// Appends to the volatile queue, noting the durable messages generated before it.
+    fn push_volatile(&mut self, request: Request) {
+        let after = self.link.outbox.last_queue_seq();
+        self.link.queue.push_back(Queued { request, after });
     }
 
     /// A status report the CSMS asked for (F06), whose answer carries nothing to apply.
@@ -395,8 +409,29 @@ impl Ctx {
     }
 
     /// Sends the next request if the link is free (one CALL in flight, part 4 4.1.1).
-    /// Order: BootNotification until accepted; then volatile requests (status, authorization,
-    /// heartbeats: small and current); then the durable queue, FIFO.
+    ///
+    /// Order:
+    /// * BootNotification, until accepted (B01.FR.08: nothing else before).
+    /// * While Pending, only what the CSMS asked for (B02.FR.02), whatever the durable queue
+    ///   holds: none of it may be sent before Accepted, so it cannot go first.
+    /// * Once Accepted, the volatile queue and the durable queue (each FIFO) are merged in the
+    ///   order the messages were generated: a durable message goes before the volatile front
+    ///   when it was queued before that request was made (`queue_seq <= after`). The spec sets
+    ///   no order across message kinds, but a CSMS must never learn a consequence before its
+    ///   cause: a StatusNotification Available, or a new driver's Authorize, made after a
+    ///   transaction ended must not arrive before that transaction's queued Ended. Statuses
+    ///   changed during an outage are not kept but re-read when the link is back (B04.FR.01/02)
+    ///   and so follow everything queued during the outage; after a restart likewise
+    ///   (B01.FR.05), behind the queue the journal kept.
+    /// * Exception: a durable head waiting out its retry interval after the CSMS failed to
+    ///   process it (E13.FR.03, MessageAttemptInterval x attempts: minutes) does not hold
+    ///   volatile requests back. The CSMS has seen that message already, and part 2 E 1.3.2
+    ///   expects retried TransactionEvents to arrive out of order (the seqNo shows gaps); what
+    ///   E13 orders is only the durable queue, whose later messages still wait for the head
+    ///   (E13.FR.04 "continue with the next" after the last attempt). Holding back status and
+    ///   Authorize for the retry interval would leave a driver waiting for nothing. The price:
+    ///   during that interval a volatile request may overtake durable messages queued behind
+    ///   the failed head (say, the Ended after a refused Updated).
     pub(crate) fn pump(&mut self, now: Instant) {
         if self.link.connection != ConnectionState::Connected || self.link.in_flight.is_some() {
             return;
@@ -409,14 +444,17 @@ impl Ctx {
         } else if self.link.registration != Registration::Accepted {
             // Pending: only what the CSMS asked for (B02.FR.02); Rejected: nothing (B03.FR.02).
             match self.link.queue.front() {
-                Some(r) if r.triggered && self.link.registration == Registration::Pending => {
-                    let request = self.link.queue.pop_front().expect("front exists");
-                    self.send_request(request)
+                Some(q)
+                    if q.request.triggered && self.link.registration == Registration::Pending =>
+                {
+                    let queued = self.link.queue.pop_front().expect("front exists");
+                    self.send_request(queued.request)
                 }
                 _ => return,
             }
-        } else if let Some(request) = self.link.queue.pop_front() {
-            self.send_request(request)
+        } else if self.volatile_goes_first(now) {
+            let queued = self.link.queue.pop_front().expect("front exists");
+            self.send_request(queued.request)
         } else if self.link.outbox.ready(now) {
             let meta = self
                 .link
@@ -452,6 +490,18 @@ impl Ctx {
             .set(Timer::CallTimeout, now + self.message_timeout());
         // G02.FR.05: any message sent counts as a sign of life.
         self.reset_heartbeat(now);
+    }
+
+    /// Whether the volatile front is next (see [`Ctx::pump`]): no durable message generated
+    /// before it is waiting, or the one that is waits out a retry interval (E13.FR.03).
+    fn volatile_goes_first(&self, now: Instant) -> bool {
+        let Some(front) = self.link.queue.front() else {
+            return false;
+        };
+        match self.link.outbox.head() {
+            Some(head) if head.queue_seq <= front.after => !self.link.outbox.ready(now),
+            _ => true,
+        }
     }
 
     fn send_request(&mut self, request: Request) -> String {
@@ -867,7 +917,7 @@ impl Ctx {
     pub(crate) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
         self.queue_status(now, index);
         if let Some(last) = self.link.queue.back_mut() {
-            last.triggered = true;
+            last.request.triggered = true;
         }
     }
 

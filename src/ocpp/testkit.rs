@@ -34,6 +34,11 @@ pub struct FakeCsms {
     pub online: bool,
     /// Answer requests (false: let them time out).
     pub answering: bool,
+    /// Hold answers back until the test calls [`Harness::release`] (a slow CSMS: the test
+    /// acts while a request is in flight).
+    pub holding: bool,
+    /// Requests received while `holding`, not answered yet (oldest first).
+    pub held: Vec<Received>,
     /// Answer WebSocket pings.
     pub answering_pings: bool,
     pub boot_status: &'static str,
@@ -57,6 +62,8 @@ impl Default for FakeCsms {
         FakeCsms {
             online: true,
             answering: true,
+            holding: false,
+            held: Vec::new(),
             answering_pings: true,
             boot_status: "Accepted",
             interval: 300,
@@ -485,6 +492,9 @@ impl Harness {
                     let error = rpc::CallError::new(rpc::CallErrorCode::InternalError, "test");
                     self.station
                         .handle_frame(self.now, &rpc::encode_error(&id, &error));
+                } else if self.csms.holding {
+                    let request = self.csms.received.last().expect("just recorded").clone();
+                    self.csms.held.push(request);
                 } else if self.csms.answering {
                     let answer = self.csms.answer(self.now, &action, &payload);
                     assert!(
@@ -545,6 +555,32 @@ impl Harness {
                 .handle_disconnected(self.now, "dropped by the test");
             self.settle();
         }
+    }
+
+    /// Answers the oldest held request (see [`FakeCsms::holding`]); `false` if none is held.
+    /// What the station sends next is held too while `holding` is set.
+    pub fn release(&mut self) -> bool {
+        if self.csms.held.is_empty() {
+            return false;
+        }
+        let request = self.csms.held.remove(0);
+        let known = Action::from_name(&request.action).expect("checked when received");
+        let answer = self
+            .csms
+            .answer(self.now, &request.action, &request.payload);
+        assert!(
+            v201::validate::validate(known.response_schema(), &answer).is_ok(),
+            "the fake CSMS built an invalid answer"
+        );
+        self.station
+            .handle_frame(self.now, &rpc::encode_result(&request.id, &answer));
+        self.settle();
+        true
+    }
+
+    /// Answers held requests until none is left.
+    pub fn release_all(&mut self) {
+        while self.release() {}
     }
 
     /// Presents an idToken (type ISO14443) at an EVSE's reader.
