@@ -436,11 +436,11 @@ impl Ctx {
         if self.link.connection != ConnectionState::Connected || self.link.in_flight.is_some() {
             return;
         }
-        let id = if self.link.boot_due && self.link.registration != Registration::Accepted {
+        if self.link.boot_due && self.link.registration != Registration::Accepted {
             self.link.boot_due = false;
             let request = self.boot_request();
             self.link.boot_triggered = false;
-            self.send_request(request)
+            self.send_request(request);
         } else if self.link.registration != Registration::Accepted {
             // Pending: only what the CSMS asked for (B02.FR.02); Rejected: nothing (B03.FR.02).
             match self.link.queue.front() {
@@ -448,13 +448,13 @@ impl Ctx {
                     if q.request.triggered && self.link.registration == Registration::Pending =>
                 {
                     let queued = self.link.queue.pop_front().expect("front exists");
-                    self.send_request(queued.request)
+                    self.send_request(queued.request);
                 }
                 _ => return,
             }
         } else if self.volatile_goes_first(now) {
             let queued = self.link.queue.pop_front().expect("front exists");
-            self.send_request(queued.request)
+            self.send_request(queued.request);
         } else if self.link.outbox.ready(now) {
             let meta = self
                 .link
@@ -475,17 +475,15 @@ impl Ctx {
                 message_id: id.clone(),
             });
             self.link.in_flight = Some(InFlight {
-                id: id.clone(),
+                id,
                 kind: InFlightKind::Queued(meta),
             });
-            id
         } else {
             if let Some(at) = self.link.outbox.retry_at() {
                 self.timers.set(Timer::QueueRetry, at);
             }
             return;
-        };
-        let _ = id;
+        }
         self.timers
             .set(Timer::CallTimeout, now + self.message_timeout());
         // G02.FR.05: any message sent counts as a sign of life.
@@ -504,7 +502,7 @@ impl Ctx {
         }
     }
 
-    fn send_request(&mut self, request: Request) -> String {
+    fn send_request(&mut self, request: Request) {
         let id = self.rng.uuid_v4();
         debug_assert!(
             v201::validate::validate(request.action.request_schema(), &request.payload).is_ok(),
@@ -522,10 +520,9 @@ impl Ctx {
             &request.payload,
         ));
         self.link.in_flight = Some(InFlight {
-            id: id.clone(),
+            id,
             kind: InFlightKind::Volatile(request),
         });
-        id
     }
 
     pub(crate) fn send_raw(&mut self, frame: String) {
