@@ -691,6 +691,37 @@ fn faults_raise_a_notify_event_and_faulted_status() {
     assert!(h.power_path(1), "charges once the fault is gone");
 }
 
+/// A NotifyEvent lost with the connection (queued behind a request in flight) is sent again
+/// after reconnection: the CSMS must learn of the problem.
+#[test]
+fn a_fault_report_lost_with_the_connection_is_sent_after_reconnection() {
+    let mut h = Harness::new(default_config());
+    h.csms.holding = true;
+    h.call("TriggerMessage", json!({"requestedMessage": "Heartbeat"}));
+    assert_eq!(h.csms.held.len(), 1, "a Heartbeat in flight");
+    h.station
+        .handle_input(
+            h.now,
+            ocpp_agent::ocpp::station::Input::Fault {
+                evse: 2,
+                connector: 1,
+                problem: Some("plug input line failed".into()),
+            },
+        )
+        .unwrap();
+    h.settle();
+    assert!(h.csms.of("NotifyEvent").is_empty(), "queued behind it");
+    h.csms.holding = false;
+    h.csms.held.clear();
+    h.drop_connection();
+    h.advance_secs(60);
+    let events = h.csms.of("NotifyEvent");
+    assert_eq!(events.len(), 1, "reported after reconnection");
+    let e = &events[0].payload["eventData"][0];
+    assert_eq!(e["component"]["evse"], json!({"id": 2, "connectorId": 1}));
+    assert_eq!(e["actualValue"], "true");
+}
+
 #[test]
 fn security_events_are_queued_like_transaction_messages() {
     let mut h = Harness::new_with(default_config(), |c| c.rejecting_auth = true);

@@ -44,7 +44,11 @@ pub enum RequestKind {
     },
     MeterValues,
     NotifyReport,
-    NotifyEvent,
+    /// Connector.Problem of a connector (its index) became `problem`.
+    NotifyEvent {
+        connector: usize,
+        problem: bool,
+    },
     SignCertificate,
     /// Only checked against its response schema (triggered LogStatusNotification, ...).
     Other(Action),
@@ -605,6 +609,14 @@ impl Ctx {
                 id_token,
                 purpose,
             }),
+            // The CSMS was not told: report the problem state again after reconnection.
+            RequestKind::NotifyEvent { connector, problem } => {
+                if let Some(c) = self.model.connectors.get_mut(connector) {
+                    if c.fault_reported == problem {
+                        c.fault_reported = !problem;
+                    }
+                }
+            }
             _ => {}
         }
     }

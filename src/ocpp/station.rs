@@ -413,7 +413,7 @@ impl Station {
                 }
                 RequestKind::MeterValues
                 | RequestKind::NotifyReport
-                | RequestKind::NotifyEvent
+                | RequestKind::NotifyEvent { .. }
                 | RequestKind::Other(_) => {
                     v201::validate::validate(request.action.response_schema(), &payload)
                 }

@@ -88,8 +88,9 @@ pub struct Job {
     pub reply: oneshot::Sender<Response>,
 }
 
-/// A request line: a [`Request`], optionally with the `"station"` it is for.
-fn parse_line(line: &str) -> Result<(Option<String>, Request), String> {
+/// A request line: a [`Request`], optionally with the `"station"` it is for. Public for the
+/// fuzz target `control_request` (the socket is owner-only, but its input is still untrusted).
+pub fn parse_line(line: &str) -> Result<(Option<String>, Request), String> {
     let mut value: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let mut station = None;
     if let Value::Object(map) = &mut value {

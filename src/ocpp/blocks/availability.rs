@@ -247,7 +247,14 @@ impl Availability {
                 "seqNo": 0,
                 "eventData": [event],
             });
-            cx.enqueue(RequestKind::NotifyEvent, Action::NotifyEvent, payload);
+            cx.enqueue(
+                RequestKind::NotifyEvent {
+                    connector: index,
+                    problem: active,
+                },
+                Action::NotifyEvent,
+                payload,
+            );
         }
     }
 
