@@ -953,10 +953,15 @@ def cmd_summary(a) -> int:
         out("")
         out("| Mapping | Anonymous | Private_Dirty |")
         out("| --- | --- | --- |")
+        cells = []
         for what in whats:
             an = [next((r[1] for r in bd if r[0] == what), 0) for bd in bds]
             dd = [next((r[2] for r in bd if r[0] == what), 0) for bd in bds]
-            out(f"| {what} | {mkb(an)} | {mkb(dd)} |")
+            cells.append((med(dd), f"| {what} | {mkb(an)} | {mkb(dd)} |"))
+        for _, line in sorted(cells, key=lambda c: -c[0]):
+            out(line)
+        out(f"| total (RssAnon; Private_Dirty also counts written pages of shared file mappings) | "
+            f"{mkb([sum(r[1] for r in bd) for bd in bds])} | {mkb([sum(r[2] for r in bd) for bd in bds])} |")
     return 0
 
 
