@@ -143,22 +143,35 @@ def tasks(pid: int) -> list[int]:
 def cpu_snapshot(pid: int) -> dict:
     """utime+stime of the process (all threads, dead ones included, clock ticks) and the
     precise on-CPU time (ns, sum of /proc/PID/task/*/schedstat) and context switches of its
-    live threads."""
+    live threads, in total and per thread (tid -> (ns, voluntary, involuntary)): a thread that
+    exits between two snapshots (tokio's blocking thread, 10 s after its last job) takes its
+    counts with it, so differences are taken per thread (cpu_delta)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    ns = vol = invol = 0
+    per = {}
     for t in tasks(pid):
         try:
             with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                ns += int(f.read().split()[0])
+                ns = int(f.read().split()[0])
             st = proc_status(pid, t)
-            vol += st.get("voluntary_ctxt_switches", 0)
-            invol += st.get("nonvoluntary_ctxt_switches", 0)
+            per[t] = (ns, st.get("voluntary_ctxt_switches", 0), st.get("nonvoluntary_ctxt_switches", 0))
         except FileNotFoundError:
             pass  # thread exited meanwhile
-    return {"t": time.monotonic(), "ticks": ticks, "ns": ns, "vol": vol, "invol": invol,
-            "threads": len(tasks(pid))}
+    return {"t": time.monotonic(), "ticks": ticks, "ns": sum(v[0] for v in per.values()),
+            "vol": sum(v[1] for v in per.values()), "invol": sum(v[2] for v in per.values()),
+            "per": per, "threads": len(per)}
+
+
+def cpu_delta(p: dict, q: dict) -> tuple[int, int, int]:
+    """(ns, voluntary, involuntary) from snapshot p to q, over the threads alive at q (a thread
+    started in between counts from 0; one that exited in between is lost)."""
+    d = [0, 0, 0]
+    for t, v in q["per"].items():
+        w = p["per"].get(t, (0, 0, 0))
+        for i in range(3):
+            d[i] += v[i] - w[i]
+    return d[0], d[1], d[2]
 
 
 def smaps(pid: int) -> list[dict]:
@@ -201,6 +214,7 @@ def guest_memory(pid: int, guest_binary: str) -> dict:
     (binary, ARM libc, heap, stack) lies inside it, qemu's own memory (TCG code cache, its
     heap, host libraries) outside."""
     maps = sorted(smaps(pid), key=lambda m: m["lo"])
+    guest_binary = os.path.realpath(guest_binary)
     idx = [i for i, m in enumerate(maps) if m["path"] == guest_binary]
     if not idx:
         raise SystemExit(f"driver: {guest_binary} is not mapped in qemu process {pid}")
@@ -217,7 +231,90 @@ def guest_memory(pid: int, guest_binary: str) -> dict:
     rss = sum(m.get("Rss", 0) for m in guest)
     anon = sum(m.get("Anonymous", 0) for m in guest)
     return {"region": [hex(lo), hex(hi)], "rss_kb": rss, "anon_kb": anon, "file_kb": rss - anon,
-            "pss_kb": sum(m.get("Pss", 0) for m in guest), "objects": by_object(guest)}
+            "pss_kb": sum(m.get("Pss", 0) for m in guest),
+            "private_dirty_kb": sum(m.get("Private_Dirty", 0) for m in guest),
+            "private_clean_kb": sum(m.get("Private_Clean", 0) for m in guest),
+            "objects": by_object(guest)}
+
+
+# The memory figures reported side by side, in kB. What a board's budget should use is
+# Private_Dirty (or RssAnon, nearly the same here): pages only this process has written, which
+# the kernel can neither drop nor share (no swap on the boards). Pss adds the process's share of
+# the clean file pages (code, read-only data), which the kernel can drop and read back.
+MEM_KEYS = ("RssAnon", "Private_Dirty", "Pss", "VmRSS")
+
+
+def mem_native(pid: int) -> dict:
+    """/proc/PID/status (VmRSS, VmHWM, RssAnon, RssFile) and smaps_rollup (Pss, Private_*)."""
+    st, ru = proc_status(pid), rollup(pid)
+    return {"VmRSS": st["VmRSS"], "VmHWM": st["VmHWM"], "RssAnon": st["RssAnon"],
+            "RssFile": st["RssFile"], "Pss": ru.get("Pss", 0),
+            "Private_Dirty": ru.get("Private_Dirty", 0), "Private_Clean": ru.get("Private_Clean", 0)}
+
+
+def mem_guest(pid: int, guest_binary: str) -> dict:
+    """The same figures for the guest of a qemu-user process, summed over the mappings inside
+    the guest address space (qemu's own /proc/PID/status describes the emulator): Anonymous
+    stands in for RssAnon, the guest mappings' Rss for VmRSS; there is no VmHWM."""
+    g = guest_memory(pid, guest_binary)
+    return {"VmRSS": g["rss_kb"], "RssAnon": g["anon_kb"], "RssFile": g["file_kb"],
+            "Pss": g["pss_kb"], "Private_Dirty": g["private_dirty_kb"],
+            "Private_Clean": g["private_clean_kb"]}
+
+
+def anon_breakdown(maps: list[dict], exe: str) -> list[tuple[str, int, int, int]]:
+    """Where the private dirty memory is, per kind of mapping: (what, Anonymous kB,
+    Private_Dirty kB, number of mappings). Thread stacks and malloc arenas are recognised by their shape: glibc puts
+    a PROT_NONE guard page below a thread stack, and reserves an arena's 64 MiB (1 MiB on 32-bit)
+    as PROT_NONE, making only the used front read-write. An unnamed mapping right after a file's
+    last mapping is that file's .bss. Heap and arenas hold every malloc'd byte: SQLite's page
+    cache, the WebSocket/TLS buffers and the agent's state cannot be told apart from here."""
+    maps = sorted(maps, key=lambda m: m["lo"])
+    acc: dict[str, list[int]] = {}
+    for i, m in enumerate(maps):
+        anon, dirty = m.get("Anonymous", 0), m.get("Private_Dirty", 0)
+        if not anon and not dirty:
+            continue
+        prev = maps[i - 1] if i > 0 and maps[i - 1]["hi"] == m["lo"] else None
+        nxt = maps[i + 1] if i + 1 < len(maps) and maps[i + 1]["lo"] == m["hi"] else None
+        path = m["path"]
+        if path == "[heap]":
+            what = "[heap]: brk heap (main malloc arena)"
+        elif path == "[stack]":
+            what = "[stack]: main thread's stack"
+        elif path.startswith("/") and m["perms"].endswith("s"):
+            what = f"{os.path.basename(path)}: shared file mapping (pages written through it)"
+        elif path.startswith("/"):
+            name = "the agent binary" if os.path.realpath(path) == exe else os.path.basename(path)
+            what = f"{name}: relocated data (RELRO: .data.rel.ro, .got), .data"
+        elif path:
+            what = path
+        elif prev is not None and prev["path"].startswith("/"):
+            name = "the agent binary" if os.path.realpath(prev["path"]) == exe else os.path.basename(prev["path"])
+            what = f"{name}: .bss"
+        elif (nxt is not None and not nxt["path"] and nxt["perms"].startswith("---")
+              and is_pow2(m["hi"] - m["lo"] + nxt["hi"] - nxt["lo"])):
+            what = "malloc arenas of other threads (tokio's blocking pool: SQLite)"
+        elif (prev is not None and not prev["path"] and prev["perms"].startswith("---")
+              and prev["hi"] - prev["lo"] <= 64 * 1024):
+            what = "thread stacks (live, or cached by glibc after the thread exited)"
+        else:
+            what = ("other anonymous mappings (malloc blocks of 128 KiB and more, each mmap'd: "
+                    "tungstenite's 128 KiB read buffer; ld.so, thread-local storage)")
+        a = acc.setdefault(what, [0, 0, 0])
+        a[0] += anon
+        a[1] += dirty
+        a[2] += 1
+    return sorted(((k, v[0], v[1], v[2]) for k, v in acc.items()), key=lambda r: -max(r[1], r[2]))
+
+
+def is_pow2(n: int) -> bool:
+    return n >= 1 << 20 and n & (n - 1) == 0
+
+
+def mem_line(m: dict) -> str:
+    return ", ".join(f"{k} {m[k]} kB" for k in MEM_KEYS if k in m) + (
+        f", VmHWM {m['VmHWM']} kB" if "VmHWM" in m else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,11 +475,15 @@ def cmd_idle(a) -> int:
             guest_samples.append(guest_memory(pid, a.agent))
         elapsed = snaps[-1]["t"] - s0["t"]
         if a.progress and int(elapsed) % 60 < a.sample and elapsed > 1:
-            out(f"    ... {elapsed:.0f} s idle, CPU so far {(snaps[-1]['ns'] - s0['ns']) / 1e6:.1f} ms")
+            out(f"    ... {elapsed:.0f} s idle, CPU so far "
+            f"{sum(cpu_delta(p, q)[0] for p, q in zip(snaps, snaps[1:])) / 1e6:.1f} ms")
     s1 = snaps[-1]
     st = proc_status(pid)
     ru = rollup(pid)
     maps = smaps(pid)
+    res["mem_idle"] = mem_guest(pid, a.agent) if qemu else mem_native(pid)
+    with open(f"/proc/{pid}/smaps") as f:  # kept for a closer look (where the memory is)
+        (work / "smaps-idle.txt").write_text(f.read())
     window = s1["t"] - s0["t"]
     recs = csms_records(log)
     calls_idle = station_calls(recs[recs0:])
@@ -409,6 +510,10 @@ def cmd_idle(a) -> int:
         out("    (an estimate of the agent's RSS on a real ARMv7 board: same binary, same ARM glibc "
             "and malloc; file-backed pages are faulted in by the host kernel, see the note on "
             "file-backed RSS)")
+        m = res["mem_idle"]
+        out(f"    guest private dirty {m['Private_Dirty']} kB, anonymous {m['RssAnon']} kB, Pss {m['Pss']} kB "
+            "(sums over the same mappings; qemu itself writes some guest pages, e.g. the stack it "
+            "sets up, and maps the guest's brk heap as anonymous memory)")
     else:
         out("")
         out(f"  idle memory after {window:.0f} s idle (/proc/{pid}/status):")
@@ -426,6 +531,10 @@ def cmd_idle(a) -> int:
         for name, kb in res["objects_kb"][:8]:
             out(f"      {kb:6d} kB  {name}")
         exe = os.path.realpath(a.agent)
+        res["anon_breakdown"] = anon_breakdown(maps, exe)
+        out("    where the private memory is (/proc/PID/smaps per mapping; Anonymous / Private_Dirty kB):")
+        for what, anon, dirty, n in res["anon_breakdown"]:
+            out(f"      {anon:6d} / {dirty:6d}  {what}" + (f" ({n} mappings)" if n > 1 else ""))
         b_rss = sum(m.get("Rss", 0) for m in maps if m["path"] == exe)
         b_size = sum(m.get("Size", 0) for m in maps if m["path"] == exe)
         res["binary_mapped_kb"], res["binary_resident_kb"] = b_size, b_rss
@@ -433,20 +542,22 @@ def cmd_idle(a) -> int:
             f"File-backed RSS counts every page of the page cache mapped into the process, and "
             f"kernel {os.uname().release} maps file pages around each fault (fault-around, large "
             "folios): code that never runs counts as resident when it shares a 64 KiB window "
-            "with code that does (scripts/link-release.sh packs the code that runs together). "
-            "These pages are clean, shared and reclaimable; the agent's own memory is RssAnon.")
+            "with code that does. These pages are clean, shared and reclaimable; the agent's own "
+            "memory is RssAnon / Private_Dirty.")
 
     # CPU and wake-ups
-    cpu_ns = s1["ns"] - s0["ns"]
+    cpu_ns = vol = invol = 0
+    for p, q in zip(snaps, snaps[1:]):
+        dn, dv, di = cpu_delta(p, q)
+        cpu_ns, vol, invol = cpu_ns + dn, vol + dv, invol + di
     ticks = s1["ticks"] - s0["ticks"]
-    sw = (s1["vol"] - s0["vol"]) + (s1["invol"] - s0["invol"])
-    vol = s1["vol"] - s0["vol"]
+    sw = vol + invol
     slices = []  # per-slice (ms per 20 s, wakeups per 20 s)
     for p, q in zip(snaps, snaps[1:]):
         dt_s = q["t"] - p["t"]
         if dt_s > 0.5 * a.sample:
-            slices.append(((q["ns"] - p["ns"]) / 1e6 * 20 / dt_s,
-                           ((q["vol"] - p["vol"]) + (q["invol"] - p["invol"])) * 20 / dt_s))
+            dn, dv, di = cpu_delta(p, q)
+            slices.append((dn / 1e6 * 20 / dt_s, (dv + di) * 20 / dt_s))
     ms20 = [x[0] for x in slices]
     wk20 = [x[1] for x in slices]
     res["cpu"] = {"ns": cpu_ns, "ticks": ticks, "clk_tck": CLK_TCK, "switches": sw, "voluntary": vol,
@@ -476,7 +587,8 @@ def cmd_idle(a) -> int:
 
     # transaction
     if a.transaction:
-        res["tx"] = transaction(a, ctl_bin, cfg, pid, log)
+        res["tx"] = transaction(a, ctl_bin, cfg, pid, log,
+                                (lambda: mem_guest(pid, a.agent)) if qemu else (lambda: mem_native(pid)))
 
     res["csms_calls"] = station_calls(csms_records(log))
     res["csms_errors"] = csms_errors(csms_records(log))
@@ -519,9 +631,13 @@ def wait_status(ctl_bin: str, cfg: Path, pred, timeout: float) -> tuple[float | 
     return None, st
 
 
-def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path) -> dict:
+def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path, mem) -> dict:
+    """mem() reads the memory figures (mem_native or mem_guest); they are sampled every second
+    from plug-in to a second after the Ended event, and the peak of each is kept (VmHWM, where
+    there is one, is the kernel's exact peak of VmRSS)."""
     has_token = has_transactions(ctl_bin)
     hwm0 = proc_status(pid)["VmHWM"]
+    samples = [mem()]
     n0 = len(csms_records(log))
     out("")
     out("  transaction: `ctl plug 1 in`" + (", `ctl token 1 TOKEN1`" if has_token else "")
@@ -546,10 +662,10 @@ def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path) -> dict:
                 f"(polled `ctl status`): transaction {json.dumps(e.get('transaction'))}")
         res["start_s"] = took
     t_charge = time.monotonic()
-    peak_rss = 0
     while time.monotonic() - t_charge < a.tx_wait:
         time.sleep(1)
-        peak_rss = max(peak_rss, proc_status(pid)["VmRSS"])
+        samples.append(mem())
+    peak_rss = max(x["VmRSS"] for x in samples)
     st = ctl_status(ctl_bin, cfg)
     e = evse_status(st, 1)
     res["charging_status"] = e
@@ -557,12 +673,17 @@ def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path) -> dict:
         f"queue {json.dumps((st or {}).get('queue'))}")
     r = ctl(ctl_bin, cfg, "plug", "1", "out")
     out(f"    ctl plug 1 out: exit {r.returncode} {r.stderr.strip()[:200]}")
-    took, st = wait_status(ctl_bin, cfg, lambda s: not evse_status(s, 1).get("transaction")
+    took, st = wait_status(ctl_bin, cfg, lambda s: (samples.append(mem()) or True)
+                           and not evse_status(s, 1).get("transaction")
                            and s.get("queue", {}).get("depth") == 0, 15)
     out(f"    transaction ended and queue empty after {took:.2f} s" if took is not None
         else f"    WARNING: transaction not ended / queue not empty after 15 s: {json.dumps(st)[:400]}")
     time.sleep(1)
     stp = proc_status(pid)
+    samples.append(mem())
+    peak = {k: max(x[k] for x in samples) for k in samples[-1]}
+    if "VmHWM" in peak:
+        peak["VmRSS"] = peak["VmHWM"] = stp["VmHWM"]
     recs = csms_records(log)[n0:]
     calls = station_calls(recs)
     kinds: dict[str, int] = {}
@@ -573,10 +694,16 @@ def transaction(a, ctl_bin: str, cfg: Path, pid: int, log: Path) -> dict:
             kinds[k] = kinds.get(k, 0) + 1
     res.update({"hwm_kb": stp["VmHWM"], "rss_kb": stp["VmRSS"], "anon_kb": stp["RssAnon"],
                 "peak_rss_sampled_kb": max(peak_rss, stp["VmRSS"]), "calls": calls,
-                "transaction_events": kinds, "errors": csms_errors(recs)})
+                "transaction_events": kinds, "errors": csms_errors(recs),
+                "mem_peak": peak, "mem_after": samples[-1], "mem_samples": len(samples)})
+    out(f"    peak of {len(samples)} samples (1 s apart) from plug-in to after the Ended event: {mem_line(peak)}")
     out(f"    the CSMS received {calls}; TransactionEvents by eventType {kinds}; "
         f"CALLERRORs/violations {res['errors']}")
-    if has_token:
+    if has_token and "VmHWM" not in peak:
+        out("    (qemu's own VmHWM is the emulator's; the guest's peak is the sampled one above)")
+        if not (kinds.get("Started") and kinds.get("Ended")):
+            out("    WARNING: the CSMS did not see both a Started and an Ended TransactionEvent")
+    elif has_token:
         out(f"    VmHWM after the transaction {fmt_kb(stp['VmHWM'])} (before it {hwm0} kB; budget <= 6 MiB: "
             f"{'OK' if stp['VmHWM'] <= BUDGET_TX_HWM_KB else 'OVER'}), VmRSS now {stp['VmRSS']} kB "
             f"(highest sampled during charging {peak_rss} kB), RssAnon {stp['RssAnon']} kB")
@@ -706,11 +833,24 @@ def cmd_summary(a) -> int:
         p = d / name
         return json.loads(p.read_text()) if p.exists() else None
 
-    size, idle, boot, qemu = load("size.json") or {}, load("idle.json"), load("boot.json"), load("qemu.json")
+    def rounds(kind):  # kind-1.json, kind-2.json, ... (or kind.json from one round)
+        rs = [json.loads(p.read_text()) for p in sorted(d.glob(f"{kind}-*.json"))]
+        return rs or [r for r in [load(f"{kind}.json")] if r]
+
+    size, boot = load("size.json") or {}, load("boot.json")
+    idles, qemus = rounds("idle"), rounds("qemu")
+    idle, qemu = (idles[0] if idles else None), (qemus[0] if qemus else None)
     rows = []
 
     def mib(b):
         return f"{b / MIB:.2f} MiB ({b:,} B)".replace(",", " ")
+
+    def mkb(xs):  # "median (min-max)" of kB values
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "n/a"
+        m = med(xs)
+        return f"{m:.0f}" + (f" ({min(xs)}-{max(xs)})" if len(xs) > 1 and min(xs) != max(xs) else "")
 
     x = size.get("x86_64")
     rows.append(("Release binary, x86_64, stripped", mib(x) if x else "n/a",
@@ -722,59 +862,106 @@ def cmd_summary(a) -> int:
                  "<= 3 MiB" + (f": {'OK' if arm <= BUDGET_ARMV7_SIZE else 'OVER'} ({arm / BUDGET_ARMV7_SIZE:.0%})"
                                if arm else ""),
                  "1.64 MiB (x86_64)" + (f"; ours {arm / PEER_SIZE:.2f}x" if arm else "")))
-    if idle:
-        st, w = idle["status"], idle["window_s"]
-        rows.append((f"Idle VmRSS, x86_64 (after {w:.0f} s idle)",
-                     f"{st['VmRSS'] / 1024:.2f} MiB (anon {st['RssAnon'] / 1024:.2f}, file-backed "
-                     f"{st['RssFile'] / 1024:.2f}; Pss {idle['rollup'].get('Pss', 0) / 1024:.2f})",
-                     f"<= 4 MiB: {'OK' if st['VmRSS'] <= BUDGET_IDLE_RSS_KB else 'OVER'}",
-                     f"4.8 MiB RSS; ours {st['VmRSS'] / PEER_IDLE_RSS_KB:.2f}x"))
-        rows.append(("Idle VmHWM, x86_64", f"{st['VmHWM'] / 1024:.2f} MiB", "", ""))
-    if qemu:
-        g = qemu["guest"]
-        rows.append(("Idle RSS, ARMv7 under qemu-arm (guest mappings)",
-                     f"{g['rss_kb'] / 1024:.2f} MiB (anon {g['anon_kb'] / 1024:.2f}, file-backed "
-                     f"{g['file_kb'] / 1024:.2f}); qemu process itself {qemu['status']['VmRSS'] / 1024:.1f} MiB",
-                     f"<= 4 MiB: {'OK' if g['rss_kb'] <= BUDGET_IDLE_RSS_KB else 'OVER'} (estimate)",
-                     f"4.8 MiB; ours {g['rss_kb'] / PEER_IDLE_RSS_KB:.2f}x"))
-    if idle:
-        c = idle["cpu"]
-        s = c["ms_per_20s_slices"]
-        rows.append((f"Idle CPU, x86_64 ({idle['window_s']:.0f} s window)",
-                     f"{c['ns'] / 1e6:.1f} ms total = {c['ms_per_20s_total']:.2f} ms per 20 s "
-                     f"(median of 20 s slices {med(s):.2f})",
+    n = len(idles)
+    if idles:
+        mi = [r["mem_idle"] for r in idles if "mem_idle" in r]
+        rss = med([r["status"]["VmRSS"] for r in idles])
+        rows.append((f"Idle VmRSS, x86_64 (after {idle['window_s']:.0f} s idle, median of {n})",
+                     f"{rss / 1024:.2f} MiB (RssAnon {med([m['RssAnon'] for m in mi]) / 1024:.2f}, "
+                     f"Private_Dirty {med([m['Private_Dirty'] for m in mi]) / 1024:.2f}, "
+                     f"Pss {med([m['Pss'] for m in mi]) / 1024:.2f})" if mi else f"{rss / 1024:.2f} MiB",
+                     f"<= 4 MiB: {'OK' if rss <= BUDGET_IDLE_RSS_KB else 'OVER'}",
+                     f"4.8 MiB RSS; ours {rss / PEER_IDLE_RSS_KB:.2f}x"))
+    if qemus:
+        g = med([r["guest"]["rss_kb"] for r in qemus])
+        rows.append((f"Idle RSS, ARMv7 under qemu-arm (guest mappings, median of {len(qemus)})",
+                     f"{g / 1024:.2f} MiB (anon {med([r['guest']['anon_kb'] for r in qemus]) / 1024:.2f}); "
+                     f"qemu process itself {med([r['status']['VmRSS'] for r in qemus]) / 1024:.1f} MiB",
+                     f"<= 4 MiB: {'OK' if g <= BUDGET_IDLE_RSS_KB else 'OVER'} (estimate)",
+                     f"4.8 MiB; ours {g / PEER_IDLE_RSS_KB:.2f}x"))
+    if idles:
+        c = idles[0]["cpu"]
+        tot = med([r["cpu"]["ms_per_20s_total"] for r in idles])
+        rows.append((f"Idle CPU, x86_64 ({idle['window_s']:.0f} s window, median of {n})",
+                     f"{tot:.2f} ms per 20 s (round 1: {c['ns'] / 1e6:.1f} ms total, median of 20 s "
+                     f"slices {med(c['ms_per_20s_slices']):.2f})",
                      "",
-                     f"10-20 ms per 20 s; ours {c['ms_per_20s_total'] / 15:.3f}x of 15 ms"))
-        rows.append(("Idle wake-ups (context switches)",
-                     f"{c['wakeups_per_min']:.1f}/min ({c['switches'] / c['expected_timer_events']:.2f} per timer event)",
-                     "only real timers",
-                     ">= 600/min (100 ms poll loop)"))
+                     f"10-20 ms per 20 s; ours {tot / 15:.3f}x of 15 ms"))
+        wk = med([r["cpu"]["wakeups_per_min"] for r in idles])
+        per = med([r["cpu"]["switches"] / r["cpu"]["expected_timer_events"] for r in idles])
+        rows.append(("Idle wake-ups (context switches)", f"{wk:.1f}/min ({per:.2f} per timer event)",
+                     "only real timers", ">= 600/min (100 ms poll loop)"))
     if boot:
         w, cold = boot["warm"], boot["cold"]
         rows.append((f"Start -> first BootNotification, warm (median of {len(w)})",
                      f"{med(w):.1f} ms (min {min(w):.1f}, max {max(w):.1f})", "", ""))
         rows.append((f"Start -> first BootNotification, new store (median of {len(cold)})",
                      f"{med(cold):.1f} ms (min {min(cold):.1f}, max {max(cold):.1f})", "", ""))
-    if idle and idle.get("tx"):
-        tx = idle["tx"]
-        if tx["has_token"]:
-            k = tx.get("transaction_events", {})
-            detail = ", ".join(f"{v} {n}" for n, v in k.items())
-            rows.append(("Peak VmHWM through a transaction, x86_64",
-                         f"{tx['hwm_kb'] / 1024:.2f} MiB (RssAnon after it {tx['anon_kb'] / 1024:.2f}; "
-                         f"TransactionEvents: {detail or 'none!'})",
-                         f"<= 6 MiB: {'OK' if tx['hwm_kb'] <= BUDGET_TX_HWM_KB else 'OVER'}", ""))
-        else:
-            rows.append(("Peak VmHWM through a transaction, x86_64",
-                         f"not available yet (no `ctl token`; plug in/out only: {tx['hwm_kb'] / 1024:.2f} MiB)",
-                         "<= 6 MiB", ""))
-    elif idle is not None:
+    txs = [r["tx"] for r in idles if r.get("tx")]
+    if txs and txs[0]["has_token"]:
+        k = txs[0].get("transaction_events", {})
+        detail = ", ".join(f"{v} {n}" for n, v in k.items())
+        hwm = med([t["hwm_kb"] for t in txs])
+        rows.append((f"Peak VmHWM through a transaction, x86_64 (median of {len(txs)})",
+                     f"{hwm / 1024:.2f} MiB (TransactionEvents of round 1: {detail or 'none!'})",
+                     f"<= 6 MiB: {'OK' if hwm <= BUDGET_TX_HWM_KB else 'OVER'}", ""))
+    elif txs:
+        rows.append(("Peak VmHWM through a transaction, x86_64",
+                     f"not available yet (no `ctl token`; plug in/out only: {txs[0]['hwm_kb'] / 1024:.2f} MiB)",
+                     "<= 6 MiB", ""))
+    elif idles:
         rows.append(("Peak VmHWM through a transaction", "not measured", "<= 6 MiB", ""))
 
     out("| Figure | Value | Budget | Peer (MicroOcpp) |")
     out("| --- | --- | --- | --- |")
     for r in rows:
         out("| " + " | ".join(r) + " |")
+
+    # The memory table: each figure idle and at its peak through the transaction.
+    cols = []
+    if idles and "mem_idle" in idles[0]:
+        cols.append(("x86_64 idle", [r["mem_idle"] for r in idles]))
+        cols.append(("x86_64 peak, transaction", [t["mem_peak"] for t in txs if "mem_peak" in t]))
+    if qemus and "mem_idle" in qemus[0]:
+        cols.append(("ARMv7 guest idle (qemu-arm)", [r["mem_idle"] for r in qemus]))
+        cols.append(("ARMv7 guest peak, transaction",
+                     [r["tx"]["mem_peak"] for r in qemus if r.get("tx") and "mem_peak" in r["tx"]]))
+    if cols:
+        out("")
+        out(f"Memory in kB, median of the rounds (min-max): x86_64 {len(idles)}, ARMv7 {len(qemus)}. "
+            "x86_64: /proc/PID/status and smaps_rollup of the agent. ARMv7: sums over the guest's "
+            "mappings in qemu-arm's /proc/PID/smaps (Anonymous for RssAnon, Rss for VmRSS); peaks "
+            "sampled every second (x86_64 VmRSS peak: VmHWM).")
+        out("")
+        out("| Figure | " + " | ".join(c[0] for c in cols) + " |")
+        out("| --- |" + " --- |" * len(cols))
+        labels = {"RssAnon": "RssAnon (anonymous: heap, stacks)",
+                  "Private_Dirty": "Private_Dirty (written by this process: cannot be reclaimed)",
+                  "Pss": "Pss (own share of every resident page)",
+                  "VmRSS": "VmRSS (every resident page, clean shared file pages included)"}
+        for key in MEM_KEYS:
+            out(f"| {labels[key]} | " + " | ".join(mkb([m.get(key) for m in c[1]]) for c in cols) + " |")
+    bds = [r["anon_breakdown"] for r in idles if r.get("anon_breakdown")]
+    if bds:
+        whats = []
+        for bd in bds:
+            for what, *_ in bd:
+                if what not in whats:
+                    whats.append(what)
+        out("")
+        out(f"Idle private memory of the x86_64 agent by mapping (/proc/PID/smaps, kB, median of {len(bds)}):")
+        out("")
+        out("| Mapping | Anonymous | Private_Dirty |")
+        out("| --- | --- | --- |")
+        cells = []
+        for what in whats:
+            an = [next((r[1] for r in bd if r[0] == what), 0) for bd in bds]
+            dd = [next((r[2] for r in bd if r[0] == what), 0) for bd in bds]
+            cells.append((med(dd), f"| {what} | {mkb(an)} | {mkb(dd)} |"))
+        for _, line in sorted(cells, key=lambda c: -c[0]):
+            out(line)
+        out(f"| total (RssAnon; Private_Dirty also counts written pages of shared file mappings) | "
+            f"{mkb([sum(r[1] for r in bd) for bd in bds])} | {mkb([sum(r[2] for r in bd) for bd in bds])} |")
     return 0
 
 

@@ -2,24 +2,31 @@
 # Footprint benchmark of ocpp-agent: prints each figure with how it was obtained, then a
 # Markdown summary table (figure, value, budget, MicroOcpp peer) for BENCHMARKS.md.
 #
-#   scripts/bench.sh                 full run: idle window 600 s, 11 boot runs, ARMv7 (~20 min)
-#   scripts/bench.sh --quick         idle window 60 s, 5 boot runs, short qemu idle (~5 min)
+#   scripts/bench.sh                 full run: idle window 600 s, 11 boot runs, ARMv7 (~45 min)
+#   scripts/bench.sh --quick         idle window 60 s, 5 boot runs, short qemu idle (~10 min)
 #   scripts/bench.sh --no-armv7      skip the ARMv7 cross build and the qemu-arm measurement
 #   scripts/bench.sh --bloat         also build an unstripped release binary and list which
 #                                    crates take the space (bench/bloat.py, nm)
 #
 # Figures:
 #   1. release binary size, x86_64 (cargo build --release) and ARMv7 (scripts/cross-armv7.sh)
-#   2. idle VmRSS/VmHWM (/proc/PID/status) of the release agent connected to the Python CSMS
-#      (tests/csms/csms.py, heartbeat interval 10 s, CSMS pings every 20 s, agent pings every
-#      30 s); for the ARMv7 binary under qemu-arm, the guest's mappings in qemu's smaps
+#   2. idle memory of the release agent connected to the Python CSMS (tests/csms/csms.py,
+#      heartbeat interval 10 s, CSMS pings every 20 s, agent pings every 30 s): RssAnon,
+#      Private_Dirty and Pss beside VmRSS (/proc/PID/status, /proc/PID/smaps_rollup), and where
+#      the private memory is (/proc/PID/smaps per mapping); for the ARMv7 binary under qemu-arm,
+#      the same sums over the guest's mappings in qemu's smaps (qemu's own status figures are
+#      the emulator's)
 #   3. idle CPU (schedstat ns and utime+stime) and wake-ups (context switches) over the window
 #   4. process start to the first BootNotification frame, measured by a WebSocket listener in
 #      the process that spawns the agent (median, min, max of N runs)
-#   5. VmHWM through a transaction (ctl plug 1 in, ctl token 1 TOKEN1 when the agent has it,
-#      20 s, ctl plug 1 out)
+#   5. the peak of the same figures through a transaction (ctl plug 1 in, ctl token 1 TOKEN1
+#      when the agent has it, 20 s, ctl plug 1 out), sampled every second, and VmHWM; on x86_64
+#      and under qemu-arm
+# Figures 2, 3 and 5 are measured in BENCH_ROUNDS rounds (default 3), each with a new agent and
+# CSMS; the summary gives the medians.
 #
-# Env: BENCH_IDLE_SECONDS, BENCH_BOOT_RUNS, BENCH_QEMU_SECONDS override the windows/runs;
+# Env: BENCH_IDLE_SECONDS, BENCH_BOOT_RUNS, BENCH_QEMU_SECONDS, BENCH_ROUNDS override the
+#      windows/runs; BENCH_NICE the niceness of the builds (default 10);
 #      BENCH_DIR keeps the logs and JSON results there (default: a new /tmp/ocpp-agent-bench.*);
 #      CARGO_TARGET_DIR is respected (native and ARMv7 builds); BENCH_ARMV7_TARGET_DIR
 #      overrides it for the ARMv7 build only.
@@ -51,11 +58,12 @@ else
     IDLE_SECONDS="${BENCH_IDLE_SECONDS:-600}" BOOT_RUNS="${BENCH_BOOT_RUNS:-11}"
     QEMU_SECONDS="${BENCH_QEMU_SECONDS:-120}" TX_WAIT=20
 fi
-for v in IDLE_SECONDS BOOT_RUNS QEMU_SECONDS; do
+ROUNDS="${BENCH_ROUNDS:-3}"
+for v in IDLE_SECONDS BOOT_RUNS QEMU_SECONDS ROUNDS; do
     case "${!v}" in '' | *[!0-9]*) echo "bench.sh: $v must be a whole number, got '${!v}'" >&2; exit 64 ;; esac
 done
 
-NICE=(nice -n 10)
+NICE=(nice -n "${BENCH_NICE:-10}")
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 AGENT="$TARGET_DIR/release/ocpp-agent"
@@ -131,7 +139,7 @@ if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
 else
     note "commit: unknown (not a git checkout)"
 fi
-note "mode:   $([ "$QUICK" = 1 ] && echo --quick || echo full): idle window ${IDLE_SECONDS} s, ${BOOT_RUNS} boot runs, qemu idle ${QEMU_SECONDS} s"
+note "mode:   $([ "$QUICK" = 1 ] && echo --quick || echo full): idle window ${IDLE_SECONDS} s, ${BOOT_RUNS} boot runs, qemu idle ${QEMU_SECONDS} s, ${ROUNDS} rounds"
 note "logs:   $WORK"
 
 section "Setup"
@@ -192,21 +200,27 @@ if [ "$BLOAT" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-section "2+3+5. Idle memory, idle CPU and wake-ups, transaction peak (x86_64)"
-note "command: $PY bench/driver.py idle --agent $AGENT --seconds $IDLE_SECONDS --transaction --tx-wait $TX_WAIT"
-driver idle --agent "$AGENT" --work "$WORK/idle" --out "$RESULTS/idle.json" \
-    --seconds "$IDLE_SECONDS" --transaction --tx-wait "$TX_WAIT" --progress
+for r in $(seq "$ROUNDS"); do
+    section "2+3+5. Idle memory, idle CPU and wake-ups, transaction peak (x86_64), round $r of $ROUNDS"
+    note "command: $PY bench/driver.py idle --agent $AGENT --seconds $IDLE_SECONDS --transaction --tx-wait $TX_WAIT"
+    driver idle --agent "$AGENT" --work "$WORK/idle-$r" --out "$RESULTS/idle-$r.json" \
+        --seconds "$IDLE_SECONDS" --transaction --tx-wait "$TX_WAIT" --progress
+done
 
 section "4. Start to first BootNotification on the wire (x86_64)"
 note "command: $PY bench/driver.py boot --agent $AGENT --runs $BOOT_RUNS"
 driver boot --agent "$AGENT" --work "$WORK/boot" --out "$RESULTS/boot.json" --runs "$BOOT_RUNS"
 
-section "2b. Idle memory of the ARMv7 binary under qemu-arm"
 if [ "$ARMV7_OK" = 1 ] && command -v qemu-arm >/dev/null 2>&1; then
-    note "command: $PY bench/driver.py idle --agent $ARMV7_BIN --qemu qemu-arm --qemu-ld-prefix /usr/arm-linux-gnueabihf --ctl $AGENT --seconds $QEMU_SECONDS"
-    driver idle --agent "$ARMV7_BIN" --ctl "$AGENT" --qemu qemu-arm --qemu-ld-prefix /usr/arm-linux-gnueabihf \
-        --work "$WORK/qemu" --out "$RESULTS/qemu.json" --seconds "$QEMU_SECONDS" --settle 5
+    for r in $(seq "$ROUNDS"); do
+        section "2b+5b. Idle memory and transaction peak of the ARMv7 binary under qemu-arm, round $r of $ROUNDS"
+        note "command: $PY bench/driver.py idle --agent $ARMV7_BIN --qemu qemu-arm --qemu-ld-prefix /usr/arm-linux-gnueabihf --ctl $AGENT --seconds $QEMU_SECONDS --settle 5 --transaction --tx-wait $TX_WAIT"
+        driver idle --agent "$ARMV7_BIN" --ctl "$AGENT" --qemu qemu-arm --qemu-ld-prefix /usr/arm-linux-gnueabihf \
+            --work "$WORK/qemu-$r" --out "$RESULTS/qemu-$r.json" --seconds "$QEMU_SECONDS" --settle 5 \
+            --transaction --tx-wait "$TX_WAIT"
+    done
 else
+    section "2b+5b. Idle memory and transaction peak of the ARMv7 binary under qemu-arm"
     note "skipped: ${ARMV7_NOTE:-qemu-arm not installed}"
 fi
 

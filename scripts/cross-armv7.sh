@@ -14,7 +14,7 @@
 # Installation (skipped when a quick check finds everything present), as root or via sudo:
 #   dpkg --add-architecture armhf; apt-get update (a failing armhf index is tolerated)
 #   apt-get install rustc-web=V cargo-web=V libstd-rust-web-dev=V gcc-arm-linux-gnueabihf
-#                   libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user lld-19
+#                   libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user
 #   with V = the version `apt-cache madison libstd-rust-web-dev:armhf` offers; then the armhf
 #   standard library is extracted from libstd-rust-web-dev:armhf (+ its libstd-rust-web-1.NN
 #   dependency) with `apt-get download` + `dpkg -x` and copied to
@@ -30,10 +30,6 @@ TARGET=armv7-unknown-linux-gnueabihf
 TRIPLE_GCC=arm-linux-gnueabihf
 RUSTLIB_DIR=/usr/lib/rustlib/$TARGET
 QEMU_LD_PREFIX=/usr/$TRIPLE_GCC
-# lld links the release binary (scripts/link-release.sh: hot-code layout, packed relocations);
-# bookworm's own lld is 14, too old for RELR.
-LLD_PACKAGE=lld-19
-LLD_DIR=/usr/lib/llvm-19/bin
 ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -81,7 +77,7 @@ as_root() {
 toolchain_ok() {
     local t
     for t in /usr/bin/rustc /usr/bin/cargo "$TRIPLE_GCC-gcc" "$TRIPLE_GCC-ar" "$TRIPLE_GCC-strip" \
-        "$TRIPLE_GCC-nm" "$TRIPLE_GCC-c++filt" "$LLD_DIR/ld.lld" qemu-arm; do
+        qemu-arm; do
         command -v "$t" >/dev/null 2>&1 || { log "missing: $t"; return 1; }
     done
     [ -e "$QEMU_LD_PREFIX/lib/crt1.o" ] || { log "missing: libc6-dev-armhf-cross"; return 1; }
@@ -121,7 +117,7 @@ install_toolchain() {
     log "apt-get install rustc-web=$v cargo-web=$v libstd-rust-web-dev=$v + cross gcc, qemu-user"
     as_root apt-get install -y --no-install-recommends --allow-downgrades \
         "rustc-web=$v" "cargo-web=$v" "libstd-rust-web-dev=$v" \
-        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user "$LLD_PACKAGE"
+        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross binutils-arm-linux-gnueabihf qemu-user
 
     local tmp
     tmp=$(mktemp -d)
@@ -152,14 +148,8 @@ build() {
     export PATH=/usr/bin:$PATH
     export RUSTC=/usr/bin/rustc
     unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER || true
-    # .cargo/config.toml links through scripts/link-release-armv7.sh, which drives
-    # arm-linux-gnueabihf-gcc with lld.
-    unset CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER || true
-    export OCPP_AGENT_ARMV7_CC=$TRIPLE_GCC-gcc OCPP_AGENT_LLD_DIR=$LLD_DIR
-    # link/hot-text-armv7.txt was profiled with v0 symbol names (the default of later Rust), which
-    # keep generic arguments, so each instance of a generic function has its own name; 1.85
-    # defaults to legacy names. Its prebuilt std keeps legacy names either way.
-    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C symbol-mangling-version=v0"
+    # a plain link with the cross gcc (and its GNU ld), as cross-rs and Yocto do
+    export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$TRIPLE_GCC-gcc
     export CC_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-gcc
     export AR_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-ar
     log "$(/usr/bin/cargo --version), $(/usr/bin/rustc --version)"
@@ -183,8 +173,6 @@ build() {
     if LC_ALL=C "$TRIPLE_GCC-readelf" -V "$bin" | grep -q GLIBC_ABI_DT_RELR; then
         log "and glibc >= 2.36 for its packed relocations (GLIBC_ABI_DT_RELR)"
     fi
-    log "$(cat "$(find "$(dirname "$bin")/deps" -maxdepth 1 -samefile "$bin" | head -n1).order.log" 2>/dev/null \
-        || echo "linked without the hot-code layout")"
     printf 'stripped size: %s bytes (%s KiB)\n' "$size" "$(( (size + 1023) / 1024 ))"
 }
 
