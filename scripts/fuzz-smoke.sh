@@ -2,7 +2,7 @@
 # A short run of each cargo-fuzz (libFuzzer) target in fuzz/: frame_decode, station_frames,
 # certificates, config and control_request.
 #
-#   scripts/fuzz-smoke.sh [SECONDS]      (default 60 s per target; CI runs it with 60)
+#   scripts/fuzz-smoke.sh [SECONDS]      (default 60 s per target; CI runs it with 20)
 #
 # Needs a nightly toolchain (cargo fuzz builds with -Z sanitizer/coverage flags). Without one it
 # prints "skipped: no nightly toolchain" and exits 0. Installs cargo-fuzz (a pinned version,
