@@ -35,7 +35,7 @@ MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Budgets and peer figures (from the issue).
-BUDGET_ARMV7_SIZE = 3 * MIB
+BUDGET_ARMV7_SIZE = 3_670_016  # 3.5 MiB stripped (issue 13: room for kept crates in security code)
 BUDGET_IDLE_RSS_KB = 4 * 1024
 BUDGET_TX_HWM_KB = 6 * 1024
 PEER_SIZE = 1.64 * MIB  # MicroOcpp Linux simulator, stripped, x86_64, no database
@@ -854,12 +854,12 @@ def cmd_summary(a) -> int:
 
     x = size.get("x86_64")
     rows.append(("Release binary, x86_64, stripped", mib(x) if x else "n/a",
-                 "none (the 3 MiB budget is for ARMv7)",
+                 "none (the 3.5 MiB budget is for ARMv7)",
                  "1.64 MiB (Linux simulator, x86_64, no database)"
                  + (f"; ours {x / PEER_SIZE:.2f}x" if x else "")))
     arm = size.get("armv7")
     rows.append(("Release binary, ARMv7, stripped", mib(arm) if arm else f"skipped: {size.get('armv7_note', '')}",
-                 "<= 3 MiB" + (f": {'OK' if arm <= BUDGET_ARMV7_SIZE else 'OVER'} ({arm / BUDGET_ARMV7_SIZE:.0%})"
+                 "<= 3.5 MiB" + (f": {'OK' if arm <= BUDGET_ARMV7_SIZE else 'OVER'} ({arm / BUDGET_ARMV7_SIZE:.0%})"
                                if arm else ""),
                  "1.64 MiB (x86_64)" + (f"; ours {arm / PEER_SIZE:.2f}x" if arm else "")))
     n = len(idles)

@@ -181,7 +181,7 @@ ARMV7_SIZE=""
 if [ "$ARMV7_OK" = 1 ]; then
     ARMV7_SIZE="$(stripped_size "$ARMV7_BIN" arm-linux-gnueabihf-readelf arm-linux-gnueabihf-strip)"
     note "ARMv7: $ARMV7_BIN"
-    note "  $ARMV7_SIZE bytes = $(mib "$ARMV7_SIZE") stripped; budget <= 3 MiB (3145728 B): $(awk -v b="$ARMV7_SIZE" 'BEGIN { printf "%s, %.0f%% of it", (b <= 3145728 ? "OK" : "OVER"), 100 * b / 3145728 }')"
+    note "  $ARMV7_SIZE bytes = $(mib "$ARMV7_SIZE") stripped; budget <= 3.5 MiB (3670016 B, issue 13): $(awk -v b="$ARMV7_SIZE" 'BEGIN { printf "%s, %.0f%% of it", (b <= 3670016 ? "OK" : "OVER"), 100 * b / 3670016 }')"
     note "  $(file -b "$ARMV7_BIN" | cut -d, -f1-2)"
     note "  ratio to MicroOcpp's 1.64 MiB (x86_64): $(awk -v b="$ARMV7_SIZE" 'BEGIN { printf "%.2f", b / (1.64 * 1048576) }')"
 else
