@@ -470,8 +470,10 @@ async fn with_timeout<F: std::future::Future>(limit: Duration, f: F) -> Result<F
         .map_err(|_| format!("no data for {} s", limit.as_secs()))
 }
 
-struct Head {
-    status: u16,
+/// What the client uses of a response head ([`parse_head`]).
+#[derive(Debug)]
+pub struct Head {
+    pub status: u16,
     reason: String,
     content_length: Option<u64>,
     /// (first byte, total) of a 206's Content-Range.
@@ -503,19 +505,53 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
 }
 
 async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Result<Head, String> {
-    let status_line = read_line(r, stall).await?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1.x response: {status_line:?}"));
+    // The head's lines, up to the empty one, then httparse reads them.
+    let mut raw = Vec::new();
+    loop {
+        let line = read_line(r, stall).await?;
+        raw.extend_from_slice(line.as_bytes());
+        raw.extend_from_slice(b"\r\n");
+        if raw.len() > MAX_HEADER_BYTES {
+            return Err("the HTTP header is too large".into());
+        }
+        if line.is_empty() {
+            break;
+        }
     }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad HTTP status line {status_line:?}"))?;
+    parse_head(&raw)
+}
+
+/// Headers a response head may have.
+const MAX_HEADERS: usize = 64;
+
+/// A complete HTTP/1.x response head (status line, headers, empty line), read by httparse;
+/// the headers the client uses are taken from it. Public for the fuzz target `http_response`.
+pub fn parse_head(raw: &[u8]) -> Result<Head, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let status_line = || {
+        let end = raw.iter().position(|&b| b == b'\r').unwrap_or(raw.len());
+        String::from_utf8_lossy(&raw[..end.min(200)]).into_owned()
+    };
+    match response.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("the HTTP header is incomplete".into()),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(format!("more than {MAX_HEADERS} HTTP header lines"));
+        }
+        Err(httparse::Error::Version) => {
+            return Err(format!("not an HTTP/1.x response: {:?}", status_line()));
+        }
+        Err(e) => return Err(format!("bad HTTP response head ({e}): {:?}", status_line())),
+    }
+    let status = response.code.unwrap_or(0);
+    // RFC 9110 15: three digits, 100-599 (httparse takes "002" as 2). Found by fuzzing.
+    if !(100..=599).contains(&status) {
+        return Err(format!("bad HTTP status {status:03}: {:?}", status_line()));
+    }
     let mut head = Head {
         status,
-        reason: parts.next().unwrap_or("").to_owned(),
+        reason: response.reason.unwrap_or("").to_owned(),
         content_length: None,
         content_range: None,
         range_total: None,
@@ -523,21 +559,10 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R, stall: Duration) -> Re
         chunked: false,
         validator: None,
     };
-    let mut size = status_line.len();
-    loop {
-        let line = read_line(r, stall).await?;
-        size += line.len() + 2;
-        if size > MAX_HEADER_BYTES {
-            return Err("the HTTP header is too large".into());
-        }
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
+    for header in response.headers.iter() {
+        let value = String::from_utf8_lossy(header.value);
         let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
+        match header.name.to_ascii_lowercase().as_str() {
             "content-length" => {
                 head.content_length = Some(
                     value
@@ -588,8 +613,7 @@ async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
     stall: Duration,
 ) -> Result<u64, String> {
     let line = read_line(r, stall).await?;
-    let digits = line.split(';').next().unwrap_or("").trim();
-    let size = u64::from_str_radix(digits, 16).map_err(|_| format!("bad chunk size {line:?}"))?;
+    let size = parse_chunk_size(&line)?;
     if size == 0 {
         // Trailers, then the empty line.
         let mut trailers = 0;
@@ -601,6 +625,20 @@ async fn read_chunk_size<R: AsyncBufReadExt + Unpin>(
         }
     }
     Ok(size)
+}
+
+/// A chunk-size line (RFC 9112 7.1, extensions ignored), without its line end, read by
+/// httparse. Public for the fuzz target `http_response`.
+pub fn parse_chunk_size(line: &str) -> Result<u64, String> {
+    // httparse reads an empty line as size 0, which would end the body early.
+    if !line.starts_with(|c: char| c.is_ascii_hexdigit()) {
+        return Err(format!("bad chunk size {line:?}"));
+    }
+    let framed = format!("{line}\r\n");
+    match httparse::parse_chunk_size(framed.as_bytes()) {
+        Ok(httparse::Status::Complete((_, size))) => Ok(size),
+        _ => Err(format!("bad chunk size {line:?}")),
+    }
 }
 
 /// Decodes `%XX` escapes.
@@ -758,7 +796,7 @@ async fn send_file(
 
 #[cfg(test)]
 mod tests {
-    use super::{Fetch, Url, upload};
+    use super::{Fetch, MAX_HEADERS, Url, parse_chunk_size, parse_head, upload};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -832,6 +870,52 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/up");
         let err = upload(&url, "big.log", &file, &fetch).await.unwrap_err();
         assert_eq!(err.status, Some(401), "{}", err.message);
+    }
+
+    #[test]
+    fn response_heads_are_read_by_httparse() {
+        let head = parse_head(
+            b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\ncontent-range: bytes 5-14/15\r\n\
+              ETag: \"v1\"\r\nTransfer-Encoding: gzip, chunked\r\nLocation: /next\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.status, 206);
+        assert_eq!(head.reason, "Partial Content");
+        assert_eq!(head.content_length, Some(10));
+        assert_eq!(head.content_range, Some((5, Some(15))));
+        assert!(head.chunked);
+        assert_eq!(head.validator.as_deref(), Some("\"v1\""));
+        assert_eq!(head.location.as_deref(), Some("/next"));
+        // No reason phrase; a weak ETag is no validator, Last-Modified is.
+        let head = parse_head(
+            b"HTTP/1.0 416\r\nETag: W/\"x\"\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n\
+              Content-Range: bytes */99\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((head.status, head.reason.as_str()), (416, ""));
+        assert_eq!(head.range_total, Some(99));
+        assert!(head.validator.unwrap().starts_with("Tue"));
+        for bad in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"ICY 200 OK\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\n\r\n",
+            b"HTTP/1.1 002 OK\r\n\r\n",
+            b"HTTP/1.1 600 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: 1\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
+        let err = parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes()).unwrap_err();
+        assert!(err.contains("more than 64"), "{err}");
+        assert_eq!(parse_chunk_size("1f"), Ok(31));
+        assert_eq!(parse_chunk_size("A;name=value"), Ok(10));
+        assert_eq!(parse_chunk_size("0"), Ok(0));
+        assert!(parse_chunk_size("").is_err());
+        assert!(parse_chunk_size("xyz").is_err());
+        assert!(parse_chunk_size("ffffffffffffffffff").is_err());
     }
 
     #[test]
