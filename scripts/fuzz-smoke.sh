@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short run of each cargo-fuzz (libFuzzer) target in fuzz/: frame_decode, station_frames,
-# certificates, config, control_request and http_response.
+# certificates, config, control_request, http_response and ftp_reply.
 #
 #   scripts/fuzz-smoke.sh [SECONDS]      (default 60 s per target; CI runs it with 20)
 #
@@ -23,7 +23,7 @@ SECONDS_PER_TARGET="${1:-60}"
 CARGO_FUZZ_VERSION=0.13.2
 SANITIZER="${FUZZ_SANITIZER:-none}"
 JOBS="${FUZZ_JOBS:-1}"
-TARGETS=(frame_decode station_frames certificates config control_request http_response)
+TARGETS=(frame_decode station_frames certificates config control_request http_response ftp_reply)
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     TARGET_DIR="$CARGO_TARGET_DIR/fuzz"
 else

@@ -118,6 +118,63 @@ impl From<FtpError> for UploadError {
     }
 }
 
+/// One FTP reply read line by line (RFC 959 4.2): a multi-line reply (`123-...`) ends with the
+/// line that starts with the same code and a space. Public for the fuzz target `ftp_reply`.
+#[derive(Debug, Default)]
+pub struct Reply {
+    first: Option<String>,
+}
+
+impl Reply {
+    /// Takes the next line as read (with its line end); `Some` once the reply is complete:
+    /// its code and last line.
+    pub fn line(&mut self, raw: &[u8]) -> Option<Result<(u16, String), String>> {
+        // Servers greet in whatever encoding they like; only the code matters here.
+        let line = String::from_utf8_lossy(raw).trim_end().to_owned();
+        let first = self.first.get_or_insert_with(|| line.clone());
+        let code = first.get(..3).unwrap_or("");
+        let more = first.as_bytes().get(3) == Some(&b'-');
+        if more && !(line.starts_with(code) && line.as_bytes().get(3) == Some(&b' ')) {
+            return None;
+        }
+        let code = code
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c) && first.as_bytes()[0].is_ascii_digit());
+        Some(match code {
+            Some(code) => Ok((code, line)),
+            None => Err(format!("FTP: not a reply: {first:?}")),
+        })
+    }
+}
+
+/// The port of `229 Entering Extended Passive Mode (|||port|)` (RFC 2428).
+pub fn epsv_port(text: &str) -> Result<u16, String> {
+    text.rsplit("|||")
+        .next()
+        .and_then(|r| r.split('|').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("FTP: unreadable EPSV reply {text:?}"))
+}
+
+/// The port of `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)` (RFC 959; the address is not
+/// used: the data connection goes to the control connection's peer).
+pub fn pasv_port(text: &str) -> Result<u16, String> {
+    let numbers: Vec<u16> = text
+        .rsplit('(')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([')', '.'])
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    match numbers[..] {
+        [_, _, _, _, hi, lo] if hi < 256 && lo < 256 && hi * 256 + lo != 0 => Ok(hi * 256 + lo),
+        _ => Err(format!("FTP: unreadable PASV reply {text:?}")),
+    }
+}
+
 struct Control {
     stream: BufReader<TcpStream>,
     stall: Duration,
@@ -158,8 +215,8 @@ impl Control {
 
     /// Reads one reply, multi-line ones (`123-...` up to `123 ...`) included.
     async fn reply(&mut self) -> Result<(u16, String), FtpError> {
-        let mut first = String::new();
-        let text = loop {
+        let mut reply = Reply::default();
+        loop {
             let mut raw = Vec::new();
             let n = timed(
                 self.stall,
@@ -172,22 +229,10 @@ impl Control {
                     .to_string()
                     .into());
             }
-            // Servers greet in whatever encoding they like; only the code matters here.
-            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-            if first.is_empty() {
-                first = line.clone();
+            if let Some(done) = reply.line(&raw) {
+                return Ok(done?);
             }
-            let code = first.get(..3).unwrap_or("");
-            let more = first.as_bytes().get(3) == Some(&b'-');
-            if !more || (line.starts_with(code) && line.as_bytes().get(3) == Some(&b' ')) {
-                break line;
-            }
-        };
-        let code = first
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("FTP: not a reply: {first:?}"))?;
-        Ok((code, text))
+        }
     }
 
     async fn command(&mut self, line: &str) -> Result<(u16, String), FtpError> {
@@ -227,27 +272,10 @@ impl Control {
     async fn data(&mut self) -> Result<TcpStream, FtpError> {
         let (code, text) = self.command("EPSV").await?;
         let port = if code == 229 {
-            // 229 Entering Extended Passive Mode (|||port|)
-            text.rsplit("|||")
-                .next()
-                .and_then(|r| r.split('|').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                .ok_or_else(|| format!("FTP: unreadable EPSV reply {text:?}"))?
+            epsv_port(&text)?
         } else {
             let text = self.run("PASV", &[227], "PASV").await?;
-            // 227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)
-            let numbers: Vec<u16> = text
-                .rsplit('(')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches([')', '.'])
-                .split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect();
-            match numbers[..] {
-                [_, _, _, _, hi, lo] if hi < 256 && lo < 256 => hi * 256 + lo,
-                _ => return Err(format!("FTP: unreadable PASV reply {text:?}").into()),
-            }
+            pasv_port(&text)?
         };
         let address = SocketAddr::new(self.peer.ip(), port);
         Ok(timed(self.stall, TcpStream::connect(address))
@@ -394,6 +422,51 @@ pub async fn upload(
 #[cfg(test)]
 mod tests {
     use super::FtpUrl;
+
+    #[test]
+    fn replies_and_passive_ports() {
+        use super::{Reply, epsv_port, pasv_port};
+        let read = |lines: &[&str]| {
+            let mut reply = Reply::default();
+            for (i, line) in lines.iter().enumerate() {
+                if let Some(done) = reply.line(format!("{line}\r\n").as_bytes()) {
+                    assert_eq!(i + 1, lines.len(), "complete at the last line");
+                    return done;
+                }
+            }
+            Err("incomplete".into())
+        };
+        assert_eq!(read(&["220 ready"]), Ok((220, "220 ready".into())));
+        assert_eq!(
+            read(&["230-Welcome", "  230 is not the end", "230 done"]),
+            Ok((230, "230 done".into()))
+        );
+        assert_eq!(
+            read(&["230-Welcome", "231 other"]),
+            Err("incomplete".into())
+        );
+        for bad in ["hello", "99 x", "600 x", "+20 x", "2a0 x", ""] {
+            assert!(read(&[bad]).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            epsv_port("229 Entering Extended Passive Mode (|||6446|)"),
+            Ok(6446)
+        );
+        assert!(epsv_port("229 Entering Extended Passive Mode (|||0|)").is_err());
+        assert!(epsv_port("229 nothing").is_err());
+        assert_eq!(
+            pasv_port("227 Entering Passive Mode (10,0,0,1,25,34)."),
+            Ok(25 * 256 + 34)
+        );
+        for bad in [
+            "227 Entering Passive Mode (10,0,0,1,256,1)",
+            "227 Entering Passive Mode (10,0,0,1,0,0)",
+            "227 Entering Passive Mode (1,2,3)",
+            "227",
+        ] {
+            assert!(pasv_port(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn urls() {
