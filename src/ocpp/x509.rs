@@ -1139,12 +1139,20 @@ fn check_key_cert_sign(cert: &Certificate) -> Result<(), X509Error> {
     Ok(())
 }
 
-/// Accepts any extendedKeyUsage ([`Usage::Any`]).
-struct AnyExtendedKeyUsage;
+/// The extendedKeyUsage a leaf needs for a [`Usage`]: the purpose, if the leaf lists any.
+struct Purpose(Usage);
 
-impl webpki::ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
-    fn validate(&self, _: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        Ok(())
+impl webpki::ExtendedKeyUsageValidator for Purpose {
+    fn validate(&self, iter: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        use webpki::KeyUsage;
+        match self.0 {
+            Usage::ClientAuth => KeyUsage::client_auth().validate(iter),
+            Usage::ServerAuth => KeyUsage::server_auth().validate(iter),
+            Usage::CodeSigning => {
+                KeyUsage::required_if_present(OID_EKU_CODE_SIGNING).validate(iter)
+            }
+            Usage::Any => Ok(()),
+        }
     }
 }
 
@@ -1217,46 +1225,16 @@ pub fn verify_chain(
         }
         Ok(())
     };
-    let sig_algs = webpki::ALL_VERIFICATION_ALGS;
-    let result = match usage {
-        Usage::ClientAuth => end_entity.verify_for_usage(
-            sig_algs,
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
             &anchors,
             &intermediates,
             time,
-            webpki::KeyUsage::client_auth(),
+            Purpose(usage),
             None,
             Some(&extra),
-        ),
-        Usage::ServerAuth => end_entity.verify_for_usage(
-            sig_algs,
-            &anchors,
-            &intermediates,
-            time,
-            webpki::KeyUsage::server_auth(),
-            None,
-            Some(&extra),
-        ),
-        Usage::CodeSigning => end_entity.verify_for_usage(
-            sig_algs,
-            &anchors,
-            &intermediates,
-            time,
-            webpki::KeyUsage::required_if_present(OID_EKU_CODE_SIGNING),
-            None,
-            Some(&extra),
-        ),
-        Usage::Any => end_entity.verify_for_usage(
-            sig_algs,
-            &anchors,
-            &intermediates,
-            time,
-            AnyExtendedKeyUsage,
-            None,
-            Some(&extra),
-        ),
-    };
-    result
+        )
         .map(|_| ())
         .map_err(|e| webpki_error(e, chain, roots, now_ms))
 }
