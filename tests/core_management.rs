@@ -646,17 +646,7 @@ fn local_authorization_list() {
 #[test]
 fn faults_raise_a_notify_event_and_faulted_status() {
     let mut h = Harness::new(default_config());
-    h.station
-        .handle_input(
-            h.now,
-            ocpp_agent::ocpp::station::Input::Fault {
-                evse: 1,
-                connector: 1,
-                problem: Some("plug input line failed".into()),
-            },
-        )
-        .unwrap();
-    h.settle();
+    h.fault(1, 1, Some("plug input line failed"));
     assert_eq!(
         h.csms.statuses().last().unwrap(),
         &(1, 1, "Faulted".to_string())
@@ -676,17 +666,7 @@ fn faults_raise_a_notify_event_and_faulted_status() {
     h.token(1, "T");
     assert!(!h.power_path(1));
     // Recovery.
-    h.station
-        .handle_input(
-            h.now,
-            ocpp_agent::ocpp::station::Input::Fault {
-                evse: 1,
-                connector: 1,
-                problem: None,
-            },
-        )
-        .unwrap();
-    h.settle();
+    h.fault(1, 1, None);
     assert_eq!(h.csms.of("NotifyEvent").len(), 2);
     assert!(h.power_path(1), "charges once the fault is gone");
 }
@@ -699,17 +679,7 @@ fn a_fault_report_lost_with_the_connection_is_sent_after_reconnection() {
     h.csms.holding = true;
     h.call("TriggerMessage", json!({"requestedMessage": "Heartbeat"}));
     assert_eq!(h.csms.held.len(), 1, "a Heartbeat in flight");
-    h.station
-        .handle_input(
-            h.now,
-            ocpp_agent::ocpp::station::Input::Fault {
-                evse: 2,
-                connector: 1,
-                problem: Some("plug input line failed".into()),
-            },
-        )
-        .unwrap();
-    h.settle();
+    h.fault(2, 1, Some("plug input line failed"));
     assert!(h.csms.of("NotifyEvent").is_empty(), "queued behind it");
     h.csms.holding = false;
     h.csms.held.clear();
@@ -1041,20 +1011,6 @@ fn keys(reports: &[Value]) -> Vec<String> {
     report_data(reports).iter().map(key).collect()
 }
 
-fn fault(h: &mut Harness, evse: u32, connector: u32, problem: Option<&str>) {
-    h.station
-        .handle_input(
-            h.now,
-            ocpp_agent::ocpp::station::Input::Fault {
-                evse,
-                connector,
-                problem: problem.map(str::to_owned),
-            },
-        )
-        .unwrap();
-    h.settle();
-}
-
 #[test]
 fn get_report_selects_by_component_and_variable() {
     let mut h = Harness::new(default_config());
@@ -1271,7 +1227,7 @@ fn get_report_selects_components_by_criteria() {
     assert_eq!(answer["status"], "EmptyResultSet");
 
     // A faulted connector: it, its EVSE and the station have a Problem (propagated up).
-    fault(&mut h, 1, 1, Some("contactor welded"));
+    h.fault(1, 1, Some("contactor welded"));
     let (answer, reports) = get_report(
         &mut h,
         json!({"requestId": 8, "componentCriteria": ["Problem"]}),
@@ -1452,9 +1408,9 @@ fn problem_identity_and_value_size_variables() {
         .collect()
     };
     assert_eq!(problems(&mut h), ["false"; 5]);
-    fault(&mut h, 2, 2, Some("plug line stuck"));
+    h.fault(2, 2, Some("plug line stuck"));
     assert_eq!(problems(&mut h), ["true", "false", "true", "false", "true"]);
-    fault(&mut h, 2, 2, None);
+    h.fault(2, 2, None);
     assert_eq!(problems(&mut h), ["false"; 5]);
     // A journal that cannot write is a problem of the station.
     for problem in [Some("disk full".to_owned()), None] {

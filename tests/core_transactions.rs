@@ -1058,17 +1058,7 @@ fn remote_start_without_evse_selects_one_that_can_take_the_session() {
 
     // A faulted EVSE is skipped, and an EV already plugged in is preferred.
     let mut h = Harness::new(default_config());
-    h.station
-        .handle_input(
-            h.now,
-            ocpp_agent::ocpp::station::Input::Fault {
-                evse: 1,
-                connector: 1,
-                problem: Some("ground fault".into()),
-            },
-        )
-        .unwrap();
-    h.settle();
+    h.fault(1, 1, Some("ground fault"));
     h.plug(2, 2, true);
     assert_eq!(start(&mut h, 4)["status"], "Accepted");
     let last = h.events().last().cloned().cloned().unwrap();

@@ -620,6 +620,21 @@ impl Harness {
         self.settle();
     }
 
+    /// A hardware problem on a connector (`Some`) or its end (`None`).
+    pub fn fault(&mut self, evse: u32, connector: u32, problem: Option<&str>) {
+        self.station
+            .handle_input(
+                self.now,
+                Input::Fault {
+                    evse,
+                    connector,
+                    problem: problem.map(str::to_owned),
+                },
+            )
+            .expect("known connector");
+        self.settle();
+    }
+
     /// Sends raw text as the CSMS and returns what the station answered, if anything.
     pub fn send_raw(&mut self, text: &str) -> Option<Frame> {
         let before = self.answers.len();
