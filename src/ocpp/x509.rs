@@ -1351,7 +1351,8 @@ fn webpki_error(
             let subject = path
                 .iter()
                 .skip(1)
-                .chain(roots.iter().collect::<Vec<_>>().iter())
+                .copied()
+                .chain(roots.iter())
                 .find(|c| !c.is_ca)
                 .map(|c| c.subject())
                 .unwrap_or_default();
