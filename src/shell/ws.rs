@@ -218,9 +218,7 @@ impl Connector {
                 ));
             }
         };
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(1 << 20))
-            .max_frame_size(Some(1 << 20));
+        let ws_config = ws_config();
         let (ws, response) =
             tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config))
                 .await
@@ -246,6 +244,20 @@ impl Connector {
         }
         Ok(ws)
     }
+}
+
+/// The largest message (and frame) accepted from the CSMS.
+const MAX_MESSAGE: usize = 1 << 20;
+
+/// A 4 KiB read buffer instead of tungstenite's 128 KiB, which it zero-fills and keeps
+/// resident for the whole connection (132 kB of the idle agent's private memory,
+/// BENCHMARKS.md, issue 13): OCPP frames are small, and for a longer one (up to
+/// [`MAX_MESSAGE`]) tungstenite reserves the frame's whole length before reading it.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
 }
 
 /// A00.FR.319-320: TLS 1.3, and for TLS 1.2 only ECDHE with AES-GCM (the spec's ECDSA pair
@@ -364,6 +376,51 @@ pub fn base64(input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// The small read buffer still takes frames up to the limit, in one piece, and refuses
+    /// longer ones.
+    #[tokio::test]
+    async fn frames_longer_than_the_read_buffer_arrive_whole() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sizes = [10, 4 * 1024 + 1, 300_000, MAX_MESSAGE];
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for (i, n) in sizes.iter().enumerate() {
+                let text: String = (0..*n)
+                    .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+                    .collect();
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            let _ = ws.send(Message::text("x".repeat(MAX_MESSAGE + 1))).await;
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stream: Box<dyn Io> = Box::new(tcp);
+        let url = format!("ws://{addr}/ocpp/CS1");
+        let (mut ws, _) =
+            tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
+                .await
+                .unwrap();
+        for (i, n) in sizes.iter().enumerate() {
+            let got = ws.next().await.unwrap().unwrap().into_text().unwrap();
+            assert_eq!(got.len(), *n);
+            assert!(
+                got.bytes()
+                    .enumerate()
+                    .all(|(j, b)| b == b'a' + ((i + j) % 26) as u8)
+            );
+        }
+        assert!(matches!(
+            ws.next().await,
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_)))
+        ));
+        server.await.unwrap();
+    }
+
     #[test]
     fn base64_matches_rfc4648_vectors() {
         for (input, expected) in [
