@@ -1,11 +1,15 @@
-//! What a station task needs of a journal, and two backends: the SQLite [`Journal`] on the
-//! runtime's blocking threads ([`SqliteJournal`], the product) and the core's
-//! [`MemoryJournal`] ([`MemoryBackend`]: fleet mode and tests, nothing survives the process).
+//! What a station task needs of a journal, and two backends: the SQLite [`Journal`] on a
+//! thread of its own ([`SqliteJournal`], the product) and the core's [`MemoryJournal`]
+//! ([`MemoryBackend`]: fleet mode and tests, nothing survives the process).
 //!
 //! The station task is generic over the backend rather than holding a `Box<dyn ...>`: the
-//! binary instantiates only `SqliteJournal`, and no boxed futures are needed. Blocking
-//! threads rather than a dedicated one: 1 KiB smaller, and an idle agent keeps no extra
-//! thread (tokio lets an idle blocking thread go after 10 s).
+//! binary instantiates only `SqliteJournal`, and no boxed futures are needed.
+//!
+//! One long-lived thread per journal rather than tokio's blocking pool (issue 13, measured in
+//! BENCHMARKS.md): the pool let its idle thread go after 10 s and started a new one for the
+//! next batch, and each new thread could get another glibc malloc arena and stack, which
+//! glibc keeps after the thread exits; SQLite's page cache and statements were spread over
+//! them. A thread that stays keeps one stack and one arena, reused by every batch.
 //!
 //! Persist before send: [`JournalBackend::apply`] completes only once the batch is as durable
 //! as the backend makes it (for SQLite: committed, or kept in memory while the disk refuses
@@ -16,7 +20,8 @@ use super::journal::{Journal, JournalStats};
 use crate::ocpp::persist::{MemoryJournal, PersistOp, Persisted, QueuedMessage};
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
 
 /// A station's durable state, as the station task drives it.
 pub trait JournalBackend: Send + 'static {
@@ -32,10 +37,9 @@ pub trait JournalBackend: Send + 'static {
     fn stats(&self) -> JournalStats;
 }
 
-/// A request to the journal, run on a blocking thread.
+/// A request to the journal, run on its thread.
 #[derive(Debug)]
 enum Request {
-    Open(std::path::PathBuf),
     Load,
     Apply(Vec<PersistOp>),
     Queued(u64),
@@ -51,58 +55,84 @@ struct Reply {
     stats: JournalStats,
 }
 
-/// The SQLite journal, run on the runtime's blocking threads so that its writes (fsync, a
-/// lock held by another process) do not block the runtime. One request at a time: each is
-/// awaited before the next is made.
+type Call = (Request, oneshot::Sender<Reply>);
+
+/// The SQLite journal, run on a thread of its own so that its writes (fsync, a lock held by
+/// another process) do not block the runtime. One request at a time: each is awaited before
+/// the next is made.
 pub struct SqliteJournal {
-    /// `None` until opened (on a blocking thread too: opening may check and salvage a file).
-    journal: Arc<Mutex<Option<Journal>>>,
-    /// The station's span, for what the journal logs on the blocking thread.
-    span: tracing::Span,
+    /// `None` once dropped: the thread ends when it sees the channel closed.
+    requests: Option<mpsc::Sender<Call>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     stats: JournalStats,
 }
 
-const GONE: &str = "a journal request failed";
+const GONE: &str = "the journal thread ended";
 
 impl SqliteJournal {
-    /// Opens the journal at `path` (see [`Journal::open`]: never fails). What it logs goes
-    /// into the caller's current span (the station's).
+    /// Opens the journal at `path` (see [`Journal::open`]: never fails) on the journal's
+    /// thread (opening may check and salvage a file). What it logs goes into the caller's
+    /// current span (the station's).
     pub async fn open(path: &Path) -> SqliteJournal {
-        let mut journal = SqliteJournal {
-            journal: Arc::new(Mutex::new(None)),
-            span: tracing::Span::current(),
-            stats: JournalStats::default(),
-        };
-        journal.call(Request::Open(path.to_owned())).await;
-        journal
+        let (requests, incoming) = mpsc::channel::<Call>();
+        let (opened, ready) = oneshot::channel::<JournalStats>();
+        let span = tracing::Span::current();
+        let path = path.to_owned();
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                let _span = span.entered();
+                let mut journal = Journal::open(&path);
+                let _ = opened.send(journal.stats());
+                // Ends when the SqliteJournal is dropped; the journal (its connection) with it.
+                while let Ok((request, reply)) = incoming.recv() {
+                    let _ = reply.send(serve(&mut journal, request));
+                }
+            })
+            .expect("spawning the journal thread");
+        let stats = ready.await.expect(GONE);
+        SqliteJournal {
+            requests: Some(requests),
+            thread: Some(thread),
+            stats,
+        }
     }
 
-    /// Runs a request on a blocking thread and waits for its answer.
+    /// Hands a request to the journal's thread and waits for its answer.
     async fn call(&mut self, request: Request) -> Reply {
-        let journal = self.journal.clone();
-        let span = self.span.clone();
-        let reply = tokio::task::spawn_blocking(move || {
-            let _span = span.entered();
-            let mut guard = journal.lock().unwrap_or_else(|e| e.into_inner());
-            let journal = match request {
-                Request::Open(ref path) => guard.insert(Journal::open(path)),
-                _ => guard.as_mut().expect("the journal is opened first"),
-            };
-            let mut answer = Reply::default();
-            match request {
-                Request::Open(_) => {}
-                Request::Load => answer.persisted = Some(journal.load()),
-                Request::Apply(batch) => journal.apply(&batch),
-                Request::Queued(queue_seq) => answer.message = journal.queued(queue_seq),
-                Request::Retry => journal.retry(),
-            }
-            answer.stats = journal.stats();
-            answer
-        })
-        .await
-        .expect(GONE);
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .as_ref()
+            .expect(GONE)
+            .send((request, reply))
+            .expect(GONE);
+        let reply = answer.await.expect(GONE);
         self.stats = reply.stats.clone();
         reply
+    }
+}
+
+fn serve(journal: &mut Journal, request: Request) -> Reply {
+    let mut answer = Reply::default();
+    match request {
+        Request::Load => answer.persisted = Some(journal.load()),
+        Request::Apply(batch) => journal.apply(&batch),
+        Request::Queued(queue_seq) => answer.message = journal.queued(queue_seq),
+        Request::Retry => journal.retry(),
+    }
+    answer.stats = journal.stats();
+    answer
+}
+
+impl Drop for SqliteJournal {
+    /// Closes the database before returning, as dropping the [`Journal`] itself would: a
+    /// station that restarts (Reset) or a process that exits finds the file closed, its WAL
+    /// checkpointed.
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
