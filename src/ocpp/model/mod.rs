@@ -4,6 +4,8 @@
 //! the transaction and firmware blocks each write only their own parts of it. How 2.0.1 (or
 //! 1.6) names a status is the version adapter's business.
 
+pub mod schedule;
+
 use super::devmodel::{DeviceModel, Var};
 use serde::{Deserialize, Serialize};
 
