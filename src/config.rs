@@ -44,6 +44,24 @@ pub struct StationSection {
     pub model: String,
     pub serial_number: Option<String>,
     pub firmware_version: Option<String>,
+    /// The grid connection all EVSEs share, in amps per phase (3 phases), if it is less than
+    /// their ratings together: smart charging never lets them draw more in total.
+    pub max_current_a: Option<f64>,
+    /// The nominal voltage of the area (phase to neutral), for limits in watts (K01.FR.50).
+    #[serde(default = "default_nominal_voltage")]
+    pub nominal_voltage_v: f64,
+}
+
+fn default_nominal_voltage() -> f64 {
+    230.0
+}
+
+fn default_evse_max_current() -> f64 {
+    32.0
+}
+
+fn default_evse_phases() -> u8 {
+    3
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +256,12 @@ pub struct EvseSection {
     /// The EVSE's power path output; simulated when absent.
     #[serde(default)]
     pub contactor: ContactorConfig,
+    /// Its rating: amps per phase, the limit when no charging profile applies.
+    #[serde(default = "default_evse_max_current")]
+    pub max_current_a: f64,
+    /// The phases it is wired with.
+    #[serde(default = "default_evse_phases")]
+    pub phases: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -606,6 +630,17 @@ impl Config {
             }
         }
 
+        if let Some(a) = self.station.max_current_a {
+            if !(0.0..=10_000.0).contains(&a) {
+                problem("station.max_current_a", "must be 0 to 10000 A".into());
+            }
+        }
+        if !(50.0..=500.0).contains(&self.station.nominal_voltage_v) {
+            problem(
+                "station.nominal_voltage_v",
+                "must be 50 to 500 V (phase to neutral)".into(),
+            );
+        }
         if self.evse.is_empty() {
             problem("evse", "at least one [[evse]] is required".into());
         }
@@ -641,6 +676,15 @@ impl Config {
                         ),
                     );
                 }
+            }
+            if !(1.0..=1000.0).contains(&evse.max_current_a) {
+                problem(
+                    &format!("{key}.max_current_a"),
+                    "must be 1 to 1000 A".into(),
+                );
+            }
+            if !(1..=3).contains(&evse.phases) {
+                problem(&format!("{key}.phases"), "must be 1, 2 or 3".into());
             }
             let MeterConfig::Sim { power_w } = evse.meter;
             if !(0.0..=1_000_000.0).contains(&power_w) {

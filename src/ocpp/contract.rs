@@ -5,8 +5,10 @@ use super::blocks::data_transfer::DataTransferHandler;
 use super::blocks::diagnostics::{UploadFailure, UploadRequest};
 use super::blocks::firmware::{FirmwarePolicy, FirmwareStep};
 use super::blocks::security::CertificateStore;
+use super::blocks::smart_charging::ChargingHardware;
 use super::devmodel::DeviceModel;
 use super::meter::MeterReading;
+use super::model::schedule::Limit;
 use super::network::NetworkProfile;
 use super::persist::Batch;
 use super::v201;
@@ -64,6 +66,8 @@ pub struct StationConfig {
     pub firmware: FirmwarePolicy,
     /// A diagnostics log source is configured (GetLog DiagnosticsLog, N01).
     pub diagnostics_log: bool,
+    /// The ratings and the nominal voltage smart charging computes with (K).
+    pub charging: ChargingHardware,
 }
 
 /// Events from hardware and the local control interface.
@@ -133,6 +137,9 @@ pub enum Output {
     Persist(Batch),
     /// Close (`true`) or open the EVSE's power path (contactor).
     PowerPath { evse: u32, closed: bool },
+    /// Let the EVSE draw at most this (K01-K08): amps per phase on `limit.phases` phases; 0 A
+    /// pauses charging. Given at start-up and whenever it changes.
+    ChargingLimit { evse: u32, limit: Limit },
     /// Release the connector's cable lock (UnlockConnector, E06.FR.10).
     Unlock { evse: u32, connector: u32 },
     /// Restart the agent (Reset, B11/B12): everything before this output is done; exit so the

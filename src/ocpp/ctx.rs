@@ -50,6 +50,9 @@ pub enum CoreEvent {
     AlignedIntervalChanged,
     /// The firmware job ended or was replaced: what waited for it may go.
     FirmwareIdle,
+    /// The charging limit of an EVSE with a transaction changed significantly
+    /// (LimitChangeSignificance): the transaction reports ChargingRateChanged.
+    ChargingRateChanged { evse: u32 },
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,
     /// firmware installation).
     ConnectorStatusesChanged,

@@ -253,11 +253,21 @@ impl VariableDef {
                 }
                 Ok(())
             }
-            DataType::Decimal => value
-                .trim()
-                .parse::<f64>()
-                .map(|_| ())
-                .map_err(|_| format!("{value:?} is not a decimal")),
+            DataType::Decimal => {
+                let v: f64 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite())
+                    .ok_or_else(|| format!("{value:?} is not a decimal"))?;
+                if let Some(min) = self.min.filter(|m| v < *m as f64) {
+                    return Err(format!("{v} is below the minimum {min}"));
+                }
+                if let Some(max) = self.max.filter(|m| v > *m as f64) {
+                    return Err(format!("{v} is above the maximum {max}"));
+                }
+                Ok(())
+            }
             DataType::Boolean => match value {
                 "true" | "false" => Ok(()),
                 _ => Err(format!("{value:?} is not a boolean (true or false)")),
@@ -436,6 +446,24 @@ variables! {
     AlignedMeasurands => var("AlignedDataCtrlr", "Measurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
     AlignedTxEndedInterval => var("AlignedDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
     AlignedTxEndedMeasurands => var("AlignedDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
+
+    // K01-K10: charging profiles (blocks/smart_charging.rs). false: the K messages are answered
+    // NotSupported (K01.FR.29) and no profile limits charging.
+    SmartChargingAvailable => var("SmartChargingCtrlr", "Available", Boolean, "true").read_only();
+    SmartChargingEnabled => var("SmartChargingCtrlr", "Enabled", Boolean, "true");
+    // The installed profiles; at most maxLimit (a SetChargingProfile beyond it is Rejected).
+    ChargingProfileEntries => var("SmartChargingCtrlr", "Entries", Integer, "0").instance("ChargingProfiles").dynamic().range(0, super::blocks::smart_charging::MAX_PROFILES);
+    // A limit that changes by less than this (percent) sends no TransactionEvent
+    // ChargingRateChanged; the hardware gets every change.
+    LimitChangeSignificance => var("SmartChargingCtrlr", "LimitChangeSignificance", Decimal, "10").unit("Percent").range(0, 100);
+    PeriodsPerSchedule => var("SmartChargingCtrlr", "PeriodsPerSchedule", Integer, "48").read_only();
+    ProfileStackLevel => var("SmartChargingCtrlr", "ProfileStackLevel", Integer, "8").read_only();
+    // K01.FR.26 / K08.FR.07: the units a schedule or a composite may use.
+    ChargingRateUnits => var("SmartChargingCtrlr", "RateUnit", MemberList(&["A", "W"]), "A,W").read_only();
+    // No switching between 3 and 1 phases during a transaction, nor of the phase used
+    // (K01.FR.48: a phaseToUse is Rejected).
+    Phases3to1 => var("SmartChargingCtrlr", "Phases3to1", Boolean, "false").read_only();
+    AcPhaseSwitchingSupported => var("SmartChargingCtrlr", "ACPhaseSwitchingSupported", Boolean, "false").read_only().per_evse();
 }
 
 /// A bad value for a variable, with the key it concerns.
@@ -585,6 +613,15 @@ impl DeviceModel {
             .parse()
             .or_else(|_| Self::def(var).default.parse())
             .unwrap_or(0)
+    }
+
+    /// The value of a decimal variable (checked when set, like `int`).
+    pub fn decimal(&self, var: Var) -> f64 {
+        self.get(var)
+            .trim()
+            .parse()
+            .or_else(|_| Self::def(var).default.parse())
+            .unwrap_or(0.0)
     }
 
     pub fn bool(&self, var: Var) -> bool {

@@ -48,6 +48,16 @@ pub struct EvseSnapshot {
     /// What happened to the last idToken presented here.
     pub last_authorization: Option<String>,
     pub connectors: Vec<ConnectorSnapshot>,
+    /// The smart-charging limit given to the hardware (K).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charging_limit: Option<LimitSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitSnapshot {
+    /// Per phase.
+    pub amps: f64,
+    pub phases: u8,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,7 @@ use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
 use super::blocks::security::Security;
+use super::blocks::smart_charging::SmartCharging;
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
@@ -45,6 +46,7 @@ use super::rpc::{self, CallError, CallErrorCode, Frame};
 use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
+use super::v201::charging;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::time::Duration;
@@ -66,6 +68,7 @@ pub struct Station {
     security: Security,
     firmware: Firmware,
     diagnostics: Diagnostics,
+    smart_charging: SmartCharging,
 }
 
 impl Station {
@@ -94,6 +97,7 @@ impl Station {
         );
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
+        let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
         let mut station = Station {
             cx,
             availability,
@@ -104,6 +108,7 @@ impl Station {
             security: Security::new(config.certificates),
             firmware: Firmware::new(config.firmware),
             diagnostics: Diagnostics::new(config.diagnostics_log),
+            smart_charging,
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -123,6 +128,8 @@ impl Station {
             .restore_log_upload(&mut station.cx, now, &persisted);
         station.cx.security_event(now, "StartupOfTheDevice", None);
         station.transactions.schedule_aligned(&mut station.cx, now);
+        // Every EVSE's hardware learns its limit before anything can charge.
+        station.smart_charging.apply(&mut station.cx, now);
         // B01.FR.01: connect and boot right after start-up.
         station.cx.timers.set(Timer::Connect, now);
         station
@@ -146,6 +153,7 @@ impl Station {
                 }
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
+                Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
                 _ => self
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
@@ -355,7 +363,18 @@ impl Station {
             },
             heartbeat_interval_s: self.cx.link.heartbeat_interval.as_secs(),
             queue: self.cx.queue_snapshot(now),
-            evses: self.transactions.snapshot(&self.cx),
+            evses: {
+                let mut evses = self.transactions.snapshot(&self.cx);
+                for (e, (id, limit)) in evses.iter_mut().zip(self.smart_charging.applied(&self.cx))
+                {
+                    debug_assert_eq!(e.id, id);
+                    e.charging_limit = limit.map(|l| LimitSnapshot {
+                        amps: (l.amps * 10.0).round() / 10.0,
+                        phases: l.phases,
+                    });
+                }
+                evses
+            },
             firmware: self.firmware.snapshot(),
         }
     }
@@ -457,6 +476,7 @@ impl Station {
                     }
                     if delta_ms.abs() > 1000 {
                         self.transactions.schedule_aligned(&mut self.cx, now);
+                        self.smart_charging.apply(&mut self.cx, now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered {
@@ -474,11 +494,19 @@ impl Station {
                 ),
                 CoreEvent::TransactionStarted { .. } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
+                    self.smart_charging.on_event(&mut self.cx, now, &event);
                 }
                 CoreEvent::TransactionEnded { .. } => {
                     self.availability.apply_waiting(&mut self.cx, now);
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
+                    self.smart_charging.on_event(&mut self.cx, now, &event);
+                }
+                CoreEvent::ChargingRateChanged { evse } => {
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.transactions
+                            .charging_rate_changed(&mut self.cx, now, idx);
+                    }
                 }
                 CoreEvent::AvailabilityChanged => {
                     self.transactions.availability_changed(&mut self.cx)
@@ -538,10 +566,21 @@ impl Station {
             security,
             firmware,
             diagnostics,
+            smart_charging,
         } = self;
         let result = match known {
             Action::RequestStartTransaction => answer(payload, |r| {
-                transactions.request_start(cx, authorization, now, r)
+                // K05: a TxProfile for the transaction it starts, checked first (K05.FR.05);
+                // ignored while smart charging is off (K05.FR.04).
+                let profile = match charging::remote_start_profile(smart_charging, cx, &r) {
+                    Ok(profile) => profile,
+                    Err(rejection) => return Ok(charging::remote_start_rejected(&rejection)),
+                };
+                let (response, evse) = transactions.request_start(cx, authorization, now, r)?;
+                if let (Some(profile), Some(evse)) = (profile, evse) {
+                    smart_charging.remote_start(cx, now, evse, profile);
+                }
+                Ok(response)
             }),
             Action::RequestStopTransaction => {
                 answer(payload, |r| transactions.request_stop(cx, now, r))
@@ -602,6 +641,18 @@ impl Station {
                 answer(payload, |r| security.certificate_signed(cx, now, r))
             }
             Action::GetLog => answer(payload, |r| diagnostics.get_log(cx, now, r)),
+            Action::SetChargingProfile => answer(payload, |r| {
+                charging::set_charging_profile(smart_charging, cx, now, r)
+            }),
+            Action::ClearChargingProfile => answer(payload, |r| {
+                charging::clear_charging_profile(smart_charging, cx, now, r)
+            }),
+            Action::GetChargingProfiles => answer(payload, |r| {
+                charging::get_charging_profiles(smart_charging, cx, r)
+            }),
+            Action::GetCompositeSchedule => answer(payload, |r| {
+                charging::get_composite_schedule(smart_charging, cx, now, r)
+            }),
             Action::UpdateFirmware => {
                 let roots = security.manufacturer_roots();
                 answer(payload, |r| firmware.update_firmware(cx, now, r, &roots))
@@ -624,6 +675,7 @@ impl Station {
             power_w: self.transactions.power_w(),
             certificate_entries: self.security.certificate_entries(),
             local_list_entries: self.authorization.local_list_entries(),
+            charging_profile_entries: self.smart_charging.entries(),
         }
     }
 

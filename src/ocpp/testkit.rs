@@ -6,6 +6,7 @@
 use super::clock::{Instant, UtcTime};
 use super::devmodel::DeviceModel;
 use super::meter::MeterReading;
+use super::model::schedule::Limit;
 use super::persist::MemoryJournal;
 use super::rpc::{self, Frame};
 use super::station::{EvseLayout, Identity, Input, Output, Station, StationConfig};
@@ -173,6 +174,9 @@ pub struct Harness {
     pub power_paths: Vec<(u32, bool)>,
     /// Connectors unlocked, in order.
     pub unlocks: Vec<(u32, u32)>,
+    /// Charging limits given to the hardware, in order (`Output::ChargingLimit`); the
+    /// simulated meters draw no more than the latest of their EVSE.
+    pub charging_limits: Vec<(u32, Limit)>,
     /// Times the station asked to be restarted (Reset).
     pub reboots: usize,
     /// Basic auth passwords the station switched to (A01).
@@ -230,6 +234,7 @@ pub fn default_config() -> StationConfig {
         data_transfer: Vec::new(),
         firmware: Default::default(),
         diagnostics_log: true,
+        charging: Default::default(),
     }
 }
 
@@ -272,6 +277,7 @@ impl Harness {
             batches: 0,
             power_paths: Vec::new(),
             unlocks: Vec::new(),
+            charging_limits: Vec::new(),
             reboots: 0,
             passwords: Vec::new(),
             csr_keys: Vec::new(),
@@ -357,6 +363,9 @@ impl Harness {
                     self.power_paths.retain(|(e, _)| *e != evse);
                     self.power_paths.push((evse, closed));
                 }
+                // Energy is counted up to `now` before every event, so the meter follows the new
+                // limit from here on.
+                Output::ChargingLimit { evse, limit } => self.charging_limits.push((evse, limit)),
                 Output::Unlock { evse, connector } => self.unlocks.push((evse, connector)),
                 Output::Reboot => self.reboots += 1,
                 Output::FirmwareDownload { .. }
@@ -405,6 +414,15 @@ impl Harness {
         }
     }
 
+    /// The charging limit last given to the EVSE's hardware.
+    pub fn charging_limit(&self, evse: u32) -> Option<Limit> {
+        self.charging_limits
+            .iter()
+            .rev()
+            .find(|(e, _)| *e == evse)
+            .map(|(_, l)| *l)
+    }
+
     /// Whether the EVSE's power path is closed.
     pub fn power_path(&self, evse: u32) -> bool {
         self.power_paths.iter().any(|(e, c)| *e == evse && *c)
@@ -416,6 +434,10 @@ impl Harness {
         let hours = elapsed.as_secs_f64() / 3600.0;
         for i in 0..self.meters.len() {
             let (evse, power, energy) = self.meters[i];
+            let power = match self.charging_limit(evse) {
+                Some(limit) => power.min(limit.watts(230.0)),
+                None => power,
+            };
             let closed = self.power_path(evse);
             let energy = if closed {
                 energy + power * hours

@@ -42,6 +42,8 @@ pub enum Timer {
     /// Persist the latest meter reading of a charging EVSE so a power loss ends the
     /// transaction with a recent value.
     MeterCheckpoint(u32),
+    /// The next instant a charging profile changes a limit (K01, K08).
+    ChargingLimit,
 }
 
 /// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a

@@ -4,6 +4,7 @@
 
 use crate::config::{ContactorConfig, GpioOutput, MeterConfig};
 use crate::ocpp::meter::MeterReading;
+use crate::ocpp::model::schedule::Limit;
 use gpiocdev::line::Value;
 use std::time::Instant;
 use tracing::{error, info};
@@ -11,10 +12,13 @@ use tracing::{error, info};
 const SIM_VOLTAGE_V: f64 = 230.0;
 const SIM_PHASES: f64 = 3.0;
 
-/// A simulated meter: `power_w` flows while the contactor is closed.
+/// A simulated meter: `power_w` flows while the contactor is closed, or less when the
+/// charging limit allows less (the simulated EV follows the pilot signal at once).
 #[derive(Debug)]
 pub struct SimMeter {
     power_w: f64,
+    /// The charging limit in watts (at the sim meter's 230 V), if one was given.
+    limit_w: Option<f64>,
     /// The register at `since` (or now, when open).
     energy_wh: f64,
     closed_since: Option<Instant>,
@@ -24,17 +28,32 @@ impl SimMeter {
     pub fn new(power_w: f64, energy_wh: f64) -> Self {
         SimMeter {
             power_w,
+            limit_w: None,
             energy_wh,
             closed_since: None,
         }
+    }
+
+    /// What flows while the contactor is closed.
+    fn flow_w(&self) -> f64 {
+        self.limit_w.map_or(self.power_w, |l| self.power_w.min(l))
+    }
+
+    /// A new charging limit: the energy so far is counted at the old power.
+    pub fn set_limit(&mut self, limit: Limit, now: Instant) {
+        self.energy_wh = self.reading(now).energy_wh;
+        if self.closed_since.is_some() {
+            self.closed_since = Some(now);
+        }
+        self.limit_w = Some(limit.watts(SIM_VOLTAGE_V));
     }
 
     pub fn reading(&self, now: Instant) -> MeterReading {
         let (energy, power) = match self.closed_since {
             Some(since) => (
                 self.energy_wh
-                    + self.power_w * now.saturating_duration_since(since).as_secs_f64() / 3600.0,
-                self.power_w,
+                    + self.flow_w() * now.saturating_duration_since(since).as_secs_f64() / 3600.0,
+                self.flow_w(),
             ),
             None => (self.energy_wh, 0.0),
         };
@@ -54,7 +73,7 @@ impl SimMeter {
     }
 
     pub fn is_flowing(&self) -> bool {
-        self.closed_since.is_some() && self.power_w > 0.0
+        self.closed_since.is_some() && self.flow_w() > 0.0
     }
 }
 
@@ -150,6 +169,18 @@ impl EvseHardware {
         self.meter.set_closed(closed, now)
     }
 
+    /// The charging limit for this EVSE (K): the sim meter follows it. A real EVSE's pilot
+    /// or charge controller is driven here too once such a backend is configured.
+    pub fn set_limit(&mut self, limit: Limit, now: Instant) {
+        info!(
+            evse = self.evse,
+            amps = limit.amps,
+            phases = limit.phases,
+            "charging limit applied (sim)"
+        );
+        self.meter.set_limit(limit, now);
+    }
+
     /// The current reading if it differs from the last one given to the core.
     pub fn fresh_reading(&mut self, now: Instant) -> Option<MeterReading> {
         let reading = self.meter.reading(now);
@@ -180,5 +211,23 @@ mod tests {
         assert!((saved - 120.0).abs() < 1e-9);
         assert_eq!(m.reading(t0 + Duration::from_secs(100)).energy_wh, saved);
         assert_eq!(m.reading(t0 + Duration::from_secs(100)).power_w, 0.0);
+    }
+
+    #[test]
+    fn sim_meter_follows_the_charging_limit() {
+        let t0 = Instant::now();
+        let mut m = SimMeter::new(11_040.0, 0.0);
+        m.set_closed(true, t0);
+        // 8 A on 3 phases at 230 V = 5520 W, from 10 s on.
+        m.set_limit(Limit::new(8.0, 3), t0 + Duration::from_secs(10));
+        let r = m.reading(t0 + Duration::from_secs(20));
+        assert!((r.power_w - 5520.0).abs() < 1e-9);
+        let expected = 11_040.0 * 10.0 / 3600.0 + 5520.0 * 10.0 / 3600.0;
+        assert!((r.energy_wh - expected).abs() < 1e-9, "{}", r.energy_wh);
+        // A limit above the EV's own draw changes nothing; 0 A stops the flow.
+        m.set_limit(Limit::new(32.0, 3), t0 + Duration::from_secs(20));
+        assert_eq!(m.reading(t0 + Duration::from_secs(21)).power_w, 11_040.0);
+        m.set_limit(Limit::new(0.0, 3), t0 + Duration::from_secs(21));
+        assert!(!m.is_flowing());
     }
 }

@@ -21,10 +21,12 @@ use super::tls::TlsCache;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
 use crate::ocpp::blocks::provisioning::stored_basic_auth_password;
+use crate::ocpp::blocks::smart_charging::ChargingHardware;
 use crate::ocpp::certificates::CertificateStore;
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::devmodel::DeviceModel;
 use crate::ocpp::firmware::FirmwarePolicy;
+use crate::ocpp::model::schedule::Limit;
 use crate::ocpp::network::NetworkProfile;
 use crate::ocpp::persist::{PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc;
@@ -139,6 +141,15 @@ fn station_config(
             allow_unsigned: config.firmware.allow_unsigned,
         },
         diagnostics_log: !config.log.diagnostics_command.is_empty(),
+        charging: ChargingHardware {
+            nominal_voltage: config.station.nominal_voltage_v,
+            evse_max: config
+                .evse
+                .iter()
+                .map(|e| (e.id, Limit::new(e.max_current_a, e.phases)))
+                .collect(),
+            station_max: config.station.max_current_a.map(|a| Limit::new(a, 3)),
+        },
     })
 }
 
@@ -620,6 +631,12 @@ impl<J: JournalBackend> Agent<J> {
                             };
                             self.persist(vec![op]).await;
                         }
+                    }
+                }
+                Output::ChargingLimit { evse, limit } => {
+                    let now = std::time::Instant::now();
+                    if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
+                        hw.set_limit(limit, now);
                     }
                 }
                 Output::Unlock { evse, connector } => {

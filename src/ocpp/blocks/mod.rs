@@ -9,6 +9,7 @@ pub mod firmware;
 pub mod local_list;
 pub mod provisioning;
 pub mod security;
+pub mod smart_charging;
 pub mod transactions;
 
 /// The retries of a transfer (firmware download, log upload) as the CSMS asked for them:

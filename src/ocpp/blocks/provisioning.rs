@@ -29,6 +29,7 @@ pub struct LiveValues {
     pub power_w: Vec<Option<f64>>,
     pub certificate_entries: usize,
     pub local_list_entries: usize,
+    pub charging_profile_entries: usize,
 }
 
 /// The provisioning block (B): the device model over OCPP, network connection profiles and
@@ -328,6 +329,9 @@ impl Provisioning {
             "DateTime" => cx.clock.utc(now).to_rfc3339(),
             "SecurityProfile" => cx.security_profile().to_string(),
             "CertificateEntries" => live.certificate_entries.to_string(),
+            "Entries" if def.component == "SmartChargingCtrlr" => {
+                live.charging_profile_entries.to_string()
+            }
             "Entries" => live.local_list_entries.to_string(),
             _ => def.default.to_owned(),
         }

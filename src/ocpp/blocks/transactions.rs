@@ -12,7 +12,7 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
-use crate::ocpp::model::{AuthorizationInfo, IdToken, MeterSample};
+use crate::ocpp::model::{ActiveTransaction, AuthorizationInfo, IdToken, MeterSample};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -745,11 +745,16 @@ impl Transactions {
             trigger,
             "transaction started"
         );
+        let started_ms = self.now_ms(cx, now);
+        cx.model.evses[idx].active_transaction = Some(ActiveTransaction {
+            id: id.clone(),
+            started_ms,
+        });
         let tx = Tx {
             id,
             next_seq_no: 0,
             connector,
-            started_ms: self.now_ms(cx, now),
+            started_ms,
             charging_state: "Idle",
             meter_start_wh: evse.meter.map_or(0.0, |m| m.energy_wh),
             evse_reported: false,
@@ -825,6 +830,7 @@ impl Transactions {
         );
         let tx = self.evses[idx].tx.take();
         cx.model.evses[idx].transaction = None;
+        cx.model.evses[idx].active_transaction = None;
         self.evses[idx].auth = None;
         self.evses[idx].suspended = false;
         self.evses[idx].energy_limit_armed = false;
@@ -861,6 +867,25 @@ impl Transactions {
     pub(crate) fn end_transaction_for_unlock(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         self.evses[idx].auth = None;
         self.end_transaction(cx, now, idx, "UnlockCommand", "Other", None);
+    }
+
+    /// The smart-charging limit of the EVSE changed significantly (K01, LimitChangeSignificance):
+    /// an Updated event with triggerReason ChargingRateChanged, and the charging state if a
+    /// limit of 0 paused the EV or a new one let it charge again.
+    pub(crate) fn charging_rate_changed(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
+        if self.evses[idx].tx.is_none() {
+            return;
+        }
+        self.queue_event(
+            cx,
+            now,
+            idx,
+            EventKind::Updated,
+            "ChargingRateChanged",
+            None,
+            Vec::new(),
+            None,
+        );
     }
 
     /// Re-evaluates the power path after a fault or availability change.
@@ -949,7 +974,7 @@ impl Transactions {
         let evse = &self.evses[idx];
         if !self.ev_connected(cx, idx) {
             "Idle"
-        } else if evse.power_path {
+        } else if evse.power_path && !cx.model.evses[idx].charging_paused {
             "Charging"
         } else if evse.auth.is_some() {
             "SuspendedEVSE"
@@ -1509,15 +1534,18 @@ impl Transactions {
         auth: &mut Authorization,
         now: Instant,
         request: v201::RequestStartTransactionRequest,
-    ) -> Result<v201::RequestStartTransactionResponse, CallError> {
+    ) -> Result<(v201::RequestStartTransactionResponse, Option<u32>), CallError> {
         let rejected = |note: &str| {
             info!(reason = note, "RequestStartTransaction rejected");
-            Ok(v201::RequestStartTransactionResponse {
-                custom_data: None,
-                status: v201::RequestStartStopStatusEnum::Rejected,
-                status_info: None,
-                transaction_id: None,
-            })
+            Ok((
+                v201::RequestStartTransactionResponse {
+                    custom_data: None,
+                    status: v201::RequestStartStopStatusEnum::Rejected,
+                    status_info: None,
+                    transaction_id: None,
+                },
+                None,
+            ))
         };
         // B02.FR.05: not while Pending.
         if !cx.is_accepted() {
@@ -1576,12 +1604,15 @@ impl Transactions {
                 Some(remote_start_id),
             );
         }
-        Ok(v201::RequestStartTransactionResponse {
-            custom_data: None,
-            status: v201::RequestStartStopStatusEnum::Accepted,
-            status_info: None,
-            transaction_id,
-        })
+        Ok((
+            v201::RequestStartTransactionResponse {
+                custom_data: None,
+                status: v201::RequestStartStopStatusEnum::Accepted,
+                status_info: None,
+                transaction_id,
+            },
+            Some(self.evses[idx].id),
+        ))
     }
 
     /// Whether an EVSE can take a new session now: operative, not authorized, and the EV's
@@ -1714,6 +1745,7 @@ impl Transactions {
                 id: e.id,
                 power_path_closed: e.power_path,
                 authorized: e.auth.is_some(),
+                charging_limit: None,
                 meter: e.meter.map(|m| MeterSnapshot {
                     energy_wh: m.energy_wh,
                     power_w: m.power_w,

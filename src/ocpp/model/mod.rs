@@ -222,6 +222,19 @@ pub struct Evse {
     pub operative: bool,
     /// A transaction is open here (kept by the transaction block), and on which connector.
     pub transaction: Option<Option<u32>>,
+    /// The open transaction's id and start (kept by the transaction block): TxProfiles name
+    /// it, relative charging profiles count from its start.
+    pub active_transaction: Option<ActiveTransaction>,
+    /// The smart-charging limit leaves too little to charge with (below the EV's minimum
+    /// rate, or 0 A): energy is offered again when the limit rises (kept by that block).
+    pub charging_paused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveTransaction {
+    pub id: String,
+    /// UTC milliseconds.
+    pub started_ms: i64,
 }
 
 /// What a firmware update does to EVSEs without a transaction (L01.FR.07); kept by the
@@ -259,6 +272,8 @@ impl Model {
                 id: evse,
                 operative: true,
                 transaction: None,
+                active_transaction: None,
+                charging_paused: false,
             });
             model
                 .connectors

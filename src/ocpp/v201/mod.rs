@@ -50,6 +50,7 @@
 //! the right OCPP-J error code.
 
 pub mod adapter;
+pub mod charging;
 pub mod generated;
 pub mod schema;
 pub mod validate;
