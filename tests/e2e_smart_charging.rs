@@ -1,0 +1,215 @@
+//! End-to-end smart charging (K): the real binary against the independent CSMS peers (PyPI
+//! `ocpp`, npm `ocpp-rpc` strict, both validating every message against the official
+//! schemas). SetChargingProfile then GetCompositeSchedule and GetChargingProfiles; a running
+//! transaction's meter power follows a TxDefaultProfile, then a TxProfile; ClearChargingProfile
+//! restores the rating; the profiles survive a kill -9 of the agent.
+
+mod support;
+
+use ocpp_agent::ocpp::clock::UtcTime;
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::{Agent, Csms, admin_call, call_response, wait_for};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Power in the periodic meter values, every second.
+const FAST: &str = r#""SampledDataCtrlr.TxUpdatedInterval" = 1
+"SampledDataCtrlr.TxUpdatedMeasurands" = "Power.Active.Import""#;
+
+/// A little in the past: the agent's clock follows the CSMS's, which may lag ours by a moment.
+fn start_time() -> String {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    UtcTime::from_unix_millis(ms - 5_000).to_rfc3339()
+}
+
+fn profile(id: i64, purpose: &str, amps: f64) -> Value {
+    json!({
+        "id": id,
+        "stackLevel": 0,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": [{
+            "id": id,
+            "startSchedule": start_time(),
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}],
+        }],
+    })
+}
+
+fn call(csms: &Csms, action: &str, payload: Value) -> Value {
+    call_response(csms.admin(admin_call(action, payload)))
+}
+
+fn set(csms: &Csms, evse: i64, profile: Value) -> Value {
+    call(
+        csms,
+        "SetChargingProfile",
+        json!({"evseId": evse, "chargingProfile": profile}),
+    )
+}
+
+/// The Power.Active.Import of the latest TransactionEvent that has one.
+fn last_power(csms: &Csms) -> Option<f64> {
+    csms.calls("TransactionEvent")
+        .iter()
+        .rev()
+        .filter_map(|r| r["payload"]["meterValue"].as_array().cloned())
+        .flatten()
+        .flat_map(|m| m["sampledValue"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["measurand"] == "Power.Active.Import")
+        .and_then(|s| s["value"].as_f64())
+}
+
+fn wait_power(csms: &Csms, watts: f64) {
+    wait_for(T, &format!("{watts} W in the meter values"), || {
+        last_power(csms)
+            .is_some_and(|p| (p - watts).abs() < 1.0)
+            .then_some(())
+    });
+}
+
+/// The profile ids the ReportChargingProfiles of one GetChargingProfiles carried.
+fn reported_ids(csms: &Csms, request_id: i64) -> Vec<i64> {
+    let status = call(
+        csms,
+        "GetChargingProfiles",
+        json!({"requestId": request_id, "chargingProfile": {"chargingLimitSource": ["CSO"]}}),
+    );
+    if status["status"] == "NoProfiles" {
+        return Vec::new();
+    }
+    let reports = wait_for(T, "ReportChargingProfiles", || {
+        let r: Vec<Value> = csms
+            .calls("ReportChargingProfiles")
+            .into_iter()
+            .filter(|r| r["payload"]["requestId"] == request_id)
+            .collect();
+        r.iter().any(|r| r["payload"]["tbc"] != true).then_some(r)
+    });
+    let mut ids: Vec<i64> = reports
+        .iter()
+        .flat_map(|r| r["payload"]["chargingProfile"].as_array().cloned().unwrap())
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
+    let Some(csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let mut agent = Agent::start(&csms.url(), FAST);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+
+    // TC_K_01 then TC_K_39/40: the composite of EVSE 1 is the profile's 10 A.
+    assert_eq!(
+        set(&csms, 1, profile(1, "TxDefaultProfile", 10.0))["status"],
+        "Accepted"
+    );
+    let r = call(
+        &csms,
+        "GetCompositeSchedule",
+        json!({"evseId": 1, "duration": 600, "chargingRateUnit": "A"}),
+    );
+    assert_eq!(r["status"], "Accepted", "{r}");
+    assert_eq!(
+        r["schedule"]["chargingSchedulePeriod"][0]["limit"], 10.0,
+        "{r}"
+    );
+    let r = call(
+        &csms,
+        "GetCompositeSchedule",
+        json!({"evseId": 1, "duration": 600, "chargingRateUnit": "W"}),
+    );
+    // 10 A x 230 V x 3 phases.
+    assert_eq!(
+        r["schedule"]["chargingSchedulePeriod"][0]["limit"], 6900.0,
+        "{r}"
+    );
+    assert_eq!(agent.status()["evses"][0]["charging_limit"]["amps"], 10.0);
+
+    // The sim meter (11 kW) draws 6900 W under the profile.
+    agent.ctl_json(&["plug", "1", "in"]);
+    agent.ctl_json(&["token", "1", "TOKEN1"]);
+    wait_power(&csms, 6900.0);
+    let tx = agent.status()["evses"][0]["transaction"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // TC_K_60: a TxProfile of the running transaction overrules the default.
+    let mut txp = profile(2, "TxProfile", 6.0);
+    txp["transactionId"] = json!(tx);
+    assert_eq!(set(&csms, 1, txp)["status"], "Accepted");
+    wait_power(&csms, 4140.0);
+    assert!(
+        csms.calls("TransactionEvent")
+            .iter()
+            .any(|r| r["payload"]["triggerReason"] == "ChargingRateChanged"),
+        "no ChargingRateChanged"
+    );
+    assert_eq!(reported_ids(&csms, 1), vec![1, 2]);
+
+    // TC_K_05: clearing both gives the EV its own 11 kW again (the rating is 32 A).
+    for id in [1, 2] {
+        let r = call(
+            &csms,
+            "ClearChargingProfile",
+            json!({"chargingProfileId": id}),
+        );
+        assert_eq!(r["status"], "Accepted", "{r}");
+    }
+    wait_power(&csms, 11_000.0);
+
+    // Durable (K01.FR.27): a profile set now is there after a kill -9, and applies at once.
+    assert_eq!(
+        set(&csms, 0, profile(3, "ChargingStationMaxProfile", 8.0))["status"],
+        "Accepted"
+    );
+    agent.ctl_json(&["plug", "1", "out"]);
+    agent.kill9();
+    agent.spawn(&[]);
+    csms.wait_calls("BootNotification", 2, T);
+    agent.wait_ready();
+    assert_eq!(reported_ids(&csms, 2), vec![3]);
+    wait_for(T, "the limit after the restart", || {
+        (agent.status()["evses"][1]["charging_limit"]["amps"] == 8.0).then_some(())
+    });
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}
+
+#[test]
+fn refused_profiles_carry_a_reason_code() {
+    let Some(csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let agent = Agent::start(&csms.url(), "");
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    // TC_K_02: a TxProfile without a transaction.
+    let mut txp = profile(1, "TxProfile", 6.0);
+    txp["transactionId"] = json!("nope");
+    let r = set(&csms, 1, txp);
+    assert_eq!(r["status"], "Rejected", "{r}");
+    assert_eq!(r["statusInfo"]["reasonCode"], "TxNotFound", "{r}");
+    // TC_K_15: an EVSE the station does not have.
+    let r = set(&csms, 9, profile(2, "TxDefaultProfile", 6.0));
+    assert_eq!(r["statusInfo"]["reasonCode"], "UnknownEvse", "{r}");
+    // TC_K_08: nothing to clear.
+    let r = call(
+        &csms,
+        "ClearChargingProfile",
+        json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}),
+    );
+    assert_eq!(r["status"], "Unknown", "{r}");
+    assert_eq!(reported_ids(&csms, 4), Vec::<i64>::new());
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}
