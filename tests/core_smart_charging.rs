@@ -545,8 +545,10 @@ fn k01_fr_27_profiles_survive_a_restart_and_tx_profiles_end_with_their_transacti
         .collect();
     assert_eq!(ids, vec![1], "the TxProfile went with its transaction");
     assert_eq!(reports[0]["chargingProfile"][0], max);
-    // The restarted station gives the hardware its limit at once.
-    assert_eq!(h.charging_limit(1), Some(Limit::new(20.0, 3)));
+    // The restarted station gives the hardware its limit at once: the station's 20 A, split
+    // between the two idle EVSEs.
+    assert_eq!(h.charging_limit(1), Some(Limit::new(10.0, 3)));
+    assert_eq!(h.charging_limit(2), Some(Limit::new(10.0, 3)));
 }
 
 fn two_evse_station(station_amps: f64) -> StationConfig {
@@ -559,29 +561,59 @@ fn two_evse_station(station_amps: f64) -> StationConfig {
     config
 }
 
+/// The EVSE's limit in amps, to 0.01 A.
+fn amps(h: &Harness, evse: u32) -> f64 {
+    (h.charging_limit(evse).unwrap().amps * 100.0).round() / 100.0
+}
+
+/// K04.FR.05: replaying every limit the hardware was given, in order, the EVSEs together were
+/// never allowed more than `station` amps on 3 phases, not even between two outputs.
+fn assert_never_above(h: &Harness, station: f64) {
+    let mut last: Vec<(u32, Limit)> = Vec::new();
+    for (n, (evse, limit)) in h.charging_limits.iter().enumerate() {
+        last.retain(|(e, _)| e != evse);
+        last.push((*evse, *limit));
+        let total: f64 = last.iter().map(|(_, l)| l.watts(230.0)).sum();
+        assert!(
+            total <= station * 230.0 * 3.0 + 1e-6,
+            "output {n}: {total} W allowed in total: {:?}",
+            h.charging_limits
+        );
+    }
+}
+
 #[test]
 fn the_grid_connection_is_shared_and_never_exceeded() {
     let mut h = Harness::new(two_evse_station(40.0));
-    // Idle: each may start with the whole connection.
-    assert_eq!(h.charging_limit(1), Some(Limit::new(32.0, 3)));
+    // Idle: the connection split between the two.
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (20.0, 20.0));
     start_transaction(&mut h);
-    assert_eq!(h.charging_limit(1), Some(Limit::new(32.0, 3)));
-    assert_eq!(
-        h.charging_limit(2).map(|l| l.amps),
-        Some(8.0),
-        "what is left"
-    );
+    // The charging one may take its rating, the idle one what is left.
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (32.0, 8.0));
     h.plug(2, 1, true);
     h.token(2, "TOKEN2");
     h.advance_secs(1);
-    assert_eq!(h.charging_limit(1), Some(Limit::new(20.0, 3)));
-    assert_eq!(h.charging_limit(2), Some(Limit::new(20.0, 3)));
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (20.0, 20.0));
+    // An EV that draws less (4 A: 2760 W) gives the rest to the other, keeping some room.
+    h.meters[0].1 = 2760.0;
+    h.meters[1].1 = 22_080.0;
+    // Each meter reading moves the shares on, until they settle.
+    for _ in 0..10 {
+        h.advance_secs(5);
+    }
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (8.0, 32.0));
+    // It draws its share again: equal shares again.
+    h.meters[0].1 = 22_080.0;
+    for _ in 0..10 {
+        h.advance_secs(5);
+    }
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (20.0, 20.0));
     // A station maximum below the connection lowers both.
     set_abs(&mut h, 0, 1, "ChargingStationMaxProfile", 0, &[(0, 24.0)]);
-    assert_eq!(h.charging_limit(1), Some(Limit::new(12.0, 3)));
-    assert_eq!(h.charging_limit(2), Some(Limit::new(12.0, 3)));
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (12.0, 12.0));
     let r = composite(&mut h, 0, 60);
     assert_eq!(periods(&r), vec![(0, 24.0)]);
+    assert_never_above(&h, 40.0);
 }
 
 #[test]

@@ -246,6 +246,8 @@ impl Station {
                     .ok_or(InputError::UnknownEvse { evse })?;
                 self.transactions
                     .meter_reading(&mut self.cx, now, index, reading);
+                self.smart_charging
+                    .meter_reading(&mut self.cx, now, index, reading.power_w);
             }
             Input::CsrCreated { csr_pem, spki_der } => {
                 self.security

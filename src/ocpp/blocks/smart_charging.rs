@@ -25,6 +25,10 @@ use tracing::{info, warn};
 /// station's). Each is rewritten to the journal with the others on a change.
 pub const MAX_PROFILES: i64 = 32;
 
+/// Room (3-phase amps) an EV gets above what it draws when a station limit is shared, so it
+/// can rise; at least this, or 10 % of its draw.
+const DEMAND_HEADROOM_A: f64 = 2.0;
+
 /// How far ahead the next change of a limit is looked for; a later one is found when this
 /// horizon is reached (the timer then fires with nothing to change, and looks again).
 const HORIZON_MS: i64 = 7 * schedule::DAY_MS;
@@ -118,6 +122,8 @@ pub struct SmartCharging {
     reported: Vec<Option<Limit>>,
     /// Remote starts' TxProfiles waiting for their transaction (K05), until a deadline.
     pending: Vec<(Profile, Instant)>,
+    /// Per EVSE, what its EV draws while charging (3-phase-equivalent amps), from its meter.
+    drawn: Vec<Option<f64>>,
 }
 
 impl SmartCharging {
@@ -137,6 +143,7 @@ impl SmartCharging {
             applied: vec![None; evses],
             reported: vec![None; evses],
             pending: Vec::new(),
+            drawn: vec![None; evses],
         };
         if block.profiles.len() != before {
             block.save(cx);
@@ -516,7 +523,7 @@ impl SmartCharging {
                 let as_three = own[i].limit.watts(v) / (v * 3.0);
                 ShareRequest {
                     cap: as_three,
-                    demand: as_three,
+                    demand: self.demand(i, as_three),
                     min_amps: own[i].min_amps.unwrap_or(0.0) * f64::from(own[i].limit.phases) / 3.0,
                     priority: evses[i]
                         .active_transaction
@@ -531,10 +538,13 @@ impl SmartCharging {
             let amps = shares[n] * 3.0 / f64::from(phases);
             limits[i] = Limit::new(amps.min(own[i].limit.amps), phases);
         }
-        // EVSEs without a transaction draw nothing; they may start with what is left.
+        // EVSEs without a transaction draw nothing yet; what is left is split among them, so
+        // that the limits together never allow more than the station's, even in the instant
+        // between a transaction's start and the next sharing.
         let used: f64 = sharing.iter().map(|&i| limits[i].watts(v)).sum();
-        let left = (station.watts(v) - used).max(0.0);
-        for i in (0..evses.len()).filter(|i| !sharing.contains(i)) {
+        let idle: Vec<usize> = (0..evses.len()).filter(|i| !sharing.contains(i)).collect();
+        let left = (station.watts(v) - used).max(0.0) / idle.len().max(1) as f64;
+        for i in idle {
             let phases = limits[i].phases;
             let amps = left / (v * f64::from(phases));
             limits[i] = Limit::new(limits[i].amps.min(amps), phases);
@@ -555,10 +565,20 @@ impl SmartCharging {
         };
         let v = self.voltage();
         let significance = cx.vars.decimal(Var::LimitChangeSignificance) / 100.0;
-        for (i, limit) in limits.into_iter().enumerate() {
-            if self.applied[i].is_some_and(|a| schedule::same(a, limit)) {
-                continue;
-            }
+        // Lowered limits first: the hardware never allows more than the station limit in
+        // total, also between two of these outputs.
+        let mut changed: Vec<(usize, Limit)> = limits
+            .into_iter()
+            .enumerate()
+            .filter(|(i, l)| !self.applied[*i].is_some_and(|a| schedule::same(a, *l)))
+            .collect();
+        changed.sort_by(|(i, a), (j, b)| {
+            let delta = |k: usize, l: &Limit| {
+                l.watts(v) - self.applied[k].map_or(f64::INFINITY, |x| x.watts(v))
+            };
+            delta(*i, a).total_cmp(&delta(*j, b))
+        });
+        for (i, limit) in changed {
             let evse = cx.model.evses[i].id;
             info!(
                 evse,
@@ -594,6 +614,48 @@ impl SmartCharging {
             }
         }
         self.arm_timer(cx, now, t);
+    }
+
+    /// What an EVSE's EV would use (3-phase amps): what it draws now plus some room to rise,
+    /// or its whole cap before it drew anything.
+    fn demand(&self, idx: usize, cap: f64) -> f64 {
+        match self.drawn[idx] {
+            Some(drawn) => (drawn + (drawn * 0.1).max(DEMAND_HEADROOM_A)).min(cap),
+            None => cap,
+        }
+    }
+
+    /// An EVSE's meter: what its EV draws decides its share when EVSEs share a station limit
+    /// (an EV that draws less than its share gives the rest to the others). Only a change of
+    /// more than the headroom shares again, so a meter's jitter changes nothing.
+    pub(crate) fn meter_reading(&mut self, cx: &mut Ctx, now: Instant, idx: usize, power_w: f64) {
+        let charging = cx.model.evses[idx].active_transaction.is_some() && power_w > 0.0;
+        let drawn = charging.then(|| power_w / (3.0 * self.voltage()));
+        let moved = match (self.drawn[idx], drawn) {
+            (Some(a), Some(b)) => (a - b).abs() > DEMAND_HEADROOM_A / 2.0,
+            (None, None) => false,
+            _ => true,
+        };
+        if !moved {
+            return;
+        }
+        self.drawn[idx] = drawn;
+        let sharing = cx
+            .model
+            .evses
+            .iter()
+            .filter(|e| e.active_transaction.is_some())
+            .count()
+            > 1;
+        let station = schedule::station_limit(
+            &self.profiles,
+            cx.clock.utc(now).unix_millis(),
+            self.hardware.station_max,
+            self.voltage(),
+        );
+        if sharing && station.is_some() && Self::enabled(cx) {
+            self.apply(cx, now);
+        }
     }
 
     fn min_amps_at(&self, cx: &Ctx, idx: usize, t: i64) -> Option<f64> {
@@ -645,6 +707,7 @@ impl SmartCharging {
             }
             if let Some(i) = idx {
                 self.reported[i] = None;
+                self.drawn[i] = None;
             }
         }
         self.apply(cx, now);

@@ -457,12 +457,28 @@ fn water_fill(total: f64, requests: &[ShareRequest], active: &[usize]) -> Vec<f6
         shares[i] = want.min(fair);
         left -= shares[i];
     }
-    // What is left when every demand is met goes to all, up to their caps (an EV that drew
-    // little may want more later).
-    for &i in order.iter().rev() {
-        let more = (requests[i].cap - shares[i]).max(0.0).min(left);
-        shares[i] += more;
-        left -= more;
+    // What is left when every demand is met goes to all in equal parts, up to their caps (an
+    // EV that drew little may want more later).
+    let mut open: Vec<usize> = order
+        .iter()
+        .copied()
+        .filter(|&i| requests[i].cap - shares[i] > 1e-9)
+        .collect();
+    while left > 1e-9 && !open.is_empty() {
+        let each = left / open.len() as f64;
+        let mut still = Vec::new();
+        for &i in &open {
+            let more = (requests[i].cap - shares[i]).max(0.0).min(each);
+            shares[i] += more;
+            left -= more;
+            if requests[i].cap - shares[i] > 1e-9 {
+                still.push(i);
+            }
+        }
+        if still.len() == open.len() {
+            break;
+        }
+        open = still;
     }
     shares
 }
