@@ -25,6 +25,7 @@ USAGE:
     ocpp-agent ctl [--socket PATH | --config FILE] plug EVSE in|out [--connector N]
     ocpp-agent ctl [--socket PATH | --config FILE] token EVSE IDTOKEN [--type TYPE]
     ocpp-agent ctl [--socket PATH | --config FILE] variables [COMPONENT]
+    ocpp-agent ctl [--socket PATH | --config FILE] limit station|EVSE AMPS|clear [--for SECONDS]
     ocpp-agent --version
 
 The configuration defaults to /etc/ocpp-agent/agent.toml; OCPP_AGENT_<SECTION>__<KEY>
@@ -76,6 +77,7 @@ fn parse_args() -> Result<Command, String> {
     let mut socket: Option<PathBuf> = None;
     let mut connector: Option<u32> = None;
     let mut token_type: Option<String> = None;
+    let mut for_s: Option<u64> = None;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
@@ -83,6 +85,9 @@ fn parse_args() -> Result<Command, String> {
             Long("socket") if sub == "ctl" => socket = Some(parser.value().map_err(err)?.into()),
             Long("connector") if sub == "ctl" => {
                 connector = Some(parser.value().map_err(err)?.parse().map_err(err)?)
+            }
+            Long("for") if sub == "ctl" => {
+                for_s = Some(parser.value().map_err(err)?.parse().map_err(err)?)
             }
             Long("type") if sub == "ctl" => {
                 token_type = Some(parser.value().map_err(err)?.string().map_err(err)?)
@@ -134,6 +139,28 @@ fn parse_args() -> Result<Command, String> {
                         .map_err(|_| format!("EVSE must be a number, not {evse:?}"))?,
                     id_token: id_token.to_string(),
                     token_type: token_type.unwrap_or_else(|| "ISO14443".into()),
+                },
+                ["limit", target, amps] => Request::Limit {
+                    evse: match *target {
+                        "station" => 0,
+                        evse => evse.parse().map_err(|_| {
+                            format!("limit takes `station` or an EVSE number, not {evse:?}")
+                        })?,
+                    },
+                    amps: match *amps {
+                        "clear" => None,
+                        amps => Some(
+                            amps.parse::<f64>()
+                                .ok()
+                                .filter(|a| a.is_finite())
+                                .ok_or_else(|| {
+                                    format!(
+                                        "the limit is a number of amps or `clear`, not {amps:?}"
+                                    )
+                                })?,
+                        ),
+                    },
+                    for_s,
                 },
                 ["variables"] => Request::Variables { component: None },
                 ["variables", component] => Request::Variables {

@@ -6,7 +6,7 @@ use ocpp_agent::ocpp::blocks::smart_charging::ChargingHardware;
 use ocpp_agent::ocpp::clock::UtcTime;
 use ocpp_agent::ocpp::model::schedule::Limit;
 use ocpp_agent::ocpp::rpc::Frame;
-use ocpp_agent::ocpp::station::StationConfig;
+use ocpp_agent::ocpp::station::{Input, StationConfig};
 use ocpp_agent::ocpp::testkit::{Harness, config_with, default_config};
 use serde_json::{Value, json};
 
@@ -729,4 +729,124 @@ fn the_device_model_reports_the_smart_charging_controller() {
         .map(|v| v["attributeValue"].as_str().unwrap())
         .collect();
     assert_eq!(values, vec!["1", "A,W", "48", "8"]);
+}
+
+fn external(
+    h: &mut Harness,
+    evse: u32,
+    amps: Option<f64>,
+    duration_s: Option<u64>,
+) -> Result<(), String> {
+    let now = h.now;
+    let r = h
+        .station
+        .handle_input(
+            now,
+            Input::ExternalLimit {
+                evse,
+                amps,
+                duration_s,
+            },
+        )
+        .map_err(|e| e.to_string());
+    h.settle();
+    h.advance_secs(1);
+    r
+}
+
+#[test]
+fn tc_k_52_53_a_local_energy_manager_limits_the_station_and_the_csms_hears_of_it() {
+    let mut h = Harness::new(two_evse_station(32.0));
+    external(&mut h, 0, Some(16.0), Some(600)).unwrap();
+    // The station's 16 A split between the two idle EVSEs.
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (8.0, 8.0));
+    let notified = h.csms.of("NotifyChargingLimit");
+    assert_eq!(notified.len(), 1);
+    assert_eq!(
+        notified[0].payload["chargingLimit"]["chargingLimitSource"],
+        "EMS"
+    );
+    // The station's limit has no evseId (the schema wants one above 0).
+    assert!(notified[0].payload.get("evseId").is_none());
+    assert!(notified[0].payload.get("chargingSchedule").is_none());
+    // TC_K_52/53: reported with source EMS.
+    let (s, reports) = get_profiles(&mut h, 4, None, json!({"chargingLimitSource": ["EMS"]}));
+    assert_eq!(s, "Accepted");
+    assert_eq!(reports[0]["chargingLimitSource"], "EMS");
+    assert_eq!(
+        reports[0]["chargingProfile"][0]["chargingProfilePurpose"],
+        "ChargingStationExternalConstraints"
+    );
+    // K10.FR.08: the CSMS cannot clear it.
+    let r = result(h.call(
+        "ClearChargingProfile",
+        json!({"chargingProfileCriteria": {"evseId": 0}}),
+    ));
+    assert_eq!(status(&r), "Unknown");
+    // A change below LimitChangeSignificance (10 %) is applied, not reported; a larger one is.
+    external(&mut h, 0, Some(15.0), Some(600)).unwrap();
+    assert_eq!(amps(&h, 1), 7.5);
+    assert_eq!(h.csms.of("NotifyChargingLimit").len(), 1);
+    external(&mut h, 0, Some(10.0), Some(600)).unwrap();
+    assert_eq!(h.csms.of("NotifyChargingLimit").len(), 2);
+    // It runs out: ClearedChargingLimit, the connection alone again.
+    h.advance_secs(600);
+    let cleared = h.csms.of("ClearedChargingLimit");
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].payload["chargingLimitSource"], "EMS");
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (16.0, 16.0));
+}
+
+#[test]
+fn an_evse_external_limit_with_its_schedule_and_lifted_by_hand() {
+    let mut h = Harness::new(config_with(&[(
+        "SmartChargingCtrlr.NotifyChargingLimitWithSchedules",
+        "true",
+    )]));
+    external(&mut h, 2, Some(6.0), None).unwrap();
+    assert_eq!(amps(&h, 2), 6.0);
+    assert_eq!(amps(&h, 1), 32.0);
+    let n = h.csms.of("NotifyChargingLimit");
+    assert_eq!(n[0].payload["evseId"], 2);
+    assert_eq!(
+        n[0].payload["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"],
+        6.0
+    );
+    // Survives a restart.
+    h.power_cycle(false);
+    h.advance_secs(5);
+    assert_eq!(amps(&h, 2), 6.0);
+    external(&mut h, 2, None, None).unwrap();
+    assert_eq!(amps(&h, 2), 32.0);
+    let cleared = h.csms.of("ClearedChargingLimit");
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].payload["evseId"], 2);
+    // Refused when switched off, or for an EVSE that does not exist.
+    assert!(
+        external(&mut h, 9, Some(6.0), None)
+            .unwrap_err()
+            .contains("no EVSE 9")
+    );
+    let mut h = Harness::new(config_with(&[(
+        "SmartChargingCtrlr.ExternalControlSignalsEnabled",
+        "false",
+    )]));
+    let e = external(&mut h, 0, Some(6.0), None).unwrap_err();
+    assert!(e.contains("ExternalControlSignalsEnabled"), "{e}");
+    assert_eq!(amps(&h, 1), 32.0);
+}
+
+#[test]
+fn an_external_limit_set_while_offline_is_reported_after_reconnection() {
+    let mut h = Harness::new(default_config());
+    h.csms.online = false;
+    h.drop_connection();
+    external(&mut h, 1, Some(10.0), None).unwrap();
+    assert_eq!(amps(&h, 1), 10.0, "applied offline");
+    assert_eq!(h.csms.of("NotifyChargingLimit").len(), 0);
+    h.csms.online = true;
+    h.advance_secs(120);
+    let n = h.csms.of("NotifyChargingLimit");
+    assert_eq!(n.len(), 1, "{:?}", h.csms.actions());
+    assert_eq!(n[0].payload["evseId"], 1);
 }

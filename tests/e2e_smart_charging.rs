@@ -180,8 +180,9 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
     csms.wait_calls("BootNotification", 2, T);
     agent.wait_ready();
     assert_eq!(reported_ids(&csms, 2), vec![3]);
+    // The station's 8 A, split between its two idle EVSEs.
     wait_for(T, "the limit after the restart", || {
-        (agent.status()["evses"][1]["charging_limit"]["amps"] == 8.0).then_some(())
+        (agent.status()["evses"][1]["charging_limit"]["amps"] == 4.0).then_some(())
     });
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
@@ -211,5 +212,38 @@ fn refused_profiles_carry_a_reason_code() {
     );
     assert_eq!(r["status"], "Unknown", "{r}");
     assert_eq!(reported_ids(&csms, 4), Vec::<i64>::new());
+    assert_eq!(csms.errors_sent(), Vec::<Value>::new());
+}
+
+#[test]
+fn ctl_limit_is_a_local_energy_manager_the_csms_hears_of() {
+    let Some(csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let agent = Agent::start(&csms.url(), FAST);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    agent.ctl_json(&["limit", "1", "8", "--for", "600"]);
+    let n = csms.wait_calls("NotifyChargingLimit", 1, T);
+    assert_eq!(n[0]["payload"]["evseId"], 1);
+    assert_eq!(
+        n[0]["payload"]["chargingLimit"]["chargingLimitSource"],
+        "EMS"
+    );
+    assert_eq!(agent.status()["evses"][0]["charging_limit"]["amps"], 8.0);
+    // The meter follows: 8 A x 230 V x 3 = 5520 W.
+    agent.ctl_json(&["plug", "1", "in"]);
+    agent.ctl_json(&["token", "1", "TOKEN1"]);
+    wait_power(&csms, 5520.0);
+    agent.ctl_json(&["limit", "1", "clear"]);
+    let c = csms.wait_calls("ClearedChargingLimit", 1, T);
+    assert_eq!(c[0]["payload"]["evseId"], 1);
+    wait_power(&csms, 11_000.0);
+    // Bad input is refused with a reason, and changes nothing.
+    let out = agent.ctl(&["limit", "7", "8"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no EVSE 7"));
+    let out = agent.ctl(&["limit", "1", "lots"]);
+    assert!(!out.status.success());
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }

@@ -100,6 +100,13 @@ pub enum Input {
     },
     /// The journal cannot write (`Some(why)`: disk full, read-only, ...) or works again.
     Storage { problem: Option<String> },
+    /// A local energy manager limits an EVSE (0: the whole station) to `amps` per phase, for
+    /// `duration_s` or until the next one; `amps` None lifts its limit (K11-K13).
+    ExternalLimit {
+        evse: u32,
+        amps: Option<f64>,
+        duration_s: Option<u64>,
+    },
     /// A connector's hardware failed (`Some(what)`) or recovered (`None`), e.g. its plug input.
     Fault {
         evse: u32,
@@ -240,9 +247,16 @@ pub enum Registration {
 /// Errors of the caller: an input that names something that does not exist or is malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputError {
-    UnknownConnector { evse: u32, connector: u32 },
-    UnknownEvse { evse: u32 },
+    UnknownConnector {
+        evse: u32,
+        connector: u32,
+    },
+    UnknownEvse {
+        evse: u32,
+    },
     BadToken(String),
+    /// The station refuses it as it is configured now (and says why).
+    Refused(String),
 }
 
 impl std::fmt::Display for InputError {
@@ -253,6 +267,7 @@ impl std::fmt::Display for InputError {
             }
             InputError::UnknownEvse { evse } => write!(f, "no EVSE {evse}"),
             InputError::BadToken(why) => write!(f, "bad idToken: {why}"),
+            InputError::Refused(why) => f.write_str(why),
         }
     }
 }

@@ -456,6 +456,10 @@ variables! {
     // A limit that changes by less than this (percent) sends no TransactionEvent
     // ChargingRateChanged; the hardware gets every change.
     LimitChangeSignificance => var("SmartChargingCtrlr", "LimitChangeSignificance", Decimal, "10").unit("Percent").range(0, 100);
+    // false: `ctl limit` (a local energy manager) is refused.
+    ExternalControlSignalsEnabled => var("SmartChargingCtrlr", "ExternalControlSignalsEnabled", Boolean, "true");
+    // NotifyChargingLimit carries the external limit's schedule too.
+    NotifyChargingLimitWithSchedules => var("SmartChargingCtrlr", "NotifyChargingLimitWithSchedules", Boolean, "false");
     PeriodsPerSchedule => var("SmartChargingCtrlr", "PeriodsPerSchedule", Integer, "48").read_only();
     ProfileStackLevel => var("SmartChargingCtrlr", "ProfileStackLevel", Integer, "8").read_only();
     // K01.FR.26 / K08.FR.07: the units a schedule or a composite may use.

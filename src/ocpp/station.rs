@@ -171,6 +171,7 @@ impl Station {
             // outage was longer than OfflineThreshold.
             self.cx.queue_connector_statuses(now, all);
             self.availability.report_faults(&mut self.cx, now);
+            self.smart_charging.report_external(&mut self.cx);
         }
         self.route_events(now);
         self.cx.pump(now);
@@ -281,6 +282,15 @@ impl Station {
                     }
                     None => info!("the journal writes again"),
                 }
+            }
+            Input::ExternalLimit {
+                evse,
+                amps,
+                duration_s,
+            } => {
+                self.smart_charging
+                    .external_limit(&mut self.cx, now, evse, amps, duration_s)
+                    .map_err(InputError::Refused)?;
             }
             Input::Fault {
                 evse,
@@ -459,6 +469,7 @@ impl Station {
                     // B01.FR.05: report every connector.
                     self.cx.queue_connector_statuses(now, true);
                     self.availability.report_faults(&mut self.cx, now);
+                    self.smart_charging.report_external(&mut self.cx);
                     self.transactions.accepted(&mut self.cx, now);
                 }
                 CoreEvent::ClockAdjusted {

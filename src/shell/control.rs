@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 /// Longest request line we read; anything longer is refused.
 const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
@@ -27,6 +27,15 @@ pub enum Request {
     Variables {
         #[serde(default)]
         component: Option<String>,
+    },
+    /// A local energy manager's limit for an EVSE (0: the station): amps per phase, for
+    /// `for_s` seconds or until the next; no `amps`: lifted.
+    Limit {
+        evse: u32,
+        #[serde(default)]
+        amps: Option<f64>,
+        #[serde(default)]
+        for_s: Option<u64>,
     },
     /// An idToken presented at the EVSE's (simulated) reader.
     Token {

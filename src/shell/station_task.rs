@@ -827,6 +827,19 @@ impl<J: JournalBackend> Agent<J> {
                     ControlResponse::ok(Value::Array(entries))
                 }
             }
+            ControlRequest::Limit { evse, amps, for_s } => {
+                let input = Input::ExternalLimit {
+                    evse,
+                    amps,
+                    duration_s: for_s,
+                };
+                match self.station.handle_input(now, input) {
+                    Ok(()) => ControlResponse::ok(json!({
+                        "evse": evse, "amps": amps, "for_s": for_s
+                    })),
+                    Err(e) => ControlResponse::error(e.to_string()),
+                }
+            }
             ControlRequest::Token {
                 evse,
                 id_token,

@@ -15,6 +15,7 @@ use crate::ocpp::model::schedule::{
     ShareRequest,
 };
 use crate::ocpp::persist::{PersistOp, Persisted, Record};
+use crate::ocpp::session::RequestKind;
 use crate::ocpp::station::Output;
 use crate::ocpp::timer::Timer;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ pub const MAX_PROFILES: i64 = 32;
 /// Room (3-phase amps) an EV gets above what it draws when a station limit is shared, so it
 /// can rise; at least this, or 10 % of its draw.
 const DEMAND_HEADROOM_A: f64 = 2.0;
+
+/// The profile id of a local energy manager's limit on EVSE `n` (0: the station) is this + n:
+/// far above what a CSMS numbers its profiles with, and refused to it (K01.FR.05).
+pub const EXTERNAL_ID_BASE: i64 = 2_000_000_000;
 
 /// How far ahead the next change of a limit is looked for; a later one is found when this
 /// horizon is reached (the timer then fires with nothing to change, and looks again).
@@ -124,6 +129,9 @@ pub struct SmartCharging {
     pending: Vec<(Profile, Instant)>,
     /// Per EVSE, what its EV draws while charging (3-phase-equivalent amps), from its meter.
     drawn: Vec<Option<f64>>,
+    /// Per EVSE id (0: the station), the external limit last reported to the CSMS (amps), or
+    /// None when its clearing was; absent: nothing to report.
+    external_reported: Vec<(u32, Option<f64>)>,
 }
 
 impl SmartCharging {
@@ -144,6 +152,7 @@ impl SmartCharging {
             reported: vec![None; evses],
             pending: Vec::new(),
             drawn: vec![None; evses],
+            external_reported: Vec::new(),
         };
         if block.profiles.len() != before {
             block.save(cx);
@@ -556,6 +565,7 @@ impl SmartCharging {
     /// change. The minimum rate (K01.FR.21) pauses an EVSE rather than give it too little.
     pub(crate) fn apply(&mut self, cx: &mut Ctx, now: Instant) {
         let t = cx.clock.utc(now).unix_millis();
+        self.expire_external(cx, t);
         let limits = if Self::enabled(cx) {
             self.limits_at(cx, t)
         } else {
@@ -711,6 +721,160 @@ impl SmartCharging {
             }
         }
         self.apply(cx, now);
+    }
+
+    // ----- a local energy manager (K11-K13) ------------------------------------------------
+
+    /// `ctl limit`: a local energy manager limits an EVSE (or, for 0, the station) to `amps`
+    /// per phase, for `duration_s` or until changed; None lifts its limit. Kept like the
+    /// CSMS's profiles (purpose ChargingStationExternalConstraints, source EMS) and reported
+    /// with NotifyChargingLimit when it changes by more than LimitChangeSignificance, with
+    /// ClearedChargingLimit when lifted or run out.
+    pub(crate) fn external_limit(
+        &mut self,
+        cx: &mut Ctx,
+        now: Instant,
+        evse: u32,
+        amps: Option<f64>,
+        duration_s: Option<u64>,
+    ) -> Result<(), String> {
+        if !Self::enabled(cx) {
+            return Err("smart charging is disabled (SmartChargingCtrlr.Enabled)".into());
+        }
+        if !cx.vars.bool(Var::ExternalControlSignalsEnabled) {
+            return Err(
+                "external limits are switched off (SmartChargingCtrlr.ExternalControlSignalsEnabled)"
+                    .into(),
+            );
+        }
+        if evse != 0 && cx.model.evse_index(evse).is_none() {
+            return Err(format!("no EVSE {evse}"));
+        }
+        let id = EXTERNAL_ID_BASE + i64::from(evse);
+        let Some(amps) = amps else {
+            let before = self.profiles.len();
+            self.profiles.retain(|p| p.id != id);
+            if self.profiles.len() != before {
+                info!(evse, "external charging limit lifted");
+                self.save(cx);
+                self.external_changed(cx, evse, None);
+                self.apply(cx, now);
+            }
+            return Ok(());
+        };
+        if !amps.is_finite() || !(0.0..=10_000.0).contains(&amps) {
+            return Err(format!("{amps} A is not a limit (0 to 10000 A)"));
+        }
+        if duration_s == Some(0) {
+            return Err("the duration must be positive".into());
+        }
+        let profile = Profile {
+            id,
+            evse,
+            stack_level: 0,
+            purpose: Purpose::External,
+            kind: Kind::Absolute,
+            valid_from_ms: None,
+            valid_to_ms: None,
+            schedule: schedule::Schedule {
+                id,
+                start_ms: Some(cx.clock.utc(now).unix_millis()),
+                duration_s: duration_s.map(|d| d.min(i64::MAX as u64 / 1000) as i64),
+                unit: RateUnit::A,
+                periods: vec![schedule::Period {
+                    start_s: 0,
+                    limit: amps,
+                    phases: None,
+                    phase_to_use: None,
+                }],
+                min_rate: None,
+            },
+            transaction_id: None,
+            source: LimitSource::Ems,
+        };
+        info!(evse, amps, duration_s, "external charging limit");
+        self.profiles.retain(|p| p.id != id);
+        self.profiles.push(profile);
+        self.save(cx);
+        self.external_changed(cx, evse, Some(amps));
+        self.apply(cx, now);
+        Ok(())
+    }
+
+    /// K12/K13: tells the CSMS of an external limit that changed significantly, or was lifted.
+    fn external_changed(&mut self, cx: &mut Ctx, evse: u32, amps: Option<f64>) {
+        let last = self
+            .external_reported
+            .iter()
+            .find(|(e, _)| *e == evse)
+            .map(|(_, a)| *a);
+        let significance = cx.vars.decimal(Var::LimitChangeSignificance) / 100.0;
+        let significant = match (last, amps) {
+            (Some(Some(a)), Some(b)) => (a - b).abs() > significance * a.max(b),
+            (Some(None) | None, None) => false,
+            _ => true,
+        };
+        // Offline: reported once connected (`report_external`).
+        if !significant || !cx.can_send_normal() {
+            return;
+        }
+        self.external_reported.retain(|(e, _)| *e != evse);
+        self.external_reported.push((evse, amps));
+        let profile = self
+            .profiles
+            .iter()
+            .find(|p| p.id == EXTERNAL_ID_BASE + i64::from(evse));
+        let with_schedule = cx.vars.bool(Var::NotifyChargingLimitWithSchedules);
+        let (action, payload) = crate::ocpp::v201::charging::external_limit_report(
+            evse,
+            profile.filter(|_| amps.is_some()),
+            with_schedule,
+        );
+        cx.enqueue(RequestKind::Other(action), action, payload);
+    }
+
+    /// Connected and accepted: the external limits that changed while offline.
+    pub(crate) fn report_external(&mut self, cx: &mut Ctx) {
+        let mut evses: Vec<u32> = vec![0];
+        evses.extend(cx.model.evses.iter().map(|e| e.id));
+        for evse in evses {
+            let amps = self
+                .profiles
+                .iter()
+                .find(|p| p.id == EXTERNAL_ID_BASE + i64::from(evse))
+                .and_then(|p| p.schedule.periods.first())
+                .map(|p| p.limit);
+            self.external_changed(cx, evse, amps);
+        }
+    }
+
+    /// External limits whose duration ran out are lifted (K13: ClearedChargingLimit).
+    fn expire_external(&mut self, cx: &mut Ctx, t: i64) {
+        let expired: Vec<u32> = self
+            .profiles
+            .iter()
+            .filter(|p| p.purpose == Purpose::External)
+            .filter(|p| {
+                p.schedule
+                    .start_ms
+                    .zip(p.schedule.duration_s)
+                    .is_some_and(|(s, d)| t >= s + d * 1000)
+            })
+            .map(|p| p.evse)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        self.profiles.retain(|p| {
+            !(p.purpose == Purpose::External
+                && p.source == LimitSource::Ems
+                && expired.contains(&p.evse))
+        });
+        self.save(cx);
+        for evse in expired {
+            info!(evse, "external charging limit ran out");
+            self.external_changed(cx, evse, None);
+        }
     }
 
     pub(crate) fn limit_timer(&mut self, cx: &mut Ctx, now: Instant) {

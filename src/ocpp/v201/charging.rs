@@ -434,3 +434,35 @@ pub fn remote_start_rejected(r: &Rejection) -> v201::RequestStartTransactionResp
         transaction_id: None,
     }
 }
+
+/// K12/K13: NotifyChargingLimit for an external limit of an EVSE (0: the station, whose
+/// evseId is left out as the schema asks for one above 0), with its schedule when
+/// NotifyChargingLimitWithSchedules; ClearedChargingLimit when there is none any more.
+pub fn external_limit_report(
+    evse: u32,
+    profile: Option<&Profile>,
+    with_schedule: bool,
+) -> (Action, serde_json::Value) {
+    let mut payload = match profile {
+        Some(p) => {
+            let mut payload = serde_json::json!({
+                "chargingLimit": {"chargingLimitSource": "EMS", "isGridCritical": false},
+            });
+            if with_schedule {
+                let schedule = profile_v201(p).charging_schedule;
+                payload["chargingSchedule"] = v201::to_payload(&schedule);
+            }
+            payload
+        }
+        None => serde_json::json!({"chargingLimitSource": "EMS"}),
+    };
+    if evse > 0 {
+        payload["evseId"] = serde_json::json!(evse);
+    }
+    let action = if profile.is_some() {
+        Action::NotifyChargingLimit
+    } else {
+        Action::ClearedChargingLimit
+    };
+    (action, payload)
+}
