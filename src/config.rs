@@ -256,6 +256,10 @@ pub struct EvseSection {
     /// The EVSE's power path output; simulated when absent.
     #[serde(default)]
     pub contactor: ContactorConfig,
+    /// Where its charging limit goes: the simulated meter only, the control pilot (PWM), or
+    /// the integrator's command.
+    #[serde(default)]
+    pub limit: LimitConfig,
     /// Its rating: amps per phase, the limit when no charging profile applies.
     #[serde(default = "default_evse_max_current")]
     pub max_current_a: f64,
@@ -284,6 +288,26 @@ impl Default for MeterConfig {
             power_w: default_sim_power_w(),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LimitConfig {
+    /// Only the simulated meter follows the limit.
+    #[default]
+    Sim,
+    /// The IEC 61851-1 control pilot: channel `channel` of `/sys/class/pwm/pwmchip<chip>`.
+    Pwm { chip: u32, channel: u32 },
+    /// The program (and arguments) run with `EVSE AMPS PHASES` appended on every change.
+    Command {
+        command: Vec<String>,
+        #[serde(default = "default_limit_timeout")]
+        timeout_s: u64,
+    },
+}
+
+fn default_limit_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -685,6 +709,20 @@ impl Config {
             }
             if !(1..=3).contains(&evse.phases) {
                 problem(&format!("{key}.phases"), "must be 1, 2 or 3".into());
+            }
+            if let LimitConfig::Command { command, timeout_s } = &evse.limit {
+                if command.first().is_none_or(|p| p.is_empty()) {
+                    problem(
+                        &format!("{key}.limit.command"),
+                        "needs a program, e.g. [\"/usr/bin/evse-limit\"]".into(),
+                    );
+                }
+                if !(1..=600).contains(timeout_s) {
+                    problem(
+                        &format!("{key}.limit.timeout_s"),
+                        "must be 1 to 600 s".into(),
+                    );
+                }
             }
             let MeterConfig::Sim { power_w } = evse.meter;
             if !(0.0..=1_000_000.0).contains(&power_w) {

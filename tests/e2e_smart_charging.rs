@@ -247,3 +247,62 @@ fn ctl_limit_is_a_local_energy_manager_the_csms_hears_of() {
     assert!(!out.status.success());
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
+
+/// The test config with EVSE 1's `limit` backend set to `limit`.
+fn config_with_limit(dir: &std::path::Path, url: &str, limit: &str) -> String {
+    let text = support::agent_config(dir, url, "");
+    let evse1 = "[[evse]]\nid = 1\nplug = { backend = \"sim\" }\n";
+    assert!(text.contains(evse1));
+    text.replace(evse1, &format!("{evse1}limit = {limit}\n"))
+}
+
+#[test]
+fn the_command_backend_runs_the_integrators_program_with_each_limit() {
+    let Some(csms) = Csms::start(&["--interval", "60"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("limit-calls");
+    let limit = format!(
+        r#"{{ backend = "command", command = ["/bin/sh", "-c", "echo \"$@\" >> {}", "evse-limit"] }}"#,
+        calls.display()
+    );
+    let text = config_with_limit(dir.path(), &csms.url(), &limit);
+    let agent = Agent::start_with_config(dir, &text, &[]);
+    csms.wait_calls("BootNotification", 1, T);
+    agent.wait_ready();
+    assert_eq!(
+        set(&csms, 1, profile(1, "TxDefaultProfile", 13.5))["status"],
+        "Accepted"
+    );
+    // At start-up the rating (32 A), then the profile's 13.5 A; EVSE 2 has no command.
+    let seen = wait_for(T, "the limit command", || {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        text.contains("1 13.5 3").then_some(text)
+    });
+    // Changes that come while the command runs are coalesced, so the rating may be skipped;
+    // the last call is the limit in force.
+    assert_eq!(seen.lines().last(), Some("1 13.5 3"), "{seen}");
+    assert!(
+        seen.lines().all(|l| l == "1 32.0 3" || l == "1 13.5 3"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_missing_pwm_channel_stops_the_agent_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // No PWM controller 97 on any machine this runs on.
+    let text = config_with_limit(
+        dir.path(),
+        "ws://127.0.0.1:9/ocpp",
+        r#"{ backend = "pwm", chip = 97, channel = 0 }"#,
+    );
+    let mut agent = Agent::start_with_config(dir, &text, &[]);
+    assert_eq!(agent.wait_exit(T), Some(73));
+    let log = agent.log();
+    assert!(
+        log.contains("evse 1 limit: no PWM controller /sys/class/pwm/pwmchip97"),
+        "{log}"
+    );
+}

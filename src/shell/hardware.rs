@@ -2,6 +2,7 @@
 //! report through [`crate::ocpp::meter::MeterReading`]; the `sim` meter's register grows while
 //! its contactor is closed and survives restarts (kept in the journal's meta table).
 
+use super::pilot::LimitOutput;
 use crate::config::{ContactorConfig, GpioOutput, MeterConfig};
 use crate::ocpp::meter::MeterReading;
 use crate::ocpp::model::schedule::Limit;
@@ -141,22 +142,30 @@ fn request_output(out: &GpioOutput) -> Result<(gpiocdev::Request, u32), String> 
     Ok((request, line.offset))
 }
 
-/// One EVSE's meter and contactor.
+/// One EVSE's meter, contactor and limit output.
 pub struct EvseHardware {
     pub evse: u32,
     pub meter: SimMeter,
     pub contactor: Contactor,
+    pub limit: LimitOutput,
     /// The reading last given to the core.
     pub reported: Option<MeterReading>,
 }
 
 impl EvseHardware {
-    pub fn new(evse: u32, meter: &MeterConfig, contactor: Contactor, energy_wh: f64) -> Self {
+    pub fn new(
+        evse: u32,
+        meter: &MeterConfig,
+        contactor: Contactor,
+        limit: LimitOutput,
+        energy_wh: f64,
+    ) -> Self {
         let MeterConfig::Sim { power_w } = meter;
         EvseHardware {
             evse,
             meter: SimMeter::new(*power_w, energy_wh),
             contactor,
+            limit,
             reported: None,
         }
     }
@@ -169,15 +178,16 @@ impl EvseHardware {
         self.meter.set_closed(closed, now)
     }
 
-    /// The charging limit for this EVSE (K): the sim meter follows it. A real EVSE's pilot
-    /// or charge controller is driven here too once such a backend is configured.
+    /// The charging limit for this EVSE (K): to its pilot or command, and the sim meter
+    /// follows it.
     pub fn set_limit(&mut self, limit: Limit, now: Instant) {
         info!(
             evse = self.evse,
             amps = limit.amps,
             phases = limit.phases,
-            "charging limit applied (sim)"
+            "charging limit"
         );
+        self.limit.set(self.evse, limit);
         self.meter.set_limit(limit, now);
     }
 

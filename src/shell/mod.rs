@@ -12,6 +12,7 @@ pub mod journal;
 pub mod journal_backend;
 pub mod logging;
 pub mod logs;
+pub mod pilot;
 pub mod process;
 pub mod station_task;
 pub mod store;

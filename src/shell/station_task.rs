@@ -17,6 +17,7 @@ use super::hardware::{Contactor, EvseHardware};
 use super::http::Transfer;
 use super::journal_backend::{JournalBackend, SqliteJournal};
 use super::logs::{LogUploader, SecurityLog};
+use super::pilot::LimitOutput;
 use super::tls::TlsCache;
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
@@ -287,8 +288,16 @@ async fn build<J: JournalBackend>(
         let label = format!("evse {}", evse.id);
         let contactor = Contactor::open(&evse.contactor, &label)
             .map_err(|e| RunError::CantCreate(format!("{label} contactor: {e}")))?;
+        let limit = LimitOutput::open(evse.id, &evse.limit)
+            .map_err(|e| RunError::CantCreate(format!("{label} limit: {e}")))?;
         let register = initial_register(&persisted, evse.id);
-        hardware.push(EvseHardware::new(evse.id, &evse.meter, contactor, register));
+        hardware.push(EvseHardware::new(
+            evse.id,
+            &evse.meter,
+            contactor,
+            limit,
+            register,
+        ));
     }
 
     let clock = Clock {
