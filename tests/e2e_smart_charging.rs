@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(30);
 
 /// Power in the periodic meter values, every second.
 const FAST: &str = r#""SampledDataCtrlr.TxUpdatedInterval" = 1
-"SampledDataCtrlr.TxUpdatedMeasurands" = "Power.Active.Import""#;
+"SampledDataCtrlr.TxUpdatedMeasurands" = "Power.Active.Import,Power.Offered""#;
 
 /// A little in the past: the agent's clock follows the CSMS's, which may lag ours by a moment.
 fn start_time() -> String {
@@ -140,6 +140,17 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
     agent.ctl_json(&["plug", "1", "in"]);
     agent.ctl_json(&["token", "1", "TOKEN1"]);
     wait_power(&csms, 6900.0);
+    // Power.Offered: what the limit lets the EV draw.
+    let offered: Vec<f64> = csms
+        .calls("TransactionEvent")
+        .iter()
+        .filter_map(|r| r["payload"]["meterValue"].as_array().cloned())
+        .flatten()
+        .flat_map(|m| m["sampledValue"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["measurand"] == "Power.Offered")
+        .filter_map(|s| s["value"].as_f64())
+        .collect();
+    assert!(offered.contains(&6900.0), "{offered:?}");
     let tx = agent.status()["evses"][0]["transaction"]["id"]
         .as_str()
         .unwrap()

@@ -77,6 +77,8 @@ pub const MEASURANDS: &[&str] = &[
     "Power.Active.Import",
     "Current.Import",
     "Voltage",
+    // What the charging limit lets the EV draw (smart charging).
+    "Power.Offered",
 ];
 
 /// TxStartPoint / TxStopPoint values this agent supports (E01, E06). ParkingBayOccupancy and

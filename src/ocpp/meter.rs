@@ -45,9 +45,11 @@ fn round3(v: f64) -> f64 {
 }
 
 /// A `MeterValueType` JSON object with one sampled value per measurand, or `None` when no
-/// measurand is configured or no reading is known yet.
+/// measurand is configured or no reading is known yet. `offered_w` is Power.Offered: what the
+/// charging limit lets the EV draw (smart charging), if known.
 pub fn meter_value<'a>(
     reading: Option<&MeterReading>,
+    offered_w: Option<f64>,
     measurands: impl IntoIterator<Item = &'a str>,
     context: Context,
     at: UtcTime,
@@ -61,6 +63,7 @@ pub fn meter_value<'a>(
                 "Power.Active.Import" => (reading.power_w, "W"),
                 "Current.Import" => (reading.current_a, "A"),
                 "Voltage" => (reading.voltage_v, "V"),
+                "Power.Offered" => (offered_w?, "W"),
                 _ => return None,
             };
             Some(SampledValue {
@@ -109,7 +112,8 @@ mod tests {
         };
         let mv = meter_value(
             Some(&r),
-            ["Energy.Active.Import.Register", "Voltage"],
+            Some(6900.0),
+            ["Energy.Active.Import.Register", "Voltage", "Power.Offered"],
             Context::TransactionBegin,
             UtcTime::from_unix_millis(0),
         )
@@ -119,8 +123,11 @@ mod tests {
         assert_eq!(mv["sampledValue"][0]["value"], 1234.568);
         assert_eq!(mv["sampledValue"][0]["context"], "Transaction.Begin");
         assert_eq!(mv["sampledValue"][1]["unitOfMeasure"]["unit"], "V");
+        assert_eq!(mv["sampledValue"][2]["measurand"], "Power.Offered");
+        assert_eq!(mv["sampledValue"][2]["value"], 6900.0);
         assert!(
             meter_value(
+                None,
                 None,
                 ["Voltage"],
                 Context::SampleClock,
@@ -131,6 +138,7 @@ mod tests {
         assert!(
             meter_value(
                 Some(&r),
+                None,
                 [],
                 Context::SampleClock,
                 UtcTime::from_unix_millis(0)

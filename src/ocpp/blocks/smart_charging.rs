@@ -600,6 +600,7 @@ impl SmartCharging {
             let min = self.min_amps_at(cx, i, t);
             let paused = limit.amps <= 0.0 || min.is_some_and(|m| limit.amps + 1e-9 < m);
             let was_paused = std::mem::replace(&mut cx.model.evses[i].charging_paused, paused);
+            cx.model.evses[i].offered_w = Some(if paused { 0.0 } else { limit.watts(v) });
             cx.outputs.push_back(Output::ChargingLimit {
                 evse,
                 limit: if paused {

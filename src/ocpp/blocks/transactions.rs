@@ -964,6 +964,7 @@ impl Transactions {
         }
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
+            cx.model.evses[idx].offered_w,
             cx.vars.list(var),
             context,
             at,
@@ -1705,8 +1706,13 @@ impl Transactions {
             .iter()
             .filter(|e| evse.is_none_or(|id| id == e.id))
         {
+            let offered = cx
+                .model
+                .evse_index(e.id)
+                .and_then(|i| cx.model.evses[i].offered_w);
             let mv = meter::meter_value(
                 e.meter.as_ref(),
+                offered,
                 cx.vars.list(Var::AlignedMeasurands),
                 Context::Trigger,
                 cx.clock.utc(now),

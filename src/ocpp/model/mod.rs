@@ -228,6 +228,9 @@ pub struct Evse {
     /// The smart-charging limit leaves too little to charge with (below the EV's minimum
     /// rate, or 0 A): energy is offered again when the limit rises (kept by that block).
     pub charging_paused: bool,
+    /// Power.Offered: what the charging limit lets the EV draw, in W (kept by the
+    /// smart-charging block).
+    pub offered_w: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,6 +277,7 @@ impl Model {
                 transaction: None,
                 active_transaction: None,
                 charging_paused: false,
+                offered_w: None,
             });
             model
                 .connectors
