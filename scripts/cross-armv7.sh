@@ -9,6 +9,8 @@
 #   scripts/cross-armv7.sh --build            same as no flag
 #   scripts/cross-armv7.sh --run [--] ARGS    run the built binary under qemu-arm with ARGS
 #   scripts/cross-armv7.sh --build --run -- ARGS   build, then run
+#   scripts/cross-armv7.sh --bench NAME       build benches/NAME.rs for ARMv7 and run it under
+#                                             qemu-arm (`cargo bench` there: the full run)
 # --run exits with the binary's exit code.
 #
 # Installation (skipped when a quick check finds everything present), as root or via sudo:
@@ -40,11 +42,13 @@ usage() {
 }
 
 do_install=0 do_build=0 do_run=0 install_only=0
+bench=""
 run_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --install-only) install_only=1; shift ;;
         --build) do_build=1; shift ;;
+        --bench) [ $# -ge 2 ] || die "--bench needs a name"; bench=$2; shift 2 ;;
         --run)
             do_run=1; shift
             [ "${1-}" = "--" ] && shift
@@ -54,6 +58,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 if [ "$install_only" = 1 ]; then
+    do_install=1 do_build=0 do_run=0
+elif [ -n "$bench" ]; then
     do_install=1 do_build=0 do_run=0
 elif [ "$do_run" = 0 ] || [ "$do_build" = 1 ]; then
     # default (no flag) and --build: install if needed, then build
@@ -143,7 +149,7 @@ target_dir() {
 }
 binary() { printf '%s/%s/release/ocpp-agent\n' "$(target_dir)" "$TARGET"; }
 
-build() {
+debian_toolchain() {
     # Debian's toolchain first, whatever rustup puts on PATH; no rustup override may leak in.
     export PATH=/usr/bin:$PATH
     export RUSTC=/usr/bin/rustc
@@ -154,6 +160,10 @@ build() {
     export AR_armv7_unknown_linux_gnueabihf=$TRIPLE_GCC-ar
     log "$(/usr/bin/cargo --version), $(/usr/bin/rustc --version)"
     cd "$ROOT_DIR"
+}
+
+build() {
+    debian_toolchain
     /usr/bin/cargo build --locked --release --target "$TARGET"
 
     local bin size
@@ -176,6 +186,18 @@ build() {
     printf 'stripped size: %s bytes (%s KiB)\n' "$size" "$(( (size + 1023) / 1024 ))"
 }
 
+run_bench() {
+    debian_toolchain
+    local exe
+    exe=$(/usr/bin/cargo bench --locked --no-run --target "$TARGET" --bench "$bench" \
+            --message-format=json \
+        | grep '"kind":\["bench"\]' \
+        | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+    [ -n "$exe" ] && [ -x "$exe" ] || die "no executable for bench $bench"
+    log "running $exe under qemu-arm"
+    qemu-arm -L "$QEMU_LD_PREFIX" "$exe" --bench
+}
+
 run() {
     local bin
     bin=$(binary)
@@ -192,5 +214,6 @@ if [ "$do_install" = 1 ]; then
     fi
 fi
 [ "$do_build" = 1 ] && build
+[ -n "$bench" ] && run_bench
 [ "$do_run" = 1 ] && run
 exit 0
