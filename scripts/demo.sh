@@ -27,6 +27,7 @@ CONFIG="config/demo.toml"
 DEMO_DIR="$ROOT/.demo"
 CSMS_LOG="$DEMO_DIR/csms.jsonl"
 PORT_FILE="$DEMO_DIR/csms.port"
+ADMIN_PORT_FILE="$DEMO_DIR/csms.admin-port"
 AGENT="$ROOT/target/release/ocpp-agent"
 
 say() { echo "[demo] $*" >&2; }
@@ -168,6 +169,24 @@ ctl() { # ctl ARGS...: run `ocpp-agent ctl`, output prefixed [ctl]
     [ "$rc" = 0 ] || die "'ocpp-agent ctl $*' failed (status $rc)"
 }
 
+# csms_call ACTION PAYLOAD: the CSMS sends a CALL to the station (through its admin port);
+# its answer is printed prefixed [csms-admin]
+csms_call() {
+    local out
+    out="$("$PY" - "$(cat "$ADMIN_PORT_FILE")" "$1" "$2" <<'EOF'
+import json, socket, sys
+port, action, payload = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+request = {"cmd": "call", "station": "CP001", "action": action, "payload": payload}
+with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+    s.sendall((json.dumps(request) + "\n").encode())
+    answer = json.loads(s.makefile().readline())
+print(json.dumps(answer.get("response", answer)))
+sys.exit(0 if answer.get("ok") else 1)
+EOF
+)" || die "the CSMS's $1 failed: $out"
+    printf '%s\n' "$out" | sed 's/^/[csms-admin] /' >&2
+}
+
 # --- 1. Python venv for the CSMS -----------------------------------------
 say "setting up the Python venv (scripts/setup-python.sh)"
 PY="$("$ROOT/scripts/setup-python.sh" | tail -n 1)"
@@ -180,19 +199,20 @@ cargo build --release --bin ocpp-agent
 
 # --- 3. start the CSMS ---------------------------------------------------------
 mkdir -p "$DEMO_DIR"
-rm -f "$CSMS_LOG" "$PORT_FILE"
+rm -f "$CSMS_LOG" "$PORT_FILE" "$ADMIN_PORT_FILE"
 say "starting the CSMS on ws://127.0.0.1:$DEMO_PORT/ocpp (log: ${CSMS_LOG#"$ROOT"/})"
 exec 3> >(trap '' INT; exec sed -u 's/^/[csms] /' >&2)
 CSMS_SED=$!
 # The password is the one in config/demo.toml: the CSMS checks HTTP Basic auth CP001:<password>.
 "$PY" -u "$ROOT/tests/csms/csms.py" --host 127.0.0.1 --port "$DEMO_PORT" --interval 10 \
     --password 0123456789abcdef \
-    --log "$CSMS_LOG" --port-file "$PORT_FILE" </dev/null >&3 2>&3 &
+    --log "$CSMS_LOG" --port-file "$PORT_FILE" --admin-port-file "$ADMIN_PORT_FILE" \
+    </dev/null >&3 2>&3 &
 CSMS_PID=$!
 exec 3>&-
 
 for _ in $(seq 150); do
-    [ -s "$PORT_FILE" ] && break
+    [ -s "$PORT_FILE" ] && [ -s "$ADMIN_PORT_FILE" ] && break
     if ! kill -0 "$CSMS_PID" 2>/dev/null; then
         CSMS_PID=""
         die "the CSMS failed to start (is port $DEMO_PORT in use? try DEMO_PORT=9100 $0)"
@@ -218,9 +238,19 @@ ctl plug 1 in
 pause 2
 say "presenting RFID card DEMO-CARD at EVSE 1: ocpp-agent ctl --config $CONFIG token 1 DEMO-CARD"
 ctl token 1 DEMO-CARD
-pause 11
+pause 5
 say "agent status (charging at 11 kW): ocpp-agent ctl --config $CONFIG status"
 ctl status
+say "the CSMS limits EVSE 1 to 8 A per phase (SetChargingProfile, TxDefaultProfile); the meter follows: 5520 W"
+csms_call SetChargingProfile '{"evseId": 1, "chargingProfile": {"id": 1, "stackLevel": 0,
+    "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+    "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}]}}'
+pause 6
+say "agent status (charging_limit 8 A, 5.5 kW): ocpp-agent ctl --config $CONFIG status"
+ctl status
+say "the CSMS removes the profile again (ClearChargingProfile)"
+csms_call ClearChargingProfile '{"chargingProfileId": 1}'
 pause 1
 say "unplugging connector 1: ocpp-agent ctl --config $CONFIG plug 1 out"
 ctl plug 1 out
