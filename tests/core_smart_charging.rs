@@ -850,3 +850,62 @@ fn an_external_limit_set_while_offline_is_reported_after_reconnection() {
     assert_eq!(n.len(), 1, "{:?}", h.csms.actions());
     assert_eq!(n[0].payload["evseId"], 1);
 }
+
+#[test]
+fn k06_offline_the_station_keeps_its_profiles_and_a_default_limits_an_offline_transaction() {
+    let mut h = Harness::new(config_with(&[(
+        "AuthCtrlr.OfflineTxForUnknownIdEnabled",
+        "true",
+    )]));
+    set_abs(
+        &mut h,
+        1,
+        1,
+        "TxDefaultProfile",
+        0,
+        &[(0, 16.0), (600, 10.0)],
+    );
+    h.csms.online = false;
+    h.drop_connection();
+    h.plug(1, 1, true);
+    h.token(1, "OFFLINE1");
+    h.advance_secs(1);
+    assert!(h.power_path(1), "charging offline");
+    assert_eq!(amps(&h, 1), 16.0);
+    // The schedule goes on without the CSMS.
+    h.advance_secs(600);
+    assert_eq!(amps(&h, 1), 10.0);
+    assert!(h.events().is_empty(), "nothing sent while offline");
+    // Delivered once back, the change included.
+    h.csms.online = true;
+    h.advance_secs(120);
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| e["triggerReason"] == "ChargingRateChanged" && e["offline"] == true),
+        "{:?}",
+        h.events()
+    );
+}
+
+#[test]
+fn switching_smart_charging_off_leaves_the_ratings_and_on_again_the_profiles() {
+    let mut h = Harness::new(default_config());
+    set_abs(&mut h, 1, 1, "TxDefaultProfile", 0, &[(0, 10.0)]);
+    assert_eq!(amps(&h, 1), 10.0);
+    let set_enabled = |h: &mut Harness, v: &str| {
+        let r = result(h.call(
+            "SetVariables",
+            json!({"setVariableData": [{"component": {"name": "SmartChargingCtrlr"},
+                "variable": {"name": "Enabled"}, "attributeValue": v}]}),
+        ));
+        assert_eq!(
+            r["setVariableResult"][0]["attributeStatus"], "Accepted",
+            "{r}"
+        );
+    };
+    set_enabled(&mut h, "false");
+    assert_eq!(amps(&h, 1), 32.0);
+    set_enabled(&mut h, "true");
+    assert_eq!(amps(&h, 1), 10.0);
+}

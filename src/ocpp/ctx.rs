@@ -46,6 +46,8 @@ pub enum CoreEvent {
     AvailabilityChanged,
     /// A connector of this EVSE became faulted or recovered.
     FaultChanged { evse: u32 },
+    /// SmartChargingCtrlr.Enabled changed: the limits again (the ratings alone when off).
+    SmartChargingSwitched,
     /// AlignedDataCtrlr.Interval or TxEndedInterval changed.
     AlignedIntervalChanged,
     /// The firmware job ended or was replaced: what waited for it may go.

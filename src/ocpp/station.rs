@@ -529,6 +529,7 @@ impl Station {
                         self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
                 }
+                CoreEvent::SmartChargingSwitched => self.smart_charging.apply(&mut self.cx, now),
                 CoreEvent::AlignedIntervalChanged => {
                     self.transactions.schedule_aligned(&mut self.cx, now)
                 }

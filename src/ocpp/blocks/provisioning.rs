@@ -609,6 +609,7 @@ impl Provisioning {
         match def.key().as_str() {
             "OCPPCommCtrlr.WebSocketPingInterval" => cx.restart_ping(now),
             "OCPPCommCtrlr.HeartbeatInterval" => cx.set_heartbeat_interval(now),
+            "SmartChargingCtrlr.Enabled" => cx.emit(CoreEvent::SmartChargingSwitched),
             "AlignedDataCtrlr.Interval" | "AlignedDataCtrlr.TxEndedInterval" => {
                 cx.emit(CoreEvent::AlignedIntervalChanged)
             }
