@@ -143,7 +143,7 @@ fn tc_k_01_a_tx_default_profile_for_one_evse_is_installed_and_reported() {
 }
 
 #[test]
-fn tc_k_02_03_60_a_tx_profile_needs_the_transaction_on_its_evse_and_ends_with_it() {
+fn tc_k_02_11_16_60_a_tx_profile_needs_the_transaction_on_its_evse_and_ends_with_it() {
     let mut h = Harness::new(default_config());
     let mut profile = absolute(&h, 5, "TxProfile", 0, &[(0, 10.0)]);
     profile["transactionId"] = json!("no-such-transaction");
@@ -151,10 +151,10 @@ fn tc_k_02_03_60_a_tx_profile_needs_the_transaction_on_its_evse_and_ends_with_it
     let r = set(&mut h, 1, profile.clone());
     assert_eq!((status(&r), reason(&r)), ("Rejected", "TxNotFound"));
     let tx = start_transaction(&mut h);
-    // TC_K_03: an unknown transaction id (K01.FR.33).
+    // TC_K_16: an unknown transaction id (K01.FR.33).
     let r = set(&mut h, 1, profile.clone());
     assert_eq!((status(&r), reason(&r)), ("Rejected", "TxNotFound"));
-    // K01.FR.16: never on EVSE 0.
+    // TC_K_11, K01.FR.16: never on EVSE 0.
     profile["transactionId"] = json!(tx);
     let r = set(&mut h, 0, profile.clone());
     assert_eq!(status(&r), "Rejected");
@@ -250,7 +250,7 @@ fn tc_k_04_05_06_08_replace_and_clear() {
 fn profiles_that_break_a_rule_are_rejected_with_a_reason() {
     let mut h = Harness::new(config_with(&[]));
     let cases: Vec<(i64, Value, &str)> = vec![
-        // TC_K_15, K01.FR.28
+        // TC_K_14, K01.FR.28
         (
             3,
             absolute(&h, 1, "TxDefaultProfile", 0, &[(0, 16.0)]),
@@ -351,7 +351,7 @@ fn profiles_that_break_a_rule_are_rejected_with_a_reason() {
 }
 
 #[test]
-fn k01_fr_26_k08_fr_07_a_rate_unit_the_station_does_not_use_is_rejected() {
+fn tc_k_12_42_k01_fr_26_k08_fr_07_a_rate_unit_the_station_does_not_use_is_rejected() {
     let mut h = Harness::new(config_with(&[("SmartChargingCtrlr.RateUnit", "A")]));
     let mut watts = absolute(&h, 1, "TxDefaultProfile", 0, &[(0, 11_000.0)]);
     watts["chargingSchedule"][0]["chargingRateUnit"] = json!("W");
@@ -369,7 +369,7 @@ fn k01_fr_26_k08_fr_07_a_rate_unit_the_station_does_not_use_is_rejected() {
 }
 
 #[test]
-fn tc_k_39_without_profiles_the_composite_is_the_local_limit() {
+fn tc_k_39_47_without_profiles_the_composite_is_the_local_limit() {
     let mut h = Harness::new(default_config());
     let r = composite(&mut h, 0, 300);
     assert_eq!(status(&r), "Accepted");
@@ -524,7 +524,7 @@ fn a_change_below_limit_change_significance_is_applied_but_not_reported() {
 }
 
 #[test]
-fn k01_fr_27_profiles_survive_a_restart_and_tx_profiles_end_with_their_transaction() {
+fn tc_k_13_k01_fr_27_profiles_survive_a_restart_and_tx_profiles_end_with_their_transaction() {
     let mut h = Harness::new(default_config());
     let tx = start_transaction(&mut h);
     let mut txp = absolute(&h, 9, "TxProfile", 0, &[(0, 12.0)]);
@@ -696,7 +696,7 @@ fn tc_k_37_a_remote_start_with_a_tx_profile_binds_it_to_the_transaction() {
 }
 
 #[test]
-fn k01_fr_29_with_smart_charging_disabled_the_calls_are_not_supported() {
+fn tc_k_15_k01_fr_29_with_smart_charging_disabled_the_calls_are_not_supported() {
     let mut h = Harness::new(config_with(&[("SmartChargingCtrlr.Enabled", "false")]));
     let frame = h.call(
         "SetChargingProfile",
@@ -755,7 +755,7 @@ fn external(
 }
 
 #[test]
-fn tc_k_52_53_a_local_energy_manager_limits_the_station_and_the_csms_hears_of_it() {
+fn tc_k_52_a_local_energy_manager_limits_the_station_and_the_csms_hears_of_it() {
     let mut h = Harness::new(two_evse_station(32.0));
     external(&mut h, 0, Some(16.0), Some(600)).unwrap();
     // The station's 16 A split between the two idle EVSEs.
@@ -769,7 +769,7 @@ fn tc_k_52_53_a_local_energy_manager_limits_the_station_and_the_csms_hears_of_it
     // The station's limit has no evseId (the schema wants one above 0).
     assert!(notified[0].payload.get("evseId").is_none());
     assert!(notified[0].payload.get("chargingSchedule").is_none());
-    // TC_K_52/53: reported with source EMS.
+    // TC_K_52: reported with source EMS.
     let (s, reports) = get_profiles(&mut h, 4, None, json!({"chargingLimitSource": ["EMS"]}));
     assert_eq!(s, "Accepted");
     assert_eq!(reports[0]["chargingLimitSource"], "EMS");
@@ -908,4 +908,187 @@ fn switching_smart_charging_off_leaves_the_ratings_and_on_again_the_profiles() {
     assert_eq!(amps(&h, 1), 32.0);
     set_enabled(&mut h, "true");
     assert_eq!(amps(&h, 1), 10.0);
+}
+
+#[test]
+fn tc_k_03_10_28_station_maximum_and_a_station_wide_default_apply_to_every_evse() {
+    let mut h = Harness::new(default_config());
+    let tx = start_transaction(&mut h);
+    // TC_K_28/K01.FR.32: a default set during a transaction applies to it at once.
+    set_abs(&mut h, 0, 1, "TxDefaultProfile", 0, &[(0, 20.0)]);
+    assert_eq!(
+        (amps(&h, 1), amps(&h, 2)),
+        (20.0, 20.0),
+        "TC_K_10: every EVSE"
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| e["triggerReason"] == "ChargingRateChanged"
+                && e["transactionInfo"]["transactionId"] == tx.as_str())
+    );
+    // TC_K_03: the station maximum is the whole station's: the charging EVSE takes it, the
+    // idle one gets what is left (nothing) until its own transaction shares it.
+    set_abs(&mut h, 0, 2, "ChargingStationMaxProfile", 0, &[(0, 12.0)]);
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (12.0, 0.0));
+    h.plug(2, 1, true);
+    h.token(2, "TOKEN2");
+    h.advance_secs(1);
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (6.0, 6.0));
+    let (s, reports) = get_profiles(
+        &mut h,
+        1,
+        Some(0),
+        json!({"chargingProfilePurpose": "ChargingStationMaxProfile"}),
+    );
+    assert_eq!(s, "Accepted");
+    assert_eq!(reports[0]["evseId"], 0);
+    assert_eq!(reports[0]["chargingProfile"][0]["id"], 2);
+}
+
+#[test]
+fn tc_k_07_09_24_clearing_by_criteria() {
+    let mut h = Harness::new(default_config());
+    start_transaction(&mut h);
+    set_abs(&mut h, 1, 1, "TxDefaultProfile", 0, &[(0, 10.0)]);
+    set_abs(&mut h, 2, 2, "TxDefaultProfile", 0, &[(0, 12.0)]);
+    set_abs(&mut h, 1, 3, "TxDefaultProfile", 1, &[(0, 8.0)]);
+    // TC_K_07: no profile with this combination.
+    let r = result(h.call(
+        "ClearChargingProfile",
+        json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 5}}),
+    ));
+    assert_eq!(status(&r), "Unknown");
+    // TC_K_24: one stack level and purpose matching on two EVSEs: both go.
+    let r = result(h.call(
+        "ClearChargingProfile",
+        json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 0}}),
+    ));
+    assert_eq!(status(&r), "Accepted");
+    assert_eq!(
+        get_profiles(&mut h, 1, None, json!({"stackLevel": 0})).0,
+        "NoProfiles"
+    );
+    assert_eq!((amps(&h, 1), amps(&h, 2)), (8.0, 32.0));
+    // TC_K_09/K10.FR.07: the transaction goes on as if it had no default.
+    let r = result(h.call("ClearChargingProfile", json!({"chargingProfileId": 3})));
+    assert_eq!(status(&r), "Accepted");
+    assert_eq!(amps(&h, 1), 32.0);
+    assert!(h.power_path(1), "still charging");
+}
+
+#[test]
+fn tc_k_19_21_22_23_recurrence_validity_and_start_in_the_future() {
+    let mut h = Harness::new(default_config());
+    // TC_K_23/K01.FR.30: a schedule that starts in 10 minutes limits from then on.
+    let mut later = absolute(&h, 1, "TxDefaultProfile", 0, &[(0, 10.0)]);
+    later["chargingSchedule"][0]["startSchedule"] = json!(now_rfc3339(&h, 600));
+    assert_eq!(status(&set(&mut h, 1, later)), "Accepted");
+    assert_eq!(amps(&h, 1), 32.0);
+    h.advance_secs(601);
+    assert_eq!(amps(&h, 1), 10.0);
+    // TC_K_21/22: valid from in 5 minutes, to in 10 (K01.FR.36/37).
+    let mut window = absolute(&h, 2, "TxDefaultProfile", 1, &[(0, 6.0)]);
+    window["validFrom"] = json!(now_rfc3339(&h, 300));
+    window["validTo"] = json!(now_rfc3339(&h, 600));
+    assert_eq!(status(&set(&mut h, 1, window)), "Accepted");
+    assert_eq!(amps(&h, 1), 10.0);
+    h.advance_secs(301);
+    assert_eq!(amps(&h, 1), 6.0);
+    h.advance_secs(300);
+    assert_eq!(amps(&h, 1), 10.0);
+    // TC_K_19: a Daily profile of EVSE 2, 8 A for the first hour of each day from now.
+    let mut daily = absolute(&h, 3, "TxDefaultProfile", 0, &[(0, 8.0), (3600, 16.0)]);
+    daily["chargingProfileKind"] = json!("Recurring");
+    daily["recurrencyKind"] = json!("Daily");
+    assert_eq!(status(&set(&mut h, 2, daily)), "Accepted");
+    assert_eq!(amps(&h, 2), 8.0);
+    h.advance_secs(3601);
+    assert_eq!(amps(&h, 2), 16.0);
+    h.advance_secs(86_400 - 3601 + 1);
+    assert_eq!(amps(&h, 2), 8.0, "the next day");
+    let r = result(h.call(
+        "GetCompositeSchedule",
+        json!({"evseId": 2, "duration": 7200, "chargingRateUnit": "A"}),
+    ));
+    let p = periods(&r);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].1, 8.0);
+    assert_eq!(p[1].1, 16.0);
+}
+
+#[test]
+fn tc_k_29_to_36_get_charging_profiles_filters() {
+    let mut h = Harness::new(default_config());
+    set_abs(&mut h, 0, 1, "ChargingStationMaxProfile", 0, &[(0, 30.0)]);
+    set_abs(&mut h, 1, 2, "TxDefaultProfile", 0, &[(0, 16.0)]);
+    set_abs(&mut h, 1, 3, "TxDefaultProfile", 1, &[(0, 10.0)]);
+    set_abs(&mut h, 2, 4, "TxDefaultProfile", 0, &[(0, 12.0)]);
+    let ids = |h: &mut Harness, evse: Option<i64>, criteria: Value| -> Vec<i64> {
+        let (_, reports) = get_profiles(h, 9, evse, criteria);
+        // K09.FR.02: tbc on all but the last.
+        for (n, r) in reports.iter().enumerate() {
+            assert_eq!(r["tbc"] == true, n + 1 < reports.len(), "{reports:?}");
+        }
+        reports
+            .iter()
+            .flat_map(|r| r["chargingProfile"].as_array().unwrap().clone())
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    };
+    let all = json!({"chargingLimitSource": ["CSO"]});
+    assert_eq!(ids(&mut h, Some(0), all.clone()), vec![1], "TC_K_29");
+    assert_eq!(ids(&mut h, Some(1), all.clone()), vec![2, 3], "TC_K_30");
+    assert_eq!(ids(&mut h, None, all), vec![1, 2, 3, 4], "TC_K_31");
+    assert_eq!(
+        ids(&mut h, None, json!({"chargingProfileId": [3, 4]})),
+        vec![3, 4],
+        "TC_K_32"
+    );
+    assert_eq!(
+        ids(&mut h, Some(1), json!({"stackLevel": 1})),
+        vec![3],
+        "TC_K_33"
+    );
+    assert_eq!(
+        ids(&mut h, Some(1), json!({"chargingLimitSource": ["EMS"]})),
+        Vec::<i64>::new(),
+        "TC_K_34"
+    );
+    assert_eq!(
+        ids(
+            &mut h,
+            Some(1),
+            json!({"chargingProfilePurpose": "TxDefaultProfile"})
+        ),
+        vec![2, 3],
+        "TC_K_35"
+    );
+    assert_eq!(
+        ids(
+            &mut h,
+            Some(1),
+            json!({"chargingProfilePurpose": "TxDefaultProfile", "stackLevel": 0})
+        ),
+        vec![2],
+        "TC_K_36"
+    );
+}
+
+#[test]
+fn tc_k_38_a_station_without_smart_charging_ignores_a_remote_starts_profile() {
+    // K05.FR.04
+    let mut h = Harness::new(config_with(&[("SmartChargingCtrlr.Enabled", "false")]));
+    let r = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 1, "remoteStartId": 3, "idToken": {"idToken": "R1", "type": "Central"},
+            "chargingProfile": {"id": 5, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]}]}}),
+    ));
+    assert_eq!(status(&r), "Accepted");
+    h.plug(1, 1, true);
+    h.advance_secs(1);
+    assert!(h.power_path(1));
+    assert_eq!(amps(&h, 1), 32.0);
 }

@@ -730,6 +730,12 @@ mod tests {
             ("SecurityCtrlr", "CertificateEntries", None),
             ("SecurityCtrlr", "OrganizationName", None),
             ("SecurityCtrlr", "SecurityProfile", None),
+            // The Smart Charging profile's (issue 14).
+            ("SmartChargingCtrlr", "Entries", Some("ChargingProfiles")),
+            ("SmartChargingCtrlr", "LimitChangeSignificance", None),
+            ("SmartChargingCtrlr", "PeriodsPerSchedule", None),
+            ("SmartChargingCtrlr", "ProfileStackLevel", None),
+            ("SmartChargingCtrlr", "RateUnit", None),
             ("TxCtrlr", "EVConnectionTimeOut", None),
             ("TxCtrlr", "StopTxOnEVSideDisconnect", None),
             ("TxCtrlr", "StopTxOnInvalidId", None),
