@@ -53,16 +53,21 @@ fn set(csms: &Csms, evse: i64, profile: Value) -> Value {
     )
 }
 
-/// The Power.Active.Import of the latest TransactionEvent that has one.
-fn last_power(csms: &Csms) -> Option<f64> {
+/// Every value of `measurand` in the TransactionEvents, in order.
+fn sampled(csms: &Csms, measurand: &str) -> Vec<f64> {
     csms.calls("TransactionEvent")
         .iter()
-        .rev()
         .filter_map(|r| r["payload"]["meterValue"].as_array().cloned())
         .flatten()
         .flat_map(|m| m["sampledValue"].as_array().cloned().unwrap_or_default())
-        .find(|s| s["measurand"] == "Power.Active.Import")
-        .and_then(|s| s["value"].as_f64())
+        .filter(|s| s["measurand"] == measurand)
+        .filter_map(|s| s["value"].as_f64())
+        .collect()
+}
+
+/// The Power.Active.Import of the latest TransactionEvent that has one.
+fn last_power(csms: &Csms) -> Option<f64> {
+    sampled(csms, "Power.Active.Import").last().copied()
 }
 
 fn wait_power(csms: &Csms, watts: f64) {
@@ -141,15 +146,7 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
     agent.ctl_json(&["token", "1", "TOKEN1"]);
     wait_power(&csms, 6900.0);
     // Power.Offered: what the limit lets the EV draw.
-    let offered: Vec<f64> = csms
-        .calls("TransactionEvent")
-        .iter()
-        .filter_map(|r| r["payload"]["meterValue"].as_array().cloned())
-        .flatten()
-        .flat_map(|m| m["sampledValue"].as_array().cloned().unwrap_or_default())
-        .filter(|s| s["measurand"] == "Power.Offered")
-        .filter_map(|s| s["value"].as_f64())
-        .collect();
+    let offered = sampled(&csms, "Power.Offered");
     assert!(offered.contains(&6900.0), "{offered:?}");
     let tx = agent.status()["evses"][0]["transaction"]["id"]
         .as_str()
