@@ -7,26 +7,31 @@
 //! milliseconds since the epoch; randomness (key generation, ECDSA signing) as a
 //! `&dyn ring::rand::SecureRandom`, which the shell creates (`ring::rand::SystemRandom::new()`).
 //!
-//! * PEM: [`pem_blocks`], [`to_pem`], [`parse_pem_certificates`]. OCPP transmits certificates
-//!   and CSRs as PEM (A00.FR.507, A02.FR.03).
-//! * Certificates: [`parse_certificate`] into a [`Certificate`] with the fields OCPP needs.
+//! * PEM: [`pem_blocks`] (decoded by `rustls-pki-types`), [`to_pem`],
+//!   [`parse_pem_certificates`]. OCPP transmits certificates and CSRs as PEM (A00.FR.507,
+//!   A02.FR.03).
+//! * Certificates: [`parse_certificate`] into a [`Certificate`] with the fields OCPP needs,
+//!   read by RustCrypto's `x509-cert`/`der`.
 //! * OCPP `CertificateHashDataType`: [`hash_data`], [`hash_data_matches`].
 //! * Chain verification: [`verify_chain`], by rustls-webpki (the verifier of the agent's TLS
 //!   connections) with the time passed in, plus the root's validity and issuers' keyCertSign;
-//!   the field reader below only names the certificate an error concerns.
+//!   the field reader only names the certificate an error concerns.
 //! * Firmware signatures: [`verify_file_signature`] (`ring`).
-//! * Key and CSR: [`generate_key`] (ECDSA P-256, PKCS#8), [`key_spki`], [`sign_with`],
-//!   [`build_csr`] (PKCS#10, RFC 2986).
+//! * Key and CSR: [`generate_key`] (ECDSA P-256, PKCS#8, `ring`), [`key_spki`], [`sign_with`],
+//!   [`build_csr`] (PKCS#10, RFC 2986, encoded by `x509-cert`).
 //!
-//! The DER reader is strict (definite minimal lengths, no trailing data, the inner and outer
-//! signature algorithms equal) and never panics on bad input; errors say what was wrong in
-//! words ([`X509Error`]'s `Display`), not as a dump of the DER tree.
+//! Reading is strict DER (`der` refuses BER: indefinite or non-minimal lengths, trailing data;
+//! on top, a certificate must encode back to exactly its bytes, and the inner and outer
+//! signature algorithms must be equal) and never panics on bad input; errors say what was
+//! wrong in words ([`X509Error`]'s `Display`), not as a dump of the DER tree.
 
-use crate::ocpp::clock::{civil_from_days, days_from_civil, days_in_month};
+use crate::ocpp::clock::civil_from_days;
 use crate::ocpp::v201::{CertificateHashData, HashAlgorithmEnum};
 use ring::rand::SecureRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, KeyPair, UnparsedPublicKey};
 use std::fmt;
+use x509_cert::der::asn1::{AnyRef, BitString, ObjectIdentifier as Oid, SetOfVec, UintRef};
+use x509_cert::der::{self, Any, Decode, Encode, Tag, Tagged};
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -136,16 +141,30 @@ fn malformed(what: &str, problem: &str) -> X509Error {
 // PEM (RFC 7468)
 // ---------------------------------------------------------------------------------------------
 
-/// Decodes every PEM block labelled `label` (e.g. `"CERTIFICATE"`, `"CERTIFICATE REQUEST"`,
-/// `"PRIVATE KEY"`) in `text`, in order.
-///
-/// Text around the blocks and blocks with other labels are ignored. Line breaks may be `\n` or
-/// `\r\n`, lines may have any length, and a whole block on one line (as some CSMSs send PEM in
-/// JSON) is accepted. An error if no block has the label, if a block lacks its END line, is
-/// empty, has bad base64, or has RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`, …).
-pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, X509Error> {
+/// The PEM labels the agent reads, as `rustls-pki-types` knows them.
+fn section_kind(label: &str) -> Option<rustls_pki_types::pem::SectionKind> {
+    use rustls_pki_types::pem::SectionKind as K;
+    Some(match label {
+        "CERTIFICATE" => K::Certificate,
+        "CERTIFICATE REQUEST" => K::Csr,
+        "PRIVATE KEY" => K::PrivateKey,
+        "EC PRIVATE KEY" => K::EcPrivateKey,
+        "PUBLIC KEY" => K::PublicKey,
+        _ => return None,
+    })
+}
+
+/// Puts every PEM block of `text` on lines of its own, the base64 re-wrapped at 64 columns,
+/// as `rustls-pki-types` wants it: it finds BEGIN and END only at the start of a line, so a
+/// whole block on one line (as some CSMSs put PEM in JSON) or text before a BEGIN on the
+/// same line would be missed. Checks the block structure on the way, for errors that say
+/// what is wrong: a BEGIN line not closed by "-----", a block without its END line, a BEGIN
+/// inside a block, and RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`, an encrypted key), which
+/// are not supported. Text outside the blocks is dropped; the base64 itself is decoded (and
+/// judged) by pki-types.
+fn normalise_pem(text: &str) -> Result<String, X509Error> {
     const BEGIN: &str = "-----BEGIN ";
-    let mut blocks = Vec::new();
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
     let mut rest = text;
     while let Some(start) = rest.find(BEGIN) {
         let after = &rest[start + BEGIN.len()..];
@@ -153,33 +172,71 @@ pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, X509Error> {
             .find("-----")
             .filter(|&i| !after[..i].contains('\n'))
             .ok_or_else(|| X509Error::Pem("a BEGIN line is not closed by \"-----\"".into()))?;
-        let this = &after[..label_end];
+        let label = &after[..label_end];
         let body_and_rest = &after[label_end + 5..];
-        let end_line = format!("-----END {this}-----");
+        let end_line = format!("-----END {label}-----");
         let body_end = body_and_rest
             .find(&end_line)
-            .ok_or_else(|| X509Error::Pem(format!("the {this} block has no END line")))?;
+            .ok_or_else(|| X509Error::Pem(format!("the {label} block has no END line")))?;
         let body = &body_and_rest[..body_end];
         if body.contains(BEGIN) {
             return Err(X509Error::Pem(format!(
-                "the {this} block has no END line before the next BEGIN line"
+                "the {label} block has no END line before the next BEGIN line"
             )));
         }
-        if this == label {
-            let n = blocks.len() + 1;
-            if body.contains(':') {
-                return Err(X509Error::Pem(format!(
-                    "{label} block {n} has headers (an encrypted key?), which are not supported"
-                )));
-            }
-            let der = base64_decode(body)
-                .map_err(|e| X509Error::Pem(format!("{label} block {n}: {e}")))?;
-            if der.is_empty() {
-                return Err(X509Error::Pem(format!("{label} block {n} is empty")));
-            }
-            blocks.push(der);
+        if body.contains(':') {
+            return Err(X509Error::Pem(format!(
+                "a {label} block has headers (an encrypted key?), which are not supported"
+            )));
         }
+        out.push_str(&format!("-----BEGIN {label}-----\n"));
+        let digits: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        for line in digits.chunks(64) {
+            // ASCII whitespace was removed, other bytes are kept for pki-types to refuse.
+            out.push_str(&String::from_utf8_lossy(line));
+            out.push('\n');
+        }
+        out.push_str(&end_line);
+        out.push('\n');
         rest = &body_and_rest[body_end + end_line.len()..];
+    }
+    Ok(out)
+}
+
+/// Decodes every PEM block labelled `label` in `text`, in order: `"CERTIFICATE"`,
+/// `"CERTIFICATE REQUEST"`, `"PRIVATE KEY"`, `"EC PRIVATE KEY"` or `"PUBLIC KEY"` (the labels
+/// `rustls-pki-types` decodes; any other label is an error).
+///
+/// Text around the blocks and blocks with other labels are ignored. Line breaks may be `\n` or
+/// `\r\n`, lines may have any length, and a whole block on one line (as some CSMSs send PEM in
+/// JSON) is accepted. An error if no block has the label, if a block lacks its END line, is
+/// empty, has bad base64, or has RFC 1421 headers (`Proc-Type: 4,ENCRYPTED`, …).
+pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, X509Error> {
+    use rustls_pki_types::pem::{PemObject, SectionKind};
+    let wanted = section_kind(label)
+        .ok_or_else(|| X509Error::Pem(format!("the PEM label {label:?} is not supported")))?;
+    let normal = normalise_pem(text)?;
+    let mut blocks = Vec::new();
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(normal.as_bytes()) {
+        let (kind, der) = section.map_err(|e| {
+            let n = blocks.len() + 1;
+            X509Error::Pem(match e {
+                rustls_pki_types::pem::Error::Base64Decode(why) => {
+                    format!("{label} block {n}: invalid base64 ({why})")
+                }
+                e => format!("{label} block {n}: {e}"),
+            })
+        })?;
+        if kind != wanted {
+            continue;
+        }
+        if der.is_empty() {
+            return Err(X509Error::Pem(format!(
+                "{label} block {} is empty",
+                blocks.len() + 1
+            )));
+        }
+        blocks.push(der);
     }
     if blocks.is_empty() {
         return Err(X509Error::Pem(format!(
@@ -194,369 +251,124 @@ pub fn pem_blocks(text: &str, label: &str) -> Result<Vec<Vec<u8>>, X509Error> {
 /// `"CERTIFICATE REQUEST"` for a CSR and `"PRIVATE KEY"` for the PKCS#8 key of
 /// [`generate_key`] (the label rustls' `PrivateKeyDer::from_pem_*` loads as PKCS#8).
 pub fn to_pem(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = format!("-----BEGIN {label}-----\n");
-    let mut column = 0;
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            let c = if i <= chunk.len() {
-                ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            };
-            out.push(c);
-            column += 1;
-            if column == 64 {
-                out.push('\n');
-                column = 0;
-            }
-        }
-    }
-    if column != 0 {
+    let base64 = data_encoding::BASE64.encode(der);
+    let mut out = String::with_capacity(base64.len() + base64.len() / 64 + 2 * label.len() + 40);
+    out.push_str(&format!("-----BEGIN {label}-----\n"));
+    // base64 is ASCII: every 64-byte chunk is whole characters.
+    for line in base64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
         out.push('\n');
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
 }
 
-/// Decodes base64 (RFC 4648, with padding; whitespace between the digits is skipped).
-pub fn base64_decode(text: &str) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let (mut acc, mut bits, mut digits, mut padding) = (0u32, 0u32, 0usize, 0usize);
-    for b in text.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return Err("invalid base64 character"),
-        };
-        if padding > 0 {
-            return Err("base64 data after the padding");
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        digits += 1;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if digits % 4 == 1 || padding > 2 || (padding > 0 && (digits + padding) % 4 != 0) {
-        return Err("truncated base64");
-    }
-    Ok(out)
+/// Decodes base64 (RFC 4648, `data-encoding`) as OCPP carries binary data in JSON, e.g. the
+/// firmware signature (L01): whitespace between the digits (a signature pasted from a wrapped
+/// `openssl base64`) is skipped, and the `=` padding may be left out.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let encoding = if digits.len() % 4 == 0 {
+        &data_encoding::BASE64
+    } else {
+        &data_encoding::BASE64_NOPAD
+    };
+    encoding
+        .decode(&digits)
+        .map_err(|e| format!("invalid base64: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------
-// DER reading
+// DER reading (x509-cert / der)
 // ---------------------------------------------------------------------------------------------
 
-const BOOLEAN: u8 = 0x01;
-const INTEGER: u8 = 0x02;
-const BIT_STRING: u8 = 0x03;
-const OCTET_STRING: u8 = 0x04;
-const OID: u8 = 0x06;
-const UTF8_STRING: u8 = 0x0c;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-
-/// A cursor over DER-encoded elements.
-#[derive(Clone, Copy)]
-struct Der<'a>(&'a [u8]);
-
-impl<'a> Der<'a> {
-    /// Reads one element: its tag, contents and the whole TLV.
-    fn next(&mut self, what: &str) -> Result<(u8, &'a [u8], &'a [u8]), X509Error> {
-        let d = self.0;
-        if d.len() < 2 {
-            return Err(malformed(what, "truncated"));
-        }
-        let tag = d[0];
-        if tag & 0x1f == 0x1f {
-            return Err(malformed(what, "high tag numbers are not used in X.509"));
-        }
-        let (len, header) = match d[1] {
-            n if n < 0x80 => (usize::from(n), 2),
-            0x80 => return Err(malformed(what, "indefinite length (BER, not DER)")),
-            n => {
-                let k = usize::from(n & 0x7f);
-                if k > 4 || d.len() < 2 + k {
-                    return Err(malformed(what, "truncated or oversized length"));
-                }
-                let len = d[2..2 + k]
-                    .iter()
-                    .fold(0usize, |len, &b| (len << 8) | usize::from(b));
-                if d[2] == 0 || len < 0x80 {
-                    return Err(malformed(what, "length not minimally encoded (not DER)"));
-                }
-                (len, 2 + k)
-            }
-        };
-        if d.len() - header < len {
-            return Err(malformed(what, "truncated"));
-        }
-        let (whole, rest) = d.split_at(header + len);
-        self.0 = rest;
-        Ok((tag, &whole[header..], whole))
-    }
-
-    /// Reads an element that must have `tag`: (contents, whole TLV).
-    fn expect_tlv(&mut self, tag: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), X509Error> {
-        // The tag first: for garbage, "expected SEQUENCE" says more than "truncated".
-        if let Some(&found) = self.0.first().filter(|&&t| t != tag) {
-            return Err(malformed(
-                what,
-                &format!("expected {}, found {}", tag_name(tag), tag_name(found)),
-            ));
-        }
-        let (found, contents, whole) = self.next(what)?;
-        if found != tag {
-            return Err(malformed(
-                what,
-                &format!("expected {}, found {}", tag_name(tag), tag_name(found)),
-            ));
-        }
-        Ok((contents, whole))
-    }
-
-    fn expect(&mut self, tag: u8, what: &str) -> Result<&'a [u8], X509Error> {
-        self.expect_tlv(tag, what).map(|(contents, _)| contents)
-    }
-
-    /// Reads the next element if it has `tag`.
-    fn optional(&mut self, tag: u8, what: &str) -> Result<Option<&'a [u8]>, X509Error> {
-        if self.0.first() == Some(&tag) {
-            self.expect(tag, what).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn end(&self, what: &str) -> Result<(), X509Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(malformed(what, "unexpected data after the last field"))
-        }
-    }
-}
-
-fn tag_name(tag: u8) -> String {
-    match tag {
-        BOOLEAN => "BOOLEAN".into(),
-        INTEGER => "INTEGER".into(),
-        BIT_STRING => "BIT STRING".into(),
-        OCTET_STRING => "OCTET STRING".into(),
-        0x05 => "NULL".into(),
-        OID => "OBJECT IDENTIFIER".into(),
-        UTC_TIME => "UTCTime".into(),
-        GENERALIZED_TIME => "GeneralizedTime".into(),
-        SEQUENCE => "SEQUENCE".into(),
-        SET => "SET".into(),
-        t if t & 0xc0 == 0x80 => format!("[{}]", t & 0x1f),
-        t => format!("tag 0x{t:02x}"),
-    }
-}
-
-/// Parses `data` as exactly one element with `tag` and returns its contents.
-fn single<'a>(data: &'a [u8], tag: u8, what: &str) -> Result<&'a [u8], X509Error> {
-    let mut d = Der(data);
-    let contents = d.expect(tag, what)?;
-    d.end(what)?;
-    Ok(contents)
-}
-
-/// INTEGER contents: non-empty and minimally encoded.
-fn check_integer(c: &[u8], what: &str) -> Result<(), X509Error> {
-    match c {
-        [] => Err(malformed(what, "empty INTEGER")),
-        [0x00, b, ..] if b & 0x80 == 0 => Err(malformed(what, "INTEGER not minimally encoded")),
-        [0xff, b, ..] if b & 0x80 != 0 => Err(malformed(what, "INTEGER not minimally encoded")),
-        _ => Ok(()),
-    }
-}
-
-/// A small non-negative INTEGER (version, pathLenConstraint, saltLength).
-fn small_uint(c: &[u8], what: &str) -> Result<u32, X509Error> {
-    check_integer(c, what)?;
-    if c[0] & 0x80 != 0 {
-        return Err(malformed(what, "negative value"));
-    }
-    let c = if c[0] == 0 { &c[1..] } else { c };
-    if c.len() > 4 {
-        return Err(malformed(what, "value too large"));
-    }
-    Ok(c.iter().fold(0u32, |n, &b| (n << 8) | u32::from(b)))
-}
-
-fn boolean(c: &[u8], what: &str) -> Result<bool, X509Error> {
-    match c {
-        [b] => Ok(*b != 0),
-        _ => Err(malformed(what, "BOOLEAN must be one byte")),
-    }
-}
-
-/// BIT STRING contents without the unused-bits byte, which must be 0 (keys and signatures are
-/// whole bytes).
-fn bit_string<'a>(c: &'a [u8], what: &str) -> Result<&'a [u8], X509Error> {
-    match c {
-        [0, rest @ ..] => Ok(rest),
-        [] => Err(malformed(what, "empty BIT STRING")),
-        _ => Err(malformed(what, "BIT STRING with unused bits")),
+/// A `der` error in words, with where it happened: `what: truncated (at byte 12)`.
+fn der_error(what: &str, e: der::Error) -> X509Error {
+    use der::ErrorKind as K;
+    let words = match e.kind() {
+        K::Incomplete { .. } => "truncated".to_string(),
+        K::TrailingData { .. } => "unexpected data after the last field".to_string(),
+        K::IndefiniteLength => "indefinite length (BER, not DER)".to_string(),
+        K::Noncanonical { tag } => format!("{tag} not minimally encoded (not DER)"),
+        K::Overlength => "length too large or not minimally encoded (not DER)".to_string(),
+        K::TagUnexpected {
+            expected: Some(expected),
+            actual,
+        } => format!("expected {expected}, found {actual}"),
+        K::Length { tag } => format!("{tag} length invalid or not minimally encoded (not DER)"),
+        K::Value { tag } => format!("invalid {tag}"),
+        K::DateTime => "not a valid RFC 5280 time (YYMMDDHHMMSSZ, from 1970)".to_string(),
+        other => other.to_string(),
+    };
+    match e.position() {
+        Some(at) => malformed(what, &format!("{words} (at byte {at})")),
+        None => malformed(what, &words),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Object identifiers (DER contents)
+// Object identifiers
 // ---------------------------------------------------------------------------------------------
 
-const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
-const OID_O: &[u8] = &[0x55, 0x04, 0x0a];
-const NAME_ATTRIBUTES: &[(&[u8], &str)] = &[
+const OID_CN: Oid = Oid::new_unwrap("2.5.4.3");
+const OID_O: Oid = Oid::new_unwrap("2.5.4.10");
+const NAME_ATTRIBUTES: &[(Oid, &str)] = &[
     (OID_CN, "CN"),
     (OID_O, "O"),
-    (&[0x55, 0x04, 0x0b], "OU"),
-    (&[0x55, 0x04, 0x06], "C"),
-    (&[0x55, 0x04, 0x07], "L"),
-    (&[0x55, 0x04, 0x08], "ST"),
-    (&[0x55, 0x04, 0x05], "serialNumber"),
-    (
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
-        "emailAddress",
-    ),
-    (
-        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
-        "DC",
-    ),
+    (Oid::new_unwrap("2.5.4.11"), "OU"),
+    (Oid::new_unwrap("2.5.4.6"), "C"),
+    (Oid::new_unwrap("2.5.4.7"), "L"),
+    (Oid::new_unwrap("2.5.4.8"), "ST"),
+    (Oid::new_unwrap("2.5.4.5"), "serialNumber"),
+    (Oid::new_unwrap("1.2.840.113549.1.9.1"), "emailAddress"),
+    (Oid::new_unwrap("0.9.2342.19200300.100.1.25"), "DC"),
 ];
 
-const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
-const OID_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
-const OID_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+const OID_BASIC_CONSTRAINTS: Oid = Oid::new_unwrap("2.5.29.19");
+const OID_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.15");
+const OID_EXT_KEY_USAGE: Oid = Oid::new_unwrap("2.5.29.37");
 /// Extensions that may be critical although only read for information (or not at all):
 /// subjectAltName, subjectKeyIdentifier, authorityKeyIdentifier.
-const OIDS_HARMLESS: &[&[u8]] = &[
-    &[0x55, 0x1d, 0x11],
-    &[0x55, 0x1d, 0x0e],
-    &[0x55, 0x1d, 0x23],
+const OIDS_HARMLESS: &[Oid] = &[
+    Oid::new_unwrap("2.5.29.17"),
+    Oid::new_unwrap("2.5.29.14"),
+    Oid::new_unwrap("2.5.29.35"),
 ];
 
+/// id-kp-codeSigning, the DER contents of the OID (as webpki's `KeyUsage` takes it).
 const OID_EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 
-const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const OID_P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const OID_P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-const OID_RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
-const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+const OID_EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+const OID_P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+const OID_P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+const OID_RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+const OID_RSASSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
+const OID_ED25519: Oid = Oid::new_unwrap("1.3.101.112");
 
-const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
-const OID_ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
-
-/// Dotted form of an OID's DER contents, for messages.
-fn oid_string(oid: &[u8]) -> String {
-    let mut arcs = Vec::new();
-    let mut v = 0u64;
-    for &b in oid {
-        v = v.wrapping_shl(7) | u64::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            arcs.push(v);
-            v = 0;
-        }
-    }
-    let Some((&first, rest)) = arcs.split_first() else {
-        return "<empty OID>".into();
-    };
-    let (a, b) = if first < 80 {
-        (first / 40, first % 40)
-    } else {
-        (2, first - 80)
-    };
-    let mut s = format!("{a}.{b}");
-    for arc in rest {
-        s.push_str(&format!(".{arc}"));
-    }
-    s
-}
+const OID_ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
+const OID_ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
 
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------
 
-/// One attribute of a Name: the index of its relative distinguished name, type and value.
-struct Attribute<'a> {
-    rdn: usize,
-    oid: &'a [u8],
-    tag: u8,
-    value: &'a [u8],
-}
-
-/// The attributes of a Name (its SEQUENCE contents), in order.
-fn name_attributes(name: &[u8]) -> Result<Vec<Attribute<'_>>, X509Error> {
-    let mut out = Vec::new();
-    let mut rdns = Der(name);
-    let mut index = 0;
-    while !rdns.is_empty() {
-        let mut set = Der(rdns.expect(SET, "Name")?);
-        if set.is_empty() {
-            return Err(malformed("Name", "empty relative distinguished name"));
-        }
-        while !set.is_empty() {
-            let mut atv = Der(set.expect(SEQUENCE, "Name attribute")?);
-            let oid = atv.expect(OID, "Name attribute type")?;
-            let (tag, value, _) = atv.next("Name attribute value")?;
-            atv.end("Name attribute")?;
-            out.push(Attribute {
-                rdn: index,
-                oid,
-                tag,
-                value,
-            });
-        }
-        index += 1;
-    }
-    Ok(out)
-}
-
 /// Decodes a directory string; `None` for non-string types or invalid encodings.
-fn decode_string(tag: u8, v: &[u8]) -> Option<String> {
-    match tag {
-        UTF8_STRING => String::from_utf8(v.to_vec()).ok(),
-        // PrintableString, IA5String, NumericString, VisibleString
-        0x13 | 0x16 | 0x12 | 0x1a => v.is_ascii().then(|| v.iter().map(|&b| b as char).collect()),
+fn decode_string(value: &Any) -> Option<String> {
+    let v = value.value();
+    match value.tag() {
+        Tag::Utf8String => String::from_utf8(v.to_vec()).ok(),
+        Tag::PrintableString | Tag::Ia5String | Tag::NumericString | Tag::VisibleString => {
+            v.is_ascii().then(|| v.iter().map(|&b| b as char).collect())
+        }
         // TeletexString: treated as Latin-1, as most software does
-        0x14 => Some(v.iter().map(|&b| b as char).collect()),
+        Tag::TeletexString => Some(v.iter().map(|&b| b as char).collect()),
         // BMPString: UCS-2 big-endian
-        0x1e if v.len() % 2 == 0 => {
+        Tag::BmpString if v.len() % 2 == 0 => {
             char::decode_utf16(v.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
                 .collect::<Result<String, _>>()
                 .ok()
         }
-        // UniversalString: UCS-4 big-endian
-        0x1c if v.len() % 4 == 0 => v
-            .chunks(4)
-            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
+        // (UniversalString: der has no such tag, so a Name with one does not decode.)
         _ => None,
     }
 }
@@ -566,33 +378,28 @@ fn decode_string(tag: u8, v: &[u8]) -> Option<String> {
 /// Unknown attribute types appear as dotted OIDs, non-string values as `#` and hex. Values are
 /// not escaped.
 pub fn name_to_string(name_der: &[u8]) -> String {
-    let attributes = single(name_der, SEQUENCE, "Name").and_then(name_attributes);
-    let Ok(attributes) = attributes else {
+    let Ok(name) = x509_cert::name::Name::from_der(name_der) else {
         return "<malformed name>".into();
     };
     let mut out = String::new();
-    let mut last_rdn = None;
-    for Attribute {
-        rdn,
-        oid,
-        tag,
-        value,
-    } in attributes
-    {
-        if let Some(last) = last_rdn {
-            out.push_str(if last == rdn { " + " } else { ", " });
-        }
-        last_rdn = Some(rdn);
-        match NAME_ATTRIBUTES.iter().find(|(o, _)| *o == oid) {
-            Some((_, short)) => out.push_str(short),
-            None => out.push_str(&oid_string(oid)),
-        }
-        out.push('=');
-        match decode_string(tag, value) {
-            Some(s) => out.push_str(&s),
-            None => {
-                out.push('#');
-                out.push_str(&hex(value));
+    for (i, rdn) in name.iter_rdn().enumerate() {
+        for (j, atv) in rdn.iter().enumerate() {
+            match (i, j) {
+                (0, 0) => {}
+                (_, 0) => out.push_str(", "),
+                _ => out.push_str(" + "),
+            }
+            match NAME_ATTRIBUTES.iter().find(|(o, _)| *o == atv.oid) {
+                Some((_, short)) => out.push_str(short),
+                None => out.push_str(&atv.oid.to_string()),
+            }
+            out.push('=');
+            match decode_string(&atv.value) {
+                Some(s) => out.push_str(&s),
+                None => {
+                    out.push('#');
+                    out.push_str(&hex(atv.value.value()));
+                }
             }
         }
     }
@@ -616,41 +423,11 @@ fn format_time(ms: i64) -> String {
     )
 }
 
-/// Parses a `Time` (RFC 5280 4.1.2.5): UTCTime `YYMMDDHHMMSSZ` (years 1950-2049) or
-/// GeneralizedTime `YYYYMMDDHHMMSSZ`, to UTC milliseconds since the epoch.
-fn parse_time(d: &mut Der, what: &str) -> Result<i64, X509Error> {
-    let (tag, c, _) = d.next(what)?;
-    let bad = || malformed(what, "not a valid RFC 5280 time (YYMMDDHHMMSSZ)");
-    let number = |digits: &[u8]| -> Option<i64> {
-        digits.iter().try_fold(0i64, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
-        })
-    };
-    let (year, rest) = match (tag, c.len()) {
-        (UTC_TIME, 13) => {
-            let yy = number(&c[..2]).ok_or_else(bad)?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &c[2..])
-        }
-        (GENERALIZED_TIME, 15) => (number(&c[..4]).ok_or_else(bad)?, &c[4..]),
-        (UTC_TIME | GENERALIZED_TIME, _) => return Err(bad()),
-        (t, _) => {
-            return Err(malformed(
-                what,
-                &format!("expected UTCTime or GeneralizedTime, found {}", tag_name(t)),
-            ));
-        }
-    };
-    if rest[10] != b'Z' {
-        return Err(bad());
-    }
-    let field = |i: usize| number(&rest[i..i + 2]).ok_or_else(bad);
-    let (month, day, hour, minute, second) =
-        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    if day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
-        return Err(bad());
-    }
-    let days = days_from_civil(year, month, day);
-    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000)
+/// A `Time` (RFC 5280 4.1.2.5; `der` has checked UTCTime `YYMMDDHHMMSSZ` for 1950-2049 or
+/// GeneralizedTime `YYYYMMDDHHMMSSZ`, from 1970 on) as UTC milliseconds since the epoch.
+fn time_ms(time: &x509_cert::time::Time) -> i64 {
+    // At most year 9999: far inside i64 milliseconds.
+    time.to_unix_duration().as_millis() as i64
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,22 +458,22 @@ impl KeyKind {
     }
 }
 
-/// Parses SubjectPublicKeyInfo contents: the key type and the subjectPublicKey BIT STRING
-/// contents without the unused-bits byte.
-fn parse_spki(spki: &[u8]) -> Result<(KeyKind, &[u8]), X509Error> {
-    let mut d = Der(spki);
-    let mut alg = Der(d.expect(SEQUENCE, "subjectPublicKeyInfo algorithm")?);
-    let bits = bit_string(
-        d.expect(BIT_STRING, "subjectPublicKey")?,
-        "subjectPublicKey",
-    )?;
-    d.end("subjectPublicKeyInfo")?;
-    let oid = alg.expect(OID, "public key algorithm")?;
-    let params = alg.0;
-    let kind = match oid {
-        OID_EC_PUBLIC_KEY => match single(params, OID, "EC curve") {
-            Ok(OID_P256) => KeyKind::EcP256,
-            Ok(OID_P384) => KeyKind::EcP384,
+/// The key type of a SubjectPublicKeyInfo and its subjectPublicKey BIT STRING contents
+/// without the unused-bits byte, which must be 0 (keys are whole bytes).
+fn parse_spki(spki: &x509_cert::SubjectPublicKeyInfo) -> Result<(KeyKind, &[u8]), X509Error> {
+    let bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| malformed("subjectPublicKey", "BIT STRING with unused bits"))?;
+    let kind = match spki.algorithm.oid {
+        OID_EC_PUBLIC_KEY => match spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<Oid>().ok())
+        {
+            Some(OID_P256) => KeyKind::EcP256,
+            Some(OID_P384) => KeyKind::EcP384,
             _ => KeyKind::Other,
         },
         OID_RSA_ENCRYPTION => KeyKind::Rsa,
@@ -740,16 +517,11 @@ pub struct Certificate {
     /// Self-issued: the issuer Name equals the subject Name byte for byte (the signature is not
     /// checked).
     pub self_signed: bool,
-    has_basic_constraints: bool,
-    path_len: Option<u32>,
+    path_len: Option<u8>,
     /// keyUsage bits, bit n of the BIT STRING (0 = digitalSignature, 5 = keyCertSign) as 1 << n.
     key_usage: Option<u16>,
-    ext_key_usage: Option<Vec<Vec<u8>>>,
     unsupported_critical: Option<String>,
     key: KeyKind,
-    tbs: (usize, usize),
-    signature_algorithm: Vec<u8>,
-    signature: Vec<u8>,
 }
 
 const KEY_USAGE_KEY_CERT_SIGN: u16 = 1 << 5;
@@ -784,165 +556,123 @@ impl Certificate {
     }
 }
 
-/// Parses one DER certificate (RFC 5280 4.1). Accepts v1 and v3 certificates with any public
-/// key and signature algorithm (unsupported ones fail only in verification); rejects BER
-/// encodings, trailing bytes, different inner and outer signature algorithms, duplicated
-/// extensions and invalid times.
-pub fn parse_certificate(der: &[u8]) -> Result<Certificate, X509Error> {
-    let mut outer = Der(der);
-    let contents = outer.expect(SEQUENCE, "certificate")?;
-    outer.end("certificate")?;
-    let mut cert = Der(contents);
-    let (tbs, tbs_whole) = cert.expect_tlv(SEQUENCE, "tbsCertificate")?;
-    let signature_algorithm = cert.expect(SEQUENCE, "signatureAlgorithm")?;
-    let signature = bit_string(cert.expect(BIT_STRING, "signatureValue")?, "signatureValue")?;
-    cert.end("certificate")?;
+/// The contents of a DER TLV (an INTEGER's bytes, what webpki keeps of names and keys).
+fn der_contents(tlv: &[u8]) -> Option<&[u8]> {
+    AnyRef::from_der(tlv).ok().map(AnyRef::value)
+}
 
-    let mut t = Der(tbs);
-    let version = match t.optional(0xa0, "version")? {
-        Some(v) => small_uint(single(v, INTEGER, "version")?, "version")?,
-        None => 0,
-    };
-    if version > 2 {
-        return Err(malformed("version", "unknown certificate version"));
+/// Parses one DER certificate (RFC 5280 4.1) with `x509-cert`. Accepts v1 and v3 certificates
+/// with any public key and signature algorithm (unsupported ones fail only in verification);
+/// rejects BER encodings, trailing bytes, different inner and outer signature algorithms,
+/// duplicated extensions and invalid times.
+pub fn parse_certificate(der: &[u8]) -> Result<Certificate, X509Error> {
+    use x509_cert::certificate::{CertificateInner, Raw};
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+    // The Raw profile (behind x509-cert's `hazmat` feature): no RFC 5280 limit on the
+    // serial's length, and times encode back as they came (the Rfc5280 profile re-encodes a
+    // GeneralizedTime before 2050 as UTCTime, which the check below would then refuse).
+    let cert = CertificateInner::<Raw>::from_der(der).map_err(|e| der_error("certificate", e))?;
+    // The byte fields below are re-encoded from the parsed structure: that they are the
+    // certificate's own bytes (hashed for CertificateHashData) rests on this.
+    if cert.to_der().ok().as_deref() != Some(der) {
+        return Err(malformed(
+            "certificate",
+            "not in canonical DER (it does not encode back to the same bytes)",
+        ));
     }
-    let serial = t.expect(INTEGER, "serialNumber")?;
-    check_integer(serial, "serialNumber")?;
-    if t.expect(SEQUENCE, "signature")? != signature_algorithm {
+    let tbs = cert.tbs_certificate();
+    if tbs.signature() != cert.signature_algorithm() {
         return Err(malformed(
             "signature",
             "the signature algorithm inside tbsCertificate differs from the outer one",
         ));
     }
-    let (issuer, issuer_der) = t.expect_tlv(SEQUENCE, "issuer")?;
-    let mut validity = Der(t.expect(SEQUENCE, "validity")?);
-    let not_before_ms = parse_time(&mut validity, "notBefore")?;
-    let not_after_ms = parse_time(&mut validity, "notAfter")?;
-    validity.end("validity")?;
-    let (subject, subject_der) = t.expect_tlv(SEQUENCE, "subject")?;
-    let (spki, spki_der) = t.expect_tlv(SEQUENCE, "subjectPublicKeyInfo")?;
+    fn encode(what: &str, v: &impl Encode) -> Result<Vec<u8>, X509Error> {
+        v.to_der().map_err(|e| der_error(what, e))
+    }
+    let serial_tlv = encode("serialNumber", tbs.serial_number())?;
+    let issuer_der = encode("issuer", tbs.issuer())?;
+    let subject_der = encode("subject", tbs.subject())?;
+    let spki = tbs.subject_public_key_info();
+    let spki_der = encode("subjectPublicKeyInfo", spki)?;
     let (key, public_key_bits) = parse_spki(spki)?;
-    t.optional(0x81, "issuerUniqueID")?;
-    t.optional(0x82, "subjectUniqueID")?;
-    let extensions = t.optional(0xa3, "extensions")?;
-    t.end("tbsCertificate")?;
 
-    name_attributes(issuer)?;
     let mut subject_cn = None;
     let mut subject_o = None;
-    for Attribute {
-        oid, tag, value, ..
-    } in name_attributes(subject)?
-    {
-        let slot = match oid {
-            OID_CN => &mut subject_cn,
-            OID_O => &mut subject_o,
+    for atv in tbs.subject().iter() {
+        let (slot, what) = match atv.oid {
+            OID_CN => (&mut subject_cn, "subject commonName"),
+            OID_O => (&mut subject_o, "subject organizationName"),
             _ => continue,
         };
         if slot.is_none() {
-            let what = if oid == OID_CN {
-                "subject commonName"
-            } else {
-                "subject organizationName"
-            };
-            *slot = Some(decode_string(tag, value).ok_or_else(|| malformed(what, "not a string"))?);
+            *slot = Some(decode_string(&atv.value).ok_or_else(|| malformed(what, "not a string"))?);
         }
     }
 
-    // tbsCertificate is the first element of the outer SEQUENCE, which spans all of `der`.
-    let tbs_start = der.len() - contents.len();
+    let validity = tbs.validity();
     let mut c = Certificate {
         der: der.to_vec(),
-        serial: serial.to_vec(),
-        issuer_der: issuer_der.to_vec(),
-        subject_der: subject_der.to_vec(),
+        serial: der_contents(&serial_tlv).unwrap_or_default().to_vec(),
+        self_signed: issuer_der == subject_der,
+        issuer_der,
+        subject_der,
         subject_cn,
         subject_o,
-        not_before_ms,
-        not_after_ms,
-        spki_der: spki_der.to_vec(),
+        not_before_ms: time_ms(&validity.not_before),
+        not_after_ms: time_ms(&validity.not_after),
         public_key_bits: public_key_bits.to_vec(),
+        spki_der,
         is_ca: false,
-        self_signed: issuer_der == subject_der,
-        has_basic_constraints: false,
         path_len: None,
         key_usage: None,
-        ext_key_usage: None,
         unsupported_critical: None,
         key,
-        tbs: (tbs_start, tbs_start + tbs_whole.len()),
-        signature_algorithm: signature_algorithm.to_vec(),
-        signature: signature.to_vec(),
     };
-    if let Some(extensions) = extensions {
-        if version != 2 {
-            return Err(malformed(
-                "extensions",
-                "only v3 certificates have extensions",
-            ));
-        }
-        parse_extensions(extensions, &mut c)?;
+    let Some(extensions) = tbs.extensions() else {
+        return Ok(c);
+    };
+    if tbs.version() != x509_cert::Version::V3 {
+        return Err(malformed(
+            "extensions",
+            "only v3 certificates have extensions",
+        ));
     }
-    Ok(c)
-}
-
-fn parse_extensions(extensions: &[u8], c: &mut Certificate) -> Result<(), X509Error> {
-    let mut list = Der(single(extensions, SEQUENCE, "extensions")?);
-    let mut seen: Vec<&[u8]> = Vec::new();
-    while !list.is_empty() {
-        let mut e = Der(list.expect(SEQUENCE, "extension")?);
-        let oid = e.expect(OID, "extension id")?;
-        let critical = match e.optional(BOOLEAN, "extension critical flag")? {
-            Some(b) => boolean(b, "extension critical flag")?,
-            None => false,
-        };
-        let value = e.expect(OCTET_STRING, "extension value")?;
-        e.end("extension")?;
+    let mut seen: Vec<Oid> = Vec::new();
+    for e in extensions {
+        let oid = e.extn_id;
         if seen.contains(&oid) {
             return Err(malformed(
                 "extensions",
-                &format!("extension {} appears twice", oid_string(oid)),
+                &format!("extension {oid} appears twice"),
             ));
         }
         seen.push(oid);
+        let value = e.extn_value.as_bytes();
         match oid {
             OID_BASIC_CONSTRAINTS => {
-                let mut bc = Der(single(value, SEQUENCE, "basicConstraints")?);
-                c.has_basic_constraints = true;
-                c.is_ca = match bc.optional(BOOLEAN, "basicConstraints cA")? {
-                    Some(b) => boolean(b, "basicConstraints cA")?,
-                    None => false,
-                };
-                c.path_len = match bc.optional(INTEGER, "pathLenConstraint")? {
-                    Some(n) => Some(small_uint(n, "pathLenConstraint")?),
-                    None => None,
-                };
-                bc.end("basicConstraints")?;
+                let bc = BasicConstraints::from_der(value)
+                    .map_err(|e| der_error("basicConstraints", e))?;
+                c.is_ca = bc.ca;
+                c.path_len = bc.path_len_constraint;
             }
             OID_KEY_USAGE => {
-                let bits = single(value, BIT_STRING, "keyUsage")?;
-                if bits.is_empty() || bits[0] > 7 {
-                    return Err(malformed("keyUsage", "bad BIT STRING"));
-                }
-                let byte = |i: usize| u16::from(bits.get(i).copied().unwrap_or(0).reverse_bits());
-                c.key_usage = Some(byte(1) | (byte(2) << 8));
+                let ku = KeyUsage::from_der(value).map_err(|e| der_error("keyUsage", e))?;
+                c.key_usage = Some(ku.0.bits());
             }
             OID_EXT_KEY_USAGE => {
-                let mut purposes = Der(single(value, SEQUENCE, "extKeyUsage")?);
-                let mut list = Vec::new();
-                while !purposes.is_empty() {
-                    list.push(purposes.expect(OID, "extKeyUsage purpose")?.to_vec());
-                }
-                c.ext_key_usage = Some(list);
+                // Read so that a malformed one is refused here; webpki checks the purposes.
+                x509_cert::ext::pkix::ExtendedKeyUsage::from_der(value)
+                    .map_err(|e| der_error("extKeyUsage", e))?;
             }
-            _ if critical && !OIDS_HARMLESS.contains(&oid) => {
+            _ if e.critical && !OIDS_HARMLESS.contains(&oid) => {
                 c.unsupported_critical
-                    .get_or_insert_with(|| oid_string(oid));
+                    .get_or_insert_with(|| oid.to_string());
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(c)
 }
 
 /// Decodes every `CERTIFICATE` PEM block of `text` (a certificate or a chain, as in
@@ -1050,13 +780,15 @@ pub enum Usage {
 
 /// The size of an RSAPublicKey's modulus in bits.
 fn rsa_modulus_bits(key: &[u8]) -> Option<usize> {
-    let mut k = Der(single(key, SEQUENCE, "RSAPublicKey").ok()?);
-    let modulus = k.expect(INTEGER, "modulus").ok()?;
-    check_integer(modulus, "modulus").ok()?;
-    let modulus = match modulus {
-        [0, rest @ ..] => rest,
-        m => m,
-    };
+    let modulus = AnyRef::from_der(key)
+        .ok()?
+        .sequence(|r| {
+            let modulus = UintRef::decode(r)?;
+            UintRef::decode(r)?; // publicExponent
+            Ok::<_, der::Error>(modulus)
+        })
+        .ok()?;
+    let modulus = modulus.as_bytes();
     let first = *modulus.first()?;
     Some(modulus.len() * 8 - first.leading_zeros() as usize)
 }
@@ -1239,13 +971,6 @@ pub fn verify_chain(
         .map_err(|e| webpki_error(e, chain, roots, now_ms))
 }
 
-/// The contents of a DER TLV (what webpki keeps of names and keys in a trust anchor).
-fn der_contents(tlv: &[u8]) -> Option<&[u8]> {
-    let mut d = Der(tlv);
-    let (_, contents, _) = d.next("").ok()?;
-    d.is_empty().then_some(contents)
-}
-
 /// webpki's reason, said of the certificate it concerns: the chain and the roots are searched
 /// with the field reader for the certificate that explains it.
 fn webpki_error(
@@ -1390,28 +1115,8 @@ fn webpki_error(
 }
 
 // ---------------------------------------------------------------------------------------------
-// DER writing, keys and CSRs
+// Keys and CSRs
 // ---------------------------------------------------------------------------------------------
-
-fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(contents.len() + 6);
-    out.push(tag);
-    let len = contents.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = (len as u64).to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(contents);
-    out
-}
-
-fn sequence(parts: &[&[u8]]) -> Vec<u8> {
-    tlv(SEQUENCE, &parts.concat())
-}
 
 fn p256_key_pair(pkcs8: &[u8], rng: &dyn SecureRandom) -> Result<EcdsaKeyPair, X509Error> {
     EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8, rng)
@@ -1430,15 +1135,25 @@ pub fn generate_key(rng: &dyn SecureRandom) -> Result<(Vec<u8>, Vec<u8>), X509Er
     Ok((pkcs8.as_ref().to_vec(), spki))
 }
 
+/// An encoding failure of `x509-cert` (only possible for absurd sizes) as an error.
+fn encoding(what: &str) -> impl Fn(der::Error) -> X509Error + '_ {
+    move |e| X509Error::Crypto(format!("encoding the {what}: {e}"))
+}
+
 /// The SubjectPublicKeyInfo DER of an ECDSA P-256 PKCS#8 private key (as [`generate_key`]
 /// returns it), e.g. to check that a certificate from CertificateSignedRequest belongs to the
 /// key: `cert.spki_der == key_spki(..)?`.
 pub fn key_spki(pkcs8: &[u8], rng: &dyn SecureRandom) -> Result<Vec<u8>, X509Error> {
     let key_pair = p256_key_pair(pkcs8, rng)?;
-    let algorithm = sequence(&[&tlv(OID, OID_EC_PUBLIC_KEY), &tlv(OID, OID_P256)]);
-    let mut bits = vec![0];
-    bits.extend_from_slice(key_pair.public_key().as_ref());
-    Ok(sequence(&[&algorithm, &tlv(BIT_STRING, &bits)]))
+    let spki = x509_cert::SubjectPublicKeyInfo {
+        algorithm: x509_cert::AlgorithmIdentifier {
+            oid: OID_EC_PUBLIC_KEY,
+            parameters: Some(Any::from(&OID_P256)),
+        },
+        subject_public_key: BitString::from_bytes(key_pair.public_key().as_ref())
+            .map_err(encoding("public key"))?,
+    };
+    spki.to_der().map_err(encoding("public key"))
 }
 
 /// Signs `msg` with an ECDSA P-256 PKCS#8 private key: ECDSA with SHA-256, the signature as
@@ -1452,7 +1167,8 @@ pub fn sign_with(pkcs8: &[u8], msg: &[u8], rng: &dyn SecureRandom) -> Result<Vec
 }
 
 /// Builds a PKCS#10 certificate signing request (RFC 2986) as DER for SignCertificateRequest
-/// (A02.FR.03: send it PEM encoded, `to_pem("CERTIFICATE REQUEST", &der)`):
+/// (A02.FR.03: send it PEM encoded, `to_pem("CERTIFICATE REQUEST", &der)`), with
+/// `x509-cert`'s `CertReq` types:
 ///
 /// * subject `O=<organization>, CN=<common_name>`, both UTF8String (A00.FR.509/511: the
 ///   organization, e.g. SecurityCtrlr.OrganizationName, and the charging station's serial
@@ -1471,8 +1187,14 @@ pub fn build_csr(
     spki_der: &[u8],
     sign: &dyn Fn(&[u8]) -> Result<Vec<u8>, X509Error>,
 ) -> Result<Vec<u8>, X509Error> {
-    let (key, public_key) = parse_spki(single(spki_der, SEQUENCE, "subjectPublicKeyInfo")?)?;
-    let (signature_oid, verify): (&[u8], Verifier) = match key {
+    use x509_cert::attr::AttributeTypeAndValue;
+    use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
+    use x509_cert::request::{CertReq, CertReqInfo, Version};
+    let spki = x509_cert::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| der_error("subjectPublicKeyInfo", e))?;
+    let (key, public_key) = parse_spki(&spki)?;
+    let public_key = public_key.to_vec();
+    let (signature_oid, verify): (Oid, Verifier) = match key {
         KeyKind::EcP256 => (OID_ECDSA_SHA256, &sig::ECDSA_P256_SHA256_ASN1),
         KeyKind::EcP384 => (OID_ECDSA_SHA384, &sig::ECDSA_P384_SHA384_ASN1),
         other => {
@@ -1492,43 +1214,53 @@ pub fn build_csr(
             "CSR subject: the organization name may have at most 64 characters".into(),
         ));
     }
-    let rdn = |oid: &[u8], value: &str| {
-        tlv(
-            SET,
-            &sequence(&[&tlv(OID, oid), &tlv(UTF8_STRING, value.as_bytes())]),
-        )
-    };
-    let mut name = Vec::new();
-    if !organization.is_empty() {
-        name.extend(rdn(OID_O, organization));
+    let mut rdns = RdnSequence::default();
+    for (oid, value) in [(OID_O, organization), (OID_CN, common_name)] {
+        if value.is_empty() {
+            continue;
+        }
+        let mut rdn = RelativeDistinguishedName::default();
+        rdn.insert(AttributeTypeAndValue {
+            oid,
+            value: Any::new(Tag::Utf8String, value.as_bytes()).map_err(encoding("subject"))?,
+        })
+        .map_err(encoding("subject"))?;
+        rdns.push(rdn);
     }
-    name.extend(rdn(OID_CN, common_name));
-    let info = sequence(&[
-        &[INTEGER, 1, 0],
-        &tlv(SEQUENCE, &name),
-        spki_der,
-        &[0xa0, 0x00],
-    ]);
-    let signature = sign(&info)?;
-    UnparsedPublicKey::new(verify, public_key)
-        .verify(&info, &signature)
+    // A Name is its RDNSequence (RFC 5280 4.1.2.4); x509-cert builds a Name only by decoding.
+    let subject = Name::from_der(&rdns.to_der().map_err(encoding("subject"))?)
+        .map_err(encoding("subject"))?;
+    let info = CertReqInfo {
+        version: Version::V1,
+        subject,
+        public_key: spki,
+        attributes: SetOfVec::new(),
+    };
+    let info_der = info.to_der().map_err(encoding("CSR"))?;
+    let signature = sign(&info_der)?;
+    UnparsedPublicKey::new(verify, &public_key)
+        .verify(&info_der, &signature)
         .map_err(|_| {
             X509Error::Crypto(
                 "the CSR signature does not verify with the CSR's public key (wrong key?)".into(),
             )
         })?;
-    let mut bits = vec![0];
-    bits.extend(signature);
-    Ok(sequence(&[
-        &info,
-        &sequence(&[&tlv(OID, signature_oid)]),
-        &tlv(BIT_STRING, &bits),
-    ]))
+    CertReq {
+        info,
+        algorithm: x509_cert::AlgorithmIdentifier {
+            oid: signature_oid,
+            parameters: None,
+        },
+        signature: BitString::from_bytes(&signature).map_err(encoding("CSR"))?,
+    }
+    .to_der()
+    .map_err(encoding("CSR"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ocpp::clock::days_from_civil;
 
     /// `openssl ca -selfsign`, P-256, serial 0xF0, 2024-01-01T00:00:00Z (UTCTime) to
     /// 2060-01-01T00:00:00Z (GeneralizedTime), CA:TRUE, keyCertSign.
@@ -1581,11 +1313,12 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
     fn pem_round_trip_and_layout() {
         for len in 0..200 {
             let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let pem = to_pem("TEST", &data);
+            // A label rustls-pki-types decodes (it skips unknown ones, so "TEST" is gone).
+            let pem = to_pem("CERTIFICATE", &data);
             assert!(pem.lines().all(|l| l.len() <= 64));
-            assert!(pem.ends_with("-----END TEST-----\n"));
+            assert!(pem.ends_with("-----END CERTIFICATE-----\n"));
             if len > 0 {
-                assert_eq!(pem_blocks(&pem, "TEST").unwrap(), vec![data]);
+                assert_eq!(pem_blocks(&pem, "CERTIFICATE").unwrap(), vec![data]);
             }
         }
         let der = der_of(ROOT);
@@ -1619,9 +1352,14 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
         assert!(err("").contains("no \"-----BEGIN CERTIFICATE-----\" block"));
         assert!(err("hello world").contains("no \"-----BEGIN CERTIFICATE-----\""));
         assert!(err(&ROOT.replace("-----END CERTIFICATE-----\n", "")).contains("no END line"));
+        // rustls-pki-types judges the base64 now; its reasons follow ours.
         assert!(err(&ROOT.replace("MIIB", "MI*B")).contains("invalid base64"));
-        assert!(err(&ROOT.replace("oyB82KE=", "oyB82")).contains("truncated base64"));
-        assert!(err(&ROOT.replace("oyB82KE=", "oyB82KE=A")).contains("after the padding"));
+        assert!(err(&ROOT.replace("oyB82KE=", "oyB82")).contains("invalid base64"));
+        assert!(err(&ROOT.replace("oyB82KE=", "oyB82KE=A")).contains("invalid base64"));
+        assert!(
+            err(&ROOT.replace("oyB82KE=", "oyB82KE=A"))
+                .starts_with("invalid PEM: CERTIFICATE block 1: ")
+        );
         assert!(err("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----").contains("empty"));
         assert!(
             err("-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END CERTIFICATE-----")
@@ -1629,6 +1367,30 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
         );
         let two_begins = format!("-----BEGIN CERTIFICATE-----\nAAAA\n{ROOT}");
         assert!(err(&two_begins).contains("before the next BEGIN"));
+    }
+
+    #[test]
+    fn base64_decode_takes_rfc4648_vectors_padded_or_not() {
+        for (expected, text) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_decode(text).unwrap(), expected.as_bytes(), "{text}");
+            let unpadded = text.trim_end_matches('=');
+            assert_eq!(base64_decode(unpadded).unwrap(), expected.as_bytes());
+        }
+        // a signature wrapped by `openssl base64` (64 columns, CRLF after a JSON round trip)
+        assert_eq!(base64_decode(" Zm9v\r\nYmFy\n").unwrap(), b"foobar");
+        // (data-encoding reads concatenated padded blocks: "Zg==Zg==" is "ff", not an error)
+        for bad in ["Zm9v!", "Zg=", "Z", "Zg==Z", "Zh=="] {
+            let err = base64_decode(bad).unwrap_err();
+            assert!(err.starts_with("invalid base64"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -1877,12 +1639,24 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
         }
     }
 
+    /// A DER element with a short length (test inputs only).
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        assert!(contents.len() < 0x80);
+        [&[tag, contents.len() as u8], contents].concat()
+    }
+
     #[test]
     fn times() {
-        let parse = |tag: u8, s: &str| parse_time(&mut Der(&tlv(tag, s.as_bytes())), "t");
+        let parse = |tag: u8, s: &str| {
+            x509_cert::time::Time::from_der(&tlv(tag, s.as_bytes())).map(|t| time_ms(&t))
+        };
+        const UTC_TIME: u8 = 0x17;
+        const GENERALIZED_TIME: u8 = 0x18;
         assert_eq!(parse(UTC_TIME, "700101000000Z"), Ok(0));
         assert_eq!(parse(UTC_TIME, "491231235959Z"), Ok(2_524_607_999_000));
-        assert_eq!(parse(UTC_TIME, "500101000000Z"), Ok(-631_152_000_000));
+        // der's dates start in 1970: a UTCTime of 1950-1969 (which the home-made reader took
+        // as negative milliseconds) is refused; no certificate OCPP handles starts that early.
+        assert!(parse(UTC_TIME, "500101000000Z").is_err());
         assert_eq!(
             parse(GENERALIZED_TIME, "20491231235959Z"),
             Ok(2_524_607_999_000)
@@ -1903,7 +1677,7 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
             assert!(parse(UTC_TIME, bad).is_err(), "{bad}");
         }
         assert!(parse(GENERALIZED_TIME, "20240101000000.5Z").is_err());
-        assert!(parse(INTEGER, "240101000000Z").is_err());
+        assert!(parse(0x02, "240101000000Z").is_err());
         assert_eq!(format_time(-1), "1969-12-31T23:59:59Z");
         for days in [-800_000, -1, 0, 1, 19_000, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
@@ -1912,24 +1686,24 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
     }
 
     #[test]
-    fn names_and_oids() {
-        assert_eq!(oid_string(OID_P256), "1.2.840.10045.3.1.7");
-        assert_eq!(oid_string(OID_ED25519), "1.3.101.112");
-        assert_eq!(oid_string(&[0x88, 0x37, 0x03]), "2.999.3");
-        let atv = |oid: &[u8], tag: u8, v: &[u8]| sequence(&[&tlv(OID, oid), &tlv(tag, v)]);
+    fn names() {
+        let sequence = |parts: &[&[u8]]| tlv(0x30, &parts.concat());
+        let atv = |oid: &[u8], tag: u8, v: &[u8]| sequence(&[&tlv(0x06, oid), &tlv(tag, v)]);
         let name = sequence(&[
-            &tlv(SET, &atv(&[0x55, 0x04, 0x06], 0x13, b"NL")),
+            &tlv(0x31, &atv(&[0x55, 0x04, 0x06], 0x13, b"NL")),
+            // a multi-valued RDN, in DER order (a SET OF is sorted by encoding)
             &tlv(
-                SET,
+                0x31,
                 &[
-                    atv(OID_O, 0x1e, &[0, b'A', 0x20, 0xac]),
                     atv(&[0x2a, 0x03], 0x04, &[0xab]),
+                    atv(&[0x55, 0x04, 0x0a], 0x1e, &[0, b'A', 0x20, 0xac]),
                 ]
                 .concat(),
             ),
         ]);
-        assert_eq!(name_to_string(&name), "C=NL, O=A\u{20ac} + 1.2.3=#ab");
+        assert_eq!(name_to_string(&name), "C=NL, 1.2.3=#ab + O=A\u{20ac}");
         assert_eq!(name_to_string(&[0x30, 0x01]), "<malformed name>");
+        assert_eq!(name_to_string(&[0x30, 0x00]), "");
     }
 
     #[test]
@@ -1942,31 +1716,32 @@ LEBgMHWIrSi6lDBDRs6Jrrs0rmdp3qCSAxP0qkKeHVY=
         })
         .unwrap();
         // CertificationRequest ::= SEQUENCE { info, algorithm, signature }
-        let mut outer = Der(single(&csr, SEQUENCE, "csr").unwrap());
-        let (info, info_whole) = outer.expect_tlv(SEQUENCE, "info").unwrap();
-        assert_eq!(
-            outer.expect(SEQUENCE, "alg").unwrap(),
-            tlv(OID, OID_ECDSA_SHA256)
-        );
-        let signature = bit_string(outer.expect(BIT_STRING, "sig").unwrap(), "sig").unwrap();
-        outer.end("csr").unwrap();
+        let req = x509_cert::request::CertReq::from_der(&csr).unwrap();
+        assert_eq!(req.algorithm.oid, OID_ECDSA_SHA256);
+        assert_eq!(req.algorithm.parameters, None);
+        let info_der = req.info.to_der().unwrap();
+        assert!(csr.windows(info_der.len()).any(|w| w == info_der));
         UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_ASN1, &spki[spki.len() - 65..])
-            .verify(info_whole, signature)
+            .verify(&info_der, req.signature.as_bytes().unwrap())
             .unwrap();
-        let mut info = Der(info);
-        assert_eq!(info.expect(INTEGER, "version").unwrap(), [0]);
-        let (_, subject) = info.expect_tlv(SEQUENCE, "subject").unwrap();
-        assert_eq!(name_to_string(subject), "O=Test CSO, CN=CS-0001");
+        assert_eq!(req.info.version, x509_cert::request::Version::V1);
         assert_eq!(
-            info.expect_tlv(SEQUENCE, "spki").unwrap().1,
-            spki.as_slice()
+            name_to_string(&req.info.subject.to_der().unwrap()),
+            "O=Test CSO, CN=CS-0001"
         );
-        assert!(info.expect(0xa0, "attributes").unwrap().is_empty());
-        info.end("info").unwrap();
+        assert_eq!(req.info.public_key.to_der().unwrap(), spki);
+        assert!(req.info.attributes.is_empty());
+        // both names UTF8String (A00.FR.509/511)
+        assert!(
+            req.info
+                .subject
+                .iter()
+                .all(|atv| atv.value.tag() == Tag::Utf8String)
+        );
 
         // no organization
         let csr = build_csr("", "CS-0001", &spki, &|m| sign_with(&pkcs8, m, &rng)).unwrap();
-        assert!(csr.windows(3).all(|w| w != OID_O));
+        assert!(csr.windows(3).all(|w| w != [0x55, 0x04, 0x0a]));
         // another key's signature is caught
         let (other, _) = generate_key(&rng).unwrap();
         let err = build_csr("O", "CN", &spki, &|m| sign_with(&other, m, &rng)).unwrap_err();

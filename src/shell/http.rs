@@ -67,7 +67,7 @@ impl Url {
                 let decoded = percent_decode(userinfo).ok_or_else(|| {
                     "bad percent-encoding in the URL's user information".to_string()
                 })?;
-                (Some(super::ws::base64(&decoded)), host)
+                (Some(super::ws::basic_credentials(&decoded)), host)
             }
             None => (None, authority),
         };

@@ -190,7 +190,8 @@ impl Connector {
             HeaderValue::from_static(SUBPROTOCOL),
         );
         if let Some(password) = &self.password {
-            let credentials = base64(format!("{}:{}", self.station_id, password).as_bytes());
+            let credentials =
+                basic_credentials(format!("{}:{}", self.station_id, password).as_bytes());
             let mut value = HeaderValue::from_str(&format!("Basic {credentials}"))
                 .map_err(|e| transport(&e))?;
             value.set_sensitive(true);
@@ -353,25 +354,11 @@ pub fn tls_config(
     Ok(tls)
 }
 
-pub fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Basic authentication credentials (RFC 7617): the `user-id:password` bytes in base64 with
+/// the standard alphabet and padding (RFC 4648 section 4), as the WebSocket connection (OCPP
+/// security profiles 1 and 2) and the HTTP client (credentials in a URL) send them.
+pub fn basic_credentials(user_colon_password: &[u8]) -> String {
+    data_encoding::BASE64.encode(user_colon_password)
 }
 
 #[cfg(test)]
@@ -422,17 +409,21 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64(input.as_bytes()), expected);
-        }
+    fn basic_credentials_are_rfc4648_base64() {
+        // RFC 7617 section 2's example
+        assert_eq!(
+            basic_credentials(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        // RFC 4648 section 10: the standard alphabet, padded
+        let encoded: Vec<String> = (0..=6)
+            .map(|n| basic_credentials(&b"foobar"[..n]))
+            .collect();
+        assert_eq!(
+            encoded,
+            [
+                "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"
+            ]
+        );
     }
 }
