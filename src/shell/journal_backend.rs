@@ -83,10 +83,14 @@ impl SqliteJournal {
             .spawn(move || {
                 let _span = span.entered();
                 let mut journal = Journal::open(&path);
+                journal.release_memory();
                 let _ = opened.send(journal.stats());
                 // Ends when the SqliteJournal is dropped; the journal (its connection) with it.
                 while let Ok((request, reply)) = incoming.recv() {
                     let _ = reply.send(serve(&mut journal, request));
+                    // Between requests the connection holds no page: the agent idles with
+                    // none cached (issue 13).
+                    journal.release_memory();
                 }
             })
             .expect("spawning the journal thread");
