@@ -13,6 +13,7 @@ pub mod journal_backend;
 pub mod logging;
 pub mod logs;
 pub mod process;
+pub mod signals;
 pub mod station_task;
 pub mod store;
 pub mod systemd;
