@@ -93,7 +93,16 @@ impl Url {
             }
         };
         let unfit = |c: char| c.is_whitespace() || c.is_control();
-        if host.is_empty() || host.chars().any(unfit) || target.chars().any(unfit) {
+        // An IP literal holds only an IPv6 (or IPv4-mapped) address; any other host none of
+        // the delimiters (RFC 3986 3.2.2): "h]x:80" would print as "[h]x]:80" and mean another
+        // host. Found by fuzzing (seeds/http_response/host-with-brackets).
+        let host_ok = if authority.starts_with('[') {
+            host.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        } else {
+            !host.chars().any(|c| unfit(c) || "[]:/?#@".contains(c))
+        };
+        if host.is_empty() || !host_ok || target.chars().any(unfit) {
             return Err(format!("{:?} is not a valid URL", redacted(url)));
         }
         Ok(Url {
@@ -1331,6 +1340,17 @@ mod tests {
         assert_eq!(u.basic_auth.as_deref(), Some("dXNAZXI6cDp3"));
         assert!(Url::parse("http://u:%zz@h/x").is_err());
         assert!(Url::parse("http://:80/x").is_err());
+        for bad_host in [
+            "https://xx6((](nG:T:2/",
+            "http://a:b:80/",
+            "http://[::1]x]/",
+            "http://[fe80::1%eth0]/",
+            "http://h\u{7f}/",
+        ] {
+            assert!(Url::parse(bad_host).is_err(), "{bad_host}");
+        }
+        let v4 = Url::parse("http://[::ffff:10.0.0.1]:8080/").unwrap();
+        assert_eq!(v4.to_string(), "http://[::ffff:10.0.0.1]:8080/");
         assert!(Url::parse("http://h:port/x").is_err());
     }
 }
