@@ -3,7 +3,7 @@
 use ocpp_agent::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use ocpp_agent::shell::control::{self, PlugState, Request};
 use ocpp_agent::shell::driver::{self, RunError};
-use ocpp_agent::shell::{logging, systemd};
+use ocpp_agent::shell::{logging, signals, systemd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -222,13 +222,22 @@ fn one_malloc_arena() {
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // One thread: the agent is I/O bound and small; this keeps memory and wake-ups down.
+    // I/O and timers, not tokio's signal driver: signals come from a signalfd
+    // (`shell::signals`, issue 13).
     tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
+        // The epoll event buffer (12 B per event, 1024 by default, written when allocated):
+        // the agent waits on a handful of descriptors, and events beyond 64 are taken on the
+        // next turn of the loop.
+        .max_io_events_per_tick(64)
         .build()
 }
 
 fn run(config_path: PathBuf) -> ExitCode {
     one_malloc_arena();
+    // Before any thread exists (see shell::signals); driver::run reports a failure.
+    let _ = signals::block_stop_signals();
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(e) => {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use ocpp_agent::ocpp::v201::schema::{Format, Schema};
+use ocpp_agent::ocpp::v201::schema::{Format, Node, Schema};
 use ocpp_agent::ocpp::v201::validate::{Violation, ViolationKind, decode, validate};
 use ocpp_agent::ocpp::v201::{self, Action, RequestPayload, ResponsePayload};
 use serde_json::{Map, Value, json};
@@ -100,8 +100,8 @@ macro_rules! typed_dispatch {
             $(
                 assert_eq!(<v201::$req as RequestPayload>::ACTION, Action::$action);
                 assert_eq!(<v201::$resp as ResponsePayload>::ACTION, Action::$action);
-                assert!(std::ptr::eq(<v201::$req as RequestPayload>::SCHEMA, Action::$action.request_schema()));
-                assert!(std::ptr::eq(<v201::$resp as ResponsePayload>::SCHEMA, Action::$action.response_schema()));
+                assert_eq!(<v201::$req as RequestPayload>::SCHEMA, Action::$action.request_schema());
+                assert_eq!(<v201::$resp as ResponsePayload>::SCHEMA, Action::$action.response_schema());
                 assert_eq!(Action::$action.as_str(), stringify!($action));
                 n += 1;
             )*
@@ -376,7 +376,7 @@ fn every_schema_file_maps_to_an_action() {
 fn compare_tables(
     file: &SchemaFile,
     node: &Value,
-    table: &'static Schema,
+    table: &Schema,
     at: &str,
     errors: &mut Vec<String>,
 ) {
@@ -387,8 +387,8 @@ fn compare_tables(
         };
     }
     let u32_of = |key: &str| node.get(key).and_then(Value::as_u64).map(|v| v as u32);
-    match (ty(node), table) {
-        (Some("object"), Schema::Object { props, additional }) => {
+    match (ty(node), table.node()) {
+        (Some("object"), Node::Object { props, additional }) => {
             let json_props = node
                 .get("properties")
                 .and_then(Value::as_object)
@@ -410,7 +410,7 @@ fn compare_tables(
                 .get("additionalProperties")
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
-            if *additional != json_additional {
+            if additional != json_additional {
                 err!("additional {additional} != {json_additional}");
             }
             for p in props.iter() {
@@ -424,55 +424,56 @@ fn compare_tables(
         }
         (
             Some("array"),
-            Schema::Array {
+            Node::Array {
                 items,
                 min_items,
                 max_items,
             },
         ) => {
-            if (*min_items, *max_items) != (u32_of("minItems"), u32_of("maxItems")) {
+            if (min_items, max_items) != (u32_of("minItems"), u32_of("maxItems")) {
                 err!("items bounds {min_items:?}..{max_items:?}");
             }
-            compare_tables(file, &node["items"], items, &format!("{at}/[]"), errors);
+            compare_tables(file, &node["items"], &items, &format!("{at}/[]"), errors);
         }
-        (Some("string"), Schema::Enum(values)) => {
+        (Some("string"), Node::Enum(values)) => {
             let json_values: Vec<&str> = node["enum"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|v| v.as_str().unwrap())
                 .collect();
-            if values.to_vec() != json_values {
+            let values: Vec<&str> = values.iter().collect();
+            if values != json_values {
                 err!("enum {values:?} != {json_values:?}");
             }
         }
-        (Some("string"), Schema::String { max_length, format }) => {
+        (Some("string"), Node::String { max_length, format }) => {
             let json_format = match node.get("format").and_then(Value::as_str) {
                 Some("date-time") => Some(Format::DateTime),
                 None => None,
                 Some(other) => panic!("unexpected format {other}"),
             };
             if node.get("enum").is_some()
-                || *max_length != u32_of("maxLength")
-                || *format != json_format
+                || max_length != u32_of("maxLength")
+                || format != json_format
             {
                 err!("string {max_length:?} {format:?} does not match");
             }
         }
-        (Some("integer"), Schema::Integer { min, max }) => {
+        (Some("integer"), Node::Integer { min, max }) => {
             let bound = |key: &str| node.get(key).and_then(Value::as_f64).map(|v| v as i64);
-            if (*min, *max) != (bound("minimum"), bound("maximum")) {
+            if (min, max) != (bound("minimum"), bound("maximum")) {
                 err!("integer bounds {min:?}..{max:?}");
             }
         }
-        (Some("number"), Schema::Number { min, max }) => {
+        (Some("number"), Node::Number { min, max }) => {
             let bound = |key: &str| node.get(key).and_then(Value::as_f64);
-            if (*min, *max) != (bound("minimum"), bound("maximum")) {
+            if (min, max) != (bound("minimum"), bound("maximum")) {
                 err!("number bounds {min:?}..{max:?}");
             }
         }
-        (Some("boolean"), Schema::Boolean) => {}
-        (None, Schema::Any) => {}
+        (Some("boolean"), Node::Boolean) => {}
+        (None, Node::Any) => {}
         (json_ty, table) => err!("type {json_ty:?} vs table {table:?}"),
     }
 }

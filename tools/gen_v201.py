@@ -558,8 +558,25 @@ class Tables:
     """Collects the static validation nodes, deduplicating anonymous ones."""
 
     def __init__(self):
-        self.named: dict[str, str] = {}  # static name -> expression (pub)
-        self.anon: dict[str, str] = {}  # static name -> expression (private)
+        self.named: dict[str, str] = {}  # node name -> expression (pub)
+        self.anon: dict[str, str] = {}  # node name -> expression (private)
+        # Indices, not pointers (issue 13: no load-time relocations): object properties and
+        # enum values are ranges of PROPS and ENUM_VALUES, strings ranges of one blob.
+        self.props: list[str] = []  # PropEntry expressions, with the name as a comment
+        self.enum_values: list[str] = []  # Str expressions
+        self.blob: list[str] = []
+        self.strings: dict[str, str] = {}  # string -> Str expression
+        self.blob_len = 0
+
+    def string(self, text: str) -> str:
+        if text not in self.strings:
+            size = len(text.encode("utf-8"))
+            if size > 255 or self.blob_len + size > 65535:
+                raise SchemaError(f"string {text!r} does not fit the u8 length / u16 offset")
+            self.strings[text] = f"Str::new({self.blob_len}, {size})"
+            self.blob.append(text)
+            self.blob_len += size
+        return self.strings[text]
 
     @staticmethod
     def _num(v) -> str:
@@ -601,31 +618,36 @@ class Tables:
         kind = node[0]
         opt = lambda v: "None" if v is None else f"Some({v})"  # noqa: E731
         if kind == "object":
-            props = []
+            start = len(self.props)
             for json_name, sub, required in node[1]:
-                ctor = "required" if required else "optional"
-                props.append(f'Prop::{ctor}("{json_name}", &{self.ref(sub)})')
-            return "Schema::Object { props: &[%s], additional: %s }" % (
-                ", ".join(props),
+                self.props.append(
+                    f"PropEntry::new({self.string(json_name)}, {self.ref(sub)}, "
+                    f"{'true' if required else 'false'}), // {json_name}"
+                )
+            return "Node::Object { props: Props::new(%d, %d), additional: %s }" % (
+                start,
+                len(self.props) - start,
                 "true" if node[2] else "false",
             )
         if kind == "enum":
-            return f"Schema::Enum({rust_name}::VALUES)"
+            start = len(self.enum_values)
+            self.enum_values += [f"{self.string(v)}, // {v}" for v in node[1]]
+            return f"Node::Enum(EnumValues::new({start}, {len(node[1])}))"
         if kind == "string":
             fmt = FORMATS[node[2]] if node[2] else None
-            return f"Schema::String {{ max_length: {opt(node[1])}, format: {opt(fmt)} }}"
+            return f"Node::String {{ max_length: {opt(node[1])}, format: {opt(fmt)} }}"
         if kind == "integer":
-            return f"Schema::Integer {{ min: {opt(node[1])}, max: {opt(node[2])} }}"
+            return f"Node::Integer {{ min: {opt(node[1])}, max: {opt(node[2])} }}"
         if kind == "number":
             f = lambda v: None if v is None else repr(float(v))  # noqa: E731
-            return f"Schema::Number {{ min: {opt(f(node[1]))}, max: {opt(f(node[2]))} }}"
+            return f"Node::Number {{ min: {opt(f(node[1]))}, max: {opt(f(node[2]))} }}"
         if kind == "boolean":
-            return "Schema::Boolean"
+            return "Node::Boolean"
         if kind == "any":
-            return "Schema::Any"
+            return "Node::Any"
         if kind == "array":
             return (
-                f"Schema::Array {{ items: &{self.ref(node[1])}, "
+                f"Node::Array {{ items: {self.ref(node[1])}, "
                 f"min_items: {opt(node[2])}, max_items: {opt(node[3])} }}"
             )
         raise SchemaError(f"cannot emit {kind}")
@@ -660,7 +682,7 @@ def generate(files: list[SchemaFile]) -> tuple[str, list[str]]:
         "// Enum variants mirror the wire values, which share pre- and suffixes by design.",
         "#![allow(clippy::enum_variant_names)]",
         "",
-        "use super::schema::{Format, Prop, Schema};",
+        "use super::schema::{Format, Schema};",
         "",
         "/// Every OCPP 2.0.1 action (message name without `Request`/`Response`).",
         "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]",
@@ -700,12 +722,12 @@ def generate(files: list[SchemaFile]) -> tuple[str, list[str]]:
         "",
         "    /// The validation table for this action's request payload.",
         "    pub fn request_schema(self) -> &'static Schema {",
-        "        tables::REQUESTS[self as usize]",
+        "        &tables::REQUESTS[self as usize]",
         "    }",
         "",
         "    /// The validation table for this action's response payload.",
         "    pub fn response_schema(self) -> &'static Schema {",
-        "        tables::RESPONSES[self as usize]",
+        "        &tables::RESPONSES[self as usize]",
         "    }",
         "}",
         "",
@@ -780,27 +802,70 @@ def generate(files: list[SchemaFile]) -> tuple[str, list[str]]:
     if clash:
         raise SchemaError(f"static names used for both named and anonymous schemas: {sorted(clash)}")
 
+    order = sorted(tables.named) + sorted(tables.anon)
+    if len(order) > 65535:
+        raise SchemaError("more nodes than a u16 index can name")
     out += [
-        "/// Static validation tables: one `static` per definition and per message payload,",
-        "/// plus shared anonymous leaf/array nodes. Pure data, nothing is allocated.",
+        "/// Static validation tables: one node per definition and per message payload, plus",
+        "/// shared anonymous leaf/array nodes, referring to each other by index (see",
+        "/// [`super::schema`]). Pure data, nothing is allocated.",
         "pub mod tables {",
         "    use super::*;",
+        "    use crate::ocpp::v201::schema::{EnumValues, Node, PropEntry, Props, Str};",
         "",
-        f"    pub(super) static REQUESTS: [&Schema; {n}] = [",
+        f"    pub(super) static REQUESTS: [Schema; {n}] = [",
     ]
-    out += [f"        &{screaming(a + 'Request')}," for a in actions]
-    out += ["    ];", "", f"    pub(super) static RESPONSES: [&Schema; {n}] = ["]
-    out += [f"        &{screaming(a + 'Response')}," for a in actions]
+    out += [f"        {screaming(a + 'Request')}," for a in actions]
+    out += ["    ];", "", f"    pub(super) static RESPONSES: [Schema; {n}] = ["]
+    out += [f"        {screaming(a + 'Response')}," for a in actions]
     out += ["    ];", ""]
-    for name in sorted(tables.named):
-        out.append(f"    pub static {name}: Schema = {tables.named[name]};")
-    out.append("")
-    for name in sorted(tables.anon):
-        out.append(f"    static {name}: Schema = {tables.anon[name]};")
-    out.append("}")
+    for i, name in enumerate(order):
+        vis = "pub " if name in tables.named else ""
+        out.append(f"    {vis}const {name}: Schema = Schema({i});")
+    out += [
+        "",
+        "    /// Every node, indexed by [`Schema`].",
+        f"    pub(in crate::ocpp::v201) static NODES: [Node; {len(order)}] = [",
+    ]
+    out += [f"        {(tables.named | tables.anon)[name]}, // {name}" for name in order]
+    out += [
+        "    ];",
+        "",
+        "    /// One handle per node, for `&'static Schema` references.",
+        f"    pub(in crate::ocpp::v201) static ALL: [Schema; {len(order)}] = {{",
+        f"        let mut all = [Schema(0); {len(order)}];",
+        "        let mut i = 0;",
+        "        while i < all.len() {",
+        "            all[i] = Schema(i as u16);",
+        "            i += 1;",
+        "        }",
+        "        all",
+        "    };",
+        "",
+        "    /// The properties of every object node, each object's a range.",
+        f"    pub(in crate::ocpp::v201) static PROPS: [PropEntry; {len(tables.props)}] = [",
+    ]
+    out += [f"        {p}" for p in tables.props]
+    out += [
+        "    ];",
+        "",
+        "    /// The values of every enum node, each enum's a range.",
+        f"    pub(in crate::ocpp::v201) static ENUM_VALUES: [Str; {len(tables.enum_values)}] = [",
+    ]
+    out += [f"        {v}" for v in tables.enum_values]
+    blob = "".join(tables.blob)
+    if "\\" in blob or '"' in blob:
+        raise SchemaError("a name or enum value needs escaping in the string blob")
+    out += [
+        "    ];",
+        "",
+        "    /// Property names and enum values, each once.",
+        f'    pub(in crate::ocpp::v201) const STRINGS: &str = "{blob}";',
+        "}",
+    ]
     text = "\n".join(out) + "\n"
     if "Format::" not in text:
-        text = text.replace("use super::schema::{Format, Prop, Schema};", "use super::schema::{Prop, Schema};")
+        text = text.replace("use super::schema::{Format, Schema};", "use super::schema::Schema;")
     return text, notes
 
 

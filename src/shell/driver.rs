@@ -7,6 +7,7 @@
 use super::control;
 use super::journal_backend::JournalBackend;
 use super::logging;
+use super::signals::StopSignals;
 use super::station_task::{Command, Report, StationExit, StationTask};
 use super::systemd::Notifier;
 use crate::config::Config;
@@ -14,7 +15,6 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::{Instrument, info};
 
@@ -60,6 +60,8 @@ struct Handle {
 /// inside [`logging::process_span`].
 pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     let control_path = config.control.socket.clone();
+    // Before the station's threads (the journal's) exist, so that they inherit the mask.
+    super::signals::block_stop_signals().map_err(|e| RunError::Io(e.to_string()))?;
     let span = logging::station_span(&config.station.id);
     let station = StationTask::new(config).instrument(span.clone()).await?;
     let stations = vec![(station, span)];
@@ -69,12 +71,16 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     })?;
     let (jobs_tx, jobs) = mpsc::channel::<control::Job>(16);
     tokio::spawn(control::serve(listener, jobs_tx));
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| RunError::Io(e.to_string()))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| RunError::Io(e.to_string()))?;
+    let mut signals = StopSignals::new().map_err(|e| RunError::Io(e.to_string()))?;
     let stop = async move {
-        tokio::select! {
-            _ = sigterm.recv() => info!("SIGTERM: stopping"),
-            _ = sigint.recv() => info!("SIGINT: stopping"),
+        match signals.recv().await {
+            Ok(libc::SIGINT) => info!("SIGINT: stopping"),
+            Ok(_) => info!("SIGTERM: stopping"),
+            Err(e) => {
+                // Without the fd the agent cannot hear a signal: stop now rather than run on
+                // deaf to systemd's SIGTERM.
+                tracing::error!("reading signals: {e}; stopping");
+            }
         }
     };
     let result = supervise(stations, jobs, &notifier, stop).await;
@@ -108,9 +114,12 @@ pub async fn supervise<J: JournalBackend>(
             running: true,
         });
         let reports = reports_tx.clone();
-        tasks.push(
+        // Boxed: FuturesUnordered keeps a stub task as large as its future type, and a
+        // station's future is about 11 KB; boxed, only the box pointer is duplicated.
+        let task: futures_util::future::BoxFuture<'_, _> = Box::pin(
             async move { (index, station.run(index, commands_rx, reports).await) }.instrument(span),
         );
+        tasks.push(task);
     }
     drop(reports_tx);
 

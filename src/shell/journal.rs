@@ -452,6 +452,17 @@ impl Journal {
         }
     }
 
+    /// Gives SQLite's cached pages back to malloc (`sqlite3_db_release_memory`). The page
+    /// cache keeps every page read until the connection closes: after the start-up
+    /// `quick_check` that is the whole file, tens of kB held for nothing while the agent idles.
+    /// A later statement reads the pages it needs again (from the kernel's page cache);
+    /// durability does not depend on it. Best effort: an error only means memory stays held.
+    pub fn release_memory(&self) {
+        if let Some(store) = &self.store {
+            store.release_memory();
+        }
+    }
+
     /// The store, for tests that simulate trouble on its connection.
     #[doc(hidden)]
     pub fn test_store(&self) -> Option<&Store> {

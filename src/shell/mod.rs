@@ -14,6 +14,7 @@ pub mod logging;
 pub mod logs;
 pub mod pilot;
 pub mod process;
+pub mod signals;
 pub mod station_task;
 pub mod store;
 pub mod systemd;

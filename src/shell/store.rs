@@ -609,6 +609,11 @@ impl Store {
         Ok(())
     }
 
+    /// Frees the page cache's unused pages (see `Journal::release_memory`).
+    pub fn release_memory(&self) {
+        let _ = self.conn.release_memory();
+    }
+
     /// `PRAGMA quick_check`: a corrupt file is an error of kind [`StoreErrorKind::Corrupt`].
     pub fn quick_check(&self) -> Result<()> {
         let mut stmt = self.conn.prepare("PRAGMA quick_check")?;

@@ -5,7 +5,7 @@
 // Enum variants mirror the wire values, which share pre- and suffixes by design.
 #![allow(clippy::enum_variant_names)]
 
-use super::schema::{Format, Prop, Schema};
+use super::schema::{Format, Schema};
 
 /// Every OCPP 2.0.1 action (message name without `Request`/`Response`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,12 +225,12 @@ impl Action {
 
     /// The validation table for this action's request payload.
     pub fn request_schema(self) -> &'static Schema {
-        tables::REQUESTS[self as usize]
+        &tables::REQUESTS[self as usize]
     }
 
     /// The validation table for this action's response payload.
     pub fn response_schema(self) -> &'static Schema {
-        tables::RESPONSES[self as usize]
+        &tables::RESPONSES[self as usize]
     }
 }
 
@@ -5997,2135 +5997,2795 @@ impl VpnEnum {
     }
 }
 
-/// Static validation tables: one `static` per definition and per message payload,
-/// plus shared anonymous leaf/array nodes. Pure data, nothing is allocated.
+/// Static validation tables: one node per definition and per message payload, plus
+/// shared anonymous leaf/array nodes, referring to each other by index (see
+/// [`super::schema`]). Pure data, nothing is allocated.
 pub mod tables {
     use super::*;
+    use crate::ocpp::v201::schema::{EnumValues, Node, PropEntry, Props, Str};
 
-    pub(super) static REQUESTS: [&Schema; 64] = [
-        &AUTHORIZE_REQUEST,
-        &BOOT_NOTIFICATION_REQUEST,
-        &CANCEL_RESERVATION_REQUEST,
-        &CERTIFICATE_SIGNED_REQUEST,
-        &CHANGE_AVAILABILITY_REQUEST,
-        &CLEAR_CACHE_REQUEST,
-        &CLEAR_CHARGING_PROFILE_REQUEST,
-        &CLEAR_DISPLAY_MESSAGE_REQUEST,
-        &CLEAR_VARIABLE_MONITORING_REQUEST,
-        &CLEARED_CHARGING_LIMIT_REQUEST,
-        &COST_UPDATED_REQUEST,
-        &CUSTOMER_INFORMATION_REQUEST,
-        &DATA_TRANSFER_REQUEST,
-        &DELETE_CERTIFICATE_REQUEST,
-        &FIRMWARE_STATUS_NOTIFICATION_REQUEST,
-        &GET_15118_EV_CERTIFICATE_REQUEST,
-        &GET_BASE_REPORT_REQUEST,
-        &GET_CERTIFICATE_STATUS_REQUEST,
-        &GET_CHARGING_PROFILES_REQUEST,
-        &GET_COMPOSITE_SCHEDULE_REQUEST,
-        &GET_DISPLAY_MESSAGES_REQUEST,
-        &GET_INSTALLED_CERTIFICATE_IDS_REQUEST,
-        &GET_LOCAL_LIST_VERSION_REQUEST,
-        &GET_LOG_REQUEST,
-        &GET_MONITORING_REPORT_REQUEST,
-        &GET_REPORT_REQUEST,
-        &GET_TRANSACTION_STATUS_REQUEST,
-        &GET_VARIABLES_REQUEST,
-        &HEARTBEAT_REQUEST,
-        &INSTALL_CERTIFICATE_REQUEST,
-        &LOG_STATUS_NOTIFICATION_REQUEST,
-        &METER_VALUES_REQUEST,
-        &NOTIFY_CHARGING_LIMIT_REQUEST,
-        &NOTIFY_CUSTOMER_INFORMATION_REQUEST,
-        &NOTIFY_DISPLAY_MESSAGES_REQUEST,
-        &NOTIFY_EV_CHARGING_NEEDS_REQUEST,
-        &NOTIFY_EV_CHARGING_SCHEDULE_REQUEST,
-        &NOTIFY_EVENT_REQUEST,
-        &NOTIFY_MONITORING_REPORT_REQUEST,
-        &NOTIFY_REPORT_REQUEST,
-        &PUBLISH_FIRMWARE_REQUEST,
-        &PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST,
-        &REPORT_CHARGING_PROFILES_REQUEST,
-        &REQUEST_START_TRANSACTION_REQUEST,
-        &REQUEST_STOP_TRANSACTION_REQUEST,
-        &RESERVATION_STATUS_UPDATE_REQUEST,
-        &RESERVE_NOW_REQUEST,
-        &RESET_REQUEST,
-        &SECURITY_EVENT_NOTIFICATION_REQUEST,
-        &SEND_LOCAL_LIST_REQUEST,
-        &SET_CHARGING_PROFILE_REQUEST,
-        &SET_DISPLAY_MESSAGE_REQUEST,
-        &SET_MONITORING_BASE_REQUEST,
-        &SET_MONITORING_LEVEL_REQUEST,
-        &SET_NETWORK_PROFILE_REQUEST,
-        &SET_VARIABLE_MONITORING_REQUEST,
-        &SET_VARIABLES_REQUEST,
-        &SIGN_CERTIFICATE_REQUEST,
-        &STATUS_NOTIFICATION_REQUEST,
-        &TRANSACTION_EVENT_REQUEST,
-        &TRIGGER_MESSAGE_REQUEST,
-        &UNLOCK_CONNECTOR_REQUEST,
-        &UNPUBLISH_FIRMWARE_REQUEST,
-        &UPDATE_FIRMWARE_REQUEST,
+    pub(super) static REQUESTS: [Schema; 64] = [
+        AUTHORIZE_REQUEST,
+        BOOT_NOTIFICATION_REQUEST,
+        CANCEL_RESERVATION_REQUEST,
+        CERTIFICATE_SIGNED_REQUEST,
+        CHANGE_AVAILABILITY_REQUEST,
+        CLEAR_CACHE_REQUEST,
+        CLEAR_CHARGING_PROFILE_REQUEST,
+        CLEAR_DISPLAY_MESSAGE_REQUEST,
+        CLEAR_VARIABLE_MONITORING_REQUEST,
+        CLEARED_CHARGING_LIMIT_REQUEST,
+        COST_UPDATED_REQUEST,
+        CUSTOMER_INFORMATION_REQUEST,
+        DATA_TRANSFER_REQUEST,
+        DELETE_CERTIFICATE_REQUEST,
+        FIRMWARE_STATUS_NOTIFICATION_REQUEST,
+        GET_15118_EV_CERTIFICATE_REQUEST,
+        GET_BASE_REPORT_REQUEST,
+        GET_CERTIFICATE_STATUS_REQUEST,
+        GET_CHARGING_PROFILES_REQUEST,
+        GET_COMPOSITE_SCHEDULE_REQUEST,
+        GET_DISPLAY_MESSAGES_REQUEST,
+        GET_INSTALLED_CERTIFICATE_IDS_REQUEST,
+        GET_LOCAL_LIST_VERSION_REQUEST,
+        GET_LOG_REQUEST,
+        GET_MONITORING_REPORT_REQUEST,
+        GET_REPORT_REQUEST,
+        GET_TRANSACTION_STATUS_REQUEST,
+        GET_VARIABLES_REQUEST,
+        HEARTBEAT_REQUEST,
+        INSTALL_CERTIFICATE_REQUEST,
+        LOG_STATUS_NOTIFICATION_REQUEST,
+        METER_VALUES_REQUEST,
+        NOTIFY_CHARGING_LIMIT_REQUEST,
+        NOTIFY_CUSTOMER_INFORMATION_REQUEST,
+        NOTIFY_DISPLAY_MESSAGES_REQUEST,
+        NOTIFY_EV_CHARGING_NEEDS_REQUEST,
+        NOTIFY_EV_CHARGING_SCHEDULE_REQUEST,
+        NOTIFY_EVENT_REQUEST,
+        NOTIFY_MONITORING_REPORT_REQUEST,
+        NOTIFY_REPORT_REQUEST,
+        PUBLISH_FIRMWARE_REQUEST,
+        PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST,
+        REPORT_CHARGING_PROFILES_REQUEST,
+        REQUEST_START_TRANSACTION_REQUEST,
+        REQUEST_STOP_TRANSACTION_REQUEST,
+        RESERVATION_STATUS_UPDATE_REQUEST,
+        RESERVE_NOW_REQUEST,
+        RESET_REQUEST,
+        SECURITY_EVENT_NOTIFICATION_REQUEST,
+        SEND_LOCAL_LIST_REQUEST,
+        SET_CHARGING_PROFILE_REQUEST,
+        SET_DISPLAY_MESSAGE_REQUEST,
+        SET_MONITORING_BASE_REQUEST,
+        SET_MONITORING_LEVEL_REQUEST,
+        SET_NETWORK_PROFILE_REQUEST,
+        SET_VARIABLE_MONITORING_REQUEST,
+        SET_VARIABLES_REQUEST,
+        SIGN_CERTIFICATE_REQUEST,
+        STATUS_NOTIFICATION_REQUEST,
+        TRANSACTION_EVENT_REQUEST,
+        TRIGGER_MESSAGE_REQUEST,
+        UNLOCK_CONNECTOR_REQUEST,
+        UNPUBLISH_FIRMWARE_REQUEST,
+        UPDATE_FIRMWARE_REQUEST,
     ];
 
-    pub(super) static RESPONSES: [&Schema; 64] = [
-        &AUTHORIZE_RESPONSE,
-        &BOOT_NOTIFICATION_RESPONSE,
-        &CANCEL_RESERVATION_RESPONSE,
-        &CERTIFICATE_SIGNED_RESPONSE,
-        &CHANGE_AVAILABILITY_RESPONSE,
-        &CLEAR_CACHE_RESPONSE,
-        &CLEAR_CHARGING_PROFILE_RESPONSE,
-        &CLEAR_DISPLAY_MESSAGE_RESPONSE,
-        &CLEAR_VARIABLE_MONITORING_RESPONSE,
-        &CLEARED_CHARGING_LIMIT_RESPONSE,
-        &COST_UPDATED_RESPONSE,
-        &CUSTOMER_INFORMATION_RESPONSE,
-        &DATA_TRANSFER_RESPONSE,
-        &DELETE_CERTIFICATE_RESPONSE,
-        &FIRMWARE_STATUS_NOTIFICATION_RESPONSE,
-        &GET_15118_EV_CERTIFICATE_RESPONSE,
-        &GET_BASE_REPORT_RESPONSE,
-        &GET_CERTIFICATE_STATUS_RESPONSE,
-        &GET_CHARGING_PROFILES_RESPONSE,
-        &GET_COMPOSITE_SCHEDULE_RESPONSE,
-        &GET_DISPLAY_MESSAGES_RESPONSE,
-        &GET_INSTALLED_CERTIFICATE_IDS_RESPONSE,
-        &GET_LOCAL_LIST_VERSION_RESPONSE,
-        &GET_LOG_RESPONSE,
-        &GET_MONITORING_REPORT_RESPONSE,
-        &GET_REPORT_RESPONSE,
-        &GET_TRANSACTION_STATUS_RESPONSE,
-        &GET_VARIABLES_RESPONSE,
-        &HEARTBEAT_RESPONSE,
-        &INSTALL_CERTIFICATE_RESPONSE,
-        &LOG_STATUS_NOTIFICATION_RESPONSE,
-        &METER_VALUES_RESPONSE,
-        &NOTIFY_CHARGING_LIMIT_RESPONSE,
-        &NOTIFY_CUSTOMER_INFORMATION_RESPONSE,
-        &NOTIFY_DISPLAY_MESSAGES_RESPONSE,
-        &NOTIFY_EV_CHARGING_NEEDS_RESPONSE,
-        &NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE,
-        &NOTIFY_EVENT_RESPONSE,
-        &NOTIFY_MONITORING_REPORT_RESPONSE,
-        &NOTIFY_REPORT_RESPONSE,
-        &PUBLISH_FIRMWARE_RESPONSE,
-        &PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE,
-        &REPORT_CHARGING_PROFILES_RESPONSE,
-        &REQUEST_START_TRANSACTION_RESPONSE,
-        &REQUEST_STOP_TRANSACTION_RESPONSE,
-        &RESERVATION_STATUS_UPDATE_RESPONSE,
-        &RESERVE_NOW_RESPONSE,
-        &RESET_RESPONSE,
-        &SECURITY_EVENT_NOTIFICATION_RESPONSE,
-        &SEND_LOCAL_LIST_RESPONSE,
-        &SET_CHARGING_PROFILE_RESPONSE,
-        &SET_DISPLAY_MESSAGE_RESPONSE,
-        &SET_MONITORING_BASE_RESPONSE,
-        &SET_MONITORING_LEVEL_RESPONSE,
-        &SET_NETWORK_PROFILE_RESPONSE,
-        &SET_VARIABLE_MONITORING_RESPONSE,
-        &SET_VARIABLES_RESPONSE,
-        &SIGN_CERTIFICATE_RESPONSE,
-        &STATUS_NOTIFICATION_RESPONSE,
-        &TRANSACTION_EVENT_RESPONSE,
-        &TRIGGER_MESSAGE_RESPONSE,
-        &UNLOCK_CONNECTOR_RESPONSE,
-        &UNPUBLISH_FIRMWARE_RESPONSE,
-        &UPDATE_FIRMWARE_RESPONSE,
+    pub(super) static RESPONSES: [Schema; 64] = [
+        AUTHORIZE_RESPONSE,
+        BOOT_NOTIFICATION_RESPONSE,
+        CANCEL_RESERVATION_RESPONSE,
+        CERTIFICATE_SIGNED_RESPONSE,
+        CHANGE_AVAILABILITY_RESPONSE,
+        CLEAR_CACHE_RESPONSE,
+        CLEAR_CHARGING_PROFILE_RESPONSE,
+        CLEAR_DISPLAY_MESSAGE_RESPONSE,
+        CLEAR_VARIABLE_MONITORING_RESPONSE,
+        CLEARED_CHARGING_LIMIT_RESPONSE,
+        COST_UPDATED_RESPONSE,
+        CUSTOMER_INFORMATION_RESPONSE,
+        DATA_TRANSFER_RESPONSE,
+        DELETE_CERTIFICATE_RESPONSE,
+        FIRMWARE_STATUS_NOTIFICATION_RESPONSE,
+        GET_15118_EV_CERTIFICATE_RESPONSE,
+        GET_BASE_REPORT_RESPONSE,
+        GET_CERTIFICATE_STATUS_RESPONSE,
+        GET_CHARGING_PROFILES_RESPONSE,
+        GET_COMPOSITE_SCHEDULE_RESPONSE,
+        GET_DISPLAY_MESSAGES_RESPONSE,
+        GET_INSTALLED_CERTIFICATE_IDS_RESPONSE,
+        GET_LOCAL_LIST_VERSION_RESPONSE,
+        GET_LOG_RESPONSE,
+        GET_MONITORING_REPORT_RESPONSE,
+        GET_REPORT_RESPONSE,
+        GET_TRANSACTION_STATUS_RESPONSE,
+        GET_VARIABLES_RESPONSE,
+        HEARTBEAT_RESPONSE,
+        INSTALL_CERTIFICATE_RESPONSE,
+        LOG_STATUS_NOTIFICATION_RESPONSE,
+        METER_VALUES_RESPONSE,
+        NOTIFY_CHARGING_LIMIT_RESPONSE,
+        NOTIFY_CUSTOMER_INFORMATION_RESPONSE,
+        NOTIFY_DISPLAY_MESSAGES_RESPONSE,
+        NOTIFY_EV_CHARGING_NEEDS_RESPONSE,
+        NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE,
+        NOTIFY_EVENT_RESPONSE,
+        NOTIFY_MONITORING_REPORT_RESPONSE,
+        NOTIFY_REPORT_RESPONSE,
+        PUBLISH_FIRMWARE_RESPONSE,
+        PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE,
+        REPORT_CHARGING_PROFILES_RESPONSE,
+        REQUEST_START_TRANSACTION_RESPONSE,
+        REQUEST_STOP_TRANSACTION_RESPONSE,
+        RESERVATION_STATUS_UPDATE_RESPONSE,
+        RESERVE_NOW_RESPONSE,
+        RESET_RESPONSE,
+        SECURITY_EVENT_NOTIFICATION_RESPONSE,
+        SEND_LOCAL_LIST_RESPONSE,
+        SET_CHARGING_PROFILE_RESPONSE,
+        SET_DISPLAY_MESSAGE_RESPONSE,
+        SET_MONITORING_BASE_RESPONSE,
+        SET_MONITORING_LEVEL_RESPONSE,
+        SET_NETWORK_PROFILE_RESPONSE,
+        SET_VARIABLE_MONITORING_RESPONSE,
+        SET_VARIABLES_RESPONSE,
+        SIGN_CERTIFICATE_RESPONSE,
+        STATUS_NOTIFICATION_RESPONSE,
+        TRANSACTION_EVENT_RESPONSE,
+        TRIGGER_MESSAGE_RESPONSE,
+        UNLOCK_CONNECTOR_RESPONSE,
+        UNPUBLISH_FIRMWARE_RESPONSE,
+        UPDATE_FIRMWARE_RESPONSE,
     ];
 
-    pub static AC_CHARGING_PARAMETERS: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("energyAmount", &INTEGER),
-            Prop::required("evMinCurrent", &INTEGER),
-            Prop::required("evMaxCurrent", &INTEGER),
-            Prop::required("evMaxVoltage", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static ADDITIONAL_INFO: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("additionalIdToken", &STRING_MAX_36),
-            Prop::required("type", &STRING_MAX_50),
-        ],
-        additional: false,
-    };
-    pub static APN: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("apn", &STRING_MAX_512),
-            Prop::optional("apnUserName", &STRING_MAX_20),
-            Prop::optional("apnPassword", &STRING_MAX_20),
-            Prop::optional("simPin", &INTEGER),
-            Prop::optional("preferredNetwork", &STRING_MAX_6),
-            Prop::optional("useOnlyPreferredNetwork", &BOOLEAN),
-            Prop::required("apnAuthentication", &APN_AUTHENTICATION_ENUM),
-        ],
-        additional: false,
-    };
-    pub static APN_AUTHENTICATION_ENUM: Schema = Schema::Enum(ApnAuthenticationEnum::VALUES);
-    pub static ATTRIBUTE_ENUM: Schema = Schema::Enum(AttributeEnum::VALUES);
-    pub static AUTHORIZATION_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("idToken", &ID_TOKEN),
-            Prop::optional("idTokenInfo", &ID_TOKEN_INFO),
-        ],
-        additional: false,
-    };
-    pub static AUTHORIZATION_STATUS_ENUM: Schema = Schema::Enum(AuthorizationStatusEnum::VALUES);
-    pub static AUTHORIZE_CERTIFICATE_STATUS_ENUM: Schema =
-        Schema::Enum(AuthorizeCertificateStatusEnum::VALUES);
-    pub static AUTHORIZE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("idToken", &ID_TOKEN),
-            Prop::optional("certificate", &STRING_MAX_5500),
-            Prop::optional(
-                "iso15118CertificateHashData",
-                &ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4,
-            ),
-        ],
-        additional: false,
-    };
-    pub static AUTHORIZE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("idTokenInfo", &ID_TOKEN_INFO),
-            Prop::optional("certificateStatus", &AUTHORIZE_CERTIFICATE_STATUS_ENUM),
-        ],
-        additional: false,
-    };
-    pub static BOOT_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("chargingStation", &CHARGING_STATION),
-            Prop::required("reason", &BOOT_REASON_ENUM),
-        ],
-        additional: false,
-    };
-    pub static BOOT_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("currentTime", &DATE_TIME),
-            Prop::required("interval", &INTEGER),
-            Prop::required("status", &REGISTRATION_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static BOOT_REASON_ENUM: Schema = Schema::Enum(BootReasonEnum::VALUES);
-    pub static CANCEL_RESERVATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("reservationId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static CANCEL_RESERVATION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CANCEL_RESERVATION_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CANCEL_RESERVATION_STATUS_ENUM: Schema =
-        Schema::Enum(CancelReservationStatusEnum::VALUES);
-    pub static CERTIFICATE_ACTION_ENUM: Schema = Schema::Enum(CertificateActionEnum::VALUES);
-    pub static CERTIFICATE_HASH_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("hashAlgorithm", &HASH_ALGORITHM_ENUM),
-            Prop::required("issuerNameHash", &STRING_MAX_128),
-            Prop::required("issuerKeyHash", &STRING_MAX_128),
-            Prop::required("serialNumber", &STRING_MAX_40),
-        ],
-        additional: false,
-    };
-    pub static CERTIFICATE_HASH_DATA_CHAIN: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("certificateHashData", &CERTIFICATE_HASH_DATA),
-            Prop::required("certificateType", &GET_CERTIFICATE_ID_USE_ENUM),
-            Prop::optional(
-                "childCertificateHashData",
-                &ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4,
-            ),
-        ],
-        additional: false,
-    };
-    pub static CERTIFICATE_SIGNED_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("certificateChain", &STRING_MAX_10000),
-            Prop::optional("certificateType", &CERTIFICATE_SIGNING_USE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static CERTIFICATE_SIGNED_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CERTIFICATE_SIGNED_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CERTIFICATE_SIGNED_STATUS_ENUM: Schema =
-        Schema::Enum(CertificateSignedStatusEnum::VALUES);
-    pub static CERTIFICATE_SIGNING_USE_ENUM: Schema =
-        Schema::Enum(CertificateSigningUseEnum::VALUES);
-    pub static CHANGE_AVAILABILITY_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("evse", &EVSE),
-            Prop::required("operationalStatus", &OPERATIONAL_STATUS_ENUM),
-        ],
-        additional: false,
-    };
-    pub static CHANGE_AVAILABILITY_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CHANGE_AVAILABILITY_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CHANGE_AVAILABILITY_STATUS_ENUM: Schema =
-        Schema::Enum(ChangeAvailabilityStatusEnum::VALUES);
-    pub static CHARGING_LIMIT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("chargingLimitSource", &CHARGING_LIMIT_SOURCE_ENUM),
-            Prop::optional("isGridCritical", &BOOLEAN),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_LIMIT_SOURCE_ENUM: Schema = Schema::Enum(ChargingLimitSourceEnum::VALUES);
-    pub static CHARGING_NEEDS: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("acChargingParameters", &AC_CHARGING_PARAMETERS),
-            Prop::optional("dcChargingParameters", &DC_CHARGING_PARAMETERS),
-            Prop::required("requestedEnergyTransfer", &ENERGY_TRANSFER_MODE_ENUM),
-            Prop::optional("departureTime", &DATE_TIME),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_PROFILE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::required("stackLevel", &INTEGER),
-            Prop::required("chargingProfilePurpose", &CHARGING_PROFILE_PURPOSE_ENUM),
-            Prop::required("chargingProfileKind", &CHARGING_PROFILE_KIND_ENUM),
-            Prop::optional("recurrencyKind", &RECURRENCY_KIND_ENUM),
-            Prop::optional("validFrom", &DATE_TIME),
-            Prop::optional("validTo", &DATE_TIME),
-            Prop::required("chargingSchedule", &ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3),
-            Prop::optional("transactionId", &STRING_MAX_36),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_PROFILE_CRITERION: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("chargingProfilePurpose", &CHARGING_PROFILE_PURPOSE_ENUM),
-            Prop::optional("stackLevel", &INTEGER),
-            Prop::optional("chargingProfileId", &ARRAY_OF_INTEGER_MIN_1),
-            Prop::optional(
-                "chargingLimitSource",
-                &ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4,
-            ),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_PROFILE_KIND_ENUM: Schema = Schema::Enum(ChargingProfileKindEnum::VALUES);
-    pub static CHARGING_PROFILE_PURPOSE_ENUM: Schema =
-        Schema::Enum(ChargingProfilePurposeEnum::VALUES);
-    pub static CHARGING_PROFILE_STATUS_ENUM: Schema =
-        Schema::Enum(ChargingProfileStatusEnum::VALUES);
-    pub static CHARGING_RATE_UNIT_ENUM: Schema = Schema::Enum(ChargingRateUnitEnum::VALUES);
-    pub static CHARGING_SCHEDULE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::optional("startSchedule", &DATE_TIME),
-            Prop::optional("duration", &INTEGER),
-            Prop::required("chargingRateUnit", &CHARGING_RATE_UNIT_ENUM),
-            Prop::required(
-                "chargingSchedulePeriod",
-                &ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024,
-            ),
-            Prop::optional("minChargingRate", &NUMBER),
-            Prop::optional("salesTariff", &SALES_TARIFF),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_SCHEDULE_PERIOD: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("startPeriod", &INTEGER),
-            Prop::required("limit", &NUMBER),
-            Prop::optional("numberPhases", &INTEGER),
-            Prop::optional("phaseToUse", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static CHARGING_STATE_ENUM: Schema = Schema::Enum(ChargingStateEnum::VALUES);
-    pub static CHARGING_STATION: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("serialNumber", &STRING_MAX_25),
-            Prop::required("model", &STRING_MAX_20),
-            Prop::optional("modem", &MODEM),
-            Prop::required("vendorName", &STRING_MAX_50),
-            Prop::optional("firmwareVersion", &STRING_MAX_50),
-        ],
-        additional: false,
-    };
-    pub static CLEARED_CHARGING_LIMIT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("chargingLimitSource", &CHARGING_LIMIT_SOURCE_ENUM),
-            Prop::optional("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static CLEARED_CHARGING_LIMIT_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static CLEAR_CACHE_REQUEST: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static CLEAR_CACHE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CLEAR_CACHE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_CACHE_STATUS_ENUM: Schema = Schema::Enum(ClearCacheStatusEnum::VALUES);
-    pub static CLEAR_CHARGING_PROFILE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("evseId", &INTEGER),
-            Prop::optional("chargingProfilePurpose", &CHARGING_PROFILE_PURPOSE_ENUM),
-            Prop::optional("stackLevel", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_CHARGING_PROFILE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("chargingProfileId", &INTEGER),
-            Prop::optional("chargingProfileCriteria", &CLEAR_CHARGING_PROFILE),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_CHARGING_PROFILE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CLEAR_CHARGING_PROFILE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_CHARGING_PROFILE_STATUS_ENUM: Schema =
-        Schema::Enum(ClearChargingProfileStatusEnum::VALUES);
-    pub static CLEAR_DISPLAY_MESSAGE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_DISPLAY_MESSAGE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CLEAR_MESSAGE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_MESSAGE_STATUS_ENUM: Schema = Schema::Enum(ClearMessageStatusEnum::VALUES);
-    pub static CLEAR_MONITORING_RESULT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CLEAR_MONITORING_STATUS_ENUM),
-            Prop::required("id", &INTEGER),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_MONITORING_STATUS_ENUM: Schema =
-        Schema::Enum(ClearMonitoringStatusEnum::VALUES);
-    pub static CLEAR_VARIABLE_MONITORING_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &ARRAY_OF_INTEGER_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static CLEAR_VARIABLE_MONITORING_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required(
-                "clearMonitoringResult",
-                &ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1,
-            ),
-        ],
-        additional: false,
-    };
-    pub static COMPONENT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("evse", &EVSE),
-            Prop::required("name", &STRING_MAX_50),
-            Prop::optional("instance", &STRING_MAX_50),
-        ],
-        additional: false,
-    };
-    pub static COMPONENT_CRITERION_ENUM: Schema = Schema::Enum(ComponentCriterionEnum::VALUES);
-    pub static COMPONENT_VARIABLE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("component", &COMPONENT),
-            Prop::optional("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static COMPOSITE_SCHEDULE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required(
-                "chargingSchedulePeriod",
-                &ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1,
-            ),
-            Prop::required("evseId", &INTEGER),
-            Prop::required("duration", &INTEGER),
-            Prop::required("scheduleStart", &DATE_TIME),
-            Prop::required("chargingRateUnit", &CHARGING_RATE_UNIT_ENUM),
-        ],
-        additional: false,
-    };
-    pub static CONNECTOR_ENUM: Schema = Schema::Enum(ConnectorEnum::VALUES);
-    pub static CONNECTOR_STATUS_ENUM: Schema = Schema::Enum(ConnectorStatusEnum::VALUES);
-    pub static CONSUMPTION_COST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("startValue", &NUMBER),
-            Prop::required("cost", &ARRAY_OF_COST_MIN_1_MAX_3),
-        ],
-        additional: false,
-    };
-    pub static COST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("costKind", &COST_KIND_ENUM),
-            Prop::required("amount", &INTEGER),
-            Prop::optional("amountMultiplier", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static COST_KIND_ENUM: Schema = Schema::Enum(CostKindEnum::VALUES);
-    pub static COST_UPDATED_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("totalCost", &NUMBER),
-            Prop::required("transactionId", &STRING_MAX_36),
-        ],
-        additional: false,
-    };
-    pub static COST_UPDATED_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static CUSTOMER_INFORMATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("customerCertificate", &CERTIFICATE_HASH_DATA),
-            Prop::optional("idToken", &ID_TOKEN),
-            Prop::required("requestId", &INTEGER),
-            Prop::required("report", &BOOLEAN),
-            Prop::required("clear", &BOOLEAN),
-            Prop::optional("customerIdentifier", &STRING_MAX_64),
-        ],
-        additional: false,
-    };
-    pub static CUSTOMER_INFORMATION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CUSTOMER_INFORMATION_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static CUSTOMER_INFORMATION_STATUS_ENUM: Schema =
-        Schema::Enum(CustomerInformationStatusEnum::VALUES);
-    pub static CUSTOM_DATA: Schema = Schema::Object {
-        props: &[Prop::required("vendorId", &STRING_MAX_255)],
-        additional: true,
-    };
-    pub static DATA_ENUM: Schema = Schema::Enum(DataEnum::VALUES);
-    pub static DATA_TRANSFER_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("messageId", &STRING_MAX_50),
-            Prop::optional("data", &ANY),
-            Prop::required("vendorId", &STRING_MAX_255),
-        ],
-        additional: false,
-    };
-    pub static DATA_TRANSFER_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &DATA_TRANSFER_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional("data", &ANY),
-        ],
-        additional: false,
-    };
-    pub static DATA_TRANSFER_STATUS_ENUM: Schema = Schema::Enum(DataTransferStatusEnum::VALUES);
-    pub static DC_CHARGING_PARAMETERS: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("evMaxCurrent", &INTEGER),
-            Prop::required("evMaxVoltage", &INTEGER),
-            Prop::optional("energyAmount", &INTEGER),
-            Prop::optional("evMaxPower", &INTEGER),
-            Prop::optional("stateOfCharge", &INTEGER_MIN_0_MAX_100),
-            Prop::optional("evEnergyCapacity", &INTEGER),
-            Prop::optional("fullSoC", &INTEGER_MIN_0_MAX_100),
-            Prop::optional("bulkSoC", &INTEGER_MIN_0_MAX_100),
-        ],
-        additional: false,
-    };
-    pub static DELETE_CERTIFICATE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("certificateHashData", &CERTIFICATE_HASH_DATA),
-        ],
-        additional: false,
-    };
-    pub static DELETE_CERTIFICATE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &DELETE_CERTIFICATE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static DELETE_CERTIFICATE_STATUS_ENUM: Schema =
-        Schema::Enum(DeleteCertificateStatusEnum::VALUES);
-    pub static DISPLAY_MESSAGE_STATUS_ENUM: Schema = Schema::Enum(DisplayMessageStatusEnum::VALUES);
-    pub static ENERGY_TRANSFER_MODE_ENUM: Schema = Schema::Enum(EnergyTransferModeEnum::VALUES);
-    pub static EVENT_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("eventId", &INTEGER),
-            Prop::required("timestamp", &DATE_TIME),
-            Prop::required("trigger", &EVENT_TRIGGER_ENUM),
-            Prop::optional("cause", &INTEGER),
-            Prop::required("actualValue", &STRING_MAX_2500),
-            Prop::optional("techCode", &STRING_MAX_50),
-            Prop::optional("techInfo", &STRING_MAX_500),
-            Prop::optional("cleared", &BOOLEAN),
-            Prop::optional("transactionId", &STRING_MAX_36),
-            Prop::required("component", &COMPONENT),
-            Prop::optional("variableMonitoringId", &INTEGER),
-            Prop::required("eventNotificationType", &EVENT_NOTIFICATION_ENUM),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static EVENT_NOTIFICATION_ENUM: Schema = Schema::Enum(EventNotificationEnum::VALUES);
-    pub static EVENT_TRIGGER_ENUM: Schema = Schema::Enum(EventTriggerEnum::VALUES);
-    pub static EVSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::optional("connectorId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static FIRMWARE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("location", &STRING_MAX_512),
-            Prop::required("retrieveDateTime", &DATE_TIME),
-            Prop::optional("installDateTime", &DATE_TIME),
-            Prop::optional("signingCertificate", &STRING_MAX_5500),
-            Prop::optional("signature", &STRING_MAX_800),
-        ],
-        additional: false,
-    };
-    pub static FIRMWARE_STATUS_ENUM: Schema = Schema::Enum(FirmwareStatusEnum::VALUES);
-    pub static FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &FIRMWARE_STATUS_ENUM),
-            Prop::optional("requestId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static GENERIC_DEVICE_MODEL_STATUS_ENUM: Schema =
-        Schema::Enum(GenericDeviceModelStatusEnum::VALUES);
-    pub static GENERIC_STATUS_ENUM: Schema = Schema::Enum(GenericStatusEnum::VALUES);
-    pub static GET_15118_EV_CERTIFICATE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("iso15118SchemaVersion", &STRING_MAX_50),
-            Prop::required("action", &CERTIFICATE_ACTION_ENUM),
-            Prop::required("exiRequest", &STRING_MAX_5600),
-        ],
-        additional: false,
-    };
-    pub static GET_15118_EV_CERTIFICATE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &ISO_15118_EV_CERTIFICATE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::required("exiResponse", &STRING_MAX_5600),
-        ],
-        additional: false,
-    };
-    pub static GET_BASE_REPORT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("requestId", &INTEGER),
-            Prop::required("reportBase", &REPORT_BASE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static GET_BASE_REPORT_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_DEVICE_MODEL_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static GET_CERTIFICATE_ID_USE_ENUM: Schema = Schema::Enum(GetCertificateIdUseEnum::VALUES);
-    pub static GET_CERTIFICATE_STATUS_ENUM: Schema = Schema::Enum(GetCertificateStatusEnum::VALUES);
-    pub static GET_CERTIFICATE_STATUS_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("ocspRequestData", &OCSP_REQUEST_DATA),
-        ],
-        additional: false,
-    };
-    pub static GET_CERTIFICATE_STATUS_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GET_CERTIFICATE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional("ocspResult", &STRING_MAX_5500),
-        ],
-        additional: false,
-    };
-    pub static GET_CHARGING_PROFILES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("evseId", &INTEGER),
-            Prop::required("chargingProfile", &CHARGING_PROFILE_CRITERION),
-        ],
-        additional: false,
-    };
-    pub static GET_CHARGING_PROFILES_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GET_CHARGING_PROFILE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static GET_CHARGING_PROFILE_STATUS_ENUM: Schema =
-        Schema::Enum(GetChargingProfileStatusEnum::VALUES);
-    pub static GET_COMPOSITE_SCHEDULE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("duration", &INTEGER),
-            Prop::optional("chargingRateUnit", &CHARGING_RATE_UNIT_ENUM),
-            Prop::required("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static GET_COMPOSITE_SCHEDULE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional("schedule", &COMPOSITE_SCHEDULE),
-        ],
-        additional: false,
-    };
-    pub static GET_DISPLAY_MESSAGES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("id", &ARRAY_OF_INTEGER_MIN_1),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("priority", &MESSAGE_PRIORITY_ENUM),
-            Prop::optional("state", &MESSAGE_STATE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static GET_DISPLAY_MESSAGES_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GET_DISPLAY_MESSAGES_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static GET_DISPLAY_MESSAGES_STATUS_ENUM: Schema =
-        Schema::Enum(GetDisplayMessagesStatusEnum::VALUES);
-    pub static GET_INSTALLED_CERTIFICATE_IDS_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional(
-                "certificateType",
-                &ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1,
-            ),
-        ],
-        additional: false,
-    };
-    pub static GET_INSTALLED_CERTIFICATE_IDS_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GET_INSTALLED_CERTIFICATE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional(
-                "certificateHashDataChain",
-                &ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1,
-            ),
-        ],
-        additional: false,
-    };
-    pub static GET_INSTALLED_CERTIFICATE_STATUS_ENUM: Schema =
-        Schema::Enum(GetInstalledCertificateStatusEnum::VALUES);
-    pub static GET_LOCAL_LIST_VERSION_REQUEST: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static GET_LOCAL_LIST_VERSION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("versionNumber", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static GET_LOG_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("log", &LOG_PARAMETERS),
-            Prop::required("logType", &LOG_ENUM),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("retries", &INTEGER),
-            Prop::optional("retryInterval", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static GET_LOG_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &LOG_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional("filename", &STRING_MAX_255),
-        ],
-        additional: false,
-    };
-    pub static GET_MONITORING_REPORT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("componentVariable", &ARRAY_OF_COMPONENT_VARIABLE_MIN_1),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional(
-                "monitoringCriteria",
-                &ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3,
-            ),
-        ],
-        additional: false,
-    };
-    pub static GET_MONITORING_REPORT_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_DEVICE_MODEL_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static GET_REPORT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("componentVariable", &ARRAY_OF_COMPONENT_VARIABLE_MIN_1),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional(
-                "componentCriteria",
-                &ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4,
-            ),
-        ],
-        additional: false,
-    };
-    pub static GET_REPORT_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_DEVICE_MODEL_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static GET_TRANSACTION_STATUS_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("transactionId", &STRING_MAX_36),
-        ],
-        additional: false,
-    };
-    pub static GET_TRANSACTION_STATUS_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("ongoingIndicator", &BOOLEAN),
-            Prop::required("messagesInQueue", &BOOLEAN),
-        ],
-        additional: false,
-    };
-    pub static GET_VARIABLES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("getVariableData", &ARRAY_OF_GET_VARIABLE_DATA_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static GET_VARIABLES_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("getVariableResult", &ARRAY_OF_GET_VARIABLE_RESULT_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static GET_VARIABLE_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("attributeType", &ATTRIBUTE_ENUM),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static GET_VARIABLE_RESULT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("attributeStatusInfo", &STATUS_INFO),
-            Prop::required("attributeStatus", &GET_VARIABLE_STATUS_ENUM),
-            Prop::optional("attributeType", &ATTRIBUTE_ENUM),
-            Prop::optional("attributeValue", &STRING_MAX_2500),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static GET_VARIABLE_STATUS_ENUM: Schema = Schema::Enum(GetVariableStatusEnum::VALUES);
-    pub static HASH_ALGORITHM_ENUM: Schema = Schema::Enum(HashAlgorithmEnum::VALUES);
-    pub static HEARTBEAT_REQUEST: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static HEARTBEAT_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("currentTime", &DATE_TIME),
-        ],
-        additional: false,
-    };
-    pub static ID_TOKEN: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("additionalInfo", &ARRAY_OF_ADDITIONAL_INFO_MIN_1),
-            Prop::required("idToken", &STRING_MAX_36),
-            Prop::required("type", &ID_TOKEN_ENUM),
-        ],
-        additional: false,
-    };
-    pub static ID_TOKEN_ENUM: Schema = Schema::Enum(IdTokenEnum::VALUES);
-    pub static ID_TOKEN_INFO: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &AUTHORIZATION_STATUS_ENUM),
-            Prop::optional("cacheExpiryDateTime", &DATE_TIME),
-            Prop::optional("chargingPriority", &INTEGER),
-            Prop::optional("language1", &STRING_MAX_8),
-            Prop::optional("evseId", &ARRAY_OF_INTEGER_MIN_1),
-            Prop::optional("groupIdToken", &ID_TOKEN),
-            Prop::optional("language2", &STRING_MAX_8),
-            Prop::optional("personalMessage", &MESSAGE_CONTENT),
-        ],
-        additional: false,
-    };
-    pub static INSTALL_CERTIFICATE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("certificateType", &INSTALL_CERTIFICATE_USE_ENUM),
-            Prop::required("certificate", &STRING_MAX_5500),
-        ],
-        additional: false,
-    };
-    pub static INSTALL_CERTIFICATE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &INSTALL_CERTIFICATE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static INSTALL_CERTIFICATE_STATUS_ENUM: Schema =
-        Schema::Enum(InstallCertificateStatusEnum::VALUES);
-    pub static INSTALL_CERTIFICATE_USE_ENUM: Schema =
-        Schema::Enum(InstallCertificateUseEnum::VALUES);
-    pub static ISO_15118_EV_CERTIFICATE_STATUS_ENUM: Schema =
-        Schema::Enum(Iso15118EvCertificateStatusEnum::VALUES);
-    pub static LOCATION_ENUM: Schema = Schema::Enum(LocationEnum::VALUES);
-    pub static LOG_ENUM: Schema = Schema::Enum(LogEnum::VALUES);
-    pub static LOG_PARAMETERS: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("remoteLocation", &STRING_MAX_512),
-            Prop::optional("oldestTimestamp", &DATE_TIME),
-            Prop::optional("latestTimestamp", &DATE_TIME),
-        ],
-        additional: false,
-    };
-    pub static LOG_STATUS_ENUM: Schema = Schema::Enum(LogStatusEnum::VALUES);
-    pub static LOG_STATUS_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &UPLOAD_LOG_STATUS_ENUM),
-            Prop::optional("requestId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static LOG_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static MEASURAND_ENUM: Schema = Schema::Enum(MeasurandEnum::VALUES);
-    pub static MESSAGE_CONTENT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("format", &MESSAGE_FORMAT_ENUM),
-            Prop::optional("language", &STRING_MAX_8),
-            Prop::required("content", &STRING_MAX_512),
-        ],
-        additional: false,
-    };
-    pub static MESSAGE_FORMAT_ENUM: Schema = Schema::Enum(MessageFormatEnum::VALUES);
-    pub static MESSAGE_INFO: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("display", &COMPONENT),
-            Prop::required("id", &INTEGER),
-            Prop::required("priority", &MESSAGE_PRIORITY_ENUM),
-            Prop::optional("state", &MESSAGE_STATE_ENUM),
-            Prop::optional("startDateTime", &DATE_TIME),
-            Prop::optional("endDateTime", &DATE_TIME),
-            Prop::optional("transactionId", &STRING_MAX_36),
-            Prop::required("message", &MESSAGE_CONTENT),
-        ],
-        additional: false,
-    };
-    pub static MESSAGE_PRIORITY_ENUM: Schema = Schema::Enum(MessagePriorityEnum::VALUES);
-    pub static MESSAGE_STATE_ENUM: Schema = Schema::Enum(MessageStateEnum::VALUES);
-    pub static MESSAGE_TRIGGER_ENUM: Schema = Schema::Enum(MessageTriggerEnum::VALUES);
-    pub static METER_VALUE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("sampledValue", &ARRAY_OF_SAMPLED_VALUE_MIN_1),
-            Prop::required("timestamp", &DATE_TIME),
-        ],
-        additional: false,
-    };
-    pub static METER_VALUES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("evseId", &INTEGER),
-            Prop::required("meterValue", &ARRAY_OF_METER_VALUE_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static METER_VALUES_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static MODEM: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("iccid", &STRING_MAX_20),
-            Prop::optional("imsi", &STRING_MAX_20),
-        ],
-        additional: false,
-    };
-    pub static MONITORING_BASE_ENUM: Schema = Schema::Enum(MonitoringBaseEnum::VALUES);
-    pub static MONITORING_CRITERION_ENUM: Schema = Schema::Enum(MonitoringCriterionEnum::VALUES);
-    pub static MONITORING_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-            Prop::required("variableMonitoring", &ARRAY_OF_VARIABLE_MONITORING_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static MONITOR_ENUM: Schema = Schema::Enum(MonitorEnum::VALUES);
-    pub static MUTABILITY_ENUM: Schema = Schema::Enum(MutabilityEnum::VALUES);
-    pub static NETWORK_CONNECTION_PROFILE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("apn", &APN),
-            Prop::required("ocppVersion", &OCPP_VERSION_ENUM),
-            Prop::required("ocppTransport", &OCPP_TRANSPORT_ENUM),
-            Prop::required("ocppCsmsUrl", &STRING_MAX_512),
-            Prop::required("messageTimeout", &INTEGER),
-            Prop::required("securityProfile", &INTEGER),
-            Prop::required("ocppInterface", &OCPP_INTERFACE_ENUM),
-            Prop::optional("vpn", &VPN),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_CHARGING_LIMIT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("chargingSchedule", &ARRAY_OF_CHARGING_SCHEDULE_MIN_1),
-            Prop::optional("evseId", &INTEGER),
-            Prop::required("chargingLimit", &CHARGING_LIMIT),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_CHARGING_LIMIT_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static NOTIFY_CUSTOMER_INFORMATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("data", &STRING_MAX_512),
-            Prop::optional("tbc", &BOOLEAN),
-            Prop::required("seqNo", &INTEGER),
-            Prop::required("generatedAt", &DATE_TIME),
-            Prop::required("requestId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_CUSTOMER_INFORMATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static NOTIFY_DISPLAY_MESSAGES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("messageInfo", &ARRAY_OF_MESSAGE_INFO_MIN_1),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("tbc", &BOOLEAN),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_DISPLAY_MESSAGES_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static NOTIFY_EVENT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("generatedAt", &DATE_TIME),
-            Prop::optional("tbc", &BOOLEAN),
-            Prop::required("seqNo", &INTEGER),
-            Prop::required("eventData", &ARRAY_OF_EVENT_DATA_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_EVENT_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static NOTIFY_EV_CHARGING_NEEDS_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("maxScheduleTuples", &INTEGER),
-            Prop::required("chargingNeeds", &CHARGING_NEEDS),
-            Prop::required("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_EV_CHARGING_NEEDS_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM: Schema =
-        Schema::Enum(NotifyEvChargingNeedsStatusEnum::VALUES);
-    pub static NOTIFY_EV_CHARGING_SCHEDULE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("timeBase", &DATE_TIME),
-            Prop::required("chargingSchedule", &CHARGING_SCHEDULE),
-            Prop::required("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_MONITORING_REPORT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("monitor", &ARRAY_OF_MONITORING_DATA_MIN_1),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("tbc", &BOOLEAN),
-            Prop::required("seqNo", &INTEGER),
-            Prop::required("generatedAt", &DATE_TIME),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_MONITORING_REPORT_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static NOTIFY_REPORT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("requestId", &INTEGER),
-            Prop::required("generatedAt", &DATE_TIME),
-            Prop::optional("reportData", &ARRAY_OF_REPORT_DATA_MIN_1),
-            Prop::optional("tbc", &BOOLEAN),
-            Prop::required("seqNo", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static NOTIFY_REPORT_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static OCPP_INTERFACE_ENUM: Schema = Schema::Enum(OcppInterfaceEnum::VALUES);
-    pub static OCPP_TRANSPORT_ENUM: Schema = Schema::Enum(OcppTransportEnum::VALUES);
-    pub static OCPP_VERSION_ENUM: Schema = Schema::Enum(OcppVersionEnum::VALUES);
-    pub static OCSP_REQUEST_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("hashAlgorithm", &HASH_ALGORITHM_ENUM),
-            Prop::required("issuerNameHash", &STRING_MAX_128),
-            Prop::required("issuerKeyHash", &STRING_MAX_128),
-            Prop::required("serialNumber", &STRING_MAX_40),
-            Prop::required("responderURL", &STRING_MAX_512),
-        ],
-        additional: false,
-    };
-    pub static OPERATIONAL_STATUS_ENUM: Schema = Schema::Enum(OperationalStatusEnum::VALUES);
-    pub static PHASE_ENUM: Schema = Schema::Enum(PhaseEnum::VALUES);
-    pub static PUBLISH_FIRMWARE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("location", &STRING_MAX_512),
-            Prop::optional("retries", &INTEGER),
-            Prop::required("checksum", &STRING_MAX_32),
-            Prop::required("requestId", &INTEGER),
-            Prop::optional("retryInterval", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static PUBLISH_FIRMWARE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static PUBLISH_FIRMWARE_STATUS_ENUM: Schema =
-        Schema::Enum(PublishFirmwareStatusEnum::VALUES);
-    pub static PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &PUBLISH_FIRMWARE_STATUS_ENUM),
-            Prop::optional("location", &ARRAY_OF_STRING_MAX_512_MIN_1),
-            Prop::optional("requestId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static READING_CONTEXT_ENUM: Schema = Schema::Enum(ReadingContextEnum::VALUES);
-    pub static REASON_ENUM: Schema = Schema::Enum(ReasonEnum::VALUES);
-    pub static RECURRENCY_KIND_ENUM: Schema = Schema::Enum(RecurrencyKindEnum::VALUES);
-    pub static REGISTRATION_STATUS_ENUM: Schema = Schema::Enum(RegistrationStatusEnum::VALUES);
-    pub static RELATIVE_TIME_INTERVAL: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("start", &INTEGER),
-            Prop::optional("duration", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static REPORT_BASE_ENUM: Schema = Schema::Enum(ReportBaseEnum::VALUES);
-    pub static REPORT_CHARGING_PROFILES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("requestId", &INTEGER),
-            Prop::required("chargingLimitSource", &CHARGING_LIMIT_SOURCE_ENUM),
-            Prop::required("chargingProfile", &ARRAY_OF_CHARGING_PROFILE_MIN_1),
-            Prop::optional("tbc", &BOOLEAN),
-            Prop::required("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static REPORT_CHARGING_PROFILES_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static REPORT_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-            Prop::required(
-                "variableAttribute",
-                &ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4,
-            ),
-            Prop::optional("variableCharacteristics", &VARIABLE_CHARACTERISTICS),
-        ],
-        additional: false,
-    };
-    pub static REQUEST_START_STOP_STATUS_ENUM: Schema =
-        Schema::Enum(RequestStartStopStatusEnum::VALUES);
-    pub static REQUEST_START_TRANSACTION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("evseId", &INTEGER),
-            Prop::optional("groupIdToken", &ID_TOKEN),
-            Prop::required("idToken", &ID_TOKEN),
-            Prop::required("remoteStartId", &INTEGER),
-            Prop::optional("chargingProfile", &CHARGING_PROFILE),
-        ],
-        additional: false,
-    };
-    pub static REQUEST_START_TRANSACTION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &REQUEST_START_STOP_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::optional("transactionId", &STRING_MAX_36),
-        ],
-        additional: false,
-    };
-    pub static REQUEST_STOP_TRANSACTION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("transactionId", &STRING_MAX_36),
-        ],
-        additional: false,
-    };
-    pub static REQUEST_STOP_TRANSACTION_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &REQUEST_START_STOP_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static RESERVATION_STATUS_UPDATE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("reservationId", &INTEGER),
-            Prop::required("reservationUpdateStatus", &RESERVATION_UPDATE_STATUS_ENUM),
-        ],
-        additional: false,
-    };
-    pub static RESERVATION_STATUS_UPDATE_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static RESERVATION_UPDATE_STATUS_ENUM: Schema =
-        Schema::Enum(ReservationUpdateStatusEnum::VALUES);
-    pub static RESERVE_NOW_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::required("expiryDateTime", &DATE_TIME),
-            Prop::optional("connectorType", &CONNECTOR_ENUM),
-            Prop::required("idToken", &ID_TOKEN),
-            Prop::optional("evseId", &INTEGER),
-            Prop::optional("groupIdToken", &ID_TOKEN),
-        ],
-        additional: false,
-    };
-    pub static RESERVE_NOW_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &RESERVE_NOW_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static RESERVE_NOW_STATUS_ENUM: Schema = Schema::Enum(ReserveNowStatusEnum::VALUES);
-    pub static RESET_ENUM: Schema = Schema::Enum(ResetEnum::VALUES);
-    pub static RESET_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("type", &RESET_ENUM),
-            Prop::optional("evseId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static RESET_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &RESET_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static RESET_STATUS_ENUM: Schema = Schema::Enum(ResetStatusEnum::VALUES);
-    pub static SALES_TARIFF: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::optional("salesTariffDescription", &STRING_MAX_32),
-            Prop::optional("numEPriceLevels", &INTEGER),
-            Prop::required(
-                "salesTariffEntry",
-                &ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024,
-            ),
-        ],
-        additional: false,
-    };
-    pub static SALES_TARIFF_ENTRY: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("relativeTimeInterval", &RELATIVE_TIME_INTERVAL),
-            Prop::optional("ePriceLevel", &INTEGER_MIN_0),
-            Prop::optional("consumptionCost", &ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3),
-        ],
-        additional: false,
-    };
-    pub static SAMPLED_VALUE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("value", &NUMBER),
-            Prop::optional("context", &READING_CONTEXT_ENUM),
-            Prop::optional("measurand", &MEASURAND_ENUM),
-            Prop::optional("phase", &PHASE_ENUM),
-            Prop::optional("location", &LOCATION_ENUM),
-            Prop::optional("signedMeterValue", &SIGNED_METER_VALUE),
-            Prop::optional("unitOfMeasure", &UNIT_OF_MEASURE),
-        ],
-        additional: false,
-    };
-    pub static SECURITY_EVENT_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("type", &STRING_MAX_50),
-            Prop::required("timestamp", &DATE_TIME),
-            Prop::optional("techInfo", &STRING_MAX_255),
-        ],
-        additional: false,
-    };
-    pub static SECURITY_EVENT_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static SEND_LOCAL_LIST_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("localAuthorizationList", &ARRAY_OF_AUTHORIZATION_DATA_MIN_1),
-            Prop::required("versionNumber", &INTEGER),
-            Prop::required("updateType", &UPDATE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static SEND_LOCAL_LIST_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &SEND_LOCAL_LIST_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SEND_LOCAL_LIST_STATUS_ENUM: Schema = Schema::Enum(SendLocalListStatusEnum::VALUES);
-    pub static SET_CHARGING_PROFILE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("evseId", &INTEGER),
-            Prop::required("chargingProfile", &CHARGING_PROFILE),
-        ],
-        additional: false,
-    };
-    pub static SET_CHARGING_PROFILE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &CHARGING_PROFILE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_DISPLAY_MESSAGE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("message", &MESSAGE_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_DISPLAY_MESSAGE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &DISPLAY_MESSAGE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_BASE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("monitoringBase", &MONITORING_BASE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_BASE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_DEVICE_MODEL_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("id", &INTEGER),
-            Prop::optional("transaction", &BOOLEAN),
-            Prop::required("value", &NUMBER),
-            Prop::required("type", &MONITOR_ENUM),
-            Prop::required("severity", &INTEGER),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_LEVEL_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("severity", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_LEVEL_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_RESULT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("id", &INTEGER),
-            Prop::optional("statusInfo", &STATUS_INFO),
-            Prop::required("status", &SET_MONITORING_STATUS_ENUM),
-            Prop::required("type", &MONITOR_ENUM),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-            Prop::required("severity", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static SET_MONITORING_STATUS_ENUM: Schema = Schema::Enum(SetMonitoringStatusEnum::VALUES);
-    pub static SET_NETWORK_PROFILE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("configurationSlot", &INTEGER),
-            Prop::required("connectionData", &NETWORK_CONNECTION_PROFILE),
-        ],
-        additional: false,
-    };
-    pub static SET_NETWORK_PROFILE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &SET_NETWORK_PROFILE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static SET_NETWORK_PROFILE_STATUS_ENUM: Schema =
-        Schema::Enum(SetNetworkProfileStatusEnum::VALUES);
-    pub static SET_VARIABLES_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("setVariableData", &ARRAY_OF_SET_VARIABLE_DATA_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLES_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("setVariableResult", &ARRAY_OF_SET_VARIABLE_RESULT_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLE_DATA: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("attributeType", &ATTRIBUTE_ENUM),
-            Prop::required("attributeValue", &STRING_MAX_1000),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLE_MONITORING_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("setMonitoringData", &ARRAY_OF_SET_MONITORING_DATA_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLE_MONITORING_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("setMonitoringResult", &ARRAY_OF_SET_MONITORING_RESULT_MIN_1),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLE_RESULT: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("attributeType", &ATTRIBUTE_ENUM),
-            Prop::required("attributeStatus", &SET_VARIABLE_STATUS_ENUM),
-            Prop::optional("attributeStatusInfo", &STATUS_INFO),
-            Prop::required("component", &COMPONENT),
-            Prop::required("variable", &VARIABLE),
-        ],
-        additional: false,
-    };
-    pub static SET_VARIABLE_STATUS_ENUM: Schema = Schema::Enum(SetVariableStatusEnum::VALUES);
-    pub static SIGNED_METER_VALUE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("signedMeterData", &STRING_MAX_2500),
-            Prop::required("signingMethod", &STRING_MAX_50),
-            Prop::required("encodingMethod", &STRING_MAX_50),
-            Prop::required("publicKey", &STRING_MAX_2500),
-        ],
-        additional: false,
-    };
-    pub static SIGN_CERTIFICATE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("csr", &STRING_MAX_5500),
-            Prop::optional("certificateType", &CERTIFICATE_SIGNING_USE_ENUM),
-        ],
-        additional: false,
-    };
-    pub static SIGN_CERTIFICATE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &GENERIC_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static STATUS_INFO: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("reasonCode", &STRING_MAX_20),
-            Prop::optional("additionalInfo", &STRING_MAX_512),
-        ],
-        additional: false,
-    };
-    pub static STATUS_NOTIFICATION_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("timestamp", &DATE_TIME),
-            Prop::required("connectorStatus", &CONNECTOR_STATUS_ENUM),
-            Prop::required("evseId", &INTEGER),
-            Prop::required("connectorId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static STATUS_NOTIFICATION_RESPONSE: Schema = Schema::Object {
-        props: &[Prop::optional("customData", &CUSTOM_DATA)],
-        additional: false,
-    };
-    pub static TRANSACTION: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("transactionId", &STRING_MAX_36),
-            Prop::optional("chargingState", &CHARGING_STATE_ENUM),
-            Prop::optional("timeSpentCharging", &INTEGER),
-            Prop::optional("stoppedReason", &REASON_ENUM),
-            Prop::optional("remoteStartId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static TRANSACTION_EVENT_ENUM: Schema = Schema::Enum(TransactionEventEnum::VALUES);
-    pub static TRANSACTION_EVENT_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("eventType", &TRANSACTION_EVENT_ENUM),
-            Prop::optional("meterValue", &ARRAY_OF_METER_VALUE_MIN_1),
-            Prop::required("timestamp", &DATE_TIME),
-            Prop::required("triggerReason", &TRIGGER_REASON_ENUM),
-            Prop::required("seqNo", &INTEGER),
-            Prop::optional("offline", &BOOLEAN),
-            Prop::optional("numberOfPhasesUsed", &INTEGER),
-            Prop::optional("cableMaxCurrent", &INTEGER),
-            Prop::optional("reservationId", &INTEGER),
-            Prop::required("transactionInfo", &TRANSACTION),
-            Prop::optional("evse", &EVSE),
-            Prop::optional("idToken", &ID_TOKEN),
-        ],
-        additional: false,
-    };
-    pub static TRANSACTION_EVENT_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("totalCost", &NUMBER),
-            Prop::optional("chargingPriority", &INTEGER),
-            Prop::optional("idTokenInfo", &ID_TOKEN_INFO),
-            Prop::optional("updatedPersonalMessage", &MESSAGE_CONTENT),
-        ],
-        additional: false,
-    };
-    pub static TRIGGER_MESSAGE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("evse", &EVSE),
-            Prop::required("requestedMessage", &MESSAGE_TRIGGER_ENUM),
-        ],
-        additional: false,
-    };
-    pub static TRIGGER_MESSAGE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &TRIGGER_MESSAGE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static TRIGGER_MESSAGE_STATUS_ENUM: Schema = Schema::Enum(TriggerMessageStatusEnum::VALUES);
-    pub static TRIGGER_REASON_ENUM: Schema = Schema::Enum(TriggerReasonEnum::VALUES);
-    pub static UNIT_OF_MEASURE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("unit", &STRING_MAX_20),
-            Prop::optional("multiplier", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static UNLOCK_CONNECTOR_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("evseId", &INTEGER),
-            Prop::required("connectorId", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static UNLOCK_CONNECTOR_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &UNLOCK_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static UNLOCK_STATUS_ENUM: Schema = Schema::Enum(UnlockStatusEnum::VALUES);
-    pub static UNPUBLISH_FIRMWARE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("checksum", &STRING_MAX_32),
-        ],
-        additional: false,
-    };
-    pub static UNPUBLISH_FIRMWARE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &UNPUBLISH_FIRMWARE_STATUS_ENUM),
-        ],
-        additional: false,
-    };
-    pub static UNPUBLISH_FIRMWARE_STATUS_ENUM: Schema =
-        Schema::Enum(UnpublishFirmwareStatusEnum::VALUES);
-    pub static UPDATE_ENUM: Schema = Schema::Enum(UpdateEnum::VALUES);
-    pub static UPDATE_FIRMWARE_REQUEST: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("retries", &INTEGER),
-            Prop::optional("retryInterval", &INTEGER),
-            Prop::required("requestId", &INTEGER),
-            Prop::required("firmware", &FIRMWARE),
-        ],
-        additional: false,
-    };
-    pub static UPDATE_FIRMWARE_RESPONSE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("status", &UPDATE_FIRMWARE_STATUS_ENUM),
-            Prop::optional("statusInfo", &STATUS_INFO),
-        ],
-        additional: false,
-    };
-    pub static UPDATE_FIRMWARE_STATUS_ENUM: Schema = Schema::Enum(UpdateFirmwareStatusEnum::VALUES);
-    pub static UPLOAD_LOG_STATUS_ENUM: Schema = Schema::Enum(UploadLogStatusEnum::VALUES);
-    pub static VARIABLE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("name", &STRING_MAX_50),
-            Prop::optional("instance", &STRING_MAX_50),
-        ],
-        additional: false,
-    };
-    pub static VARIABLE_ATTRIBUTE: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("type", &ATTRIBUTE_ENUM),
-            Prop::optional("value", &STRING_MAX_2500),
-            Prop::optional("mutability", &MUTABILITY_ENUM),
-            Prop::optional("persistent", &BOOLEAN),
-            Prop::optional("constant", &BOOLEAN),
-        ],
-        additional: false,
-    };
-    pub static VARIABLE_CHARACTERISTICS: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::optional("unit", &STRING_MAX_16),
-            Prop::required("dataType", &DATA_ENUM),
-            Prop::optional("minLimit", &NUMBER),
-            Prop::optional("maxLimit", &NUMBER),
-            Prop::optional("valuesList", &STRING_MAX_1000),
-            Prop::required("supportsMonitoring", &BOOLEAN),
-        ],
-        additional: false,
-    };
-    pub static VARIABLE_MONITORING: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("id", &INTEGER),
-            Prop::required("transaction", &BOOLEAN),
-            Prop::required("value", &NUMBER),
-            Prop::required("type", &MONITOR_ENUM),
-            Prop::required("severity", &INTEGER),
-        ],
-        additional: false,
-    };
-    pub static VPN: Schema = Schema::Object {
-        props: &[
-            Prop::optional("customData", &CUSTOM_DATA),
-            Prop::required("server", &STRING_MAX_512),
-            Prop::required("user", &STRING_MAX_20),
-            Prop::optional("group", &STRING_MAX_20),
-            Prop::required("password", &STRING_MAX_20),
-            Prop::required("key", &STRING_MAX_255),
-            Prop::required("type", &VPN_ENUM),
-        ],
-        additional: false,
-    };
-    pub static VPN_ENUM: Schema = Schema::Enum(VpnEnum::VALUES);
+    pub const AC_CHARGING_PARAMETERS: Schema = Schema(0);
+    pub const ADDITIONAL_INFO: Schema = Schema(1);
+    pub const APN: Schema = Schema(2);
+    pub const APN_AUTHENTICATION_ENUM: Schema = Schema(3);
+    pub const ATTRIBUTE_ENUM: Schema = Schema(4);
+    pub const AUTHORIZATION_DATA: Schema = Schema(5);
+    pub const AUTHORIZATION_STATUS_ENUM: Schema = Schema(6);
+    pub const AUTHORIZE_CERTIFICATE_STATUS_ENUM: Schema = Schema(7);
+    pub const AUTHORIZE_REQUEST: Schema = Schema(8);
+    pub const AUTHORIZE_RESPONSE: Schema = Schema(9);
+    pub const BOOT_NOTIFICATION_REQUEST: Schema = Schema(10);
+    pub const BOOT_NOTIFICATION_RESPONSE: Schema = Schema(11);
+    pub const BOOT_REASON_ENUM: Schema = Schema(12);
+    pub const CANCEL_RESERVATION_REQUEST: Schema = Schema(13);
+    pub const CANCEL_RESERVATION_RESPONSE: Schema = Schema(14);
+    pub const CANCEL_RESERVATION_STATUS_ENUM: Schema = Schema(15);
+    pub const CERTIFICATE_ACTION_ENUM: Schema = Schema(16);
+    pub const CERTIFICATE_HASH_DATA: Schema = Schema(17);
+    pub const CERTIFICATE_HASH_DATA_CHAIN: Schema = Schema(18);
+    pub const CERTIFICATE_SIGNED_REQUEST: Schema = Schema(19);
+    pub const CERTIFICATE_SIGNED_RESPONSE: Schema = Schema(20);
+    pub const CERTIFICATE_SIGNED_STATUS_ENUM: Schema = Schema(21);
+    pub const CERTIFICATE_SIGNING_USE_ENUM: Schema = Schema(22);
+    pub const CHANGE_AVAILABILITY_REQUEST: Schema = Schema(23);
+    pub const CHANGE_AVAILABILITY_RESPONSE: Schema = Schema(24);
+    pub const CHANGE_AVAILABILITY_STATUS_ENUM: Schema = Schema(25);
+    pub const CHARGING_LIMIT: Schema = Schema(26);
+    pub const CHARGING_LIMIT_SOURCE_ENUM: Schema = Schema(27);
+    pub const CHARGING_NEEDS: Schema = Schema(28);
+    pub const CHARGING_PROFILE: Schema = Schema(29);
+    pub const CHARGING_PROFILE_CRITERION: Schema = Schema(30);
+    pub const CHARGING_PROFILE_KIND_ENUM: Schema = Schema(31);
+    pub const CHARGING_PROFILE_PURPOSE_ENUM: Schema = Schema(32);
+    pub const CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(33);
+    pub const CHARGING_RATE_UNIT_ENUM: Schema = Schema(34);
+    pub const CHARGING_SCHEDULE: Schema = Schema(35);
+    pub const CHARGING_SCHEDULE_PERIOD: Schema = Schema(36);
+    pub const CHARGING_STATE_ENUM: Schema = Schema(37);
+    pub const CHARGING_STATION: Schema = Schema(38);
+    pub const CLEARED_CHARGING_LIMIT_REQUEST: Schema = Schema(39);
+    pub const CLEARED_CHARGING_LIMIT_RESPONSE: Schema = Schema(40);
+    pub const CLEAR_CACHE_REQUEST: Schema = Schema(41);
+    pub const CLEAR_CACHE_RESPONSE: Schema = Schema(42);
+    pub const CLEAR_CACHE_STATUS_ENUM: Schema = Schema(43);
+    pub const CLEAR_CHARGING_PROFILE: Schema = Schema(44);
+    pub const CLEAR_CHARGING_PROFILE_REQUEST: Schema = Schema(45);
+    pub const CLEAR_CHARGING_PROFILE_RESPONSE: Schema = Schema(46);
+    pub const CLEAR_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(47);
+    pub const CLEAR_DISPLAY_MESSAGE_REQUEST: Schema = Schema(48);
+    pub const CLEAR_DISPLAY_MESSAGE_RESPONSE: Schema = Schema(49);
+    pub const CLEAR_MESSAGE_STATUS_ENUM: Schema = Schema(50);
+    pub const CLEAR_MONITORING_RESULT: Schema = Schema(51);
+    pub const CLEAR_MONITORING_STATUS_ENUM: Schema = Schema(52);
+    pub const CLEAR_VARIABLE_MONITORING_REQUEST: Schema = Schema(53);
+    pub const CLEAR_VARIABLE_MONITORING_RESPONSE: Schema = Schema(54);
+    pub const COMPONENT: Schema = Schema(55);
+    pub const COMPONENT_CRITERION_ENUM: Schema = Schema(56);
+    pub const COMPONENT_VARIABLE: Schema = Schema(57);
+    pub const COMPOSITE_SCHEDULE: Schema = Schema(58);
+    pub const CONNECTOR_ENUM: Schema = Schema(59);
+    pub const CONNECTOR_STATUS_ENUM: Schema = Schema(60);
+    pub const CONSUMPTION_COST: Schema = Schema(61);
+    pub const COST: Schema = Schema(62);
+    pub const COST_KIND_ENUM: Schema = Schema(63);
+    pub const COST_UPDATED_REQUEST: Schema = Schema(64);
+    pub const COST_UPDATED_RESPONSE: Schema = Schema(65);
+    pub const CUSTOMER_INFORMATION_REQUEST: Schema = Schema(66);
+    pub const CUSTOMER_INFORMATION_RESPONSE: Schema = Schema(67);
+    pub const CUSTOMER_INFORMATION_STATUS_ENUM: Schema = Schema(68);
+    pub const CUSTOM_DATA: Schema = Schema(69);
+    pub const DATA_ENUM: Schema = Schema(70);
+    pub const DATA_TRANSFER_REQUEST: Schema = Schema(71);
+    pub const DATA_TRANSFER_RESPONSE: Schema = Schema(72);
+    pub const DATA_TRANSFER_STATUS_ENUM: Schema = Schema(73);
+    pub const DC_CHARGING_PARAMETERS: Schema = Schema(74);
+    pub const DELETE_CERTIFICATE_REQUEST: Schema = Schema(75);
+    pub const DELETE_CERTIFICATE_RESPONSE: Schema = Schema(76);
+    pub const DELETE_CERTIFICATE_STATUS_ENUM: Schema = Schema(77);
+    pub const DISPLAY_MESSAGE_STATUS_ENUM: Schema = Schema(78);
+    pub const ENERGY_TRANSFER_MODE_ENUM: Schema = Schema(79);
+    pub const EVENT_DATA: Schema = Schema(80);
+    pub const EVENT_NOTIFICATION_ENUM: Schema = Schema(81);
+    pub const EVENT_TRIGGER_ENUM: Schema = Schema(82);
+    pub const EVSE: Schema = Schema(83);
+    pub const FIRMWARE: Schema = Schema(84);
+    pub const FIRMWARE_STATUS_ENUM: Schema = Schema(85);
+    pub const FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema(86);
+    pub const FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(87);
+    pub const GENERIC_DEVICE_MODEL_STATUS_ENUM: Schema = Schema(88);
+    pub const GENERIC_STATUS_ENUM: Schema = Schema(89);
+    pub const GET_15118_EV_CERTIFICATE_REQUEST: Schema = Schema(90);
+    pub const GET_15118_EV_CERTIFICATE_RESPONSE: Schema = Schema(91);
+    pub const GET_BASE_REPORT_REQUEST: Schema = Schema(92);
+    pub const GET_BASE_REPORT_RESPONSE: Schema = Schema(93);
+    pub const GET_CERTIFICATE_ID_USE_ENUM: Schema = Schema(94);
+    pub const GET_CERTIFICATE_STATUS_ENUM: Schema = Schema(95);
+    pub const GET_CERTIFICATE_STATUS_REQUEST: Schema = Schema(96);
+    pub const GET_CERTIFICATE_STATUS_RESPONSE: Schema = Schema(97);
+    pub const GET_CHARGING_PROFILES_REQUEST: Schema = Schema(98);
+    pub const GET_CHARGING_PROFILES_RESPONSE: Schema = Schema(99);
+    pub const GET_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(100);
+    pub const GET_COMPOSITE_SCHEDULE_REQUEST: Schema = Schema(101);
+    pub const GET_COMPOSITE_SCHEDULE_RESPONSE: Schema = Schema(102);
+    pub const GET_DISPLAY_MESSAGES_REQUEST: Schema = Schema(103);
+    pub const GET_DISPLAY_MESSAGES_RESPONSE: Schema = Schema(104);
+    pub const GET_DISPLAY_MESSAGES_STATUS_ENUM: Schema = Schema(105);
+    pub const GET_INSTALLED_CERTIFICATE_IDS_REQUEST: Schema = Schema(106);
+    pub const GET_INSTALLED_CERTIFICATE_IDS_RESPONSE: Schema = Schema(107);
+    pub const GET_INSTALLED_CERTIFICATE_STATUS_ENUM: Schema = Schema(108);
+    pub const GET_LOCAL_LIST_VERSION_REQUEST: Schema = Schema(109);
+    pub const GET_LOCAL_LIST_VERSION_RESPONSE: Schema = Schema(110);
+    pub const GET_LOG_REQUEST: Schema = Schema(111);
+    pub const GET_LOG_RESPONSE: Schema = Schema(112);
+    pub const GET_MONITORING_REPORT_REQUEST: Schema = Schema(113);
+    pub const GET_MONITORING_REPORT_RESPONSE: Schema = Schema(114);
+    pub const GET_REPORT_REQUEST: Schema = Schema(115);
+    pub const GET_REPORT_RESPONSE: Schema = Schema(116);
+    pub const GET_TRANSACTION_STATUS_REQUEST: Schema = Schema(117);
+    pub const GET_TRANSACTION_STATUS_RESPONSE: Schema = Schema(118);
+    pub const GET_VARIABLES_REQUEST: Schema = Schema(119);
+    pub const GET_VARIABLES_RESPONSE: Schema = Schema(120);
+    pub const GET_VARIABLE_DATA: Schema = Schema(121);
+    pub const GET_VARIABLE_RESULT: Schema = Schema(122);
+    pub const GET_VARIABLE_STATUS_ENUM: Schema = Schema(123);
+    pub const HASH_ALGORITHM_ENUM: Schema = Schema(124);
+    pub const HEARTBEAT_REQUEST: Schema = Schema(125);
+    pub const HEARTBEAT_RESPONSE: Schema = Schema(126);
+    pub const ID_TOKEN: Schema = Schema(127);
+    pub const ID_TOKEN_ENUM: Schema = Schema(128);
+    pub const ID_TOKEN_INFO: Schema = Schema(129);
+    pub const INSTALL_CERTIFICATE_REQUEST: Schema = Schema(130);
+    pub const INSTALL_CERTIFICATE_RESPONSE: Schema = Schema(131);
+    pub const INSTALL_CERTIFICATE_STATUS_ENUM: Schema = Schema(132);
+    pub const INSTALL_CERTIFICATE_USE_ENUM: Schema = Schema(133);
+    pub const ISO_15118_EV_CERTIFICATE_STATUS_ENUM: Schema = Schema(134);
+    pub const LOCATION_ENUM: Schema = Schema(135);
+    pub const LOG_ENUM: Schema = Schema(136);
+    pub const LOG_PARAMETERS: Schema = Schema(137);
+    pub const LOG_STATUS_ENUM: Schema = Schema(138);
+    pub const LOG_STATUS_NOTIFICATION_REQUEST: Schema = Schema(139);
+    pub const LOG_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(140);
+    pub const MEASURAND_ENUM: Schema = Schema(141);
+    pub const MESSAGE_CONTENT: Schema = Schema(142);
+    pub const MESSAGE_FORMAT_ENUM: Schema = Schema(143);
+    pub const MESSAGE_INFO: Schema = Schema(144);
+    pub const MESSAGE_PRIORITY_ENUM: Schema = Schema(145);
+    pub const MESSAGE_STATE_ENUM: Schema = Schema(146);
+    pub const MESSAGE_TRIGGER_ENUM: Schema = Schema(147);
+    pub const METER_VALUE: Schema = Schema(148);
+    pub const METER_VALUES_REQUEST: Schema = Schema(149);
+    pub const METER_VALUES_RESPONSE: Schema = Schema(150);
+    pub const MODEM: Schema = Schema(151);
+    pub const MONITORING_BASE_ENUM: Schema = Schema(152);
+    pub const MONITORING_CRITERION_ENUM: Schema = Schema(153);
+    pub const MONITORING_DATA: Schema = Schema(154);
+    pub const MONITOR_ENUM: Schema = Schema(155);
+    pub const MUTABILITY_ENUM: Schema = Schema(156);
+    pub const NETWORK_CONNECTION_PROFILE: Schema = Schema(157);
+    pub const NOTIFY_CHARGING_LIMIT_REQUEST: Schema = Schema(158);
+    pub const NOTIFY_CHARGING_LIMIT_RESPONSE: Schema = Schema(159);
+    pub const NOTIFY_CUSTOMER_INFORMATION_REQUEST: Schema = Schema(160);
+    pub const NOTIFY_CUSTOMER_INFORMATION_RESPONSE: Schema = Schema(161);
+    pub const NOTIFY_DISPLAY_MESSAGES_REQUEST: Schema = Schema(162);
+    pub const NOTIFY_DISPLAY_MESSAGES_RESPONSE: Schema = Schema(163);
+    pub const NOTIFY_EVENT_REQUEST: Schema = Schema(164);
+    pub const NOTIFY_EVENT_RESPONSE: Schema = Schema(165);
+    pub const NOTIFY_EV_CHARGING_NEEDS_REQUEST: Schema = Schema(166);
+    pub const NOTIFY_EV_CHARGING_NEEDS_RESPONSE: Schema = Schema(167);
+    pub const NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM: Schema = Schema(168);
+    pub const NOTIFY_EV_CHARGING_SCHEDULE_REQUEST: Schema = Schema(169);
+    pub const NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE: Schema = Schema(170);
+    pub const NOTIFY_MONITORING_REPORT_REQUEST: Schema = Schema(171);
+    pub const NOTIFY_MONITORING_REPORT_RESPONSE: Schema = Schema(172);
+    pub const NOTIFY_REPORT_REQUEST: Schema = Schema(173);
+    pub const NOTIFY_REPORT_RESPONSE: Schema = Schema(174);
+    pub const OCPP_INTERFACE_ENUM: Schema = Schema(175);
+    pub const OCPP_TRANSPORT_ENUM: Schema = Schema(176);
+    pub const OCPP_VERSION_ENUM: Schema = Schema(177);
+    pub const OCSP_REQUEST_DATA: Schema = Schema(178);
+    pub const OPERATIONAL_STATUS_ENUM: Schema = Schema(179);
+    pub const PHASE_ENUM: Schema = Schema(180);
+    pub const PUBLISH_FIRMWARE_REQUEST: Schema = Schema(181);
+    pub const PUBLISH_FIRMWARE_RESPONSE: Schema = Schema(182);
+    pub const PUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema(183);
+    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema(184);
+    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(185);
+    pub const READING_CONTEXT_ENUM: Schema = Schema(186);
+    pub const REASON_ENUM: Schema = Schema(187);
+    pub const RECURRENCY_KIND_ENUM: Schema = Schema(188);
+    pub const REGISTRATION_STATUS_ENUM: Schema = Schema(189);
+    pub const RELATIVE_TIME_INTERVAL: Schema = Schema(190);
+    pub const REPORT_BASE_ENUM: Schema = Schema(191);
+    pub const REPORT_CHARGING_PROFILES_REQUEST: Schema = Schema(192);
+    pub const REPORT_CHARGING_PROFILES_RESPONSE: Schema = Schema(193);
+    pub const REPORT_DATA: Schema = Schema(194);
+    pub const REQUEST_START_STOP_STATUS_ENUM: Schema = Schema(195);
+    pub const REQUEST_START_TRANSACTION_REQUEST: Schema = Schema(196);
+    pub const REQUEST_START_TRANSACTION_RESPONSE: Schema = Schema(197);
+    pub const REQUEST_STOP_TRANSACTION_REQUEST: Schema = Schema(198);
+    pub const REQUEST_STOP_TRANSACTION_RESPONSE: Schema = Schema(199);
+    pub const RESERVATION_STATUS_UPDATE_REQUEST: Schema = Schema(200);
+    pub const RESERVATION_STATUS_UPDATE_RESPONSE: Schema = Schema(201);
+    pub const RESERVATION_UPDATE_STATUS_ENUM: Schema = Schema(202);
+    pub const RESERVE_NOW_REQUEST: Schema = Schema(203);
+    pub const RESERVE_NOW_RESPONSE: Schema = Schema(204);
+    pub const RESERVE_NOW_STATUS_ENUM: Schema = Schema(205);
+    pub const RESET_ENUM: Schema = Schema(206);
+    pub const RESET_REQUEST: Schema = Schema(207);
+    pub const RESET_RESPONSE: Schema = Schema(208);
+    pub const RESET_STATUS_ENUM: Schema = Schema(209);
+    pub const SALES_TARIFF: Schema = Schema(210);
+    pub const SALES_TARIFF_ENTRY: Schema = Schema(211);
+    pub const SAMPLED_VALUE: Schema = Schema(212);
+    pub const SECURITY_EVENT_NOTIFICATION_REQUEST: Schema = Schema(213);
+    pub const SECURITY_EVENT_NOTIFICATION_RESPONSE: Schema = Schema(214);
+    pub const SEND_LOCAL_LIST_REQUEST: Schema = Schema(215);
+    pub const SEND_LOCAL_LIST_RESPONSE: Schema = Schema(216);
+    pub const SEND_LOCAL_LIST_STATUS_ENUM: Schema = Schema(217);
+    pub const SET_CHARGING_PROFILE_REQUEST: Schema = Schema(218);
+    pub const SET_CHARGING_PROFILE_RESPONSE: Schema = Schema(219);
+    pub const SET_DISPLAY_MESSAGE_REQUEST: Schema = Schema(220);
+    pub const SET_DISPLAY_MESSAGE_RESPONSE: Schema = Schema(221);
+    pub const SET_MONITORING_BASE_REQUEST: Schema = Schema(222);
+    pub const SET_MONITORING_BASE_RESPONSE: Schema = Schema(223);
+    pub const SET_MONITORING_DATA: Schema = Schema(224);
+    pub const SET_MONITORING_LEVEL_REQUEST: Schema = Schema(225);
+    pub const SET_MONITORING_LEVEL_RESPONSE: Schema = Schema(226);
+    pub const SET_MONITORING_RESULT: Schema = Schema(227);
+    pub const SET_MONITORING_STATUS_ENUM: Schema = Schema(228);
+    pub const SET_NETWORK_PROFILE_REQUEST: Schema = Schema(229);
+    pub const SET_NETWORK_PROFILE_RESPONSE: Schema = Schema(230);
+    pub const SET_NETWORK_PROFILE_STATUS_ENUM: Schema = Schema(231);
+    pub const SET_VARIABLES_REQUEST: Schema = Schema(232);
+    pub const SET_VARIABLES_RESPONSE: Schema = Schema(233);
+    pub const SET_VARIABLE_DATA: Schema = Schema(234);
+    pub const SET_VARIABLE_MONITORING_REQUEST: Schema = Schema(235);
+    pub const SET_VARIABLE_MONITORING_RESPONSE: Schema = Schema(236);
+    pub const SET_VARIABLE_RESULT: Schema = Schema(237);
+    pub const SET_VARIABLE_STATUS_ENUM: Schema = Schema(238);
+    pub const SIGNED_METER_VALUE: Schema = Schema(239);
+    pub const SIGN_CERTIFICATE_REQUEST: Schema = Schema(240);
+    pub const SIGN_CERTIFICATE_RESPONSE: Schema = Schema(241);
+    pub const STATUS_INFO: Schema = Schema(242);
+    pub const STATUS_NOTIFICATION_REQUEST: Schema = Schema(243);
+    pub const STATUS_NOTIFICATION_RESPONSE: Schema = Schema(244);
+    pub const TRANSACTION: Schema = Schema(245);
+    pub const TRANSACTION_EVENT_ENUM: Schema = Schema(246);
+    pub const TRANSACTION_EVENT_REQUEST: Schema = Schema(247);
+    pub const TRANSACTION_EVENT_RESPONSE: Schema = Schema(248);
+    pub const TRIGGER_MESSAGE_REQUEST: Schema = Schema(249);
+    pub const TRIGGER_MESSAGE_RESPONSE: Schema = Schema(250);
+    pub const TRIGGER_MESSAGE_STATUS_ENUM: Schema = Schema(251);
+    pub const TRIGGER_REASON_ENUM: Schema = Schema(252);
+    pub const UNIT_OF_MEASURE: Schema = Schema(253);
+    pub const UNLOCK_CONNECTOR_REQUEST: Schema = Schema(254);
+    pub const UNLOCK_CONNECTOR_RESPONSE: Schema = Schema(255);
+    pub const UNLOCK_STATUS_ENUM: Schema = Schema(256);
+    pub const UNPUBLISH_FIRMWARE_REQUEST: Schema = Schema(257);
+    pub const UNPUBLISH_FIRMWARE_RESPONSE: Schema = Schema(258);
+    pub const UNPUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema(259);
+    pub const UPDATE_ENUM: Schema = Schema(260);
+    pub const UPDATE_FIRMWARE_REQUEST: Schema = Schema(261);
+    pub const UPDATE_FIRMWARE_RESPONSE: Schema = Schema(262);
+    pub const UPDATE_FIRMWARE_STATUS_ENUM: Schema = Schema(263);
+    pub const UPLOAD_LOG_STATUS_ENUM: Schema = Schema(264);
+    pub const VARIABLE: Schema = Schema(265);
+    pub const VARIABLE_ATTRIBUTE: Schema = Schema(266);
+    pub const VARIABLE_CHARACTERISTICS: Schema = Schema(267);
+    pub const VARIABLE_MONITORING: Schema = Schema(268);
+    pub const VPN: Schema = Schema(269);
+    pub const VPN_ENUM: Schema = Schema(270);
+    const ANY: Schema = Schema(271);
+    const ARRAY_OF_ADDITIONAL_INFO_MIN_1: Schema = Schema(272);
+    const ARRAY_OF_AUTHORIZATION_DATA_MIN_1: Schema = Schema(273);
+    const ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1: Schema = Schema(274);
+    const ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4: Schema = Schema(275);
+    const ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4: Schema = Schema(276);
+    const ARRAY_OF_CHARGING_PROFILE_MIN_1: Schema = Schema(277);
+    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1: Schema = Schema(278);
+    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3: Schema = Schema(279);
+    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1: Schema = Schema(280);
+    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024: Schema = Schema(281);
+    const ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1: Schema = Schema(282);
+    const ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4: Schema = Schema(283);
+    const ARRAY_OF_COMPONENT_VARIABLE_MIN_1: Schema = Schema(284);
+    const ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3: Schema = Schema(285);
+    const ARRAY_OF_COST_MIN_1_MAX_3: Schema = Schema(286);
+    const ARRAY_OF_EVENT_DATA_MIN_1: Schema = Schema(287);
+    const ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1: Schema = Schema(288);
+    const ARRAY_OF_GET_VARIABLE_DATA_MIN_1: Schema = Schema(289);
+    const ARRAY_OF_GET_VARIABLE_RESULT_MIN_1: Schema = Schema(290);
+    const ARRAY_OF_INTEGER_MIN_1: Schema = Schema(291);
+    const ARRAY_OF_MESSAGE_INFO_MIN_1: Schema = Schema(292);
+    const ARRAY_OF_METER_VALUE_MIN_1: Schema = Schema(293);
+    const ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3: Schema = Schema(294);
+    const ARRAY_OF_MONITORING_DATA_MIN_1: Schema = Schema(295);
+    const ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4: Schema = Schema(296);
+    const ARRAY_OF_REPORT_DATA_MIN_1: Schema = Schema(297);
+    const ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024: Schema = Schema(298);
+    const ARRAY_OF_SAMPLED_VALUE_MIN_1: Schema = Schema(299);
+    const ARRAY_OF_SET_MONITORING_DATA_MIN_1: Schema = Schema(300);
+    const ARRAY_OF_SET_MONITORING_RESULT_MIN_1: Schema = Schema(301);
+    const ARRAY_OF_SET_VARIABLE_DATA_MIN_1: Schema = Schema(302);
+    const ARRAY_OF_SET_VARIABLE_RESULT_MIN_1: Schema = Schema(303);
+    const ARRAY_OF_STRING_MAX_512_MIN_1: Schema = Schema(304);
+    const ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4: Schema = Schema(305);
+    const ARRAY_OF_VARIABLE_MONITORING_MIN_1: Schema = Schema(306);
+    const BOOLEAN: Schema = Schema(307);
+    const DATE_TIME: Schema = Schema(308);
+    const INTEGER: Schema = Schema(309);
+    const INTEGER_MIN_0: Schema = Schema(310);
+    const INTEGER_MIN_0_MAX_100: Schema = Schema(311);
+    const NUMBER: Schema = Schema(312);
+    const STRING_MAX_1000: Schema = Schema(313);
+    const STRING_MAX_10000: Schema = Schema(314);
+    const STRING_MAX_128: Schema = Schema(315);
+    const STRING_MAX_16: Schema = Schema(316);
+    const STRING_MAX_20: Schema = Schema(317);
+    const STRING_MAX_25: Schema = Schema(318);
+    const STRING_MAX_2500: Schema = Schema(319);
+    const STRING_MAX_255: Schema = Schema(320);
+    const STRING_MAX_32: Schema = Schema(321);
+    const STRING_MAX_36: Schema = Schema(322);
+    const STRING_MAX_40: Schema = Schema(323);
+    const STRING_MAX_50: Schema = Schema(324);
+    const STRING_MAX_500: Schema = Schema(325);
+    const STRING_MAX_512: Schema = Schema(326);
+    const STRING_MAX_5500: Schema = Schema(327);
+    const STRING_MAX_5600: Schema = Schema(328);
+    const STRING_MAX_6: Schema = Schema(329);
+    const STRING_MAX_64: Schema = Schema(330);
+    const STRING_MAX_8: Schema = Schema(331);
+    const STRING_MAX_800: Schema = Schema(332);
 
-    static ANY: Schema = Schema::Any;
-    static ARRAY_OF_ADDITIONAL_INFO_MIN_1: Schema = Schema::Array {
-        items: &ADDITIONAL_INFO,
-        min_items: Some(1),
-        max_items: None,
+    /// Every node, indexed by [`Schema`].
+    pub(in crate::ocpp::v201) static NODES: [Node; 333] = [
+        Node::Object {
+            props: Props::new(0, 5),
+            additional: false,
+        }, // AC_CHARGING_PARAMETERS
+        Node::Object {
+            props: Props::new(5, 3),
+            additional: false,
+        }, // ADDITIONAL_INFO
+        Node::Object {
+            props: Props::new(8, 8),
+            additional: false,
+        }, // APN
+        Node::Enum(EnumValues::new(0, 4)), // APN_AUTHENTICATION_ENUM
+        Node::Enum(EnumValues::new(4, 4)), // ATTRIBUTE_ENUM
+        Node::Object {
+            props: Props::new(16, 3),
+            additional: false,
+        }, // AUTHORIZATION_DATA
+        Node::Enum(EnumValues::new(8, 10)), // AUTHORIZATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(18, 7)), // AUTHORIZE_CERTIFICATE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(295, 4),
+            additional: false,
+        }, // AUTHORIZE_REQUEST
+        Node::Object {
+            props: Props::new(299, 3),
+            additional: false,
+        }, // AUTHORIZE_RESPONSE
+        Node::Object {
+            props: Props::new(302, 3),
+            additional: false,
+        }, // BOOT_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(305, 5),
+            additional: false,
+        }, // BOOT_NOTIFICATION_RESPONSE
+        Node::Enum(EnumValues::new(25, 9)), // BOOT_REASON_ENUM
+        Node::Object {
+            props: Props::new(310, 2),
+            additional: false,
+        }, // CANCEL_RESERVATION_REQUEST
+        Node::Object {
+            props: Props::new(312, 3),
+            additional: false,
+        }, // CANCEL_RESERVATION_RESPONSE
+        Node::Enum(EnumValues::new(34, 2)), // CANCEL_RESERVATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(36, 2)), // CERTIFICATE_ACTION_ENUM
+        Node::Object {
+            props: Props::new(19, 5),
+            additional: false,
+        }, // CERTIFICATE_HASH_DATA
+        Node::Object {
+            props: Props::new(24, 4),
+            additional: false,
+        }, // CERTIFICATE_HASH_DATA_CHAIN
+        Node::Object {
+            props: Props::new(315, 3),
+            additional: false,
+        }, // CERTIFICATE_SIGNED_REQUEST
+        Node::Object {
+            props: Props::new(318, 3),
+            additional: false,
+        }, // CERTIFICATE_SIGNED_RESPONSE
+        Node::Enum(EnumValues::new(38, 2)), // CERTIFICATE_SIGNED_STATUS_ENUM
+        Node::Enum(EnumValues::new(40, 2)), // CERTIFICATE_SIGNING_USE_ENUM
+        Node::Object {
+            props: Props::new(321, 3),
+            additional: false,
+        }, // CHANGE_AVAILABILITY_REQUEST
+        Node::Object {
+            props: Props::new(324, 3),
+            additional: false,
+        }, // CHANGE_AVAILABILITY_RESPONSE
+        Node::Enum(EnumValues::new(42, 3)), // CHANGE_AVAILABILITY_STATUS_ENUM
+        Node::Object {
+            props: Props::new(28, 3),
+            additional: false,
+        }, // CHARGING_LIMIT
+        Node::Enum(EnumValues::new(45, 4)), // CHARGING_LIMIT_SOURCE_ENUM
+        Node::Object {
+            props: Props::new(31, 5),
+            additional: false,
+        }, // CHARGING_NEEDS
+        Node::Object {
+            props: Props::new(36, 10),
+            additional: false,
+        }, // CHARGING_PROFILE
+        Node::Object {
+            props: Props::new(46, 5),
+            additional: false,
+        }, // CHARGING_PROFILE_CRITERION
+        Node::Enum(EnumValues::new(49, 3)), // CHARGING_PROFILE_KIND_ENUM
+        Node::Enum(EnumValues::new(52, 4)), // CHARGING_PROFILE_PURPOSE_ENUM
+        Node::Enum(EnumValues::new(56, 2)), // CHARGING_PROFILE_STATUS_ENUM
+        Node::Enum(EnumValues::new(58, 2)), // CHARGING_RATE_UNIT_ENUM
+        Node::Object {
+            props: Props::new(51, 8),
+            additional: false,
+        }, // CHARGING_SCHEDULE
+        Node::Object {
+            props: Props::new(59, 5),
+            additional: false,
+        }, // CHARGING_SCHEDULE_PERIOD
+        Node::Enum(EnumValues::new(60, 5)), // CHARGING_STATE_ENUM
+        Node::Object {
+            props: Props::new(64, 6),
+            additional: false,
+        }, // CHARGING_STATION
+        Node::Object {
+            props: Props::new(346, 3),
+            additional: false,
+        }, // CLEARED_CHARGING_LIMIT_REQUEST
+        Node::Object {
+            props: Props::new(349, 1),
+            additional: false,
+        }, // CLEARED_CHARGING_LIMIT_RESPONSE
+        Node::Object {
+            props: Props::new(327, 1),
+            additional: false,
+        }, // CLEAR_CACHE_REQUEST
+        Node::Object {
+            props: Props::new(328, 3),
+            additional: false,
+        }, // CLEAR_CACHE_RESPONSE
+        Node::Enum(EnumValues::new(65, 2)), // CLEAR_CACHE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(70, 4),
+            additional: false,
+        }, // CLEAR_CHARGING_PROFILE
+        Node::Object {
+            props: Props::new(331, 3),
+            additional: false,
+        }, // CLEAR_CHARGING_PROFILE_REQUEST
+        Node::Object {
+            props: Props::new(334, 3),
+            additional: false,
+        }, // CLEAR_CHARGING_PROFILE_RESPONSE
+        Node::Enum(EnumValues::new(67, 2)), // CLEAR_CHARGING_PROFILE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(337, 2),
+            additional: false,
+        }, // CLEAR_DISPLAY_MESSAGE_REQUEST
+        Node::Object {
+            props: Props::new(339, 3),
+            additional: false,
+        }, // CLEAR_DISPLAY_MESSAGE_RESPONSE
+        Node::Enum(EnumValues::new(69, 2)), // CLEAR_MESSAGE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(74, 4),
+            additional: false,
+        }, // CLEAR_MONITORING_RESULT
+        Node::Enum(EnumValues::new(71, 3)), // CLEAR_MONITORING_STATUS_ENUM
+        Node::Object {
+            props: Props::new(342, 2),
+            additional: false,
+        }, // CLEAR_VARIABLE_MONITORING_REQUEST
+        Node::Object {
+            props: Props::new(344, 2),
+            additional: false,
+        }, // CLEAR_VARIABLE_MONITORING_RESPONSE
+        Node::Object {
+            props: Props::new(78, 4),
+            additional: false,
+        }, // COMPONENT
+        Node::Enum(EnumValues::new(74, 4)), // COMPONENT_CRITERION_ENUM
+        Node::Object {
+            props: Props::new(82, 3),
+            additional: false,
+        }, // COMPONENT_VARIABLE
+        Node::Object {
+            props: Props::new(85, 6),
+            additional: false,
+        }, // COMPOSITE_SCHEDULE
+        Node::Enum(EnumValues::new(78, 22)), // CONNECTOR_ENUM
+        Node::Enum(EnumValues::new(100, 5)), // CONNECTOR_STATUS_ENUM
+        Node::Object {
+            props: Props::new(91, 3),
+            additional: false,
+        }, // CONSUMPTION_COST
+        Node::Object {
+            props: Props::new(94, 4),
+            additional: false,
+        }, // COST
+        Node::Enum(EnumValues::new(105, 3)), // COST_KIND_ENUM
+        Node::Object {
+            props: Props::new(350, 3),
+            additional: false,
+        }, // COST_UPDATED_REQUEST
+        Node::Object {
+            props: Props::new(353, 1),
+            additional: false,
+        }, // COST_UPDATED_RESPONSE
+        Node::Object {
+            props: Props::new(354, 7),
+            additional: false,
+        }, // CUSTOMER_INFORMATION_REQUEST
+        Node::Object {
+            props: Props::new(361, 3),
+            additional: false,
+        }, // CUSTOMER_INFORMATION_RESPONSE
+        Node::Enum(EnumValues::new(108, 3)), // CUSTOMER_INFORMATION_STATUS_ENUM
+        Node::Object {
+            props: Props::new(98, 1),
+            additional: true,
+        }, // CUSTOM_DATA
+        Node::Enum(EnumValues::new(111, 8)), // DATA_ENUM
+        Node::Object {
+            props: Props::new(364, 4),
+            additional: false,
+        }, // DATA_TRANSFER_REQUEST
+        Node::Object {
+            props: Props::new(368, 4),
+            additional: false,
+        }, // DATA_TRANSFER_RESPONSE
+        Node::Enum(EnumValues::new(119, 4)), // DATA_TRANSFER_STATUS_ENUM
+        Node::Object {
+            props: Props::new(99, 9),
+            additional: false,
+        }, // DC_CHARGING_PARAMETERS
+        Node::Object {
+            props: Props::new(372, 2),
+            additional: false,
+        }, // DELETE_CERTIFICATE_REQUEST
+        Node::Object {
+            props: Props::new(374, 3),
+            additional: false,
+        }, // DELETE_CERTIFICATE_RESPONSE
+        Node::Enum(EnumValues::new(123, 3)), // DELETE_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(126, 6)), // DISPLAY_MESSAGE_STATUS_ENUM
+        Node::Enum(EnumValues::new(132, 4)), // ENERGY_TRANSFER_MODE_ENUM
+        Node::Object {
+            props: Props::new(108, 14),
+            additional: false,
+        }, // EVENT_DATA
+        Node::Enum(EnumValues::new(136, 4)), // EVENT_NOTIFICATION_ENUM
+        Node::Enum(EnumValues::new(140, 3)), // EVENT_TRIGGER_ENUM
+        Node::Object {
+            props: Props::new(122, 3),
+            additional: false,
+        }, // EVSE
+        Node::Object {
+            props: Props::new(125, 6),
+            additional: false,
+        }, // FIRMWARE
+        Node::Enum(EnumValues::new(143, 14)), // FIRMWARE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(377, 3),
+            additional: false,
+        }, // FIRMWARE_STATUS_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(380, 1),
+            additional: false,
+        }, // FIRMWARE_STATUS_NOTIFICATION_RESPONSE
+        Node::Enum(EnumValues::new(157, 4)), // GENERIC_DEVICE_MODEL_STATUS_ENUM
+        Node::Enum(EnumValues::new(161, 2)), // GENERIC_STATUS_ENUM
+        Node::Object {
+            props: Props::new(381, 4),
+            additional: false,
+        }, // GET_15118_EV_CERTIFICATE_REQUEST
+        Node::Object {
+            props: Props::new(385, 4),
+            additional: false,
+        }, // GET_15118_EV_CERTIFICATE_RESPONSE
+        Node::Object {
+            props: Props::new(389, 3),
+            additional: false,
+        }, // GET_BASE_REPORT_REQUEST
+        Node::Object {
+            props: Props::new(392, 3),
+            additional: false,
+        }, // GET_BASE_REPORT_RESPONSE
+        Node::Enum(EnumValues::new(163, 5)), // GET_CERTIFICATE_ID_USE_ENUM
+        Node::Enum(EnumValues::new(168, 2)), // GET_CERTIFICATE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(395, 2),
+            additional: false,
+        }, // GET_CERTIFICATE_STATUS_REQUEST
+        Node::Object {
+            props: Props::new(397, 4),
+            additional: false,
+        }, // GET_CERTIFICATE_STATUS_RESPONSE
+        Node::Object {
+            props: Props::new(401, 4),
+            additional: false,
+        }, // GET_CHARGING_PROFILES_REQUEST
+        Node::Object {
+            props: Props::new(405, 3),
+            additional: false,
+        }, // GET_CHARGING_PROFILES_RESPONSE
+        Node::Enum(EnumValues::new(170, 2)), // GET_CHARGING_PROFILE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(408, 4),
+            additional: false,
+        }, // GET_COMPOSITE_SCHEDULE_REQUEST
+        Node::Object {
+            props: Props::new(412, 4),
+            additional: false,
+        }, // GET_COMPOSITE_SCHEDULE_RESPONSE
+        Node::Object {
+            props: Props::new(416, 5),
+            additional: false,
+        }, // GET_DISPLAY_MESSAGES_REQUEST
+        Node::Object {
+            props: Props::new(421, 3),
+            additional: false,
+        }, // GET_DISPLAY_MESSAGES_RESPONSE
+        Node::Enum(EnumValues::new(172, 2)), // GET_DISPLAY_MESSAGES_STATUS_ENUM
+        Node::Object {
+            props: Props::new(424, 2),
+            additional: false,
+        }, // GET_INSTALLED_CERTIFICATE_IDS_REQUEST
+        Node::Object {
+            props: Props::new(426, 4),
+            additional: false,
+        }, // GET_INSTALLED_CERTIFICATE_IDS_RESPONSE
+        Node::Enum(EnumValues::new(174, 2)), // GET_INSTALLED_CERTIFICATE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(430, 1),
+            additional: false,
+        }, // GET_LOCAL_LIST_VERSION_REQUEST
+        Node::Object {
+            props: Props::new(431, 2),
+            additional: false,
+        }, // GET_LOCAL_LIST_VERSION_RESPONSE
+        Node::Object {
+            props: Props::new(433, 6),
+            additional: false,
+        }, // GET_LOG_REQUEST
+        Node::Object {
+            props: Props::new(439, 4),
+            additional: false,
+        }, // GET_LOG_RESPONSE
+        Node::Object {
+            props: Props::new(443, 4),
+            additional: false,
+        }, // GET_MONITORING_REPORT_REQUEST
+        Node::Object {
+            props: Props::new(447, 3),
+            additional: false,
+        }, // GET_MONITORING_REPORT_RESPONSE
+        Node::Object {
+            props: Props::new(450, 4),
+            additional: false,
+        }, // GET_REPORT_REQUEST
+        Node::Object {
+            props: Props::new(454, 3),
+            additional: false,
+        }, // GET_REPORT_RESPONSE
+        Node::Object {
+            props: Props::new(457, 2),
+            additional: false,
+        }, // GET_TRANSACTION_STATUS_REQUEST
+        Node::Object {
+            props: Props::new(459, 3),
+            additional: false,
+        }, // GET_TRANSACTION_STATUS_RESPONSE
+        Node::Object {
+            props: Props::new(462, 2),
+            additional: false,
+        }, // GET_VARIABLES_REQUEST
+        Node::Object {
+            props: Props::new(464, 2),
+            additional: false,
+        }, // GET_VARIABLES_RESPONSE
+        Node::Object {
+            props: Props::new(131, 4),
+            additional: false,
+        }, // GET_VARIABLE_DATA
+        Node::Object {
+            props: Props::new(135, 7),
+            additional: false,
+        }, // GET_VARIABLE_RESULT
+        Node::Enum(EnumValues::new(176, 5)), // GET_VARIABLE_STATUS_ENUM
+        Node::Enum(EnumValues::new(181, 3)), // HASH_ALGORITHM_ENUM
+        Node::Object {
+            props: Props::new(466, 1),
+            additional: false,
+        }, // HEARTBEAT_REQUEST
+        Node::Object {
+            props: Props::new(467, 2),
+            additional: false,
+        }, // HEARTBEAT_RESPONSE
+        Node::Object {
+            props: Props::new(142, 4),
+            additional: false,
+        }, // ID_TOKEN
+        Node::Enum(EnumValues::new(184, 8)), // ID_TOKEN_ENUM
+        Node::Object {
+            props: Props::new(146, 9),
+            additional: false,
+        }, // ID_TOKEN_INFO
+        Node::Object {
+            props: Props::new(469, 3),
+            additional: false,
+        }, // INSTALL_CERTIFICATE_REQUEST
+        Node::Object {
+            props: Props::new(472, 3),
+            additional: false,
+        }, // INSTALL_CERTIFICATE_RESPONSE
+        Node::Enum(EnumValues::new(192, 3)), // INSTALL_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(195, 4)), // INSTALL_CERTIFICATE_USE_ENUM
+        Node::Enum(EnumValues::new(199, 2)), // ISO_15118_EV_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(201, 5)), // LOCATION_ENUM
+        Node::Enum(EnumValues::new(206, 2)), // LOG_ENUM
+        Node::Object {
+            props: Props::new(155, 4),
+            additional: false,
+        }, // LOG_PARAMETERS
+        Node::Enum(EnumValues::new(208, 3)), // LOG_STATUS_ENUM
+        Node::Object {
+            props: Props::new(475, 3),
+            additional: false,
+        }, // LOG_STATUS_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(478, 1),
+            additional: false,
+        }, // LOG_STATUS_NOTIFICATION_RESPONSE
+        Node::Enum(EnumValues::new(211, 25)), // MEASURAND_ENUM
+        Node::Object {
+            props: Props::new(159, 4),
+            additional: false,
+        }, // MESSAGE_CONTENT
+        Node::Enum(EnumValues::new(236, 4)), // MESSAGE_FORMAT_ENUM
+        Node::Object {
+            props: Props::new(163, 9),
+            additional: false,
+        }, // MESSAGE_INFO
+        Node::Enum(EnumValues::new(240, 3)), // MESSAGE_PRIORITY_ENUM
+        Node::Enum(EnumValues::new(243, 4)), // MESSAGE_STATE_ENUM
+        Node::Enum(EnumValues::new(247, 11)), // MESSAGE_TRIGGER_ENUM
+        Node::Object {
+            props: Props::new(172, 3),
+            additional: false,
+        }, // METER_VALUE
+        Node::Object {
+            props: Props::new(479, 3),
+            additional: false,
+        }, // METER_VALUES_REQUEST
+        Node::Object {
+            props: Props::new(482, 1),
+            additional: false,
+        }, // METER_VALUES_RESPONSE
+        Node::Object {
+            props: Props::new(175, 3),
+            additional: false,
+        }, // MODEM
+        Node::Enum(EnumValues::new(263, 3)), // MONITORING_BASE_ENUM
+        Node::Enum(EnumValues::new(266, 3)), // MONITORING_CRITERION_ENUM
+        Node::Object {
+            props: Props::new(178, 4),
+            additional: false,
+        }, // MONITORING_DATA
+        Node::Enum(EnumValues::new(258, 5)), // MONITOR_ENUM
+        Node::Enum(EnumValues::new(269, 3)), // MUTABILITY_ENUM
+        Node::Object {
+            props: Props::new(182, 9),
+            additional: false,
+        }, // NETWORK_CONNECTION_PROFILE
+        Node::Object {
+            props: Props::new(483, 4),
+            additional: false,
+        }, // NOTIFY_CHARGING_LIMIT_REQUEST
+        Node::Object {
+            props: Props::new(487, 1),
+            additional: false,
+        }, // NOTIFY_CHARGING_LIMIT_RESPONSE
+        Node::Object {
+            props: Props::new(488, 6),
+            additional: false,
+        }, // NOTIFY_CUSTOMER_INFORMATION_REQUEST
+        Node::Object {
+            props: Props::new(494, 1),
+            additional: false,
+        }, // NOTIFY_CUSTOMER_INFORMATION_RESPONSE
+        Node::Object {
+            props: Props::new(495, 4),
+            additional: false,
+        }, // NOTIFY_DISPLAY_MESSAGES_REQUEST
+        Node::Object {
+            props: Props::new(499, 1),
+            additional: false,
+        }, // NOTIFY_DISPLAY_MESSAGES_RESPONSE
+        Node::Object {
+            props: Props::new(514, 5),
+            additional: false,
+        }, // NOTIFY_EVENT_REQUEST
+        Node::Object {
+            props: Props::new(519, 1),
+            additional: false,
+        }, // NOTIFY_EVENT_RESPONSE
+        Node::Object {
+            props: Props::new(500, 4),
+            additional: false,
+        }, // NOTIFY_EV_CHARGING_NEEDS_REQUEST
+        Node::Object {
+            props: Props::new(504, 3),
+            additional: false,
+        }, // NOTIFY_EV_CHARGING_NEEDS_RESPONSE
+        Node::Enum(EnumValues::new(272, 3)), // NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM
+        Node::Object {
+            props: Props::new(507, 4),
+            additional: false,
+        }, // NOTIFY_EV_CHARGING_SCHEDULE_REQUEST
+        Node::Object {
+            props: Props::new(511, 3),
+            additional: false,
+        }, // NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE
+        Node::Object {
+            props: Props::new(520, 6),
+            additional: false,
+        }, // NOTIFY_MONITORING_REPORT_REQUEST
+        Node::Object {
+            props: Props::new(526, 1),
+            additional: false,
+        }, // NOTIFY_MONITORING_REPORT_RESPONSE
+        Node::Object {
+            props: Props::new(527, 6),
+            additional: false,
+        }, // NOTIFY_REPORT_REQUEST
+        Node::Object {
+            props: Props::new(533, 1),
+            additional: false,
+        }, // NOTIFY_REPORT_RESPONSE
+        Node::Enum(EnumValues::new(275, 8)), // OCPP_INTERFACE_ENUM
+        Node::Enum(EnumValues::new(283, 2)), // OCPP_TRANSPORT_ENUM
+        Node::Enum(EnumValues::new(285, 4)), // OCPP_VERSION_ENUM
+        Node::Object {
+            props: Props::new(191, 6),
+            additional: false,
+        }, // OCSP_REQUEST_DATA
+        Node::Enum(EnumValues::new(289, 2)), // OPERATIONAL_STATUS_ENUM
+        Node::Enum(EnumValues::new(291, 10)), // PHASE_ENUM
+        Node::Object {
+            props: Props::new(534, 6),
+            additional: false,
+        }, // PUBLISH_FIRMWARE_REQUEST
+        Node::Object {
+            props: Props::new(540, 3),
+            additional: false,
+        }, // PUBLISH_FIRMWARE_RESPONSE
+        Node::Enum(EnumValues::new(301, 10)), // PUBLISH_FIRMWARE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(543, 4),
+            additional: false,
+        }, // PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(547, 1),
+            additional: false,
+        }, // PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE
+        Node::Enum(EnumValues::new(311, 8)), // READING_CONTEXT_ENUM
+        Node::Enum(EnumValues::new(319, 19)), // REASON_ENUM
+        Node::Enum(EnumValues::new(338, 2)), // RECURRENCY_KIND_ENUM
+        Node::Enum(EnumValues::new(340, 3)), // REGISTRATION_STATUS_ENUM
+        Node::Object {
+            props: Props::new(197, 3),
+            additional: false,
+        }, // RELATIVE_TIME_INTERVAL
+        Node::Enum(EnumValues::new(343, 3)), // REPORT_BASE_ENUM
+        Node::Object {
+            props: Props::new(548, 6),
+            additional: false,
+        }, // REPORT_CHARGING_PROFILES_REQUEST
+        Node::Object {
+            props: Props::new(554, 1),
+            additional: false,
+        }, // REPORT_CHARGING_PROFILES_RESPONSE
+        Node::Object {
+            props: Props::new(200, 5),
+            additional: false,
+        }, // REPORT_DATA
+        Node::Enum(EnumValues::new(346, 2)), // REQUEST_START_STOP_STATUS_ENUM
+        Node::Object {
+            props: Props::new(555, 6),
+            additional: false,
+        }, // REQUEST_START_TRANSACTION_REQUEST
+        Node::Object {
+            props: Props::new(561, 4),
+            additional: false,
+        }, // REQUEST_START_TRANSACTION_RESPONSE
+        Node::Object {
+            props: Props::new(565, 2),
+            additional: false,
+        }, // REQUEST_STOP_TRANSACTION_REQUEST
+        Node::Object {
+            props: Props::new(567, 3),
+            additional: false,
+        }, // REQUEST_STOP_TRANSACTION_RESPONSE
+        Node::Object {
+            props: Props::new(570, 3),
+            additional: false,
+        }, // RESERVATION_STATUS_UPDATE_REQUEST
+        Node::Object {
+            props: Props::new(573, 1),
+            additional: false,
+        }, // RESERVATION_STATUS_UPDATE_RESPONSE
+        Node::Enum(EnumValues::new(348, 2)), // RESERVATION_UPDATE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(574, 7),
+            additional: false,
+        }, // RESERVE_NOW_REQUEST
+        Node::Object {
+            props: Props::new(581, 3),
+            additional: false,
+        }, // RESERVE_NOW_RESPONSE
+        Node::Enum(EnumValues::new(350, 5)), // RESERVE_NOW_STATUS_ENUM
+        Node::Enum(EnumValues::new(355, 2)), // RESET_ENUM
+        Node::Object {
+            props: Props::new(584, 3),
+            additional: false,
+        }, // RESET_REQUEST
+        Node::Object {
+            props: Props::new(587, 3),
+            additional: false,
+        }, // RESET_RESPONSE
+        Node::Enum(EnumValues::new(357, 3)), // RESET_STATUS_ENUM
+        Node::Object {
+            props: Props::new(205, 5),
+            additional: false,
+        }, // SALES_TARIFF
+        Node::Object {
+            props: Props::new(210, 4),
+            additional: false,
+        }, // SALES_TARIFF_ENTRY
+        Node::Object {
+            props: Props::new(214, 8),
+            additional: false,
+        }, // SAMPLED_VALUE
+        Node::Object {
+            props: Props::new(590, 4),
+            additional: false,
+        }, // SECURITY_EVENT_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(594, 1),
+            additional: false,
+        }, // SECURITY_EVENT_NOTIFICATION_RESPONSE
+        Node::Object {
+            props: Props::new(595, 4),
+            additional: false,
+        }, // SEND_LOCAL_LIST_REQUEST
+        Node::Object {
+            props: Props::new(599, 3),
+            additional: false,
+        }, // SEND_LOCAL_LIST_RESPONSE
+        Node::Enum(EnumValues::new(360, 3)), // SEND_LOCAL_LIST_STATUS_ENUM
+        Node::Object {
+            props: Props::new(602, 3),
+            additional: false,
+        }, // SET_CHARGING_PROFILE_REQUEST
+        Node::Object {
+            props: Props::new(605, 3),
+            additional: false,
+        }, // SET_CHARGING_PROFILE_RESPONSE
+        Node::Object {
+            props: Props::new(608, 2),
+            additional: false,
+        }, // SET_DISPLAY_MESSAGE_REQUEST
+        Node::Object {
+            props: Props::new(610, 3),
+            additional: false,
+        }, // SET_DISPLAY_MESSAGE_RESPONSE
+        Node::Object {
+            props: Props::new(613, 2),
+            additional: false,
+        }, // SET_MONITORING_BASE_REQUEST
+        Node::Object {
+            props: Props::new(615, 3),
+            additional: false,
+        }, // SET_MONITORING_BASE_RESPONSE
+        Node::Object {
+            props: Props::new(222, 8),
+            additional: false,
+        }, // SET_MONITORING_DATA
+        Node::Object {
+            props: Props::new(618, 2),
+            additional: false,
+        }, // SET_MONITORING_LEVEL_REQUEST
+        Node::Object {
+            props: Props::new(620, 3),
+            additional: false,
+        }, // SET_MONITORING_LEVEL_RESPONSE
+        Node::Object {
+            props: Props::new(230, 8),
+            additional: false,
+        }, // SET_MONITORING_RESULT
+        Node::Enum(EnumValues::new(363, 6)), // SET_MONITORING_STATUS_ENUM
+        Node::Object {
+            props: Props::new(623, 3),
+            additional: false,
+        }, // SET_NETWORK_PROFILE_REQUEST
+        Node::Object {
+            props: Props::new(626, 3),
+            additional: false,
+        }, // SET_NETWORK_PROFILE_RESPONSE
+        Node::Enum(EnumValues::new(369, 3)), // SET_NETWORK_PROFILE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(633, 2),
+            additional: false,
+        }, // SET_VARIABLES_REQUEST
+        Node::Object {
+            props: Props::new(635, 2),
+            additional: false,
+        }, // SET_VARIABLES_RESPONSE
+        Node::Object {
+            props: Props::new(238, 5),
+            additional: false,
+        }, // SET_VARIABLE_DATA
+        Node::Object {
+            props: Props::new(629, 2),
+            additional: false,
+        }, // SET_VARIABLE_MONITORING_REQUEST
+        Node::Object {
+            props: Props::new(631, 2),
+            additional: false,
+        }, // SET_VARIABLE_MONITORING_RESPONSE
+        Node::Object {
+            props: Props::new(243, 6),
+            additional: false,
+        }, // SET_VARIABLE_RESULT
+        Node::Enum(EnumValues::new(372, 6)), // SET_VARIABLE_STATUS_ENUM
+        Node::Object {
+            props: Props::new(249, 5),
+            additional: false,
+        }, // SIGNED_METER_VALUE
+        Node::Object {
+            props: Props::new(637, 3),
+            additional: false,
+        }, // SIGN_CERTIFICATE_REQUEST
+        Node::Object {
+            props: Props::new(640, 3),
+            additional: false,
+        }, // SIGN_CERTIFICATE_RESPONSE
+        Node::Object {
+            props: Props::new(254, 3),
+            additional: false,
+        }, // STATUS_INFO
+        Node::Object {
+            props: Props::new(643, 5),
+            additional: false,
+        }, // STATUS_NOTIFICATION_REQUEST
+        Node::Object {
+            props: Props::new(648, 1),
+            additional: false,
+        }, // STATUS_NOTIFICATION_RESPONSE
+        Node::Object {
+            props: Props::new(257, 6),
+            additional: false,
+        }, // TRANSACTION
+        Node::Enum(EnumValues::new(378, 3)), // TRANSACTION_EVENT_ENUM
+        Node::Object {
+            props: Props::new(649, 13),
+            additional: false,
+        }, // TRANSACTION_EVENT_REQUEST
+        Node::Object {
+            props: Props::new(662, 5),
+            additional: false,
+        }, // TRANSACTION_EVENT_RESPONSE
+        Node::Object {
+            props: Props::new(667, 3),
+            additional: false,
+        }, // TRIGGER_MESSAGE_REQUEST
+        Node::Object {
+            props: Props::new(670, 3),
+            additional: false,
+        }, // TRIGGER_MESSAGE_RESPONSE
+        Node::Enum(EnumValues::new(381, 3)), // TRIGGER_MESSAGE_STATUS_ENUM
+        Node::Enum(EnumValues::new(384, 21)), // TRIGGER_REASON_ENUM
+        Node::Object {
+            props: Props::new(263, 3),
+            additional: false,
+        }, // UNIT_OF_MEASURE
+        Node::Object {
+            props: Props::new(673, 3),
+            additional: false,
+        }, // UNLOCK_CONNECTOR_REQUEST
+        Node::Object {
+            props: Props::new(676, 3),
+            additional: false,
+        }, // UNLOCK_CONNECTOR_RESPONSE
+        Node::Enum(EnumValues::new(405, 4)), // UNLOCK_STATUS_ENUM
+        Node::Object {
+            props: Props::new(679, 2),
+            additional: false,
+        }, // UNPUBLISH_FIRMWARE_REQUEST
+        Node::Object {
+            props: Props::new(681, 2),
+            additional: false,
+        }, // UNPUBLISH_FIRMWARE_RESPONSE
+        Node::Enum(EnumValues::new(409, 3)), // UNPUBLISH_FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(412, 2)), // UPDATE_ENUM
+        Node::Object {
+            props: Props::new(683, 5),
+            additional: false,
+        }, // UPDATE_FIRMWARE_REQUEST
+        Node::Object {
+            props: Props::new(688, 3),
+            additional: false,
+        }, // UPDATE_FIRMWARE_RESPONSE
+        Node::Enum(EnumValues::new(414, 5)), // UPDATE_FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(419, 8)), // UPLOAD_LOG_STATUS_ENUM
+        Node::Object {
+            props: Props::new(266, 3),
+            additional: false,
+        }, // VARIABLE
+        Node::Object {
+            props: Props::new(269, 6),
+            additional: false,
+        }, // VARIABLE_ATTRIBUTE
+        Node::Object {
+            props: Props::new(275, 7),
+            additional: false,
+        }, // VARIABLE_CHARACTERISTICS
+        Node::Object {
+            props: Props::new(282, 6),
+            additional: false,
+        }, // VARIABLE_MONITORING
+        Node::Object {
+            props: Props::new(288, 7),
+            additional: false,
+        }, // VPN
+        Node::Enum(EnumValues::new(427, 4)), // VPN_ENUM
+        Node::Any,                         // ANY
+        Node::Array {
+            items: ADDITIONAL_INFO,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_ADDITIONAL_INFO_MIN_1
+        Node::Array {
+            items: AUTHORIZATION_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_AUTHORIZATION_DATA_MIN_1
+        Node::Array {
+            items: CERTIFICATE_HASH_DATA_CHAIN,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1
+        Node::Array {
+            items: CERTIFICATE_HASH_DATA,
+            min_items: Some(1),
+            max_items: Some(4),
+        }, // ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4
+        Node::Array {
+            items: CHARGING_LIMIT_SOURCE_ENUM,
+            min_items: Some(1),
+            max_items: Some(4),
+        }, // ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4
+        Node::Array {
+            items: CHARGING_PROFILE,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_CHARGING_PROFILE_MIN_1
+        Node::Array {
+            items: CHARGING_SCHEDULE,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_CHARGING_SCHEDULE_MIN_1
+        Node::Array {
+            items: CHARGING_SCHEDULE,
+            min_items: Some(1),
+            max_items: Some(3),
+        }, // ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3
+        Node::Array {
+            items: CHARGING_SCHEDULE_PERIOD,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1
+        Node::Array {
+            items: CHARGING_SCHEDULE_PERIOD,
+            min_items: Some(1),
+            max_items: Some(1024),
+        }, // ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024
+        Node::Array {
+            items: CLEAR_MONITORING_RESULT,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1
+        Node::Array {
+            items: COMPONENT_CRITERION_ENUM,
+            min_items: Some(1),
+            max_items: Some(4),
+        }, // ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4
+        Node::Array {
+            items: COMPONENT_VARIABLE,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_COMPONENT_VARIABLE_MIN_1
+        Node::Array {
+            items: CONSUMPTION_COST,
+            min_items: Some(1),
+            max_items: Some(3),
+        }, // ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3
+        Node::Array {
+            items: COST,
+            min_items: Some(1),
+            max_items: Some(3),
+        }, // ARRAY_OF_COST_MIN_1_MAX_3
+        Node::Array {
+            items: EVENT_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_EVENT_DATA_MIN_1
+        Node::Array {
+            items: GET_CERTIFICATE_ID_USE_ENUM,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1
+        Node::Array {
+            items: GET_VARIABLE_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_GET_VARIABLE_DATA_MIN_1
+        Node::Array {
+            items: GET_VARIABLE_RESULT,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_GET_VARIABLE_RESULT_MIN_1
+        Node::Array {
+            items: INTEGER,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_INTEGER_MIN_1
+        Node::Array {
+            items: MESSAGE_INFO,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_MESSAGE_INFO_MIN_1
+        Node::Array {
+            items: METER_VALUE,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_METER_VALUE_MIN_1
+        Node::Array {
+            items: MONITORING_CRITERION_ENUM,
+            min_items: Some(1),
+            max_items: Some(3),
+        }, // ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3
+        Node::Array {
+            items: MONITORING_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_MONITORING_DATA_MIN_1
+        Node::Array {
+            items: OCSP_REQUEST_DATA,
+            min_items: Some(1),
+            max_items: Some(4),
+        }, // ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4
+        Node::Array {
+            items: REPORT_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_REPORT_DATA_MIN_1
+        Node::Array {
+            items: SALES_TARIFF_ENTRY,
+            min_items: Some(1),
+            max_items: Some(1024),
+        }, // ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024
+        Node::Array {
+            items: SAMPLED_VALUE,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_SAMPLED_VALUE_MIN_1
+        Node::Array {
+            items: SET_MONITORING_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_SET_MONITORING_DATA_MIN_1
+        Node::Array {
+            items: SET_MONITORING_RESULT,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_SET_MONITORING_RESULT_MIN_1
+        Node::Array {
+            items: SET_VARIABLE_DATA,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_SET_VARIABLE_DATA_MIN_1
+        Node::Array {
+            items: SET_VARIABLE_RESULT,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_SET_VARIABLE_RESULT_MIN_1
+        Node::Array {
+            items: STRING_MAX_512,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_STRING_MAX_512_MIN_1
+        Node::Array {
+            items: VARIABLE_ATTRIBUTE,
+            min_items: Some(1),
+            max_items: Some(4),
+        }, // ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4
+        Node::Array {
+            items: VARIABLE_MONITORING,
+            min_items: Some(1),
+            max_items: None,
+        }, // ARRAY_OF_VARIABLE_MONITORING_MIN_1
+        Node::Boolean,                     // BOOLEAN
+        Node::String {
+            max_length: None,
+            format: Some(Format::DateTime),
+        }, // DATE_TIME
+        Node::Integer {
+            min: None,
+            max: None,
+        }, // INTEGER
+        Node::Integer {
+            min: Some(0),
+            max: None,
+        }, // INTEGER_MIN_0
+        Node::Integer {
+            min: Some(0),
+            max: Some(100),
+        }, // INTEGER_MIN_0_MAX_100
+        Node::Number {
+            min: None,
+            max: None,
+        }, // NUMBER
+        Node::String {
+            max_length: Some(1000),
+            format: None,
+        }, // STRING_MAX_1000
+        Node::String {
+            max_length: Some(10000),
+            format: None,
+        }, // STRING_MAX_10000
+        Node::String {
+            max_length: Some(128),
+            format: None,
+        }, // STRING_MAX_128
+        Node::String {
+            max_length: Some(16),
+            format: None,
+        }, // STRING_MAX_16
+        Node::String {
+            max_length: Some(20),
+            format: None,
+        }, // STRING_MAX_20
+        Node::String {
+            max_length: Some(25),
+            format: None,
+        }, // STRING_MAX_25
+        Node::String {
+            max_length: Some(2500),
+            format: None,
+        }, // STRING_MAX_2500
+        Node::String {
+            max_length: Some(255),
+            format: None,
+        }, // STRING_MAX_255
+        Node::String {
+            max_length: Some(32),
+            format: None,
+        }, // STRING_MAX_32
+        Node::String {
+            max_length: Some(36),
+            format: None,
+        }, // STRING_MAX_36
+        Node::String {
+            max_length: Some(40),
+            format: None,
+        }, // STRING_MAX_40
+        Node::String {
+            max_length: Some(50),
+            format: None,
+        }, // STRING_MAX_50
+        Node::String {
+            max_length: Some(500),
+            format: None,
+        }, // STRING_MAX_500
+        Node::String {
+            max_length: Some(512),
+            format: None,
+        }, // STRING_MAX_512
+        Node::String {
+            max_length: Some(5500),
+            format: None,
+        }, // STRING_MAX_5500
+        Node::String {
+            max_length: Some(5600),
+            format: None,
+        }, // STRING_MAX_5600
+        Node::String {
+            max_length: Some(6),
+            format: None,
+        }, // STRING_MAX_6
+        Node::String {
+            max_length: Some(64),
+            format: None,
+        }, // STRING_MAX_64
+        Node::String {
+            max_length: Some(8),
+            format: None,
+        }, // STRING_MAX_8
+        Node::String {
+            max_length: Some(800),
+            format: None,
+        }, // STRING_MAX_800
+    ];
+
+    /// One handle per node, for `&'static Schema` references.
+    pub(in crate::ocpp::v201) static ALL: [Schema; 333] = {
+        let mut all = [Schema(0); 333];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = Schema(i as u16);
+            i += 1;
+        }
+        all
     };
-    static ARRAY_OF_AUTHORIZATION_DATA_MIN_1: Schema = Schema::Array {
-        items: &AUTHORIZATION_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1: Schema = Schema::Array {
-        items: &CERTIFICATE_HASH_DATA_CHAIN,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4: Schema = Schema::Array {
-        items: &CERTIFICATE_HASH_DATA,
-        min_items: Some(1),
-        max_items: Some(4),
-    };
-    static ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4: Schema = Schema::Array {
-        items: &CHARGING_LIMIT_SOURCE_ENUM,
-        min_items: Some(1),
-        max_items: Some(4),
-    };
-    static ARRAY_OF_CHARGING_PROFILE_MIN_1: Schema = Schema::Array {
-        items: &CHARGING_PROFILE,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CHARGING_SCHEDULE_MIN_1: Schema = Schema::Array {
-        items: &CHARGING_SCHEDULE,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3: Schema = Schema::Array {
-        items: &CHARGING_SCHEDULE,
-        min_items: Some(1),
-        max_items: Some(3),
-    };
-    static ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1: Schema = Schema::Array {
-        items: &CHARGING_SCHEDULE_PERIOD,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024: Schema = Schema::Array {
-        items: &CHARGING_SCHEDULE_PERIOD,
-        min_items: Some(1),
-        max_items: Some(1024),
-    };
-    static ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1: Schema = Schema::Array {
-        items: &CLEAR_MONITORING_RESULT,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4: Schema = Schema::Array {
-        items: &COMPONENT_CRITERION_ENUM,
-        min_items: Some(1),
-        max_items: Some(4),
-    };
-    static ARRAY_OF_COMPONENT_VARIABLE_MIN_1: Schema = Schema::Array {
-        items: &COMPONENT_VARIABLE,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3: Schema = Schema::Array {
-        items: &CONSUMPTION_COST,
-        min_items: Some(1),
-        max_items: Some(3),
-    };
-    static ARRAY_OF_COST_MIN_1_MAX_3: Schema = Schema::Array {
-        items: &COST,
-        min_items: Some(1),
-        max_items: Some(3),
-    };
-    static ARRAY_OF_EVENT_DATA_MIN_1: Schema = Schema::Array {
-        items: &EVENT_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1: Schema = Schema::Array {
-        items: &GET_CERTIFICATE_ID_USE_ENUM,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_GET_VARIABLE_DATA_MIN_1: Schema = Schema::Array {
-        items: &GET_VARIABLE_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_GET_VARIABLE_RESULT_MIN_1: Schema = Schema::Array {
-        items: &GET_VARIABLE_RESULT,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_INTEGER_MIN_1: Schema = Schema::Array {
-        items: &INTEGER,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_MESSAGE_INFO_MIN_1: Schema = Schema::Array {
-        items: &MESSAGE_INFO,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_METER_VALUE_MIN_1: Schema = Schema::Array {
-        items: &METER_VALUE,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3: Schema = Schema::Array {
-        items: &MONITORING_CRITERION_ENUM,
-        min_items: Some(1),
-        max_items: Some(3),
-    };
-    static ARRAY_OF_MONITORING_DATA_MIN_1: Schema = Schema::Array {
-        items: &MONITORING_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4: Schema = Schema::Array {
-        items: &OCSP_REQUEST_DATA,
-        min_items: Some(1),
-        max_items: Some(4),
-    };
-    static ARRAY_OF_REPORT_DATA_MIN_1: Schema = Schema::Array {
-        items: &REPORT_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024: Schema = Schema::Array {
-        items: &SALES_TARIFF_ENTRY,
-        min_items: Some(1),
-        max_items: Some(1024),
-    };
-    static ARRAY_OF_SAMPLED_VALUE_MIN_1: Schema = Schema::Array {
-        items: &SAMPLED_VALUE,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_SET_MONITORING_DATA_MIN_1: Schema = Schema::Array {
-        items: &SET_MONITORING_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_SET_MONITORING_RESULT_MIN_1: Schema = Schema::Array {
-        items: &SET_MONITORING_RESULT,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_SET_VARIABLE_DATA_MIN_1: Schema = Schema::Array {
-        items: &SET_VARIABLE_DATA,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_SET_VARIABLE_RESULT_MIN_1: Schema = Schema::Array {
-        items: &SET_VARIABLE_RESULT,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_STRING_MAX_512_MIN_1: Schema = Schema::Array {
-        items: &STRING_MAX_512,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4: Schema = Schema::Array {
-        items: &VARIABLE_ATTRIBUTE,
-        min_items: Some(1),
-        max_items: Some(4),
-    };
-    static ARRAY_OF_VARIABLE_MONITORING_MIN_1: Schema = Schema::Array {
-        items: &VARIABLE_MONITORING,
-        min_items: Some(1),
-        max_items: None,
-    };
-    static BOOLEAN: Schema = Schema::Boolean;
-    static DATE_TIME: Schema = Schema::String {
-        max_length: None,
-        format: Some(Format::DateTime),
-    };
-    static INTEGER: Schema = Schema::Integer {
-        min: None,
-        max: None,
-    };
-    static INTEGER_MIN_0: Schema = Schema::Integer {
-        min: Some(0),
-        max: None,
-    };
-    static INTEGER_MIN_0_MAX_100: Schema = Schema::Integer {
-        min: Some(0),
-        max: Some(100),
-    };
-    static NUMBER: Schema = Schema::Number {
-        min: None,
-        max: None,
-    };
-    static STRING_MAX_1000: Schema = Schema::String {
-        max_length: Some(1000),
-        format: None,
-    };
-    static STRING_MAX_10000: Schema = Schema::String {
-        max_length: Some(10000),
-        format: None,
-    };
-    static STRING_MAX_128: Schema = Schema::String {
-        max_length: Some(128),
-        format: None,
-    };
-    static STRING_MAX_16: Schema = Schema::String {
-        max_length: Some(16),
-        format: None,
-    };
-    static STRING_MAX_20: Schema = Schema::String {
-        max_length: Some(20),
-        format: None,
-    };
-    static STRING_MAX_25: Schema = Schema::String {
-        max_length: Some(25),
-        format: None,
-    };
-    static STRING_MAX_2500: Schema = Schema::String {
-        max_length: Some(2500),
-        format: None,
-    };
-    static STRING_MAX_255: Schema = Schema::String {
-        max_length: Some(255),
-        format: None,
-    };
-    static STRING_MAX_32: Schema = Schema::String {
-        max_length: Some(32),
-        format: None,
-    };
-    static STRING_MAX_36: Schema = Schema::String {
-        max_length: Some(36),
-        format: None,
-    };
-    static STRING_MAX_40: Schema = Schema::String {
-        max_length: Some(40),
-        format: None,
-    };
-    static STRING_MAX_50: Schema = Schema::String {
-        max_length: Some(50),
-        format: None,
-    };
-    static STRING_MAX_500: Schema = Schema::String {
-        max_length: Some(500),
-        format: None,
-    };
-    static STRING_MAX_512: Schema = Schema::String {
-        max_length: Some(512),
-        format: None,
-    };
-    static STRING_MAX_5500: Schema = Schema::String {
-        max_length: Some(5500),
-        format: None,
-    };
-    static STRING_MAX_5600: Schema = Schema::String {
-        max_length: Some(5600),
-        format: None,
-    };
-    static STRING_MAX_6: Schema = Schema::String {
-        max_length: Some(6),
-        format: None,
-    };
-    static STRING_MAX_64: Schema = Schema::String {
-        max_length: Some(64),
-        format: None,
-    };
-    static STRING_MAX_8: Schema = Schema::String {
-        max_length: Some(8),
-        format: None,
-    };
-    static STRING_MAX_800: Schema = Schema::String {
-        max_length: Some(800),
-        format: None,
-    };
+
+    /// The properties of every object node, each object's a range.
+    pub(in crate::ocpp::v201) static PROPS: [PropEntry; 691] = [
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(10, 12), INTEGER, true),     // energyAmount
+        PropEntry::new(Str::new(22, 12), INTEGER, true),     // evMinCurrent
+        PropEntry::new(Str::new(34, 12), INTEGER, true),     // evMaxCurrent
+        PropEntry::new(Str::new(46, 12), INTEGER, true),     // evMaxVoltage
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(58, 17), STRING_MAX_36, true), // additionalIdToken
+        PropEntry::new(Str::new(75, 4), STRING_MAX_50, true), // type
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(79, 3), STRING_MAX_512, true), // apn
+        PropEntry::new(Str::new(82, 11), STRING_MAX_20, false), // apnUserName
+        PropEntry::new(Str::new(93, 11), STRING_MAX_20, false), // apnPassword
+        PropEntry::new(Str::new(104, 6), INTEGER, false),    // simPin
+        PropEntry::new(Str::new(110, 16), STRING_MAX_6, false), // preferredNetwork
+        PropEntry::new(Str::new(126, 23), BOOLEAN, false),   // useOnlyPreferredNetwork
+        PropEntry::new(Str::new(149, 17), APN_AUTHENTICATION_ENUM, true), // apnAuthentication
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, true),    // idToken
+        PropEntry::new(Str::new(212, 11), ID_TOKEN_INFO, false), // idTokenInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(540, 13), HASH_ALGORITHM_ENUM, true), // hashAlgorithm
+        PropEntry::new(Str::new(553, 14), STRING_MAX_128, true), // issuerNameHash
+        PropEntry::new(Str::new(567, 13), STRING_MAX_128, true), // issuerKeyHash
+        PropEntry::new(Str::new(580, 12), STRING_MAX_40, true), // serialNumber
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(592, 19), CERTIFICATE_HASH_DATA, true), // certificateHashData
+        PropEntry::new(Str::new(611, 15), GET_CERTIFICATE_ID_USE_ENUM, true), // certificateType
+        PropEntry::new(
+            Str::new(626, 24),
+            ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4,
+            false,
+        ), // childCertificateHashData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(699, 19), CHARGING_LIMIT_SOURCE_ENUM, true), // chargingLimitSource
+        PropEntry::new(Str::new(718, 14), BOOLEAN, false),   // isGridCritical
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(745, 20), AC_CHARGING_PARAMETERS, false), // acChargingParameters
+        PropEntry::new(Str::new(765, 20), DC_CHARGING_PARAMETERS, false), // dcChargingParameters
+        PropEntry::new(Str::new(785, 23), ENERGY_TRANSFER_MODE_ENUM, true), // requestedEnergyTransfer
+        PropEntry::new(Str::new(808, 13), DATE_TIME, false),                // departureTime
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                    // id
+        PropEntry::new(Str::new(823, 10), INTEGER, true),                   // stackLevel
+        PropEntry::new(Str::new(833, 22), CHARGING_PROFILE_PURPOSE_ENUM, true), // chargingProfilePurpose
+        PropEntry::new(Str::new(855, 19), CHARGING_PROFILE_KIND_ENUM, true), // chargingProfileKind
+        PropEntry::new(Str::new(874, 14), RECURRENCY_KIND_ENUM, false),      // recurrencyKind
+        PropEntry::new(Str::new(888, 9), DATE_TIME, false),                  // validFrom
+        PropEntry::new(Str::new(897, 7), DATE_TIME, false),                  // validTo
+        PropEntry::new(
+            Str::new(904, 16),
+            ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3,
+            true,
+        ), // chargingSchedule
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, false),             // transactionId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                 // customData
+        PropEntry::new(Str::new(833, 22), CHARGING_PROFILE_PURPOSE_ENUM, false), // chargingProfilePurpose
+        PropEntry::new(Str::new(823, 10), INTEGER, false),                       // stackLevel
+        PropEntry::new(Str::new(933, 17), ARRAY_OF_INTEGER_MIN_1, false), // chargingProfileId
+        PropEntry::new(
+            Str::new(699, 19),
+            ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4,
+            false,
+        ), // chargingLimitSource
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),              // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                  // id
+        PropEntry::new(Str::new(1061, 13), DATE_TIME, false),             // startSchedule
+        PropEntry::new(Str::new(1074, 8), INTEGER, false),                // duration
+        PropEntry::new(Str::new(1082, 16), CHARGING_RATE_UNIT_ENUM, true), // chargingRateUnit
+        PropEntry::new(
+            Str::new(1098, 22),
+            ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024,
+            true,
+        ), // chargingSchedulePeriod
+        PropEntry::new(Str::new(1120, 15), NUMBER, false),                // minChargingRate
+        PropEntry::new(Str::new(1135, 11), SALES_TARIFF, false),          // salesTariff
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),              // customData
+        PropEntry::new(Str::new(1146, 11), INTEGER, true),                // startPeriod
+        PropEntry::new(Str::new(1157, 5), NUMBER, true),                  // limit
+        PropEntry::new(Str::new(1162, 12), INTEGER, false),               // numberPhases
+        PropEntry::new(Str::new(1174, 10), INTEGER, false),               // phaseToUse
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),              // customData
+        PropEntry::new(Str::new(580, 12), STRING_MAX_25, false),          // serialNumber
+        PropEntry::new(Str::new(1231, 5), STRING_MAX_20, true),           // model
+        PropEntry::new(Str::new(1236, 5), MODEM, false),                  // modem
+        PropEntry::new(Str::new(1241, 10), STRING_MAX_50, true),          // vendorName
+        PropEntry::new(Str::new(1251, 15), STRING_MAX_50, false),         // firmwareVersion
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),              // customData
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                // evseId
+        PropEntry::new(Str::new(833, 22), CHARGING_PROFILE_PURPOSE_ENUM, false), // chargingProfilePurpose
+        PropEntry::new(Str::new(823, 10), INTEGER, false),                       // stackLevel
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1272, 6), CLEAR_MONITORING_STATUS_ENUM, true),   // status
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                         // id
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                  // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1296, 4), EVSE, false),                          // evse
+        PropEntry::new(Str::new(1300, 4), STRING_MAX_50, true),                  // name
+        PropEntry::new(Str::new(1304, 8), STRING_MAX_50, false),                 // instance
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),                      // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, false),                      // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(
+            Str::new(1098, 22),
+            ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1,
+            true,
+        ), // chargingSchedulePeriod
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),                        // evseId
+        PropEntry::new(Str::new(1074, 8), INTEGER, true),                        // duration
+        PropEntry::new(Str::new(1358, 13), DATE_TIME, true),                     // scheduleStart
+        PropEntry::new(Str::new(1082, 16), CHARGING_RATE_UNIT_ENUM, true),       // chargingRateUnit
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1580, 10), NUMBER, true),                        // startValue
+        PropEntry::new(Str::new(1590, 4), ARRAY_OF_COST_MIN_1_MAX_3, true),      // cost
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1594, 8), COST_KIND_ENUM, true),                 // costKind
+        PropEntry::new(Str::new(1602, 6), INTEGER, true),                        // amount
+        PropEntry::new(Str::new(1608, 16), INTEGER, false),                      // amountMultiplier
+        PropEntry::new(Str::new(1697, 8), STRING_MAX_255, true),                 // vendorId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(34, 12), INTEGER, true),                         // evMaxCurrent
+        PropEntry::new(Str::new(46, 12), INTEGER, true),                         // evMaxVoltage
+        PropEntry::new(Str::new(10, 12), INTEGER, false),                        // energyAmount
+        PropEntry::new(Str::new(1803, 10), INTEGER, false),                      // evMaxPower
+        PropEntry::new(Str::new(1813, 13), INTEGER_MIN_0_MAX_100, false),        // stateOfCharge
+        PropEntry::new(Str::new(1826, 16), INTEGER, false),                      // evEnergyCapacity
+        PropEntry::new(Str::new(1842, 7), INTEGER_MIN_0_MAX_100, false),         // fullSoC
+        PropEntry::new(Str::new(1849, 7), INTEGER_MIN_0_MAX_100, false),         // bulkSoC
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                     // customData
+        PropEntry::new(Str::new(1985, 7), INTEGER, true),                        // eventId
+        PropEntry::new(Str::new(1992, 9), DATE_TIME, true),                      // timestamp
+        PropEntry::new(Str::new(2001, 7), EVENT_TRIGGER_ENUM, true),             // trigger
+        PropEntry::new(Str::new(2008, 5), INTEGER, false),                       // cause
+        PropEntry::new(Str::new(2013, 11), STRING_MAX_2500, true),               // actualValue
+        PropEntry::new(Str::new(2024, 8), STRING_MAX_50, false),                 // techCode
+        PropEntry::new(Str::new(2032, 8), STRING_MAX_500, false),                // techInfo
+        PropEntry::new(Str::new(2040, 7), BOOLEAN, false),                       // cleared
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, false),                 // transactionId
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),                      // component
+        PropEntry::new(Str::new(2047, 20), INTEGER, false), // variableMonitoringId
+        PropEntry::new(Str::new(2067, 21), EVENT_NOTIFICATION_ENUM, true), // eventNotificationType
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),  // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),    // id
+        PropEntry::new(Str::new(2179, 11), INTEGER, false), // connectorId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2190, 8), STRING_MAX_512, true), // location
+        PropEntry::new(Str::new(2198, 16), DATE_TIME, true), // retrieveDateTime
+        PropEntry::new(Str::new(2214, 15), DATE_TIME, false), // installDateTime
+        PropEntry::new(Str::new(2229, 18), STRING_MAX_5500, false), // signingCertificate
+        PropEntry::new(Str::new(2247, 9), STRING_MAX_800, false), // signature
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2585, 13), ATTRIBUTE_ENUM, false), // attributeType
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true), // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),  // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2598, 19), STATUS_INFO, false), // attributeStatusInfo
+        PropEntry::new(Str::new(2617, 15), GET_VARIABLE_STATUS_ENUM, true), // attributeStatus
+        PropEntry::new(Str::new(2585, 13), ATTRIBUTE_ENUM, false), // attributeType
+        PropEntry::new(Str::new(2632, 14), STRING_MAX_2500, false), // attributeValue
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true), // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),  // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2720, 14), ARRAY_OF_ADDITIONAL_INFO_MIN_1, false), // additionalInfo
+        PropEntry::new(Str::new(205, 7), STRING_MAX_36, true), // idToken
+        PropEntry::new(Str::new(75, 4), ID_TOKEN_ENUM, true), // type
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), AUTHORIZATION_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(2799, 19), DATE_TIME, false), // cacheExpiryDateTime
+        PropEntry::new(Str::new(2818, 16), INTEGER, false), // chargingPriority
+        PropEntry::new(Str::new(2834, 9), STRING_MAX_8, false), // language1
+        PropEntry::new(Str::new(1266, 6), ARRAY_OF_INTEGER_MIN_1, false), // evseId
+        PropEntry::new(Str::new(2843, 12), ID_TOKEN, false), // groupIdToken
+        PropEntry::new(Str::new(2855, 9), STRING_MAX_8, false), // language2
+        PropEntry::new(Str::new(2864, 15), MESSAGE_CONTENT, false), // personalMessage
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2926, 14), STRING_MAX_512, true), // remoteLocation
+        PropEntry::new(Str::new(2940, 15), DATE_TIME, false), // oldestTimestamp
+        PropEntry::new(Str::new(2955, 15), DATE_TIME, false), // latestTimestamp
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(3492, 6), MESSAGE_FORMAT_ENUM, true), // format
+        PropEntry::new(Str::new(3498, 8), STRING_MAX_8, false), // language
+        PropEntry::new(Str::new(3506, 7), STRING_MAX_512, true), // content
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(3529, 7), COMPONENT, false), // display
+        PropEntry::new(Str::new(821, 2), INTEGER, true),    // id
+        PropEntry::new(Str::new(3536, 8), MESSAGE_PRIORITY_ENUM, true), // priority
+        PropEntry::new(Str::new(3544, 5), MESSAGE_STATE_ENUM, false), // state
+        PropEntry::new(Str::new(3549, 13), DATE_TIME, false), // startDateTime
+        PropEntry::new(Str::new(3562, 11), DATE_TIME, false), // endDateTime
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, false), // transactionId
+        PropEntry::new(Str::new(3573, 7), MESSAGE_CONTENT, true), // message
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(3830, 12), ARRAY_OF_SAMPLED_VALUE_MIN_1, true), // sampledValue
+        PropEntry::new(Str::new(1992, 9), DATE_TIME, true), // timestamp
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(3842, 5), STRING_MAX_20, false), // iccid
+        PropEntry::new(Str::new(3847, 4), STRING_MAX_20, false), // imsi
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true), // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),  // variable
+        PropEntry::new(Str::new(3981, 18), ARRAY_OF_VARIABLE_MONITORING_MIN_1, true), // variableMonitoring
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(79, 3), APN, false),                                  // apn
+        PropEntry::new(Str::new(4025, 11), OCPP_VERSION_ENUM, true),                  // ocppVersion
+        PropEntry::new(Str::new(4036, 13), OCPP_TRANSPORT_ENUM, true), // ocppTransport
+        PropEntry::new(Str::new(4049, 11), STRING_MAX_512, true),      // ocppCsmsUrl
+        PropEntry::new(Str::new(4060, 14), INTEGER, true),             // messageTimeout
+        PropEntry::new(Str::new(4074, 15), INTEGER, true),             // securityProfile
+        PropEntry::new(Str::new(4089, 13), OCPP_INTERFACE_ENUM, true), // ocppInterface
+        PropEntry::new(Str::new(4102, 3), VPN, false),                 // vpn
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),           // customData
+        PropEntry::new(Str::new(540, 13), HASH_ALGORITHM_ENUM, true),  // hashAlgorithm
+        PropEntry::new(Str::new(553, 14), STRING_MAX_128, true),       // issuerNameHash
+        PropEntry::new(Str::new(567, 13), STRING_MAX_128, true),       // issuerKeyHash
+        PropEntry::new(Str::new(580, 12), STRING_MAX_40, true),        // serialNumber
+        PropEntry::new(Str::new(4207, 12), STRING_MAX_512, true),      // responderURL
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),           // customData
+        PropEntry::new(Str::new(4650, 5), INTEGER, true),              // start
+        PropEntry::new(Str::new(1074, 8), INTEGER, false),             // duration
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),           // customData
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),            // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),             // variable
+        PropEntry::new(
+            Str::new(4706, 17),
+            ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4,
+            true,
+        ), // variableAttribute
+        PropEntry::new(Str::new(4723, 23), VARIABLE_CHARACTERISTICS, false), // variableCharacteristics
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                 // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                     // id
+        PropEntry::new(Str::new(4768, 22), STRING_MAX_32, false), // salesTariffDescription
+        PropEntry::new(Str::new(4790, 15), INTEGER, false),       // numEPriceLevels
+        PropEntry::new(
+            Str::new(4805, 16),
+            ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024,
+            true,
+        ), // salesTariffEntry
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(4821, 20), RELATIVE_TIME_INTERVAL, true), // relativeTimeInterval
+        PropEntry::new(Str::new(4841, 11), INTEGER_MIN_0, false), // ePriceLevel
+        PropEntry::new(
+            Str::new(4852, 15),
+            ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3,
+            false,
+        ), // consumptionCost
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(4867, 5), NUMBER, true),          // value
+        PropEntry::new(Str::new(4872, 7), READING_CONTEXT_ENUM, false), // context
+        PropEntry::new(Str::new(4879, 9), MEASURAND_ENUM, false), // measurand
+        PropEntry::new(Str::new(4888, 5), PHASE_ENUM, false),     // phase
+        PropEntry::new(Str::new(2190, 8), LOCATION_ENUM, false),  // location
+        PropEntry::new(Str::new(4893, 16), SIGNED_METER_VALUE, false), // signedMeterValue
+        PropEntry::new(Str::new(4909, 13), UNIT_OF_MEASURE, false), // unitOfMeasure
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, false),         // id
+        PropEntry::new(Str::new(4937, 11), BOOLEAN, false),       // transaction
+        PropEntry::new(Str::new(4867, 5), NUMBER, true),          // value
+        PropEntry::new(Str::new(75, 4), MONITOR_ENUM, true),      // type
+        PropEntry::new(Str::new(4948, 8), INTEGER, true),         // severity
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),       // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),        // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, false),         // id
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),   // statusInfo
+        PropEntry::new(Str::new(1272, 6), SET_MONITORING_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(75, 4), MONITOR_ENUM, true),      // type
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),       // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),        // variable
+        PropEntry::new(Str::new(4948, 8), INTEGER, true),         // severity
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(2585, 13), ATTRIBUTE_ENUM, false), // attributeType
+        PropEntry::new(Str::new(2632, 14), STRING_MAX_1000, true), // attributeValue
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),       // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),        // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(2585, 13), ATTRIBUTE_ENUM, false), // attributeType
+        PropEntry::new(Str::new(2617, 15), SET_VARIABLE_STATUS_ENUM, true), // attributeStatus
+        PropEntry::new(Str::new(2598, 19), STATUS_INFO, false),   // attributeStatusInfo
+        PropEntry::new(Str::new(1341, 9), COMPONENT, true),       // component
+        PropEntry::new(Str::new(1350, 8), VARIABLE, true),        // variable
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(5001, 15), STRING_MAX_2500, true), // signedMeterData
+        PropEntry::new(Str::new(5016, 13), STRING_MAX_50, true),  // signingMethod
+        PropEntry::new(Str::new(5029, 14), STRING_MAX_50, true),  // encodingMethod
+        PropEntry::new(Str::new(5043, 9), STRING_MAX_2500, true), // publicKey
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(5052, 10), STRING_MAX_20, true),  // reasonCode
+        PropEntry::new(Str::new(2720, 14), STRING_MAX_512, false), // additionalInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, true),   // transactionId
+        PropEntry::new(Str::new(5062, 13), CHARGING_STATE_ENUM, false), // chargingState
+        PropEntry::new(Str::new(5075, 17), INTEGER, false),       // timeSpentCharging
+        PropEntry::new(Str::new(5092, 13), REASON_ENUM, false),   // stoppedReason
+        PropEntry::new(Str::new(5105, 13), INTEGER, false),       // remoteStartId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(5409, 4), STRING_MAX_20, false),  // unit
+        PropEntry::new(Str::new(5413, 10), INTEGER, false),       // multiplier
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(1300, 4), STRING_MAX_50, true),   // name
+        PropEntry::new(Str::new(1304, 8), STRING_MAX_50, false),  // instance
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(75, 4), ATTRIBUTE_ENUM, false),   // type
+        PropEntry::new(Str::new(4867, 5), STRING_MAX_2500, false), // value
+        PropEntry::new(Str::new(5652, 10), MUTABILITY_ENUM, false), // mutability
+        PropEntry::new(Str::new(5662, 10), BOOLEAN, false),       // persistent
+        PropEntry::new(Str::new(5672, 8), BOOLEAN, false),        // constant
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(5409, 4), STRING_MAX_16, false),  // unit
+        PropEntry::new(Str::new(5680, 8), DATA_ENUM, true),       // dataType
+        PropEntry::new(Str::new(5688, 8), NUMBER, false),         // minLimit
+        PropEntry::new(Str::new(5696, 8), NUMBER, false),         // maxLimit
+        PropEntry::new(Str::new(5704, 10), STRING_MAX_1000, false), // valuesList
+        PropEntry::new(Str::new(5714, 18), BOOLEAN, true),        // supportsMonitoring
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),          // id
+        PropEntry::new(Str::new(4937, 11), BOOLEAN, true),        // transaction
+        PropEntry::new(Str::new(4867, 5), NUMBER, true),          // value
+        PropEntry::new(Str::new(75, 4), MONITOR_ENUM, true),      // type
+        PropEntry::new(Str::new(4948, 8), INTEGER, true),         // severity
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(5732, 6), STRING_MAX_512, true),  // server
+        PropEntry::new(Str::new(5738, 4), STRING_MAX_20, true),   // user
+        PropEntry::new(Str::new(5742, 5), STRING_MAX_20, false),  // group
+        PropEntry::new(Str::new(5747, 8), STRING_MAX_20, true),   // password
+        PropEntry::new(Str::new(5755, 3), STRING_MAX_255, true),  // key
+        PropEntry::new(Str::new(75, 4), VPN_ENUM, true),          // type
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, true),         // idToken
+        PropEntry::new(Str::new(5776, 11), STRING_MAX_5500, false), // certificate
+        PropEntry::new(
+            Str::new(5787, 27),
+            ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4,
+            false,
+        ), // iso15118CertificateHashData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),      // customData
+        PropEntry::new(Str::new(212, 11), ID_TOKEN_INFO, true),   // idTokenInfo
+        PropEntry::new(Str::new(5814, 17), AUTHORIZE_CERTIFICATE_STATUS_ENUM, false), // certificateStatus
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(5831, 15), CHARGING_STATION, true), // chargingStation
+        PropEntry::new(Str::new(5846, 6), BOOT_REASON_ENUM, true),  // reason
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(5852, 11), DATE_TIME, true),        // currentTime
+        PropEntry::new(Str::new(5863, 8), INTEGER, true),           // interval
+        PropEntry::new(Str::new(1272, 6), REGISTRATION_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),     // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(5871, 13), INTEGER, true),          // reservationId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(1272, 6), CANCEL_RESERVATION_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),     // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(5884, 16), STRING_MAX_10000, true), // certificateChain
+        PropEntry::new(Str::new(611, 15), CERTIFICATE_SIGNING_USE_ENUM, false), // certificateType
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(1272, 6), CERTIFICATE_SIGNED_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),     // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(1296, 4), EVSE, false),             // evse
+        PropEntry::new(Str::new(5900, 17), OPERATIONAL_STATUS_ENUM, true), // operationalStatus
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(1272, 6), CHANGE_AVAILABILITY_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),     // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(1272, 6), CLEAR_CACHE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),     // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),        // customData
+        PropEntry::new(Str::new(933, 17), INTEGER, false),          // chargingProfileId
+        PropEntry::new(Str::new(5917, 23), CLEAR_CHARGING_PROFILE, false), // chargingProfileCriteria
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), CLEAR_CHARGING_PROFILE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                   // id
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), CLEAR_MESSAGE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(821, 2), ARRAY_OF_INTEGER_MIN_1, true),    // id
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(
+            Str::new(5940, 21),
+            ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1,
+            true,
+        ), // clearMonitoringResult
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(699, 19), CHARGING_LIMIT_SOURCE_ENUM, true), // chargingLimitSource
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                 // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(5961, 9), NUMBER, true),                   // totalCost
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, true),            // transactionId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(5970, 19), CERTIFICATE_HASH_DATA, false),  // customerCertificate
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, false),                 // idToken
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                  // requestId
+        PropEntry::new(Str::new(5998, 6), BOOLEAN, true),                  // report
+        PropEntry::new(Str::new(6004, 5), BOOLEAN, true),                  // clear
+        PropEntry::new(Str::new(6009, 18), STRING_MAX_64, false),          // customerIdentifier
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), CUSTOMER_INFORMATION_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6027, 9), STRING_MAX_50, false),           // messageId
+        PropEntry::new(Str::new(6036, 4), ANY, false),                     // data
+        PropEntry::new(Str::new(1697, 8), STRING_MAX_255, true),           // vendorId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), DATA_TRANSFER_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(6036, 4), ANY, false),                     // data
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(592, 19), CERTIFICATE_HASH_DATA, true),    // certificateHashData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), DELETE_CERTIFICATE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), FIRMWARE_STATUS_ENUM, true),     // status
+        PropEntry::new(Str::new(5989, 9), INTEGER, false),                 // requestId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6040, 21), STRING_MAX_50, true),           // iso15118SchemaVersion
+        PropEntry::new(Str::new(6061, 6), CERTIFICATE_ACTION_ENUM, true),  // action
+        PropEntry::new(Str::new(6067, 10), STRING_MAX_5600, true),         // exiRequest
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(
+            Str::new(1272, 6),
+            ISO_15118_EV_CERTIFICATE_STATUS_ENUM,
+            true,
+        ), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(6077, 11), STRING_MAX_5600, true),         // exiResponse
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                  // requestId
+        PropEntry::new(Str::new(6088, 10), REPORT_BASE_ENUM, true),        // reportBase
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_DEVICE_MODEL_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6098, 15), OCSP_REQUEST_DATA, true),       // ocspRequestData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), GET_CERTIFICATE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(6113, 10), STRING_MAX_5500, false),        // ocspResult
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                  // requestId
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                 // evseId
+        PropEntry::new(Str::new(6123, 15), CHARGING_PROFILE_CRITERION, true), // chargingProfile
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), GET_CHARGING_PROFILE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1074, 8), INTEGER, true),                  // duration
+        PropEntry::new(Str::new(1082, 16), CHARGING_RATE_UNIT_ENUM, false), // chargingRateUnit
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),                  // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_STATUS_ENUM, true),      // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(6138, 8), COMPOSITE_SCHEDULE, false),      // schedule
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(821, 2), ARRAY_OF_INTEGER_MIN_1, false),   // id
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                  // requestId
+        PropEntry::new(Str::new(3536, 8), MESSAGE_PRIORITY_ENUM, false),   // priority
+        PropEntry::new(Str::new(3544, 5), MESSAGE_STATE_ENUM, false),      // state
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), GET_DISPLAY_MESSAGES_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(
+            Str::new(611, 15),
+            ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1,
+            false,
+        ), // certificateType
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(
+            Str::new(1272, 6),
+            GET_INSTALLED_CERTIFICATE_STATUS_ENUM,
+            true,
+        ), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(
+            Str::new(6146, 24),
+            ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1,
+            false,
+        ), // certificateHashDataChain
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6170, 13), INTEGER, true),                 // versionNumber
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6183, 3), LOG_PARAMETERS, true),           // log
+        PropEntry::new(Str::new(6186, 7), LOG_ENUM, true),                 // logType
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                  // requestId
+        PropEntry::new(Str::new(6193, 7), INTEGER, false),                 // retries
+        PropEntry::new(Str::new(6200, 13), INTEGER, false),                // retryInterval
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(1272, 6), LOG_STATUS_ENUM, true),          // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),            // statusInfo
+        PropEntry::new(Str::new(6213, 8), STRING_MAX_255, false),          // filename
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),               // customData
+        PropEntry::new(Str::new(6221, 17), ARRAY_OF_COMPONENT_VARIABLE_MIN_1, false), // componentVariable
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                             // requestId
+        PropEntry::new(
+            Str::new(6238, 18),
+            ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3,
+            false,
+        ), // monitoringCriteria
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_DEVICE_MODEL_STATUS_ENUM, true),    // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                       // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(6221, 17), ARRAY_OF_COMPONENT_VARIABLE_MIN_1, false), // componentVariable
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                             // requestId
+        PropEntry::new(
+            Str::new(6256, 17),
+            ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4,
+            false,
+        ), // componentCriteria
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_DEVICE_MODEL_STATUS_ENUM, true),    // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                       // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, false), // transactionId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),     // customData
+        PropEntry::new(Str::new(6273, 16), BOOLEAN, false),      // ongoingIndicator
+        PropEntry::new(Str::new(6289, 15), BOOLEAN, true),       // messagesInQueue
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),     // customData
+        PropEntry::new(Str::new(6304, 15), ARRAY_OF_GET_VARIABLE_DATA_MIN_1, true), // getVariableData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(6319, 17), ARRAY_OF_GET_VARIABLE_RESULT_MIN_1, true), // getVariableResult
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(5852, 11), DATE_TIME, true),                          // currentTime
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(611, 15), INSTALL_CERTIFICATE_USE_ENUM, true), // certificateType
+        PropEntry::new(Str::new(5776, 11), STRING_MAX_5500, true),             // certificate
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(1272, 6), INSTALL_CERTIFICATE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(1272, 6), UPLOAD_LOG_STATUS_ENUM, true),       // status
+        PropEntry::new(Str::new(5989, 9), INTEGER, false),                     // requestId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),                      // evseId
+        PropEntry::new(Str::new(6336, 10), ARRAY_OF_METER_VALUE_MIN_1, true),  // meterValue
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                   // customData
+        PropEntry::new(Str::new(904, 16), ARRAY_OF_CHARGING_SCHEDULE_MIN_1, false), // chargingSchedule
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                          // evseId
+        PropEntry::new(Str::new(6346, 13), CHARGING_LIMIT, true),                   // chargingLimit
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(6036, 4), STRING_MAX_512, true),                    // data
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),                          // tbc
+        PropEntry::new(Str::new(6362, 5), INTEGER, true),                           // seqNo
+        PropEntry::new(Str::new(6367, 11), DATE_TIME, true),                        // generatedAt
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                           // requestId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(6378, 11), ARRAY_OF_MESSAGE_INFO_MIN_1, false),     // messageInfo
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),                           // requestId
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),                          // tbc
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(6389, 17), INTEGER, false), // maxScheduleTuples
+        PropEntry::new(Str::new(6406, 13), CHARGING_NEEDS, true), // chargingNeeds
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),   // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(
+            Str::new(1272, 6),
+            NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM,
+            true,
+        ), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6419, 8), DATE_TIME, true), // timeBase
+        PropEntry::new(Str::new(904, 16), CHARGING_SCHEDULE, true), // chargingSchedule
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),   // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6367, 11), DATE_TIME, true), // generatedAt
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),  // tbc
+        PropEntry::new(Str::new(6362, 5), INTEGER, true),   // seqNo
+        PropEntry::new(Str::new(6427, 9), ARRAY_OF_EVENT_DATA_MIN_1, true), // eventData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6436, 7), ARRAY_OF_MONITORING_DATA_MIN_1, false), // monitor
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),   // requestId
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),  // tbc
+        PropEntry::new(Str::new(6362, 5), INTEGER, true),   // seqNo
+        PropEntry::new(Str::new(6367, 11), DATE_TIME, true), // generatedAt
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),   // requestId
+        PropEntry::new(Str::new(6367, 11), DATE_TIME, true), // generatedAt
+        PropEntry::new(Str::new(6443, 10), ARRAY_OF_REPORT_DATA_MIN_1, false), // reportData
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),  // tbc
+        PropEntry::new(Str::new(6362, 5), INTEGER, true),   // seqNo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(2190, 8), STRING_MAX_512, true), // location
+        PropEntry::new(Str::new(6193, 7), INTEGER, false),  // retries
+        PropEntry::new(Str::new(6453, 8), STRING_MAX_32, true), // checksum
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),   // requestId
+        PropEntry::new(Str::new(6200, 13), INTEGER, false), // retryInterval
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), PUBLISH_FIRMWARE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(2190, 8), ARRAY_OF_STRING_MAX_512_MIN_1, false), // location
+        PropEntry::new(Str::new(5989, 9), INTEGER, false),  // requestId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),   // requestId
+        PropEntry::new(Str::new(699, 19), CHARGING_LIMIT_SOURCE_ENUM, true), // chargingLimitSource
+        PropEntry::new(Str::new(6123, 15), ARRAY_OF_CHARGING_PROFILE_MIN_1, true), // chargingProfile
+        PropEntry::new(Str::new(6359, 3), BOOLEAN, false),                         // tbc
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),                          // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                       // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                       // customData
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                         // evseId
+        PropEntry::new(Str::new(2843, 12), ID_TOKEN, false),                       // groupIdToken
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, true),                          // idToken
+        PropEntry::new(Str::new(5105, 13), INTEGER, true),                         // remoteStartId
+        PropEntry::new(Str::new(6123, 15), CHARGING_PROFILE, false), // chargingProfile
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),         // customData
+        PropEntry::new(Str::new(1272, 6), REQUEST_START_STOP_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),      // statusInfo
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, false),     // transactionId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),         // customData
+        PropEntry::new(Str::new(920, 13), STRING_MAX_36, true),      // transactionId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),         // customData
+        PropEntry::new(Str::new(1272, 6), REQUEST_START_STOP_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),      // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),         // customData
+        PropEntry::new(Str::new(5871, 13), INTEGER, true),           // reservationId
+        PropEntry::new(Str::new(6461, 23), RESERVATION_UPDATE_STATUS_ENUM, true), // reservationUpdateStatus
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(821, 2), INTEGER, true),                          // id
+        PropEntry::new(Str::new(6484, 14), DATE_TIME, true),                      // expiryDateTime
+        PropEntry::new(Str::new(6498, 13), CONNECTOR_ENUM, false),                // connectorType
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, true),                         // idToken
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                        // evseId
+        PropEntry::new(Str::new(2843, 12), ID_TOKEN, false),                      // groupIdToken
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(1272, 6), RESERVE_NOW_STATUS_ENUM, true),         // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                   // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(75, 4), RESET_ENUM, true),                        // type
+        PropEntry::new(Str::new(1266, 6), INTEGER, false),                        // evseId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(1272, 6), RESET_STATUS_ENUM, true),               // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                   // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(75, 4), STRING_MAX_50, true),                     // type
+        PropEntry::new(Str::new(1992, 9), DATE_TIME, true),                       // timestamp
+        PropEntry::new(Str::new(2032, 8), STRING_MAX_255, false),                 // techInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                      // customData
+        PropEntry::new(Str::new(6511, 22), ARRAY_OF_AUTHORIZATION_DATA_MIN_1, false), // localAuthorizationList
+        PropEntry::new(Str::new(6170, 13), INTEGER, true), // versionNumber
+        PropEntry::new(Str::new(6533, 10), UPDATE_ENUM, true), // updateType
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), SEND_LOCAL_LIST_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),  // evseId
+        PropEntry::new(Str::new(6123, 15), CHARGING_PROFILE, true), // chargingProfile
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), CHARGING_PROFILE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(3573, 7), MESSAGE_INFO, true), // message
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), DISPLAY_MESSAGE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6543, 14), MONITORING_BASE_ENUM, true), // monitoringBase
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_DEVICE_MODEL_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(4948, 8), INTEGER, true),  // severity
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6557, 17), INTEGER, true), // configurationSlot
+        PropEntry::new(Str::new(6574, 14), NETWORK_CONNECTION_PROFILE, true), // connectionData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), SET_NETWORK_PROFILE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6588, 17), ARRAY_OF_SET_MONITORING_DATA_MIN_1, true), // setMonitoringData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(
+            Str::new(6605, 19),
+            ARRAY_OF_SET_MONITORING_RESULT_MIN_1,
+            true,
+        ), // setMonitoringResult
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(6624, 15), ARRAY_OF_SET_VARIABLE_DATA_MIN_1, true), // setVariableData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                        // customData
+        PropEntry::new(Str::new(6639, 17), ARRAY_OF_SET_VARIABLE_RESULT_MIN_1, true), // setVariableResult
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                          // customData
+        PropEntry::new(Str::new(6656, 3), STRING_MAX_5500, true),                     // csr
+        PropEntry::new(Str::new(611, 15), CERTIFICATE_SIGNING_USE_ENUM, false), // certificateType
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                    // customData
+        PropEntry::new(Str::new(1272, 6), GENERIC_STATUS_ENUM, true),           // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false),                 // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                    // customData
+        PropEntry::new(Str::new(1992, 9), DATE_TIME, true),                     // timestamp
+        PropEntry::new(Str::new(6659, 15), CONNECTOR_STATUS_ENUM, true),        // connectorStatus
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),                       // evseId
+        PropEntry::new(Str::new(2179, 11), INTEGER, true),                      // connectorId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                    // customData
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false),                    // customData
+        PropEntry::new(Str::new(6674, 9), TRANSACTION_EVENT_ENUM, true),        // eventType
+        PropEntry::new(Str::new(6336, 10), ARRAY_OF_METER_VALUE_MIN_1, false),  // meterValue
+        PropEntry::new(Str::new(1992, 9), DATE_TIME, true),                     // timestamp
+        PropEntry::new(Str::new(6683, 13), TRIGGER_REASON_ENUM, true),          // triggerReason
+        PropEntry::new(Str::new(6362, 5), INTEGER, true),                       // seqNo
+        PropEntry::new(Str::new(6696, 7), BOOLEAN, false),                      // offline
+        PropEntry::new(Str::new(6703, 18), INTEGER, false), // numberOfPhasesUsed
+        PropEntry::new(Str::new(6721, 15), INTEGER, false), // cableMaxCurrent
+        PropEntry::new(Str::new(5871, 13), INTEGER, false), // reservationId
+        PropEntry::new(Str::new(6736, 15), TRANSACTION, true), // transactionInfo
+        PropEntry::new(Str::new(1296, 4), EVSE, false),     // evse
+        PropEntry::new(Str::new(205, 7), ID_TOKEN, false),  // idToken
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(5961, 9), NUMBER, false),   // totalCost
+        PropEntry::new(Str::new(2818, 16), INTEGER, false), // chargingPriority
+        PropEntry::new(Str::new(212, 11), ID_TOKEN_INFO, false), // idTokenInfo
+        PropEntry::new(Str::new(6751, 22), MESSAGE_CONTENT, false), // updatedPersonalMessage
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1296, 4), EVSE, false),     // evse
+        PropEntry::new(Str::new(6773, 16), MESSAGE_TRIGGER_ENUM, true), // requestedMessage
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), TRIGGER_MESSAGE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1266, 6), INTEGER, true),   // evseId
+        PropEntry::new(Str::new(2179, 11), INTEGER, true),  // connectorId
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), UNLOCK_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6453, 8), STRING_MAX_32, true), // checksum
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), UNPUBLISH_FIRMWARE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(6193, 7), INTEGER, false),  // retries
+        PropEntry::new(Str::new(6200, 13), INTEGER, false), // retryInterval
+        PropEntry::new(Str::new(5989, 9), INTEGER, true),   // requestId
+        PropEntry::new(Str::new(6789, 8), FIRMWARE, true),  // firmware
+        PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
+        PropEntry::new(Str::new(1272, 6), UPDATE_FIRMWARE_STATUS_ENUM, true), // status
+        PropEntry::new(Str::new(1278, 10), STATUS_INFO, false), // statusInfo
+    ];
+
+    /// The values of every enum node, each enum's a range.
+    pub(in crate::ocpp::v201) static ENUM_VALUES: [Str; 431] = [
+        Str::new(166, 4),   // CHAP
+        Str::new(170, 4),   // NONE
+        Str::new(174, 3),   // PAP
+        Str::new(177, 4),   // AUTO
+        Str::new(181, 6),   // Actual
+        Str::new(187, 6),   // Target
+        Str::new(193, 6),   // MinSet
+        Str::new(199, 6),   // MaxSet
+        Str::new(223, 8),   // Accepted
+        Str::new(231, 7),   // Blocked
+        Str::new(238, 12),  // ConcurrentTx
+        Str::new(250, 7),   // Expired
+        Str::new(257, 7),   // Invalid
+        Str::new(264, 8),   // NoCredit
+        Str::new(272, 18),  // NotAllowedTypeEVSE
+        Str::new(290, 17),  // NotAtThisLocation
+        Str::new(307, 13),  // NotAtThisTime
+        Str::new(320, 7),   // Unknown
+        Str::new(223, 8),   // Accepted
+        Str::new(327, 14),  // SignatureError
+        Str::new(341, 18),  // CertificateExpired
+        Str::new(359, 18),  // CertificateRevoked
+        Str::new(377, 22),  // NoCertificateAvailable
+        Str::new(399, 14),  // CertChainError
+        Str::new(413, 17),  // ContractCancelled
+        Str::new(430, 16),  // ApplicationReset
+        Str::new(446, 14),  // FirmwareUpdate
+        Str::new(460, 10),  // LocalReset
+        Str::new(470, 7),   // PowerUp
+        Str::new(477, 11),  // RemoteReset
+        Str::new(488, 14),  // ScheduledReset
+        Str::new(502, 9),   // Triggered
+        Str::new(320, 7),   // Unknown
+        Str::new(511, 8),   // Watchdog
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(527, 7),   // Install
+        Str::new(534, 6),   // Update
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(650, 26),  // ChargingStationCertificate
+        Str::new(676, 14),  // V2GCertificate
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(690, 9),   // Scheduled
+        Str::new(732, 3),   // EMS
+        Str::new(735, 5),   // Other
+        Str::new(740, 2),   // SO
+        Str::new(742, 3),   // CSO
+        Str::new(950, 8),   // Absolute
+        Str::new(958, 9),   // Recurring
+        Str::new(967, 8),   // Relative
+        Str::new(975, 34),  // ChargingStationExternalConstraints
+        Str::new(1009, 25), // ChargingStationMaxProfile
+        Str::new(1034, 16), // TxDefaultProfile
+        Str::new(1050, 9),  // TxProfile
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(1059, 1),  // W
+        Str::new(1060, 1),  // A
+        Str::new(1184, 8),  // Charging
+        Str::new(1192, 11), // EVConnected
+        Str::new(1203, 11), // SuspendedEV
+        Str::new(1214, 13), // SuspendedEVSE
+        Str::new(1227, 4),  // Idle
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(223, 8),   // Accepted
+        Str::new(320, 7),   // Unknown
+        Str::new(223, 8),   // Accepted
+        Str::new(320, 7),   // Unknown
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(1288, 8),  // NotFound
+        Str::new(1312, 6),  // Active
+        Str::new(1318, 9),  // Available
+        Str::new(1327, 7),  // Enabled
+        Str::new(1334, 7),  // Problem
+        Str::new(1371, 5),  // cCCS1
+        Str::new(1376, 5),  // cCCS2
+        Str::new(1381, 5),  // cG105
+        Str::new(1386, 6),  // cTesla
+        Str::new(1392, 6),  // cType1
+        Str::new(1398, 6),  // cType2
+        Str::new(1404, 11), // s309-1P-16A
+        Str::new(1415, 11), // s309-1P-32A
+        Str::new(1426, 11), // s309-3P-16A
+        Str::new(1437, 11), // s309-3P-32A
+        Str::new(1448, 7),  // sBS1361
+        Str::new(1455, 8),  // sCEE-7-7
+        Str::new(1463, 6),  // sType2
+        Str::new(1469, 6),  // sType3
+        Str::new(1475, 14), // Other1PhMax16A
+        Str::new(1489, 15), // Other1PhOver16A
+        Str::new(1504, 8),  // Other3Ph
+        Str::new(1512, 3),  // Pan
+        Str::new(1515, 10), // wInductive
+        Str::new(1525, 9),  // wResonant
+        Str::new(1534, 12), // Undetermined
+        Str::new(320, 7),   // Unknown
+        Str::new(1318, 9),  // Available
+        Str::new(1546, 8),  // Occupied
+        Str::new(1554, 8),  // Reserved
+        Str::new(1562, 11), // Unavailable
+        Str::new(1573, 7),  // Faulted
+        Str::new(1624, 21), // CarbonDioxideEmission
+        Str::new(1645, 23), // RelativePricePercentage
+        Str::new(1668, 29), // RenewableGenerationPercentage
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(257, 7),   // Invalid
+        Str::new(1705, 6),  // string
+        Str::new(1711, 7),  // decimal
+        Str::new(1718, 7),  // integer
+        Str::new(1725, 8),  // dateTime
+        Str::new(1733, 7),  // boolean
+        Str::new(1740, 10), // OptionList
+        Str::new(1750, 12), // SequenceList
+        Str::new(1762, 10), // MemberList
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(1772, 16), // UnknownMessageId
+        Str::new(1788, 15), // UnknownVendorId
+        Str::new(223, 8),   // Accepted
+        Str::new(1856, 6),  // Failed
+        Str::new(1288, 8),  // NotFound
+        Str::new(223, 8),   // Accepted
+        Str::new(1862, 25), // NotSupportedMessageFormat
+        Str::new(519, 8),   // Rejected
+        Str::new(1887, 20), // NotSupportedPriority
+        Str::new(1907, 17), // NotSupportedState
+        Str::new(1924, 18), // UnknownTransaction
+        Str::new(1942, 2),  // DC
+        Str::new(1944, 15), // AC_single_phase
+        Str::new(1959, 12), // AC_two_phase
+        Str::new(1971, 14), // AC_three_phase
+        Str::new(2088, 21), // HardWiredNotification
+        Str::new(2109, 16), // HardWiredMonitor
+        Str::new(2125, 20), // PreconfiguredMonitor
+        Str::new(2145, 13), // CustomMonitor
+        Str::new(2158, 8),  // Alerting
+        Str::new(2166, 5),  // Delta
+        Str::new(2171, 8),  // Periodic
+        Str::new(2256, 10), // Downloaded
+        Str::new(2266, 14), // DownloadFailed
+        Str::new(2280, 11), // Downloading
+        Str::new(2291, 17), // DownloadScheduled
+        Str::new(2308, 14), // DownloadPaused
+        Str::new(1227, 4),  // Idle
+        Str::new(2322, 18), // InstallationFailed
+        Str::new(2340, 10), // Installing
+        Str::new(2350, 9),  // Installed
+        Str::new(2359, 16), // InstallRebooting
+        Str::new(2375, 16), // InstallScheduled
+        Str::new(2391, 25), // InstallVerificationFailed
+        Str::new(2416, 16), // InvalidSignature
+        Str::new(2432, 17), // SignatureVerified
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2449, 12), // NotSupported
+        Str::new(2461, 14), // EmptyResultSet
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2475, 18), // V2GRootCertificate
+        Str::new(2493, 17), // MORootCertificate
+        Str::new(2510, 19), // CSMSRootCertificate
+        Str::new(2529, 19), // V2GCertificateChain
+        Str::new(2548, 27), // ManufacturerRootCertificate
+        Str::new(223, 8),   // Accepted
+        Str::new(1856, 6),  // Failed
+        Str::new(223, 8),   // Accepted
+        Str::new(2575, 10), // NoProfiles
+        Str::new(223, 8),   // Accepted
+        Str::new(320, 7),   // Unknown
+        Str::new(223, 8),   // Accepted
+        Str::new(1288, 8),  // NotFound
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2646, 16), // UnknownComponent
+        Str::new(2662, 15), // UnknownVariable
+        Str::new(2677, 25), // NotSupportedAttributeType
+        Str::new(2702, 6),  // SHA256
+        Str::new(2708, 6),  // SHA384
+        Str::new(2714, 6),  // SHA512
+        Str::new(2734, 7),  // Central
+        Str::new(2741, 5),  // eMAID
+        Str::new(2746, 8),  // ISO14443
+        Str::new(2754, 8),  // ISO15693
+        Str::new(2762, 7),  // KeyCode
+        Str::new(2769, 5),  // Local
+        Str::new(2774, 10), // MacAddress
+        Str::new(2784, 15), // NoAuthorization
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(1856, 6),  // Failed
+        Str::new(2475, 18), // V2GRootCertificate
+        Str::new(2493, 17), // MORootCertificate
+        Str::new(2510, 19), // CSMSRootCertificate
+        Str::new(2548, 27), // ManufacturerRootCertificate
+        Str::new(223, 8),   // Accepted
+        Str::new(1856, 6),  // Failed
+        Str::new(2879, 4),  // Body
+        Str::new(2883, 5),  // Cable
+        Str::new(2888, 2),  // EV
+        Str::new(2890, 5),  // Inlet
+        Str::new(2895, 6),  // Outlet
+        Str::new(2901, 14), // DiagnosticsLog
+        Str::new(2915, 11), // SecurityLog
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2970, 16), // AcceptedCanceled
+        Str::new(2986, 14), // Current.Export
+        Str::new(3000, 14), // Current.Import
+        Str::new(3014, 15), // Current.Offered
+        Str::new(3029, 29), // Energy.Active.Export.Register
+        Str::new(3058, 29), // Energy.Active.Import.Register
+        Str::new(3087, 31), // Energy.Reactive.Export.Register
+        Str::new(3118, 31), // Energy.Reactive.Import.Register
+        Str::new(3149, 29), // Energy.Active.Export.Interval
+        Str::new(3178, 29), // Energy.Active.Import.Interval
+        Str::new(3207, 17), // Energy.Active.Net
+        Str::new(3224, 31), // Energy.Reactive.Export.Interval
+        Str::new(3255, 31), // Energy.Reactive.Import.Interval
+        Str::new(3286, 19), // Energy.Reactive.Net
+        Str::new(3305, 19), // Energy.Apparent.Net
+        Str::new(3324, 22), // Energy.Apparent.Import
+        Str::new(3346, 22), // Energy.Apparent.Export
+        Str::new(3368, 9),  // Frequency
+        Str::new(3377, 19), // Power.Active.Export
+        Str::new(3396, 19), // Power.Active.Import
+        Str::new(3415, 12), // Power.Factor
+        Str::new(3427, 13), // Power.Offered
+        Str::new(3440, 21), // Power.Reactive.Export
+        Str::new(3461, 21), // Power.Reactive.Import
+        Str::new(3482, 3),  // SoC
+        Str::new(3485, 7),  // Voltage
+        Str::new(3513, 5),  // ASCII
+        Str::new(3518, 4),  // HTML
+        Str::new(3522, 3),  // URI
+        Str::new(3525, 4),  // UTF8
+        Str::new(3580, 11), // AlwaysFront
+        Str::new(3591, 7),  // InFront
+        Str::new(3598, 11), // NormalCycle
+        Str::new(1184, 8),  // Charging
+        Str::new(1573, 7),  // Faulted
+        Str::new(1227, 4),  // Idle
+        Str::new(1562, 11), // Unavailable
+        Str::new(3609, 16), // BootNotification
+        Str::new(3625, 21), // LogStatusNotification
+        Str::new(3646, 26), // FirmwareStatusNotification
+        Str::new(3672, 9),  // Heartbeat
+        Str::new(3681, 11), // MeterValues
+        Str::new(3692, 30), // SignChargingStationCertificate
+        Str::new(3722, 18), // SignV2GCertificate
+        Str::new(3740, 18), // StatusNotification
+        Str::new(3758, 16), // TransactionEvent
+        Str::new(3774, 23), // SignCombinedCertificate
+        Str::new(3797, 33), // PublishFirmwareStatusNotification
+        Str::new(3851, 14), // UpperThreshold
+        Str::new(3865, 14), // LowerThreshold
+        Str::new(2166, 5),  // Delta
+        Str::new(2171, 8),  // Periodic
+        Str::new(3879, 20), // PeriodicClockAligned
+        Str::new(3899, 3),  // All
+        Str::new(3902, 14), // FactoryDefault
+        Str::new(3916, 13), // HardWiredOnly
+        Str::new(3929, 19), // ThresholdMonitoring
+        Str::new(3948, 15), // DeltaMonitoring
+        Str::new(3963, 18), // PeriodicMonitoring
+        Str::new(3999, 8),  // ReadOnly
+        Str::new(4007, 9),  // WriteOnly
+        Str::new(4016, 9),  // ReadWrite
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(4105, 10), // Processing
+        Str::new(4115, 6),  // Wired0
+        Str::new(4121, 6),  // Wired1
+        Str::new(4127, 6),  // Wired2
+        Str::new(4133, 6),  // Wired3
+        Str::new(4139, 9),  // Wireless0
+        Str::new(4148, 9),  // Wireless1
+        Str::new(4157, 9),  // Wireless2
+        Str::new(4166, 9),  // Wireless3
+        Str::new(4175, 4),  // JSON
+        Str::new(4179, 4),  // SOAP
+        Str::new(4183, 6),  // OCPP12
+        Str::new(4189, 6),  // OCPP15
+        Str::new(4195, 6),  // OCPP16
+        Str::new(4201, 6),  // OCPP20
+        Str::new(4219, 11), // Inoperative
+        Str::new(4230, 9),  // Operative
+        Str::new(4239, 2),  // L1
+        Str::new(4241, 2),  // L2
+        Str::new(4243, 2),  // L3
+        Str::new(4245, 1),  // N
+        Str::new(4246, 4),  // L1-N
+        Str::new(4250, 4),  // L2-N
+        Str::new(4254, 4),  // L3-N
+        Str::new(4258, 5),  // L1-L2
+        Str::new(4263, 5),  // L2-L3
+        Str::new(4268, 5),  // L3-L1
+        Str::new(1227, 4),  // Idle
+        Str::new(2291, 17), // DownloadScheduled
+        Str::new(2280, 11), // Downloading
+        Str::new(2256, 10), // Downloaded
+        Str::new(4273, 9),  // Published
+        Str::new(2266, 14), // DownloadFailed
+        Str::new(2308, 14), // DownloadPaused
+        Str::new(4282, 15), // InvalidChecksum
+        Str::new(4297, 16), // ChecksumVerified
+        Str::new(4313, 13), // PublishFailed
+        Str::new(4326, 18), // Interruption.Begin
+        Str::new(4344, 16), // Interruption.End
+        Str::new(735, 5),   // Other
+        Str::new(4360, 12), // Sample.Clock
+        Str::new(4372, 15), // Sample.Periodic
+        Str::new(4387, 17), // Transaction.Begin
+        Str::new(4404, 15), // Transaction.End
+        Str::new(4419, 7),  // Trigger
+        Str::new(4426, 12), // DeAuthorized
+        Str::new(4438, 13), // EmergencyStop
+        Str::new(4451, 18), // EnergyLimitReached
+        Str::new(4469, 14), // EVDisconnected
+        Str::new(4483, 11), // GroundFault
+        Str::new(4494, 14), // ImmediateReset
+        Str::new(2769, 5),  // Local
+        Str::new(4508, 16), // LocalOutOfCredit
+        Str::new(4524, 10), // MasterPass
+        Str::new(735, 5),   // Other
+        Str::new(4534, 16), // OvercurrentFault
+        Str::new(4550, 9),  // PowerLoss
+        Str::new(4559, 12), // PowerQuality
+        Str::new(4571, 6),  // Reboot
+        Str::new(4577, 6),  // Remote
+        Str::new(4583, 15), // SOCLimitReached
+        Str::new(4598, 11), // StoppedByEV
+        Str::new(4609, 16), // TimeLimitReached
+        Str::new(4625, 7),  // Timeout
+        Str::new(4632, 5),  // Daily
+        Str::new(4637, 6),  // Weekly
+        Str::new(223, 8),   // Accepted
+        Str::new(4643, 7),  // Pending
+        Str::new(519, 8),   // Rejected
+        Str::new(4655, 22), // ConfigurationInventory
+        Str::new(4677, 13), // FullInventory
+        Str::new(4690, 16), // SummaryInventory
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(250, 7),   // Expired
+        Str::new(4746, 7),  // Removed
+        Str::new(223, 8),   // Accepted
+        Str::new(1573, 7),  // Faulted
+        Str::new(1546, 8),  // Occupied
+        Str::new(519, 8),   // Rejected
+        Str::new(1562, 11), // Unavailable
+        Str::new(4753, 9),  // Immediate
+        Str::new(4762, 6),  // OnIdle
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(690, 9),   // Scheduled
+        Str::new(223, 8),   // Accepted
+        Str::new(1856, 6),  // Failed
+        Str::new(4922, 15), // VersionMismatch
+        Str::new(223, 8),   // Accepted
+        Str::new(2646, 16), // UnknownComponent
+        Str::new(2662, 15), // UnknownVariable
+        Str::new(4956, 22), // UnsupportedMonitorType
+        Str::new(519, 8),   // Rejected
+        Str::new(4978, 9),  // Duplicate
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(1856, 6),  // Failed
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2646, 16), // UnknownComponent
+        Str::new(2662, 15), // UnknownVariable
+        Str::new(2677, 25), // NotSupportedAttributeType
+        Str::new(4987, 14), // RebootRequired
+        Str::new(5118, 5),  // Ended
+        Str::new(5123, 7),  // Started
+        Str::new(5130, 7),  // Updated
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(5137, 14), // NotImplemented
+        Str::new(5151, 10), // Authorized
+        Str::new(5161, 14), // CablePluggedIn
+        Str::new(5175, 19), // ChargingRateChanged
+        Str::new(5194, 20), // ChargingStateChanged
+        Str::new(5214, 12), // Deauthorized
+        Str::new(4451, 18), // EnergyLimitReached
+        Str::new(5226, 19), // EVCommunicationLost
+        Str::new(5245, 16), // EVConnectTimeout
+        Str::new(5261, 15), // MeterValueClock
+        Str::new(5276, 18), // MeterValuePeriodic
+        Str::new(4609, 16), // TimeLimitReached
+        Str::new(4419, 7),  // Trigger
+        Str::new(5294, 13), // UnlockCommand
+        Str::new(5307, 14), // StopAuthorized
+        Str::new(5321, 10), // EVDeparted
+        Str::new(5331, 10), // EVDetected
+        Str::new(5341, 10), // RemoteStop
+        Str::new(5351, 11), // RemoteStart
+        Str::new(5362, 17), // AbnormalCondition
+        Str::new(5379, 18), // SignedDataReceived
+        Str::new(5397, 12), // ResetCommand
+        Str::new(5423, 8),  // Unlocked
+        Str::new(5431, 12), // UnlockFailed
+        Str::new(5443, 28), // OngoingAuthorizedTransaction
+        Str::new(5471, 16), // UnknownConnector
+        Str::new(5487, 15), // DownloadOngoing
+        Str::new(5502, 10), // NoFirmware
+        Str::new(5512, 11), // Unpublished
+        Str::new(5523, 12), // Differential
+        Str::new(5535, 4),  // Full
+        Str::new(223, 8),   // Accepted
+        Str::new(519, 8),   // Rejected
+        Str::new(2970, 16), // AcceptedCanceled
+        Str::new(5539, 18), // InvalidCertificate
+        Str::new(5557, 18), // RevokedCertificate
+        Str::new(5575, 10), // BadMessage
+        Str::new(1227, 4),  // Idle
+        Str::new(5585, 21), // NotSupportedOperation
+        Str::new(5606, 16), // PermissionDenied
+        Str::new(5622, 8),  // Uploaded
+        Str::new(5630, 13), // UploadFailure
+        Str::new(5643, 9),  // Uploading
+        Str::new(2970, 16), // AcceptedCanceled
+        Str::new(5758, 5),  // IKEv2
+        Str::new(5763, 5),  // IPSec
+        Str::new(5768, 4),  // L2TP
+        Str::new(5772, 4),  // PPTP
+    ];
+
+    /// Property names and enum values, each once.
+    pub(in crate::ocpp::v201) const STRINGS: &str = "customDataenergyAmountevMinCurrentevMaxCurrentevMaxVoltageadditionalIdTokentypeapnapnUserNameapnPasswordsimPinpreferredNetworkuseOnlyPreferredNetworkapnAuthenticationCHAPNONEPAPAUTOActualTargetMinSetMaxSetidTokenidTokenInfoAcceptedBlockedConcurrentTxExpiredInvalidNoCreditNotAllowedTypeEVSENotAtThisLocationNotAtThisTimeUnknownSignatureErrorCertificateExpiredCertificateRevokedNoCertificateAvailableCertChainErrorContractCancelledApplicationResetFirmwareUpdateLocalResetPowerUpRemoteResetScheduledResetTriggeredWatchdogRejectedInstallUpdatehashAlgorithmissuerNameHashissuerKeyHashserialNumbercertificateHashDatacertificateTypechildCertificateHashDataChargingStationCertificateV2GCertificateScheduledchargingLimitSourceisGridCriticalEMSOtherSOCSOacChargingParametersdcChargingParametersrequestedEnergyTransferdepartureTimeidstackLevelchargingProfilePurposechargingProfileKindrecurrencyKindvalidFromvalidTochargingScheduletransactionIdchargingProfileIdAbsoluteRecurringRelativeChargingStationExternalConstraintsChargingStationMaxProfileTxDefaultProfileTxProfileWAstartScheduledurationchargingRateUnitchargingSchedulePeriodminChargingRatesalesTariffstartPeriodlimitnumberPhasesphaseToUseChargingEVConnectedSuspendedEVSuspendedEVSEIdlemodelmodemvendorNamefirmwareVersionevseIdstatusstatusInfoNotFoundevsenameinstanceActiveAvailableEnabledProblemcomponentvariablescheduleStartcCCS1cCCS2cG105cTeslacType1cType2s309-1P-16As309-1P-32As309-3P-16As309-3P-32AsBS1361sCEE-7-7sType2sType3Other1PhMax16AOther1PhOver16AOther3PhPanwInductivewResonantUndeterminedOccupiedReservedUnavailableFaultedstartValuecostcostKindamountamountMultiplierCarbonDioxideEmissionRelativePricePercentageRenewableGenerationPercentagevendorIdstringdecimalintegerdateTimebooleanOptionListSequenceListMemberListUnknownMessageIdUnknownVendorIdevMaxPowerstateOfChargeevEnergyCapacityfullSoCbulkSoCFailedNotSupportedMessageFormatNotSupportedPriorityNotSupportedStateUnknownTransactionDCAC_single_phaseAC_two_phaseAC_three_phaseeventIdtimestamptriggercauseactualValuetechCodetechInfoclearedvariableMonitoringIdeventNotificationTypeHardWiredNotificationHardWiredMonitorPreconfiguredMonitorCustomMonitorAlertingDeltaPeriodicconnectorIdlocationretrieveDateTimeinstallDateTimesigningCertificatesignatureDownloadedDownloadFailedDownloadingDownloadScheduledDownloadPausedInstallationFailedInstallingInstalledInstallRebootingInstallScheduledInstallVerificationFailedInvalidSignatureSignatureVerifiedNotSupportedEmptyResultSetV2GRootCertificateMORootCertificateCSMSRootCertificateV2GCertificateChainManufacturerRootCertificateNoProfilesattributeTypeattributeStatusInfoattributeStatusattributeValueUnknownComponentUnknownVariableNotSupportedAttributeTypeSHA256SHA384SHA512additionalInfoCentraleMAIDISO14443ISO15693KeyCodeLocalMacAddressNoAuthorizationcacheExpiryDateTimechargingPrioritylanguage1groupIdTokenlanguage2personalMessageBodyCableEVInletOutletDiagnosticsLogSecurityLogremoteLocationoldestTimestamplatestTimestampAcceptedCanceledCurrent.ExportCurrent.ImportCurrent.OfferedEnergy.Active.Export.RegisterEnergy.Active.Import.RegisterEnergy.Reactive.Export.RegisterEnergy.Reactive.Import.RegisterEnergy.Active.Export.IntervalEnergy.Active.Import.IntervalEnergy.Active.NetEnergy.Reactive.Export.IntervalEnergy.Reactive.Import.IntervalEnergy.Reactive.NetEnergy.Apparent.NetEnergy.Apparent.ImportEnergy.Apparent.ExportFrequencyPower.Active.ExportPower.Active.ImportPower.FactorPower.OfferedPower.Reactive.ExportPower.Reactive.ImportSoCVoltageformatlanguagecontentASCIIHTMLURIUTF8displayprioritystatestartDateTimeendDateTimemessageAlwaysFrontInFrontNormalCycleBootNotificationLogStatusNotificationFirmwareStatusNotificationHeartbeatMeterValuesSignChargingStationCertificateSignV2GCertificateStatusNotificationTransactionEventSignCombinedCertificatePublishFirmwareStatusNotificationsampledValueiccidimsiUpperThresholdLowerThresholdPeriodicClockAlignedAllFactoryDefaultHardWiredOnlyThresholdMonitoringDeltaMonitoringPeriodicMonitoringvariableMonitoringReadOnlyWriteOnlyReadWriteocppVersionocppTransportocppCsmsUrlmessageTimeoutsecurityProfileocppInterfacevpnProcessingWired0Wired1Wired2Wired3Wireless0Wireless1Wireless2Wireless3JSONSOAPOCPP12OCPP15OCPP16OCPP20responderURLInoperativeOperativeL1L2L3NL1-NL2-NL3-NL1-L2L2-L3L3-L1PublishedInvalidChecksumChecksumVerifiedPublishFailedInterruption.BeginInterruption.EndSample.ClockSample.PeriodicTransaction.BeginTransaction.EndTriggerDeAuthorizedEmergencyStopEnergyLimitReachedEVDisconnectedGroundFaultImmediateResetLocalOutOfCreditMasterPassOvercurrentFaultPowerLossPowerQualityRebootRemoteSOCLimitReachedStoppedByEVTimeLimitReachedTimeoutDailyWeeklyPendingstartConfigurationInventoryFullInventorySummaryInventoryvariableAttributevariableCharacteristicsRemovedImmediateOnIdlesalesTariffDescriptionnumEPriceLevelssalesTariffEntryrelativeTimeIntervalePriceLevelconsumptionCostvaluecontextmeasurandphasesignedMeterValueunitOfMeasureVersionMismatchtransactionseverityUnsupportedMonitorTypeDuplicateRebootRequiredsignedMeterDatasigningMethodencodingMethodpublicKeyreasonCodechargingStatetimeSpentChargingstoppedReasonremoteStartIdEndedStartedUpdatedNotImplementedAuthorizedCablePluggedInChargingRateChangedChargingStateChangedDeauthorizedEVCommunicationLostEVConnectTimeoutMeterValueClockMeterValuePeriodicUnlockCommandStopAuthorizedEVDepartedEVDetectedRemoteStopRemoteStartAbnormalConditionSignedDataReceivedResetCommandunitmultiplierUnlockedUnlockFailedOngoingAuthorizedTransactionUnknownConnectorDownloadOngoingNoFirmwareUnpublishedDifferentialFullInvalidCertificateRevokedCertificateBadMessageNotSupportedOperationPermissionDeniedUploadedUploadFailureUploadingmutabilitypersistentconstantdataTypeminLimitmaxLimitvaluesListsupportsMonitoringserverusergrouppasswordkeyIKEv2IPSecL2TPPPTPcertificateiso15118CertificateHashDatacertificateStatuschargingStationreasoncurrentTimeintervalreservationIdcertificateChainoperationalStatuschargingProfileCriteriaclearMonitoringResulttotalCostcustomerCertificaterequestIdreportclearcustomerIdentifiermessageIddataiso15118SchemaVersionactionexiRequestexiResponsereportBaseocspRequestDataocspResultchargingProfileschedulecertificateHashDataChainversionNumberloglogTyperetriesretryIntervalfilenamecomponentVariablemonitoringCriteriacomponentCriteriaongoingIndicatormessagesInQueuegetVariableDatagetVariableResultmeterValuechargingLimittbcseqNogeneratedAtmessageInfomaxScheduleTupleschargingNeedstimeBaseeventDatamonitorreportDatachecksumreservationUpdateStatusexpiryDateTimeconnectorTypelocalAuthorizationListupdateTypemonitoringBaseconfigurationSlotconnectionDatasetMonitoringDatasetMonitoringResultsetVariableDatasetVariableResultcsrconnectorStatuseventTypetriggerReasonofflinenumberOfPhasesUsedcableMaxCurrenttransactionInfoupdatedPersonalMessagerequestedMessagefirmware";
 }

@@ -14,8 +14,9 @@
 //!   generated once; the generator verifies that all same-named definitions are structurally
 //!   identical and gives differing ones distinct names);
 //! * [`Action`] with `as_str`, `from_name`, `ALL`, `request_schema`, `response_schema`;
-//! * [`tables`]: one `static` [`schema::Schema`] per definition and per payload, the data that
-//!   [`validate::validate`] walks (no JSON parsing and no allocation at run time);
+//! * [`tables`]: one node ([`schema::Schema`], an index) per definition and per payload, the
+//!   data that [`validate::validate`] walks (no JSON parsing, no allocation and no load-time
+//!   relocation: nodes, properties and strings refer to each other by index);
 //! * [`for_each_action!`] for code that needs to handle every action generically.
 //!
 //! # Naming scheme
@@ -34,7 +35,7 @@
 //!   words (`Energy.Active.Import.Register` → `EnergyActiveImportRegister`, `ISO14443` →
 //!   `Iso14443`, `s309-1P-16A` → `S309_1P16A`); every enum has `as_str()` and `VALUES` with the
 //!   exact JSON strings.
-//! * Table statics are the SCREAMING_SNAKE_CASE of the type: `tables::ID_TOKEN`,
+//! * Table nodes are the SCREAMING_SNAKE_CASE of the type: `tables::ID_TOKEN`,
 //!   `tables::BOOT_NOTIFICATION_REQUEST`.
 //!
 //! # Type mapping
