@@ -1092,3 +1092,49 @@ fn tc_k_38_a_station_without_smart_charging_ignores_a_remote_starts_profile() {
     assert!(h.power_path(1));
     assert_eq!(amps(&h, 1), 32.0);
 }
+
+#[test]
+fn a_remote_starts_profile_waits_for_its_transaction_only_evconnectiontimeout() {
+    // The transaction starts when the EV connects, not at the remote start's authorization.
+    let mut h = Harness::new(config_with(&[
+        ("TxCtrlr.EVConnectionTimeOut", "60"),
+        ("TxCtrlr.TxStartPoint", "EVConnected"),
+    ]));
+    let r = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 1, "remoteStartId": 4, "idToken": {"idToken": "R1", "type": "Central"},
+            "chargingProfile": {"id": 9, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]}]}}),
+    ));
+    assert_eq!(status(&r), "Accepted");
+    // On EVSE 2 the EV comes in time: the profile binds to the transaction it opens (K05).
+    let r = result(h.call(
+        "RequestStartTransaction",
+        json!({"evseId": 2, "remoteStartId": 5, "idToken": {"idToken": "R2", "type": "Central"},
+            "chargingProfile": {"id": 8, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative", "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7.0}]}]}}),
+    ));
+    assert_eq!(status(&r), "Accepted");
+    assert_eq!(amps(&h, 2), 32.0, "no transaction yet");
+    h.advance_secs(10);
+    h.plug(2, 1, true);
+    h.advance_secs(1);
+    assert_eq!(amps(&h, 2), 7.0);
+    // On EVSE 1 no EV came: the authorization and the profile lapse together.
+    h.advance_secs(61);
+    h.plug(1, 1, true);
+    h.token(1, "LATER");
+    h.advance_secs(1);
+    assert!(h.power_path(1));
+    assert_eq!(
+        amps(&h, 1),
+        32.0,
+        "the later transaction is not the remote start's"
+    );
+    assert_eq!(
+        get_profiles(&mut h, 2, None, json!({"chargingProfileId": [9]})).0,
+        "NoProfiles"
+    );
+}

@@ -181,12 +181,6 @@ impl EvseHardware {
     /// The charging limit for this EVSE (K): to its pilot or command, and the sim meter
     /// follows it.
     pub fn set_limit(&mut self, limit: Limit, now: Instant) {
-        info!(
-            evse = self.evse,
-            amps = limit.amps,
-            phases = limit.phases,
-            "charging limit"
-        );
         self.limit.set(self.evse, limit);
         self.meter.set_limit(limit, now);
     }

@@ -181,12 +181,9 @@ impl SmartCharging {
         cx.persist(vec![PersistOp::record(Some(&record))]);
     }
 
-    fn voltage(&self) -> f64 {
+    /// The area's nominal voltage, for A <-> W (K01.FR.50).
+    pub(crate) fn voltage(&self) -> f64 {
         self.hardware.nominal_voltage
-    }
-
-    pub(crate) fn nominal_voltage(&self) -> f64 {
-        self.voltage()
     }
 
     /// What the EVSE can give with no profile at all.

@@ -368,7 +368,7 @@ pub fn get_composite_schedule(
     let Some(c) = block.composite(cx, now, evse, request.duration, wanted) else {
         return rejected("UnknownEvse", "no such EVSE");
     };
-    let v = block.nominal_voltage();
+    let v = block.voltage();
     Ok(v201::GetCompositeScheduleResponse {
         custom_data: None,
         status: v201::GenericStatusEnum::Accepted,
