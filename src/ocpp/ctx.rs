@@ -55,6 +55,12 @@ pub enum CoreEvent {
     /// The charging limit of an EVSE with a transaction changed significantly
     /// (LimitChangeSignificance): the transaction reports ChargingRateChanged.
     ChargingRateChanged { evse: u32 },
+    /// A driver used this reservation to start (H03.FR.09): it is consumed.
+    ReservationUsed { id: i64 },
+    /// Reservations ended unused (expired, or their EVSE became unusable): to be reported.
+    ReservationsEnded {
+        ended: Vec<(i64, super::blocks::reservations::Ended)>,
+    },
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,
     /// firmware installation).
     ConnectorStatusesChanged,

@@ -449,6 +449,12 @@ variables! {
     AlignedTxEndedInterval => var("AlignedDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
     AlignedTxEndedMeasurands => var("AlignedDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
 
+    // H01-H04: reservations (blocks/reservations.rs). Enabled false: ReserveNow is Rejected
+    // (H01.FR.01); NonEvseSpecific false: a reservation without an EVSE is (H01.FR.19).
+    ReservationAvailable => var("ReservationCtrlr", "Available", Boolean, "true").read_only();
+    ReservationEnabled => var("ReservationCtrlr", "Enabled", Boolean, "true");
+    ReservationNonEvseSpecific => var("ReservationCtrlr", "NonEvseSpecific", Boolean, "true");
+
     // K01-K10: charging profiles (blocks/smart_charging.rs). false: the K messages are answered
     // NotSupported (K01.FR.29) and no profile limits charging.
     SmartChargingAvailable => var("SmartChargingCtrlr", "Available", Boolean, "true").read_only();

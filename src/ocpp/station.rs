@@ -33,6 +33,7 @@ use super::blocks::data_transfer::DataTransfer;
 use super::blocks::diagnostics::Diagnostics;
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
+use super::blocks::reservations::Reservations;
 use super::blocks::security::Security;
 use super::blocks::smart_charging::SmartCharging;
 use super::blocks::transactions::Transactions;
@@ -47,6 +48,7 @@ use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
 use super::v201::charging;
+use super::v201::reservation;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::time::Duration;
@@ -69,6 +71,7 @@ pub struct Station {
     firmware: Firmware,
     diagnostics: Diagnostics,
     smart_charging: SmartCharging,
+    reservations: Reservations,
 }
 
 impl Station {
@@ -98,6 +101,7 @@ impl Station {
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
+        let reservations = Reservations::restore(&mut cx, &persisted);
         let mut station = Station {
             cx,
             availability,
@@ -109,6 +113,7 @@ impl Station {
             firmware: Firmware::new(config.firmware),
             diagnostics: Diagnostics::new(config.diagnostics_log),
             smart_charging,
+            reservations,
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -119,6 +124,8 @@ impl Station {
         station
             .transactions
             .recover(&mut station.cx, now, &persisted);
+        // Reserved connectors, and what expired while the agent was down (H04).
+        station.reservations.refresh(&mut station.cx, now);
         station.route_events(now);
         station
             .firmware
@@ -154,6 +161,7 @@ impl Station {
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
+                Timer::ReservationExpiry => self.reservations.expiry_timer(&mut self.cx, now),
                 _ => self
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
@@ -210,19 +218,23 @@ impl Station {
                     .model
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
-                let c = &mut self.cx.model.connectors[index];
-                if c.plugged == plugged {
+                if self.cx.model.connectors[index].plugged == plugged {
                     return Ok(());
                 }
-                c.plugged = plugged;
+                let before = self.cx.model.connector_status(index, &self.cx.vars);
+                self.cx.model.connectors[index].plugged = plugged;
                 info!(evse, connector, plugged, "plug state changed");
                 // While offline the change is reported after reconnect (B04.FR.02); before
-                // Accepted, the boot answer makes us report every connector (B01.FR.05).
-                if self.cx.can_send_normal() {
+                // Accepted, the boot answer makes us report every connector (B01.FR.05). A
+                // Reserved connector stays Reserved (G01.FR.09).
+                if self.cx.can_send_normal()
+                    && self.cx.model.connector_status(index, &self.cx.vars) != before
+                {
                     self.cx.queue_status(now, index);
                 }
                 self.transactions
                     .plug_changed(&mut self.cx, now, evse, connector, plugged);
+                self.reservations.refresh(&mut self.cx, now);
             }
             Input::Token { evse, id_token } => {
                 let index = self
@@ -490,6 +502,7 @@ impl Station {
                     if delta_ms.abs() > 1000 {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                         self.smart_charging.apply(&mut self.cx, now);
+                        self.reservations.refresh(&mut self.cx, now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered {
@@ -508,12 +521,18 @@ impl Station {
                 CoreEvent::TransactionStarted { .. } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
+                    self.reservations.refresh(&mut self.cx, now);
                 }
                 CoreEvent::TransactionEnded { .. } => {
                     self.availability.apply_waiting(&mut self.cx, now);
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
+                    self.reservations.refresh(&mut self.cx, now);
+                }
+                CoreEvent::ReservationUsed { id } => self.reservations.used(&mut self.cx, now, id),
+                CoreEvent::ReservationsEnded { ended } => {
+                    self.reservations.report_ended(&mut self.cx, now, ended)
                 }
                 CoreEvent::ChargingRateChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
@@ -522,12 +541,14 @@ impl Station {
                     }
                 }
                 CoreEvent::AvailabilityChanged => {
-                    self.transactions.availability_changed(&mut self.cx)
+                    self.transactions.availability_changed(&mut self.cx);
+                    self.reservations.refresh(&mut self.cx, now);
                 }
                 CoreEvent::FaultChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
                         self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
+                    self.reservations.refresh(&mut self.cx, now);
                 }
                 CoreEvent::SmartChargingSwitched => self.smart_charging.apply(&mut self.cx, now),
                 CoreEvent::AlignedIntervalChanged => {
@@ -538,6 +559,7 @@ impl Station {
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                 }
                 CoreEvent::ConnectorStatusesChanged => {
+                    self.reservations.refresh(&mut self.cx, now);
                     if self.cx.can_send_normal() {
                         self.cx.queue_connector_statuses(now, false);
                     }
@@ -581,6 +603,7 @@ impl Station {
             firmware,
             diagnostics,
             smart_charging,
+            reservations,
         } = self;
         let result = match known {
             Action::RequestStartTransaction => answer(payload, |r| {
@@ -666,6 +689,12 @@ impl Station {
             }),
             Action::GetCompositeSchedule => answer(payload, |r| {
                 charging::get_composite_schedule(smart_charging, cx, now, r)
+            }),
+            Action::ReserveNow => answer(payload, |r| {
+                reservation::reserve_now(reservations, cx, now, r)
+            }),
+            Action::CancelReservation => answer(payload, |r| {
+                reservation::cancel_reservation(reservations, cx, now, r)
             }),
             Action::UpdateFirmware => {
                 let roots = security.manufacturer_roots();

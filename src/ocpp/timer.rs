@@ -44,6 +44,8 @@ pub enum Timer {
     MeterCheckpoint(u32),
     /// The next instant a charging profile changes a limit (K01, K08).
     ChargingLimit,
+    /// The earliest reservation's expiryDateTime (H04).
+    ReservationExpiry,
 }
 
 /// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a

@@ -8,6 +8,7 @@ pub mod diagnostics;
 pub mod firmware;
 pub mod local_list;
 pub mod provisioning;
+pub mod reservations;
 pub mod security;
 pub mod smart_charging;
 pub mod transactions;

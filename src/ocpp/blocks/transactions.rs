@@ -50,6 +50,8 @@ pub(crate) struct Auth {
     /// `Authorized` or `RemoteStart`.
     trigger: &'static str,
     remote_start_id: Option<i64>,
+    /// The reservation it used (H03.FR.09); reported with the idToken (H01.FR.15).
+    reservation_id: Option<i64>,
     /// The idToken went out in a TransactionEvent already (E01.FR.10: once).
     reported: bool,
 }
@@ -215,6 +217,7 @@ impl Transactions {
                     group: None,
                     trigger: "Authorized",
                     remote_start_id: None,
+                    reservation_id: None,
                     reported: false,
                 });
             }
@@ -505,11 +508,27 @@ impl Transactions {
         trigger: &'static str,
         remote_start_id: Option<i64>,
     ) {
+        // H03: a reserved EVSE is for its claimants; a claimant uses its reservation.
+        let gate = &cx.model.evses[idx].reservation;
+        let reservation_id = gate.claim(&id_token, group.as_ref());
+        if reservation_id.is_none() && gate.exclusive {
+            info!(
+                evse = self.evses[idx].id,
+                "not authorized here: the EVSE is reserved for another idToken"
+            );
+            self.evses[idx].last_authorization =
+                Some("rejected: the EVSE is reserved for another idToken".into());
+            return;
+        }
+        if let Some(id) = reservation_id {
+            cx.emit(CoreEvent::ReservationUsed { id });
+        }
         self.evses[idx].auth = Some(Auth {
             id_token,
             group,
             trigger,
             remote_start_id,
+            reservation_id,
             reported: false,
         });
         self.evses[idx].suspended = false;
@@ -1045,6 +1064,7 @@ impl Transactions {
         }
         // E01.FR.10 / E02.FR.20: the idToken once, when the authorization is reported; the
         // stopping token with StopAuthorized (E07.FR.02).
+        let mut reservation_id = None;
         let token = match explicit_token {
             Some(t) => Some(t),
             None => match auth {
@@ -1052,11 +1072,16 @@ impl Transactions {
                     if let Some(evse_auth) = self.evses[idx].auth.as_mut() {
                         evse_auth.reported = true;
                     }
+                    reservation_id = a.reservation_id;
                     Some(a.id_token)
                 }
                 _ => None,
             },
         };
+        // H01.FR.15: the reservation the transaction used, with its idToken.
+        if let Some(id) = reservation_id {
+            payload["reservationId"] = json!(id);
+        }
         let tx = self.evses[idx].tx.as_mut().expect("checked above");
         if let Some(token) = &token {
             payload["idToken"] = v201::to_payload(token);
@@ -1579,6 +1604,22 @@ impl Transactions {
             return rejected("a Master Pass token cannot start a transaction");
         }
         let id_token = IdToken::from(&request.id_token);
+        // H03 (TC_H_02_CS): a reserved EVSE refuses another driver's remote start. A token of
+        // the reservation's group is only known after its authorization, which decides then.
+        let gate = &cx.model.evses[idx].reservation;
+        let group_may_claim = cx.vars.bool(Var::AuthorizeRemoteStart)
+            && gate.claimants.iter().any(|c| c.group.is_some());
+        if gate.exclusive
+            && gate
+                .claim(
+                    &id_token,
+                    request.group_id_token.as_ref().map(IdToken::from).as_ref(),
+                )
+                .is_none()
+            && !group_may_claim
+        {
+            return rejected("the EVSE is reserved for another idToken");
+        }
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());
         let remote_start_id = request.remote_start_id;
         let group = request.group_id_token.as_ref().map(IdToken::from);

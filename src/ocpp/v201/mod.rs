@@ -53,6 +53,7 @@
 pub mod adapter;
 pub mod charging;
 pub mod generated;
+pub mod reservation;
 pub mod schema;
 pub mod validate;
 
