@@ -451,27 +451,15 @@ fn reservations_survive_a_restart_and_expire_on_time_after_it() {
 #[test]
 fn reservation_variables_are_in_the_device_model() {
     let mut h = booted();
-    let answer = result(h.call(
-        "GetVariables",
-        json!({"getVariableData": [
-            {"component": {"name": "ReservationCtrlr"}, "variable": {"name": "Enabled"}},
-            {"component": {"name": "ReservationCtrlr"}, "variable": {"name": "Available"}},
-            {"component": {"name": "ReservationCtrlr"}, "variable": {"name": "NonEvseSpecific"}},
-        ]}),
-    ));
-    let values: Vec<&str> = answer["getVariableResult"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["attributeValue"].as_str().unwrap())
-        .collect();
+    let values = h.variable_values(&[
+        "ReservationCtrlr.Enabled",
+        "ReservationCtrlr.Available",
+        "ReservationCtrlr.NonEvseSpecific",
+    ]);
     assert_eq!(values, vec!["true", "true", "true"]);
     assert_eq!(reserve(&mut h, 1, Some(1), "A"), "Accepted");
-    let answer = result(h.call(
-        "GetVariables",
-        json!({"getVariableData": [
-            {"component": {"name": "EVSE", "evse": {"id": 1}}, "variable": {"name": "AvailabilityState"}},
-        ]}),
-    ));
-    assert_eq!(answer["getVariableResult"][0]["attributeValue"], "Reserved");
+    assert_eq!(
+        h.variable_values(&["EVSE@1.AvailabilityState"]),
+        vec!["Reserved"]
+    );
 }

@@ -36,6 +36,7 @@ use super::blocks::provisioning::{LiveValues, Provisioning};
 use super::blocks::reservations::Reservations;
 use super::blocks::security::Security;
 use super::blocks::smart_charging::SmartCharging;
+use super::blocks::tariff::TariffCost;
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
@@ -72,6 +73,7 @@ pub struct Station {
     diagnostics: Diagnostics,
     smart_charging: SmartCharging,
     reservations: Reservations,
+    tariff: TariffCost,
 }
 
 impl Station {
@@ -114,6 +116,7 @@ impl Station {
             diagnostics: Diagnostics::new(config.diagnostics_log),
             smart_charging,
             reservations,
+            tariff: TariffCost::new(config.evses.len()),
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -397,6 +400,9 @@ impl Station {
                         phases: l.phases,
                     });
                 }
+                for (idx, e) in evses.iter_mut().enumerate() {
+                    e.price = self.tariff.price(&self.cx, idx);
+                }
                 evses
             },
             firmware: self.firmware.snapshot(),
@@ -518,10 +524,13 @@ impl Station {
                     purpose,
                     None,
                 ),
-                CoreEvent::TransactionStarted { .. } => {
+                CoreEvent::TransactionStarted { evse } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
                     self.reservations.refresh(&mut self.cx, now);
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.tariff.transaction_started(&self.cx, idx);
+                    }
                 }
                 CoreEvent::TransactionEnded { .. } => {
                     self.availability.apply_waiting(&mut self.cx, now);
@@ -529,7 +538,33 @@ impl Station {
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
                     self.reservations.refresh(&mut self.cx, now);
+                    if let CoreEvent::TransactionEnded { evse } = event {
+                        if let Some(idx) = self.cx.model.evse_index(evse) {
+                            self.tariff.transaction_ended(&self.cx, idx);
+                        }
+                    }
                 }
+                CoreEvent::DriverAuthorized {
+                    evse,
+                    personal_message,
+                } => {
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.tariff
+                            .session_authorized(&self.cx, idx, personal_message);
+                    }
+                }
+                CoreEvent::TransactionAnswered {
+                    transaction_id,
+                    ended,
+                    total_cost,
+                    message,
+                } => self.tariff.transaction_answer(
+                    &self.cx,
+                    &transaction_id,
+                    ended,
+                    total_cost,
+                    message,
+                ),
                 CoreEvent::ReservationUsed { id } => self.reservations.used(&mut self.cx, now, id),
                 CoreEvent::ReservationsEnded { ended } => {
                     self.reservations.report_ended(&mut self.cx, now, ended)
@@ -604,6 +639,7 @@ impl Station {
             diagnostics,
             smart_charging,
             reservations,
+            tariff,
         } = self;
         let result = match known {
             Action::RequestStartTransaction => answer(payload, |r| {
@@ -689,6 +725,16 @@ impl Station {
             }),
             Action::GetCompositeSchedule => answer(payload, |r| {
                 charging::get_composite_schedule(smart_charging, cx, now, r)
+            }),
+            // I02.FR.02: answered whatever the transaction; shown if it is one of ours.
+            Action::CostUpdated => answer(payload, |r: v201::CostUpdatedRequest| {
+                if !tariff.cost_updated(cx, &r.transaction_id, r.total_cost) {
+                    info!(
+                        transaction_id = r.transaction_id,
+                        "CostUpdated for a transaction no EVSE has"
+                    );
+                }
+                Ok(v201::CostUpdatedResponse { custom_data: None })
             }),
             Action::ReserveNow => answer(payload, |r| {
                 reservation::reserve_now(reservations, cx, now, r)

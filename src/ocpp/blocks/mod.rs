@@ -11,6 +11,7 @@ pub mod provisioning;
 pub mod reservations;
 pub mod security;
 pub mod smart_charging;
+pub mod tariff;
 pub mod transactions;
 
 /// The retries of a transfer (firmware download, log upload) as the CSMS asked for them:

@@ -12,7 +12,9 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
-use crate::ocpp::model::{ActiveTransaction, AuthorizationInfo, IdToken, MeterSample};
+use crate::ocpp::model::{
+    ActiveTransaction, AuthorizationInfo, IdToken, MessageContent, MeterSample,
+};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -82,6 +84,8 @@ pub struct Transactions {
     reported_tokens: Vec<(String, IdToken)>,
     /// Per clock-aligned timer ([`Aligned`]), the UTC boundary (ms) that had its reading.
     aligned_done: [Option<i64>; 2],
+    /// The personal message of the authorization being decided (I01), for the grant.
+    personal_message: Option<MessageContent>,
 }
 
 /// The two clock-aligned timers: MeterValues / Updated events (AlignedDataCtrlr.Interval) and
@@ -107,6 +111,7 @@ impl Transactions {
             evses: evses.into_iter().map(Evse::new).collect(),
             reported_tokens: Vec::new(),
             aligned_done: [None; 2],
+            personal_message: None,
         }
     }
 
@@ -439,7 +444,9 @@ impl Transactions {
             format!("rejected: {status}")
         };
         let group = info.group_id_token.clone();
+        self.personal_message = info.personal_message;
         self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
+        self.personal_message = None;
         cx.pump(now);
     }
 
@@ -523,6 +530,10 @@ impl Transactions {
         if let Some(id) = reservation_id {
             cx.emit(CoreEvent::ReservationUsed { id });
         }
+        cx.emit(CoreEvent::DriverAuthorized {
+            evse: self.evses[idx].id,
+            personal_message: self.personal_message.take(),
+        });
         self.evses[idx].auth = Some(Auth {
             id_token,
             group,
@@ -1461,9 +1472,26 @@ impl Transactions {
         if meta.action == "TransactionEvent" {
             let response: v201::TransactionEventResponse =
                 v201::validate::decode(&v201::tables::TRANSACTION_EVENT_RESPONSE, payload)?;
+            let mut message = response
+                .updated_personal_message
+                .as_ref()
+                .and_then(|m| serde_json::from_value(v201::to_payload(m)).ok());
             if let (Some(info), Some(tx_id)) = (response.id_token_info, &meta.tx_id) {
                 let info = v201::authorization_info(&info);
+                message = message.or(info.personal_message.clone());
                 self.token_info_received(cx, auth, now, tx_id, info);
+            }
+            // I02/I03/I06: for the driver.
+            if let (Some(tx_id), true) = (
+                &meta.tx_id,
+                response.total_cost.is_some() || message.is_some(),
+            ) {
+                cx.emit(CoreEvent::TransactionAnswered {
+                    transaction_id: tx_id.clone(),
+                    ended: meta.kind == EventKind::Ended,
+                    total_cost: response.total_cost,
+                    message,
+                });
             }
         }
         if let Some(op) = cx.link.outbox.delivered(meta.queue_seq) {
@@ -1793,6 +1821,7 @@ impl Transactions {
                 power_path_closed: e.power_path,
                 authorized: e.auth.is_some(),
                 charging_limit: None,
+                price: None,
                 meter: e.meter.map(|m| MeterSnapshot {
                     energy_wh: m.energy_wh,
                     power_w: m.power_w,
