@@ -287,8 +287,12 @@ async function v16Scenario(dir, clients, peers) {
     clients.push(cpa);
     await cpa.connect();
     const s3 = await cpa.call('StartTransaction', { connectorId: 1, idTag: 'T', meterStart: 0, timestamp: ts });
+    const s4 = await cpa.call('StartTransaction', { connectorId: 1, idTag: 'T', meterStart: 0, timestamp: ts });
     const txa = await again.admin({ cmd: 'transactions' });
-    check('1.6: --state survives a restart', s3.transactionId === 43 && txa.transactions.length === 3, [s3, txa.transactions.length]);
+    check('1.6: --state survives a restart', s3.transactionId === 43 && txa.transactions.length === 4, [s3, txa.transactions.length]);
+    const repeat = again.records().find((r) => r.event === 'warning' && /repeats transaction 43/.test(r.reason));
+    check('1.6: a repeated StartTransaction gets a new id and a warning', s4.transactionId === 44 && repeat &&
+        txa.transactions[3].duplicate_of === 43, [s4, repeat]);
 }
 
 async function main() {

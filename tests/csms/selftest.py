@@ -897,11 +897,17 @@ async def test_v16_state_survives_restart(c16):
     again = CsmsProcess(os.path.dirname(c16.dir), "v16-again", *c16.extra)
     try:
         async with RawStation(again, "CP16", subprotocol="ocpp1.6") as st:
-            resp = await st.rpc("StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0,
-                                                     "timestamp": now_iso()})
+            start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": now_iso()}
+            resp = await st.rpc("StartTransaction", start)
             check(resp[0] == 3 and resp[2]["transactionId"] == before + 1, f"id after restart: {resp}")
+            # the same StartTransaction again (a retransmission?): a new id and a warning
+            resp = await st.rpc("StartTransaction", start)
+            check(resp[0] == 3 and resp[2]["transactionId"] == before + 2, f"id of a repeat: {resp}")
+            ev = await again.wait_event(lambda e: e["event"] == "warning" and "repeats" in e["reason"])
+            check(f"transaction {before + 1}" in ev["reason"], f"warning names the first: {ev}")
         r = await again.admin({"cmd": "transactions", "station": "CP16"})
-        check(len(r["transactions"]) == 3, f"state kept: {r}")
+        check(len(r["transactions"]) == 4 and r["transactions"][-1]["duplicate_of"] == before + 1,
+              f"state kept: {r}")
     finally:
         again.stop()
 
