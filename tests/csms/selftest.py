@@ -880,7 +880,7 @@ async def test_v16_admin_call(c16):
     # a CALLERROR with a code 1.6 does not have (the 2.0.1 spelling) is a violation
     async with RawStation(c16, "CP16-RAW", subprotocol="ocpp1.6") as st:
         pending = asyncio.ensure_future(c16.admin({"cmd": "call", "station": "CP16-RAW", "action": "ClearCache",
-                                                   "payload": {}, "timeout": 1}))
+                                                   "payload": {}, "timeout": 0.5}))
         req = await st.recv()
         await st.send(json.dumps([4, req[1], "FormatViolation", "2.0.1 spelling", {}]))
         r = await pending
