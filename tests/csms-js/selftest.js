@@ -150,6 +150,35 @@ const ts = '2025-01-01T12:00:00.000Z';
 const OCPP16_ERROR_CODES = new Set(['NotImplemented', 'NotSupported', 'InternalError', 'ProtocolError', 'SecurityError',
     'FormationViolation', 'PropertyConstraintViolation', 'OccurenceConstraintViolation', 'TypeConstraintViolation', 'GenericError']);
 
+const SCHEMAS_16 = require('ocpp-rpc/lib/schemas/ocpp1_6.json');
+const CS_TO_CP_16 = `RemoteStartTransaction RemoteStopTransaction ChangeConfiguration GetConfiguration Reset
+    ChangeAvailability UnlockConnector ClearCache TriggerMessage ReserveNow CancelReservation
+    SetChargingProfile ClearChargingProfile GetCompositeSchedule GetLocalListVersion SendLocalList
+    UpdateFirmware GetDiagnostics DataTransfer ExtendedTriggerMessage CertificateSigned
+    InstallCertificate DeleteCertificate GetInstalledCertificateIds GetLog SignedUpdateFirmware`.split(/\s+/);
+
+/** A minimal instance of a JSON schema: required properties only, first enum values. */
+function minimalInstance(schema, root = schema) {
+    if (schema.$ref) return minimalInstance(root.definitions[schema.$ref.split('/').pop()], root);
+    if (schema.enum) return schema.enum[0];
+    switch (schema.type) {
+    case 'object':
+        return Object.fromEntries((schema.required || []).map((k) => [k, minimalInstance(schema.properties[k], root)]));
+    case 'array':
+        return Array.from({ length: Math.max(1, schema.minItems || 0) }, () => minimalInstance(schema.items, root));
+    case 'string':
+        if (schema.format === 'uri') return 'ftp://127.0.0.1/x';
+        return schema.format === 'date-time' ? ts : 'x';
+    case 'integer':
+    case 'number':
+        return Math.max(0, schema.minimum || 0);
+    case 'boolean':
+        return false;
+    default:
+        return 'x';
+    }
+}
+
 /** A 1.6 charge point (ocpp-rpc, strict: it validates the CSMS's answers too) against csms.js --ocpp 1.6. */
 async function v16Scenario(dir, clients, peers) {
     const stateFile = path.join(dir, 'v16-state.json');
@@ -273,6 +302,20 @@ async function v16Scenario(dir, clients, peers) {
     const rawOut = peer.records().find((r) => r.event === 'message' && r.dir === 'out' && r.id === 'raw16');
     check('1.6: admin raw frames are sent verbatim (no respelling)', raw.ok === true && rawOut && rawOut.raw === rawFrame, rawOut);
     check('1.6: no internal errors', !peer.records().some((r) => r.event === 'internal_error'));
+
+    // Every 1.6 Central System -> Charge Point action: a minimal valid request is sent as it is
+    // and the station's minimal valid answer comes back.
+    const everyOk = [];
+    for (const action of CS_TO_CP_16) {
+        const answer = minimalInstance(SCHEMAS_16.find((x) => x.$id === `urn:${action}.conf`));
+        cp.handle(action, () => answer);
+        const payload = minimalInstance(SCHEMAS_16.find((x) => x.$id === `urn:${action}.req`));
+        const r = await peer.admin({ cmd: 'call', station: 'CP16', action, payload, timeout: 5 });
+        const out = peer.records().filter((x) => x.event === 'message' && x.dir === 'out' && x.type === 2 && x.action === action).pop();
+        if (r.ok === true && JSON.stringify(r.response) === JSON.stringify(answer) && out && JSON.stringify(out.payload) === JSON.stringify(payload)) everyOk.push(action);
+        else check(`1.6: admin call ${action}`, false, [r, out]);
+    }
+    check('1.6: admin call of every Central System -> Charge Point action', everyOk.length === 26, everyOk);
 
     // ---- --state: a restarted CSMS goes on numbering where it stopped ------------------
     await cp.close({ force: true });

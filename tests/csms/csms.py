@@ -32,7 +32,7 @@ from typing import Any
 
 import jsonschema
 import ocpp.messages
-from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, MessageType, validate_payload
 from ocpp.routing import on
@@ -800,7 +800,11 @@ class SessionBase:
                 # Missing/unknown fields: let schema validation explain (never sent).
                 use_library_call = False
             else:
-                coro = self.call(request, suppress=False, unique_id=unique_id)
+                # The library fills in some optional fields (e.g. 1.6 SendLocalList's
+                # localAuthorizationList = []): send exactly what was asked for.
+                use_library_call = snake_to_camel_case(remove_nones(serialize_as_dict(request))) == payload
+                if use_library_call:
+                    coro = self.call(request, suppress=False, unique_id=unique_id)
         if not use_library_call:
             coro = self._raw_validated_call(action, payload, unique_id)
         try:

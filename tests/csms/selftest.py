@@ -889,6 +889,33 @@ async def test_v16_admin_call(c16):
                              and "errorCode" in e["reason"], what="violation for a 2.0.1 error code")
 
 
+CS_TO_CP_16 = sorted(
+    """RemoteStartTransaction RemoteStopTransaction ChangeConfiguration GetConfiguration Reset
+    ChangeAvailability UnlockConnector ClearCache TriggerMessage ReserveNow CancelReservation
+    SetChargingProfile ClearChargingProfile GetCompositeSchedule GetLocalListVersion SendLocalList
+    UpdateFirmware GetDiagnostics DataTransfer ExtendedTriggerMessage CertificateSigned
+    InstallCertificate DeleteCertificate GetInstalledCertificateIds GetLog SignedUpdateFirmware""".split()
+)
+
+
+async def test_v16_admin_call_every_cs_to_cp_action(c16):
+    """Admin `call` sends a minimal valid request of every 1.6 Central System -> Charge Point
+    action and returns the (validated) answer."""
+    async with RawStation(c16, "CP16-EVERY", subprotocol="ocpp1.6") as st:
+        for action in CS_TO_CP_16:
+            payload = minimal_instance(load_schema(action, SCHEMAS_16))
+            pending = asyncio.ensure_future(c16.admin({"cmd": "call", "station": "CP16-EVERY", "action": action,
+                                                       "payload": payload, "timeout": 5}))
+            req = await st.recv()
+            check(req[0] == 2 and req[2] == action and req[3] == payload, f"{action} sent: {req}")
+            answer = minimal_instance(load_schema(action + "Response", SCHEMAS_16))
+            await st.send(json.dumps([3, req[1], answer]))
+            r = await pending
+            check(r.get("ok") is True and r["response"] == answer, f"{action}: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-EVERY", "action": "Heartbeat", "payload": {}})
+        check(r.get("ok") is False, f"a CP->CS action is refused: {r}")
+
+
 async def test_v16_state_survives_restart(c16):
     """With --state, a restarted CSMS goes on numbering where it stopped."""
     r = await c16.admin({"cmd": "transactions"})
@@ -918,6 +945,7 @@ TESTS_16 = [
     test_v16_every_cp_to_cs_action,
     test_v16_invalid_messages,
     test_v16_admin_call,
+    test_v16_admin_call_every_cs_to_cp_action,
     test_v16_state_survives_restart,
 ]
 
