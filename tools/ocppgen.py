@@ -176,7 +176,7 @@ def screaming(rust_type: str) -> str:
 #   ("array", item_node, min_items, max_items)
 #   ("string", max_length, format)
 #   ("enum", (value, ...))
-#   ("integer", min, max) / ("number", min, max, multiple_of)
+#   ("integer", min, max) / ("number", min, max, fraction_digits)
 #   ("boolean",) / ("any",)
 
 
@@ -283,10 +283,15 @@ def parse_node(node, where: str, docs: Docs | None = None):
         hi = conv(node["maximum"], where) if "maximum" in node else None
         if ty == "integer":
             return (ty, lo, hi)
-        mult = _float_bound(node["multipleOf"], where) if "multipleOf" in node else None
-        if mult is not None and not mult > 0:
-            raise SchemaError(f"{where}: multipleOf {mult!r} is not positive")
-        return (ty, lo, hi, mult)
+        digits = None
+        if "multipleOf" in node:
+            # Only powers of ten (0.1: at most one digit after the decimal point), which the
+            # tables keep as a digit count.
+            mult = _float_bound(node["multipleOf"], where)
+            digits = next((n for n in range(16) if float(f"1e-{n}") == mult), None)
+            if digits is None:
+                raise SchemaError(f"{where}: multipleOf {mult!r} is not 1, 0.1, 0.01, ...")
+        return (ty, lo, hi, digits)
     return ("boolean",)
 
 
@@ -527,7 +532,7 @@ def field_extra_doc(node) -> list[str]:
             parts += ["At", "most", str(node[1]), "characters."]
         return parts
     if kind == "number" and node[3] is not None:
-        return ["A", "multiple", "of", f"{node[3]!r}."]
+        return ["A", "multiple", "of", f"{10 ** -node[3]:.{node[3]}f}."]
     return []
 
 
@@ -644,7 +649,7 @@ class Tables:
             if node[2] is not None:
                 name += f"_MAX_{self._num(node[2])}"
             if kind == "number" and node[3] is not None:
-                name += f"_MULTIPLE_OF_{self._num(node[3])}"
+                name += f"_FRACTION_DIGITS_{node[3]}"
         elif kind == "boolean":
             name = "BOOLEAN"
         elif kind == "any":
@@ -690,7 +695,7 @@ class Tables:
             f = lambda v: None if v is None else repr(float(v))  # noqa: E731
             return (
                 f"Node::Number {{ min: {opt(f(node[1]))}, max: {opt(f(node[2]))}, "
-                f"multiple_of: {opt(f(node[3]))} }}"
+                f"fraction_digits: {opt(node[3])} }}"
             )
         if kind == "boolean":
             return "Node::Boolean"

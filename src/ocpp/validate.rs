@@ -30,9 +30,10 @@
 //! The OCPP 1.6J schemas declare draft-04, which does not count `5.0` as an integer; it is
 //! accepted for 1.6 all the same (what a CSMS meant is clear, and decode normalizes it).
 //!
-//! `multipleOf` (only OCPP 1.6's `0.1` on charging limits): the quotient must be an integer up
-//! to a relative 1e-9, since the wire's decimal `8.1` is not exactly a multiple of the binary
-//! `0.1` (`8.1 / 0.1` is `80.99999999999999`); `16.05` is rejected, `16.1` accepted.
+//! `multipleOf` (only OCPP 1.6's `0.1` on charging limits, a power of ten in the tables:
+//! `fraction_digits`): the value times 10^n must be an integer up to a relative 1e-9, since the
+//! wire's decimal `0.3` is no exact binary multiple of `0.1` (`0.3 / 0.1` is
+//! `2.9999999999999996`); `16.05` is rejected, `16.1` accepted.
 //!
 //! `date-time` is RFC 3339 `date-time` (`YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm)`, `T`/`Z` also in
 //! lower case, leap second `:60` only at 23:59 UTC), as JSON Schema defines it; no offset, a
@@ -330,16 +331,16 @@ fn check(schema: &Schema, value: &Value, saw_integral_float: &mut bool) -> Resul
         Node::Number {
             min,
             max,
-            multiple_of,
+            fraction_digits,
         } => {
             let Some(f) = value.as_f64() else {
                 return Err(type_error("number", value));
             };
             check_bounds(f, min, max)?;
-            match multiple_of {
-                Some(m) if !is_multiple_of(f, m) => {
-                    Err(property_error(format!("{f} is not a multiple of {m}")))
-                }
+            match fraction_digits {
+                Some(n) if !has_fraction_digits(f, n) => Err(property_error(format!(
+                    "{f} has more than {n} digits after the decimal point (multipleOf 1e-{n})"
+                ))),
                 _ => Ok(()),
             }
         }
@@ -365,10 +366,11 @@ fn check_bounds<T: PartialOrd + fmt::Display>(
     Ok(())
 }
 
-/// Whether `v / m` is an integer, up to a relative 1e-9 (see the module docs).
-fn is_multiple_of(v: f64, m: f64) -> bool {
-    let q = v / m;
-    q.is_finite() && (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
+/// Whether `v` has at most `n` digits after the decimal point, i.e. `v * 10^n` is an integer
+/// up to a relative 1e-9 (see the module docs).
+fn has_fraction_digits(v: f64, n: u8) -> bool {
+    let scaled = v * 10f64.powi(i32::from(n));
+    scaled.is_finite() && (scaled - scaled.round()).abs() <= 1e-9 * scaled.abs().max(1.0)
 }
 
 /// Rewrite integral floats in integer positions to integers. Only called on valid values.
@@ -921,25 +923,27 @@ mod tests {
     }
 
     #[test]
-    fn multiples() {
-        for (v, m) in [
-            (8.1, 0.1),
-            (0.3, 0.1),
-            (16.0, 0.1),
-            (-0.7, 0.1),
-            (0.0, 0.1),
-            (1e6, 0.1),
+    fn fraction_digits() {
+        for (v, n) in [
+            (8.1, 1),
+            (0.3, 1),
+            (16.0, 1),
+            (-0.7, 1),
+            (0.0, 1),
+            (1e6, 1),
+            (2.25, 2),
         ] {
-            assert!(is_multiple_of(v, m), "{v} is a multiple of {m}");
+            assert!(has_fraction_digits(v, n), "{v} has at most {n}");
         }
-        for (v, m) in [
-            (16.05, 0.1),
-            (0.01, 0.1),
-            (8.15, 0.1),
-            (1.0, 0.3),
-            (f64::MAX, 1e-300),
+        for (v, n) in [
+            (16.05, 1),
+            (0.01, 1),
+            (8.15, 1),
+            (1.5, 0),
+            (0.125, 2),
+            (f64::MAX, 1),
         ] {
-            assert!(!is_multiple_of(v, m), "{v} is not a multiple of {m}");
+            assert!(!has_fraction_digits(v, n), "{v} has more than {n}");
         }
     }
 

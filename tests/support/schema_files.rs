@@ -514,15 +514,16 @@ fn compare_tables(
             Node::Number {
                 min,
                 max,
-                multiple_of,
+                fraction_digits,
             },
         ) => {
             let bound = |key: &str| node.get(key).and_then(Value::as_f64);
             if (min, max) != (bound("minimum"), bound("maximum")) {
                 err!("number bounds {min:?}..{max:?}");
             }
+            let multiple_of = fraction_digits.map(|n| format!("1e-{n}").parse::<f64>().unwrap());
             if multiple_of != bound("multipleOf") {
-                err!("number multipleOf {multiple_of:?}");
+                err!("number fraction digits {fraction_digits:?}");
             }
         }
         (Some("boolean"), Node::Boolean) => {}

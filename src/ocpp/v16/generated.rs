@@ -2832,7 +2832,7 @@ pub mod tables {
     const BOOLEAN: Schema = Schema::new(SET, 145);
     const DATE_TIME: Schema = Schema::new(SET, 146);
     const INTEGER: Schema = Schema::new(SET, 147);
-    const NUMBER_MULTIPLE_OF_0_1: Schema = Schema::new(SET, 148);
+    const NUMBER_FRACTION_DIGITS_1: Schema = Schema::new(SET, 148);
     const STRING: Schema = Schema::new(SET, 149);
     const STRING_MAX_10000: Schema = Schema::new(SET, 150);
     const STRING_MAX_128: Schema = Schema::new(SET, 151);
@@ -3301,8 +3301,8 @@ pub mod tables {
         Node::Number {
             min: None,
             max: None,
-            multiple_of: Some(0.1),
-        }, // NUMBER_MULTIPLE_OF_0_1
+            fraction_digits: Some(1),
+        }, // NUMBER_FRACTION_DIGITS_1
         Node::String {
             max_length: None,
             format: None,
@@ -3378,60 +3378,60 @@ pub mod tables {
         PropEntry::new(Str::new(730, 13), DATE_TIME, false),                 // startSchedule
         PropEntry::new(Str::new(743, 16), CHARGING_RATE_UNIT_TYPE, true),    // chargingRateUnit
         PropEntry::new(Str::new(759, 22), ARRAY_OF_CHARGING_SCHEDULE_PERIOD, true), // chargingSchedulePeriod
-        PropEntry::new(Str::new(781, 15), NUMBER_MULTIPLE_OF_0_1, false), // minChargingRate
-        PropEntry::new(Str::new(796, 11), INTEGER, true),                 // startPeriod
-        PropEntry::new(Str::new(807, 5), NUMBER_MULTIPLE_OF_0_1, true),   // limit
-        PropEntry::new(Str::new(812, 12), INTEGER, false),                // numberPhases
-        PropEntry::new(Str::new(923, 8), STRING_MAX_512, true),           // location
-        PropEntry::new(Str::new(931, 16), DATE_TIME, true),               // retrieveDateTime
-        PropEntry::new(Str::new(947, 15), DATE_TIME, false),              // installDateTime
-        PropEntry::new(Str::new(962, 18), STRING_MAX_5500, true),         // signingCertificate
-        PropEntry::new(Str::new(980, 9), STRING_MAX_800, true),           // signature
-        PropEntry::new(Str::new(1200, 10), DATE_TIME, false),             // expiryDate
-        PropEntry::new(Str::new(1210, 11), STRING_MAX_20, false),         // parentIdTag
-        PropEntry::new(Str::new(1221, 6), AUTHORIZATION_STATUS, true),    // status
-        PropEntry::new(Str::new(1227, 3), STRING_MAX_50, true),           // key
-        PropEntry::new(Str::new(1230, 8), BOOLEAN, true),                 // readonly
-        PropEntry::new(Str::new(1238, 5), STRING_MAX_500, false),         // value
-        PropEntry::new(Str::new(1290, 14), STRING_MAX_512, true),         // remoteLocation
-        PropEntry::new(Str::new(1304, 15), DATE_TIME, false),             // oldestTimestamp
-        PropEntry::new(Str::new(1319, 15), DATE_TIME, false),             // latestTimestamp
-        PropEntry::new(Str::new(1927, 9), DATE_TIME, true),               // timestamp
-        PropEntry::new(Str::new(1936, 12), ARRAY_OF_SAMPLED_VALUE, true), // sampledValue
-        PropEntry::new(Str::new(1238, 5), STRING, true),                  // value
-        PropEntry::new(Str::new(2217, 7), READING_CONTEXT, false),        // context
-        PropEntry::new(Str::new(2224, 6), VALUE_FORMAT, false),           // format
-        PropEntry::new(Str::new(2230, 9), MEASURAND, false),              // measurand
-        PropEntry::new(Str::new(2239, 5), PHASE, false),                  // phase
-        PropEntry::new(Str::new(923, 8), LOCATION, false),                // location
-        PropEntry::new(Str::new(2244, 4), UNIT_OF_MEASURE, false),        // unit
-        PropEntry::new(Str::new(0, 5), STRING_MAX_20, true),              // idTag
-        PropEntry::new(Str::new(5, 9), ID_TAG_INFO, true),                // idTagInfo
-        PropEntry::new(Str::new(2483, 17), STRING_MAX_20, true),          // chargePointVendor
-        PropEntry::new(Str::new(2500, 16), STRING_MAX_20, true),          // chargePointModel
-        PropEntry::new(Str::new(2516, 23), STRING_MAX_25, false),         // chargePointSerialNumber
-        PropEntry::new(Str::new(2539, 21), STRING_MAX_25, false),         // chargeBoxSerialNumber
-        PropEntry::new(Str::new(2560, 15), STRING_MAX_50, false),         // firmwareVersion
-        PropEntry::new(Str::new(2575, 5), STRING_MAX_20, false),          // iccid
-        PropEntry::new(Str::new(2580, 4), STRING_MAX_20, false),          // imsi
-        PropEntry::new(Str::new(2584, 9), STRING_MAX_25, false),          // meterType
-        PropEntry::new(Str::new(2593, 17), STRING_MAX_25, false),         // meterSerialNumber
-        PropEntry::new(Str::new(1221, 6), REGISTRATION_STATUS, true),     // status
-        PropEntry::new(Str::new(2610, 11), DATE_TIME, true),              // currentTime
-        PropEntry::new(Str::new(2621, 8), INTEGER, true),                 // interval
-        PropEntry::new(Str::new(2629, 13), INTEGER, true),                // reservationId
+        PropEntry::new(Str::new(781, 15), NUMBER_FRACTION_DIGITS_1, false), // minChargingRate
+        PropEntry::new(Str::new(796, 11), INTEGER, true),                   // startPeriod
+        PropEntry::new(Str::new(807, 5), NUMBER_FRACTION_DIGITS_1, true),   // limit
+        PropEntry::new(Str::new(812, 12), INTEGER, false),                  // numberPhases
+        PropEntry::new(Str::new(923, 8), STRING_MAX_512, true),             // location
+        PropEntry::new(Str::new(931, 16), DATE_TIME, true),                 // retrieveDateTime
+        PropEntry::new(Str::new(947, 15), DATE_TIME, false),                // installDateTime
+        PropEntry::new(Str::new(962, 18), STRING_MAX_5500, true),           // signingCertificate
+        PropEntry::new(Str::new(980, 9), STRING_MAX_800, true),             // signature
+        PropEntry::new(Str::new(1200, 10), DATE_TIME, false),               // expiryDate
+        PropEntry::new(Str::new(1210, 11), STRING_MAX_20, false),           // parentIdTag
+        PropEntry::new(Str::new(1221, 6), AUTHORIZATION_STATUS, true),      // status
+        PropEntry::new(Str::new(1227, 3), STRING_MAX_50, true),             // key
+        PropEntry::new(Str::new(1230, 8), BOOLEAN, true),                   // readonly
+        PropEntry::new(Str::new(1238, 5), STRING_MAX_500, false),           // value
+        PropEntry::new(Str::new(1290, 14), STRING_MAX_512, true),           // remoteLocation
+        PropEntry::new(Str::new(1304, 15), DATE_TIME, false),               // oldestTimestamp
+        PropEntry::new(Str::new(1319, 15), DATE_TIME, false),               // latestTimestamp
+        PropEntry::new(Str::new(1927, 9), DATE_TIME, true),                 // timestamp
+        PropEntry::new(Str::new(1936, 12), ARRAY_OF_SAMPLED_VALUE, true),   // sampledValue
+        PropEntry::new(Str::new(1238, 5), STRING, true),                    // value
+        PropEntry::new(Str::new(2217, 7), READING_CONTEXT, false),          // context
+        PropEntry::new(Str::new(2224, 6), VALUE_FORMAT, false),             // format
+        PropEntry::new(Str::new(2230, 9), MEASURAND, false),                // measurand
+        PropEntry::new(Str::new(2239, 5), PHASE, false),                    // phase
+        PropEntry::new(Str::new(923, 8), LOCATION, false),                  // location
+        PropEntry::new(Str::new(2244, 4), UNIT_OF_MEASURE, false),          // unit
+        PropEntry::new(Str::new(0, 5), STRING_MAX_20, true),                // idTag
+        PropEntry::new(Str::new(5, 9), ID_TAG_INFO, true),                  // idTagInfo
+        PropEntry::new(Str::new(2483, 17), STRING_MAX_20, true),            // chargePointVendor
+        PropEntry::new(Str::new(2500, 16), STRING_MAX_20, true),            // chargePointModel
+        PropEntry::new(Str::new(2516, 23), STRING_MAX_25, false), // chargePointSerialNumber
+        PropEntry::new(Str::new(2539, 21), STRING_MAX_25, false), // chargeBoxSerialNumber
+        PropEntry::new(Str::new(2560, 15), STRING_MAX_50, false), // firmwareVersion
+        PropEntry::new(Str::new(2575, 5), STRING_MAX_20, false),  // iccid
+        PropEntry::new(Str::new(2580, 4), STRING_MAX_20, false),  // imsi
+        PropEntry::new(Str::new(2584, 9), STRING_MAX_25, false),  // meterType
+        PropEntry::new(Str::new(2593, 17), STRING_MAX_25, false), // meterSerialNumber
+        PropEntry::new(Str::new(1221, 6), REGISTRATION_STATUS, true), // status
+        PropEntry::new(Str::new(2610, 11), DATE_TIME, true),      // currentTime
+        PropEntry::new(Str::new(2621, 8), INTEGER, true),         // interval
+        PropEntry::new(Str::new(2629, 13), INTEGER, true),        // reservationId
         PropEntry::new(Str::new(1221, 6), CANCEL_RESERVATION_STATUS, true), // status
-        PropEntry::new(Str::new(2642, 16), STRING_MAX_10000, true),       // certificateChain
+        PropEntry::new(Str::new(2642, 16), STRING_MAX_10000, true), // certificateChain
         PropEntry::new(Str::new(1221, 6), CERTIFICATE_SIGNED_STATUS_ENUM, true), // status
-        PropEntry::new(Str::new(2658, 11), INTEGER, true),                // connectorId
-        PropEntry::new(Str::new(2669, 4), AVAILABILITY_TYPE, true),       // type
-        PropEntry::new(Str::new(1221, 6), AVAILABILITY_STATUS, true),     // status
-        PropEntry::new(Str::new(1227, 3), STRING_MAX_50, true),           // key
-        PropEntry::new(Str::new(1238, 5), STRING_MAX_500, true),          // value
-        PropEntry::new(Str::new(1221, 6), CONFIGURATION_STATUS, true),    // status
-        PropEntry::new(Str::new(1221, 6), CLEAR_CACHE_STATUS, true),      // status
-        PropEntry::new(Str::new(2673, 2), INTEGER, false),                // id
-        PropEntry::new(Str::new(2658, 11), INTEGER, false),               // connectorId
+        PropEntry::new(Str::new(2658, 11), INTEGER, true),        // connectorId
+        PropEntry::new(Str::new(2669, 4), AVAILABILITY_TYPE, true), // type
+        PropEntry::new(Str::new(1221, 6), AVAILABILITY_STATUS, true), // status
+        PropEntry::new(Str::new(1227, 3), STRING_MAX_50, true),   // key
+        PropEntry::new(Str::new(1238, 5), STRING_MAX_500, true),  // value
+        PropEntry::new(Str::new(1221, 6), CONFIGURATION_STATUS, true), // status
+        PropEntry::new(Str::new(1221, 6), CLEAR_CACHE_STATUS, true), // status
+        PropEntry::new(Str::new(2673, 2), INTEGER, false),        // id
+        PropEntry::new(Str::new(2658, 11), INTEGER, false),       // connectorId
         PropEntry::new(Str::new(550, 22), CHARGING_PROFILE_PURPOSE_TYPE, false), // chargingProfilePurpose
         PropEntry::new(Str::new(540, 10), INTEGER, false),                       // stackLevel
         PropEntry::new(Str::new(1221, 6), CLEAR_CHARGING_PROFILE_STATUS, true),  // status

@@ -7492,7 +7492,7 @@ pub mod tables {
         Node::Number {
             min: None,
             max: None,
-            multiple_of: None,
+            fraction_digits: None,
         }, // NUMBER
         Node::String {
             max_length: Some(1000),
