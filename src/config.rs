@@ -248,6 +248,9 @@ pub struct EvseSection {
     pub id: u32,
     /// Shorthand for an EVSE with one connector (id 1).
     pub plug: Option<PlugConfig>,
+    /// The type of that one connector (ConnectorEnumType, e.g. `cCCS2`); the station's
+    /// `Connector.ConnectorType` when absent.
+    pub connector_type: Option<String>,
     #[serde(default)]
     pub connectors: Vec<ConnectorSection>,
     /// The EVSE's energy meter; a simulated 11 kW meter when absent.
@@ -336,6 +339,8 @@ pub struct GpioOutput {
 pub struct ConnectorSection {
     pub id: u32,
     pub plug: PlugConfig,
+    /// Its type (ConnectorEnumType); the station's `Connector.ConnectorType` when absent.
+    pub connector_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -690,6 +695,23 @@ impl Config {
                 (None, true) => problem(&key, "needs a `plug` or a list of `connectors`".into()),
                 _ => {}
             }
+            if evse.connector_type.is_some() && evse.plug.is_none() {
+                problem(
+                    &format!("{key}.connector_type"),
+                    "is for the `plug` shorthand; give each of `connectors` its own".into(),
+                );
+            }
+            for (c, t) in evse.connector_types() {
+                if !crate::ocpp::v201::ConnectorEnum::VALUES.contains(&t.as_str()) {
+                    problem(
+                        &format!("{key} connector {c} connector_type"),
+                        format!(
+                            "{t:?} is not a connector type; one of {}",
+                            crate::ocpp::v201::ConnectorEnum::VALUES.join(", ")
+                        ),
+                    );
+                }
+            }
             for (j, c) in evse.connectors.iter().enumerate() {
                 if c.id as usize != j + 1 {
                     problem(
@@ -786,6 +808,18 @@ impl Config {
 }
 
 impl EvseSection {
+    /// `(connector id, type)` of the connectors given a type of their own.
+    pub fn connector_types(&self) -> Vec<(u32, String)> {
+        match &self.plug {
+            Some(_) => self.connector_type.iter().map(|t| (1, t.clone())).collect(),
+            None => self
+                .connectors
+                .iter()
+                .filter_map(|c| c.connector_type.clone().map(|t| (c.id, t)))
+                .collect(),
+        }
+    }
+
     /// `(connector id, plug)` for every connector of this EVSE.
     pub fn plugs(&self) -> Vec<(u32, &PlugConfig)> {
         match &self.plug {
@@ -858,6 +892,27 @@ mod tests {
         let c = Config::from_toml_str(GOOD).unwrap();
         assert_eq!(c.connection_url(), "ws://127.0.0.1:9000/ocpp/CP001");
         assert_eq!(c.evse[0].plugs(), vec![(1, &PlugConfig::Sim)]);
+    }
+
+    #[test]
+    fn connector_types_are_checked() {
+        let c = Config::from_toml_str(&GOOD.replace(
+            r#"plug = { backend = "sim" }"#,
+            r#"plug = { backend = "sim" }
+        connector_type = "cCCS2""#,
+        ))
+        .unwrap();
+        assert_eq!(c.evse[0].connector_types(), vec![(1, "cCCS2".to_owned())]);
+        let p = problems(&GOOD.replace(
+            r#"plug = { backend = "sim" }"#,
+            r#"plug = { backend = "sim" }
+        connector_type = "Schuko""#,
+        ));
+        assert!(
+            p.iter()
+                .any(|p| p.to_string().contains("\"Schuko\" is not a connector type")),
+            "{p:?}"
+        );
     }
 
     #[test]

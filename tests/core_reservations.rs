@@ -40,6 +40,15 @@ fn reserve_with(h: &mut Harness, request: Value) -> String {
     answer["status"].as_str().unwrap().to_owned()
 }
 
+/// RequestStartTransaction without an EVSE: its status.
+fn remote_start(h: &mut Harness, id_token: &str, remote_start_id: i64) -> String {
+    let answer = result(h.call(
+        "RequestStartTransaction",
+        json!({"idToken": token(id_token), "remoteStartId": remote_start_id}),
+    ));
+    answer["status"].as_str().unwrap().to_owned()
+}
+
 fn cancel(h: &mut Harness, id: i64) -> String {
     let answer = result(h.call("CancelReservation", json!({"reservationId": id})));
     answer["status"].as_str().unwrap().to_owned()
@@ -250,9 +259,13 @@ fn tc_h_08_14_reservations_of_no_evse_reserve_the_last_free_evses() {
             .as_deref()
             .is_some_and(|n| n.contains("reserved"))
     );
-    // B uses EVSE 2 (H03.FR.03): EVSE 2 is free of it; EVSE 1 stays held for A.
+    // B uses EVSE 2 (H03.FR.03): EVSE 2 is free of it, each of its connectors reported once;
+    // EVSE 1 stays held for A.
+    let before = h.csms.statuses().len();
     h.token(2, "B");
-    assert_eq!(last_status(&h, 2, 1), "Available");
+    let mut got = statuses_since(&h, before);
+    got.sort();
+    assert_eq!(got, vec![s(2, 1, "Available"), s(2, 2, "Available")]);
     assert_eq!(last_status(&h, 1, 1), "Reserved");
     h.plug(2, 1, true);
     assert!(h.power_path(2));
@@ -365,12 +378,13 @@ fn tc_h_19_24_an_idtoken_of_the_reservations_group_uses_it() {
 fn tc_h_20_21_a_reserved_evse_that_becomes_faulted_or_unavailable_loses_its_reservation() {
     let mut h = booted();
     assert_eq!(reserve(&mut h, 1, Some(1), "A"), "Accepted");
-    // TC_H_21 / H01.FR.17.
+    // TC_H_21 / H01.FR.17: Unavailable, once.
+    let before = h.csms.statuses().len();
     result(h.call(
         "ChangeAvailability",
         json!({"operationalStatus": "Inoperative", "evse": {"id": 1}}),
     ));
-    assert_eq!(last_status(&h, 1, 1), "Unavailable");
+    assert_eq!(statuses_since(&h, before), vec![s(1, 1, "Unavailable")]);
     assert_eq!(status_updates(&h), vec![(1, "Removed".to_owned())]);
     result(h.call(
         "ChangeAvailability",
@@ -392,10 +406,16 @@ fn tc_h_20_21_a_reserved_evse_that_becomes_faulted_or_unavailable_loses_its_rese
 
 #[test]
 fn tc_h_22_reservations_switched_off_are_rejected() {
-    let mut h = Harness::new(config_with(&[("ReservationCtrlr.Enabled", "false")]));
-    h.advance_secs(1);
-    assert_eq!(reserve(&mut h, 1, Some(1), "A"), "Rejected");
-    assert_eq!(reserve(&mut h, 2, None, "A"), "Rejected");
+    // H01.FR.01; free charging (AuthCtrlr.Enabled false) could not keep anyone out either.
+    for setting in [
+        ("ReservationCtrlr.Enabled", "false"),
+        ("AuthCtrlr.Enabled", "false"),
+    ] {
+        let mut h = Harness::new(config_with(&[setting]));
+        h.advance_secs(1);
+        assert_eq!(reserve(&mut h, 1, Some(1), "A"), "Rejected", "{setting:?}");
+        assert_eq!(reserve(&mut h, 2, None, "A"), "Rejected", "{setting:?}");
+    }
 }
 
 #[test]
@@ -461,5 +481,97 @@ fn reservation_variables_are_in_the_device_model() {
     assert_eq!(
         h.variable_values(&["EVSE@1.AvailabilityState"]),
         vec!["Reserved"]
+    );
+}
+
+#[test]
+fn an_authorized_driver_takes_an_evse_from_reservations_before_plugging_in() {
+    // TxStartPoint PowerPathClosed: authorization opens no transaction.
+    let mut h = Harness::new(config_with(&[
+        ("TxCtrlr.TxStartPoint", "PowerPathClosed"),
+        ("TxCtrlr.TxStopPoint", "EVConnected"),
+    ]));
+    h.advance_secs(1);
+    // An authorized, not yet plugged EVSE is not Available for a reservation.
+    h.token(1, "C");
+    assert_eq!(reserve(&mut h, 1, Some(1), "A"), "Occupied");
+    h.token(1, "C"); // changed their mind
+    // Two reservations of no EVSE; B uses one at EVSE 2 before plugging in: EVSE 1 is then
+    // the only one left for A, so C may not take it (H01.FR.07).
+    assert_eq!(reserve(&mut h, 2, None, "A"), "Accepted");
+    assert_eq!(reserve(&mut h, 3, None, "B"), "Accepted");
+    h.token(2, "B");
+    assert_eq!(last_status(&h, 1, 1), "Reserved");
+    h.token(1, "C");
+    assert!(
+        h.station.snapshot(h.now).evses[0]
+            .last_authorization
+            .as_deref()
+            .is_some_and(|n| n.contains("reserved"))
+    );
+    h.plug(2, 1, true);
+    assert!(h.power_path(2));
+    assert_eq!(last_status(&h, 2, 1), "Occupied");
+    assert!(status_updates(&h).is_empty());
+}
+
+#[test]
+fn a_remote_start_without_evse_goes_where_the_reservation_is_or_where_none_is() {
+    let mut h = booted();
+    assert_eq!(reserve(&mut h, 1, Some(2), "A"), "Accepted");
+    // F01.FR.20 with H03: A's remote start goes to EVSE 2, and uses the reservation.
+    assert_eq!(remote_start(&mut h, "A", 1), "Accepted");
+    h.plug(2, 1, true);
+    assert!(h.power_path(2));
+    assert!(h.events().iter().any(|e| e["reservationId"] == 1));
+    // B's goes to the free EVSE 1, not refused because EVSE 2 was reserved.
+    assert_eq!(reserve(&mut h, 2, Some(2), "A"), "Occupied");
+    assert_eq!(remote_start(&mut h, "B", 2), "Accepted");
+    h.plug(1, 1, true);
+    assert!(h.power_path(1));
+}
+
+#[test]
+fn cancelling_one_reservation_keeps_the_others_evses() {
+    let mut h = booted();
+    assert_eq!(reserve(&mut h, 1, None, "A"), "Accepted");
+    assert_eq!(reserve(&mut h, 2, None, "B"), "Accepted");
+    // Strangers plug in at both: still Reserved (G01.FR.09).
+    h.plug(1, 1, true);
+    h.plug(2, 1, true);
+    assert_eq!(last_status(&h, 1, 1), "Reserved");
+    assert_eq!(last_status(&h, 2, 1), "Reserved");
+    assert_eq!(cancel(&mut h, 2), "Accepted");
+    // One EVSE is let go, the other stays A's; nothing is removed.
+    let reserved = [last_status(&h, 1, 1), last_status(&h, 2, 1)]
+        .iter()
+        .filter(|st| *st == "Reserved")
+        .count();
+    assert_eq!(reserved, 1);
+    assert!(status_updates(&h).is_empty());
+}
+
+#[test]
+fn connector_types_are_per_connector() {
+    let mut config = default_config();
+    config.evses[1].connector_types = vec![(2, "cCCS2".into())];
+    let mut h = Harness::new(config);
+    h.advance_secs(1);
+    // EVSE 1 has only cType2 (the station's Connector.ConnectorType).
+    let r = json!({"id": 1, "expiryDateTime": in_secs(&h, 600), "idToken": token("A"),
+        "evseId": 1, "connectorType": "cCCS2"});
+    assert_eq!(reserve_with(&mut h, r), "Rejected");
+    // One EVSE has a CCS2 connector: a second CCS2 reservation does not fit.
+    let r = json!({"id": 2, "expiryDateTime": in_secs(&h, 600), "idToken": token("A"),
+        "connectorType": "cCCS2"});
+    assert_eq!(reserve_with(&mut h, r), "Accepted");
+    assert_eq!(last_status(&h, 2, 2), "Reserved");
+    assert_eq!(last_status(&h, 1, 1), "Available");
+    let r = json!({"id": 3, "expiryDateTime": in_secs(&h, 600), "idToken": token("B"),
+        "connectorType": "cCCS2"});
+    assert_eq!(reserve_with(&mut h, r), "Occupied");
+    assert_eq!(
+        h.variable_values(&["Connector@2/1.ConnectorType", "Connector@2/2.ConnectorType"]),
+        vec!["cType2", "cCCS2"]
     );
 }

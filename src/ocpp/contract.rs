@@ -44,6 +44,9 @@ impl Identity {
 pub struct EvseLayout {
     pub id: u32,
     pub connectors: Vec<u32>,
+    /// Connector types (ConnectorEnumType, e.g. `cCCS2`) of connectors that have their own;
+    /// the others have `Connector.ConnectorType`.
+    pub connector_types: Vec<(u32, String)>,
 }
 
 #[derive(Debug, Clone)]

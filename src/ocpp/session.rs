@@ -205,6 +205,9 @@ impl Ctx {
         for q in dropped {
             self.volatile_failed(now, q.request);
         }
+        for c in &mut self.model.connectors {
+            c.queued = None;
+        }
         self.mark_queue_offline();
         self.schedule_reconnect(now);
     }
@@ -609,6 +612,11 @@ impl Ctx {
                 id_token,
                 purpose,
             }),
+            RequestKind::StatusNotification { connector, .. } => {
+                if let Some(c) = self.model.connectors.get_mut(connector) {
+                    c.queued = None;
+                }
+            }
             // The CSMS was not told: report the problem state again after reconnection.
             RequestKind::NotifyEvent { connector, problem } => {
                 if let Some(c) = self.model.connectors.get_mut(connector) {
@@ -933,6 +941,9 @@ impl Ctx {
     /// A StatusNotification of a connector's current status (G01).
     pub(crate) fn queue_status(&mut self, now: Instant, index: usize) {
         let status = self.model.connector_status(index, &self.vars);
+        if self.link.connection == ConnectionState::Connected {
+            self.model.connectors[index].queued = Some(status);
+        }
         let c = &self.model.connectors[index];
         let request = v201::StatusNotificationRequest {
             custom_data: None,
@@ -952,12 +963,12 @@ impl Ctx {
     }
 
     /// StatusNotifications of every connector (`all`), or of those whose status differs from
-    /// what the CSMS acknowledged last (B04.FR.02).
+    /// what was last queued, or after an outage what the CSMS acknowledged last (B04.FR.02).
     pub(crate) fn queue_connector_statuses(&mut self, now: Instant, all: bool) {
         for index in 0..self.model.connectors.len() {
+            let c = &self.model.connectors[index];
             if all
-                || self.model.connectors[index].reported
-                    != Some(self.model.connector_status(index, &self.vars))
+                || c.queued.or(c.reported) != Some(self.model.connector_status(index, &self.vars))
             {
                 self.queue_status(now, index);
             }

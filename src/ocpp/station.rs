@@ -84,7 +84,14 @@ impl Station {
         system_utc: UtcTime,
         rng_seed: u64,
     ) -> Self {
-        let model = Model::new(config.evses.iter().map(|e| (e.id, e.connectors.clone())));
+        let mut model = Model::new(config.evses.iter().map(|e| (e.id, e.connectors.clone())));
+        for e in &config.evses {
+            for (c, kind) in &e.connector_types {
+                if let Some(i) = model.connector_index(e.id, *c) {
+                    model.connectors[i].kind = Some(kind.clone());
+                }
+            }
+        }
         let link = Session::new(
             config.boot_reason,
             config.variables.seconds(Var::HeartbeatInterval),
@@ -128,7 +135,7 @@ impl Station {
             .transactions
             .recover(&mut station.cx, now, &persisted);
         // Reserved connectors, and what expired while the agent was down (H04).
-        station.reservations.refresh(&mut station.cx, now);
+        station.refresh_reservations(now);
         station.route_events(now);
         station
             .firmware
@@ -164,7 +171,10 @@ impl Station {
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
-                Timer::ReservationExpiry => self.reservations.expiry_timer(&mut self.cx, now),
+                Timer::ReservationExpiry => {
+                    self.transactions.publish_authorized(&mut self.cx);
+                    self.reservations.expiry_timer(&mut self.cx, now)
+                }
                 _ => self
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
@@ -237,7 +247,7 @@ impl Station {
                 }
                 self.transactions
                     .plug_changed(&mut self.cx, now, evse, connector, plugged);
-                self.reservations.refresh(&mut self.cx, now);
+                self.refresh_reservations(now);
             }
             Input::Token { evse, id_token } => {
                 let index = self
@@ -479,6 +489,12 @@ impl Station {
         }
     }
 
+    /// The reservations after a change of the station, with who is authorized where.
+    fn refresh_reservations(&mut self, now: Instant) {
+        self.transactions.publish_authorized(&mut self.cx);
+        self.reservations.refresh(&mut self.cx, now);
+    }
+
     /// Delivers the core events raised so far, in order, to the blocks that react to them.
     fn route_events(&mut self, now: Instant) {
         while let Some(event) = self.cx.events.pop_front() {
@@ -508,7 +524,7 @@ impl Station {
                     if delta_ms.abs() > 1000 {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                         self.smart_charging.apply(&mut self.cx, now);
-                        self.reservations.refresh(&mut self.cx, now);
+                        self.refresh_reservations(now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered {
@@ -527,7 +543,7 @@ impl Station {
                 CoreEvent::TransactionStarted { evse } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
-                    self.reservations.refresh(&mut self.cx, now);
+                    self.refresh_reservations(now);
                     if let Some(idx) = self.cx.model.evse_index(evse) {
                         self.tariff.transaction_started(&self.cx, idx);
                     }
@@ -537,7 +553,7 @@ impl Station {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
-                    self.reservations.refresh(&mut self.cx, now);
+                    self.refresh_reservations(now);
                     if let CoreEvent::TransactionEnded { evse } = event {
                         if let Some(idx) = self.cx.model.evse_index(evse) {
                             self.tariff.transaction_ended(&self.cx, idx);
@@ -577,13 +593,13 @@ impl Station {
                 }
                 CoreEvent::AvailabilityChanged => {
                     self.transactions.availability_changed(&mut self.cx);
-                    self.reservations.refresh(&mut self.cx, now);
+                    self.refresh_reservations(now);
                 }
                 CoreEvent::FaultChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
                         self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
-                    self.reservations.refresh(&mut self.cx, now);
+                    self.refresh_reservations(now);
                 }
                 CoreEvent::SmartChargingSwitched => self.smart_charging.apply(&mut self.cx, now),
                 CoreEvent::AlignedIntervalChanged => {
@@ -594,7 +610,7 @@ impl Station {
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                 }
                 CoreEvent::ConnectorStatusesChanged => {
-                    self.reservations.refresh(&mut self.cx, now);
+                    self.refresh_reservations(now);
                     if self.cx.can_send_normal() {
                         self.cx.queue_connector_statuses(now, false);
                     }
@@ -737,9 +753,11 @@ impl Station {
                 Ok(v201::CostUpdatedResponse { custom_data: None })
             }),
             Action::ReserveNow => answer(payload, |r| {
+                transactions.publish_authorized(cx);
                 reservation::reserve_now(reservations, cx, now, r)
             }),
             Action::CancelReservation => answer(payload, |r| {
+                transactions.publish_authorized(cx);
                 reservation::cancel_reservation(reservations, cx, now, r)
             }),
             Action::UpdateFirmware => {

@@ -235,10 +235,12 @@ pub fn default_config() -> StationConfig {
             EvseLayout {
                 id: 1,
                 connectors: vec![1],
+                connector_types: Vec::new(),
             },
             EvseLayout {
                 id: 2,
                 connectors: vec![1, 2],
+                connector_types: Vec::new(),
             },
         ],
         boot_reason: v201::BootReasonEnum::PowerUp,
@@ -687,7 +689,7 @@ impl Harness {
     }
 
     /// GetVariables as the CSMS for `component.variable[instance]` names (`EVSE@1` for an
-    /// EVSE's component): each attributeValue, "" for none.
+    /// EVSE's component, `Connector@2/1` for a connector's): each attributeValue, "" for none.
     pub fn variable_values(&mut self, names: &[&str]) -> Vec<String> {
         let data: Vec<Value> = names
             .iter()
@@ -698,8 +700,15 @@ impl Harness {
                     None => (rest, None),
                 };
                 let mut c = json!({ "name": component });
-                if let Some((n, evse)) = component.split_once('@') {
+                if let Some((n, at)) = component.split_once('@') {
+                    let (evse, connector) = match at.split_once('/') {
+                        Some((e, c)) => (e, Some(c.parse::<i64>().expect("connector id"))),
+                        None => (at, None),
+                    };
                     c = json!({ "name": n, "evse": {"id": evse.parse::<i64>().expect("evse id")} });
+                    if let Some(id) = connector {
+                        c["evse"]["connectorId"] = json!(id);
+                    }
                 }
                 let mut v = json!({ "name": variable });
                 if let Some(i) = instance {

@@ -122,6 +122,7 @@ fn station_config(
             .map(|e| EvseLayout {
                 id: e.id,
                 connectors: e.plugs().iter().map(|(c, _)| *c).collect(),
+                connector_types: e.connector_types(),
             })
             .collect(),
         boot_reason,

@@ -242,6 +242,14 @@ impl Provisioning {
         evse: Option<(i64, Option<i64>)>,
     ) -> String {
         let def = &VARIABLES[index];
+        // A connector with a type of its own (`[[evse]]` configuration).
+        if def.component == "Connector" && def.name == "ConnectorType" {
+            if let Some((e, Some(c))) = evse {
+                if let Some(i) = cx.model.connector_index(id32(e), id32(c)) {
+                    return cx.model.connector_type(i, &cx.vars).to_owned();
+                }
+            }
+        }
         if !def.dynamic {
             return cx.vars.value_index(index).to_owned();
         }

@@ -142,8 +142,11 @@ impl Reservations {
     }
 
     fn check(&self, cx: &Ctx, now: Instant, new: &Reservation) -> ReserveOutcome {
-        // H01.FR.01
-        if !cx.vars.bool(Var::ReservationEnabled) || !cx.vars.bool(Var::ReservationAvailable) {
+        // H01.FR.01; without authorization (free charging) nobody could be kept out.
+        if !cx.vars.bool(Var::ReservationEnabled)
+            || !cx.vars.bool(Var::ReservationAvailable)
+            || !cx.vars.bool(Var::AuthEnabled)
+        {
             return ReserveOutcome::Rejected;
         }
         if new.expiry_ms <= cx.clock.utc(now).unix_millis() {
@@ -156,8 +159,9 @@ impl Reservations {
         }
         let targets: Vec<usize> = match new.evse {
             Some(evse) => match cx.model.evse_index(evse) {
-                Some(i) => vec![i],
-                None => return ReserveOutcome::Rejected,
+                // An EVSE without a connector of the type asked for cannot serve it.
+                Some(i) if has_type(cx, i, new.connector_type.as_deref()) => vec![i],
+                _ => return ReserveOutcome::Rejected,
             },
             // H01.FR.19
             None if !cx.vars.bool(Var::ReservationNonEvseSpecific) => {
@@ -235,23 +239,30 @@ impl Reservations {
         self.refresh(cx, now);
     }
 
-    /// H04.FR.01, H01.FR.16/17: tells the CSMS, in one batch with the reservations that are
-    /// left, so a power cut cannot lose one without the other.
+    /// H04.FR.01, H01.FR.16/17: tells the CSMS, the last update in one batch with the
+    /// reservations that are left.
     pub(crate) fn report_ended(&mut self, cx: &mut Ctx, now: Instant, ended: Vec<(i64, Ended)>) {
-        let mut batch = vec![self.record()];
-        for (id, why) in ended {
+        // The record goes with the last update: a cut before it repeats an update after the
+        // restart rather than losing one.
+        let last = ended.len().saturating_sub(1);
+        for (n, (id, why)) in ended.into_iter().enumerate() {
             info!(reservation = id, why = why.as_str(), "reservation ended");
             let payload = json!({
                 "reservationId": id,
                 "reservationUpdateStatus": why.as_str(),
             });
+            let batch = if n == last {
+                vec![self.record()]
+            } else {
+                Vec::new()
+            };
             cx.enqueue_durable(
                 now,
                 Action::ReservationStatusUpdate,
                 None,
                 EventKind::Other,
                 payload,
-                std::mem::take(&mut batch),
+                batch,
             );
         }
     }
@@ -327,8 +338,19 @@ impl Reservations {
     /// Writes every EVSE's gate; true if an exclusive flag changed (a status changes).
     fn apply_gates(&self, cx: &mut Ctx) -> bool {
         let held: Vec<&Reservation> = self.held.iter().collect();
-        let current = current_gates(cx);
-        let gates = gates_for_with(cx, &held, &current);
+        // An EVSE held only because it was (a stranger's EV is plugged in) is let go one at a
+        // time, and only while the others still fit: letting all go at once could leave a
+        // reservation with none.
+        let mut hold = current_gates(cx);
+        for idx in 0..hold.len() {
+            if hold[idx] && base(cx, idx) == Base::Occupied {
+                hold[idx] = false;
+                if !feasible(cx, &held, &hold) {
+                    hold[idx] = true;
+                }
+            }
+        }
+        let gates = gates_for_with(cx, &held, &hold);
         let mut changed = false;
         for (i, gate) in gates.into_iter().enumerate() {
             let evse = &mut cx.model.evses[i];
@@ -339,14 +361,19 @@ impl Reservations {
     }
 }
 
-/// Whether the EVSE has a connector of this type (any type for None). A connector's type is
-/// the station's Connector.ConnectorType.
-fn has_type(cx: &Ctx, _idx: usize, connector_type: Option<&str>) -> bool {
-    connector_type.is_none_or(|t| cx.vars.get(Var::ConnectorType) == t)
+/// Whether the EVSE has a connector of this type (any type for None).
+fn has_type(cx: &Ctx, idx: usize, connector_type: Option<&str>) -> bool {
+    let Some(t) = connector_type else {
+        return true;
+    };
+    let id = cx.model.evses[idx].id;
+    (0..cx.model.connectors.len())
+        .any(|i| cx.model.connectors[i].evse == id && cx.model.connector_type(i, &cx.vars) == t)
 }
 
 /// An EVSE's state with reservations left out: Faulted if every connector is, Unavailable if
-/// it cannot be used, Occupied if an EV is plugged in or a transaction runs.
+/// it cannot be used, Occupied if a driver is authorized there, an EV is plugged in or a
+/// transaction runs.
 fn base(cx: &Ctx, idx: usize) -> Base {
     let id = cx.model.evses[idx].id;
     let connectors: Vec<_> = cx
@@ -359,7 +386,10 @@ fn base(cx: &Ctx, idx: usize) -> Base {
         Base::Faulted
     } else if !cx.model.connector_usable(idx, None, &cx.vars) {
         Base::Unavailable
-    } else if cx.model.evses[idx].transaction.is_some() || connectors.iter().any(|c| c.plugged) {
+    } else if cx.model.evses[idx].authorized
+        || cx.model.evses[idx].transaction.is_some()
+        || connectors.iter().any(|c| c.plugged)
+    {
         Base::Occupied
     } else {
         Base::Available
@@ -377,7 +407,7 @@ fn current_gates(cx: &Ctx) -> Vec<bool> {
 
 /// An EVSE a reservation of no particular EVSE may count on: Available and not reserved
 /// itself. One already held exclusive stays free while a driver who may not charge there
-/// plugs in (G01.FR.09: its status does not change).
+/// plugs in (G01.FR.09: its status does not change), but not once someone is authorized.
 fn free(cx: &Ctx, held: &[&Reservation], exclusive_now: &[bool], idx: usize) -> bool {
     let id = cx.model.evses[idx].id;
     if held.iter().any(|r| r.evse == Some(id)) {
@@ -385,9 +415,14 @@ fn free(cx: &Ctx, held: &[&Reservation], exclusive_now: &[bool], idx: usize) -> 
     }
     match base(cx, idx) {
         Base::Available => true,
-        Base::Occupied => exclusive_now[idx],
+        Base::Occupied => exclusive_now[idx] && held_by_plug_only(cx, idx),
         Base::Unavailable | Base::Faulted => false,
     }
+}
+
+/// Occupied only by an EV nobody authorized (a stranger plugged in at a held EVSE).
+fn held_by_plug_only(cx: &Ctx, idx: usize) -> bool {
+    !cx.model.evses[idx].authorized
 }
 
 /// Whether every reservation of no particular EVSE can have its own free EVSE of its type

@@ -115,6 +115,14 @@ impl Transactions {
         }
     }
 
+    /// Tells the model which EVSEs have an authorized driver (what reservations count as
+    /// taken).
+    pub(crate) fn publish_authorized(&self, cx: &mut Ctx) {
+        for (e, m) in self.evses.iter().zip(cx.model.evses.iter_mut()) {
+            m.authorized = e.auth.is_some();
+        }
+    }
+
     /// The idTokens that authorize a session now, per EVSE (N09: what is kept of a customer).
     pub(crate) fn session_tokens(&self) -> Vec<(u32, IdToken)> {
         self.evses
@@ -215,8 +223,12 @@ impl Transactions {
             return;
         };
         if plugged {
-            // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02).
-            if !cx.vars.bool(Var::AuthEnabled) && self.evses[idx].auth.is_none() {
+            // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02); not
+            // where a reservation holds the EVSE for someone.
+            if !cx.vars.bool(Var::AuthEnabled)
+                && self.evses[idx].auth.is_none()
+                && !cx.model.evses[idx].reservation.exclusive
+            {
                 self.evses[idx].auth = Some(Auth {
                     id_token: IdToken::new("", "NoAuthorization"),
                     group: None,
@@ -1605,13 +1617,15 @@ impl Transactions {
         if !cx.is_accepted() {
             return rejected("not accepted by the CSMS yet");
         }
+        let id_token = IdToken::from(&request.id_token);
+        let group = request.group_id_token.as_ref().map(IdToken::from);
         let idx = match request.evse_id {
             Some(id) => match cx.model.evse_index(id32(id)) {
                 Some(i) => i,
                 None => return rejected("no such EVSE"),
             },
             // F01.FR.20: the station picks the EVSE.
-            None => match self.select_evse(cx) {
+            None => match self.select_evse(cx, &id_token, group.as_ref()) {
                 Some(i) => i,
                 None => return rejected("no EVSE can take a session"),
             },
@@ -1631,26 +1645,16 @@ impl Transactions {
         ) {
             return rejected("a Master Pass token cannot start a transaction");
         }
-        let id_token = IdToken::from(&request.id_token);
         // H03 (TC_H_02_CS): a reserved EVSE refuses another driver's remote start. A token of
         // the reservation's group is only known after its authorization, which decides then.
         let gate = &cx.model.evses[idx].reservation;
         let group_may_claim = cx.vars.bool(Var::AuthorizeRemoteStart)
             && gate.claimants.iter().any(|c| c.group.is_some());
-        if gate.exclusive
-            && gate
-                .claim(
-                    &id_token,
-                    request.group_id_token.as_ref().map(IdToken::from).as_ref(),
-                )
-                .is_none()
-            && !group_may_claim
-        {
+        if gate.exclusive && gate.claim(&id_token, group.as_ref()).is_none() && !group_may_claim {
             return rejected("the EVSE is reserved for another idToken");
         }
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());
         let remote_start_id = request.remote_start_id;
-        let group = request.group_id_token.as_ref().map(IdToken::from);
         // C03.FR.01/F02: Central tokens and AuthorizeRemoteStart = false need no Authorize.
         let central = id_token.kind == "Central";
         if cx.vars.bool(Var::AuthorizeRemoteStart) && !central {
@@ -1694,12 +1698,23 @@ impl Transactions {
                 .connector_usable(idx, self.plugged_connector(cx, idx), &cx.vars)
     }
 
-    /// F01.FR.20: the EVSE for a RequestStartTransaction without evseId: one where an EV is
-    /// already plugged in and waits (the driver asked from there), else the first free one.
-    fn select_evse(&self, cx: &Ctx) -> Option<usize> {
-        let candidates = || (0..self.evses.len()).filter(|i| self.can_take_session(cx, *i));
+    /// F01.FR.20: the EVSE for a RequestStartTransaction without evseId: one the driver's
+    /// reservation holds (H03), else one where an EV is already plugged in and waits (the
+    /// driver asked from there), else the first free one; never one reserved for another.
+    fn select_evse(&self, cx: &Ctx, id_token: &IdToken, group: Option<&IdToken>) -> Option<usize> {
+        let candidates = || {
+            (0..self.evses.len()).filter(|i| {
+                let gate = &cx.model.evses[*i].reservation;
+                self.can_take_session(cx, *i)
+                    && (!gate.exclusive || gate.claim(id_token, group).is_some())
+            })
+        };
         candidates()
-            .find(|i| self.plugged_connector(cx, *i).is_some())
+            .find(|i| {
+                let gate = &cx.model.evses[*i].reservation;
+                gate.exclusive && gate.claim(id_token, group).is_some()
+            })
+            .or_else(|| candidates().find(|i| self.plugged_connector(cx, *i).is_some()))
             .or_else(|| candidates().find(|i| self.evses[*i].tx.is_none()))
     }
 

@@ -212,6 +212,11 @@ pub struct Connector {
     /// The last status the CSMS acknowledged, to report only changes after a short outage
     /// (B04.FR.02).
     pub reported: Option<ConnectorStatus>,
+    /// The status last queued for the CSMS while connected (None after a failure or an
+    /// outage: then what it acknowledged counts), so a status is not reported twice.
+    pub queued: Option<ConnectorStatus>,
+    /// Its type (ConnectorEnumType spelling), if configured; else `Connector.ConnectorType`.
+    pub kind: Option<String>,
 }
 
 /// An EVSE as the other blocks see it.
@@ -233,6 +238,9 @@ pub struct Evse {
     pub offered_w: Option<f64>,
     /// Who may still start here because of a reservation (kept by the reservation block).
     pub reservation: ReservationGate,
+    /// A driver is authorized here, with or without a transaction yet (kept by the
+    /// transaction block).
+    pub authorized: bool,
 }
 
 /// What reservations mean for one EVSE (H01, H03), as the reservation block decides it.
@@ -315,6 +323,7 @@ impl Model {
                 charging_paused: false,
                 offered_w: None,
                 reservation: ReservationGate::default(),
+                authorized: false,
             });
             model
                 .connectors
@@ -326,9 +335,19 @@ impl Model {
                     fault: None,
                     fault_reported: false,
                     reported: None,
+                    queued: None,
+                    kind: None,
                 }));
         }
         model
+    }
+
+    /// A connector's type: its own, or the station's `Connector.ConnectorType`.
+    pub fn connector_type<'a>(&'a self, index: usize, vars: &'a DeviceModel) -> &'a str {
+        self.connectors[index]
+            .kind
+            .as_deref()
+            .unwrap_or_else(|| vars.get(Var::ConnectorType))
     }
 
     pub fn evse_index(&self, evse: u32) -> Option<usize> {
