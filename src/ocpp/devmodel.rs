@@ -470,6 +470,18 @@ variables! {
     // (K01.FR.48: a phaseToUse is Rejected).
     Phases3to1 => var("SmartChargingCtrlr", "Phases3to1", Boolean, "false").read_only();
     AcPhaseSwitchingSupported => var("SmartChargingCtrlr", "ACPhaseSwitchingSupported", Boolean, "false").read_only().per_evse();
+
+    // O01-O06: display messages (blocks/display.rs) for the integrator's HMI (`ctl display`,
+    // `ctl watch`). false: the O messages are answered NotSupported and no message is shown.
+    DisplayMessageAvailable => var("DisplayMessageCtrlr", "Available", Boolean, "true").read_only();
+    DisplayMessageEnabled => var("DisplayMessageCtrlr", "Enabled", Boolean, "true");
+    // The messages set; at most maxLimit (a SetDisplayMessage beyond it is Rejected, O01.FR.11).
+    DisplayMessages => var("DisplayMessageCtrlr", "DisplayMessages", Integer, "0").dynamic().range(0, super::blocks::display::MAX_MESSAGES);
+    // What the HMI can show: a message in another format is NotSupportedMessageFormat
+    // (O01.FR.03). The configuration may widen it to HTML and URI for an HMI that renders them.
+    DisplayMessageSupportedFormats => var("DisplayMessageCtrlr", "SupportedFormats", MemberList(&["ASCII", "HTML", "URI", "UTF8"]), "ASCII,UTF8").read_only();
+    // A message of another priority is NotSupportedPriority (O01.FR.01).
+    DisplayMessageSupportedPriorities => var("DisplayMessageCtrlr", "SupportedPriorities", MemberList(&["AlwaysFront", "InFront", "NormalCycle"]), "AlwaysFront,InFront,NormalCycle").read_only();
 }
 
 /// A bad value for a variable, with the key it concerns.

@@ -31,6 +31,7 @@ use super::blocks::authorization::Authorization;
 use super::blocks::availability::Availability;
 use super::blocks::data_transfer::DataTransfer;
 use super::blocks::diagnostics::Diagnostics;
+use super::blocks::display::{self, Display, ScreenScope, ScreenState};
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
 use super::blocks::security::Security;
@@ -47,6 +48,7 @@ use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
 use super::v201::charging;
+use super::v201::display as v201_display;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::time::Duration;
@@ -69,6 +71,7 @@ pub struct Station {
     firmware: Firmware,
     diagnostics: Diagnostics,
     smart_charging: SmartCharging,
+    display: Display,
 }
 
 impl Station {
@@ -98,6 +101,7 @@ impl Station {
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
+        let display = Display::restore(&mut cx, now, &persisted);
         let mut station = Station {
             cx,
             availability,
@@ -109,6 +113,7 @@ impl Station {
             firmware: Firmware::new(config.firmware),
             diagnostics: Diagnostics::new(config.diagnostics_log),
             smart_charging,
+            display,
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -120,6 +125,8 @@ impl Station {
             .transactions
             .recover(&mut station.cx, now, &persisted);
         station.route_events(now);
+        // O02.FR.02: the messages of transactions that did not survive the restart.
+        station.display.transactions_changed(&mut station.cx, now);
         station
             .firmware
             .restore_firmware(&mut station.cx, now, &persisted);
@@ -154,6 +161,7 @@ impl Station {
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
+                Timer::DisplayMessage => self.display.expire(&mut self.cx, now),
                 _ => self
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
@@ -391,6 +399,58 @@ impl Station {
         }
     }
 
+    /// What the screens show now: the station's main display (EVSE 0), then each EVSE's, with
+    /// the items in the order to show them (see [`ScreenSnapshot::items`]).
+    pub fn display(&self, now: Instant) -> DisplaySnapshot {
+        let model = &self.cx.model;
+        let states: Vec<ScreenState> = (0..model.evses.len())
+            .map(|i| ScreenState::of_evse(model, &self.cx.vars, i))
+            .collect();
+        let station = (0, ScreenState::of_station(&states), None);
+        let evses = model.evses.iter().zip(&states).map(|(e, s)| {
+            let tx = e.active_transaction.as_ref().map(|t| t.id.as_str());
+            (e.id, *s, tx)
+        });
+        let screens = std::iter::once(station)
+            .chain(evses)
+            .map(|(evse, state, transaction_id)| {
+                let scope = ScreenScope {
+                    evse,
+                    state,
+                    transaction_id,
+                };
+                let mut messages: Vec<_> = self.display.showing(&self.cx, now, scope).collect();
+                messages.sort_by_key(|m| {
+                    (
+                        m.priority,
+                        display::specificity(m),
+                        std::cmp::Reverse(m.seq),
+                    )
+                });
+                let mut items: Vec<DisplayItem> = messages
+                    .into_iter()
+                    .map(|m| DisplayItem {
+                        source: DisplaySource::Csms,
+                        id: Some(m.id),
+                        priority: m.priority,
+                        format: m.content.format.clone(),
+                        language: m.content.language.clone(),
+                        content: m.content.content.clone(),
+                        transaction_id: m.transaction_id.clone(),
+                        until: m
+                            .end_ms
+                            .map(|ms| UtcTime::from_unix_millis(ms).to_rfc3339()),
+                    })
+                    .collect();
+                // Items of other sources join here; a stable sort keeps the order within
+                // a priority.
+                items.sort_by_key(|i| i.priority);
+                ScreenSnapshot { evse, state, items }
+            })
+            .collect();
+        DisplaySnapshot { screens }
+    }
+
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
     fn handle_result(&mut self, now: Instant, id: &str, payload: Value) {
         let Some(kind) = self.cx.take_answered(id) else {
@@ -490,6 +550,7 @@ impl Station {
                     if delta_ms.abs() > 1000 {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                         self.smart_charging.apply(&mut self.cx, now);
+                        self.display.expire(&mut self.cx, now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered {
@@ -514,6 +575,7 @@ impl Station {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
+                    self.display.transactions_changed(&mut self.cx, now);
                 }
                 CoreEvent::ChargingRateChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
@@ -581,6 +643,7 @@ impl Station {
             firmware,
             diagnostics,
             smart_charging,
+            display,
         } = self;
         let result = match known {
             Action::RequestStartTransaction => answer(payload, |r| {
@@ -667,6 +730,15 @@ impl Station {
             Action::GetCompositeSchedule => answer(payload, |r| {
                 charging::get_composite_schedule(smart_charging, cx, now, r)
             }),
+            Action::SetDisplayMessage => answer(payload, |r| {
+                v201_display::set_display_message(display, cx, now, r)
+            }),
+            Action::GetDisplayMessages => answer(payload, |r| {
+                v201_display::get_display_messages(display, cx, now, r)
+            }),
+            Action::ClearDisplayMessage => answer(payload, |r| {
+                v201_display::clear_display_message(display, cx, now, r)
+            }),
             Action::UpdateFirmware => {
                 let roots = security.manufacturer_roots();
                 answer(payload, |r| firmware.update_firmware(cx, now, r, &roots))
@@ -690,6 +762,7 @@ impl Station {
             certificate_entries: self.security.certificate_entries(),
             local_list_entries: self.authorization.local_list_entries(),
             charging_profile_entries: self.smart_charging.entries(),
+            display_messages: self.display.entries(),
         }
     }
 

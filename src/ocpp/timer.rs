@@ -44,6 +44,8 @@ pub enum Timer {
     MeterCheckpoint(u32),
     /// The next instant a charging profile changes a limit (K01, K08).
     ChargingLimit,
+    /// The next start or end of a display message's window (O01.FR.06/07).
+    DisplayMessage,
 }
 
 /// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a

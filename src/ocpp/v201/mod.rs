@@ -52,6 +52,7 @@
 
 pub mod adapter;
 pub mod charging;
+pub mod display;
 pub mod generated;
 pub mod schema;
 pub mod validate;
