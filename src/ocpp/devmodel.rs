@@ -748,6 +748,10 @@ mod tests {
             ("SmartChargingCtrlr", "PeriodsPerSchedule", None),
             ("SmartChargingCtrlr", "ProfileStackLevel", None),
             ("SmartChargingCtrlr", "RateUnit", None),
+            // The Advanced User Interface profile's display messages (issue 15).
+            ("DisplayMessageCtrlr", "DisplayMessages", None),
+            ("DisplayMessageCtrlr", "SupportedFormats", None),
+            ("DisplayMessageCtrlr", "SupportedPriorities", None),
             ("TxCtrlr", "EVConnectionTimeOut", None),
             ("TxCtrlr", "StopTxOnEVSideDisconnect", None),
             ("TxCtrlr", "StopTxOnInvalidId", None),
@@ -838,6 +842,8 @@ mod tests {
                 Scope::Station,
             ),
             ("SecurityCtrlr", "Identity", None, Scope::Station),
+            ("DisplayMessageCtrlr", "Available", None, Scope::Station),
+            ("DisplayMessageCtrlr", "Enabled", None, Scope::Station),
         ] {
             assert!(
                 VARIABLES.iter().any(|d| d.component == component
