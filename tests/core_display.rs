@@ -717,6 +717,20 @@ fn the_order_on_a_screen() {
 }
 
 #[test]
+fn a_message_that_has_already_ended_is_not_kept() {
+    let mut h = Harness::new(default_config());
+    let m = info(
+        1,
+        "NormalCycle",
+        "x",
+        json!({"endDateTime": rfc3339(&h, -5)}),
+    );
+    assert_eq!(set(&mut h, m), "Accepted");
+    assert!(shown(&h, 0).is_empty());
+    assert_eq!(count(&mut h), "0");
+}
+
+#[test]
 fn a_window_that_ends_before_it_starts_is_rejected() {
     let mut h = Harness::new(default_config());
     let m = info(

@@ -334,6 +334,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watch_streams_lines_until_the_reader_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel::<Job>(4);
+        tokio::spawn(serve(listener, tx));
+        let (closed_tx, closed_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let job = rx.recv().await.unwrap();
+            assert_eq!(job.request, Request::Watch);
+            let stream = job.stream.expect("a watch gets a stream");
+            let _ = job
+                .reply
+                .send(Response::ok(serde_json::json!({"watch": "CP1"})));
+            for n in 0..3 {
+                stream.send(format!("{{\"n\":{n}}}").into()).await.unwrap();
+            }
+            // The reader goes: the stream closes without another line being sent.
+            stream.closed().await;
+            let _ = closed_tx.send(());
+        });
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"{\"cmd\":\"watch\"}\n").await.unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let first: Response =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(first.ok);
+        for n in 0..3 {
+            assert_eq!(
+                lines.next_line().await.unwrap().unwrap(),
+                format!("{{\"n\":{n}}}")
+            );
+        }
+        drop(lines);
+        drop(write);
+        tokio::time::timeout(std::time::Duration::from_secs(5), closed_rx)
+            .await
+            .expect("the station learns that the reader went")
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn socket_is_owner_only_and_answers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/control.sock");

@@ -366,7 +366,8 @@ impl Display {
             .retain(|m| m.id != message.id && !displaced.contains(&m.id));
         self.messages.push(message);
         self.save(cx);
-        self.arm(cx, now);
+        // One that has already ended goes at once (O01.FR.07).
+        self.expire(cx, now);
         Ok(())
     }
 
