@@ -44,12 +44,6 @@ pub enum Priority {
 }
 
 impl Priority {
-    pub const ALL: [Priority; 3] = [
-        Priority::AlwaysFront,
-        Priority::InFront,
-        Priority::NormalCycle,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::AlwaysFront => "AlwaysFront",
