@@ -770,3 +770,38 @@ fn disabled_display_messages_are_not_supported_and_not_shown() {
     );
     assert_eq!(shown(&h, 0), ["x"]);
 }
+
+#[test]
+fn the_displays_are_in_the_device_model() {
+    // 001.FR.21 (errata): a Display component for every display a message may name.
+    let mut h = Harness::new(default_config());
+    let r = result(h.call(
+        "GetVariables",
+        json!({"getVariableData": [
+            {"component": {"name": "Display"}, "variable": {"name": "Available"}},
+            {"component": {"name": "Display", "evse": {"id": 2}}, "variable": {"name": "Available"}},
+            {"component": {"name": "DisplayMessageCtrlr"}, "variable": {"name": "SupportedFormats"}},
+            {"component": {"name": "DisplayMessageCtrlr"}, "variable": {"name": "SupportedPriorities"}}
+        ]}),
+    ));
+    let values: Vec<(&str, &str)> = r["getVariableResult"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["attributeStatus"].as_str().unwrap(),
+                v["attributeValue"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("Accepted", "true"),
+            ("Accepted", "true"),
+            ("Accepted", "ASCII,UTF8"),
+            ("Accepted", "AlwaysFront,InFront,NormalCycle")
+        ]
+    );
+}

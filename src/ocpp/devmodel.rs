@@ -481,6 +481,10 @@ variables! {
     // (O01.FR.03). The configuration may widen it to HTML and URI for an HMI that renders them.
     DisplayMessageSupportedFormats => var("DisplayMessageCtrlr", "SupportedFormats", MemberList(&["ASCII", "HTML", "URI", "UTF8"]), "ASCII,UTF8").read_only();
     // A message of another priority is NotSupportedPriority (O01.FR.01).
+    // 001.FR.21 (errata): the displays a message's `display` may name: the main one, and one
+    // per EVSE (the integrator's HMI shows each EVSE's screen where it has one).
+    MainDisplayAvailable => var("Display", "Available", Boolean, "true").read_only();
+    EvseDisplayAvailable => var("Display", "Available", Boolean, "true").read_only().per_evse();
     DisplayMessageSupportedPriorities => var("DisplayMessageCtrlr", "SupportedPriorities", MemberList(&["AlwaysFront", "InFront", "NormalCycle"]), "AlwaysFront,InFront,NormalCycle").read_only();
 }
 
