@@ -355,7 +355,7 @@ fn malformed_frames_get_the_right_callerror() {
             "FormatViolation",
         ),
         (
-            "[2, \"j\", \"CancelReservation\", {\"reservationId\": 3}]",
+            "[2, \"j\", \"SetMonitoringLevel\", {\"severity\": 3}]",
             "j",
             "NotSupported",
         ),

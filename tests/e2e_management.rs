@@ -126,7 +126,7 @@ fn unknown_and_unsupported_actions_and_bad_payloads() {
     agent.wait_ready();
     // A known action the agent does not do yet: NotSupported, never silence.
     let answer = csms.admin(json!({"cmd": "raw", "station": "CP001",
-        "frame": "[2,\"x1\",\"CancelReservation\",{\"reservationId\":1}]"}));
+        "frame": "[2,\"x1\",\"SetMonitoringLevel\",{\"severity\":3}]"}));
     assert!(answer.to_string().contains("NotSupported"), "{answer}");
     let answer = csms.admin(json!({"cmd": "raw", "station": "CP001",
         "frame": "[2,\"x2\",\"Teleport\",{}]"}));

@@ -55,6 +55,26 @@ pub enum CoreEvent {
     /// The charging limit of an EVSE with a transaction changed significantly
     /// (LimitChangeSignificance): the transaction reports ChargingRateChanged.
     ChargingRateChanged { evse: u32 },
+    /// A driver was authorized to charge at this EVSE (C01, F01), with the personal message
+    /// the CSMS gave with the authorization, if any (I01).
+    DriverAuthorized {
+        evse: u32,
+        personal_message: Option<super::model::MessageContent>,
+    },
+    /// The CSMS answered a TransactionEvent with a cost or a message for the driver (I02, I03,
+    /// I06); `ended`: it answered the Ended event.
+    TransactionAnswered {
+        transaction_id: String,
+        ended: bool,
+        total_cost: Option<f64>,
+        message: Option<super::model::MessageContent>,
+    },
+    /// A driver used this reservation to start (H03.FR.09): it is consumed.
+    ReservationUsed { id: i64 },
+    /// Reservations ended unused (expired, or their EVSE became unusable): to be reported.
+    ReservationsEnded {
+        ended: Vec<(i64, super::blocks::reservations::Ended)>,
+    },
     /// A connector's status as the CSMS sees it may have changed (plug, availability, fault,
     /// firmware installation).
     ConnectorStatusesChanged,

@@ -449,6 +449,25 @@ variables! {
     AlignedTxEndedInterval => var("AlignedDataCtrlr", "TxEndedInterval", Integer, "0").unit("s").range(0, 86_400);
     AlignedTxEndedMeasurands => var("AlignedDataCtrlr", "TxEndedMeasurands", MemberList(MEASURANDS), "Energy.Active.Import.Register");
 
+    // H01-H04: reservations (blocks/reservations.rs). Enabled false: ReserveNow is Rejected
+    // (H01.FR.01); NonEvseSpecific false: a reservation without an EVSE is (H01.FR.19).
+    ReservationAvailable => var("ReservationCtrlr", "Available", Boolean, "true").read_only();
+    ReservationEnabled => var("ReservationCtrlr", "Enabled", Boolean, "true");
+    ReservationNonEvseSpecific => var("ReservationCtrlr", "NonEvseSpecific", Boolean, "true");
+
+    // I01-I08: tariff and cost for the driver (blocks/tariff.rs), shown by the integrator's
+    // HMI through `ctl display` / `ctl watch`. Enabled false: personal messages, resp. costs,
+    // are not passed on.
+    TariffAvailable => var("TariffCostCtrlr", "Available", Boolean, "true").instance("Tariff").read_only();
+    TariffEnabled => var("TariffCostCtrlr", "Enabled", Boolean, "true").instance("Tariff");
+    CostAvailable => var("TariffCostCtrlr", "Available", Boolean, "true").instance("Cost").read_only();
+    CostEnabled => var("TariffCostCtrlr", "Enabled", Boolean, "true").instance("Cost");
+    Currency => var("TariffCostCtrlr", "Currency", DataType::String, "EUR");
+    // I04.FR.01: shown when there is no driver-specific tariff (or the station is offline).
+    TariffFallbackMessage => var("TariffCostCtrlr", "TariffFallbackMessage", DataType::String, "");
+    // I05.FR.02: shown when a transaction ended offline, so its cost is not known here.
+    TotalCostFallbackMessage => var("TariffCostCtrlr", "TotalCostFallbackMessage", DataType::String, "");
+
     // K01-K10: charging profiles (blocks/smart_charging.rs). false: the K messages are answered
     // NotSupported (K01.FR.29) and no profile limits charging.
     SmartChargingAvailable => var("SmartChargingCtrlr", "Available", Boolean, "true").read_only();

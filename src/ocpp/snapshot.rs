@@ -52,6 +52,9 @@ pub struct EvseSnapshot {
     /// The smart-charging limit given to the hardware (K).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub charging_limit: Option<LimitSnapshot>,
+    /// What the driver here is shown of the price: tariff, running or final cost (I).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<super::blocks::tariff::DriverPrice>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,8 +34,10 @@ use super::blocks::diagnostics::Diagnostics;
 use super::blocks::display::{self, Display, ScreenScope, ScreenState};
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
+use super::blocks::reservations::Reservations;
 use super::blocks::security::Security;
 use super::blocks::smart_charging::SmartCharging;
+use super::blocks::tariff::TariffCost;
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
@@ -49,6 +51,7 @@ use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
 use super::v201::charging;
 use super::v201::display as v201_display;
+use super::v201::reservation;
 use super::v201::{self, Action};
 use serde_json::Value;
 use std::time::Duration;
@@ -72,6 +75,8 @@ pub struct Station {
     diagnostics: Diagnostics,
     smart_charging: SmartCharging,
     display: Display,
+    reservations: Reservations,
+    tariff: TariffCost,
 }
 
 impl Station {
@@ -102,6 +107,7 @@ impl Station {
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
         let display = Display::restore(&mut cx, now, &persisted);
+        let reservations = Reservations::restore(&mut cx, &persisted);
         let mut station = Station {
             cx,
             availability,
@@ -114,6 +120,8 @@ impl Station {
             diagnostics: Diagnostics::new(config.diagnostics_log),
             smart_charging,
             display,
+            reservations,
+            tariff: TariffCost::new(config.evses.len()),
         };
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
@@ -124,6 +132,8 @@ impl Station {
         station
             .transactions
             .recover(&mut station.cx, now, &persisted);
+        // Reserved connectors, and what expired while the agent was down (H04).
+        station.reservations.refresh(&mut station.cx, now);
         station.route_events(now);
         // O02.FR.02: the messages of transactions that did not survive the restart.
         station.display.transactions_changed(&mut station.cx, now);
@@ -162,6 +172,7 @@ impl Station {
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
                 Timer::DisplayMessage => self.display.expire(&mut self.cx, now),
+                Timer::ReservationExpiry => self.reservations.expiry_timer(&mut self.cx, now),
                 _ => self
                     .transactions
                     .transaction_timer(&mut self.cx, now, timer),
@@ -218,19 +229,23 @@ impl Station {
                     .model
                     .connector_index(evse, connector)
                     .ok_or(InputError::UnknownConnector { evse, connector })?;
-                let c = &mut self.cx.model.connectors[index];
-                if c.plugged == plugged {
+                if self.cx.model.connectors[index].plugged == plugged {
                     return Ok(());
                 }
-                c.plugged = plugged;
+                let before = self.cx.model.connector_status(index, &self.cx.vars);
+                self.cx.model.connectors[index].plugged = plugged;
                 info!(evse, connector, plugged, "plug state changed");
                 // While offline the change is reported after reconnect (B04.FR.02); before
-                // Accepted, the boot answer makes us report every connector (B01.FR.05).
-                if self.cx.can_send_normal() {
+                // Accepted, the boot answer makes us report every connector (B01.FR.05). A
+                // Reserved connector stays Reserved (G01.FR.09).
+                if self.cx.can_send_normal()
+                    && self.cx.model.connector_status(index, &self.cx.vars) != before
+                {
                     self.cx.queue_status(now, index);
                 }
                 self.transactions
                     .plug_changed(&mut self.cx, now, evse, connector, plugged);
+                self.reservations.refresh(&mut self.cx, now);
             }
             Input::Token { evse, id_token } => {
                 let index = self
@@ -393,6 +408,9 @@ impl Station {
                         phases: l.phases,
                     });
                 }
+                for (idx, e) in evses.iter_mut().enumerate() {
+                    e.price = self.tariff.price(&self.cx, idx);
+                }
                 evses
             },
             firmware: self.firmware.snapshot(),
@@ -551,6 +569,7 @@ impl Station {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                         self.smart_charging.apply(&mut self.cx, now);
                         self.display.expire(&mut self.cx, now);
+                        self.reservations.refresh(&mut self.cx, now);
                     }
                 }
                 CoreEvent::AuthorizeUnanswered {
@@ -566,9 +585,13 @@ impl Station {
                     purpose,
                     None,
                 ),
-                CoreEvent::TransactionStarted { .. } => {
+                CoreEvent::TransactionStarted { evse } => {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
+                    self.reservations.refresh(&mut self.cx, now);
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.tariff.transaction_started(&self.cx, idx);
+                    }
                 }
                 CoreEvent::TransactionEnded { .. } => {
                     self.availability.apply_waiting(&mut self.cx, now);
@@ -576,6 +599,37 @@ impl Station {
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
                     self.display.transactions_changed(&mut self.cx, now);
+                    self.reservations.refresh(&mut self.cx, now);
+                    if let CoreEvent::TransactionEnded { evse } = event {
+                        if let Some(idx) = self.cx.model.evse_index(evse) {
+                            self.tariff.transaction_ended(&self.cx, idx);
+                        }
+                    }
+                }
+                CoreEvent::DriverAuthorized {
+                    evse,
+                    personal_message,
+                } => {
+                    if let Some(idx) = self.cx.model.evse_index(evse) {
+                        self.tariff
+                            .session_authorized(&self.cx, idx, personal_message);
+                    }
+                }
+                CoreEvent::TransactionAnswered {
+                    transaction_id,
+                    ended,
+                    total_cost,
+                    message,
+                } => self.tariff.transaction_answer(
+                    &self.cx,
+                    &transaction_id,
+                    ended,
+                    total_cost,
+                    message,
+                ),
+                CoreEvent::ReservationUsed { id } => self.reservations.used(&mut self.cx, now, id),
+                CoreEvent::ReservationsEnded { ended } => {
+                    self.reservations.report_ended(&mut self.cx, now, ended)
                 }
                 CoreEvent::ChargingRateChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
@@ -584,12 +638,14 @@ impl Station {
                     }
                 }
                 CoreEvent::AvailabilityChanged => {
-                    self.transactions.availability_changed(&mut self.cx)
+                    self.transactions.availability_changed(&mut self.cx);
+                    self.reservations.refresh(&mut self.cx, now);
                 }
                 CoreEvent::FaultChanged { evse } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
                         self.transactions.refresh_power_path(&mut self.cx, now, idx);
                     }
+                    self.reservations.refresh(&mut self.cx, now);
                 }
                 CoreEvent::SmartChargingSwitched => self.smart_charging.apply(&mut self.cx, now),
                 CoreEvent::AlignedIntervalChanged => {
@@ -600,6 +656,7 @@ impl Station {
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                 }
                 CoreEvent::ConnectorStatusesChanged => {
+                    self.reservations.refresh(&mut self.cx, now);
                     if self.cx.can_send_normal() {
                         self.cx.queue_connector_statuses(now, false);
                     }
@@ -644,6 +701,8 @@ impl Station {
             diagnostics,
             smart_charging,
             display,
+            reservations,
+            tariff,
         } = self;
         let result = match known {
             Action::RequestStartTransaction => answer(payload, |r| {
@@ -738,6 +797,22 @@ impl Station {
             }),
             Action::ClearDisplayMessage => answer(payload, |r| {
                 v201_display::clear_display_message(display, cx, now, r)
+            }),
+            // I02.FR.02: answered whatever the transaction; shown if it is one of ours.
+            Action::CostUpdated => answer(payload, |r: v201::CostUpdatedRequest| {
+                if !tariff.cost_updated(cx, &r.transaction_id, r.total_cost) {
+                    info!(
+                        transaction_id = r.transaction_id,
+                        "CostUpdated for a transaction no EVSE has"
+                    );
+                }
+                Ok(v201::CostUpdatedResponse { custom_data: None })
+            }),
+            Action::ReserveNow => answer(payload, |r| {
+                reservation::reserve_now(reservations, cx, now, r)
+            }),
+            Action::CancelReservation => answer(payload, |r| {
+                reservation::cancel_reservation(reservations, cx, now, r)
             }),
             Action::UpdateFirmware => {
                 let roots = security.manufacturer_roots();

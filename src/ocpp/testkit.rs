@@ -52,6 +52,11 @@ pub struct FakeCsms {
     pub failing: Vec<&'static str>,
     /// idTokenInfo status per idToken for Authorize and TransactionEvent (default Accepted).
     pub auth: Vec<(String, &'static str, Option<&'static str>)>,
+    /// The personalMessage of every idTokenInfo it gives (the driver's tariff, I01).
+    pub personal_message: Option<String>,
+    /// Fields added to its TransactionEvent answers, per eventType (`totalCost`,
+    /// `updatedPersonalMessage`, I02/I03/I06).
+    pub transaction_answers: Vec<(&'static str, Value)>,
     /// The CSMS's UTC at virtual time zero (default `CSMS_EPOCH_MS`); a test with real
     /// certificates sets the real time.
     pub epoch_ms: i64,
@@ -72,6 +77,8 @@ impl Default for FakeCsms {
             rejecting_auth: false,
             failing: Vec::new(),
             auth: Vec::new(),
+            personal_message: None,
+            transaction_answers: Vec::new(),
             epoch_ms: CSMS_EPOCH_MS,
             received: Vec::new(),
         }
@@ -97,6 +104,9 @@ impl FakeCsms {
         if let Some(g) = group {
             info["groupIdToken"] = json!({"idToken": g, "type": "Central"});
         }
+        if let Some(m) = &self.personal_message {
+            info["personalMessage"] = json!({"format": "UTF8", "content": m});
+        }
         info
     }
 
@@ -112,8 +122,19 @@ impl FakeCsms {
             "Heartbeat" => json!({ "currentTime": current_time }),
             "Authorize" => json!({ "idTokenInfo": self.token_info(&payload["idToken"]) }),
             "SignCertificate" => json!({ "status": "Accepted" }),
-            "TransactionEvent" if payload.get("idToken").is_some() => {
-                json!({ "idTokenInfo": self.token_info(&payload["idToken"]) })
+            "TransactionEvent" => {
+                let mut answer = json!({});
+                if payload.get("idToken").is_some() {
+                    answer["idTokenInfo"] = self.token_info(&payload["idToken"]);
+                }
+                for (kind, extra) in &self.transaction_answers {
+                    if payload["eventType"] == *kind {
+                        for (k, v) in extra.as_object().into_iter().flatten() {
+                            answer[k] = v.clone();
+                        }
+                    }
+                }
+                answer
             }
             _ => json!({}),
         }
@@ -663,6 +684,39 @@ impl Harness {
         self.station.handle_frame(self.now, text);
         self.settle();
         self.answers.get(before).cloned()
+    }
+
+    /// GetVariables as the CSMS for `component.variable[instance]` names (`EVSE@1` for an
+    /// EVSE's component): each attributeValue, "" for none.
+    pub fn variable_values(&mut self, names: &[&str]) -> Vec<String> {
+        let data: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                let (component, rest) = name.split_once('.').expect("component.variable");
+                let (variable, instance) = match rest.split_once('[') {
+                    Some((v, i)) => (v, Some(i.trim_end_matches(']'))),
+                    None => (rest, None),
+                };
+                let mut c = json!({ "name": component });
+                if let Some((n, evse)) = component.split_once('@') {
+                    c = json!({ "name": n, "evse": {"id": evse.parse::<i64>().expect("evse id")} });
+                }
+                let mut v = json!({ "name": variable });
+                if let Some(i) = instance {
+                    v["instance"] = json!(i);
+                }
+                json!({ "component": c, "variable": v })
+            })
+            .collect();
+        match self.call("GetVariables", json!({ "getVariableData": data })) {
+            Frame::CallResult { payload, .. } => payload["getVariableResult"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["attributeValue"].as_str().unwrap_or("").to_owned())
+                .collect(),
+            other => panic!("GetVariables: {other:?}"),
+        }
     }
 
     /// Sends a CALL as the CSMS and returns the station's answer.

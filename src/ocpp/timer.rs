@@ -46,6 +46,8 @@ pub enum Timer {
     ChargingLimit,
     /// The next start or end of a display message's window (O01.FR.06/07).
     DisplayMessage,
+    /// The earliest reservation's expiryDateTime (H04).
+    ReservationExpiry,
 }
 
 /// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a

@@ -473,16 +473,17 @@ class Settings {
         this.bootStatus = bootStatus;
         this.interval = interval;
         this.authDefault = 'Accepted';
-        this.auth = {}; // idToken -> {status, group}
+        this.auth = {}; // idToken -> {status, group, message}
+        this.totalCost = null; // totalCost of the answer to every TransactionEvent Ended
     }
 
     asDict() {
-        return { boot_status: this.bootStatus, interval: this.interval, auth_default: this.authDefault, auth: this.auth };
+        return { boot_status: this.bootStatus, interval: this.interval, auth_default: this.authDefault, auth: this.auth, total_cost: this.totalCost };
     }
 
     /** Applies a `set` admin command; throws UserError on bad input (nothing applied). */
     apply(req) {
-        let { bootStatus, interval, authDefault } = this;
+        let { bootStatus, interval, authDefault, totalCost } = this;
         const auth = { ...this.auth };
         const has = (k) => Object.prototype.hasOwnProperty.call(req, k);
         if (has('boot_status')) {
@@ -494,6 +495,11 @@ class Settings {
         if (has('interval')) {
             if (!Number.isInteger(req.interval) || req.interval < 0) throw new UserError('interval must be a non-negative integer');
             interval = req.interval;
+        }
+        if (has('total_cost')) {
+            const tc = req.total_cost;
+            if (tc !== null && (typeof tc !== 'number' || !(tc >= 0))) throw new UserError('total_cost must be a non-negative number or null');
+            totalCost = tc;
         }
         if (has('auth_default')) {
             if (!AUTHORIZATION_STATUSES.includes(req.auth_default)) {
@@ -516,7 +522,7 @@ class Settings {
                 if (typeof entry !== 'object' || Array.isArray(entry)) {
                     throw new UserError(`auth[${pyRepr(token)}] must be a status string, an object or null`);
                 }
-                const unknown = Object.keys(entry).filter((k) => !['status', 'group', 'group_id'].includes(k)).sort();
+                const unknown = Object.keys(entry).filter((k) => !['status', 'group', 'group_id', 'message'].includes(k)).sort();
                 if (unknown.length) throw new UserError(`auth[${pyRepr(token)}]: unknown keys ${pyRepr(unknown)}`);
                 const status = 'status' in entry ? entry.status : 'Accepted';
                 if (!AUTHORIZATION_STATUSES.includes(status)) {
@@ -526,15 +532,19 @@ class Settings {
                 if (group !== null && group !== undefined && (typeof group !== 'string' || !(cpLen(group) > 0 && cpLen(group) <= 36))) {
                     throw new UserError(`auth[${pyRepr(token)}].group must be a string of 1..36 characters`);
                 }
-                auth[token] = { status, group: group === undefined ? null : group };
+                const message = 'message' in entry ? entry.message : null;
+                if (message !== null && (typeof message !== 'string' || !(cpLen(message) > 0 && cpLen(message) <= 512))) {
+                    throw new UserError(`auth[${pyRepr(token)}].message must be a string of 1..512 characters`);
+                }
+                auth[token] = { status, group: group === undefined ? null : group, message };
             }
         }
         if (has('password') && (typeof req.password !== 'string' || req.password === '')) {
             throw new UserError('password must be a non-empty string');
         }
-        const unknown = Object.keys(req).filter((k) => !['cmd', 'id', 'boot_status', 'interval', 'auth', 'auth_default', 'password'].includes(k)).sort();
+        const unknown = Object.keys(req).filter((k) => !['cmd', 'id', 'boot_status', 'interval', 'auth', 'auth_default', 'password', 'total_cost'].includes(k)).sort();
         if (unknown.length) throw new UserError(`unknown settings ${pyRepr(unknown)}`);
-        Object.assign(this, { bootStatus, interval, authDefault, auth });
+        Object.assign(this, { bootStatus, interval, authDefault, auth, totalCost });
         // The Basic auth password required from now on (A01: the station took a new one).
         if (has('password')) this.password = req.password;
     }
@@ -544,6 +554,7 @@ class Settings {
         const entry = typeof key === 'string' && Object.prototype.hasOwnProperty.call(this.auth, key) ? this.auth[key] : null;
         const info = { status: entry ? entry.status : this.authDefault };
         if (entry && entry.group) info.groupIdToken = { idToken: entry.group, type: 'Central' };
+        if (entry && entry.message) info.personalMessage = { format: 'UTF8', content: entry.message };
         return info;
     }
 }
@@ -915,7 +926,11 @@ class StationSession {
             Heartbeat: () => ({ currentTime: utcNowIso() }),
             StatusNotification: () => ({}),
             Authorize: ({ params }) => ({ idTokenInfo: s.idTokenInfo(params.idToken) }),
-            TransactionEvent: ({ params }) => (params.idToken !== undefined ? { idTokenInfo: s.idTokenInfo(params.idToken) } : {}),
+            TransactionEvent: ({ params }) => {
+                const answer = params.idToken !== undefined ? { idTokenInfo: s.idTokenInfo(params.idToken) } : {};
+                if (params.eventType === 'Ended' && s.totalCost !== null) answer.totalCost = s.totalCost;
+                return answer;
+            },
             MeterValues: () => ({}),
             NotifyReport: () => ({}),
             NotifyEvent: () => ({}),

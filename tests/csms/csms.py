@@ -307,8 +307,10 @@ class Settings:
         self.interval = interval
         self.auth_default = "Accepted"
         self.password: str | None = None
-        # idToken -> {"status": ..., "group": ... or None}
+        # idToken -> {"status": ..., "group": ... or None, "message": ... or None}
         self.auth: dict[str, dict[str, Any]] = {}
+        # totalCost of the answer to every TransactionEvent Ended (None: omitted)
+        self.total_cost: float | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -316,12 +318,19 @@ class Settings:
             "interval": self.interval,
             "auth_default": self.auth_default,
             "auth": self.auth,
+            "total_cost": self.total_cost,
         }
 
     def apply(self, req: dict) -> None:
         """Apply a `set` admin command; raises ValueError on bad input (nothing applied)."""
         boot_status, interval = self.boot_status, self.interval
         auth_default, auth = self.auth_default, dict(self.auth)
+        total_cost = self.total_cost
+        if "total_cost" in req:
+            tc = req["total_cost"]
+            if tc is not None and (type(tc) not in (int, float) or tc < 0):
+                raise ValueError("total_cost must be a non-negative number or null")
+            total_cost = tc
         if "boot_status" in req:
             if req["boot_status"] not in REGISTRATION_STATUSES:
                 raise ValueError(f"boot_status must be one of {REGISTRATION_STATUSES}")
@@ -345,7 +354,7 @@ class Settings:
                     entry = {"status": entry}
                 if not isinstance(entry, dict):
                     raise ValueError(f"auth[{token!r}] must be a status string, an object or null")
-                unknown = set(entry) - {"status", "group", "group_id"}
+                unknown = set(entry) - {"status", "group", "group_id", "message"}
                 if unknown:
                     raise ValueError(f"auth[{token!r}]: unknown keys {sorted(unknown)}")
                 status = entry.get("status", "Accepted")
@@ -354,14 +363,18 @@ class Settings:
                 group = entry.get("group", entry.get("group_id"))
                 if group is not None and (not isinstance(group, str) or not 0 < len(group) <= 36):
                     raise ValueError(f"auth[{token!r}].group must be a string of 1..36 characters")
-                auth[token] = {"status": status, "group": group}
+                message = entry.get("message")
+                if message is not None and (not isinstance(message, str) or not 0 < len(message) <= 512):
+                    raise ValueError(f"auth[{token!r}].message must be a string of 1..512 characters")
+                auth[token] = {"status": status, "group": group, "message": message}
         if "password" in req:
             if not isinstance(req["password"], str) or not req["password"]:
                 raise ValueError("password must be a non-empty string")
-        unknown = set(req) - {"cmd", "id", "boot_status", "interval", "auth", "auth_default", "password"}
+        unknown = set(req) - {"cmd", "id", "boot_status", "interval", "auth", "auth_default", "password", "total_cost"}
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}")
         self.boot_status, self.interval = boot_status, interval
+        self.total_cost = total_cost
         self.auth_default, self.auth = auth_default, auth
         if "password" in req:
             # The Basic auth password the CSMS requires from now on (A01: after the station
@@ -372,9 +385,11 @@ class Settings:
         entry = self.auth.get(id_token.get("id_token"))
         status = entry["status"] if entry else self.auth_default
         group = entry.get("group") if entry else None
+        message = entry.get("message") if entry else None
         return datatypes.IdTokenInfoType(
             status=status,
             group_id_token=datatypes.IdTokenType(id_token=group, type="Central") if group else None,
+            personal_message=datatypes.MessageContentType(format="UTF8", content=message) if message else None,
         )
 
 
@@ -714,9 +729,10 @@ class StationSession(V201ChargePoint):
         return call_result.Authorize(id_token_info=self.settings.id_token_info(id_token))
 
     @on(Action.transaction_event)
-    async def on_transaction_event(self, id_token=None, **kwargs):
+    async def on_transaction_event(self, id_token=None, event_type=None, **kwargs):
         info = self.settings.id_token_info(id_token) if id_token is not None else None
-        return call_result.TransactionEvent(id_token_info=info)
+        total_cost = self.settings.total_cost if event_type == "Ended" else None
+        return call_result.TransactionEvent(id_token_info=info, total_cost=total_cost)
 
     @on(Action.meter_values)
     async def on_meter_values(self, **kwargs):

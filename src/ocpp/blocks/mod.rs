@@ -9,8 +9,10 @@ pub mod display;
 pub mod firmware;
 pub mod local_list;
 pub mod provisioning;
+pub mod reservations;
 pub mod security;
 pub mod smart_charging;
+pub mod tariff;
 pub mod transactions;
 
 /// The retries of a transfer (firmware download, log upload) as the CSMS asked for them:

@@ -266,6 +266,8 @@ impl Provisioning {
                 "Unavailable"
             } else if statuses.contains(&S::Occupied) {
                 "Occupied"
+            } else if statuses.contains(&S::Reserved) {
+                "Reserved"
             } else {
                 "Available"
             }

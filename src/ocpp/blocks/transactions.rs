@@ -12,7 +12,9 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::{CoreEvent, Ctx};
 use crate::ocpp::devmodel::Var;
 use crate::ocpp::meter::{self, Context, MeterReading};
-use crate::ocpp::model::{ActiveTransaction, AuthorizationInfo, IdToken, MeterSample};
+use crate::ocpp::model::{
+    ActiveTransaction, AuthorizationInfo, IdToken, MessageContent, MeterSample,
+};
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
@@ -50,6 +52,8 @@ pub(crate) struct Auth {
     /// `Authorized` or `RemoteStart`.
     trigger: &'static str,
     remote_start_id: Option<i64>,
+    /// The reservation it used (H03.FR.09); reported with the idToken (H01.FR.15).
+    reservation_id: Option<i64>,
     /// The idToken went out in a TransactionEvent already (E01.FR.10: once).
     reported: bool,
 }
@@ -80,6 +84,8 @@ pub struct Transactions {
     reported_tokens: Vec<(String, IdToken)>,
     /// Per clock-aligned timer ([`Aligned`]), the UTC boundary (ms) that had its reading.
     aligned_done: [Option<i64>; 2],
+    /// The personal message of the authorization being decided (I01), for the grant.
+    personal_message: Option<MessageContent>,
 }
 
 /// The two clock-aligned timers: MeterValues / Updated events (AlignedDataCtrlr.Interval) and
@@ -105,6 +111,7 @@ impl Transactions {
             evses: evses.into_iter().map(Evse::new).collect(),
             reported_tokens: Vec::new(),
             aligned_done: [None; 2],
+            personal_message: None,
         }
     }
 
@@ -215,6 +222,7 @@ impl Transactions {
                     group: None,
                     trigger: "Authorized",
                     remote_start_id: None,
+                    reservation_id: None,
                     reported: false,
                 });
             }
@@ -436,7 +444,9 @@ impl Transactions {
             format!("rejected: {status}")
         };
         let group = info.group_id_token.clone();
+        self.personal_message = info.personal_message;
         self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
+        self.personal_message = None;
         cx.pump(now);
     }
 
@@ -505,11 +515,31 @@ impl Transactions {
         trigger: &'static str,
         remote_start_id: Option<i64>,
     ) {
+        // H03: a reserved EVSE is for its claimants; a claimant uses its reservation.
+        let gate = &cx.model.evses[idx].reservation;
+        let reservation_id = gate.claim(&id_token, group.as_ref());
+        if reservation_id.is_none() && gate.exclusive {
+            info!(
+                evse = self.evses[idx].id,
+                "not authorized here: the EVSE is reserved for another idToken"
+            );
+            self.evses[idx].last_authorization =
+                Some("rejected: the EVSE is reserved for another idToken".into());
+            return;
+        }
+        if let Some(id) = reservation_id {
+            cx.emit(CoreEvent::ReservationUsed { id });
+        }
+        cx.emit(CoreEvent::DriverAuthorized {
+            evse: self.evses[idx].id,
+            personal_message: self.personal_message.take(),
+        });
         self.evses[idx].auth = Some(Auth {
             id_token,
             group,
             trigger,
             remote_start_id,
+            reservation_id,
             reported: false,
         });
         self.evses[idx].suspended = false;
@@ -1045,6 +1075,7 @@ impl Transactions {
         }
         // E01.FR.10 / E02.FR.20: the idToken once, when the authorization is reported; the
         // stopping token with StopAuthorized (E07.FR.02).
+        let mut reservation_id = None;
         let token = match explicit_token {
             Some(t) => Some(t),
             None => match auth {
@@ -1052,11 +1083,16 @@ impl Transactions {
                     if let Some(evse_auth) = self.evses[idx].auth.as_mut() {
                         evse_auth.reported = true;
                     }
+                    reservation_id = a.reservation_id;
                     Some(a.id_token)
                 }
                 _ => None,
             },
         };
+        // H01.FR.15: the reservation the transaction used, with its idToken.
+        if let Some(id) = reservation_id {
+            payload["reservationId"] = json!(id);
+        }
         let tx = self.evses[idx].tx.as_mut().expect("checked above");
         if let Some(token) = &token {
             payload["idToken"] = v201::to_payload(token);
@@ -1436,9 +1472,26 @@ impl Transactions {
         if meta.action == "TransactionEvent" {
             let response: v201::TransactionEventResponse =
                 v201::validate::decode(&v201::tables::TRANSACTION_EVENT_RESPONSE, payload)?;
+            let mut message = response
+                .updated_personal_message
+                .as_ref()
+                .and_then(|m| serde_json::from_value(v201::to_payload(m)).ok());
             if let (Some(info), Some(tx_id)) = (response.id_token_info, &meta.tx_id) {
                 let info = v201::authorization_info(&info);
+                message = message.or(info.personal_message.clone());
                 self.token_info_received(cx, auth, now, tx_id, info);
+            }
+            // I02/I03/I06: for the driver.
+            if let (Some(tx_id), true) = (
+                &meta.tx_id,
+                response.total_cost.is_some() || message.is_some(),
+            ) {
+                cx.emit(CoreEvent::TransactionAnswered {
+                    transaction_id: tx_id.clone(),
+                    ended: meta.kind == EventKind::Ended,
+                    total_cost: response.total_cost,
+                    message,
+                });
             }
         }
         if let Some(op) = cx.link.outbox.delivered(meta.queue_seq) {
@@ -1579,6 +1632,22 @@ impl Transactions {
             return rejected("a Master Pass token cannot start a transaction");
         }
         let id_token = IdToken::from(&request.id_token);
+        // H03 (TC_H_02_CS): a reserved EVSE refuses another driver's remote start. A token of
+        // the reservation's group is only known after its authorization, which decides then.
+        let gate = &cx.model.evses[idx].reservation;
+        let group_may_claim = cx.vars.bool(Var::AuthorizeRemoteStart)
+            && gate.claimants.iter().any(|c| c.group.is_some());
+        if gate.exclusive
+            && gate
+                .claim(
+                    &id_token,
+                    request.group_id_token.as_ref().map(IdToken::from).as_ref(),
+                )
+                .is_none()
+            && !group_may_claim
+        {
+            return rejected("the EVSE is reserved for another idToken");
+        }
         let transaction_id = self.evses[idx].tx.as_ref().map(|t| t.id.clone());
         let remote_start_id = request.remote_start_id;
         let group = request.group_id_token.as_ref().map(IdToken::from);
@@ -1752,6 +1821,7 @@ impl Transactions {
                 power_path_closed: e.power_path,
                 authorized: e.auth.is_some(),
                 charging_limit: None,
+                price: None,
                 meter: e.meter.map(|m| MeterSnapshot {
                     energy_wh: m.energy_wh,
                     power_w: m.power_w,

@@ -231,6 +231,42 @@ pub struct Evse {
     /// Power.Offered: what the charging limit lets the EV draw, in W (kept by the
     /// smart-charging block).
     pub offered_w: Option<f64>,
+    /// Who may still start here because of a reservation (kept by the reservation block).
+    pub reservation: ReservationGate,
+}
+
+/// What reservations mean for one EVSE (H01, H03), as the reservation block decides it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReservationGate {
+    /// Only a claimant may start here: the EVSE is reserved for one of them, or the
+    /// reservations of no particular EVSE need it (H01.FR.07/09/20/24). Its connectors are
+    /// Reserved.
+    pub exclusive: bool,
+    /// The reservations a driver may use here.
+    pub claimants: Vec<Claimant>,
+}
+
+/// A reservation a driver may use at an EVSE: its id and who it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimant {
+    pub reservation_id: i64,
+    pub id_token: IdToken,
+    pub group: Option<IdToken>,
+}
+
+impl ReservationGate {
+    /// The reservation an idToken (or its group, H03.FR.04-06) uses here, if any.
+    pub fn claim(&self, id_token: &IdToken, group: Option<&IdToken>) -> Option<i64> {
+        self.claimants
+            .iter()
+            .find(|c| c.id_token.same(id_token))
+            .or_else(|| {
+                self.claimants.iter().find(|c| {
+                    matches!((&c.group, group), (Some(want), Some(have)) if want.id_token == have.id_token)
+                })
+            })
+            .map(|c| c.reservation_id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +314,7 @@ impl Model {
                 active_transaction: None,
                 charging_paused: false,
                 offered_w: None,
+                reservation: ReservationGate::default(),
             });
             model
                 .connectors
@@ -342,6 +379,13 @@ impl Model {
             ConnectorStatus::Faulted
         } else if !evse_ok || !c.operative {
             ConnectorStatus::Unavailable
+        } else if self
+            .evse_index(c.evse)
+            .is_some_and(|i| self.evses[i].reservation.exclusive)
+        {
+            // G01.FR.09: a plug-in does not change Reserved; using the reservation does
+            // (H03.FR.10).
+            ConnectorStatus::Reserved
         } else if c.plugged {
             ConnectorStatus::Occupied
         } else {

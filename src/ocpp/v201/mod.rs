@@ -54,6 +54,7 @@ pub mod adapter;
 pub mod charging;
 pub mod display;
 pub mod generated;
+pub mod reservation;
 pub mod schema;
 pub mod validate;
 
