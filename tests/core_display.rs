@@ -805,3 +805,42 @@ fn the_displays_are_in_the_device_model() {
         ]
     );
 }
+
+#[test]
+fn the_drivers_tariff_and_cost_join_the_evses_screen() {
+    let mut h = Harness::new(default_config());
+    set_plain(&mut h, 1, "InFront", "csms front");
+    set_plain(&mut h, 2, "NormalCycle", "csms normal");
+    h.csms.personal_message = Some("Your tariff: 0.25 EUR/kWh".into());
+    let tx = start_transaction(&mut h);
+    let r = result(h.call(
+        "CostUpdated",
+        json!({"totalCost": 1.5, "transactionId": tx}),
+    ));
+    assert_eq!(r, json!({}));
+    // I01/I02 through the screen: after the CSMS's InFront messages, before the normal cycle.
+    assert_eq!(
+        shown(&h, 1),
+        [
+            "csms front",
+            "Your tariff: 0.25 EUR/kWh",
+            "Cost so far: 1.50 EUR",
+            "csms normal"
+        ]
+    );
+    let items = screen(&h, 1).items;
+    let sources: Vec<String> = items
+        .iter()
+        .map(|i| {
+            serde_json::to_value(i.source)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(sources, ["csms", "tariff", "cost", "csms"]);
+    // Only the driver's EVSE.
+    assert_eq!(shown(&h, 2), ["csms front", "csms normal"]);
+    assert_eq!(shown(&h, 0), ["csms front", "csms normal"]);
+}

@@ -199,6 +199,26 @@ fn ctl_watch_streams_a_status_change_and_a_display_message() {
     let line = watch.wait("the transaction", |l| {
         l["kind"] == "transaction" && l["evse"] == 1 && l["transaction"].is_object()
     });
-    assert!(line["transaction"]["id"].is_string(), "{line}");
+    let tx = line["transaction"]["id"].as_str().unwrap().to_owned();
+    // The running cost (I02) reaches the stream, and EVSE 1's screen.
+    let r = call(
+        &csms,
+        "CostUpdated",
+        json!({"totalCost": 3.75, "transactionId": tx}),
+    );
+    assert!(r.is_object(), "{r}");
+    let line = watch.wait("the running cost", |l| {
+        l["kind"] == "price" && l["evse"] == 1 && l["price"]["cost"] == 3.75
+    });
+    assert_eq!(line["price"]["cost_final"], false, "{line}");
+    watch.wait("the cost on EVSE 1's screen", |l| {
+        l["kind"] == "display"
+            && l["evse"] == 1
+            && l["display"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["source"] == "cost" && i["content"] == "Cost so far: 3.75 EUR")
+    });
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }

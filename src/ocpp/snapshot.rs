@@ -2,6 +2,7 @@
 
 use super::blocks::display::{Priority, ScreenState};
 use super::blocks::firmware::Phase;
+use super::model::MessageContent;
 use super::station::{ConnectionState, Registration};
 use serde::Serialize;
 
@@ -134,4 +135,47 @@ pub struct DisplayItem {
 pub enum DisplaySource {
     /// A message the CSMS set (SetDisplayMessage, O01-O06).
     Csms,
+    /// The driver's tariff: the personalMessage of their authorization, or the fallback (I01,
+    /// I04, I06).
+    Tariff,
+    /// The session's cost so far or its total (I02, I03), or the fallback when it ended
+    /// offline (I05).
+    Cost,
+}
+
+impl DisplayItem {
+    /// The items of the price the driver at an EVSE is to be shown: the tariff, then the cost
+    /// (InFront: for the driver, before the normal cycle).
+    pub fn of_price(price: &super::blocks::tariff::DriverPrice) -> Vec<DisplayItem> {
+        let item = |source, content: &MessageContent| DisplayItem {
+            source,
+            id: None,
+            priority: Priority::InFront,
+            format: content.format.clone(),
+            language: content.language.clone(),
+            content: content.content.clone(),
+            transaction_id: None,
+            until: None,
+        };
+        let mut items = Vec::new();
+        if let Some(t) = &price.tariff {
+            items.push(item(DisplaySource::Tariff, t));
+        }
+        if let Some(cost) = price.cost {
+            let what = if price.cost_final {
+                "Total"
+            } else {
+                "Cost so far"
+            };
+            let text = MessageContent {
+                format: "UTF8".into(),
+                language: Some("en".into()),
+                content: format!("{what}: {cost:.2} {}", price.currency),
+            };
+            items.push(item(DisplaySource::Cost, &text));
+        } else if let Some(f) = &price.cost_fallback {
+            items.push(item(DisplaySource::Cost, f));
+        }
+        items
+    }
 }

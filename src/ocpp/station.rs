@@ -460,8 +460,15 @@ impl Station {
                             .map(|ms| UtcTime::from_unix_millis(ms).to_rfc3339()),
                     })
                     .collect();
-                // Items of other sources join here; a stable sort keeps the order within
-                // a priority.
+                // The driver's price at an EVSE (I); a stable sort keeps the CSMS's messages
+                // first within a priority.
+                if let Some(price) = model
+                    .evse_index(evse)
+                    .filter(|_| evse != 0)
+                    .and_then(|i| self.tariff.price(&self.cx, i))
+                {
+                    items.extend(DisplayItem::of_price(&price));
+                }
                 items.sort_by_key(|i| i.priority);
                 ScreenSnapshot { evse, state, items }
             })

@@ -41,7 +41,13 @@ pub struct View {
 }
 
 /// What the EVSE part leaves to parts of their own.
-const EVSE_OWN_PARTS: [&str; 4] = ["connectors", "transaction", "charging_limit", "meter"];
+const EVSE_OWN_PARTS: [&str; 5] = [
+    "connectors",
+    "transaction",
+    "charging_limit",
+    "meter",
+    "price",
+];
 
 impl View {
     /// The view of a station: `status` as `ctl status` shows it (a `StatusSnapshot`), `display`
@@ -85,6 +91,7 @@ impl View {
             parts.push((key("transaction", id, None), evse["transaction"].clone()));
             parts.push((key("limit", id, None), evse["charging_limit"].clone()));
             parts.push((key("meter", id, None), evse["meter"].clone()));
+            parts.push((key("price", id, None), evse["price"].clone()));
         }
         for screen in display["screens"].as_array().into_iter().flatten() {
             let mut s = screen.clone();
@@ -315,6 +322,14 @@ mod tests {
         let changed = lines(&mut rx);
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0]["transaction"], Value::Null);
+        // The driver's price changes: a part of its own.
+        let mut priced = status(true, None);
+        priced["evses"][0]["price"] = json!({"cost": 2.5, "cost_final": true, "currency": "EUR"});
+        w.update(View::new(priced, display(json!([{"content": "hi"}]))), "t4");
+        let changed = lines(&mut rx);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0]["kind"], "price");
+        assert_eq!(changed[0]["price"]["cost"], 2.5);
     }
 
     #[test]
