@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 'use strict';
 /*
- * Scriptable OCPP 2.0.1 CSMS for end-to-end tests: the second independent test
- * peer of ocpp-agent, built on the npm package `ocpp-rpc` in strict mode (every
- * message is validated against the official OCPP 2.0.1 JSON schemas with Ajv +
- * ajv-formats). Same command line, JSON-lines log format and admin protocol as
+ * Scriptable OCPP 2.0.1 (or, with --ocpp 1.6, OCPP 1.6J) CSMS for end-to-end tests:
+ * the second independent test peer of ocpp-agent, built on the npm package `ocpp-rpc`
+ * in strict mode (every message is validated against the official OCPP 2.0.1 / 1.6 JSON
+ * schemas with Ajv + ajv-formats). Same command line, JSON-lines log format and admin protocol as
  * tests/csms/csms.py; see tests/csms-js/README.md for the differences.
  *
  * Install with scripts/setup-node.sh, then: node tests/csms-js/csms.js --help
@@ -17,41 +17,92 @@ const path = require('path');
 const crypto = require('crypto');
 const { performance } = require('perf_hooks');
 
-let RPCServer, createRPCError, createValidator, RPCError, TimeoutError, NOREPLY, OCPP_RPC_VERSION, SCHEMAS;
+let RPCServer, createRPCError, createValidator, RPCError, TimeoutError, NOREPLY, OCPP_RPC_VERSION, SCHEMAS_201, SCHEMAS_16;
 try {
     ({ RPCServer, createRPCError, createValidator, RPCError, TimeoutError, NOREPLY } = require('ocpp-rpc'));
     OCPP_RPC_VERSION = require('ocpp-rpc/package.json').version;
-    SCHEMAS = require('ocpp-rpc/lib/schemas/ocpp2_0_1.json');
+    SCHEMAS_201 = require('ocpp-rpc/lib/schemas/ocpp2_0_1.json');
+    SCHEMAS_16 = require('ocpp-rpc/lib/schemas/ocpp1_6.json');
 } catch (e) {
     process.stderr.write(`csms.js: error: cannot load the npm package ocpp-rpc (${e.message}); ` +
         'run scripts/setup-node.sh first\n');
     process.exit(1);
 }
 
-const SUBPROTOCOL = 'ocpp2.0.1';
 const MAX_MESSAGE_ID_LEN = 36;
 
 // OCPP 2.0.1 actions initiated by the Charging Station (everything else, plus
 // DataTransfer which goes both ways, is initiated by the CSMS).
-const CS_TO_CSMS = new Set(`Authorize BootNotification ClearedChargingLimit DataTransfer
+const CS_TO_CSMS_201 = new Set(`Authorize BootNotification ClearedChargingLimit DataTransfer
     FirmwareStatusNotification Get15118EVCertificate GetCertificateStatus Heartbeat
     LogStatusNotification MeterValues NotifyChargingLimit NotifyCustomerInformation
     NotifyDisplayMessages NotifyEVChargingNeeds NotifyEVChargingSchedule NotifyEvent
     NotifyMonitoringReport NotifyReport PublishFirmwareStatusNotification
     ReportChargingProfiles ReservationStatusUpdate SecurityEventNotification
     SignCertificate StatusNotification TransactionEvent`.split(/\s+/));
-const SCHEMA_BY_ID = new Map(SCHEMAS.map((s) => [s.$id, s]));
-const ALL_ACTIONS = new Set(SCHEMAS.map((s) => s.$id.replace(/^urn:/, '').replace(/\.(req|conf)$/, '')));
-const CSMS_TO_CS = new Set([...ALL_ACTIONS].filter((a) => !CS_TO_CSMS.has(a)).concat(['DataTransfer']));
+// OCPP 1.6 actions initiated by the Charge Point: Core, Firmware Management and the
+// security whitepaper (edition 3); DataTransfer goes both ways.
+const CS_TO_CSMS_16 = new Set(`Authorize BootNotification DataTransfer DiagnosticsStatusNotification
+    FirmwareStatusNotification Heartbeat LogStatusNotification MeterValues
+    SecurityEventNotification SignCertificate SignedFirmwareStatusNotification
+    StartTransaction StatusNotification StopTransaction`.split(/\s+/));
 
 // RPC framework error codes of OCPP-J 2.0.1 (Part 4, CallError).
 const OCPP201_ERROR_CODES = new Set(`FormatViolation GenericError InternalError MessageTypeNotSupported
     NotImplemented NotSupported OccurrenceConstraintViolation PropertyConstraintViolation ProtocolError
     RpcFrameworkError SecurityError TypeConstraintViolation`.split(/\s+/));
+// OCPP-J 1.6 section 4.2.3, as printed: the errata sheet (section 5, "known issues that
+// will not be fixed") keeps the spellings FormationViolation and OccurenceConstraintViolation.
+const OCPP16_ERROR_CODES = new Set(`NotImplemented NotSupported InternalError ProtocolError SecurityError
+    FormationViolation PropertyConstraintViolation OccurenceConstraintViolation TypeConstraintViolation
+    GenericError`.split(/\s+/));
 
-const enumOf = (schemaId, def) => SCHEMA_BY_ID.get(schemaId).definitions[def].enum.slice();
-const REGISTRATION_STATUSES = enumOf('urn:BootNotification.conf', 'RegistrationStatusEnumType');
-const AUTHORIZATION_STATUSES = enumOf('urn:Authorize.conf', 'AuthorizationStatusEnumType');
+/** What differs between the OCPP versions this CSMS speaks (chosen with --ocpp). */
+class Protocol {
+    constructor({ version, subprotocol, schemas, csToCsms, errorCodes, spelling, maxFractionDigits, groupMaxLen, statuses }) {
+        Object.assign(this, { version, subprotocol, schemas, csToCsms, errorCodes, spelling, maxFractionDigits, groupMaxLen });
+        this.schemaById = new Map(schemas.map((s) => [s.$id, s]));
+        this.allActions = new Set(schemas.map((s) => s.$id.replace(/^urn:/, '').replace(/\.(req|conf)$/, '')));
+        this.csmsToCs = new Set([...this.allActions].filter((a) => !csToCsms.has(a)).concat(['DataTransfer']));
+        const [registration, authorization] = statuses(this.schemaById);
+        this.registrationStatuses = registration.slice();
+        this.authorizationStatuses = authorization.slice();
+    }
+
+    /** An error code as this version spells it. */
+    errorCode(code) {
+        return Object.prototype.hasOwnProperty.call(this.spelling, code) ? this.spelling[code] : code;
+    }
+}
+
+const PROTOCOLS = {
+    '2.0.1': new Protocol({
+        version: '2.0.1', subprotocol: 'ocpp2.0.1', schemas: SCHEMAS_201, csToCsms: CS_TO_CSMS_201,
+        errorCodes: OCPP201_ERROR_CODES,
+        // ocpp-rpc uses OCPP 1.6's misspelling for every OCPP version.
+        spelling: { OccurenceConstraintViolation: 'OccurrenceConstraintViolation' },
+        maxFractionDigits: 3, groupMaxLen: 36,
+        statuses: (byId) => [byId.get('urn:BootNotification.conf').definitions.RegistrationStatusEnumType.enum,
+            byId.get('urn:Authorize.conf').definitions.AuthorizationStatusEnumType.enum],
+    }),
+    '1.6': new Protocol({
+        version: '1.6', subprotocol: 'ocpp1.6', schemas: SCHEMAS_16, csToCsms: CS_TO_CSMS_16,
+        errorCodes: OCPP16_ERROR_CODES,
+        // 1.6 spells these as printed; ocpp-rpc "corrects" OccurenceConstraintViolation for
+        // ocpp1.6, which the errata says not to do. 1.6 has no RpcFrameworkError /
+        // MessageTypeNotSupported: a frame that is not a well-formed message "does not
+        // conform to the PDU structure" (FormationViolation).
+        spelling: {
+            FormatViolation: 'FormationViolation', OccurrenceConstraintViolation: 'OccurenceConstraintViolation',
+            RpcFrameworkError: 'FormationViolation', MessageTypeNotSupported: 'FormationViolation',
+        },
+        maxFractionDigits: null, groupMaxLen: 20,
+        statuses: (byId) => [byId.get('urn:BootNotification.conf').properties.status.enum,
+            byId.get('urn:Authorize.conf').properties.idTagInfo.properties.status.enum],
+    }),
+};
+let PROTO = PROTOCOLS['2.0.1']; // set from --ocpp
+const REGISTRATION_STATUSES = PROTOCOLS['2.0.1'].registrationStatuses; // the same in 1.6
 
 // --------------------------------------------------------------------------
 // Small helpers
@@ -195,8 +246,9 @@ function checkDatetime(value, strict = STRICT_DATETIME) {
     if (second > 60) return `${pyRepr(value)}: seconds out of range`;
     if (m[9] !== undefined && (Number(m[9]) > 23 || Number(m[10]) > 59)) return `${pyRepr(value)}: invalid UTC offset`;
     if (strict) {
-        if (m[7] !== undefined && m[7].length - 1 > 3) {
-            return `${pyRepr(value)}: more than 3 fractional second digits (OCPP 2.0.1 limit)`;
+        const limit = PROTO.maxFractionDigits;
+        if (m[7] !== undefined && limit !== null && m[7].length - 1 > limit) {
+            return `${pyRepr(value)}: more than ${limit} fractional second digits (OCPP 2.0.1 limit)`;
         }
         if (m[8] !== 'Z') return `${pyRepr(value)}: not UTC with 'Z' designator`;
     }
@@ -232,10 +284,10 @@ function schemaAt(root, pathParts) {
 
 const jsonPointer = (parts) => parts.map((p) => '/' + String(p).replace(/~/g, '~0').replace(/\//g, '~1')).join('');
 
-/** A validator for ocpp-rpc's `strictModeValidators` (replaces the stock ocpp2.0.1 one). */
+/** A validator for ocpp-rpc's `strictModeValidators` (replaces the stock one of the subprotocol). */
 class StrictValidator {
     constructor() {
-        this._inner = createValidator(SUBPROTOCOL, SCHEMAS);
+        this._inner = createValidator(PROTO.subprotocol, PROTO.schemas);
         const ajv = this._inner._ajv;
         const stock = ajv && ajv.formats && ajv.formats['date-time'];
         if (!stock || typeof stock.validate !== 'function') {
@@ -248,7 +300,7 @@ class StrictValidator {
             validate: (s) => stock.validate(s) && checkDatetime(s) === null,
             compare: stock.compare,
         });
-        this.subprotocol = SUBPROTOCOL;
+        this.subprotocol = PROTO.subprotocol;
     }
 
     validate(schemaId, params) {
@@ -259,7 +311,7 @@ class StrictValidator {
         }
         const ctx = currentInbound;
         if (ctx && ctx.schemaId === schemaId && ctx.floatPaths.length) {
-            const root = SCHEMA_BY_ID.get(schemaId);
+            const root = PROTO.schemaById.get(schemaId);
             for (const p of ctx.floatPaths) {
                 const node = schemaAt(root, p);
                 const t = node && node.type;
@@ -276,9 +328,7 @@ class StrictValidator {
 
     _fixError(err, params) {
         if (!(err instanceof RPCError)) return err;
-        let code = err.rpcErrorCode;
-        // ocpp-rpc uses OCPP 1.6's misspelling for every OCPP version.
-        if (code === 'OccurenceConstraintViolation') code = 'OccurrenceConstraintViolation';
+        const code = PROTO.errorCode(err.rpcErrorCode);
         let message = err.message || err.rpcErrorMessage || '';
         const first = err.details && Array.isArray(err.details.errors) ? err.details.errors[0] : null;
         if (first && first.keyword === 'format' && first.params && first.params.format === 'date-time') {
@@ -454,7 +504,7 @@ function checkFrame(text, isBinary) {
     } else if (mtype === 3) {
         if (!isObject(msg[2])) throw new FrameError('FormatViolation', 'CALLRESULT payload is not a JSON object', msgId, false);
     } else {
-        if (typeof msg[2] !== 'string' || !OCPP201_ERROR_CODES.has(msg[2])) {
+        if (typeof msg[2] !== 'string' || !PROTO.errorCodes.has(msg[2])) {
             throw new FrameError('RpcFrameworkError', `CALLERROR has invalid errorCode ${pyRepr(msg[2])}`, msgId, false);
         }
         if (typeof msg[3] !== 'string') throw new FrameError('RpcFrameworkError', 'CALLERROR errorDescription is not a string', msgId, false);
@@ -487,8 +537,8 @@ class Settings {
         const auth = { ...this.auth };
         const has = (k) => Object.prototype.hasOwnProperty.call(req, k);
         if (has('boot_status')) {
-            if (!REGISTRATION_STATUSES.includes(req.boot_status)) {
-                throw new UserError(`boot_status must be one of ${pyRepr(REGISTRATION_STATUSES)}`);
+            if (!PROTO.registrationStatuses.includes(req.boot_status)) {
+                throw new UserError(`boot_status must be one of ${pyRepr(PROTO.registrationStatuses)}`);
             }
             bootStatus = req.boot_status;
         }
@@ -499,11 +549,12 @@ class Settings {
         if (has('total_cost')) {
             const tc = req.total_cost;
             if (tc !== null && (typeof tc !== 'number' || !(tc >= 0))) throw new UserError('total_cost must be a non-negative number or null');
+            if (tc !== null && PROTO.version === '1.6') throw new UserError('total_cost: OCPP 1.6 has no totalCost');
             totalCost = tc;
         }
         if (has('auth_default')) {
-            if (!AUTHORIZATION_STATUSES.includes(req.auth_default)) {
-                throw new UserError(`auth_default must be one of ${pyRepr(AUTHORIZATION_STATUSES)}`);
+            if (!PROTO.authorizationStatuses.includes(req.auth_default)) {
+                throw new UserError(`auth_default must be one of ${pyRepr(PROTO.authorizationStatuses)}`);
             }
             authDefault = req.auth_default;
         }
@@ -525,14 +576,18 @@ class Settings {
                 const unknown = Object.keys(entry).filter((k) => !['status', 'group', 'group_id', 'message'].includes(k)).sort();
                 if (unknown.length) throw new UserError(`auth[${pyRepr(token)}]: unknown keys ${pyRepr(unknown)}`);
                 const status = 'status' in entry ? entry.status : 'Accepted';
-                if (!AUTHORIZATION_STATUSES.includes(status)) {
-                    throw new UserError(`auth[${pyRepr(token)}].status must be one of ${pyRepr(AUTHORIZATION_STATUSES)}`);
+                if (!PROTO.authorizationStatuses.includes(status)) {
+                    throw new UserError(`auth[${pyRepr(token)}].status must be one of ${pyRepr(PROTO.authorizationStatuses)}`);
                 }
                 const group = 'group' in entry ? entry.group : ('group_id' in entry ? entry.group_id : null);
-                if (group !== null && group !== undefined && (typeof group !== 'string' || !(cpLen(group) > 0 && cpLen(group) <= 36))) {
-                    throw new UserError(`auth[${pyRepr(token)}].group must be a string of 1..36 characters`);
+                const maxLen = PROTO.groupMaxLen;
+                if (group !== null && group !== undefined && (typeof group !== 'string' || !(cpLen(group) > 0 && cpLen(group) <= maxLen))) {
+                    throw new UserError(`auth[${pyRepr(token)}].group must be a string of 1..${maxLen} characters`);
                 }
                 const message = 'message' in entry ? entry.message : null;
+                if (message !== null && PROTO.version === '1.6') {
+                    throw new UserError(`auth[${pyRepr(token)}].message: OCPP 1.6 has no personalMessage`);
+                }
                 if (message !== null && (typeof message !== 'string' || !(cpLen(message) > 0 && cpLen(message) <= 512))) {
                     throw new UserError(`auth[${pyRepr(token)}].message must be a string of 1..512 characters`);
                 }
@@ -549,9 +604,21 @@ class Settings {
         if (has('password')) this.password = req.password;
     }
 
+    /** The `auth` entry of an idToken (2.0.1) / idTag (1.6), or null. */
+    _authEntry(key) {
+        return typeof key === 'string' && Object.prototype.hasOwnProperty.call(this.auth, key) ? this.auth[key] : null;
+    }
+
+    /** OCPP 1.6 IdTagInfo: status and the group as parentIdTag. */
+    idTagInfo(idTag) {
+        const entry = this._authEntry(idTag);
+        const info = { status: entry ? entry.status : this.authDefault };
+        if (entry && entry.group) info.parentIdTag = entry.group;
+        return info;
+    }
+
     idTokenInfo(idToken) {
-        const key = idToken && typeof idToken === 'object' ? idToken.idToken : undefined;
-        const entry = typeof key === 'string' && Object.prototype.hasOwnProperty.call(this.auth, key) ? this.auth[key] : null;
+        const entry = this._authEntry(idToken && typeof idToken === 'object' ? idToken.idToken : undefined);
         const info = { status: entry ? entry.status : this.authDefault };
         if (entry && entry.group) info.groupIdToken = { idToken: entry.group, type: 'Central' };
         if (entry && entry.message) info.personalMessage = { format: 'UTF8', content: entry.message };
@@ -560,6 +627,74 @@ class Settings {
 }
 
 class UserError extends Error {}
+
+/**
+ * OCPP 1.6: the transactionIds this CSMS assigned in its StartTransaction answers (per
+ * station: integers, increasing, never given twice) and the MeterValues and StopTransaction
+ * it received for each. With --state it lives in that JSON file (rewritten atomically on
+ * every change, read at start), so a restarted CSMS goes on where it stopped.
+ */
+class TransactionStore {
+    constructor(file, firstId) {
+        this.file = file;
+        this.firstId = firstId;
+        this.nextId = {};
+        this.transactions = [];
+        this.unknown = []; // MeterValues / StopTransaction for an id never assigned
+        if (file && fs.existsSync(file)) {
+            const data = JSON.parse(fs.readFileSync(file, 'utf8'));
+            this.nextId = data.next_id;
+            this.transactions = data.transactions;
+            this.unknown = data.unknown;
+        }
+    }
+
+    _save() {
+        if (this.file) {
+            writeAtomic(this.file, JSON.stringify({ next_id: this.nextId, transactions: this.transactions, unknown: this.unknown }) + '\n');
+        }
+    }
+
+    find(station, txId) {
+        return this.transactions.find((t) => t.station === station && t.transaction_id === txId) || null;
+    }
+
+    /** Assigns the next id of `station` to this StartTransaction. */
+    start(station, messageId, payload, idTagInfo) {
+        const txId = Object.prototype.hasOwnProperty.call(this.nextId, station) ? this.nextId[station] : this.firstId;
+        this.nextId[station] = txId + 1;
+        const key = ['connectorId', 'idTag', 'meterStart', 'timestamp'];
+        const repeat = this.transactions.find((t) => t.station === station && key.every((k) => t.request[k] === payload[k]));
+        const tx = {
+            station, transaction_id: txId, message_id: messageId, received: logTimestamp(),
+            connector_id: payload.connectorId, id_tag: payload.idTag, meter_start: payload.meterStart,
+            timestamp: payload.timestamp, reservation_id: payload.reservationId === undefined ? null : payload.reservationId,
+            id_tag_info: idTagInfo, request: payload, duplicate_of: repeat ? repeat.transaction_id : null,
+            meter_values: [], stops: [],
+        };
+        this.transactions.push(tx);
+        this._save();
+        return tx;
+    }
+
+    /**
+     * Files a MeterValues ("meter_values") or StopTransaction ("stops") under its transaction;
+     * null (and filed as unknown) if this CSMS never assigned that id.
+     */
+    add(kind, station, messageId, payload) {
+        const entry = { message_id: messageId, received: logTimestamp(), payload };
+        const tx = this.find(station, payload.transactionId);
+        if (tx === null) this.unknown.push({ station, kind, ...entry });
+        else tx[kind].push(entry);
+        this._save();
+        return tx;
+    }
+
+    listing(station) {
+        const mine = (x) => station === null || x.station === station;
+        return { transactions: this.transactions.filter(mine), unknown: this.unknown.filter(mine) };
+    }
+}
 
 class EventSink {
     constructor(logPath, quiet) {
@@ -598,6 +733,23 @@ class EventSink {
     }
 }
 
+/**
+ * An outgoing CALLERROR frame with its code in this version's spelling (ocpp-rpc, and our
+ * frame checks, use codes 1.6 spells otherwise); any other frame unchanged.
+ */
+function respellCallError(text) {
+    if (!text.startsWith('[4,')) return text;
+    let msg;
+    try {
+        msg = JSON.parse(text);
+    } catch (e) {
+        return text;
+    }
+    if (!Array.isArray(msg) || msg.length !== 5 || typeof msg[2] !== 'string') return text;
+    const code = PROTO.errorCode(msg[2]);
+    return code === msg[2] ? text : JSON.stringify([4, msg[1], code, msg[3], msg[4]]);
+}
+
 // --------------------------------------------------------------------------
 // One connected Charging Station (CSMS side)
 // --------------------------------------------------------------------------
@@ -617,6 +769,7 @@ class StationSession {
         this.responses = new Map(); // parsed response frame per out-CALL id
         this.rawWaiters = new Map(); // raw CALL id -> resolve
         this.closedByCsms = false;
+        this.verbatim = false; // admin `raw`: no respelling of a CALLERROR code
         this._lock = Promise.resolve();
         this.closed = new Promise((resolve) => this.ws.once('close', () => resolve()));
         this._hook();
@@ -634,7 +787,8 @@ class StationSession {
         // Every outgoing frame (ocpp-rpc's and ours) is recorded just before it is sent.
         const origSend = ws.send.bind(ws);
         ws.send = (data, options, cb) => {
-            const text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+            let text = typeof data === 'string' ? data : Buffer.from(data).toString('utf8');
+            if (typeof data === 'string' && !this.verbatim) data = text = respellCallError(text);
             this.record('out', text, typeof data !== 'string');
             if (ws.readyState !== ws.OPEN) this.sink.event('send_failed', { station: this.id, raw: text });
             return origSend(data, options, cb);
@@ -724,7 +878,7 @@ class StationSession {
     }
 
     /** Sends a text frame (recorded by the send hook); resolves false if the socket is not open. */
-    sendFrame(text) {
+    sendFrame(text, verbatim = false) {
         return new Promise((resolve) => {
             if (this.ws.readyState !== this.ws.OPEN) {
                 this.record('out', text);
@@ -732,7 +886,12 @@ class StationSession {
                 resolve(false);
                 return;
             }
-            this.ws.send(text, (err) => resolve(!err));
+            this.verbatim = verbatim; // the send hook runs synchronously in ws.send
+            try {
+                this.ws.send(text, (err) => resolve(!err));
+            } finally {
+                this.verbatim = false;
+            }
         });
     }
 
@@ -751,7 +910,7 @@ class StationSession {
             [msg, floatPaths] = checkFrame(text, isBinary);
         } catch (e) {
             if (!(e instanceof FrameError)) throw e;
-            this.violation(`${e.code}: ${e.description}`, text);
+            this.violation(`${PROTO.errorCode(e.code)}: ${e.description}`, text);
             if (e.answer) this.sendCallError(e.msgId, e.code, e.description, { cause: e.description });
             return;
         }
@@ -764,7 +923,7 @@ class StationSession {
                 this.warning(`${action} sent while the last BootNotification was answered ${state}` +
                     (state === 'Pending' ? ' (allowed only when triggered by TriggerMessage)' : ''), { action, id: msgId });
             }
-            if (ALL_ACTIONS.has(action) && !CS_TO_CSMS.has(action)) {
+            if (PROTO.allActions.has(action) && !PROTO.csToCsms.has(action)) {
                 // ocpp-rpc would answer NotImplemented; OCPP-J says NotSupported for a known action.
                 this.sendCallError(msgId, 'NotSupported', `${action} is recognized but not supported by this CSMS`, {});
                 return;
@@ -893,7 +1052,7 @@ class StationSession {
         } catch (e) { /* sent as is */ }
         let waiter = null;
         if (msgId !== null) waiter = new Promise((resolve) => this.rawWaiters.set(msgId, resolve));
-        const sent = await this.sendFrame(frame);
+        const sent = await this.sendFrame(frame, true);
         if (!sent) {
             if (msgId !== null) this.rawWaiters.delete(msgId);
             return { ok: false, error: 'station disconnected' };
@@ -915,14 +1074,17 @@ class StationSession {
 
     // ---- handlers for every CS -> CSMS action ----------------------------
 
-    _registerHandlers() {
+    /** BootNotification's answer from the settings (the same fields in 1.6 and 2.0.1). */
+    _bootAnswer() {
+        const status = this.settings.bootStatus;
+        this.csms.bootState.set(this.id, status);
+        return { currentTime: utcNowIso(), interval: this.settings.interval, status };
+    }
+
+    _handlers201() {
         const s = this.settings;
-        const handlers = {
-            BootNotification: () => {
-                const status = s.bootStatus;
-                this.csms.bootState.set(this.id, status);
-                return { currentTime: utcNowIso(), interval: s.interval, status };
-            },
+        return {
+            BootNotification: () => this._bootAnswer(),
             Heartbeat: () => ({ currentTime: utcNowIso() }),
             StatusNotification: () => ({}),
             Authorize: ({ params }) => ({ idTokenInfo: s.idTokenInfo(params.idToken) }),
@@ -954,7 +1116,68 @@ class StationSession {
             // No contract-certificate backend: answer Failed (exiResponse is required).
             Get15118EVCertificate: () => ({ status: 'Failed', exiResponse: '' }),
         };
-        for (const action of CS_TO_CSMS) {
+    }
+
+    /** OCPP 1.6: every Charge Point -> Central System action (Core, Firmware Management,
+     *  security whitepaper edition 3). */
+    _handlers16() {
+        const s = this.settings;
+        const txs = this.csms.transactions;
+        return {
+            BootNotification: () => this._bootAnswer(),
+            Heartbeat: () => ({ currentTime: utcNowIso() }),
+            Authorize: ({ params }) => ({ idTagInfo: s.idTagInfo(params.idTag) }),
+            StartTransaction: ({ params, messageId }) => {
+                const idTagInfo = s.idTagInfo(params.idTag);
+                const tx = txs.start(this.id, messageId, params, idTagInfo);
+                this.sink.event('transaction', {
+                    station: this.id, transaction_id: tx.transaction_id, message_id: messageId,
+                    connector_id: tx.connector_id, id_tag: tx.id_tag, meter_start: tx.meter_start,
+                    timestamp: tx.timestamp, id_tag_status: idTagInfo.status, duplicate_of: tx.duplicate_of,
+                });
+                if (tx.duplicate_of !== null) {
+                    this.warning(`StartTransaction repeats transaction ${tx.duplicate_of} (same connectorId, idTag, ` +
+                        `meterStart and timestamp); it gets a new id ${tx.transaction_id}`, { id: messageId, action: 'StartTransaction' });
+                }
+                return { transactionId: tx.transaction_id, idTagInfo };
+            },
+            MeterValues: ({ params, messageId }) => {
+                if (params.transactionId !== undefined) this._file('meter_values', 'MeterValues', messageId, params);
+                return {};
+            },
+            StopTransaction: ({ params, messageId }) => {
+                this._file('stops', 'StopTransaction', messageId, params);
+                return params.idTag !== undefined ? { idTagInfo: s.idTagInfo(params.idTag) } : {};
+            },
+            StatusNotification: () => ({}),
+            DataTransfer: () => ({ status: 'UnknownVendorId' }),
+            DiagnosticsStatusNotification: () => ({}),
+            FirmwareStatusNotification: () => ({}),
+            SecurityEventNotification: () => ({}),
+            SignCertificate: () => ({ status: 'Accepted' }),
+            LogStatusNotification: () => ({}),
+            SignedFirmwareStatusNotification: () => ({}),
+        };
+    }
+
+    /**
+     * Files a MeterValues / StopTransaction under the transaction its transactionId names:
+     * an id this CSMS never gave this station is a violation (a made-up id).
+     */
+    _file(kind, action, messageId, params) {
+        const tx = this.csms.transactions.add(kind, this.id, messageId, params);
+        const txId = params.transactionId;
+        if (tx === null) {
+            this.violation(`${action} for transactionId ${txId}, which this CSMS never assigned to ${pyRepr(this.id)}`,
+                compact(params), { id: messageId, action });
+        } else if (tx.stops.length && (kind === 'meter_values' || tx.stops.length > 1)) {
+            this.warning(`${action} for transactionId ${txId}, which was already stopped`, { id: messageId, action });
+        }
+    }
+
+    _registerHandlers() {
+        const handlers = PROTO.version === '1.6' ? this._handlers16() : this._handlers201();
+        for (const action of PROTO.csToCsms) {
             const fn = handlers[action];
             if (!fn) throw new Error(`no handler for ${action}`);
             this.client.handle(action, async (call) => {
@@ -987,6 +1210,7 @@ class CSMS {
         this.args = args;
         this.settings = new Settings(args.bootStatus, args.interval);
         this.sink = new EventSink(args.log, args.quiet);
+        this.transactions = new TransactionStore(args.state, args.firstTransactionId);
         this.stations = new Map();
         this.bootState = new Map();
         this.shuttingDown = false;
@@ -1040,8 +1264,8 @@ class CSMS {
         } catch (e) {
             return this._reject(socket, 400, `malformed request path: ${e.message}`, info);
         }
-        if (!info.offered.includes(SUBPROTOCOL)) {
-            return this._reject(socket, 400, `subprotocol ${SUBPROTOCOL} not offered (offered: ${pyRepr(info.offered)})`, info);
+        if (!info.offered.includes(PROTO.subprotocol)) {
+            return this._reject(socket, 400, `subprotocol ${PROTO.subprotocol} not offered (offered: ${pyRepr(info.offered)})`, info);
         }
         const required = this.settings.password != null ? this.settings.password : this.args.password;
         if (required !== null) {
@@ -1191,10 +1415,18 @@ class CSMS {
                 return { ok: true, settings: this.settings.asDict() };
             case 'settings':
                 return { ok: true, settings: this.settings.asDict() };
+            case 'transactions': {
+                if (PROTO.version !== '1.6') {
+                    throw new UserError('transactions: only with --ocpp 1.6 (in 2.0.1 the station chooses the transactionId)');
+                }
+                const station = 'station' in req ? req.station : null;
+                if (station !== null && typeof station !== 'string') throw new UserError("'station' must be a string");
+                return { ok: true, ...this.transactions.listing(station) };
+            }
             case 'call': {
                 const action = req.action;
-                if (!CSMS_TO_CS.has(action)) {
-                    throw new UserError(`'action' must be an OCPP 2.0.1 CSMS->CS action, got ${pyRepr(action)}`);
+                if (!PROTO.csmsToCs.has(action)) {
+                    throw new UserError(`'action' must be an OCPP ${PROTO.version} CSMS->CS action, got ${pyRepr(action)}`);
                 }
                 const payload = 'payload' in req ? req.payload : {};
                 if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
@@ -1256,7 +1488,7 @@ class CSMS {
         if (!overrideWorks) throw new Error('date-time validation is not in force (ocpp-rpc internals changed?)');
 
         this.rpc = new RPCServer({
-            protocols: [SUBPROTOCOL],
+            protocols: [PROTO.subprotocol],
             strictMode: true,
             strictModeValidators: [this.validator],
             callTimeoutMs: 24 * 3600 * 1000, // per-call timeouts come from the admin request
@@ -1286,7 +1518,7 @@ class CSMS {
 
         this.httpServer = http.createServer((req, res) => {
             res.writeHead(426, { 'Content-Type': 'text/plain; charset=utf-8', Upgrade: 'websocket', Connection: 'close' });
-            res.end('Upgrade Required: this is an OCPP 2.0.1 WebSocket endpoint\n');
+            res.end(`Upgrade Required: this is an OCPP ${PROTO.version} WebSocket endpoint\n`);
         });
         this.httpServer.on('upgrade', (req, socket, head) => {
             try {
@@ -1318,12 +1550,12 @@ class CSMS {
         }
         if (args.portFile) writeAtomic(args.portFile, `${port}\n`);
         this.sink.event('listening', {
-            host: args.host, port, admin_port: adminPort, subprotocol: SUBPROTOCOL,
+            host: args.host, port, admin_port: adminPort, subprotocol: PROTO.subprotocol, ocpp_version: PROTO.version,
             password_required: args.password !== null, boot_status: this.settings.bootStatus,
             interval: this.settings.interval, strict_datetime: STRICT_DATETIME, pid: process.pid,
             implementation: `ocpp-rpc/${OCPP_RPC_VERSION}`,
         });
-        this.sink.human(`CSMS listening on ws://${args.host}:${port}/<path>/<station id> (subprotocol ${SUBPROTOCOL}` +
+        this.sink.human(`CSMS listening on ws://${args.host}:${port}/<path>/<station id> (subprotocol ${PROTO.subprotocol}` +
             (adminPort ? `, admin on 127.0.0.1:${adminPort}` : '') + `; ocpp-rpc ${OCPP_RPC_VERSION} strict mode)`);
 
         await new Promise((resolve) => {
@@ -1365,14 +1597,15 @@ function peerOf(socket) {
 
 const USAGE = `usage: csms.js [-h] [--host HOST] [--port PORT] [--port-file PORT_FILE]
                [--admin-port-file ADMIN_PORT_FILE] [--log LOG] [--password PASSWORD]
+               [--ocpp {1.6,2.0.1}] [--state STATE] [--first-transaction-id FIRST_TRANSACTION_ID]
                [--boot-status {${REGISTRATION_STATUSES.join(',')}}] [--interval INTERVAL]
                [--ping-interval PING_INTERVAL] [--max-size MAX_SIZE]
                [--lenient-datetime] [--quiet] [--debug]`;
 
 const HELP = `${USAGE}
 
-Scriptable OCPP 2.0.1 CSMS test peer (ocpp-rpc strict mode). Same CLI, log and
-admin protocol as tests/csms/csms.py.
+Scriptable OCPP 2.0.1 / 1.6J CSMS test peer (ocpp-rpc strict mode). Same CLI, log
+and admin protocol as tests/csms/csms.py.
 
 options:
   -h, --help            show this help message and exit
@@ -1384,6 +1617,12 @@ options:
                         also serve the JSON-lines admin protocol on 127.0.0.1:<ephemeral>; write its port here
   --log LOG             append a JSON-lines record of all events/messages to this file
   --password PASSWORD   require HTTP Basic auth <station id>:<PASSWORD>
+  --ocpp {1.6,2.0.1}    OCPP version: the subprotocol required (ocpp2.0.1 / ocpp1.6) and the messages spoken
+                        (default: 2.0.1)
+  --state STATE         OCPP 1.6: keep the assigned transactionIds (and what was received for them) in this
+                        JSON file, read again at start (survives a restart) (default: None)
+  --first-transaction-id FIRST_TRANSACTION_ID
+                        OCPP 1.6: the first transactionId given to each station (default: 1)
   --boot-status {${REGISTRATION_STATUSES.join(',')}}
                         status of BootNotificationResponse (default: Accepted)
   --interval INTERVAL   interval in BootNotificationResponse (default: 10)
@@ -1404,12 +1643,14 @@ function parseArgs(argv) {
     const args = {
         host: '127.0.0.1', port: 9000, portFile: null, adminPortFile: null, log: null, password: null,
         bootStatus: 'Accepted', interval: 10, pingInterval: 20, maxSize: 4 * 2 ** 20,
+        ocpp: '2.0.1', state: null, firstTransactionId: 1,
         lenientDatetime: false, quiet: false, debug: false,
     };
     const valued = {
         '--host': 'host', '--port': 'port', '--port-file': 'portFile', '--admin-port-file': 'adminPortFile',
         '--log': 'log', '--password': 'password', '--boot-status': 'bootStatus', '--interval': 'interval',
         '--ping-interval': 'pingInterval', '--max-size': 'maxSize',
+        '--ocpp': 'ocpp', '--state': 'state', '--first-transaction-id': 'firstTransactionId',
     };
     const flags = { '--lenient-datetime': 'lenientDatetime', '--quiet': 'quiet', '--debug': 'debug' };
     const intArg = (name, v) => {
@@ -1439,7 +1680,13 @@ function parseArgs(argv) {
                 value = argv[++i];
             }
             const key = valued[a];
-            if (key === 'port' || key === 'interval' || key === 'maxSize') args[key] = intArg(a, value);
+            if (key === 'port' || key === 'interval' || key === 'maxSize' || key === 'firstTransactionId') args[key] = intArg(a, value);
+            else if (key === 'ocpp') {
+                if (!Object.prototype.hasOwnProperty.call(PROTOCOLS, value)) {
+                    usageError(`argument --ocpp: invalid choice: '${value}' (choose from '1.6', '2.0.1')`);
+                }
+                args[key] = value;
+            }
             else if (key === 'pingInterval') {
                 const f = Number(value);
                 if (value.trim() === '' || !Number.isFinite(f)) usageError(`argument ${a}: invalid float value: '${value}'`);
@@ -1463,6 +1710,7 @@ function parseArgs(argv) {
 async function main() {
     const args = parseArgs(process.argv.slice(2));
     STRICT_DATETIME = !args.lenientDatetime;
+    PROTO = PROTOCOLS[args.ocpp];
     let csms;
     try {
         csms = new CSMS(args);

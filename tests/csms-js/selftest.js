@@ -145,12 +145,206 @@ function rawUpgrade(port, urlPath, headers) {
 const bootPayload = { reason: 'PowerUp', chargingStation: { model: 'M1', vendorName: 'V1' } };
 const ts = '2025-01-01T12:00:00.000Z';
 
+// ---- OCPP 1.6J (--ocpp 1.6) -------------------------------------------------
+
+const OCPP16_ERROR_CODES = new Set(['NotImplemented', 'NotSupported', 'InternalError', 'ProtocolError', 'SecurityError',
+    'FormationViolation', 'PropertyConstraintViolation', 'OccurenceConstraintViolation', 'TypeConstraintViolation', 'GenericError']);
+
+const SCHEMAS_16 = require('ocpp-rpc/lib/schemas/ocpp1_6.json');
+const CS_TO_CP_16 = `RemoteStartTransaction RemoteStopTransaction ChangeConfiguration GetConfiguration Reset
+    ChangeAvailability UnlockConnector ClearCache TriggerMessage ReserveNow CancelReservation
+    SetChargingProfile ClearChargingProfile GetCompositeSchedule GetLocalListVersion SendLocalList
+    UpdateFirmware GetDiagnostics DataTransfer ExtendedTriggerMessage CertificateSigned
+    InstallCertificate DeleteCertificate GetInstalledCertificateIds GetLog SignedUpdateFirmware`.split(/\s+/);
+
+/** A minimal instance of a JSON schema: required properties only, first enum values. */
+function minimalInstance(schema, root = schema) {
+    if (schema.$ref) return minimalInstance(root.definitions[schema.$ref.split('/').pop()], root);
+    if (schema.enum) return schema.enum[0];
+    switch (schema.type) {
+    case 'object':
+        return Object.fromEntries((schema.required || []).map((k) => [k, minimalInstance(schema.properties[k], root)]));
+    case 'array':
+        return Array.from({ length: Math.max(1, schema.minItems || 0) }, () => minimalInstance(schema.items, root));
+    case 'string':
+        if (schema.format === 'uri') return 'ftp://127.0.0.1/x';
+        return schema.format === 'date-time' ? ts : 'x';
+    case 'integer':
+    case 'number':
+        return Math.max(0, schema.minimum || 0);
+    case 'boolean':
+        return false;
+    default:
+        return 'x';
+    }
+}
+
+/** A 1.6 charge point (ocpp-rpc, strict: it validates the CSMS's answers too) against csms.js --ocpp 1.6. */
+async function v16Scenario(dir, clients, peers) {
+    const stateFile = path.join(dir, 'v16-state.json');
+    const v16Args = ['--ocpp', '1.6', '--quiet', '--state', stateFile, '--first-transaction-id', '41'];
+    const v16Dir = path.join(dir, 'v16');
+    fs.mkdirSync(v16Dir);
+    const peer = new Peer(v16Dir, v16Args);
+    peers.push(peer);
+    await peer.ready();
+    const listening = await waitFor('1.6 listening', () => peer.records().find((r) => r.event === 'listening'));
+    check('1.6: listening record', listening.subprotocol === 'ocpp1.6' && listening.ocpp_version === '1.6', listening);
+    const only201 = station(peer, 'CP16');
+    const only201Err = await only201.connect().then(() => null, (e) => e);
+    check('1.6: a station offering only ocpp2.0.1 -> HTTP 400', only201Err && only201Err.code === 400, only201Err && only201Err.message);
+    const set16 = await peer.admin({ cmd: 'set', auth: { 'T-GRP': { status: 'Accepted', group: 'G1' }, 'T-INV': 'Invalid' } });
+    const bad16 = await Promise.all([
+        peer.admin({ cmd: 'set', auth: { T: 'Unknown' } }),
+        peer.admin({ cmd: 'set', auth: { T: { status: 'Accepted', message: 'hi' } } }),
+        peer.admin({ cmd: 'set', auth: { T: { status: 'Accepted', group: 'x'.repeat(21) } } }),
+    ]);
+    check('1.6: auth settings (1.6 statuses, no personalMessage, parentIdTag <= 20)', set16.ok === true && bad16.every((r) => r.ok === false), [set16, bad16]);
+
+    // ---- boot, status, authorize, start, meter values, stop ----------------------
+    const cp = station(peer, 'CP16', { protocols: ['ocpp1.6'] });
+    clients.push(cp);
+    await cp.connect();
+    const boot = await cp.call('BootNotification', { chargePointVendor: 'V1', chargePointModel: 'M1' });
+    check('1.6: BootNotification accepted', boot.status === 'Accepted' && boot.interval === 10 && ISO_Z_MS.test(boot.currentTime), boot);
+    const hb = await cp.call('Heartbeat', {});
+    check('1.6: Heartbeat answered', ISO_Z_MS.test(hb.currentTime), hb);
+    const sn = await cp.call('StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Preparing', timestamp: ts });
+    check('1.6: StatusNotification answered {}', JSON.stringify(sn) === '{}', sn);
+    const auth = await cp.call('Authorize', { idTag: 'T-GRP' });
+    check('1.6: Authorize: status and group as parentIdTag', JSON.stringify(auth) === '{"idTagInfo":{"status":"Accepted","parentIdTag":"G1"}}', auth);
+    const start = await cp.call('StartTransaction', { connectorId: 1, idTag: 'T-GRP', meterStart: 100, timestamp: ts });
+    const start2 = await cp.call('StartTransaction', { connectorId: 2, idTag: 'T-INV', meterStart: 7, timestamp: ts, reservationId: 5 });
+    check('1.6: StartTransaction assigns increasing ids from --first-transaction-id', start.transactionId === 41 &&
+        start.idTagInfo.status === 'Accepted' && start2.transactionId === 42 && start2.idTagInfo.status === 'Invalid', [start, start2]);
+    await cp.call('MeterValues', { connectorId: 1, transactionId: 41, meterValue: [{ timestamp: ts, sampledValue: [{ value: '150', unit: 'Wh' }] }] });
+    await cp.call('MeterValues', { connectorId: 0, meterValue: [{ timestamp: ts, sampledValue: [{ value: '230' }] }] });
+    const stop = await cp.call('StopTransaction', { transactionId: 41, meterStop: 200, timestamp: ts, idTag: 'T-GRP', reason: 'Local' });
+    const stop2 = await cp.call('StopTransaction', { transactionId: 42, meterStop: 8, timestamp: ts });
+    check('1.6: StopTransaction idTagInfo only with idTag', stop.idTagInfo.parentIdTag === 'G1' && JSON.stringify(stop2) === '{}', [stop, stop2]);
+    for (const [action, payload, expect] of [
+        ['DataTransfer', { vendorId: 'X' }, { status: 'UnknownVendorId' }],
+        ['DiagnosticsStatusNotification', { status: 'Uploaded' }, {}],
+        ['FirmwareStatusNotification', { status: 'Installed' }, {}],
+        ['SecurityEventNotification', { type: 'StartupOfTheDevice', timestamp: ts }, {}],
+        ['SignCertificate', { csr: 'abc' }, { status: 'Accepted' }],
+        ['LogStatusNotification', { status: 'Uploaded', requestId: 1 }, {}],
+        ['SignedFirmwareStatusNotification', { status: 'SignatureVerified', requestId: 1 }, {}],
+    ]) {
+        const res = await cp.call(action, payload);
+        check(`1.6: ${action} answered`, JSON.stringify(res) === JSON.stringify(expect), res);
+    }
+    check('1.6: a valid scenario: no CALLERROR, violation or warning', !peer.records().some((r) => r.event === 'violation' ||
+        r.event === 'warning' || (r.event === 'message' && r.type === 4)), peer.records().filter((r) => r.event === 'violation'));
+    await cp.call('StopTransaction', { transactionId: 999, meterStop: 1, timestamp: ts });
+    await cp.call('MeterValues', { connectorId: 1, transactionId: 41, meterValue: [{ timestamp: ts, sampledValue: [{ value: '9' }] }] });
+    const made = peer.records().find((r) => r.event === 'violation' && r.action === 'StopTransaction');
+    check('1.6: StopTransaction with an id never assigned -> violation', made && /never assigned/.test(made.reason), made);
+    check('1.6: MeterValues after the stop -> warning', peer.records().some((r) => r.event === 'warning' && /already stopped/.test(r.reason)));
+    const txs = await peer.admin({ cmd: 'transactions', station: 'CP16' });
+    const t41 = txs.transactions && txs.transactions.find((t) => t.transaction_id === 41);
+    check('1.6: admin transactions', txs.ok === true && txs.transactions.length === 2 && t41.id_tag === 'T-GRP' && t41.connector_id === 1 &&
+        t41.meter_start === 100 && t41.timestamp === ts && t41.meter_values.length === 2 && t41.meter_values[0].payload.meterValue[0].sampledValue[0].value === '150' &&
+        t41.stops.length === 1 && t41.stops[0].payload.meterStop === 200 && txs.transactions[1].reservation_id === 5 &&
+        txs.unknown.length === 1 && txs.unknown[0].payload.transactionId === 999, txs);
+    const txEv = peer.records().find((r) => r.event === 'transaction' && r.transaction_id === 41);
+    const startIn = peer.records().find((r) => r.event === 'message' && r.dir === 'in' && r.action === 'StartTransaction');
+    check('1.6: transaction event names the StartTransaction', txEv && startIn && txEv.message_id === startIn.id && t41.message_id === startIn.id, txEv);
+
+    // ---- invalid messages: 1.6 CALLERROR codes ---------------------------------------
+    const bad = [
+        ['b16-required', [2, 'b16-required', 'BootNotification', { chargePointVendor: 'V' }], 'OccurenceConstraintViolation'],
+        ['b16-enum', [2, 'b16-enum', 'StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Sideways' }], 'FormationViolation'],
+        ['b16-extra', [2, 'b16-extra', 'Heartbeat', { foo: 1 }], 'PropertyConstraintViolation'],
+        ['b16-type', [2, 'b16-type', 'StatusNotification', { connectorId: '1', errorCode: 'NoError', status: 'Available' }], 'TypeConstraintViolation'],
+        ['b16-long', [2, 'b16-long', 'Authorize', { idTag: 'x'.repeat(21) }], 'FormationViolation'],
+        ['b16-notz', [2, 'b16-notz', 'StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Available', timestamp: '2025-01-01T12:00:00' }], 'FormationViolation'],
+        ['b16-201', [2, 'b16-201', 'TransactionEvent', {}], 'NotImplemented'],
+        ['b16-direction', [2, 'b16-direction', 'Reset', { type: 'Hard' }], 'NotSupported'],
+    ];
+    for (const [, frame] of bad) cp.sendRaw(JSON.stringify(frame));
+    cp.sendRaw('[5,"b16-mtype","Heartbeat",{}]');
+    const errOut = (id) => peer.records().find((r) => r.event === 'message' && r.dir === 'out' && r.type === 4 && r.id === id);
+    await waitFor('1.6 CALLERRORs', () => errOut('b16-mtype') && errOut('b16-direction'));
+    for (const [id, , code] of bad) check(`1.6: invalid ${id} -> CALLERROR ${code}`, errOut(id) && errOut(id).error_code === code, errOut(id));
+    check('1.6: unknown MessageTypeId -> FormationViolation', errOut('b16-mtype').error_code === 'FormationViolation', errOut('b16-mtype'));
+    const codes = peer.records().filter((r) => r.event === 'message' && r.dir === 'out' && r.type === 4).map((r) => r.error_code);
+    check('1.6: only 1.6 error codes sent', codes.length === 9 && codes.every((c) => OCPP16_ERROR_CODES.has(c)), codes);
+    const frac = await cp.call('StatusNotification', { connectorId: 1, errorCode: 'NoError', status: 'Available', timestamp: '2025-01-01T12:00:00.123456Z' });
+    check('1.6: any number of fractional digits', JSON.stringify(frac) === '{}', frac);
+
+    // ---- admin calls of 1.6 Central System -> Charge Point actions -------------------
+    cp.handle('GetConfiguration', ({ params }) => ({ configurationKey: params.key.map((key) => ({ key, readonly: false, value: '7' })), unknownKey: [] }));
+    cp.handle('RemoteStartTransaction', () => ({ status: 'Accepted' }));
+    cp.handle('ExtendedTriggerMessage', () => ({ status: 'Accepted' }));
+    const gc = await peer.admin({ cmd: 'call', station: 'CP16', action: 'GetConfiguration', payload: { key: ['HeartbeatInterval'] } });
+    check('1.6: admin call GetConfiguration', gc.ok === true && JSON.stringify(gc.response) ===
+        '{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,"value":"7"}],"unknownKey":[]}', gc);
+    const rs = await peer.admin({ cmd: 'call', station: 'CP16', action: 'RemoteStartTransaction', payload: { idTag: 'T1', connectorId: 1 } });
+    const et = await peer.admin({ cmd: 'call', station: 'CP16', action: 'ExtendedTriggerMessage', payload: { requestedMessage: 'SignChargePointCertificate' } });
+    check('1.6: admin call RemoteStartTransaction, ExtendedTriggerMessage', rs.ok === true && et.ok === true && rs.response.status === 'Accepted', [rs, et]);
+    const refused = await Promise.all([
+        peer.admin({ cmd: 'call', station: 'CP16', action: 'Reset', payload: { type: 'Warm' } }),
+        peer.admin({ cmd: 'call', station: 'CP16', action: 'GetVariables', payload: {} }),
+        peer.admin({ cmd: 'call', station: 'CP16', action: 'StopTransaction', payload: {} }),
+    ]);
+    check('1.6: invalid request, 2.0.1 action and CP->CS action refused', refused.every((r) => r.ok === false) &&
+        /1\.6 CSMS->CS/.test(refused[1].error), refused);
+    cp.handle('ClearCache', ({ messageId }) => {
+        cp.sendRaw(JSON.stringify([4, messageId, 'FormatViolation', '2.0.1 spelling', {}]));
+        return NOREPLY;
+    });
+    const cc = await peer.admin({ cmd: 'call', station: 'CP16', action: 'ClearCache', payload: {}, timeout: 0.5 });
+    const v201code = peer.records().find((r) => r.event === 'violation' && /errorCode 'FormatViolation'/.test(r.reason));
+    check('1.6: a CALLERROR with a code 1.6 does not have -> violation', cc.ok === false && v201code, [cc, v201code]);
+    const rawFrame = '[4,"raw16","OccurrenceConstraintViolation","sent verbatim",{}]';
+    const raw = await peer.admin({ cmd: 'raw', station: 'CP16', frame: rawFrame });
+    const rawOut = peer.records().find((r) => r.event === 'message' && r.dir === 'out' && r.id === 'raw16');
+    check('1.6: admin raw frames are sent verbatim (no respelling)', raw.ok === true && rawOut && rawOut.raw === rawFrame, rawOut);
+    check('1.6: no internal errors', !peer.records().some((r) => r.event === 'internal_error'));
+
+    // Every 1.6 Central System -> Charge Point action: a minimal valid request is sent as it is
+    // and the station's minimal valid answer comes back.
+    const everyOk = [];
+    for (const action of CS_TO_CP_16) {
+        const answer = minimalInstance(SCHEMAS_16.find((x) => x.$id === `urn:${action}.conf`));
+        cp.handle(action, () => answer);
+        const payload = minimalInstance(SCHEMAS_16.find((x) => x.$id === `urn:${action}.req`));
+        const r = await peer.admin({ cmd: 'call', station: 'CP16', action, payload, timeout: 5 });
+        const out = peer.records().filter((x) => x.event === 'message' && x.dir === 'out' && x.type === 2 && x.action === action).pop();
+        if (r.ok === true && JSON.stringify(r.response) === JSON.stringify(answer) && out && JSON.stringify(out.payload) === JSON.stringify(payload)) everyOk.push(action);
+        else check(`1.6: admin call ${action}`, false, [r, out]);
+    }
+    check('1.6: admin call of every Central System -> Charge Point action', everyOk.length === 26, everyOk);
+
+    // ---- --state: a restarted CSMS goes on numbering where it stopped ------------------
+    await cp.close({ force: true });
+    peer.proc.kill('SIGTERM');
+    await peer.exited;
+    const againDir = path.join(dir, 'v16-again');
+    fs.mkdirSync(againDir);
+    const again = new Peer(againDir, v16Args);
+    peers.push(again);
+    await again.ready();
+    const cpa = station(again, 'CP16', { protocols: ['ocpp1.6'] });
+    clients.push(cpa);
+    await cpa.connect();
+    const s3 = await cpa.call('StartTransaction', { connectorId: 1, idTag: 'T', meterStart: 0, timestamp: ts });
+    const s4 = await cpa.call('StartTransaction', { connectorId: 1, idTag: 'T', meterStart: 0, timestamp: ts });
+    const txa = await again.admin({ cmd: 'transactions' });
+    check('1.6: --state survives a restart', s3.transactionId === 43 && txa.transactions.length === 4, [s3, txa.transactions.length]);
+    const repeat = again.records().find((r) => r.event === 'warning' && /repeats transaction 43/.test(r.reason));
+    check('1.6: a repeated StartTransaction gets a new id and a warning', s4.transactionId === 44 && repeat &&
+        txa.transactions[3].duplicate_of === 43, [s4, repeat]);
+}
+
 async function main() {
     const started = Date.now();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'csms-js-selftest-'));
     const peer = new Peer(dir, ['--interval', '7', '--quiet']);
     const clients = [];
     let lenient = null;
+    const extraPeers = [];
     try {
         await peer.ready();
         const listening = await waitFor('listening', () => peer.records().find((r) => r.event === 'listening'));
@@ -400,11 +594,13 @@ async function main() {
         check('--lenient-datetime still rejects a missing offset', noOffset && noOffset.rpcErrorCode === 'FormatViolation', noOffset && noOffset.message);
         const lenListening = lenient.records().find((r) => r.event === 'listening');
         check('listening strict_datetime false', lenListening && lenListening.strict_datetime === false, lenListening);
+
+        await v16Scenario(dir, clients, extraPeers);
     } catch (e) {
         check(`unexpected exception: ${e && e.stack}`, false);
     } finally {
         for (const c of clients) c.close({ force: true }).catch(() => {});
-        for (const p of [peer, lenient]) {
+        for (const p of [peer, lenient, ...extraPeers]) {
             if (p && p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
         }
         if (failed) {

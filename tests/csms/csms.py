@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Scriptable OCPP 2.0.1 CSMS for end-to-end tests and the demo.
+"""Scriptable OCPP 2.0.1 (or, with --ocpp 1.6, OCPP 1.6J) CSMS for end-to-end tests and
+the demo.
 
 An independent test peer for the ocpp-agent, built on the PyPI package `ocpp`
-(which validates every message against the official OCPP 2.0.1 JSON schemas)
+(which validates every message against the official OCPP 2.0.1 / 1.6 JSON schemas)
 and `websockets`. See tests/csms/README.md for the CLI, the JSON-lines log
 format and the admin protocol.
 
@@ -31,7 +32,7 @@ from typing import Any
 
 import jsonschema
 import ocpp.messages
-from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import Call, CallError, MessageType, validate_payload
 from ocpp.routing import on
@@ -39,14 +40,16 @@ from ocpp.v201 import ChargePoint as V201ChargePoint
 from ocpp.v201 import call as v201_call
 from ocpp.v201 import call_result, datatypes, enums
 from ocpp.v201.enums import Action
+from ocpp.v16 import ChargePoint as V16ChargePoint
+from ocpp.v16 import call as v16_call
+from ocpp.v16 import call_result as v16_result
+from ocpp.v16 import enums as v16_enums
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-SUBPROTOCOL = "ocpp2.0.1"
-
 # OCPP 2.0.1 actions initiated by the Charging Station (everything else, plus
 # DataTransfer which goes both ways, is initiated by the CSMS).
-CS_TO_CSMS = frozenset(
+CS_TO_CSMS_201 = frozenset(
     """Authorize BootNotification ClearedChargingLimit DataTransfer
     FirmwareStatusNotification Get15118EVCertificate GetCertificateStatus Heartbeat
     LogStatusNotification MeterValues NotifyChargingLimit NotifyCustomerInformation
@@ -55,8 +58,14 @@ CS_TO_CSMS = frozenset(
     ReportChargingProfiles ReservationStatusUpdate SecurityEventNotification
     SignCertificate StatusNotification TransactionEvent""".split()
 )
-ALL_ACTIONS = frozenset(a.value for a in Action)
-CSMS_TO_CS = frozenset((ALL_ACTIONS - CS_TO_CSMS) | {"DataTransfer"})
+# OCPP 1.6 actions initiated by the Charge Point: Core, Firmware Management and the
+# security whitepaper (edition 3); DataTransfer goes both ways.
+CS_TO_CSMS_16 = frozenset(
+    """Authorize BootNotification DataTransfer DiagnosticsStatusNotification
+    FirmwareStatusNotification Heartbeat LogStatusNotification MeterValues
+    SecurityEventNotification SignCertificate SignedFirmwareStatusNotification
+    StartTransaction StatusNotification StopTransaction""".split()
+)
 
 # RPC framework error codes of OCPP-J 2.0.1 (Part 4, CallError).
 OCPP201_ERROR_CODES = frozenset(
@@ -64,10 +73,60 @@ OCPP201_ERROR_CODES = frozenset(
     NotSupported OccurrenceConstraintViolation PropertyConstraintViolation ProtocolError
     RpcFrameworkError SecurityError TypeConstraintViolation""".split()
 )
+# OCPP-J 1.6 section 4.2.3, as printed: the errata sheet (section 5, "known issues that
+# will not be fixed") keeps the spellings FormationViolation and OccurenceConstraintViolation.
+OCPP16_ERROR_CODES = frozenset(
+    """NotImplemented NotSupported InternalError ProtocolError SecurityError FormationViolation
+    PropertyConstraintViolation OccurenceConstraintViolation TypeConstraintViolation
+    GenericError""".split()
+)
+# The codes we (and the ocpp library) use, in their 1.6 spelling. 1.6 has no
+# RpcFrameworkError / MessageTypeNotSupported: a frame that is not a well-formed
+# message "does not conform to the PDU structure" (FormationViolation).
+OCPP16_SPELLING = {
+    "FormatViolation": "FormationViolation",
+    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
+    "RpcFrameworkError": "FormationViolation",
+    "MessageTypeNotSupported": "FormationViolation",
+}
 MAX_MESSAGE_ID_LEN = 36
 
-REGISTRATION_STATUSES = [s.value for s in enums.RegistrationStatusEnumType]
-AUTHORIZATION_STATUSES = [s.value for s in enums.AuthorizationStatusEnumType]
+
+class Protocol:
+    """What differs between the OCPP versions this CSMS speaks (chosen with --ocpp)."""
+
+    def __init__(self, version, subprotocol, all_actions, cs_to_csms, error_codes, spelling,
+                 call_module, registration_statuses, authorization_statuses,
+                 max_fraction_digits, group_max_len):
+        self.version = version
+        self.subprotocol = subprotocol
+        self.all_actions = frozenset(all_actions)
+        self.cs_to_csms = cs_to_csms
+        self.csms_to_cs = frozenset((self.all_actions - cs_to_csms) | {"DataTransfer"})
+        self.error_codes = error_codes
+        self.spelling = spelling
+        self.call_module = call_module
+        self.registration_statuses = registration_statuses
+        self.authorization_statuses = authorization_statuses
+        self.max_fraction_digits = max_fraction_digits  # strict date-time rule; None: no limit
+        self.group_max_len = group_max_len  # groupIdToken.idToken (2.0.1) / parentIdTag (1.6)
+
+    def error_code(self, code: str) -> str:
+        """An error code as this version spells it."""
+        return self.spelling.get(code, code)
+
+
+PROTOCOLS = {
+    "2.0.1": Protocol(
+        "2.0.1", "ocpp2.0.1", (a.value for a in Action), CS_TO_CSMS_201, OCPP201_ERROR_CODES, {},
+        v201_call, [s.value for s in enums.RegistrationStatusEnumType],
+        [s.value for s in enums.AuthorizationStatusEnumType], 3, 36),
+    "1.6": Protocol(
+        "1.6", "ocpp1.6", (a.value for a in v16_enums.Action), CS_TO_CSMS_16, OCPP16_ERROR_CODES,
+        OCPP16_SPELLING, v16_call, [s.value for s in v16_enums.RegistrationStatus],
+        [s.value for s in v16_enums.AuthorizationStatus], None, 20),
+}
+PROTO = PROTOCOLS["2.0.1"]  # set from --ocpp
 
 
 # --------------------------------------------------------------------------
@@ -102,8 +161,9 @@ def _check_datetime(value: Any) -> bool:
         raise ValueError(f"{value!r}: invalid UTC offset")
     if STRICT_DATETIME:
         frac = m.group(7)
-        if frac is not None and len(frac) - 1 > 3:
-            raise ValueError(f"{value!r}: more than 3 fractional second digits (OCPP 2.0.1 limit)")
+        limit = PROTO.max_fraction_digits
+        if frac is not None and limit is not None and len(frac) - 1 > limit:
+            raise ValueError(f"{value!r}: more than {limit} fractional second digits (OCPP 2.0.1 limit)")
         if m.group(8) != "Z":
             raise ValueError(f"{value!r}: not UTC with 'Z' designator")
     return True
@@ -215,7 +275,7 @@ def check_frame(raw: str | bytes) -> list:
         if not isinstance(msg[2], dict):
             raise FrameError("FormatViolation", "CALLRESULT payload is not a JSON object", msg_id, False)
     else:
-        if not isinstance(msg[2], str) or msg[2] not in OCPP201_ERROR_CODES:
+        if not isinstance(msg[2], str) or msg[2] not in PROTO.error_codes:
             raise FrameError("RpcFrameworkError", f"CALLERROR has invalid errorCode {msg[2]!r}", msg_id, False)
         if not isinstance(msg[3], str):
             raise FrameError("RpcFrameworkError", "CALLERROR errorDescription is not a string", msg_id, False)
@@ -302,7 +362,8 @@ def offered_subprotocols(headers) -> list[str]:
 
 
 class Settings:
-    def __init__(self, boot_status: str, interval: int):
+    def __init__(self, boot_status: str, interval: int, proto: Protocol):
+        self.proto = proto
         self.boot_status = boot_status
         self.interval = interval
         self.auth_default = "Accepted"
@@ -330,18 +391,20 @@ class Settings:
             tc = req["total_cost"]
             if tc is not None and (type(tc) not in (int, float) or tc < 0):
                 raise ValueError("total_cost must be a non-negative number or null")
+            if tc is not None and self.proto.version == "1.6":
+                raise ValueError("total_cost: OCPP 1.6 has no totalCost")
             total_cost = tc
         if "boot_status" in req:
-            if req["boot_status"] not in REGISTRATION_STATUSES:
-                raise ValueError(f"boot_status must be one of {REGISTRATION_STATUSES}")
+            if req["boot_status"] not in self.proto.registration_statuses:
+                raise ValueError(f"boot_status must be one of {self.proto.registration_statuses}")
             boot_status = req["boot_status"]
         if "interval" in req:
             if type(req["interval"]) is not int or req["interval"] < 0:
                 raise ValueError("interval must be a non-negative integer")
             interval = req["interval"]
         if "auth_default" in req:
-            if req["auth_default"] not in AUTHORIZATION_STATUSES:
-                raise ValueError(f"auth_default must be one of {AUTHORIZATION_STATUSES}")
+            if req["auth_default"] not in self.proto.authorization_statuses:
+                raise ValueError(f"auth_default must be one of {self.proto.authorization_statuses}")
             auth_default = req["auth_default"]
         if "auth" in req:
             if not isinstance(req["auth"], dict):
@@ -358,12 +421,15 @@ class Settings:
                 if unknown:
                     raise ValueError(f"auth[{token!r}]: unknown keys {sorted(unknown)}")
                 status = entry.get("status", "Accepted")
-                if status not in AUTHORIZATION_STATUSES:
-                    raise ValueError(f"auth[{token!r}].status must be one of {AUTHORIZATION_STATUSES}")
+                if status not in self.proto.authorization_statuses:
+                    raise ValueError(f"auth[{token!r}].status must be one of {self.proto.authorization_statuses}")
                 group = entry.get("group", entry.get("group_id"))
-                if group is not None and (not isinstance(group, str) or not 0 < len(group) <= 36):
-                    raise ValueError(f"auth[{token!r}].group must be a string of 1..36 characters")
+                max_len = self.proto.group_max_len
+                if group is not None and (not isinstance(group, str) or not 0 < len(group) <= max_len):
+                    raise ValueError(f"auth[{token!r}].group must be a string of 1..{max_len} characters")
                 message = entry.get("message")
+                if message is not None and self.proto.version == "1.6":
+                    raise ValueError(f"auth[{token!r}].message: OCPP 1.6 has no personalMessage")
                 if message is not None and (not isinstance(message, str) or not 0 < len(message) <= 512):
                     raise ValueError(f"auth[{token!r}].message must be a string of 1..512 characters")
                 auth[token] = {"status": status, "group": group, "message": message}
@@ -381,11 +447,20 @@ class Settings:
             # accepted a new BasicAuthPassword).
             self.password = req["password"]
 
+    def _auth_entry(self, token: str | None) -> tuple[str, str | None, str | None]:
+        """(status, group, message) for an idToken (2.0.1) / idTag (1.6)."""
+        entry = self.auth.get(token)
+        if entry is None:
+            return self.auth_default, None, None
+        return entry["status"], entry.get("group"), entry.get("message")
+
+    def id_tag_info(self, id_tag: str) -> dict:
+        """OCPP 1.6 IdTagInfo (camelCase): status and the group as parentIdTag."""
+        status, group, _ = self._auth_entry(id_tag)
+        return {"status": status, "parent_id_tag": group} if group else {"status": status}
+
     def id_token_info(self, id_token: dict) -> datatypes.IdTokenInfoType:
-        entry = self.auth.get(id_token.get("id_token"))
-        status = entry["status"] if entry else self.auth_default
-        group = entry.get("group") if entry else None
-        message = entry.get("message") if entry else None
+        status, group, message = self._auth_entry(id_token.get("id_token"))
         return datatypes.IdTokenInfoType(
             status=status,
             group_id_token=datatypes.IdTokenType(id_token=group, type="Central") if group else None,
@@ -434,6 +509,70 @@ def _short(obj: Any, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+class TransactionStore:
+    """OCPP 1.6: the transactionIds this CSMS assigned in its StartTransaction answers (per
+    station: integers, increasing, never given twice) and the MeterValues and StopTransaction
+    it received for each. With --state it lives in that JSON file (rewritten atomically on
+    every change, read at start), so a restarted CSMS goes on where it stopped."""
+
+    def __init__(self, path: str | None, first_id: int):
+        self.path = path
+        self.first_id = first_id
+        self.next_id: dict[str, int] = {}
+        self.transactions: list[dict] = []
+        self.unknown: list[dict] = []  # MeterValues / StopTransaction for an id never assigned
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            self.next_id = data["next_id"]
+            self.transactions = data["transactions"]
+            self.unknown = data["unknown"]
+
+    def _save(self) -> None:
+        if self.path:
+            write_atomic(self.path, compact({"next_id": self.next_id, "transactions": self.transactions,
+                                             "unknown": self.unknown}) + "\n")
+
+    def find(self, station: str, tx_id: Any) -> dict | None:
+        for tx in self.transactions:
+            if tx["station"] == station and tx["transaction_id"] == tx_id:
+                return tx
+        return None
+
+    def start(self, station: str, message_id: str, payload: dict, id_tag_info: dict) -> dict:
+        """Assigns the next id of `station` to this StartTransaction."""
+        tx_id = self.next_id.get(station, self.first_id)
+        self.next_id[station] = tx_id + 1
+        key = ("connectorId", "idTag", "meterStart", "timestamp")
+        repeats = [t["transaction_id"] for t in self.transactions
+                   if t["station"] == station and all(t["request"].get(k) == payload.get(k) for k in key)]
+        tx = {"station": station, "transaction_id": tx_id, "message_id": message_id,
+              "received": log_timestamp(), "connector_id": payload.get("connectorId"),
+              "id_tag": payload.get("idTag"), "meter_start": payload.get("meterStart"),
+              "timestamp": payload.get("timestamp"), "reservation_id": payload.get("reservationId"),
+              "id_tag_info": id_tag_info, "request": payload, "duplicate_of": repeats[0] if repeats else None,
+              "meter_values": [], "stops": []}
+        self.transactions.append(tx)
+        self._save()
+        return tx
+
+    def add(self, kind: str, station: str, message_id: str, payload: dict) -> dict | None:
+        """Files a MeterValues ("meter_values") or StopTransaction ("stops") under its
+        transaction; None (and filed as unknown) if this CSMS never assigned that id."""
+        entry = {"message_id": message_id, "received": log_timestamp(), "payload": payload}
+        tx = self.find(station, payload.get("transactionId"))
+        if tx is None:
+            self.unknown.append({"station": station, "kind": kind, **entry})
+        else:
+            tx[kind].append(entry)
+        self._save()
+        return tx
+
+    def listing(self, station: str | None) -> dict:
+        return {"transactions": [t for t in self.transactions if station in (None, t["station"])],
+                "unknown": [u for u in self.unknown if station in (None, u["station"])]}
+
+
 # --------------------------------------------------------------------------
 # The per-connection ChargePoint (CSMS side)
 # --------------------------------------------------------------------------
@@ -442,7 +581,7 @@ def _short(obj: Any, limit: int = 600) -> str:
 class LoggedConnection:
     """Wraps the WebSocket so every raw text frame is recorded exactly as sent/received."""
 
-    def __init__(self, ws: ServerConnection, cp: "StationSession"):
+    def __init__(self, ws: ServerConnection, cp: "SessionBase"):
         self.ws = ws
         self.cp = cp
 
@@ -461,8 +600,12 @@ class LoggedConnection:
             raise
 
 
-class StationSession(V201ChargePoint):
-    """One connected Charging Station, seen from the CSMS."""
+_ERROR_CLASSES = {cls.code: cls for cls in OCPPError.__subclasses__()}
+
+
+class SessionBase:
+    """One connected Charging Station, seen from the CSMS: everything but the handlers of
+    the station's CALLs, which the version's subclass adds (with its ocpp ChargePoint)."""
 
     def __init__(self, station_id: str, ws: ServerConnection, csms: "CSMS"):
         self.csms = csms
@@ -474,6 +617,7 @@ class StationSession(V201ChargePoint):
         self._expired: dict[str, str | None] = {}  # timed-out out-CALL id -> action
         self._responses: dict[str, list] = {}  # raw parsed response per out-CALL id
         self._raw_waiters: dict[str, asyncio.Future] = {}
+        self._in_payloads: dict[str, dict] = {}  # payload (camelCase, as received) of the CALL being handled
         self.closed_by_csms = False
         # Per-call timeouts are enforced by the admin command with wait_for.
         super().__init__(station_id, LoggedConnection(ws, self), response_timeout=24 * 3600)
@@ -542,9 +686,10 @@ class StationSession(V201ChargePoint):
         try:
             msg = check_frame(raw)
         except FrameError as e:
-            self.violation(f"{e.code}: {e.description}", raw)
+            code = PROTO.error_code(e.code)
+            self.violation(f"{code}: {e.description}", raw)
             if e.answer:
-                err = CallError(e.msg_id, e.code, e.description, {"cause": e.description})
+                err = CallError(e.msg_id, code, e.description, {"cause": e.description})
                 await self._send(err.to_json())
             return
         mtype, msg_id = msg[0], msg[1]
@@ -559,12 +704,13 @@ class StationSession(V201ChargePoint):
                 )
             if action not in self.route_map:
                 # The library swaps these two codes; use OCPP-J's meanings.
-                if action in ALL_ACTIONS:
+                if action in PROTO.all_actions:
                     code, desc = "NotSupported", f"{action} is recognized but not supported by this CSMS"
                 else:
                     code, desc = "NotImplemented", f"Requested Action {action!r} is not known by this CSMS"
                 await self._send(CallError(msg_id, code, desc[:255], {}).to_json())
                 return
+            self._in_payloads[msg_id] = msg[3]
             try:
                 await super().route_message(raw)
             except ConnectionClosed:
@@ -573,6 +719,8 @@ class StationSession(V201ChargePoint):
                 logging.getLogger("csms").exception("error handling %s", action)
                 err = CallError(msg_id, "InternalError", f"CSMS internal error: {e}"[:255], {})
                 await self._send(err.to_json())
+            finally:
+                self._in_payloads.pop(msg_id, None)
             return
         # CALLRESULT / CALLERROR
         if msg_id in self._raw_waiters:
@@ -591,6 +739,17 @@ class StationSession(V201ChargePoint):
         self._out_calls.pop(msg_id, None)
         self._responses[msg_id] = msg
         await super().route_message(raw)
+
+    async def _handle_call(self, msg):
+        """The library's CALL handling, with its CALLERROR codes in this version's spelling
+        (in 1.6 the library says FormatViolation, which 1.6 spells FormationViolation)."""
+        try:
+            return await super()._handle_call(msg)
+        except OCPPError as e:
+            code = PROTO.error_code(e.code)
+            if code == e.code:
+                raise
+            raise _ERROR_CLASSES[code](description=e.description, details=e.details) from e
 
     # ---- admin-initiated CALLs ---------------------------------------------
 
@@ -634,14 +793,18 @@ class StationSession(V201ChargePoint):
         snake = camel_to_snake_case(payload)
         use_library_call = snake_to_camel_case(snake) == payload
         if use_library_call:
-            cls = getattr(v201_call, action)
+            cls = getattr(PROTO.call_module, action)
             try:
                 request = cls(**snake)
             except TypeError:
                 # Missing/unknown fields: let schema validation explain (never sent).
                 use_library_call = False
             else:
-                coro = self.call(request, suppress=False, unique_id=unique_id)
+                # The library fills in some optional fields (e.g. 1.6 SendLocalList's
+                # localAuthorizationList = []): send exactly what was asked for.
+                use_library_call = snake_to_camel_case(remove_nones(serialize_as_dict(request))) == payload
+                if use_library_call:
+                    coro = self.call(request, suppress=False, unique_id=unique_id)
         if not use_library_call:
             coro = self._raw_validated_call(action, payload, unique_id)
         try:
@@ -706,15 +869,19 @@ class StationSession(V201ChargePoint):
             return {"ok": False, "error": f"timeout: no response within {timeout}s"}
         return {"ok": True, "response": response}
 
-    # ---- handlers for every CS -> CSMS action ----------------------------
+    def _boot_answer(self) -> dict:
+        """BootNotification's answer from the settings (the same fields in 1.6 and 2.0.1)."""
+        status = self.settings.boot_status
+        self.csms.boot_state[self.id] = status
+        return {"current_time": utc_now_iso(), "interval": self.settings.interval, "status": status}
+
+
+class StationSession201(SessionBase, V201ChargePoint):
+    """OCPP 2.0.1: the handlers for every CS -> CSMS action."""
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charging_station, reason, **kwargs):
-        status = self.settings.boot_status
-        self.csms.boot_state[self.id] = status
-        return call_result.BootNotification(
-            current_time=utc_now_iso(), interval=self.settings.interval, status=status
-        )
+        return call_result.BootNotification(**self._boot_answer())
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **kwargs):
@@ -819,6 +986,98 @@ class StationSession(V201ChargePoint):
         )
 
 
+class StationSession16(SessionBase, V16ChargePoint):
+    """OCPP 1.6: the handlers for every Charge Point -> Central System action (Core,
+    Firmware Management, security whitepaper edition 3)."""
+
+    @on(v16_enums.Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor, charge_point_model, **kwargs):
+        return v16_result.BootNotification(**self._boot_answer())
+
+    @on(v16_enums.Action.heartbeat)
+    async def on_heartbeat(self, **kwargs):
+        return v16_result.Heartbeat(current_time=utc_now_iso())
+
+    @on(v16_enums.Action.authorize)
+    async def on_authorize(self, id_tag, **kwargs):
+        return v16_result.Authorize(id_tag_info=self.settings.id_tag_info(id_tag))
+
+    @on(v16_enums.Action.start_transaction)
+    async def on_start_transaction(self, id_tag, call_unique_id, **kwargs):
+        info = self.settings.id_tag_info(id_tag)
+        tx = self.csms.transactions.start(self.id, call_unique_id, self._in_payloads[call_unique_id],
+                                          snake_to_camel_case(info))
+        self.csms.sink.event("transaction", station=self.id, transaction_id=tx["transaction_id"],
+                             message_id=call_unique_id, connector_id=tx["connector_id"], id_tag=id_tag,
+                             meter_start=tx["meter_start"], timestamp=tx["timestamp"],
+                             id_tag_status=info["status"], duplicate_of=tx["duplicate_of"])
+        if tx["duplicate_of"] is not None:
+            self.warning(f"StartTransaction repeats transaction {tx['duplicate_of']} (same connectorId, "
+                         f"idTag, meterStart and timestamp); it gets a new id {tx['transaction_id']}",
+                         id=call_unique_id, action="StartTransaction")
+        return v16_result.StartTransaction(transaction_id=tx["transaction_id"], id_tag_info=info)
+
+    def _file(self, kind: str, action: str, call_unique_id: str) -> None:
+        """Files a MeterValues / StopTransaction under the transaction its transactionId names:
+        an id this CSMS never gave this station is a violation (a made-up id)."""
+        payload = self._in_payloads[call_unique_id]
+        tx = self.csms.transactions.add(kind, self.id, call_unique_id, payload)
+        tx_id = payload.get("transactionId")
+        if tx is None:
+            self.violation(f"{action} for transactionId {tx_id}, which this CSMS never assigned to "
+                           f"{self.id!r}", compact(payload), id=call_unique_id, action=action)
+        elif tx["stops"] and (kind == "meter_values" or len(tx["stops"]) > 1):
+            self.warning(f"{action} for transactionId {tx_id}, which was already stopped",
+                         id=call_unique_id, action=action)
+
+    @on(v16_enums.Action.meter_values)
+    async def on_meter_values(self, call_unique_id, transaction_id=None, **kwargs):
+        if transaction_id is not None:
+            self._file("meter_values", "MeterValues", call_unique_id)
+        return v16_result.MeterValues()
+
+    @on(v16_enums.Action.stop_transaction)
+    async def on_stop_transaction(self, call_unique_id, id_tag=None, **kwargs):
+        self._file("stops", "StopTransaction", call_unique_id)
+        info = self.settings.id_tag_info(id_tag) if id_tag is not None else None
+        return v16_result.StopTransaction(id_tag_info=info)
+
+    @on(v16_enums.Action.status_notification)
+    async def on_status_notification(self, **kwargs):
+        return v16_result.StatusNotification()
+
+    @on(v16_enums.Action.data_transfer)
+    async def on_data_transfer(self, **kwargs):
+        return v16_result.DataTransfer(status=v16_enums.DataTransferStatus.unknown_vendor_id)
+
+    @on(v16_enums.Action.diagnostics_status_notification)
+    async def on_diagnostics_status_notification(self, **kwargs):
+        return v16_result.DiagnosticsStatusNotification()
+
+    @on(v16_enums.Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, **kwargs):
+        return v16_result.FirmwareStatusNotification()
+
+    @on(v16_enums.Action.security_event_notification)
+    async def on_security_event_notification(self, **kwargs):
+        return v16_result.SecurityEventNotification()
+
+    @on(v16_enums.Action.sign_certificate)
+    async def on_sign_certificate(self, **kwargs):
+        return v16_result.SignCertificate(status=v16_enums.GenericStatus.accepted)
+
+    @on(v16_enums.Action.log_status_notification)
+    async def on_log_status_notification(self, **kwargs):
+        return v16_result.LogStatusNotification()
+
+    @on(v16_enums.Action.signed_firmware_status_notification)
+    async def on_signed_firmware_status_notification(self, **kwargs):
+        return v16_result.SignedFirmwareStatusNotification()
+
+
+SESSION_CLASSES = {"2.0.1": StationSession201, "1.6": StationSession16}
+
+
 # --------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------
@@ -827,9 +1086,10 @@ class StationSession(V201ChargePoint):
 class CSMS:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.settings = Settings(args.boot_status, args.interval)
+        self.settings = Settings(args.boot_status, args.interval, PROTO)
         self.sink = EventSink(args.log, args.quiet)
-        self.stations: dict[str, StationSession] = {}
+        self.transactions = TransactionStore(args.state, args.first_transaction_id)
+        self.stations: dict[str, SessionBase] = {}
         self.boot_state: dict[str, str] = {}
         self.shutting_down = False
         self._stop = asyncio.Event()
@@ -860,9 +1120,9 @@ class CSMS:
         if info["station"] is None:
             return self._reject(connection, HTTPStatus.NOT_FOUND,
                                 "no station id: the URL path must end with /<station id>", info)
-        if SUBPROTOCOL not in info["offered"]:
+        if PROTO.subprotocol not in info["offered"]:
             return self._reject(connection, HTTPStatus.BAD_REQUEST,
-                                f"subprotocol {SUBPROTOCOL} not offered (offered: {info['offered']})", info)
+                                f"subprotocol {PROTO.subprotocol} not offered (offered: {info['offered']})", info)
         required = self.settings.password if self.settings.password is not None else self.args.password
         if required is not None:
             if info["auth_error"] is not None:
@@ -882,7 +1142,7 @@ class CSMS:
     async def handle_station(self, ws: ServerConnection) -> None:
         info = self._handshake_info(ws.request)
         station = info["station"]
-        session = StationSession(station, ws, self)
+        session = SESSION_CLASSES[PROTO.version](station, ws, self)
         old = self.stations.get(station)
         self.stations[station] = session
         cert = ws.transport.get_extra_info("peercert") if self.args.tls_cert else None
@@ -952,7 +1212,7 @@ class CSMS:
         finally:
             writer.close()
 
-    def _station(self, req: dict) -> StationSession:
+    def _station(self, req: dict) -> SessionBase:
         station = req.get("station")
         if not isinstance(station, str):
             raise ValueError("'station' (string) is required")
@@ -980,8 +1240,8 @@ class CSMS:
                 return {"ok": True, "settings": self.settings.as_dict()}
             if cmd == "call":
                 action = req.get("action")
-                if action not in CSMS_TO_CS:
-                    raise ValueError(f"'action' must be an OCPP 2.0.1 CSMS->CS action, got {action!r}")
+                if action not in PROTO.csms_to_cs:
+                    raise ValueError(f"'action' must be an OCPP {PROTO.version} CSMS->CS action, got {action!r}")
                 payload = req.get("payload", {})
                 if not isinstance(payload, dict):
                     raise ValueError("'payload' must be a JSON object")
@@ -1013,6 +1273,14 @@ class CSMS:
                 return {"ok": True}
             if cmd == "settings":
                 return {"ok": True, "settings": self.settings.as_dict()}
+            if cmd == "transactions":
+                if PROTO.version != "1.6":
+                    raise ValueError("transactions: only with --ocpp 1.6 (in 2.0.1 the station chooses "
+                                     "the transactionId)")
+                station = req.get("station")
+                if station is not None and not isinstance(station, str):
+                    raise ValueError("'station' must be a string")
+                return {"ok": True, **self.transactions.listing(station)}
             return {"ok": False, "error": f"unknown cmd {cmd!r}"}
         except (ValueError, LookupError) as e:
             return {"ok": False, "error": str(e)}
@@ -1046,7 +1314,7 @@ class CSMS:
             self.handle_station,
             self.args.host,
             self.args.port,
-            subprotocols=[SUBPROTOCOL],
+            subprotocols=[PROTO.subprotocol],
             process_request=self.process_request,
             compression=None,
             ping_interval=ping,
@@ -1064,11 +1332,12 @@ class CSMS:
         if self.args.port_file:
             write_atomic(self.args.port_file, f"{port}\n")
         self.sink.event("listening", host=self.args.host, port=port, admin_port=admin_port,
-                        subprotocol=SUBPROTOCOL, password_required=self.args.password is not None,
+                        subprotocol=PROTO.subprotocol, ocpp_version=PROTO.version,
+                        password_required=self.args.password is not None,
                         boot_status=self.settings.boot_status, interval=self.settings.interval,
                         strict_datetime=STRICT_DATETIME, pid=os.getpid())
         self.sink.human(f"CSMS listening on ws://{self.args.host}:{port}/<path>/<station id> "
-                        f"(subprotocol {SUBPROTOCOL}"
+                        f"(subprotocol {PROTO.subprotocol}"
                         + (f", admin on 127.0.0.1:{admin_port}" if admin_port else "") + ")")
         await self._stop.wait()
         self.shutting_down = True
@@ -1095,7 +1364,7 @@ def _peer(ws) -> str | None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Scriptable OCPP 2.0.1 CSMS test peer (ocpp + websockets).",
+        description="Scriptable OCPP 2.0.1 / 1.6J CSMS test peer (ocpp + websockets).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -1112,7 +1381,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="lowest TLS version accepted (default TLSv1_2)")
     p.add_argument("--tls-max-version", choices=["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"],
                    help="highest TLS version offered")
-    p.add_argument("--boot-status", default="Accepted", choices=REGISTRATION_STATUSES,
+    p.add_argument("--ocpp", default="2.0.1", choices=sorted(PROTOCOLS),
+                   help="OCPP version: the subprotocol required (ocpp2.0.1 / ocpp1.6) and the messages spoken")
+    p.add_argument("--state", help="OCPP 1.6: keep the assigned transactionIds (and what was received for "
+                                   "them) in this JSON file, read again at start (survives a restart)")
+    p.add_argument("--first-transaction-id", type=int, default=1,
+                   help="OCPP 1.6: the first transactionId given to each station")
+    p.add_argument("--boot-status", default="Accepted", choices=PROTOCOLS["2.0.1"].registration_statuses,
                    help="status of BootNotificationResponse")
     p.add_argument("--interval", type=int, default=10,
                    help="interval in BootNotificationResponse (heartbeat / boot retry interval)")
@@ -1132,9 +1407,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    global STRICT_DATETIME
+    global STRICT_DATETIME, PROTO
     args = parse_args(argv)
     STRICT_DATETIME = not args.lenient_datetime
+    PROTO = PROTOCOLS[args.ocpp]
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(name)s %(levelname)s: %(message)s", stream=sys.stderr)
     if not args.debug:

@@ -28,6 +28,10 @@ import ocpp.messages
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from ocpp.v16 import call_result as call_result16
+from ocpp.v16.enums import Action as Action16
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -73,6 +77,7 @@ def basic(user, password):
 class CsmsProcess:
     def __init__(self, tmp, name, *extra):
         self.dir = os.path.join(tmp, name)
+        self.extra = extra
         os.makedirs(self.dir)
         self.port_file = os.path.join(self.dir, "port")
         self.admin_file = os.path.join(self.dir, "admin-port")
@@ -177,18 +182,21 @@ class FakeStation(ChargePoint):
 
 
 class Station:
-    def __init__(self, csms, station_id, password=PASSWORD, **connect_kw):
+    def __init__(self, csms, station_id, password=PASSWORD, subprotocol="ocpp2.0.1", cp_class=None,
+                 **connect_kw):
         self.csms = csms
         self.id = station_id
         self.password = password
+        self.subprotocol = subprotocol
+        self.cp_class = cp_class or FakeStation
         self.connect_kw = connect_kw
 
     async def __aenter__(self):
         headers = {"Authorization": basic(self.id, self.password)} if self.password else {}
         quoted = self.id.replace("%", "%25").replace(" ", "%20").replace("/", "%2F")
-        self.ws = await connect(self.csms.url(quoted), subprotocols=["ocpp2.0.1"],
+        self.ws = await connect(self.csms.url(quoted), subprotocols=[self.subprotocol],
                                 additional_headers=headers, **self.connect_kw)
-        self.cp = FakeStation(self.id, self.ws, response_timeout=10)
+        self.cp = self.cp_class(self.id, self.ws, response_timeout=10)
         self.task = asyncio.ensure_future(self.cp.start())
         return self
 
@@ -212,11 +220,11 @@ class Station:
 class RawStation:
     """Raw WebSocket station for sending arbitrary frames."""
 
-    def __init__(self, csms, station_id, password=PASSWORD):
-        self.csms, self.id, self.password = csms, station_id, password
+    def __init__(self, csms, station_id, password=PASSWORD, subprotocol="ocpp2.0.1"):
+        self.csms, self.id, self.password, self.subprotocol = csms, station_id, password, subprotocol
 
     async def __aenter__(self):
-        self.ws = await connect(self.csms.url(self.id), subprotocols=["ocpp2.0.1"],
+        self.ws = await connect(self.csms.url(self.id), subprotocols=[self.subprotocol],
                                 additional_headers={"Authorization": basic(self.id, self.password)})
         return self
 
@@ -236,6 +244,13 @@ class RawStation:
         check(resp[1] == msg_id, f"response id {resp[1]!r} != {msg_id!r}")
         return resp
 
+    async def exchange(self, frame):
+        """Sends an (action, payload) CALL or a raw frame; returns the answer."""
+        if isinstance(frame, tuple):
+            return await self.rpc(*frame)
+        await self.send(frame)
+        return await self.recv()
+
     async def expect_silence(self, timeout=0.5):
         try:
             frame = await asyncio.wait_for(self.ws.recv(), timeout)
@@ -249,8 +264,8 @@ class RawStation:
 # --------------------------------------------------------------------------
 
 
-def load_schema(name):
-    with open(os.path.join(SCHEMAS, name + ".json"), encoding="utf-8-sig") as f:
+def load_schema(name, schemas=SCHEMAS):
+    with open(os.path.join(schemas, name + ".json"), encoding="utf-8-sig") as f:
         return json.load(f)
 
 
@@ -280,8 +295,8 @@ def minimal_instance(schema, root=None):
     return "x"  # untyped (DataTransfer.data)
 
 
-def validate_response(action, payload):
-    validator = ocpp.messages.get_validator(3, action, "2.0.1")
+def validate_response(action, payload, version="2.0.1"):
+    validator = ocpp.messages.get_validator(3, action, version)
     errors = sorted(validator.iter_errors(payload), key=str)
     check(not errors, f"{action} response not schema-valid: {errors[:1]}")
 
@@ -383,11 +398,7 @@ INVALID_CASES = [
 async def test_invalid_messages_get_logged_callerror(c, c2):
     async with RawStation(c, "CP-BAD") as st:
         for name, frame, codes in INVALID_CASES:
-            if isinstance(frame, tuple):
-                resp = await st.rpc(*frame)
-            else:
-                await st.send(frame)
-                resp = await st.recv()
+            resp = await st.exchange(frame)
             check(resp[0] == 4, f"{name}: expected CALLERROR, got {resp}")
             check(resp[2] in codes, f"{name}: error code {resp[2]} not in {codes}")
             if frame == "this is not json":
@@ -487,6 +498,8 @@ async def test_admin_call(c, c2):
         check(r.get("ok") is False and "not connected" in r["error"], f"unknown station: {r}")
         r = await c.admin({"cmd": "frobnicate"})
         check(r.get("ok") is False, "unknown cmd")
+        r = await c.admin({"cmd": "transactions"})
+        check(r.get("ok") is False and "1.6" in r["error"], f"transactions is for 1.6: {r}")
     # the CSMS itself never answered the station with a CALLERROR in all of this
     check(not [e for e in c.events() if e["event"] == "message" and e["station"] == "CP-ADMIN"
                and e["dir"] == "out" and e["type"] == 4], "no CALLERROR sent to CP-ADMIN")
@@ -652,6 +665,291 @@ async def test_log_format(c, c2):
                       or len(e["id"]) > 36, f"out response line without action: {e}")
 
 
+# --------------------------------------------------------------------------
+# OCPP 1.6J (--ocpp 1.6)
+# --------------------------------------------------------------------------
+
+SCHEMAS_16 = os.path.join(os.path.dirname(ocpp.__file__), "v16", "schemas")
+CP_TO_CS_16 = sorted(
+    """Authorize BootNotification DataTransfer DiagnosticsStatusNotification
+    FirmwareStatusNotification Heartbeat LogStatusNotification MeterValues
+    SecurityEventNotification SignCertificate SignedFirmwareStatusNotification
+    StartTransaction StatusNotification StopTransaction""".split()
+)
+OCPP16_ERROR_CODES = {"NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
+                      "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
+                      "TypeConstraintViolation", "GenericError"}
+
+
+class FakeChargePoint16(ChargePoint16):
+    """A 1.6 charge point, on the ocpp library (ocpp.v16)."""
+
+    @on(Action16.get_configuration)
+    async def on_get_configuration(self, key=None, **kwargs):
+        return call_result16.GetConfiguration(
+            configuration_key=[{"key": k, "readonly": False, "value": f"value-of-{k}"} for k in key or []],
+            unknown_key=[])
+
+    @on(Action16.remote_start_transaction)
+    async def on_remote_start_transaction(self, id_tag, **kwargs):
+        return call_result16.RemoteStartTransaction(status="Accepted")
+
+    @on(Action16.extended_trigger_message)
+    async def on_extended_trigger_message(self, requested_message, **kwargs):
+        return call_result16.ExtendedTriggerMessage(status="Accepted")
+
+    @on(Action16.reset, skip_schema_validation=True)
+    async def on_reset(self, type, **kwargs):
+        return call_result16.Reset(status="Bogus")  # deliberately invalid response
+
+
+async def test_v16_handshake(c16):
+    ev = await c16.wait_event(lambda e: e["event"] == "listening")
+    check(ev["subprotocol"] == "ocpp1.6" and ev["ocpp_version"] == "1.6", f"listening: {ev}")
+    good = {"Authorization": basic("CP16-HS", PASSWORD)}
+    for offered in (["ocpp2.0.1"], []):
+        try:
+            ws = await connect(c16.url("CP16-HS"), subprotocols=offered or None, additional_headers=good)
+        except InvalidStatus as e:
+            check(e.response.status_code == 400, f"offered {offered}: HTTP {e.response.status_code}")
+        else:
+            await ws.close()
+            raise Failure(f"offered {offered}: a 1.6 CSMS accepted it")
+    ws = await connect(c16.url("CP16-HS"), subprotocols=["ocpp2.0.1", "ocpp1.6"], additional_headers=good)
+    check(ws.subprotocol == "ocpp1.6", f"negotiated {ws.subprotocol}")
+    await ws.close()
+    r = await c16.admin({"cmd": "set", "auth": {"T": "Unknown"}})
+    check(r.get("ok") is False, f"2.0.1-only status refused in 1.6: {r}")
+    r = await c16.admin({"cmd": "set", "auth": {"T": {"status": "Accepted", "message": "hi"}}})
+    check(r.get("ok") is False and "personalMessage" in r["error"], f"message refused in 1.6: {r}")
+    r = await c16.admin({"cmd": "set", "auth": {"T": {"status": "Accepted", "group": "x" * 21}}})
+    check(r.get("ok") is False, f"parentIdTag longer than 20 refused: {r}")
+
+
+async def test_v16_charge_point_scenario(c16):
+    """Boot, status, authorize, start (gets an id), meter values, stop, as a 1.6 charge point."""
+    r = await c16.admin({"cmd": "set", "auth": {"T-GRP": {"status": "Accepted", "group": "G1"},
+                                                "T-INV": "Invalid"}})
+    check(r.get("ok") is True, f"set auth: {r}")
+    async with Station(c16, "CP16", subprotocol="ocpp1.6", cp_class=FakeChargePoint16) as st:
+        cp = st.cp
+        res = await cp.call(call16.BootNotification(charge_point_vendor="OCPP-Agent-Tests",
+                                                    charge_point_model="SelfTest16"))
+        check(res.status == "Accepted" and res.interval == 10 and res.current_time.endswith("Z"), f"boot {res}")
+        hb = await cp.call(call16.Heartbeat())
+        check(hb.current_time.endswith("Z"), f"heartbeat {hb}")
+        await cp.call(call16.StatusNotification(connector_id=1, error_code="NoError", status="Preparing",
+                                                timestamp=now_iso()))
+        a = await cp.call(call16.Authorize(id_tag="T-GRP"))
+        check(a.id_tag_info == {"status": "Accepted", "parent_id_tag": "G1"}, f"authorize: {a}")
+        a = await cp.call(call16.Authorize(id_tag="SOMEONE"))
+        check(a.id_tag_info == {"status": "Accepted"}, f"authorize default: {a}")
+        start_ts = now_iso()
+        s1 = await cp.call(call16.StartTransaction(connector_id=1, id_tag="T-GRP", meter_start=100,
+                                                   timestamp=start_ts))
+        check(type(s1.transaction_id) is int and s1.id_tag_info == {"status": "Accepted", "parent_id_tag": "G1"},
+              f"start: {s1}")
+        s2 = await cp.call(call16.StartTransaction(connector_id=2, id_tag="T-INV", meter_start=7,
+                                                   timestamp=now_iso(), reservation_id=5))
+        check(s2.transaction_id > s1.transaction_id and s2.id_tag_info == {"status": "Invalid"}, f"start 2: {s2}")
+        tid = s1.transaction_id
+        await cp.call(call16.MeterValues(connector_id=1, transaction_id=tid, meter_value=[
+            {"timestamp": now_iso(), "sampled_value": [{"value": "150", "measurand": "Energy.Active.Import.Register",
+                                                        "unit": "Wh"}]}]))
+        await cp.call(call16.MeterValues(connector_id=0, meter_value=[  # no transaction: not filed
+            {"timestamp": now_iso(), "sampled_value": [{"value": "230"}]}]))
+        stop = await cp.call(call16.StopTransaction(meter_stop=200, timestamp=now_iso(), transaction_id=tid,
+                                                    id_tag="T-GRP", reason="Local"))
+        check(stop.id_tag_info == {"status": "Accepted", "parent_id_tag": "G1"}, f"stop: {stop}")
+        stop = await cp.call(call16.StopTransaction(meter_stop=8, timestamp=now_iso(),
+                                                    transaction_id=s2.transaction_id))
+        check(stop.id_tag_info is None, f"stop without idTag: {stop}")
+        check(not [e for e in c16.events() if e["event"] in ("violation", "warning")
+                   or (e["event"] == "message" and e["type"] == 4)], "a valid scenario: no error lines")
+        # a StopTransaction with an id this CSMS never gave: answered, but a violation
+        await cp.call(call16.StopTransaction(meter_stop=1, timestamp=now_iso(), transaction_id=tid + 1000))
+        await c16.wait_event(lambda e: e["event"] == "violation" and "never assigned" in e["reason"]
+                             and e["action"] == "StopTransaction", what="violation for a made-up id")
+        # a second StopTransaction for the same transaction: a warning
+        await cp.call(call16.StopTransaction(meter_stop=200, timestamp=now_iso(), transaction_id=tid))
+        await c16.wait_event(lambda e: e["event"] == "warning" and "already stopped" in e["reason"],
+                             what="warning for a second stop")
+    r = await c16.admin({"cmd": "transactions", "station": "CP16"})
+    check(r.get("ok") is True, f"transactions: {r}")
+    txs = {t["transaction_id"]: t for t in r["transactions"]}
+    check(set(txs) == {tid, s2.transaction_id}, f"assigned ids {sorted(txs)}")
+    t1 = txs[tid]
+    check((t1["id_tag"], t1["connector_id"], t1["meter_start"], t1["timestamp"]) == ("T-GRP", 1, 100, start_ts)
+          and t1["id_tag_info"] == {"status": "Accepted", "parentIdTag": "G1"}, f"transaction {t1}")
+    check(len(t1["meter_values"]) == 1 and t1["meter_values"][0]["payload"]["transactionId"] == tid
+          and t1["meter_values"][0]["payload"]["meterValue"][0]["sampledValue"][0]["value"] == "150",
+          f"meter values filed under {tid}: {t1['meter_values']}")
+    check(len(t1["stops"]) == 2 and t1["stops"][0]["payload"]["meterStop"] == 200, f"stops {t1['stops']}")
+    check(txs[s2.transaction_id]["reservation_id"] == 5
+          and txs[s2.transaction_id]["id_tag_info"] == {"status": "Invalid"}, "second transaction")
+    check([u["payload"]["transactionId"] for u in r["unknown"]] == [tid + 1000], f"unknown: {r['unknown']}")
+    ev = await c16.wait_event(lambda e: e["event"] == "transaction" and e["transaction_id"] == tid)
+    start_call = [m for m in c16.events() if m["event"] == "message" and m["dir"] == "in"
+                  and m["action"] == "StartTransaction" and m["payload"]["connectorId"] == 1]
+    check(ev["message_id"] == start_call[0]["id"] == t1["message_id"] and ev["id_tag"] == "T-GRP",
+          f"transaction event names the StartTransaction: {ev}")
+
+
+async def test_v16_every_cp_to_cs_action(c16):
+    """A minimal schema-valid request of every 1.6 CP->CS action (Core, Firmware Management,
+    security whitepaper) gets a valid CALLRESULT."""
+    async with RawStation(c16, "CP16-ALL", subprotocol="ocpp1.6") as st:
+        tx_id = None
+        for action in ["StartTransaction"] + [a for a in CP_TO_CS_16 if a != "StartTransaction"]:
+            payload = minimal_instance(load_schema(action, SCHEMAS_16))
+            if action in ("MeterValues", "StopTransaction"):
+                payload["transactionId"] = tx_id
+            resp = await st.rpc(action, payload)
+            check(resp[0] == 3, f"{action}: expected CALLRESULT, got {resp}")
+            validate_response(action, resp[2], "1.6")
+            if action == "StartTransaction":
+                tx_id = resp[2]["transactionId"]
+    msgs = [e for e in c16.events() if e.get("station") == "CP16-ALL"]
+    check(not [m for m in msgs if m["event"] == "violation" or m.get("type") == 4], "no CALLERROR, no violation")
+    results = {m["action"] for m in msgs if m["event"] == "message" and m["dir"] == "out" and m["type"] == 3}
+    check(results == set(CP_TO_CS_16), f"results: {set(CP_TO_CS_16) - results}")
+
+
+def _sn(**kw):
+    return {"connectorId": 1, "errorCode": "NoError", "status": "Available", **kw}
+
+
+INVALID_CASES_16 = [
+    # (name, frame or (action, payload), expected 1.6 error codes)
+    ("missing required field", ("BootNotification", {"chargePointVendor": "V"}), {"ProtocolError"}),
+    ("bad enum", ("StatusNotification", _sn(status="Sideways")), {"FormationViolation"}),
+    ("additional property", ("Heartbeat", {"foo": 1}), {"FormationViolation"}),
+    ("wrong type", ("StatusNotification", _sn(connectorId="1")), {"TypeConstraintViolation"}),
+    ("integer sent as 1.0", ("StatusNotification", _sn(connectorId=1.0)), {"TypeConstraintViolation"}),
+    ("idTag longer than 20", ("Authorize", {"idTag": "x" * 21}), {"TypeConstraintViolation"}),
+    ("date-time without zone", ("StatusNotification", _sn(timestamp="2024-01-01T00:00:00")),
+     {"FormationViolation"}),
+    ("date-time +01:00 (strict: UTC)", ("StatusNotification", _sn(timestamp="2024-01-01T01:00:00+01:00")),
+     {"FormationViolation"}),
+    ("2.0.1 action", ("TransactionEvent", {}), {"NotImplemented"}),
+    ("CS->CP action sent by the charge point", ("Reset", {"type": "Hard"}), {"NotSupported"}),
+    ("CALL with 3 elements", '[2,"id-3el","Heartbeat"]', {"FormationViolation"}),
+    ("message type 5", '[5,"id-type5","Heartbeat",{}]', {"FormationViolation"}),
+    ("not JSON", "this is not json", {"FormationViolation"}),
+]
+
+
+async def test_v16_invalid_messages(c16):
+    async with RawStation(c16, "CP16-BAD", subprotocol="ocpp1.6") as st:
+        for name, frame, codes in INVALID_CASES_16:
+            resp = await st.exchange(frame)
+            check(resp[0] == 4 and resp[2] in codes and resp[2] in OCPP16_ERROR_CODES,
+                  f"{name}: expected CALLERROR {codes}, got {resp}")
+        # 1.6 allows any number of fractional digits
+        resp = await st.rpc("StatusNotification", _sn(timestamp="2024-01-01T00:00:00.123456Z"))
+        check(resp[0] == 3, f"6 fractional digits in 1.6: {resp}")
+    check(not [e for e in c16.events() if e["event"] == "message" and e["station"] == "CP16-BAD"
+               and e["type"] == 4 and e["error_code"] not in OCPP16_ERROR_CODES], "only 1.6 codes sent")
+
+
+async def test_v16_admin_call(c16):
+    async with Station(c16, "CP16-ADMIN", subprotocol="ocpp1.6", cp_class=FakeChargePoint16):
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "GetConfiguration",
+                             "payload": {"key": ["HeartbeatInterval"]}})
+        check(r.get("ok") is True and r["response"] == {
+            "configurationKey": [{"key": "HeartbeatInterval", "readonly": False,
+                                  "value": "value-of-HeartbeatInterval"}], "unknownKey": []}, f"GetConfiguration: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "RemoteStartTransaction",
+                             "payload": {"idTag": "T1", "connectorId": 1}})
+        check(r.get("ok") is True and r["response"] == {"status": "Accepted"}, f"RemoteStartTransaction: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "ExtendedTriggerMessage",
+                             "payload": {"requestedMessage": "SignChargePointCertificate"}})
+        check(r.get("ok") is True and r["response"] == {"status": "Accepted"}, f"ExtendedTriggerMessage: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "ClearCache", "payload": {}})
+        check(r.get("ok") is False and r.get("error_code") == "NotImplemented", f"CALLERROR: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "Reset", "payload": {"type": "Soft"}})
+        check(r.get("ok") is False and r.get("invalid_response") == {"status": "Bogus"}, f"invalid response: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "Reset", "payload": {"type": "Warm"}})
+        check(r.get("ok") is False and "validation" in r["error"], f"invalid request: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "GetVariables", "payload": {}})
+        check(r.get("ok") is False and "1.6 CSMS->CS" in r["error"], f"a 2.0.1 action refused: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-ADMIN", "action": "StartTransaction", "payload": {}})
+        check(r.get("ok") is False, f"a CP->CS action refused: {r}")
+        r = await c16.admin({"cmd": "raw", "station": "CP16-ADMIN", "frame": '[2,"raw16","ChangeConfiguration",{}]'})
+        check(r.get("ok") is True and r["response"][:2] == [4, "raw16"], f"raw: {r}")
+    # a CALLERROR with a code 1.6 does not have (the 2.0.1 spelling) is a violation
+    async with RawStation(c16, "CP16-RAW", subprotocol="ocpp1.6") as st:
+        pending = asyncio.ensure_future(c16.admin({"cmd": "call", "station": "CP16-RAW", "action": "ClearCache",
+                                                   "payload": {}, "timeout": 0.5}))
+        req = await st.recv()
+        await st.send(json.dumps([4, req[1], "FormatViolation", "2.0.1 spelling", {}]))
+        r = await pending
+        check(r.get("ok") is False, f"call answered with a 2.0.1 code: {r}")
+        await c16.wait_event(lambda e: e["event"] == "violation" and e["station"] == "CP16-RAW"
+                             and "errorCode" in e["reason"], what="violation for a 2.0.1 error code")
+
+
+CS_TO_CP_16 = sorted(
+    """RemoteStartTransaction RemoteStopTransaction ChangeConfiguration GetConfiguration Reset
+    ChangeAvailability UnlockConnector ClearCache TriggerMessage ReserveNow CancelReservation
+    SetChargingProfile ClearChargingProfile GetCompositeSchedule GetLocalListVersion SendLocalList
+    UpdateFirmware GetDiagnostics DataTransfer ExtendedTriggerMessage CertificateSigned
+    InstallCertificate DeleteCertificate GetInstalledCertificateIds GetLog SignedUpdateFirmware""".split()
+)
+
+
+async def test_v16_admin_call_every_cs_to_cp_action(c16):
+    """Admin `call` sends a minimal valid request of every 1.6 Central System -> Charge Point
+    action and returns the (validated) answer."""
+    async with RawStation(c16, "CP16-EVERY", subprotocol="ocpp1.6") as st:
+        for action in CS_TO_CP_16:
+            payload = minimal_instance(load_schema(action, SCHEMAS_16))
+            pending = asyncio.ensure_future(c16.admin({"cmd": "call", "station": "CP16-EVERY", "action": action,
+                                                       "payload": payload, "timeout": 5}))
+            req = await st.recv()
+            check(req[0] == 2 and req[2] == action and req[3] == payload, f"{action} sent: {req}")
+            answer = minimal_instance(load_schema(action + "Response", SCHEMAS_16))
+            await st.send(json.dumps([3, req[1], answer]))
+            r = await pending
+            check(r.get("ok") is True and r["response"] == answer, f"{action}: {r}")
+        r = await c16.admin({"cmd": "call", "station": "CP16-EVERY", "action": "Heartbeat", "payload": {}})
+        check(r.get("ok") is False, f"a CP->CS action is refused: {r}")
+
+
+async def test_v16_state_survives_restart(c16):
+    """With --state, a restarted CSMS goes on numbering where it stopped."""
+    r = await c16.admin({"cmd": "transactions"})
+    before = max(t["transaction_id"] for t in r["transactions"] if t["station"] == "CP16")
+    c16.stop()
+    again = CsmsProcess(os.path.dirname(c16.dir), "v16-again", *c16.extra)
+    try:
+        async with RawStation(again, "CP16", subprotocol="ocpp1.6") as st:
+            start = {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": now_iso()}
+            resp = await st.rpc("StartTransaction", start)
+            check(resp[0] == 3 and resp[2]["transactionId"] == before + 1, f"id after restart: {resp}")
+            # the same StartTransaction again (a retransmission?): a new id and a warning
+            resp = await st.rpc("StartTransaction", start)
+            check(resp[0] == 3 and resp[2]["transactionId"] == before + 2, f"id of a repeat: {resp}")
+            ev = await again.wait_event(lambda e: e["event"] == "warning" and "repeats" in e["reason"])
+            check(f"transaction {before + 1}" in ev["reason"], f"warning names the first: {ev}")
+        r = await again.admin({"cmd": "transactions", "station": "CP16"})
+        check(len(r["transactions"]) == 4 and r["transactions"][-1]["duplicate_of"] == before + 1,
+              f"state kept: {r}")
+    finally:
+        again.stop()
+
+
+TESTS_16 = [
+    test_v16_handshake,
+    test_v16_charge_point_scenario,
+    test_v16_every_cp_to_cs_action,
+    test_v16_invalid_messages,
+    test_v16_admin_call,
+    test_v16_admin_call_every_cs_to_cp_action,
+    test_v16_state_survives_restart,
+]
+
+
 TESTS = [
     test_port_files_and_listening,
     test_boot_heartbeat_status,
@@ -666,12 +964,12 @@ TESTS = [
 ]
 
 
-async def run_all(c, c2):
+async def run_all(c, c2, c16):
     passed = failed = 0
-    for test in TESTS:
+    for test, procs in [(t, (c, c2)) for t in TESTS] + [(t, (c16,)) for t in TESTS_16]:
         name = test.__name__
         try:
-            await asyncio.wait_for(test(c, c2), 60)
+            await asyncio.wait_for(test(*procs), 60)
             passed += 1
             print(f"PASS {name}", flush=True)
         except Exception as e:
@@ -688,16 +986,18 @@ def main():
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("ocpp").setLevel(logging.DEBUG if VERBOSE else logging.CRITICAL)
     with tempfile.TemporaryDirectory(prefix="csms-selftest-") as tmp:
-        c = c2 = None
+        c = c2 = c16 = None
         try:
             c = CsmsProcess(tmp, "main", "--password", PASSWORD, "--ping-interval", "0")
             c2 = CsmsProcess(tmp, "quiet", "--boot-status", "Rejected", "--interval", "7", "--quiet")
-            passed, failed = asyncio.run(run_all(c, c2))
+            c16 = CsmsProcess(tmp, "v16", "--ocpp", "1.6", "--password", PASSWORD, "--ping-interval", "0",
+                              "--state", os.path.join(tmp, "v16-state.json"), "--first-transaction-id", "41")
+            passed, failed = asyncio.run(run_all(c, c2, c16))
         except Failure as e:
             print(f"FAIL setup: {e}", flush=True)
             passed, failed = 0, 1
         finally:
-            for proc in (c, c2):
+            for proc in (c, c2, c16):
                 if proc is not None:
                     try:
                         proc.stop()
