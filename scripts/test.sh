@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup-python.sh >/dev/null
 scripts/setup-node.sh >/dev/null
 python3 tools/gen_v201.py --check
+python3 tools/gen_v16.py --check
 .venv/bin/python tests/csms/selftest.py
 node tests/csms-js/selftest.js
 

@@ -12,13 +12,16 @@ pub mod network;
 pub mod outbox;
 pub mod persist;
 pub mod rpc;
+pub mod schema;
 pub mod session;
 pub mod snapshot;
 pub mod station;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod timer;
+pub mod v16;
 pub mod v201;
+pub mod validate;
 pub mod x509;
 
 // The blocks' types in the shell's and the tests' vocabulary.

@@ -25,7 +25,8 @@ pub enum CallErrorCode {
 }
 
 impl CallErrorCode {
-    const ALL: [CallErrorCode; 12] = [
+    /// Every code, sorted by name.
+    pub const ALL: [CallErrorCode; 12] = [
         CallErrorCode::FormatViolation,
         CallErrorCode::GenericError,
         CallErrorCode::InternalError,

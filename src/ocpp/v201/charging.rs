@@ -3,7 +3,6 @@
 //! GetChargingProfiles (+ ReportChargingProfiles) and GetCompositeSchedule on the
 //! smart-charging block.
 
-use super::{self as v201, Action};
 use crate::ocpp::blocks::smart_charging::{
     ProfileFilter, Rejection, SmartCharging, reject, unit_name,
 };
@@ -14,6 +13,7 @@ use crate::ocpp::model::schedule::{
     Kind, LimitSource, Period, Profile, Purpose, RateUnit, Schedule,
 };
 use crate::ocpp::rpc::{CallError, CallErrorCode};
+use crate::ocpp::v201::{self, Action};
 use tracing::info;
 
 fn purpose(p: v201::ChargingProfilePurposeEnum) -> Purpose {

@@ -5,7 +5,7 @@
 // Enum variants mirror the wire values, which share pre- and suffixes by design.
 #![allow(clippy::enum_variant_names)]
 
-use super::schema::{Format, Schema};
+use crate::ocpp::schema::{Format, Schema};
 
 /// Every OCPP 2.0.1 action (message name without `Request`/`Response`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -6002,7 +6002,9 @@ impl VpnEnum {
 /// [`super::schema`]). Pure data, nothing is allocated.
 pub mod tables {
     use super::*;
-    use crate::ocpp::v201::schema::{EnumValues, Node, PropEntry, Props, Str};
+    use crate::ocpp::schema::{EnumValues, Node, PropEntry, Props, Str, TableSet};
+
+    const SET: TableSet = TableSet::V201;
 
     pub(super) static REQUESTS: [Schema; 64] = [
         AUTHORIZE_REQUEST,
@@ -6138,1163 +6140,1163 @@ pub mod tables {
         UPDATE_FIRMWARE_RESPONSE,
     ];
 
-    pub const AC_CHARGING_PARAMETERS: Schema = Schema(0);
-    pub const ADDITIONAL_INFO: Schema = Schema(1);
-    pub const APN: Schema = Schema(2);
-    pub const APN_AUTHENTICATION_ENUM: Schema = Schema(3);
-    pub const ATTRIBUTE_ENUM: Schema = Schema(4);
-    pub const AUTHORIZATION_DATA: Schema = Schema(5);
-    pub const AUTHORIZATION_STATUS_ENUM: Schema = Schema(6);
-    pub const AUTHORIZE_CERTIFICATE_STATUS_ENUM: Schema = Schema(7);
-    pub const AUTHORIZE_REQUEST: Schema = Schema(8);
-    pub const AUTHORIZE_RESPONSE: Schema = Schema(9);
-    pub const BOOT_NOTIFICATION_REQUEST: Schema = Schema(10);
-    pub const BOOT_NOTIFICATION_RESPONSE: Schema = Schema(11);
-    pub const BOOT_REASON_ENUM: Schema = Schema(12);
-    pub const CANCEL_RESERVATION_REQUEST: Schema = Schema(13);
-    pub const CANCEL_RESERVATION_RESPONSE: Schema = Schema(14);
-    pub const CANCEL_RESERVATION_STATUS_ENUM: Schema = Schema(15);
-    pub const CERTIFICATE_ACTION_ENUM: Schema = Schema(16);
-    pub const CERTIFICATE_HASH_DATA: Schema = Schema(17);
-    pub const CERTIFICATE_HASH_DATA_CHAIN: Schema = Schema(18);
-    pub const CERTIFICATE_SIGNED_REQUEST: Schema = Schema(19);
-    pub const CERTIFICATE_SIGNED_RESPONSE: Schema = Schema(20);
-    pub const CERTIFICATE_SIGNED_STATUS_ENUM: Schema = Schema(21);
-    pub const CERTIFICATE_SIGNING_USE_ENUM: Schema = Schema(22);
-    pub const CHANGE_AVAILABILITY_REQUEST: Schema = Schema(23);
-    pub const CHANGE_AVAILABILITY_RESPONSE: Schema = Schema(24);
-    pub const CHANGE_AVAILABILITY_STATUS_ENUM: Schema = Schema(25);
-    pub const CHARGING_LIMIT: Schema = Schema(26);
-    pub const CHARGING_LIMIT_SOURCE_ENUM: Schema = Schema(27);
-    pub const CHARGING_NEEDS: Schema = Schema(28);
-    pub const CHARGING_PROFILE: Schema = Schema(29);
-    pub const CHARGING_PROFILE_CRITERION: Schema = Schema(30);
-    pub const CHARGING_PROFILE_KIND_ENUM: Schema = Schema(31);
-    pub const CHARGING_PROFILE_PURPOSE_ENUM: Schema = Schema(32);
-    pub const CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(33);
-    pub const CHARGING_RATE_UNIT_ENUM: Schema = Schema(34);
-    pub const CHARGING_SCHEDULE: Schema = Schema(35);
-    pub const CHARGING_SCHEDULE_PERIOD: Schema = Schema(36);
-    pub const CHARGING_STATE_ENUM: Schema = Schema(37);
-    pub const CHARGING_STATION: Schema = Schema(38);
-    pub const CLEARED_CHARGING_LIMIT_REQUEST: Schema = Schema(39);
-    pub const CLEARED_CHARGING_LIMIT_RESPONSE: Schema = Schema(40);
-    pub const CLEAR_CACHE_REQUEST: Schema = Schema(41);
-    pub const CLEAR_CACHE_RESPONSE: Schema = Schema(42);
-    pub const CLEAR_CACHE_STATUS_ENUM: Schema = Schema(43);
-    pub const CLEAR_CHARGING_PROFILE: Schema = Schema(44);
-    pub const CLEAR_CHARGING_PROFILE_REQUEST: Schema = Schema(45);
-    pub const CLEAR_CHARGING_PROFILE_RESPONSE: Schema = Schema(46);
-    pub const CLEAR_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(47);
-    pub const CLEAR_DISPLAY_MESSAGE_REQUEST: Schema = Schema(48);
-    pub const CLEAR_DISPLAY_MESSAGE_RESPONSE: Schema = Schema(49);
-    pub const CLEAR_MESSAGE_STATUS_ENUM: Schema = Schema(50);
-    pub const CLEAR_MONITORING_RESULT: Schema = Schema(51);
-    pub const CLEAR_MONITORING_STATUS_ENUM: Schema = Schema(52);
-    pub const CLEAR_VARIABLE_MONITORING_REQUEST: Schema = Schema(53);
-    pub const CLEAR_VARIABLE_MONITORING_RESPONSE: Schema = Schema(54);
-    pub const COMPONENT: Schema = Schema(55);
-    pub const COMPONENT_CRITERION_ENUM: Schema = Schema(56);
-    pub const COMPONENT_VARIABLE: Schema = Schema(57);
-    pub const COMPOSITE_SCHEDULE: Schema = Schema(58);
-    pub const CONNECTOR_ENUM: Schema = Schema(59);
-    pub const CONNECTOR_STATUS_ENUM: Schema = Schema(60);
-    pub const CONSUMPTION_COST: Schema = Schema(61);
-    pub const COST: Schema = Schema(62);
-    pub const COST_KIND_ENUM: Schema = Schema(63);
-    pub const COST_UPDATED_REQUEST: Schema = Schema(64);
-    pub const COST_UPDATED_RESPONSE: Schema = Schema(65);
-    pub const CUSTOMER_INFORMATION_REQUEST: Schema = Schema(66);
-    pub const CUSTOMER_INFORMATION_RESPONSE: Schema = Schema(67);
-    pub const CUSTOMER_INFORMATION_STATUS_ENUM: Schema = Schema(68);
-    pub const CUSTOM_DATA: Schema = Schema(69);
-    pub const DATA_ENUM: Schema = Schema(70);
-    pub const DATA_TRANSFER_REQUEST: Schema = Schema(71);
-    pub const DATA_TRANSFER_RESPONSE: Schema = Schema(72);
-    pub const DATA_TRANSFER_STATUS_ENUM: Schema = Schema(73);
-    pub const DC_CHARGING_PARAMETERS: Schema = Schema(74);
-    pub const DELETE_CERTIFICATE_REQUEST: Schema = Schema(75);
-    pub const DELETE_CERTIFICATE_RESPONSE: Schema = Schema(76);
-    pub const DELETE_CERTIFICATE_STATUS_ENUM: Schema = Schema(77);
-    pub const DISPLAY_MESSAGE_STATUS_ENUM: Schema = Schema(78);
-    pub const ENERGY_TRANSFER_MODE_ENUM: Schema = Schema(79);
-    pub const EVENT_DATA: Schema = Schema(80);
-    pub const EVENT_NOTIFICATION_ENUM: Schema = Schema(81);
-    pub const EVENT_TRIGGER_ENUM: Schema = Schema(82);
-    pub const EVSE: Schema = Schema(83);
-    pub const FIRMWARE: Schema = Schema(84);
-    pub const FIRMWARE_STATUS_ENUM: Schema = Schema(85);
-    pub const FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema(86);
-    pub const FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(87);
-    pub const GENERIC_DEVICE_MODEL_STATUS_ENUM: Schema = Schema(88);
-    pub const GENERIC_STATUS_ENUM: Schema = Schema(89);
-    pub const GET_15118_EV_CERTIFICATE_REQUEST: Schema = Schema(90);
-    pub const GET_15118_EV_CERTIFICATE_RESPONSE: Schema = Schema(91);
-    pub const GET_BASE_REPORT_REQUEST: Schema = Schema(92);
-    pub const GET_BASE_REPORT_RESPONSE: Schema = Schema(93);
-    pub const GET_CERTIFICATE_ID_USE_ENUM: Schema = Schema(94);
-    pub const GET_CERTIFICATE_STATUS_ENUM: Schema = Schema(95);
-    pub const GET_CERTIFICATE_STATUS_REQUEST: Schema = Schema(96);
-    pub const GET_CERTIFICATE_STATUS_RESPONSE: Schema = Schema(97);
-    pub const GET_CHARGING_PROFILES_REQUEST: Schema = Schema(98);
-    pub const GET_CHARGING_PROFILES_RESPONSE: Schema = Schema(99);
-    pub const GET_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema(100);
-    pub const GET_COMPOSITE_SCHEDULE_REQUEST: Schema = Schema(101);
-    pub const GET_COMPOSITE_SCHEDULE_RESPONSE: Schema = Schema(102);
-    pub const GET_DISPLAY_MESSAGES_REQUEST: Schema = Schema(103);
-    pub const GET_DISPLAY_MESSAGES_RESPONSE: Schema = Schema(104);
-    pub const GET_DISPLAY_MESSAGES_STATUS_ENUM: Schema = Schema(105);
-    pub const GET_INSTALLED_CERTIFICATE_IDS_REQUEST: Schema = Schema(106);
-    pub const GET_INSTALLED_CERTIFICATE_IDS_RESPONSE: Schema = Schema(107);
-    pub const GET_INSTALLED_CERTIFICATE_STATUS_ENUM: Schema = Schema(108);
-    pub const GET_LOCAL_LIST_VERSION_REQUEST: Schema = Schema(109);
-    pub const GET_LOCAL_LIST_VERSION_RESPONSE: Schema = Schema(110);
-    pub const GET_LOG_REQUEST: Schema = Schema(111);
-    pub const GET_LOG_RESPONSE: Schema = Schema(112);
-    pub const GET_MONITORING_REPORT_REQUEST: Schema = Schema(113);
-    pub const GET_MONITORING_REPORT_RESPONSE: Schema = Schema(114);
-    pub const GET_REPORT_REQUEST: Schema = Schema(115);
-    pub const GET_REPORT_RESPONSE: Schema = Schema(116);
-    pub const GET_TRANSACTION_STATUS_REQUEST: Schema = Schema(117);
-    pub const GET_TRANSACTION_STATUS_RESPONSE: Schema = Schema(118);
-    pub const GET_VARIABLES_REQUEST: Schema = Schema(119);
-    pub const GET_VARIABLES_RESPONSE: Schema = Schema(120);
-    pub const GET_VARIABLE_DATA: Schema = Schema(121);
-    pub const GET_VARIABLE_RESULT: Schema = Schema(122);
-    pub const GET_VARIABLE_STATUS_ENUM: Schema = Schema(123);
-    pub const HASH_ALGORITHM_ENUM: Schema = Schema(124);
-    pub const HEARTBEAT_REQUEST: Schema = Schema(125);
-    pub const HEARTBEAT_RESPONSE: Schema = Schema(126);
-    pub const ID_TOKEN: Schema = Schema(127);
-    pub const ID_TOKEN_ENUM: Schema = Schema(128);
-    pub const ID_TOKEN_INFO: Schema = Schema(129);
-    pub const INSTALL_CERTIFICATE_REQUEST: Schema = Schema(130);
-    pub const INSTALL_CERTIFICATE_RESPONSE: Schema = Schema(131);
-    pub const INSTALL_CERTIFICATE_STATUS_ENUM: Schema = Schema(132);
-    pub const INSTALL_CERTIFICATE_USE_ENUM: Schema = Schema(133);
-    pub const ISO_15118_EV_CERTIFICATE_STATUS_ENUM: Schema = Schema(134);
-    pub const LOCATION_ENUM: Schema = Schema(135);
-    pub const LOG_ENUM: Schema = Schema(136);
-    pub const LOG_PARAMETERS: Schema = Schema(137);
-    pub const LOG_STATUS_ENUM: Schema = Schema(138);
-    pub const LOG_STATUS_NOTIFICATION_REQUEST: Schema = Schema(139);
-    pub const LOG_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(140);
-    pub const MEASURAND_ENUM: Schema = Schema(141);
-    pub const MESSAGE_CONTENT: Schema = Schema(142);
-    pub const MESSAGE_FORMAT_ENUM: Schema = Schema(143);
-    pub const MESSAGE_INFO: Schema = Schema(144);
-    pub const MESSAGE_PRIORITY_ENUM: Schema = Schema(145);
-    pub const MESSAGE_STATE_ENUM: Schema = Schema(146);
-    pub const MESSAGE_TRIGGER_ENUM: Schema = Schema(147);
-    pub const METER_VALUE: Schema = Schema(148);
-    pub const METER_VALUES_REQUEST: Schema = Schema(149);
-    pub const METER_VALUES_RESPONSE: Schema = Schema(150);
-    pub const MODEM: Schema = Schema(151);
-    pub const MONITORING_BASE_ENUM: Schema = Schema(152);
-    pub const MONITORING_CRITERION_ENUM: Schema = Schema(153);
-    pub const MONITORING_DATA: Schema = Schema(154);
-    pub const MONITOR_ENUM: Schema = Schema(155);
-    pub const MUTABILITY_ENUM: Schema = Schema(156);
-    pub const NETWORK_CONNECTION_PROFILE: Schema = Schema(157);
-    pub const NOTIFY_CHARGING_LIMIT_REQUEST: Schema = Schema(158);
-    pub const NOTIFY_CHARGING_LIMIT_RESPONSE: Schema = Schema(159);
-    pub const NOTIFY_CUSTOMER_INFORMATION_REQUEST: Schema = Schema(160);
-    pub const NOTIFY_CUSTOMER_INFORMATION_RESPONSE: Schema = Schema(161);
-    pub const NOTIFY_DISPLAY_MESSAGES_REQUEST: Schema = Schema(162);
-    pub const NOTIFY_DISPLAY_MESSAGES_RESPONSE: Schema = Schema(163);
-    pub const NOTIFY_EVENT_REQUEST: Schema = Schema(164);
-    pub const NOTIFY_EVENT_RESPONSE: Schema = Schema(165);
-    pub const NOTIFY_EV_CHARGING_NEEDS_REQUEST: Schema = Schema(166);
-    pub const NOTIFY_EV_CHARGING_NEEDS_RESPONSE: Schema = Schema(167);
-    pub const NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM: Schema = Schema(168);
-    pub const NOTIFY_EV_CHARGING_SCHEDULE_REQUEST: Schema = Schema(169);
-    pub const NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE: Schema = Schema(170);
-    pub const NOTIFY_MONITORING_REPORT_REQUEST: Schema = Schema(171);
-    pub const NOTIFY_MONITORING_REPORT_RESPONSE: Schema = Schema(172);
-    pub const NOTIFY_REPORT_REQUEST: Schema = Schema(173);
-    pub const NOTIFY_REPORT_RESPONSE: Schema = Schema(174);
-    pub const OCPP_INTERFACE_ENUM: Schema = Schema(175);
-    pub const OCPP_TRANSPORT_ENUM: Schema = Schema(176);
-    pub const OCPP_VERSION_ENUM: Schema = Schema(177);
-    pub const OCSP_REQUEST_DATA: Schema = Schema(178);
-    pub const OPERATIONAL_STATUS_ENUM: Schema = Schema(179);
-    pub const PHASE_ENUM: Schema = Schema(180);
-    pub const PUBLISH_FIRMWARE_REQUEST: Schema = Schema(181);
-    pub const PUBLISH_FIRMWARE_RESPONSE: Schema = Schema(182);
-    pub const PUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema(183);
-    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema(184);
-    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema(185);
-    pub const READING_CONTEXT_ENUM: Schema = Schema(186);
-    pub const REASON_ENUM: Schema = Schema(187);
-    pub const RECURRENCY_KIND_ENUM: Schema = Schema(188);
-    pub const REGISTRATION_STATUS_ENUM: Schema = Schema(189);
-    pub const RELATIVE_TIME_INTERVAL: Schema = Schema(190);
-    pub const REPORT_BASE_ENUM: Schema = Schema(191);
-    pub const REPORT_CHARGING_PROFILES_REQUEST: Schema = Schema(192);
-    pub const REPORT_CHARGING_PROFILES_RESPONSE: Schema = Schema(193);
-    pub const REPORT_DATA: Schema = Schema(194);
-    pub const REQUEST_START_STOP_STATUS_ENUM: Schema = Schema(195);
-    pub const REQUEST_START_TRANSACTION_REQUEST: Schema = Schema(196);
-    pub const REQUEST_START_TRANSACTION_RESPONSE: Schema = Schema(197);
-    pub const REQUEST_STOP_TRANSACTION_REQUEST: Schema = Schema(198);
-    pub const REQUEST_STOP_TRANSACTION_RESPONSE: Schema = Schema(199);
-    pub const RESERVATION_STATUS_UPDATE_REQUEST: Schema = Schema(200);
-    pub const RESERVATION_STATUS_UPDATE_RESPONSE: Schema = Schema(201);
-    pub const RESERVATION_UPDATE_STATUS_ENUM: Schema = Schema(202);
-    pub const RESERVE_NOW_REQUEST: Schema = Schema(203);
-    pub const RESERVE_NOW_RESPONSE: Schema = Schema(204);
-    pub const RESERVE_NOW_STATUS_ENUM: Schema = Schema(205);
-    pub const RESET_ENUM: Schema = Schema(206);
-    pub const RESET_REQUEST: Schema = Schema(207);
-    pub const RESET_RESPONSE: Schema = Schema(208);
-    pub const RESET_STATUS_ENUM: Schema = Schema(209);
-    pub const SALES_TARIFF: Schema = Schema(210);
-    pub const SALES_TARIFF_ENTRY: Schema = Schema(211);
-    pub const SAMPLED_VALUE: Schema = Schema(212);
-    pub const SECURITY_EVENT_NOTIFICATION_REQUEST: Schema = Schema(213);
-    pub const SECURITY_EVENT_NOTIFICATION_RESPONSE: Schema = Schema(214);
-    pub const SEND_LOCAL_LIST_REQUEST: Schema = Schema(215);
-    pub const SEND_LOCAL_LIST_RESPONSE: Schema = Schema(216);
-    pub const SEND_LOCAL_LIST_STATUS_ENUM: Schema = Schema(217);
-    pub const SET_CHARGING_PROFILE_REQUEST: Schema = Schema(218);
-    pub const SET_CHARGING_PROFILE_RESPONSE: Schema = Schema(219);
-    pub const SET_DISPLAY_MESSAGE_REQUEST: Schema = Schema(220);
-    pub const SET_DISPLAY_MESSAGE_RESPONSE: Schema = Schema(221);
-    pub const SET_MONITORING_BASE_REQUEST: Schema = Schema(222);
-    pub const SET_MONITORING_BASE_RESPONSE: Schema = Schema(223);
-    pub const SET_MONITORING_DATA: Schema = Schema(224);
-    pub const SET_MONITORING_LEVEL_REQUEST: Schema = Schema(225);
-    pub const SET_MONITORING_LEVEL_RESPONSE: Schema = Schema(226);
-    pub const SET_MONITORING_RESULT: Schema = Schema(227);
-    pub const SET_MONITORING_STATUS_ENUM: Schema = Schema(228);
-    pub const SET_NETWORK_PROFILE_REQUEST: Schema = Schema(229);
-    pub const SET_NETWORK_PROFILE_RESPONSE: Schema = Schema(230);
-    pub const SET_NETWORK_PROFILE_STATUS_ENUM: Schema = Schema(231);
-    pub const SET_VARIABLES_REQUEST: Schema = Schema(232);
-    pub const SET_VARIABLES_RESPONSE: Schema = Schema(233);
-    pub const SET_VARIABLE_DATA: Schema = Schema(234);
-    pub const SET_VARIABLE_MONITORING_REQUEST: Schema = Schema(235);
-    pub const SET_VARIABLE_MONITORING_RESPONSE: Schema = Schema(236);
-    pub const SET_VARIABLE_RESULT: Schema = Schema(237);
-    pub const SET_VARIABLE_STATUS_ENUM: Schema = Schema(238);
-    pub const SIGNED_METER_VALUE: Schema = Schema(239);
-    pub const SIGN_CERTIFICATE_REQUEST: Schema = Schema(240);
-    pub const SIGN_CERTIFICATE_RESPONSE: Schema = Schema(241);
-    pub const STATUS_INFO: Schema = Schema(242);
-    pub const STATUS_NOTIFICATION_REQUEST: Schema = Schema(243);
-    pub const STATUS_NOTIFICATION_RESPONSE: Schema = Schema(244);
-    pub const TRANSACTION: Schema = Schema(245);
-    pub const TRANSACTION_EVENT_ENUM: Schema = Schema(246);
-    pub const TRANSACTION_EVENT_REQUEST: Schema = Schema(247);
-    pub const TRANSACTION_EVENT_RESPONSE: Schema = Schema(248);
-    pub const TRIGGER_MESSAGE_REQUEST: Schema = Schema(249);
-    pub const TRIGGER_MESSAGE_RESPONSE: Schema = Schema(250);
-    pub const TRIGGER_MESSAGE_STATUS_ENUM: Schema = Schema(251);
-    pub const TRIGGER_REASON_ENUM: Schema = Schema(252);
-    pub const UNIT_OF_MEASURE: Schema = Schema(253);
-    pub const UNLOCK_CONNECTOR_REQUEST: Schema = Schema(254);
-    pub const UNLOCK_CONNECTOR_RESPONSE: Schema = Schema(255);
-    pub const UNLOCK_STATUS_ENUM: Schema = Schema(256);
-    pub const UNPUBLISH_FIRMWARE_REQUEST: Schema = Schema(257);
-    pub const UNPUBLISH_FIRMWARE_RESPONSE: Schema = Schema(258);
-    pub const UNPUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema(259);
-    pub const UPDATE_ENUM: Schema = Schema(260);
-    pub const UPDATE_FIRMWARE_REQUEST: Schema = Schema(261);
-    pub const UPDATE_FIRMWARE_RESPONSE: Schema = Schema(262);
-    pub const UPDATE_FIRMWARE_STATUS_ENUM: Schema = Schema(263);
-    pub const UPLOAD_LOG_STATUS_ENUM: Schema = Schema(264);
-    pub const VARIABLE: Schema = Schema(265);
-    pub const VARIABLE_ATTRIBUTE: Schema = Schema(266);
-    pub const VARIABLE_CHARACTERISTICS: Schema = Schema(267);
-    pub const VARIABLE_MONITORING: Schema = Schema(268);
-    pub const VPN: Schema = Schema(269);
-    pub const VPN_ENUM: Schema = Schema(270);
-    const ANY: Schema = Schema(271);
-    const ARRAY_OF_ADDITIONAL_INFO_MIN_1: Schema = Schema(272);
-    const ARRAY_OF_AUTHORIZATION_DATA_MIN_1: Schema = Schema(273);
-    const ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1: Schema = Schema(274);
-    const ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4: Schema = Schema(275);
-    const ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4: Schema = Schema(276);
-    const ARRAY_OF_CHARGING_PROFILE_MIN_1: Schema = Schema(277);
-    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1: Schema = Schema(278);
-    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3: Schema = Schema(279);
-    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1: Schema = Schema(280);
-    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024: Schema = Schema(281);
-    const ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1: Schema = Schema(282);
-    const ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4: Schema = Schema(283);
-    const ARRAY_OF_COMPONENT_VARIABLE_MIN_1: Schema = Schema(284);
-    const ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3: Schema = Schema(285);
-    const ARRAY_OF_COST_MIN_1_MAX_3: Schema = Schema(286);
-    const ARRAY_OF_EVENT_DATA_MIN_1: Schema = Schema(287);
-    const ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1: Schema = Schema(288);
-    const ARRAY_OF_GET_VARIABLE_DATA_MIN_1: Schema = Schema(289);
-    const ARRAY_OF_GET_VARIABLE_RESULT_MIN_1: Schema = Schema(290);
-    const ARRAY_OF_INTEGER_MIN_1: Schema = Schema(291);
-    const ARRAY_OF_MESSAGE_INFO_MIN_1: Schema = Schema(292);
-    const ARRAY_OF_METER_VALUE_MIN_1: Schema = Schema(293);
-    const ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3: Schema = Schema(294);
-    const ARRAY_OF_MONITORING_DATA_MIN_1: Schema = Schema(295);
-    const ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4: Schema = Schema(296);
-    const ARRAY_OF_REPORT_DATA_MIN_1: Schema = Schema(297);
-    const ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024: Schema = Schema(298);
-    const ARRAY_OF_SAMPLED_VALUE_MIN_1: Schema = Schema(299);
-    const ARRAY_OF_SET_MONITORING_DATA_MIN_1: Schema = Schema(300);
-    const ARRAY_OF_SET_MONITORING_RESULT_MIN_1: Schema = Schema(301);
-    const ARRAY_OF_SET_VARIABLE_DATA_MIN_1: Schema = Schema(302);
-    const ARRAY_OF_SET_VARIABLE_RESULT_MIN_1: Schema = Schema(303);
-    const ARRAY_OF_STRING_MAX_512_MIN_1: Schema = Schema(304);
-    const ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4: Schema = Schema(305);
-    const ARRAY_OF_VARIABLE_MONITORING_MIN_1: Schema = Schema(306);
-    const BOOLEAN: Schema = Schema(307);
-    const DATE_TIME: Schema = Schema(308);
-    const INTEGER: Schema = Schema(309);
-    const INTEGER_MIN_0: Schema = Schema(310);
-    const INTEGER_MIN_0_MAX_100: Schema = Schema(311);
-    const NUMBER: Schema = Schema(312);
-    const STRING_MAX_1000: Schema = Schema(313);
-    const STRING_MAX_10000: Schema = Schema(314);
-    const STRING_MAX_128: Schema = Schema(315);
-    const STRING_MAX_16: Schema = Schema(316);
-    const STRING_MAX_20: Schema = Schema(317);
-    const STRING_MAX_25: Schema = Schema(318);
-    const STRING_MAX_2500: Schema = Schema(319);
-    const STRING_MAX_255: Schema = Schema(320);
-    const STRING_MAX_32: Schema = Schema(321);
-    const STRING_MAX_36: Schema = Schema(322);
-    const STRING_MAX_40: Schema = Schema(323);
-    const STRING_MAX_50: Schema = Schema(324);
-    const STRING_MAX_500: Schema = Schema(325);
-    const STRING_MAX_512: Schema = Schema(326);
-    const STRING_MAX_5500: Schema = Schema(327);
-    const STRING_MAX_5600: Schema = Schema(328);
-    const STRING_MAX_6: Schema = Schema(329);
-    const STRING_MAX_64: Schema = Schema(330);
-    const STRING_MAX_8: Schema = Schema(331);
-    const STRING_MAX_800: Schema = Schema(332);
+    pub const AC_CHARGING_PARAMETERS: Schema = Schema::new(SET, 0);
+    pub const ADDITIONAL_INFO: Schema = Schema::new(SET, 1);
+    pub const APN: Schema = Schema::new(SET, 2);
+    pub const APN_AUTHENTICATION_ENUM: Schema = Schema::new(SET, 3);
+    pub const ATTRIBUTE_ENUM: Schema = Schema::new(SET, 4);
+    pub const AUTHORIZATION_DATA: Schema = Schema::new(SET, 5);
+    pub const AUTHORIZATION_STATUS_ENUM: Schema = Schema::new(SET, 6);
+    pub const AUTHORIZE_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 7);
+    pub const AUTHORIZE_REQUEST: Schema = Schema::new(SET, 8);
+    pub const AUTHORIZE_RESPONSE: Schema = Schema::new(SET, 9);
+    pub const BOOT_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 10);
+    pub const BOOT_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 11);
+    pub const BOOT_REASON_ENUM: Schema = Schema::new(SET, 12);
+    pub const CANCEL_RESERVATION_REQUEST: Schema = Schema::new(SET, 13);
+    pub const CANCEL_RESERVATION_RESPONSE: Schema = Schema::new(SET, 14);
+    pub const CANCEL_RESERVATION_STATUS_ENUM: Schema = Schema::new(SET, 15);
+    pub const CERTIFICATE_ACTION_ENUM: Schema = Schema::new(SET, 16);
+    pub const CERTIFICATE_HASH_DATA: Schema = Schema::new(SET, 17);
+    pub const CERTIFICATE_HASH_DATA_CHAIN: Schema = Schema::new(SET, 18);
+    pub const CERTIFICATE_SIGNED_REQUEST: Schema = Schema::new(SET, 19);
+    pub const CERTIFICATE_SIGNED_RESPONSE: Schema = Schema::new(SET, 20);
+    pub const CERTIFICATE_SIGNED_STATUS_ENUM: Schema = Schema::new(SET, 21);
+    pub const CERTIFICATE_SIGNING_USE_ENUM: Schema = Schema::new(SET, 22);
+    pub const CHANGE_AVAILABILITY_REQUEST: Schema = Schema::new(SET, 23);
+    pub const CHANGE_AVAILABILITY_RESPONSE: Schema = Schema::new(SET, 24);
+    pub const CHANGE_AVAILABILITY_STATUS_ENUM: Schema = Schema::new(SET, 25);
+    pub const CHARGING_LIMIT: Schema = Schema::new(SET, 26);
+    pub const CHARGING_LIMIT_SOURCE_ENUM: Schema = Schema::new(SET, 27);
+    pub const CHARGING_NEEDS: Schema = Schema::new(SET, 28);
+    pub const CHARGING_PROFILE: Schema = Schema::new(SET, 29);
+    pub const CHARGING_PROFILE_CRITERION: Schema = Schema::new(SET, 30);
+    pub const CHARGING_PROFILE_KIND_ENUM: Schema = Schema::new(SET, 31);
+    pub const CHARGING_PROFILE_PURPOSE_ENUM: Schema = Schema::new(SET, 32);
+    pub const CHARGING_PROFILE_STATUS_ENUM: Schema = Schema::new(SET, 33);
+    pub const CHARGING_RATE_UNIT_ENUM: Schema = Schema::new(SET, 34);
+    pub const CHARGING_SCHEDULE: Schema = Schema::new(SET, 35);
+    pub const CHARGING_SCHEDULE_PERIOD: Schema = Schema::new(SET, 36);
+    pub const CHARGING_STATE_ENUM: Schema = Schema::new(SET, 37);
+    pub const CHARGING_STATION: Schema = Schema::new(SET, 38);
+    pub const CLEARED_CHARGING_LIMIT_REQUEST: Schema = Schema::new(SET, 39);
+    pub const CLEARED_CHARGING_LIMIT_RESPONSE: Schema = Schema::new(SET, 40);
+    pub const CLEAR_CACHE_REQUEST: Schema = Schema::new(SET, 41);
+    pub const CLEAR_CACHE_RESPONSE: Schema = Schema::new(SET, 42);
+    pub const CLEAR_CACHE_STATUS_ENUM: Schema = Schema::new(SET, 43);
+    pub const CLEAR_CHARGING_PROFILE: Schema = Schema::new(SET, 44);
+    pub const CLEAR_CHARGING_PROFILE_REQUEST: Schema = Schema::new(SET, 45);
+    pub const CLEAR_CHARGING_PROFILE_RESPONSE: Schema = Schema::new(SET, 46);
+    pub const CLEAR_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema::new(SET, 47);
+    pub const CLEAR_DISPLAY_MESSAGE_REQUEST: Schema = Schema::new(SET, 48);
+    pub const CLEAR_DISPLAY_MESSAGE_RESPONSE: Schema = Schema::new(SET, 49);
+    pub const CLEAR_MESSAGE_STATUS_ENUM: Schema = Schema::new(SET, 50);
+    pub const CLEAR_MONITORING_RESULT: Schema = Schema::new(SET, 51);
+    pub const CLEAR_MONITORING_STATUS_ENUM: Schema = Schema::new(SET, 52);
+    pub const CLEAR_VARIABLE_MONITORING_REQUEST: Schema = Schema::new(SET, 53);
+    pub const CLEAR_VARIABLE_MONITORING_RESPONSE: Schema = Schema::new(SET, 54);
+    pub const COMPONENT: Schema = Schema::new(SET, 55);
+    pub const COMPONENT_CRITERION_ENUM: Schema = Schema::new(SET, 56);
+    pub const COMPONENT_VARIABLE: Schema = Schema::new(SET, 57);
+    pub const COMPOSITE_SCHEDULE: Schema = Schema::new(SET, 58);
+    pub const CONNECTOR_ENUM: Schema = Schema::new(SET, 59);
+    pub const CONNECTOR_STATUS_ENUM: Schema = Schema::new(SET, 60);
+    pub const CONSUMPTION_COST: Schema = Schema::new(SET, 61);
+    pub const COST: Schema = Schema::new(SET, 62);
+    pub const COST_KIND_ENUM: Schema = Schema::new(SET, 63);
+    pub const COST_UPDATED_REQUEST: Schema = Schema::new(SET, 64);
+    pub const COST_UPDATED_RESPONSE: Schema = Schema::new(SET, 65);
+    pub const CUSTOMER_INFORMATION_REQUEST: Schema = Schema::new(SET, 66);
+    pub const CUSTOMER_INFORMATION_RESPONSE: Schema = Schema::new(SET, 67);
+    pub const CUSTOMER_INFORMATION_STATUS_ENUM: Schema = Schema::new(SET, 68);
+    pub const CUSTOM_DATA: Schema = Schema::new(SET, 69);
+    pub const DATA_ENUM: Schema = Schema::new(SET, 70);
+    pub const DATA_TRANSFER_REQUEST: Schema = Schema::new(SET, 71);
+    pub const DATA_TRANSFER_RESPONSE: Schema = Schema::new(SET, 72);
+    pub const DATA_TRANSFER_STATUS_ENUM: Schema = Schema::new(SET, 73);
+    pub const DC_CHARGING_PARAMETERS: Schema = Schema::new(SET, 74);
+    pub const DELETE_CERTIFICATE_REQUEST: Schema = Schema::new(SET, 75);
+    pub const DELETE_CERTIFICATE_RESPONSE: Schema = Schema::new(SET, 76);
+    pub const DELETE_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 77);
+    pub const DISPLAY_MESSAGE_STATUS_ENUM: Schema = Schema::new(SET, 78);
+    pub const ENERGY_TRANSFER_MODE_ENUM: Schema = Schema::new(SET, 79);
+    pub const EVENT_DATA: Schema = Schema::new(SET, 80);
+    pub const EVENT_NOTIFICATION_ENUM: Schema = Schema::new(SET, 81);
+    pub const EVENT_TRIGGER_ENUM: Schema = Schema::new(SET, 82);
+    pub const EVSE: Schema = Schema::new(SET, 83);
+    pub const FIRMWARE: Schema = Schema::new(SET, 84);
+    pub const FIRMWARE_STATUS_ENUM: Schema = Schema::new(SET, 85);
+    pub const FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 86);
+    pub const FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 87);
+    pub const GENERIC_DEVICE_MODEL_STATUS_ENUM: Schema = Schema::new(SET, 88);
+    pub const GENERIC_STATUS_ENUM: Schema = Schema::new(SET, 89);
+    pub const GET_15118_EV_CERTIFICATE_REQUEST: Schema = Schema::new(SET, 90);
+    pub const GET_15118_EV_CERTIFICATE_RESPONSE: Schema = Schema::new(SET, 91);
+    pub const GET_BASE_REPORT_REQUEST: Schema = Schema::new(SET, 92);
+    pub const GET_BASE_REPORT_RESPONSE: Schema = Schema::new(SET, 93);
+    pub const GET_CERTIFICATE_ID_USE_ENUM: Schema = Schema::new(SET, 94);
+    pub const GET_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 95);
+    pub const GET_CERTIFICATE_STATUS_REQUEST: Schema = Schema::new(SET, 96);
+    pub const GET_CERTIFICATE_STATUS_RESPONSE: Schema = Schema::new(SET, 97);
+    pub const GET_CHARGING_PROFILES_REQUEST: Schema = Schema::new(SET, 98);
+    pub const GET_CHARGING_PROFILES_RESPONSE: Schema = Schema::new(SET, 99);
+    pub const GET_CHARGING_PROFILE_STATUS_ENUM: Schema = Schema::new(SET, 100);
+    pub const GET_COMPOSITE_SCHEDULE_REQUEST: Schema = Schema::new(SET, 101);
+    pub const GET_COMPOSITE_SCHEDULE_RESPONSE: Schema = Schema::new(SET, 102);
+    pub const GET_DISPLAY_MESSAGES_REQUEST: Schema = Schema::new(SET, 103);
+    pub const GET_DISPLAY_MESSAGES_RESPONSE: Schema = Schema::new(SET, 104);
+    pub const GET_DISPLAY_MESSAGES_STATUS_ENUM: Schema = Schema::new(SET, 105);
+    pub const GET_INSTALLED_CERTIFICATE_IDS_REQUEST: Schema = Schema::new(SET, 106);
+    pub const GET_INSTALLED_CERTIFICATE_IDS_RESPONSE: Schema = Schema::new(SET, 107);
+    pub const GET_INSTALLED_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 108);
+    pub const GET_LOCAL_LIST_VERSION_REQUEST: Schema = Schema::new(SET, 109);
+    pub const GET_LOCAL_LIST_VERSION_RESPONSE: Schema = Schema::new(SET, 110);
+    pub const GET_LOG_REQUEST: Schema = Schema::new(SET, 111);
+    pub const GET_LOG_RESPONSE: Schema = Schema::new(SET, 112);
+    pub const GET_MONITORING_REPORT_REQUEST: Schema = Schema::new(SET, 113);
+    pub const GET_MONITORING_REPORT_RESPONSE: Schema = Schema::new(SET, 114);
+    pub const GET_REPORT_REQUEST: Schema = Schema::new(SET, 115);
+    pub const GET_REPORT_RESPONSE: Schema = Schema::new(SET, 116);
+    pub const GET_TRANSACTION_STATUS_REQUEST: Schema = Schema::new(SET, 117);
+    pub const GET_TRANSACTION_STATUS_RESPONSE: Schema = Schema::new(SET, 118);
+    pub const GET_VARIABLES_REQUEST: Schema = Schema::new(SET, 119);
+    pub const GET_VARIABLES_RESPONSE: Schema = Schema::new(SET, 120);
+    pub const GET_VARIABLE_DATA: Schema = Schema::new(SET, 121);
+    pub const GET_VARIABLE_RESULT: Schema = Schema::new(SET, 122);
+    pub const GET_VARIABLE_STATUS_ENUM: Schema = Schema::new(SET, 123);
+    pub const HASH_ALGORITHM_ENUM: Schema = Schema::new(SET, 124);
+    pub const HEARTBEAT_REQUEST: Schema = Schema::new(SET, 125);
+    pub const HEARTBEAT_RESPONSE: Schema = Schema::new(SET, 126);
+    pub const ID_TOKEN: Schema = Schema::new(SET, 127);
+    pub const ID_TOKEN_ENUM: Schema = Schema::new(SET, 128);
+    pub const ID_TOKEN_INFO: Schema = Schema::new(SET, 129);
+    pub const INSTALL_CERTIFICATE_REQUEST: Schema = Schema::new(SET, 130);
+    pub const INSTALL_CERTIFICATE_RESPONSE: Schema = Schema::new(SET, 131);
+    pub const INSTALL_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 132);
+    pub const INSTALL_CERTIFICATE_USE_ENUM: Schema = Schema::new(SET, 133);
+    pub const ISO_15118_EV_CERTIFICATE_STATUS_ENUM: Schema = Schema::new(SET, 134);
+    pub const LOCATION_ENUM: Schema = Schema::new(SET, 135);
+    pub const LOG_ENUM: Schema = Schema::new(SET, 136);
+    pub const LOG_PARAMETERS: Schema = Schema::new(SET, 137);
+    pub const LOG_STATUS_ENUM: Schema = Schema::new(SET, 138);
+    pub const LOG_STATUS_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 139);
+    pub const LOG_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 140);
+    pub const MEASURAND_ENUM: Schema = Schema::new(SET, 141);
+    pub const MESSAGE_CONTENT: Schema = Schema::new(SET, 142);
+    pub const MESSAGE_FORMAT_ENUM: Schema = Schema::new(SET, 143);
+    pub const MESSAGE_INFO: Schema = Schema::new(SET, 144);
+    pub const MESSAGE_PRIORITY_ENUM: Schema = Schema::new(SET, 145);
+    pub const MESSAGE_STATE_ENUM: Schema = Schema::new(SET, 146);
+    pub const MESSAGE_TRIGGER_ENUM: Schema = Schema::new(SET, 147);
+    pub const METER_VALUE: Schema = Schema::new(SET, 148);
+    pub const METER_VALUES_REQUEST: Schema = Schema::new(SET, 149);
+    pub const METER_VALUES_RESPONSE: Schema = Schema::new(SET, 150);
+    pub const MODEM: Schema = Schema::new(SET, 151);
+    pub const MONITORING_BASE_ENUM: Schema = Schema::new(SET, 152);
+    pub const MONITORING_CRITERION_ENUM: Schema = Schema::new(SET, 153);
+    pub const MONITORING_DATA: Schema = Schema::new(SET, 154);
+    pub const MONITOR_ENUM: Schema = Schema::new(SET, 155);
+    pub const MUTABILITY_ENUM: Schema = Schema::new(SET, 156);
+    pub const NETWORK_CONNECTION_PROFILE: Schema = Schema::new(SET, 157);
+    pub const NOTIFY_CHARGING_LIMIT_REQUEST: Schema = Schema::new(SET, 158);
+    pub const NOTIFY_CHARGING_LIMIT_RESPONSE: Schema = Schema::new(SET, 159);
+    pub const NOTIFY_CUSTOMER_INFORMATION_REQUEST: Schema = Schema::new(SET, 160);
+    pub const NOTIFY_CUSTOMER_INFORMATION_RESPONSE: Schema = Schema::new(SET, 161);
+    pub const NOTIFY_DISPLAY_MESSAGES_REQUEST: Schema = Schema::new(SET, 162);
+    pub const NOTIFY_DISPLAY_MESSAGES_RESPONSE: Schema = Schema::new(SET, 163);
+    pub const NOTIFY_EVENT_REQUEST: Schema = Schema::new(SET, 164);
+    pub const NOTIFY_EVENT_RESPONSE: Schema = Schema::new(SET, 165);
+    pub const NOTIFY_EV_CHARGING_NEEDS_REQUEST: Schema = Schema::new(SET, 166);
+    pub const NOTIFY_EV_CHARGING_NEEDS_RESPONSE: Schema = Schema::new(SET, 167);
+    pub const NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM: Schema = Schema::new(SET, 168);
+    pub const NOTIFY_EV_CHARGING_SCHEDULE_REQUEST: Schema = Schema::new(SET, 169);
+    pub const NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE: Schema = Schema::new(SET, 170);
+    pub const NOTIFY_MONITORING_REPORT_REQUEST: Schema = Schema::new(SET, 171);
+    pub const NOTIFY_MONITORING_REPORT_RESPONSE: Schema = Schema::new(SET, 172);
+    pub const NOTIFY_REPORT_REQUEST: Schema = Schema::new(SET, 173);
+    pub const NOTIFY_REPORT_RESPONSE: Schema = Schema::new(SET, 174);
+    pub const OCPP_INTERFACE_ENUM: Schema = Schema::new(SET, 175);
+    pub const OCPP_TRANSPORT_ENUM: Schema = Schema::new(SET, 176);
+    pub const OCPP_VERSION_ENUM: Schema = Schema::new(SET, 177);
+    pub const OCSP_REQUEST_DATA: Schema = Schema::new(SET, 178);
+    pub const OPERATIONAL_STATUS_ENUM: Schema = Schema::new(SET, 179);
+    pub const PHASE_ENUM: Schema = Schema::new(SET, 180);
+    pub const PUBLISH_FIRMWARE_REQUEST: Schema = Schema::new(SET, 181);
+    pub const PUBLISH_FIRMWARE_RESPONSE: Schema = Schema::new(SET, 182);
+    pub const PUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema::new(SET, 183);
+    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 184);
+    pub const PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 185);
+    pub const READING_CONTEXT_ENUM: Schema = Schema::new(SET, 186);
+    pub const REASON_ENUM: Schema = Schema::new(SET, 187);
+    pub const RECURRENCY_KIND_ENUM: Schema = Schema::new(SET, 188);
+    pub const REGISTRATION_STATUS_ENUM: Schema = Schema::new(SET, 189);
+    pub const RELATIVE_TIME_INTERVAL: Schema = Schema::new(SET, 190);
+    pub const REPORT_BASE_ENUM: Schema = Schema::new(SET, 191);
+    pub const REPORT_CHARGING_PROFILES_REQUEST: Schema = Schema::new(SET, 192);
+    pub const REPORT_CHARGING_PROFILES_RESPONSE: Schema = Schema::new(SET, 193);
+    pub const REPORT_DATA: Schema = Schema::new(SET, 194);
+    pub const REQUEST_START_STOP_STATUS_ENUM: Schema = Schema::new(SET, 195);
+    pub const REQUEST_START_TRANSACTION_REQUEST: Schema = Schema::new(SET, 196);
+    pub const REQUEST_START_TRANSACTION_RESPONSE: Schema = Schema::new(SET, 197);
+    pub const REQUEST_STOP_TRANSACTION_REQUEST: Schema = Schema::new(SET, 198);
+    pub const REQUEST_STOP_TRANSACTION_RESPONSE: Schema = Schema::new(SET, 199);
+    pub const RESERVATION_STATUS_UPDATE_REQUEST: Schema = Schema::new(SET, 200);
+    pub const RESERVATION_STATUS_UPDATE_RESPONSE: Schema = Schema::new(SET, 201);
+    pub const RESERVATION_UPDATE_STATUS_ENUM: Schema = Schema::new(SET, 202);
+    pub const RESERVE_NOW_REQUEST: Schema = Schema::new(SET, 203);
+    pub const RESERVE_NOW_RESPONSE: Schema = Schema::new(SET, 204);
+    pub const RESERVE_NOW_STATUS_ENUM: Schema = Schema::new(SET, 205);
+    pub const RESET_ENUM: Schema = Schema::new(SET, 206);
+    pub const RESET_REQUEST: Schema = Schema::new(SET, 207);
+    pub const RESET_RESPONSE: Schema = Schema::new(SET, 208);
+    pub const RESET_STATUS_ENUM: Schema = Schema::new(SET, 209);
+    pub const SALES_TARIFF: Schema = Schema::new(SET, 210);
+    pub const SALES_TARIFF_ENTRY: Schema = Schema::new(SET, 211);
+    pub const SAMPLED_VALUE: Schema = Schema::new(SET, 212);
+    pub const SECURITY_EVENT_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 213);
+    pub const SECURITY_EVENT_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 214);
+    pub const SEND_LOCAL_LIST_REQUEST: Schema = Schema::new(SET, 215);
+    pub const SEND_LOCAL_LIST_RESPONSE: Schema = Schema::new(SET, 216);
+    pub const SEND_LOCAL_LIST_STATUS_ENUM: Schema = Schema::new(SET, 217);
+    pub const SET_CHARGING_PROFILE_REQUEST: Schema = Schema::new(SET, 218);
+    pub const SET_CHARGING_PROFILE_RESPONSE: Schema = Schema::new(SET, 219);
+    pub const SET_DISPLAY_MESSAGE_REQUEST: Schema = Schema::new(SET, 220);
+    pub const SET_DISPLAY_MESSAGE_RESPONSE: Schema = Schema::new(SET, 221);
+    pub const SET_MONITORING_BASE_REQUEST: Schema = Schema::new(SET, 222);
+    pub const SET_MONITORING_BASE_RESPONSE: Schema = Schema::new(SET, 223);
+    pub const SET_MONITORING_DATA: Schema = Schema::new(SET, 224);
+    pub const SET_MONITORING_LEVEL_REQUEST: Schema = Schema::new(SET, 225);
+    pub const SET_MONITORING_LEVEL_RESPONSE: Schema = Schema::new(SET, 226);
+    pub const SET_MONITORING_RESULT: Schema = Schema::new(SET, 227);
+    pub const SET_MONITORING_STATUS_ENUM: Schema = Schema::new(SET, 228);
+    pub const SET_NETWORK_PROFILE_REQUEST: Schema = Schema::new(SET, 229);
+    pub const SET_NETWORK_PROFILE_RESPONSE: Schema = Schema::new(SET, 230);
+    pub const SET_NETWORK_PROFILE_STATUS_ENUM: Schema = Schema::new(SET, 231);
+    pub const SET_VARIABLES_REQUEST: Schema = Schema::new(SET, 232);
+    pub const SET_VARIABLES_RESPONSE: Schema = Schema::new(SET, 233);
+    pub const SET_VARIABLE_DATA: Schema = Schema::new(SET, 234);
+    pub const SET_VARIABLE_MONITORING_REQUEST: Schema = Schema::new(SET, 235);
+    pub const SET_VARIABLE_MONITORING_RESPONSE: Schema = Schema::new(SET, 236);
+    pub const SET_VARIABLE_RESULT: Schema = Schema::new(SET, 237);
+    pub const SET_VARIABLE_STATUS_ENUM: Schema = Schema::new(SET, 238);
+    pub const SIGNED_METER_VALUE: Schema = Schema::new(SET, 239);
+    pub const SIGN_CERTIFICATE_REQUEST: Schema = Schema::new(SET, 240);
+    pub const SIGN_CERTIFICATE_RESPONSE: Schema = Schema::new(SET, 241);
+    pub const STATUS_INFO: Schema = Schema::new(SET, 242);
+    pub const STATUS_NOTIFICATION_REQUEST: Schema = Schema::new(SET, 243);
+    pub const STATUS_NOTIFICATION_RESPONSE: Schema = Schema::new(SET, 244);
+    pub const TRANSACTION: Schema = Schema::new(SET, 245);
+    pub const TRANSACTION_EVENT_ENUM: Schema = Schema::new(SET, 246);
+    pub const TRANSACTION_EVENT_REQUEST: Schema = Schema::new(SET, 247);
+    pub const TRANSACTION_EVENT_RESPONSE: Schema = Schema::new(SET, 248);
+    pub const TRIGGER_MESSAGE_REQUEST: Schema = Schema::new(SET, 249);
+    pub const TRIGGER_MESSAGE_RESPONSE: Schema = Schema::new(SET, 250);
+    pub const TRIGGER_MESSAGE_STATUS_ENUM: Schema = Schema::new(SET, 251);
+    pub const TRIGGER_REASON_ENUM: Schema = Schema::new(SET, 252);
+    pub const UNIT_OF_MEASURE: Schema = Schema::new(SET, 253);
+    pub const UNLOCK_CONNECTOR_REQUEST: Schema = Schema::new(SET, 254);
+    pub const UNLOCK_CONNECTOR_RESPONSE: Schema = Schema::new(SET, 255);
+    pub const UNLOCK_STATUS_ENUM: Schema = Schema::new(SET, 256);
+    pub const UNPUBLISH_FIRMWARE_REQUEST: Schema = Schema::new(SET, 257);
+    pub const UNPUBLISH_FIRMWARE_RESPONSE: Schema = Schema::new(SET, 258);
+    pub const UNPUBLISH_FIRMWARE_STATUS_ENUM: Schema = Schema::new(SET, 259);
+    pub const UPDATE_ENUM: Schema = Schema::new(SET, 260);
+    pub const UPDATE_FIRMWARE_REQUEST: Schema = Schema::new(SET, 261);
+    pub const UPDATE_FIRMWARE_RESPONSE: Schema = Schema::new(SET, 262);
+    pub const UPDATE_FIRMWARE_STATUS_ENUM: Schema = Schema::new(SET, 263);
+    pub const UPLOAD_LOG_STATUS_ENUM: Schema = Schema::new(SET, 264);
+    pub const VARIABLE: Schema = Schema::new(SET, 265);
+    pub const VARIABLE_ATTRIBUTE: Schema = Schema::new(SET, 266);
+    pub const VARIABLE_CHARACTERISTICS: Schema = Schema::new(SET, 267);
+    pub const VARIABLE_MONITORING: Schema = Schema::new(SET, 268);
+    pub const VPN: Schema = Schema::new(SET, 269);
+    pub const VPN_ENUM: Schema = Schema::new(SET, 270);
+    const ANY: Schema = Schema::new(SET, 271);
+    const ARRAY_OF_ADDITIONAL_INFO_MIN_1: Schema = Schema::new(SET, 272);
+    const ARRAY_OF_AUTHORIZATION_DATA_MIN_1: Schema = Schema::new(SET, 273);
+    const ARRAY_OF_CERTIFICATE_HASH_DATA_CHAIN_MIN_1: Schema = Schema::new(SET, 274);
+    const ARRAY_OF_CERTIFICATE_HASH_DATA_MIN_1_MAX_4: Schema = Schema::new(SET, 275);
+    const ARRAY_OF_CHARGING_LIMIT_SOURCE_ENUM_MIN_1_MAX_4: Schema = Schema::new(SET, 276);
+    const ARRAY_OF_CHARGING_PROFILE_MIN_1: Schema = Schema::new(SET, 277);
+    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1: Schema = Schema::new(SET, 278);
+    const ARRAY_OF_CHARGING_SCHEDULE_MIN_1_MAX_3: Schema = Schema::new(SET, 279);
+    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1: Schema = Schema::new(SET, 280);
+    const ARRAY_OF_CHARGING_SCHEDULE_PERIOD_MIN_1_MAX_1024: Schema = Schema::new(SET, 281);
+    const ARRAY_OF_CLEAR_MONITORING_RESULT_MIN_1: Schema = Schema::new(SET, 282);
+    const ARRAY_OF_COMPONENT_CRITERION_ENUM_MIN_1_MAX_4: Schema = Schema::new(SET, 283);
+    const ARRAY_OF_COMPONENT_VARIABLE_MIN_1: Schema = Schema::new(SET, 284);
+    const ARRAY_OF_CONSUMPTION_COST_MIN_1_MAX_3: Schema = Schema::new(SET, 285);
+    const ARRAY_OF_COST_MIN_1_MAX_3: Schema = Schema::new(SET, 286);
+    const ARRAY_OF_EVENT_DATA_MIN_1: Schema = Schema::new(SET, 287);
+    const ARRAY_OF_GET_CERTIFICATE_ID_USE_ENUM_MIN_1: Schema = Schema::new(SET, 288);
+    const ARRAY_OF_GET_VARIABLE_DATA_MIN_1: Schema = Schema::new(SET, 289);
+    const ARRAY_OF_GET_VARIABLE_RESULT_MIN_1: Schema = Schema::new(SET, 290);
+    const ARRAY_OF_INTEGER_MIN_1: Schema = Schema::new(SET, 291);
+    const ARRAY_OF_MESSAGE_INFO_MIN_1: Schema = Schema::new(SET, 292);
+    const ARRAY_OF_METER_VALUE_MIN_1: Schema = Schema::new(SET, 293);
+    const ARRAY_OF_MONITORING_CRITERION_ENUM_MIN_1_MAX_3: Schema = Schema::new(SET, 294);
+    const ARRAY_OF_MONITORING_DATA_MIN_1: Schema = Schema::new(SET, 295);
+    const ARRAY_OF_OCSP_REQUEST_DATA_MIN_1_MAX_4: Schema = Schema::new(SET, 296);
+    const ARRAY_OF_REPORT_DATA_MIN_1: Schema = Schema::new(SET, 297);
+    const ARRAY_OF_SALES_TARIFF_ENTRY_MIN_1_MAX_1024: Schema = Schema::new(SET, 298);
+    const ARRAY_OF_SAMPLED_VALUE_MIN_1: Schema = Schema::new(SET, 299);
+    const ARRAY_OF_SET_MONITORING_DATA_MIN_1: Schema = Schema::new(SET, 300);
+    const ARRAY_OF_SET_MONITORING_RESULT_MIN_1: Schema = Schema::new(SET, 301);
+    const ARRAY_OF_SET_VARIABLE_DATA_MIN_1: Schema = Schema::new(SET, 302);
+    const ARRAY_OF_SET_VARIABLE_RESULT_MIN_1: Schema = Schema::new(SET, 303);
+    const ARRAY_OF_STRING_MAX_512_MIN_1: Schema = Schema::new(SET, 304);
+    const ARRAY_OF_VARIABLE_ATTRIBUTE_MIN_1_MAX_4: Schema = Schema::new(SET, 305);
+    const ARRAY_OF_VARIABLE_MONITORING_MIN_1: Schema = Schema::new(SET, 306);
+    const BOOLEAN: Schema = Schema::new(SET, 307);
+    const DATE_TIME: Schema = Schema::new(SET, 308);
+    const INTEGER: Schema = Schema::new(SET, 309);
+    const INTEGER_MIN_0: Schema = Schema::new(SET, 310);
+    const INTEGER_MIN_0_MAX_100: Schema = Schema::new(SET, 311);
+    const NUMBER: Schema = Schema::new(SET, 312);
+    const STRING_MAX_1000: Schema = Schema::new(SET, 313);
+    const STRING_MAX_10000: Schema = Schema::new(SET, 314);
+    const STRING_MAX_128: Schema = Schema::new(SET, 315);
+    const STRING_MAX_16: Schema = Schema::new(SET, 316);
+    const STRING_MAX_20: Schema = Schema::new(SET, 317);
+    const STRING_MAX_25: Schema = Schema::new(SET, 318);
+    const STRING_MAX_2500: Schema = Schema::new(SET, 319);
+    const STRING_MAX_255: Schema = Schema::new(SET, 320);
+    const STRING_MAX_32: Schema = Schema::new(SET, 321);
+    const STRING_MAX_36: Schema = Schema::new(SET, 322);
+    const STRING_MAX_40: Schema = Schema::new(SET, 323);
+    const STRING_MAX_50: Schema = Schema::new(SET, 324);
+    const STRING_MAX_500: Schema = Schema::new(SET, 325);
+    const STRING_MAX_512: Schema = Schema::new(SET, 326);
+    const STRING_MAX_5500: Schema = Schema::new(SET, 327);
+    const STRING_MAX_5600: Schema = Schema::new(SET, 328);
+    const STRING_MAX_6: Schema = Schema::new(SET, 329);
+    const STRING_MAX_64: Schema = Schema::new(SET, 330);
+    const STRING_MAX_8: Schema = Schema::new(SET, 331);
+    const STRING_MAX_800: Schema = Schema::new(SET, 332);
 
     /// Every node, indexed by [`Schema`].
-    pub(in crate::ocpp::v201) static NODES: [Node; 333] = [
+    pub(in crate::ocpp) static NODES: [Node; 333] = [
         Node::Object {
-            props: Props::new(0, 5),
+            props: Props::new(SET, 0, 5),
             additional: false,
         }, // AC_CHARGING_PARAMETERS
         Node::Object {
-            props: Props::new(5, 3),
+            props: Props::new(SET, 5, 3),
             additional: false,
         }, // ADDITIONAL_INFO
         Node::Object {
-            props: Props::new(8, 8),
+            props: Props::new(SET, 8, 8),
             additional: false,
         }, // APN
-        Node::Enum(EnumValues::new(0, 4)), // APN_AUTHENTICATION_ENUM
-        Node::Enum(EnumValues::new(4, 4)), // ATTRIBUTE_ENUM
+        Node::Enum(EnumValues::new(SET, 0, 4)), // APN_AUTHENTICATION_ENUM
+        Node::Enum(EnumValues::new(SET, 4, 4)), // ATTRIBUTE_ENUM
         Node::Object {
-            props: Props::new(16, 3),
+            props: Props::new(SET, 16, 3),
             additional: false,
         }, // AUTHORIZATION_DATA
-        Node::Enum(EnumValues::new(8, 10)), // AUTHORIZATION_STATUS_ENUM
-        Node::Enum(EnumValues::new(18, 7)), // AUTHORIZE_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 8, 10)), // AUTHORIZATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 18, 7)), // AUTHORIZE_CERTIFICATE_STATUS_ENUM
         Node::Object {
-            props: Props::new(295, 4),
+            props: Props::new(SET, 295, 4),
             additional: false,
         }, // AUTHORIZE_REQUEST
         Node::Object {
-            props: Props::new(299, 3),
+            props: Props::new(SET, 299, 3),
             additional: false,
         }, // AUTHORIZE_RESPONSE
         Node::Object {
-            props: Props::new(302, 3),
+            props: Props::new(SET, 302, 3),
             additional: false,
         }, // BOOT_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(305, 5),
+            props: Props::new(SET, 305, 5),
             additional: false,
         }, // BOOT_NOTIFICATION_RESPONSE
-        Node::Enum(EnumValues::new(25, 9)), // BOOT_REASON_ENUM
+        Node::Enum(EnumValues::new(SET, 25, 9)), // BOOT_REASON_ENUM
         Node::Object {
-            props: Props::new(310, 2),
+            props: Props::new(SET, 310, 2),
             additional: false,
         }, // CANCEL_RESERVATION_REQUEST
         Node::Object {
-            props: Props::new(312, 3),
+            props: Props::new(SET, 312, 3),
             additional: false,
         }, // CANCEL_RESERVATION_RESPONSE
-        Node::Enum(EnumValues::new(34, 2)), // CANCEL_RESERVATION_STATUS_ENUM
-        Node::Enum(EnumValues::new(36, 2)), // CERTIFICATE_ACTION_ENUM
+        Node::Enum(EnumValues::new(SET, 34, 2)), // CANCEL_RESERVATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 36, 2)), // CERTIFICATE_ACTION_ENUM
         Node::Object {
-            props: Props::new(19, 5),
+            props: Props::new(SET, 19, 5),
             additional: false,
         }, // CERTIFICATE_HASH_DATA
         Node::Object {
-            props: Props::new(24, 4),
+            props: Props::new(SET, 24, 4),
             additional: false,
         }, // CERTIFICATE_HASH_DATA_CHAIN
         Node::Object {
-            props: Props::new(315, 3),
+            props: Props::new(SET, 315, 3),
             additional: false,
         }, // CERTIFICATE_SIGNED_REQUEST
         Node::Object {
-            props: Props::new(318, 3),
+            props: Props::new(SET, 318, 3),
             additional: false,
         }, // CERTIFICATE_SIGNED_RESPONSE
-        Node::Enum(EnumValues::new(38, 2)), // CERTIFICATE_SIGNED_STATUS_ENUM
-        Node::Enum(EnumValues::new(40, 2)), // CERTIFICATE_SIGNING_USE_ENUM
+        Node::Enum(EnumValues::new(SET, 38, 2)), // CERTIFICATE_SIGNED_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 40, 2)), // CERTIFICATE_SIGNING_USE_ENUM
         Node::Object {
-            props: Props::new(321, 3),
+            props: Props::new(SET, 321, 3),
             additional: false,
         }, // CHANGE_AVAILABILITY_REQUEST
         Node::Object {
-            props: Props::new(324, 3),
+            props: Props::new(SET, 324, 3),
             additional: false,
         }, // CHANGE_AVAILABILITY_RESPONSE
-        Node::Enum(EnumValues::new(42, 3)), // CHANGE_AVAILABILITY_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 42, 3)), // CHANGE_AVAILABILITY_STATUS_ENUM
         Node::Object {
-            props: Props::new(28, 3),
+            props: Props::new(SET, 28, 3),
             additional: false,
         }, // CHARGING_LIMIT
-        Node::Enum(EnumValues::new(45, 4)), // CHARGING_LIMIT_SOURCE_ENUM
+        Node::Enum(EnumValues::new(SET, 45, 4)), // CHARGING_LIMIT_SOURCE_ENUM
         Node::Object {
-            props: Props::new(31, 5),
+            props: Props::new(SET, 31, 5),
             additional: false,
         }, // CHARGING_NEEDS
         Node::Object {
-            props: Props::new(36, 10),
+            props: Props::new(SET, 36, 10),
             additional: false,
         }, // CHARGING_PROFILE
         Node::Object {
-            props: Props::new(46, 5),
+            props: Props::new(SET, 46, 5),
             additional: false,
         }, // CHARGING_PROFILE_CRITERION
-        Node::Enum(EnumValues::new(49, 3)), // CHARGING_PROFILE_KIND_ENUM
-        Node::Enum(EnumValues::new(52, 4)), // CHARGING_PROFILE_PURPOSE_ENUM
-        Node::Enum(EnumValues::new(56, 2)), // CHARGING_PROFILE_STATUS_ENUM
-        Node::Enum(EnumValues::new(58, 2)), // CHARGING_RATE_UNIT_ENUM
+        Node::Enum(EnumValues::new(SET, 49, 3)), // CHARGING_PROFILE_KIND_ENUM
+        Node::Enum(EnumValues::new(SET, 52, 4)), // CHARGING_PROFILE_PURPOSE_ENUM
+        Node::Enum(EnumValues::new(SET, 56, 2)), // CHARGING_PROFILE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 58, 2)), // CHARGING_RATE_UNIT_ENUM
         Node::Object {
-            props: Props::new(51, 8),
+            props: Props::new(SET, 51, 8),
             additional: false,
         }, // CHARGING_SCHEDULE
         Node::Object {
-            props: Props::new(59, 5),
+            props: Props::new(SET, 59, 5),
             additional: false,
         }, // CHARGING_SCHEDULE_PERIOD
-        Node::Enum(EnumValues::new(60, 5)), // CHARGING_STATE_ENUM
+        Node::Enum(EnumValues::new(SET, 60, 5)), // CHARGING_STATE_ENUM
         Node::Object {
-            props: Props::new(64, 6),
+            props: Props::new(SET, 64, 6),
             additional: false,
         }, // CHARGING_STATION
         Node::Object {
-            props: Props::new(346, 3),
+            props: Props::new(SET, 346, 3),
             additional: false,
         }, // CLEARED_CHARGING_LIMIT_REQUEST
         Node::Object {
-            props: Props::new(349, 1),
+            props: Props::new(SET, 349, 1),
             additional: false,
         }, // CLEARED_CHARGING_LIMIT_RESPONSE
         Node::Object {
-            props: Props::new(327, 1),
+            props: Props::new(SET, 327, 1),
             additional: false,
         }, // CLEAR_CACHE_REQUEST
         Node::Object {
-            props: Props::new(328, 3),
+            props: Props::new(SET, 328, 3),
             additional: false,
         }, // CLEAR_CACHE_RESPONSE
-        Node::Enum(EnumValues::new(65, 2)), // CLEAR_CACHE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 65, 2)), // CLEAR_CACHE_STATUS_ENUM
         Node::Object {
-            props: Props::new(70, 4),
+            props: Props::new(SET, 70, 4),
             additional: false,
         }, // CLEAR_CHARGING_PROFILE
         Node::Object {
-            props: Props::new(331, 3),
+            props: Props::new(SET, 331, 3),
             additional: false,
         }, // CLEAR_CHARGING_PROFILE_REQUEST
         Node::Object {
-            props: Props::new(334, 3),
+            props: Props::new(SET, 334, 3),
             additional: false,
         }, // CLEAR_CHARGING_PROFILE_RESPONSE
-        Node::Enum(EnumValues::new(67, 2)), // CLEAR_CHARGING_PROFILE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 67, 2)), // CLEAR_CHARGING_PROFILE_STATUS_ENUM
         Node::Object {
-            props: Props::new(337, 2),
+            props: Props::new(SET, 337, 2),
             additional: false,
         }, // CLEAR_DISPLAY_MESSAGE_REQUEST
         Node::Object {
-            props: Props::new(339, 3),
+            props: Props::new(SET, 339, 3),
             additional: false,
         }, // CLEAR_DISPLAY_MESSAGE_RESPONSE
-        Node::Enum(EnumValues::new(69, 2)), // CLEAR_MESSAGE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 69, 2)), // CLEAR_MESSAGE_STATUS_ENUM
         Node::Object {
-            props: Props::new(74, 4),
+            props: Props::new(SET, 74, 4),
             additional: false,
         }, // CLEAR_MONITORING_RESULT
-        Node::Enum(EnumValues::new(71, 3)), // CLEAR_MONITORING_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 71, 3)), // CLEAR_MONITORING_STATUS_ENUM
         Node::Object {
-            props: Props::new(342, 2),
+            props: Props::new(SET, 342, 2),
             additional: false,
         }, // CLEAR_VARIABLE_MONITORING_REQUEST
         Node::Object {
-            props: Props::new(344, 2),
+            props: Props::new(SET, 344, 2),
             additional: false,
         }, // CLEAR_VARIABLE_MONITORING_RESPONSE
         Node::Object {
-            props: Props::new(78, 4),
+            props: Props::new(SET, 78, 4),
             additional: false,
         }, // COMPONENT
-        Node::Enum(EnumValues::new(74, 4)), // COMPONENT_CRITERION_ENUM
+        Node::Enum(EnumValues::new(SET, 74, 4)), // COMPONENT_CRITERION_ENUM
         Node::Object {
-            props: Props::new(82, 3),
+            props: Props::new(SET, 82, 3),
             additional: false,
         }, // COMPONENT_VARIABLE
         Node::Object {
-            props: Props::new(85, 6),
+            props: Props::new(SET, 85, 6),
             additional: false,
         }, // COMPOSITE_SCHEDULE
-        Node::Enum(EnumValues::new(78, 22)), // CONNECTOR_ENUM
-        Node::Enum(EnumValues::new(100, 5)), // CONNECTOR_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 78, 22)), // CONNECTOR_ENUM
+        Node::Enum(EnumValues::new(SET, 100, 5)), // CONNECTOR_STATUS_ENUM
         Node::Object {
-            props: Props::new(91, 3),
+            props: Props::new(SET, 91, 3),
             additional: false,
         }, // CONSUMPTION_COST
         Node::Object {
-            props: Props::new(94, 4),
+            props: Props::new(SET, 94, 4),
             additional: false,
         }, // COST
-        Node::Enum(EnumValues::new(105, 3)), // COST_KIND_ENUM
+        Node::Enum(EnumValues::new(SET, 105, 3)), // COST_KIND_ENUM
         Node::Object {
-            props: Props::new(350, 3),
+            props: Props::new(SET, 350, 3),
             additional: false,
         }, // COST_UPDATED_REQUEST
         Node::Object {
-            props: Props::new(353, 1),
+            props: Props::new(SET, 353, 1),
             additional: false,
         }, // COST_UPDATED_RESPONSE
         Node::Object {
-            props: Props::new(354, 7),
+            props: Props::new(SET, 354, 7),
             additional: false,
         }, // CUSTOMER_INFORMATION_REQUEST
         Node::Object {
-            props: Props::new(361, 3),
+            props: Props::new(SET, 361, 3),
             additional: false,
         }, // CUSTOMER_INFORMATION_RESPONSE
-        Node::Enum(EnumValues::new(108, 3)), // CUSTOMER_INFORMATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 108, 3)), // CUSTOMER_INFORMATION_STATUS_ENUM
         Node::Object {
-            props: Props::new(98, 1),
+            props: Props::new(SET, 98, 1),
             additional: true,
         }, // CUSTOM_DATA
-        Node::Enum(EnumValues::new(111, 8)), // DATA_ENUM
+        Node::Enum(EnumValues::new(SET, 111, 8)), // DATA_ENUM
         Node::Object {
-            props: Props::new(364, 4),
+            props: Props::new(SET, 364, 4),
             additional: false,
         }, // DATA_TRANSFER_REQUEST
         Node::Object {
-            props: Props::new(368, 4),
+            props: Props::new(SET, 368, 4),
             additional: false,
         }, // DATA_TRANSFER_RESPONSE
-        Node::Enum(EnumValues::new(119, 4)), // DATA_TRANSFER_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 119, 4)), // DATA_TRANSFER_STATUS_ENUM
         Node::Object {
-            props: Props::new(99, 9),
+            props: Props::new(SET, 99, 9),
             additional: false,
         }, // DC_CHARGING_PARAMETERS
         Node::Object {
-            props: Props::new(372, 2),
+            props: Props::new(SET, 372, 2),
             additional: false,
         }, // DELETE_CERTIFICATE_REQUEST
         Node::Object {
-            props: Props::new(374, 3),
+            props: Props::new(SET, 374, 3),
             additional: false,
         }, // DELETE_CERTIFICATE_RESPONSE
-        Node::Enum(EnumValues::new(123, 3)), // DELETE_CERTIFICATE_STATUS_ENUM
-        Node::Enum(EnumValues::new(126, 6)), // DISPLAY_MESSAGE_STATUS_ENUM
-        Node::Enum(EnumValues::new(132, 4)), // ENERGY_TRANSFER_MODE_ENUM
+        Node::Enum(EnumValues::new(SET, 123, 3)), // DELETE_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 126, 6)), // DISPLAY_MESSAGE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 132, 4)), // ENERGY_TRANSFER_MODE_ENUM
         Node::Object {
-            props: Props::new(108, 14),
+            props: Props::new(SET, 108, 14),
             additional: false,
         }, // EVENT_DATA
-        Node::Enum(EnumValues::new(136, 4)), // EVENT_NOTIFICATION_ENUM
-        Node::Enum(EnumValues::new(140, 3)), // EVENT_TRIGGER_ENUM
+        Node::Enum(EnumValues::new(SET, 136, 4)), // EVENT_NOTIFICATION_ENUM
+        Node::Enum(EnumValues::new(SET, 140, 3)), // EVENT_TRIGGER_ENUM
         Node::Object {
-            props: Props::new(122, 3),
+            props: Props::new(SET, 122, 3),
             additional: false,
         }, // EVSE
         Node::Object {
-            props: Props::new(125, 6),
+            props: Props::new(SET, 125, 6),
             additional: false,
         }, // FIRMWARE
-        Node::Enum(EnumValues::new(143, 14)), // FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 143, 14)), // FIRMWARE_STATUS_ENUM
         Node::Object {
-            props: Props::new(377, 3),
+            props: Props::new(SET, 377, 3),
             additional: false,
         }, // FIRMWARE_STATUS_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(380, 1),
+            props: Props::new(SET, 380, 1),
             additional: false,
         }, // FIRMWARE_STATUS_NOTIFICATION_RESPONSE
-        Node::Enum(EnumValues::new(157, 4)), // GENERIC_DEVICE_MODEL_STATUS_ENUM
-        Node::Enum(EnumValues::new(161, 2)), // GENERIC_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 157, 4)), // GENERIC_DEVICE_MODEL_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 161, 2)), // GENERIC_STATUS_ENUM
         Node::Object {
-            props: Props::new(381, 4),
+            props: Props::new(SET, 381, 4),
             additional: false,
         }, // GET_15118_EV_CERTIFICATE_REQUEST
         Node::Object {
-            props: Props::new(385, 4),
+            props: Props::new(SET, 385, 4),
             additional: false,
         }, // GET_15118_EV_CERTIFICATE_RESPONSE
         Node::Object {
-            props: Props::new(389, 3),
+            props: Props::new(SET, 389, 3),
             additional: false,
         }, // GET_BASE_REPORT_REQUEST
         Node::Object {
-            props: Props::new(392, 3),
+            props: Props::new(SET, 392, 3),
             additional: false,
         }, // GET_BASE_REPORT_RESPONSE
-        Node::Enum(EnumValues::new(163, 5)), // GET_CERTIFICATE_ID_USE_ENUM
-        Node::Enum(EnumValues::new(168, 2)), // GET_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 163, 5)), // GET_CERTIFICATE_ID_USE_ENUM
+        Node::Enum(EnumValues::new(SET, 168, 2)), // GET_CERTIFICATE_STATUS_ENUM
         Node::Object {
-            props: Props::new(395, 2),
+            props: Props::new(SET, 395, 2),
             additional: false,
         }, // GET_CERTIFICATE_STATUS_REQUEST
         Node::Object {
-            props: Props::new(397, 4),
+            props: Props::new(SET, 397, 4),
             additional: false,
         }, // GET_CERTIFICATE_STATUS_RESPONSE
         Node::Object {
-            props: Props::new(401, 4),
+            props: Props::new(SET, 401, 4),
             additional: false,
         }, // GET_CHARGING_PROFILES_REQUEST
         Node::Object {
-            props: Props::new(405, 3),
+            props: Props::new(SET, 405, 3),
             additional: false,
         }, // GET_CHARGING_PROFILES_RESPONSE
-        Node::Enum(EnumValues::new(170, 2)), // GET_CHARGING_PROFILE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 170, 2)), // GET_CHARGING_PROFILE_STATUS_ENUM
         Node::Object {
-            props: Props::new(408, 4),
+            props: Props::new(SET, 408, 4),
             additional: false,
         }, // GET_COMPOSITE_SCHEDULE_REQUEST
         Node::Object {
-            props: Props::new(412, 4),
+            props: Props::new(SET, 412, 4),
             additional: false,
         }, // GET_COMPOSITE_SCHEDULE_RESPONSE
         Node::Object {
-            props: Props::new(416, 5),
+            props: Props::new(SET, 416, 5),
             additional: false,
         }, // GET_DISPLAY_MESSAGES_REQUEST
         Node::Object {
-            props: Props::new(421, 3),
+            props: Props::new(SET, 421, 3),
             additional: false,
         }, // GET_DISPLAY_MESSAGES_RESPONSE
-        Node::Enum(EnumValues::new(172, 2)), // GET_DISPLAY_MESSAGES_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 172, 2)), // GET_DISPLAY_MESSAGES_STATUS_ENUM
         Node::Object {
-            props: Props::new(424, 2),
+            props: Props::new(SET, 424, 2),
             additional: false,
         }, // GET_INSTALLED_CERTIFICATE_IDS_REQUEST
         Node::Object {
-            props: Props::new(426, 4),
+            props: Props::new(SET, 426, 4),
             additional: false,
         }, // GET_INSTALLED_CERTIFICATE_IDS_RESPONSE
-        Node::Enum(EnumValues::new(174, 2)), // GET_INSTALLED_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 174, 2)), // GET_INSTALLED_CERTIFICATE_STATUS_ENUM
         Node::Object {
-            props: Props::new(430, 1),
+            props: Props::new(SET, 430, 1),
             additional: false,
         }, // GET_LOCAL_LIST_VERSION_REQUEST
         Node::Object {
-            props: Props::new(431, 2),
+            props: Props::new(SET, 431, 2),
             additional: false,
         }, // GET_LOCAL_LIST_VERSION_RESPONSE
         Node::Object {
-            props: Props::new(433, 6),
+            props: Props::new(SET, 433, 6),
             additional: false,
         }, // GET_LOG_REQUEST
         Node::Object {
-            props: Props::new(439, 4),
+            props: Props::new(SET, 439, 4),
             additional: false,
         }, // GET_LOG_RESPONSE
         Node::Object {
-            props: Props::new(443, 4),
+            props: Props::new(SET, 443, 4),
             additional: false,
         }, // GET_MONITORING_REPORT_REQUEST
         Node::Object {
-            props: Props::new(447, 3),
+            props: Props::new(SET, 447, 3),
             additional: false,
         }, // GET_MONITORING_REPORT_RESPONSE
         Node::Object {
-            props: Props::new(450, 4),
+            props: Props::new(SET, 450, 4),
             additional: false,
         }, // GET_REPORT_REQUEST
         Node::Object {
-            props: Props::new(454, 3),
+            props: Props::new(SET, 454, 3),
             additional: false,
         }, // GET_REPORT_RESPONSE
         Node::Object {
-            props: Props::new(457, 2),
+            props: Props::new(SET, 457, 2),
             additional: false,
         }, // GET_TRANSACTION_STATUS_REQUEST
         Node::Object {
-            props: Props::new(459, 3),
+            props: Props::new(SET, 459, 3),
             additional: false,
         }, // GET_TRANSACTION_STATUS_RESPONSE
         Node::Object {
-            props: Props::new(462, 2),
+            props: Props::new(SET, 462, 2),
             additional: false,
         }, // GET_VARIABLES_REQUEST
         Node::Object {
-            props: Props::new(464, 2),
+            props: Props::new(SET, 464, 2),
             additional: false,
         }, // GET_VARIABLES_RESPONSE
         Node::Object {
-            props: Props::new(131, 4),
+            props: Props::new(SET, 131, 4),
             additional: false,
         }, // GET_VARIABLE_DATA
         Node::Object {
-            props: Props::new(135, 7),
+            props: Props::new(SET, 135, 7),
             additional: false,
         }, // GET_VARIABLE_RESULT
-        Node::Enum(EnumValues::new(176, 5)), // GET_VARIABLE_STATUS_ENUM
-        Node::Enum(EnumValues::new(181, 3)), // HASH_ALGORITHM_ENUM
+        Node::Enum(EnumValues::new(SET, 176, 5)), // GET_VARIABLE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 181, 3)), // HASH_ALGORITHM_ENUM
         Node::Object {
-            props: Props::new(466, 1),
+            props: Props::new(SET, 466, 1),
             additional: false,
         }, // HEARTBEAT_REQUEST
         Node::Object {
-            props: Props::new(467, 2),
+            props: Props::new(SET, 467, 2),
             additional: false,
         }, // HEARTBEAT_RESPONSE
         Node::Object {
-            props: Props::new(142, 4),
+            props: Props::new(SET, 142, 4),
             additional: false,
         }, // ID_TOKEN
-        Node::Enum(EnumValues::new(184, 8)), // ID_TOKEN_ENUM
+        Node::Enum(EnumValues::new(SET, 184, 8)), // ID_TOKEN_ENUM
         Node::Object {
-            props: Props::new(146, 9),
+            props: Props::new(SET, 146, 9),
             additional: false,
         }, // ID_TOKEN_INFO
         Node::Object {
-            props: Props::new(469, 3),
+            props: Props::new(SET, 469, 3),
             additional: false,
         }, // INSTALL_CERTIFICATE_REQUEST
         Node::Object {
-            props: Props::new(472, 3),
+            props: Props::new(SET, 472, 3),
             additional: false,
         }, // INSTALL_CERTIFICATE_RESPONSE
-        Node::Enum(EnumValues::new(192, 3)), // INSTALL_CERTIFICATE_STATUS_ENUM
-        Node::Enum(EnumValues::new(195, 4)), // INSTALL_CERTIFICATE_USE_ENUM
-        Node::Enum(EnumValues::new(199, 2)), // ISO_15118_EV_CERTIFICATE_STATUS_ENUM
-        Node::Enum(EnumValues::new(201, 5)), // LOCATION_ENUM
-        Node::Enum(EnumValues::new(206, 2)), // LOG_ENUM
+        Node::Enum(EnumValues::new(SET, 192, 3)), // INSTALL_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 195, 4)), // INSTALL_CERTIFICATE_USE_ENUM
+        Node::Enum(EnumValues::new(SET, 199, 2)), // ISO_15118_EV_CERTIFICATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 201, 5)), // LOCATION_ENUM
+        Node::Enum(EnumValues::new(SET, 206, 2)), // LOG_ENUM
         Node::Object {
-            props: Props::new(155, 4),
+            props: Props::new(SET, 155, 4),
             additional: false,
         }, // LOG_PARAMETERS
-        Node::Enum(EnumValues::new(208, 3)), // LOG_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 208, 3)), // LOG_STATUS_ENUM
         Node::Object {
-            props: Props::new(475, 3),
+            props: Props::new(SET, 475, 3),
             additional: false,
         }, // LOG_STATUS_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(478, 1),
+            props: Props::new(SET, 478, 1),
             additional: false,
         }, // LOG_STATUS_NOTIFICATION_RESPONSE
-        Node::Enum(EnumValues::new(211, 25)), // MEASURAND_ENUM
+        Node::Enum(EnumValues::new(SET, 211, 25)), // MEASURAND_ENUM
         Node::Object {
-            props: Props::new(159, 4),
+            props: Props::new(SET, 159, 4),
             additional: false,
         }, // MESSAGE_CONTENT
-        Node::Enum(EnumValues::new(236, 4)), // MESSAGE_FORMAT_ENUM
+        Node::Enum(EnumValues::new(SET, 236, 4)), // MESSAGE_FORMAT_ENUM
         Node::Object {
-            props: Props::new(163, 9),
+            props: Props::new(SET, 163, 9),
             additional: false,
         }, // MESSAGE_INFO
-        Node::Enum(EnumValues::new(240, 3)), // MESSAGE_PRIORITY_ENUM
-        Node::Enum(EnumValues::new(243, 4)), // MESSAGE_STATE_ENUM
-        Node::Enum(EnumValues::new(247, 11)), // MESSAGE_TRIGGER_ENUM
+        Node::Enum(EnumValues::new(SET, 240, 3)), // MESSAGE_PRIORITY_ENUM
+        Node::Enum(EnumValues::new(SET, 243, 4)), // MESSAGE_STATE_ENUM
+        Node::Enum(EnumValues::new(SET, 247, 11)), // MESSAGE_TRIGGER_ENUM
         Node::Object {
-            props: Props::new(172, 3),
+            props: Props::new(SET, 172, 3),
             additional: false,
         }, // METER_VALUE
         Node::Object {
-            props: Props::new(479, 3),
+            props: Props::new(SET, 479, 3),
             additional: false,
         }, // METER_VALUES_REQUEST
         Node::Object {
-            props: Props::new(482, 1),
+            props: Props::new(SET, 482, 1),
             additional: false,
         }, // METER_VALUES_RESPONSE
         Node::Object {
-            props: Props::new(175, 3),
+            props: Props::new(SET, 175, 3),
             additional: false,
         }, // MODEM
-        Node::Enum(EnumValues::new(263, 3)), // MONITORING_BASE_ENUM
-        Node::Enum(EnumValues::new(266, 3)), // MONITORING_CRITERION_ENUM
+        Node::Enum(EnumValues::new(SET, 263, 3)), // MONITORING_BASE_ENUM
+        Node::Enum(EnumValues::new(SET, 266, 3)), // MONITORING_CRITERION_ENUM
         Node::Object {
-            props: Props::new(178, 4),
+            props: Props::new(SET, 178, 4),
             additional: false,
         }, // MONITORING_DATA
-        Node::Enum(EnumValues::new(258, 5)), // MONITOR_ENUM
-        Node::Enum(EnumValues::new(269, 3)), // MUTABILITY_ENUM
+        Node::Enum(EnumValues::new(SET, 258, 5)), // MONITOR_ENUM
+        Node::Enum(EnumValues::new(SET, 269, 3)), // MUTABILITY_ENUM
         Node::Object {
-            props: Props::new(182, 9),
+            props: Props::new(SET, 182, 9),
             additional: false,
         }, // NETWORK_CONNECTION_PROFILE
         Node::Object {
-            props: Props::new(483, 4),
+            props: Props::new(SET, 483, 4),
             additional: false,
         }, // NOTIFY_CHARGING_LIMIT_REQUEST
         Node::Object {
-            props: Props::new(487, 1),
+            props: Props::new(SET, 487, 1),
             additional: false,
         }, // NOTIFY_CHARGING_LIMIT_RESPONSE
         Node::Object {
-            props: Props::new(488, 6),
+            props: Props::new(SET, 488, 6),
             additional: false,
         }, // NOTIFY_CUSTOMER_INFORMATION_REQUEST
         Node::Object {
-            props: Props::new(494, 1),
+            props: Props::new(SET, 494, 1),
             additional: false,
         }, // NOTIFY_CUSTOMER_INFORMATION_RESPONSE
         Node::Object {
-            props: Props::new(495, 4),
+            props: Props::new(SET, 495, 4),
             additional: false,
         }, // NOTIFY_DISPLAY_MESSAGES_REQUEST
         Node::Object {
-            props: Props::new(499, 1),
+            props: Props::new(SET, 499, 1),
             additional: false,
         }, // NOTIFY_DISPLAY_MESSAGES_RESPONSE
         Node::Object {
-            props: Props::new(514, 5),
+            props: Props::new(SET, 514, 5),
             additional: false,
         }, // NOTIFY_EVENT_REQUEST
         Node::Object {
-            props: Props::new(519, 1),
+            props: Props::new(SET, 519, 1),
             additional: false,
         }, // NOTIFY_EVENT_RESPONSE
         Node::Object {
-            props: Props::new(500, 4),
+            props: Props::new(SET, 500, 4),
             additional: false,
         }, // NOTIFY_EV_CHARGING_NEEDS_REQUEST
         Node::Object {
-            props: Props::new(504, 3),
+            props: Props::new(SET, 504, 3),
             additional: false,
         }, // NOTIFY_EV_CHARGING_NEEDS_RESPONSE
-        Node::Enum(EnumValues::new(272, 3)), // NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 272, 3)), // NOTIFY_EV_CHARGING_NEEDS_STATUS_ENUM
         Node::Object {
-            props: Props::new(507, 4),
+            props: Props::new(SET, 507, 4),
             additional: false,
         }, // NOTIFY_EV_CHARGING_SCHEDULE_REQUEST
         Node::Object {
-            props: Props::new(511, 3),
+            props: Props::new(SET, 511, 3),
             additional: false,
         }, // NOTIFY_EV_CHARGING_SCHEDULE_RESPONSE
         Node::Object {
-            props: Props::new(520, 6),
+            props: Props::new(SET, 520, 6),
             additional: false,
         }, // NOTIFY_MONITORING_REPORT_REQUEST
         Node::Object {
-            props: Props::new(526, 1),
+            props: Props::new(SET, 526, 1),
             additional: false,
         }, // NOTIFY_MONITORING_REPORT_RESPONSE
         Node::Object {
-            props: Props::new(527, 6),
+            props: Props::new(SET, 527, 6),
             additional: false,
         }, // NOTIFY_REPORT_REQUEST
         Node::Object {
-            props: Props::new(533, 1),
+            props: Props::new(SET, 533, 1),
             additional: false,
         }, // NOTIFY_REPORT_RESPONSE
-        Node::Enum(EnumValues::new(275, 8)), // OCPP_INTERFACE_ENUM
-        Node::Enum(EnumValues::new(283, 2)), // OCPP_TRANSPORT_ENUM
-        Node::Enum(EnumValues::new(285, 4)), // OCPP_VERSION_ENUM
+        Node::Enum(EnumValues::new(SET, 275, 8)), // OCPP_INTERFACE_ENUM
+        Node::Enum(EnumValues::new(SET, 283, 2)), // OCPP_TRANSPORT_ENUM
+        Node::Enum(EnumValues::new(SET, 285, 4)), // OCPP_VERSION_ENUM
         Node::Object {
-            props: Props::new(191, 6),
+            props: Props::new(SET, 191, 6),
             additional: false,
         }, // OCSP_REQUEST_DATA
-        Node::Enum(EnumValues::new(289, 2)), // OPERATIONAL_STATUS_ENUM
-        Node::Enum(EnumValues::new(291, 10)), // PHASE_ENUM
+        Node::Enum(EnumValues::new(SET, 289, 2)), // OPERATIONAL_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 291, 10)), // PHASE_ENUM
         Node::Object {
-            props: Props::new(534, 6),
+            props: Props::new(SET, 534, 6),
             additional: false,
         }, // PUBLISH_FIRMWARE_REQUEST
         Node::Object {
-            props: Props::new(540, 3),
+            props: Props::new(SET, 540, 3),
             additional: false,
         }, // PUBLISH_FIRMWARE_RESPONSE
-        Node::Enum(EnumValues::new(301, 10)), // PUBLISH_FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 301, 10)), // PUBLISH_FIRMWARE_STATUS_ENUM
         Node::Object {
-            props: Props::new(543, 4),
+            props: Props::new(SET, 543, 4),
             additional: false,
         }, // PUBLISH_FIRMWARE_STATUS_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(547, 1),
+            props: Props::new(SET, 547, 1),
             additional: false,
         }, // PUBLISH_FIRMWARE_STATUS_NOTIFICATION_RESPONSE
-        Node::Enum(EnumValues::new(311, 8)), // READING_CONTEXT_ENUM
-        Node::Enum(EnumValues::new(319, 19)), // REASON_ENUM
-        Node::Enum(EnumValues::new(338, 2)), // RECURRENCY_KIND_ENUM
-        Node::Enum(EnumValues::new(340, 3)), // REGISTRATION_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 311, 8)), // READING_CONTEXT_ENUM
+        Node::Enum(EnumValues::new(SET, 319, 19)), // REASON_ENUM
+        Node::Enum(EnumValues::new(SET, 338, 2)), // RECURRENCY_KIND_ENUM
+        Node::Enum(EnumValues::new(SET, 340, 3)), // REGISTRATION_STATUS_ENUM
         Node::Object {
-            props: Props::new(197, 3),
+            props: Props::new(SET, 197, 3),
             additional: false,
         }, // RELATIVE_TIME_INTERVAL
-        Node::Enum(EnumValues::new(343, 3)), // REPORT_BASE_ENUM
+        Node::Enum(EnumValues::new(SET, 343, 3)), // REPORT_BASE_ENUM
         Node::Object {
-            props: Props::new(548, 6),
+            props: Props::new(SET, 548, 6),
             additional: false,
         }, // REPORT_CHARGING_PROFILES_REQUEST
         Node::Object {
-            props: Props::new(554, 1),
+            props: Props::new(SET, 554, 1),
             additional: false,
         }, // REPORT_CHARGING_PROFILES_RESPONSE
         Node::Object {
-            props: Props::new(200, 5),
+            props: Props::new(SET, 200, 5),
             additional: false,
         }, // REPORT_DATA
-        Node::Enum(EnumValues::new(346, 2)), // REQUEST_START_STOP_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 346, 2)), // REQUEST_START_STOP_STATUS_ENUM
         Node::Object {
-            props: Props::new(555, 6),
+            props: Props::new(SET, 555, 6),
             additional: false,
         }, // REQUEST_START_TRANSACTION_REQUEST
         Node::Object {
-            props: Props::new(561, 4),
+            props: Props::new(SET, 561, 4),
             additional: false,
         }, // REQUEST_START_TRANSACTION_RESPONSE
         Node::Object {
-            props: Props::new(565, 2),
+            props: Props::new(SET, 565, 2),
             additional: false,
         }, // REQUEST_STOP_TRANSACTION_REQUEST
         Node::Object {
-            props: Props::new(567, 3),
+            props: Props::new(SET, 567, 3),
             additional: false,
         }, // REQUEST_STOP_TRANSACTION_RESPONSE
         Node::Object {
-            props: Props::new(570, 3),
+            props: Props::new(SET, 570, 3),
             additional: false,
         }, // RESERVATION_STATUS_UPDATE_REQUEST
         Node::Object {
-            props: Props::new(573, 1),
+            props: Props::new(SET, 573, 1),
             additional: false,
         }, // RESERVATION_STATUS_UPDATE_RESPONSE
-        Node::Enum(EnumValues::new(348, 2)), // RESERVATION_UPDATE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 348, 2)), // RESERVATION_UPDATE_STATUS_ENUM
         Node::Object {
-            props: Props::new(574, 7),
+            props: Props::new(SET, 574, 7),
             additional: false,
         }, // RESERVE_NOW_REQUEST
         Node::Object {
-            props: Props::new(581, 3),
+            props: Props::new(SET, 581, 3),
             additional: false,
         }, // RESERVE_NOW_RESPONSE
-        Node::Enum(EnumValues::new(350, 5)), // RESERVE_NOW_STATUS_ENUM
-        Node::Enum(EnumValues::new(355, 2)), // RESET_ENUM
+        Node::Enum(EnumValues::new(SET, 350, 5)), // RESERVE_NOW_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 355, 2)), // RESET_ENUM
         Node::Object {
-            props: Props::new(584, 3),
+            props: Props::new(SET, 584, 3),
             additional: false,
         }, // RESET_REQUEST
         Node::Object {
-            props: Props::new(587, 3),
+            props: Props::new(SET, 587, 3),
             additional: false,
         }, // RESET_RESPONSE
-        Node::Enum(EnumValues::new(357, 3)), // RESET_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 357, 3)), // RESET_STATUS_ENUM
         Node::Object {
-            props: Props::new(205, 5),
+            props: Props::new(SET, 205, 5),
             additional: false,
         }, // SALES_TARIFF
         Node::Object {
-            props: Props::new(210, 4),
+            props: Props::new(SET, 210, 4),
             additional: false,
         }, // SALES_TARIFF_ENTRY
         Node::Object {
-            props: Props::new(214, 8),
+            props: Props::new(SET, 214, 8),
             additional: false,
         }, // SAMPLED_VALUE
         Node::Object {
-            props: Props::new(590, 4),
+            props: Props::new(SET, 590, 4),
             additional: false,
         }, // SECURITY_EVENT_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(594, 1),
+            props: Props::new(SET, 594, 1),
             additional: false,
         }, // SECURITY_EVENT_NOTIFICATION_RESPONSE
         Node::Object {
-            props: Props::new(595, 4),
+            props: Props::new(SET, 595, 4),
             additional: false,
         }, // SEND_LOCAL_LIST_REQUEST
         Node::Object {
-            props: Props::new(599, 3),
+            props: Props::new(SET, 599, 3),
             additional: false,
         }, // SEND_LOCAL_LIST_RESPONSE
-        Node::Enum(EnumValues::new(360, 3)), // SEND_LOCAL_LIST_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 360, 3)), // SEND_LOCAL_LIST_STATUS_ENUM
         Node::Object {
-            props: Props::new(602, 3),
+            props: Props::new(SET, 602, 3),
             additional: false,
         }, // SET_CHARGING_PROFILE_REQUEST
         Node::Object {
-            props: Props::new(605, 3),
+            props: Props::new(SET, 605, 3),
             additional: false,
         }, // SET_CHARGING_PROFILE_RESPONSE
         Node::Object {
-            props: Props::new(608, 2),
+            props: Props::new(SET, 608, 2),
             additional: false,
         }, // SET_DISPLAY_MESSAGE_REQUEST
         Node::Object {
-            props: Props::new(610, 3),
+            props: Props::new(SET, 610, 3),
             additional: false,
         }, // SET_DISPLAY_MESSAGE_RESPONSE
         Node::Object {
-            props: Props::new(613, 2),
+            props: Props::new(SET, 613, 2),
             additional: false,
         }, // SET_MONITORING_BASE_REQUEST
         Node::Object {
-            props: Props::new(615, 3),
+            props: Props::new(SET, 615, 3),
             additional: false,
         }, // SET_MONITORING_BASE_RESPONSE
         Node::Object {
-            props: Props::new(222, 8),
+            props: Props::new(SET, 222, 8),
             additional: false,
         }, // SET_MONITORING_DATA
         Node::Object {
-            props: Props::new(618, 2),
+            props: Props::new(SET, 618, 2),
             additional: false,
         }, // SET_MONITORING_LEVEL_REQUEST
         Node::Object {
-            props: Props::new(620, 3),
+            props: Props::new(SET, 620, 3),
             additional: false,
         }, // SET_MONITORING_LEVEL_RESPONSE
         Node::Object {
-            props: Props::new(230, 8),
+            props: Props::new(SET, 230, 8),
             additional: false,
         }, // SET_MONITORING_RESULT
-        Node::Enum(EnumValues::new(363, 6)), // SET_MONITORING_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 363, 6)), // SET_MONITORING_STATUS_ENUM
         Node::Object {
-            props: Props::new(623, 3),
+            props: Props::new(SET, 623, 3),
             additional: false,
         }, // SET_NETWORK_PROFILE_REQUEST
         Node::Object {
-            props: Props::new(626, 3),
+            props: Props::new(SET, 626, 3),
             additional: false,
         }, // SET_NETWORK_PROFILE_RESPONSE
-        Node::Enum(EnumValues::new(369, 3)), // SET_NETWORK_PROFILE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 369, 3)), // SET_NETWORK_PROFILE_STATUS_ENUM
         Node::Object {
-            props: Props::new(633, 2),
+            props: Props::new(SET, 633, 2),
             additional: false,
         }, // SET_VARIABLES_REQUEST
         Node::Object {
-            props: Props::new(635, 2),
+            props: Props::new(SET, 635, 2),
             additional: false,
         }, // SET_VARIABLES_RESPONSE
         Node::Object {
-            props: Props::new(238, 5),
+            props: Props::new(SET, 238, 5),
             additional: false,
         }, // SET_VARIABLE_DATA
         Node::Object {
-            props: Props::new(629, 2),
+            props: Props::new(SET, 629, 2),
             additional: false,
         }, // SET_VARIABLE_MONITORING_REQUEST
         Node::Object {
-            props: Props::new(631, 2),
+            props: Props::new(SET, 631, 2),
             additional: false,
         }, // SET_VARIABLE_MONITORING_RESPONSE
         Node::Object {
-            props: Props::new(243, 6),
+            props: Props::new(SET, 243, 6),
             additional: false,
         }, // SET_VARIABLE_RESULT
-        Node::Enum(EnumValues::new(372, 6)), // SET_VARIABLE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 372, 6)), // SET_VARIABLE_STATUS_ENUM
         Node::Object {
-            props: Props::new(249, 5),
+            props: Props::new(SET, 249, 5),
             additional: false,
         }, // SIGNED_METER_VALUE
         Node::Object {
-            props: Props::new(637, 3),
+            props: Props::new(SET, 637, 3),
             additional: false,
         }, // SIGN_CERTIFICATE_REQUEST
         Node::Object {
-            props: Props::new(640, 3),
+            props: Props::new(SET, 640, 3),
             additional: false,
         }, // SIGN_CERTIFICATE_RESPONSE
         Node::Object {
-            props: Props::new(254, 3),
+            props: Props::new(SET, 254, 3),
             additional: false,
         }, // STATUS_INFO
         Node::Object {
-            props: Props::new(643, 5),
+            props: Props::new(SET, 643, 5),
             additional: false,
         }, // STATUS_NOTIFICATION_REQUEST
         Node::Object {
-            props: Props::new(648, 1),
+            props: Props::new(SET, 648, 1),
             additional: false,
         }, // STATUS_NOTIFICATION_RESPONSE
         Node::Object {
-            props: Props::new(257, 6),
+            props: Props::new(SET, 257, 6),
             additional: false,
         }, // TRANSACTION
-        Node::Enum(EnumValues::new(378, 3)), // TRANSACTION_EVENT_ENUM
+        Node::Enum(EnumValues::new(SET, 378, 3)), // TRANSACTION_EVENT_ENUM
         Node::Object {
-            props: Props::new(649, 13),
+            props: Props::new(SET, 649, 13),
             additional: false,
         }, // TRANSACTION_EVENT_REQUEST
         Node::Object {
-            props: Props::new(662, 5),
+            props: Props::new(SET, 662, 5),
             additional: false,
         }, // TRANSACTION_EVENT_RESPONSE
         Node::Object {
-            props: Props::new(667, 3),
+            props: Props::new(SET, 667, 3),
             additional: false,
         }, // TRIGGER_MESSAGE_REQUEST
         Node::Object {
-            props: Props::new(670, 3),
+            props: Props::new(SET, 670, 3),
             additional: false,
         }, // TRIGGER_MESSAGE_RESPONSE
-        Node::Enum(EnumValues::new(381, 3)), // TRIGGER_MESSAGE_STATUS_ENUM
-        Node::Enum(EnumValues::new(384, 21)), // TRIGGER_REASON_ENUM
+        Node::Enum(EnumValues::new(SET, 381, 3)), // TRIGGER_MESSAGE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 384, 21)), // TRIGGER_REASON_ENUM
         Node::Object {
-            props: Props::new(263, 3),
+            props: Props::new(SET, 263, 3),
             additional: false,
         }, // UNIT_OF_MEASURE
         Node::Object {
-            props: Props::new(673, 3),
+            props: Props::new(SET, 673, 3),
             additional: false,
         }, // UNLOCK_CONNECTOR_REQUEST
         Node::Object {
-            props: Props::new(676, 3),
+            props: Props::new(SET, 676, 3),
             additional: false,
         }, // UNLOCK_CONNECTOR_RESPONSE
-        Node::Enum(EnumValues::new(405, 4)), // UNLOCK_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 405, 4)), // UNLOCK_STATUS_ENUM
         Node::Object {
-            props: Props::new(679, 2),
+            props: Props::new(SET, 679, 2),
             additional: false,
         }, // UNPUBLISH_FIRMWARE_REQUEST
         Node::Object {
-            props: Props::new(681, 2),
+            props: Props::new(SET, 681, 2),
             additional: false,
         }, // UNPUBLISH_FIRMWARE_RESPONSE
-        Node::Enum(EnumValues::new(409, 3)), // UNPUBLISH_FIRMWARE_STATUS_ENUM
-        Node::Enum(EnumValues::new(412, 2)), // UPDATE_ENUM
+        Node::Enum(EnumValues::new(SET, 409, 3)), // UNPUBLISH_FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 412, 2)), // UPDATE_ENUM
         Node::Object {
-            props: Props::new(683, 5),
+            props: Props::new(SET, 683, 5),
             additional: false,
         }, // UPDATE_FIRMWARE_REQUEST
         Node::Object {
-            props: Props::new(688, 3),
+            props: Props::new(SET, 688, 3),
             additional: false,
         }, // UPDATE_FIRMWARE_RESPONSE
-        Node::Enum(EnumValues::new(414, 5)), // UPDATE_FIRMWARE_STATUS_ENUM
-        Node::Enum(EnumValues::new(419, 8)), // UPLOAD_LOG_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 414, 5)), // UPDATE_FIRMWARE_STATUS_ENUM
+        Node::Enum(EnumValues::new(SET, 419, 8)), // UPLOAD_LOG_STATUS_ENUM
         Node::Object {
-            props: Props::new(266, 3),
+            props: Props::new(SET, 266, 3),
             additional: false,
         }, // VARIABLE
         Node::Object {
-            props: Props::new(269, 6),
+            props: Props::new(SET, 269, 6),
             additional: false,
         }, // VARIABLE_ATTRIBUTE
         Node::Object {
-            props: Props::new(275, 7),
+            props: Props::new(SET, 275, 7),
             additional: false,
         }, // VARIABLE_CHARACTERISTICS
         Node::Object {
-            props: Props::new(282, 6),
+            props: Props::new(SET, 282, 6),
             additional: false,
         }, // VARIABLE_MONITORING
         Node::Object {
-            props: Props::new(288, 7),
+            props: Props::new(SET, 288, 7),
             additional: false,
         }, // VPN
-        Node::Enum(EnumValues::new(427, 4)), // VPN_ENUM
-        Node::Any,                         // ANY
+        Node::Enum(EnumValues::new(SET, 427, 4)), // VPN_ENUM
+        Node::Any,                              // ANY
         Node::Array {
             items: ADDITIONAL_INFO,
             min_items: Some(1),
@@ -7470,7 +7472,7 @@ pub mod tables {
             min_items: Some(1),
             max_items: None,
         }, // ARRAY_OF_VARIABLE_MONITORING_MIN_1
-        Node::Boolean,                     // BOOLEAN
+        Node::Boolean,                          // BOOLEAN
         Node::String {
             max_length: None,
             format: Some(Format::DateTime),
@@ -7490,6 +7492,7 @@ pub mod tables {
         Node::Number {
             min: None,
             max: None,
+            fraction_digits: None,
         }, // NUMBER
         Node::String {
             max_length: Some(1000),
@@ -7573,19 +7576,8 @@ pub mod tables {
         }, // STRING_MAX_800
     ];
 
-    /// One handle per node, for `&'static Schema` references.
-    pub(in crate::ocpp::v201) static ALL: [Schema; 333] = {
-        let mut all = [Schema(0); 333];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = Schema(i as u16);
-            i += 1;
-        }
-        all
-    };
-
     /// The properties of every object node, each object's a range.
-    pub(in crate::ocpp::v201) static PROPS: [PropEntry; 691] = [
+    pub(in crate::ocpp) static PROPS: [PropEntry; 691] = [
         PropEntry::new(Str::new(0, 10), CUSTOM_DATA, false), // customData
         PropEntry::new(Str::new(10, 12), INTEGER, true),     // energyAmount
         PropEntry::new(Str::new(22, 12), INTEGER, true),     // evMinCurrent
@@ -8352,7 +8344,7 @@ pub mod tables {
     ];
 
     /// The values of every enum node, each enum's a range.
-    pub(in crate::ocpp::v201) static ENUM_VALUES: [Str; 431] = [
+    pub(in crate::ocpp) static ENUM_VALUES: [Str; 431] = [
         Str::new(166, 4),   // CHAP
         Str::new(170, 4),   // NONE
         Str::new(174, 3),   // PAP
@@ -8787,5 +8779,5 @@ pub mod tables {
     ];
 
     /// Property names and enum values, each once.
-    pub(in crate::ocpp::v201) const STRINGS: &str = "customDataenergyAmountevMinCurrentevMaxCurrentevMaxVoltageadditionalIdTokentypeapnapnUserNameapnPasswordsimPinpreferredNetworkuseOnlyPreferredNetworkapnAuthenticationCHAPNONEPAPAUTOActualTargetMinSetMaxSetidTokenidTokenInfoAcceptedBlockedConcurrentTxExpiredInvalidNoCreditNotAllowedTypeEVSENotAtThisLocationNotAtThisTimeUnknownSignatureErrorCertificateExpiredCertificateRevokedNoCertificateAvailableCertChainErrorContractCancelledApplicationResetFirmwareUpdateLocalResetPowerUpRemoteResetScheduledResetTriggeredWatchdogRejectedInstallUpdatehashAlgorithmissuerNameHashissuerKeyHashserialNumbercertificateHashDatacertificateTypechildCertificateHashDataChargingStationCertificateV2GCertificateScheduledchargingLimitSourceisGridCriticalEMSOtherSOCSOacChargingParametersdcChargingParametersrequestedEnergyTransferdepartureTimeidstackLevelchargingProfilePurposechargingProfileKindrecurrencyKindvalidFromvalidTochargingScheduletransactionIdchargingProfileIdAbsoluteRecurringRelativeChargingStationExternalConstraintsChargingStationMaxProfileTxDefaultProfileTxProfileWAstartScheduledurationchargingRateUnitchargingSchedulePeriodminChargingRatesalesTariffstartPeriodlimitnumberPhasesphaseToUseChargingEVConnectedSuspendedEVSuspendedEVSEIdlemodelmodemvendorNamefirmwareVersionevseIdstatusstatusInfoNotFoundevsenameinstanceActiveAvailableEnabledProblemcomponentvariablescheduleStartcCCS1cCCS2cG105cTeslacType1cType2s309-1P-16As309-1P-32As309-3P-16As309-3P-32AsBS1361sCEE-7-7sType2sType3Other1PhMax16AOther1PhOver16AOther3PhPanwInductivewResonantUndeterminedOccupiedReservedUnavailableFaultedstartValuecostcostKindamountamountMultiplierCarbonDioxideEmissionRelativePricePercentageRenewableGenerationPercentagevendorIdstringdecimalintegerdateTimebooleanOptionListSequenceListMemberListUnknownMessageIdUnknownVendorIdevMaxPowerstateOfChargeevEnergyCapacityfullSoCbulkSoCFailedNotSupportedMessageFormatNotSupportedPriorityNotSupportedStateUnknownTransactionDCAC_single_phaseAC_two_phaseAC_three_phaseeventIdtimestamptriggercauseactualValuetechCodetechInfoclearedvariableMonitoringIdeventNotificationTypeHardWiredNotificationHardWiredMonitorPreconfiguredMonitorCustomMonitorAlertingDeltaPeriodicconnectorIdlocationretrieveDateTimeinstallDateTimesigningCertificatesignatureDownloadedDownloadFailedDownloadingDownloadScheduledDownloadPausedInstallationFailedInstallingInstalledInstallRebootingInstallScheduledInstallVerificationFailedInvalidSignatureSignatureVerifiedNotSupportedEmptyResultSetV2GRootCertificateMORootCertificateCSMSRootCertificateV2GCertificateChainManufacturerRootCertificateNoProfilesattributeTypeattributeStatusInfoattributeStatusattributeValueUnknownComponentUnknownVariableNotSupportedAttributeTypeSHA256SHA384SHA512additionalInfoCentraleMAIDISO14443ISO15693KeyCodeLocalMacAddressNoAuthorizationcacheExpiryDateTimechargingPrioritylanguage1groupIdTokenlanguage2personalMessageBodyCableEVInletOutletDiagnosticsLogSecurityLogremoteLocationoldestTimestamplatestTimestampAcceptedCanceledCurrent.ExportCurrent.ImportCurrent.OfferedEnergy.Active.Export.RegisterEnergy.Active.Import.RegisterEnergy.Reactive.Export.RegisterEnergy.Reactive.Import.RegisterEnergy.Active.Export.IntervalEnergy.Active.Import.IntervalEnergy.Active.NetEnergy.Reactive.Export.IntervalEnergy.Reactive.Import.IntervalEnergy.Reactive.NetEnergy.Apparent.NetEnergy.Apparent.ImportEnergy.Apparent.ExportFrequencyPower.Active.ExportPower.Active.ImportPower.FactorPower.OfferedPower.Reactive.ExportPower.Reactive.ImportSoCVoltageformatlanguagecontentASCIIHTMLURIUTF8displayprioritystatestartDateTimeendDateTimemessageAlwaysFrontInFrontNormalCycleBootNotificationLogStatusNotificationFirmwareStatusNotificationHeartbeatMeterValuesSignChargingStationCertificateSignV2GCertificateStatusNotificationTransactionEventSignCombinedCertificatePublishFirmwareStatusNotificationsampledValueiccidimsiUpperThresholdLowerThresholdPeriodicClockAlignedAllFactoryDefaultHardWiredOnlyThresholdMonitoringDeltaMonitoringPeriodicMonitoringvariableMonitoringReadOnlyWriteOnlyReadWriteocppVersionocppTransportocppCsmsUrlmessageTimeoutsecurityProfileocppInterfacevpnProcessingWired0Wired1Wired2Wired3Wireless0Wireless1Wireless2Wireless3JSONSOAPOCPP12OCPP15OCPP16OCPP20responderURLInoperativeOperativeL1L2L3NL1-NL2-NL3-NL1-L2L2-L3L3-L1PublishedInvalidChecksumChecksumVerifiedPublishFailedInterruption.BeginInterruption.EndSample.ClockSample.PeriodicTransaction.BeginTransaction.EndTriggerDeAuthorizedEmergencyStopEnergyLimitReachedEVDisconnectedGroundFaultImmediateResetLocalOutOfCreditMasterPassOvercurrentFaultPowerLossPowerQualityRebootRemoteSOCLimitReachedStoppedByEVTimeLimitReachedTimeoutDailyWeeklyPendingstartConfigurationInventoryFullInventorySummaryInventoryvariableAttributevariableCharacteristicsRemovedImmediateOnIdlesalesTariffDescriptionnumEPriceLevelssalesTariffEntryrelativeTimeIntervalePriceLevelconsumptionCostvaluecontextmeasurandphasesignedMeterValueunitOfMeasureVersionMismatchtransactionseverityUnsupportedMonitorTypeDuplicateRebootRequiredsignedMeterDatasigningMethodencodingMethodpublicKeyreasonCodechargingStatetimeSpentChargingstoppedReasonremoteStartIdEndedStartedUpdatedNotImplementedAuthorizedCablePluggedInChargingRateChangedChargingStateChangedDeauthorizedEVCommunicationLostEVConnectTimeoutMeterValueClockMeterValuePeriodicUnlockCommandStopAuthorizedEVDepartedEVDetectedRemoteStopRemoteStartAbnormalConditionSignedDataReceivedResetCommandunitmultiplierUnlockedUnlockFailedOngoingAuthorizedTransactionUnknownConnectorDownloadOngoingNoFirmwareUnpublishedDifferentialFullInvalidCertificateRevokedCertificateBadMessageNotSupportedOperationPermissionDeniedUploadedUploadFailureUploadingmutabilitypersistentconstantdataTypeminLimitmaxLimitvaluesListsupportsMonitoringserverusergrouppasswordkeyIKEv2IPSecL2TPPPTPcertificateiso15118CertificateHashDatacertificateStatuschargingStationreasoncurrentTimeintervalreservationIdcertificateChainoperationalStatuschargingProfileCriteriaclearMonitoringResulttotalCostcustomerCertificaterequestIdreportclearcustomerIdentifiermessageIddataiso15118SchemaVersionactionexiRequestexiResponsereportBaseocspRequestDataocspResultchargingProfileschedulecertificateHashDataChainversionNumberloglogTyperetriesretryIntervalfilenamecomponentVariablemonitoringCriteriacomponentCriteriaongoingIndicatormessagesInQueuegetVariableDatagetVariableResultmeterValuechargingLimittbcseqNogeneratedAtmessageInfomaxScheduleTupleschargingNeedstimeBaseeventDatamonitorreportDatachecksumreservationUpdateStatusexpiryDateTimeconnectorTypelocalAuthorizationListupdateTypemonitoringBaseconfigurationSlotconnectionDatasetMonitoringDatasetMonitoringResultsetVariableDatasetVariableResultcsrconnectorStatuseventTypetriggerReasonofflinenumberOfPhasesUsedcableMaxCurrenttransactionInfoupdatedPersonalMessagerequestedMessagefirmware";
+    pub(in crate::ocpp) const STRINGS: &str = "customDataenergyAmountevMinCurrentevMaxCurrentevMaxVoltageadditionalIdTokentypeapnapnUserNameapnPasswordsimPinpreferredNetworkuseOnlyPreferredNetworkapnAuthenticationCHAPNONEPAPAUTOActualTargetMinSetMaxSetidTokenidTokenInfoAcceptedBlockedConcurrentTxExpiredInvalidNoCreditNotAllowedTypeEVSENotAtThisLocationNotAtThisTimeUnknownSignatureErrorCertificateExpiredCertificateRevokedNoCertificateAvailableCertChainErrorContractCancelledApplicationResetFirmwareUpdateLocalResetPowerUpRemoteResetScheduledResetTriggeredWatchdogRejectedInstallUpdatehashAlgorithmissuerNameHashissuerKeyHashserialNumbercertificateHashDatacertificateTypechildCertificateHashDataChargingStationCertificateV2GCertificateScheduledchargingLimitSourceisGridCriticalEMSOtherSOCSOacChargingParametersdcChargingParametersrequestedEnergyTransferdepartureTimeidstackLevelchargingProfilePurposechargingProfileKindrecurrencyKindvalidFromvalidTochargingScheduletransactionIdchargingProfileIdAbsoluteRecurringRelativeChargingStationExternalConstraintsChargingStationMaxProfileTxDefaultProfileTxProfileWAstartScheduledurationchargingRateUnitchargingSchedulePeriodminChargingRatesalesTariffstartPeriodlimitnumberPhasesphaseToUseChargingEVConnectedSuspendedEVSuspendedEVSEIdlemodelmodemvendorNamefirmwareVersionevseIdstatusstatusInfoNotFoundevsenameinstanceActiveAvailableEnabledProblemcomponentvariablescheduleStartcCCS1cCCS2cG105cTeslacType1cType2s309-1P-16As309-1P-32As309-3P-16As309-3P-32AsBS1361sCEE-7-7sType2sType3Other1PhMax16AOther1PhOver16AOther3PhPanwInductivewResonantUndeterminedOccupiedReservedUnavailableFaultedstartValuecostcostKindamountamountMultiplierCarbonDioxideEmissionRelativePricePercentageRenewableGenerationPercentagevendorIdstringdecimalintegerdateTimebooleanOptionListSequenceListMemberListUnknownMessageIdUnknownVendorIdevMaxPowerstateOfChargeevEnergyCapacityfullSoCbulkSoCFailedNotSupportedMessageFormatNotSupportedPriorityNotSupportedStateUnknownTransactionDCAC_single_phaseAC_two_phaseAC_three_phaseeventIdtimestamptriggercauseactualValuetechCodetechInfoclearedvariableMonitoringIdeventNotificationTypeHardWiredNotificationHardWiredMonitorPreconfiguredMonitorCustomMonitorAlertingDeltaPeriodicconnectorIdlocationretrieveDateTimeinstallDateTimesigningCertificatesignatureDownloadedDownloadFailedDownloadingDownloadScheduledDownloadPausedInstallationFailedInstallingInstalledInstallRebootingInstallScheduledInstallVerificationFailedInvalidSignatureSignatureVerifiedNotSupportedEmptyResultSetV2GRootCertificateMORootCertificateCSMSRootCertificateV2GCertificateChainManufacturerRootCertificateNoProfilesattributeTypeattributeStatusInfoattributeStatusattributeValueUnknownComponentUnknownVariableNotSupportedAttributeTypeSHA256SHA384SHA512additionalInfoCentraleMAIDISO14443ISO15693KeyCodeLocalMacAddressNoAuthorizationcacheExpiryDateTimechargingPrioritylanguage1groupIdTokenlanguage2personalMessageBodyCableEVInletOutletDiagnosticsLogSecurityLogremoteLocationoldestTimestamplatestTimestampAcceptedCanceledCurrent.ExportCurrent.ImportCurrent.OfferedEnergy.Active.Export.RegisterEnergy.Active.Import.RegisterEnergy.Reactive.Export.RegisterEnergy.Reactive.Import.RegisterEnergy.Active.Export.IntervalEnergy.Active.Import.IntervalEnergy.Active.NetEnergy.Reactive.Export.IntervalEnergy.Reactive.Import.IntervalEnergy.Reactive.NetEnergy.Apparent.NetEnergy.Apparent.ImportEnergy.Apparent.ExportFrequencyPower.Active.ExportPower.Active.ImportPower.FactorPower.OfferedPower.Reactive.ExportPower.Reactive.ImportSoCVoltageformatlanguagecontentASCIIHTMLURIUTF8displayprioritystatestartDateTimeendDateTimemessageAlwaysFrontInFrontNormalCycleBootNotificationLogStatusNotificationFirmwareStatusNotificationHeartbeatMeterValuesSignChargingStationCertificateSignV2GCertificateStatusNotificationTransactionEventSignCombinedCertificatePublishFirmwareStatusNotificationsampledValueiccidimsiUpperThresholdLowerThresholdPeriodicClockAlignedAllFactoryDefaultHardWiredOnlyThresholdMonitoringDeltaMonitoringPeriodicMonitoringvariableMonitoringReadOnlyWriteOnlyReadWriteocppVersionocppTransportocppCsmsUrlmessageTimeoutsecurityProfileocppInterfacevpnProcessingWired0Wired1Wired2Wired3Wireless0Wireless1Wireless2Wireless3JSONSOAPOCPP12OCPP15OCPP16OCPP20responderURLInoperativeOperativeL1L2L3NL1-NL2-NL3-NL1-L2L2-L3L3-L1PublishedInvalidChecksumChecksumVerifiedPublishFailedInterruption.BeginInterruption.EndSample.ClockSample.PeriodicTransaction.BeginTransaction.EndTriggerDeAuthorizedEmergencyStopEnergyLimitReachedEVDisconnectedGroundFaultImmediateResetLocalOutOfCreditMasterPassOvercurrentFaultPowerLossPowerQualityRebootRemoteSOCLimitReachedStoppedByEVTimeLimitReachedTimeoutDailyWeeklyPendingstartConfigurationInventoryFullInventorySummaryInventoryvariableAttributevariableCharacteristicsRemovedImmediateOnIdlesalesTariffDescriptionnumEPriceLevelssalesTariffEntryrelativeTimeIntervalePriceLevelconsumptionCostvaluecontextmeasurandphasesignedMeterValueunitOfMeasureVersionMismatchtransactionseverityUnsupportedMonitorTypeDuplicateRebootRequiredsignedMeterDatasigningMethodencodingMethodpublicKeyreasonCodechargingStatetimeSpentChargingstoppedReasonremoteStartIdEndedStartedUpdatedNotImplementedAuthorizedCablePluggedInChargingRateChangedChargingStateChangedDeauthorizedEVCommunicationLostEVConnectTimeoutMeterValueClockMeterValuePeriodicUnlockCommandStopAuthorizedEVDepartedEVDetectedRemoteStopRemoteStartAbnormalConditionSignedDataReceivedResetCommandunitmultiplierUnlockedUnlockFailedOngoingAuthorizedTransactionUnknownConnectorDownloadOngoingNoFirmwareUnpublishedDifferentialFullInvalidCertificateRevokedCertificateBadMessageNotSupportedOperationPermissionDeniedUploadedUploadFailureUploadingmutabilitypersistentconstantdataTypeminLimitmaxLimitvaluesListsupportsMonitoringserverusergrouppasswordkeyIKEv2IPSecL2TPPPTPcertificateiso15118CertificateHashDatacertificateStatuschargingStationreasoncurrentTimeintervalreservationIdcertificateChainoperationalStatuschargingProfileCriteriaclearMonitoringResulttotalCostcustomerCertificaterequestIdreportclearcustomerIdentifiermessageIddataiso15118SchemaVersionactionexiRequestexiResponsereportBaseocspRequestDataocspResultchargingProfileschedulecertificateHashDataChainversionNumberloglogTyperetriesretryIntervalfilenamecomponentVariablemonitoringCriteriacomponentCriteriaongoingIndicatormessagesInQueuegetVariableDatagetVariableResultmeterValuechargingLimittbcseqNogeneratedAtmessageInfomaxScheduleTupleschargingNeedstimeBaseeventDatamonitorreportDatachecksumreservationUpdateStatusexpiryDateTimeconnectorTypelocalAuthorizationListupdateTypemonitoringBaseconfigurationSlotconnectionDatasetMonitoringDatasetMonitoringResultsetVariableDatasetVariableResultcsrconnectorStatuseventTypetriggerReasonofflinenumberOfPhasesUsedcableMaxCurrenttransactionInfoupdatedPersonalMessagerequestedMessagefirmware";
 }

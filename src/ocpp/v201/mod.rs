@@ -55,8 +55,9 @@ pub mod charging;
 pub mod display;
 pub mod generated;
 pub mod reservation;
-pub mod schema;
-pub mod validate;
+/// The table node types and the validator, shared with OCPP 1.6 (they live in `crate::ocpp`;
+/// re-exported here so `v201::validate::decode` and `v201::schema::Schema` keep working).
+pub use crate::ocpp::{schema, validate};
 
 pub use generated::*;
 

@@ -1,12 +1,12 @@
 //! The 2.0.1 spelling of reservations (H01-H04): ReserveNow and CancelReservation on the
 //! reservation block.
 
-use super as v201;
 use crate::ocpp::blocks::reservations::{Reservation, Reservations, ReserveOutcome};
 use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::model::IdToken;
 use crate::ocpp::rpc::CallError;
+use crate::ocpp::v201;
 
 pub fn reserve_now(
     block: &mut Reservations,

@@ -1,8 +1,10 @@
 //! Payload validation against the static schema tables, with OCPP-J error codes.
 //!
-//! [`validate`] walks a `serde_json::Value` alongside a [`Schema`] and reports the first
-//! violation as a [`Violation`] carrying the OCPP-J RPC framework error code (OCPP 2.0.1 part 4,
-//! table 8) and a JSON pointer to the offending value. It allocates only when it fails.
+//! [`validate`] walks a `serde_json::Value` alongside a [`Schema`] of any version (2.0.1 or
+//! 1.6) and reports the first violation as a [`Violation`] carrying the OCPP-J RPC framework
+//! error code (OCPP 2.0.1 part 4, table 8) and a JSON pointer to the offending value. It
+//! allocates only when it fails. OCPP-J 1.6 spells two of the codes differently on the wire:
+//! `crate::ocpp::v16::error_code` gives the 1.6 spelling.
 //!
 //! Error mapping:
 //!
@@ -13,7 +15,8 @@
 //! * `TypeConstraintViolation`: a value of the wrong JSON type, including `null`, `1.5` or `"1"`
 //!   for an integer, and integers that do not fit in an `i64`.
 //! * `PropertyConstraintViolation`: a string not in the `enum`; a string longer than `maxLength`
-//!   (counted in characters); a number outside `minimum` / `maximum`; a malformed `date-time`.
+//!   (counted in characters); a number outside `minimum` / `maximum` or not a `multipleOf`; a
+//!   malformed `date-time`.
 //!
 //! Order (deterministic): at each object, first properties that are not allowed (in the map's
 //! iteration order), then missing required properties (schema order), then the values of the
@@ -24,6 +27,13 @@
 //! deserialize `5.0` into an `i64`, so [`decode`] rewrites such values to plain integers before
 //! deserializing. Use [`decode`] rather than `validate` + `serde_json::from_value` for typed
 //! payloads. Integers must fit in an `i64` (the generated Rust type).
+//! The OCPP 1.6J schemas declare draft-04, which does not count `5.0` as an integer; it is
+//! accepted for 1.6 all the same (what a CSMS meant is clear, and decode normalizes it).
+//!
+//! `multipleOf` (only OCPP 1.6's `0.1` on charging limits, a power of ten in the tables:
+//! `fraction_digits`): the value times 10^n must be an integer up to a relative 1e-9, since the
+//! wire's decimal `0.3` is no exact binary multiple of `0.1` (`0.3 / 0.1` is
+//! `2.9999999999999996`); `16.05` is rejected, `16.1` accepted.
 //!
 //! `date-time` is RFC 3339 `date-time` (`YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm)`, `T`/`Z` also in
 //! lower case, leap second `:60` only at 23:59 UTC), as JSON Schema defines it; no offset, a
@@ -33,7 +43,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::schema::{Format, Node, Schema};
+use crate::ocpp::schema::{Format, Node, Schema};
 
 /// The OCPP-J error codes a payload validation can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -286,6 +296,10 @@ fn check(schema: &Schema, value: &Value, saw_integral_float: &mut bool) -> Resul
                     "{} is not an RFC 3339 date-time",
                     excerpt(s)
                 ))),
+                Some(Format::Uri) if !is_uri(s) => Err(property_error(format!(
+                    "{} is not an RFC 3986 URI",
+                    excerpt(s)
+                ))),
                 _ => Ok(()),
             }
         }
@@ -314,11 +328,21 @@ fn check(schema: &Schema, value: &Value, saw_integral_float: &mut bool) -> Resul
             };
             check_bounds(i, min, max)
         }
-        Node::Number { min, max } => {
+        Node::Number {
+            min,
+            max,
+            fraction_digits,
+        } => {
             let Some(f) = value.as_f64() else {
                 return Err(type_error("number", value));
             };
-            check_bounds(f, min, max)
+            check_bounds(f, min, max)?;
+            match fraction_digits {
+                Some(n) if !has_fraction_digits(f, n) => Err(property_error(format!(
+                    "{f} has more than {n} digits after the decimal point (multipleOf 1e-{n})"
+                ))),
+                _ => Ok(()),
+            }
         }
         Node::Boolean => match value {
             Value::Bool(_) => Ok(()),
@@ -340,6 +364,13 @@ fn check_bounds<T: PartialOrd + fmt::Display>(
         return Err(property_error(format!("{v} is greater than maximum {max}")));
     }
     Ok(())
+}
+
+/// Whether `v` has at most `n` digits after the decimal point, i.e. `v * 10^n` is an integer
+/// up to a relative 1e-9 (see the module docs).
+fn has_fraction_digits(v: f64, n: u8) -> bool {
+    let scaled = v * 10f64.powi(i32::from(n));
+    scaled.is_finite() && (scaled - scaled.round()).abs() <= 1e-9 * scaled.abs().max(1.0)
 }
 
 /// Rewrite integral floats in integer positions to integers. Only called on valid values.
@@ -364,6 +395,41 @@ fn normalize_integers(schema: &Schema, value: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// RFC 3986 `URI` (JSON Schema's `uri`: absolute, with a scheme), checked at the level of its
+/// characters: a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), `:`, then only
+/// unreserved, reserved and percent-encoded (`%` and two hex digits) characters. Spaces,
+/// non-ASCII characters and a relative reference are rejected; the structure of the authority
+/// and path is not checked further (the downloader parses the URL).
+pub fn is_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
+    let mut scheme_chars = scheme.bytes();
+    if !scheme_chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        || !scheme_chars.all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
+    {
+        return false;
+    }
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            {
+                return false;
+            }
+            i += 3;
+        } else if c.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// RFC 3339 `date-time`: `full-date "T" full-time`, with `time-offset` mandatory.
@@ -440,8 +506,8 @@ pub fn is_date_time(s: &str) -> bool {
 mod tests {
     use serde_json::json;
 
-    use super::super::generated::*;
     use super::*;
+    use crate::ocpp::v201::generated::*;
 
     fn violation(schema: &'static Schema, value: Value) -> (ViolationKind, String) {
         let v = validate(schema, &value).expect_err("payload should be rejected");
@@ -826,6 +892,58 @@ mod tests {
             "२०२४-01-01T00:00:00Z",
         ] {
             assert!(!is_date_time(bad), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn uris() {
+        for ok in [
+            "ftp://user:pass@example.com/firmware.bin",
+            "https://example.com:8443/fw?v=1.2&x=%20y#frag",
+            "http://[2001:db8::1]/diag",
+            "urn:oid:1.2.3",
+            "a+b-c.d:",
+        ] {
+            assert!(is_uri(ok), "{ok} should be accepted");
+        }
+        for bad in [
+            "",
+            "example.com/firmware.bin",
+            "/relative/path",
+            "1ftp://example.com",
+            "ftp://example.com/a file",
+            "ftp://example.com/%2",
+            "ftp://example.com/%zz",
+            "ftp://example.com/ü",
+            "ftp://example.com/\"quoted\"",
+            "ft p://example.com",
+        ] {
+            assert!(!is_uri(bad), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn fraction_digits() {
+        for (v, n) in [
+            (8.1, 1),
+            (0.3, 1),
+            (16.0, 1),
+            (-0.7, 1),
+            (0.0, 1),
+            (1e6, 1),
+            (2.25, 2),
+        ] {
+            assert!(has_fraction_digits(v, n), "{v} has at most {n}");
+        }
+        for (v, n) in [
+            (16.05, 1),
+            (0.01, 1),
+            (8.15, 1),
+            (1.5, 0),
+            (0.125, 2),
+            (f64::MAX, 1),
+        ] {
+            assert!(!has_fraction_digits(v, n), "{v} has more than {n}");
         }
     }
 
