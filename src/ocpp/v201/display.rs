@@ -2,7 +2,6 @@
 //! protocol-neutral [`DisplayMessage`], and the calls SetDisplayMessage, GetDisplayMessages
 //! (+ NotifyDisplayMessages) and ClearDisplayMessage on the display block.
 
-use super::{self as v201, Action};
 use crate::ocpp::blocks::display::Display;
 use crate::ocpp::blocks::display::{
     DisplayMessage, DisplayTarget, MESSAGES_PER_NOTIFY, MessageFilter, Priority, ScreenState,
@@ -12,6 +11,7 @@ use crate::ocpp::clock::{Instant, UtcTime};
 use crate::ocpp::ctx::Ctx;
 use crate::ocpp::model::MessageContent;
 use crate::ocpp::rpc::{CallError, CallErrorCode};
+use crate::ocpp::v201::{self, Action};
 use tracing::info;
 
 fn priority(p: v201::MessagePriorityEnum) -> Priority {
