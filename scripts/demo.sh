@@ -249,7 +249,13 @@ csms_call SetChargingProfile '{"evseId": 1, "chargingProfile": {"id": 1, "stackL
 pause 6
 say "agent status (charging_limit 8 A, 5.5 kW): ocpp-agent ctl --config $CONFIG status"
 ctl status
-say "the CSMS removes the profile again (ClearChargingProfile)"
+say "the CSMS puts a message on the screens (SetDisplayMessage); what the HMI shows: ocpp-agent ctl --config $CONFIG display"
+csms_call SetDisplayMessage '{"message": {"id": 1, "priority": "InFront",
+    "message": {"format": "UTF8", "language": "en", "content": "Charging at 8 A: the building needs the rest"}}}'
+ctl display
+say "the CSMS removes the profile and the message again (ClearChargingProfile, ClearDisplayMessage)"
+csms_call ClearDisplayMessage '{"id": 1}'
+
 csms_call ClearChargingProfile '{"chargingProfileId": 1}'
 pause 1
 say "unplugging connector 1: ocpp-agent ctl --config $CONFIG plug 1 out"

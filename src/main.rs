@@ -26,6 +26,8 @@ USAGE:
     ocpp-agent ctl [--socket PATH | --config FILE] token EVSE IDTOKEN [--type TYPE]
     ocpp-agent ctl [--socket PATH | --config FILE] variables [COMPONENT]
     ocpp-agent ctl [--socket PATH | --config FILE] limit station|EVSE AMPS|clear [--for SECONDS]
+    ocpp-agent ctl [--socket PATH | --config FILE] display [--json]
+    ocpp-agent ctl [--socket PATH | --config FILE] watch
     ocpp-agent --version
 
 The configuration defaults to /etc/ocpp-agent/agent.toml; OCPP_AGENT_<SECTION>__<KEY>
@@ -50,9 +52,18 @@ fn main() -> ExitCode {
 enum Command {
     Help,
     Version,
-    Run { config: PathBuf },
-    CheckConfig { config: PathBuf },
-    Ctl { target: CtlTarget, request: Request },
+    Run {
+        config: PathBuf,
+    },
+    CheckConfig {
+        config: PathBuf,
+    },
+    Ctl {
+        target: CtlTarget,
+        request: Request,
+        /// `ctl display`: the JSON rather than text for a person.
+        json: bool,
+    },
 }
 
 enum CtlTarget {
@@ -78,6 +89,7 @@ fn parse_args() -> Result<Command, String> {
     let mut connector: Option<u32> = None;
     let mut token_type: Option<String> = None;
     let mut for_s: Option<u64> = None;
+    let mut json = false;
     let mut words: Vec<String> = Vec::new();
     while let Some(arg) = parser.next().map_err(err)? {
         match arg {
@@ -92,6 +104,7 @@ fn parse_args() -> Result<Command, String> {
             Long("type") if sub == "ctl" => {
                 token_type = Some(parser.value().map_err(err)?.string().map_err(err)?)
             }
+            Long("json") if sub == "ctl" => json = true,
             Long("help") | Short('h') => return Ok(Command::Help),
             Value(v) if sub == "ctl" => words.push(v.string().map_err(err)?),
             other => return Err(other.unexpected().to_string()),
@@ -162,6 +175,8 @@ fn parse_args() -> Result<Command, String> {
                     },
                     for_s,
                 },
+                ["display"] => Request::Display,
+                ["watch"] => Request::Watch,
                 ["variables"] => Request::Variables { component: None },
                 ["variables", component] => Request::Variables {
                     component: Some(component.to_string()),
@@ -169,7 +184,14 @@ fn parse_args() -> Result<Command, String> {
                 [] => return Err("ctl needs a command".into()),
                 other => return Err(format!("unknown ctl command {:?}", other.join(" "))),
             };
-            Ok(Command::Ctl { target, request })
+            if json && request != Request::Display {
+                return Err("--json is for `ctl display` (the other commands print JSON)".into());
+            }
+            Ok(Command::Ctl {
+                target,
+                request,
+                json,
+            })
         }
         other => Err(format!("unknown command {other:?}")),
     }
@@ -194,7 +216,11 @@ impl Command {
                 Err(e) => config_failure(&config, &e),
             },
             Command::Run { config } => run(config),
-            Command::Ctl { target, request } => ctl(target, request),
+            Command::Ctl {
+                target,
+                request,
+                json,
+            } => ctl(target, request, json),
         }
     }
 }
@@ -270,7 +296,7 @@ fn run(config_path: PathBuf) -> ExitCode {
     }
 }
 
-fn ctl(target: CtlTarget, request: Request) -> ExitCode {
+fn ctl(target: CtlTarget, request: Request, json: bool) -> ExitCode {
     let socket = match target {
         CtlTarget::Socket(s) => s,
         CtlTarget::Config(path) => match Config::load_control_socket(&path) {
@@ -278,21 +304,37 @@ fn ctl(target: CtlTarget, request: Request) -> ExitCode {
             Err(e) => return config_failure(&path, &e),
         },
     };
-    let response = match runtime() {
-        Ok(rt) => rt.block_on(control::call(&socket, &request)),
-        Err(e) => Err(e),
-    };
-    match response {
-        Ok(r) if r.ok => {
-            let result = r.result.unwrap_or(serde_json::Value::Null);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&result).unwrap_or_default()
-            );
+    // What the agent answered: a result to print (none for a watch, whose lines went out as
+    // they came), or its refusal.
+    let outcome = runtime().and_then(|rt| {
+        rt.block_on(async {
+            if request == Request::Watch {
+                return control::watch(&socket, &request, print_line)
+                    .await
+                    .map(|r| r.map(|()| None));
+            }
+            control::call(&socket, &request).await.map(|r| match r.ok {
+                true => Ok(Some(r.result.unwrap_or(serde_json::Value::Null))),
+                false => Err(r.error.unwrap_or_default()),
+            })
+        })
+    });
+    match outcome {
+        Ok(Ok(result)) => {
+            match result {
+                Some(result) if request == Request::Display && !json => {
+                    print!("{}", display_text(&result))
+                }
+                Some(result) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                ),
+                None => {}
+            }
             ExitCode::SUCCESS
         }
-        Ok(r) => {
-            eprintln!("ocpp-agent: {}", r.error.unwrap_or_default());
+        Ok(Err(e)) => {
+            eprintln!("ocpp-agent: {e}");
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -303,4 +345,56 @@ fn ctl(target: CtlTarget, request: Request) -> ExitCode {
             ExitCode::from(EX_UNAVAILABLE)
         }
     }
+}
+
+/// A `ctl watch` line on stdout, flushed at once (an HMI reads it through a pipe).
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// `ctl display` for a person: each screen, its state, its items in order.
+fn display_text(display: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for screen in display["screens"].as_array().into_iter().flatten() {
+        let name = match screen["evse"].as_u64() {
+            Some(0) | None => "Station (main display)".to_owned(),
+            Some(n) => format!("EVSE {n}"),
+        };
+        let _ = writeln!(out, "{name}: {}", screen["state"].as_str().unwrap_or("?"));
+        let items = screen["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        if items.is_empty() {
+            let _ = writeln!(out, "  (no message)");
+        }
+        for (n, item) in items.iter().enumerate() {
+            let mut about = vec![
+                item["source"].as_str().unwrap_or("?").to_owned(),
+                item["format"].as_str().unwrap_or("?").to_owned(),
+            ];
+            if let Some(id) = item["id"].as_i64() {
+                about.insert(1, format!("id {id}"));
+            }
+            if let Some(l) = item["language"].as_str() {
+                about.push(l.to_owned());
+            }
+            if let Some(tx) = item["transaction_id"].as_str() {
+                about.push(format!("transaction {tx}"));
+            }
+            if let Some(until) = item["until"].as_str() {
+                about.push(format!("until {until}"));
+            }
+            let _ = writeln!(
+                out,
+                "  {}. [{}] {} ({})",
+                n + 1,
+                item["priority"].as_str().unwrap_or("?"),
+                item["content"].as_str().unwrap_or(""),
+                about.join(", ")
+            );
+        }
+    }
+    out
 }

@@ -29,6 +29,7 @@ async fn ask(jobs: &mpsc::Sender<Job>, station: &str) -> control::Response {
         station: Some(station.into()),
         request: Request::Status,
         reply,
+        stream: None,
     })
     .await
     .unwrap();

@@ -489,6 +489,22 @@ variables! {
     // (K01.FR.48: a phaseToUse is Rejected).
     Phases3to1 => var("SmartChargingCtrlr", "Phases3to1", Boolean, "false").read_only();
     AcPhaseSwitchingSupported => var("SmartChargingCtrlr", "ACPhaseSwitchingSupported", Boolean, "false").read_only().per_evse();
+
+    // O01-O06: display messages (blocks/display.rs) for the integrator's HMI (`ctl display`,
+    // `ctl watch`). false: the O messages are answered NotSupported and no message is shown.
+    DisplayMessageAvailable => var("DisplayMessageCtrlr", "Available", Boolean, "true").read_only();
+    DisplayMessageEnabled => var("DisplayMessageCtrlr", "Enabled", Boolean, "true");
+    // The messages set; at most maxLimit (a SetDisplayMessage beyond it is Rejected, O01.FR.11).
+    DisplayMessages => var("DisplayMessageCtrlr", "DisplayMessages", Integer, "0").dynamic().range(0, super::blocks::display::MAX_MESSAGES);
+    // What the HMI can show: a message in another format is NotSupportedMessageFormat
+    // (O01.FR.03). The configuration may widen it to HTML and URI for an HMI that renders them.
+    DisplayMessageSupportedFormats => var("DisplayMessageCtrlr", "SupportedFormats", MemberList(&["ASCII", "HTML", "URI", "UTF8"]), "ASCII,UTF8").read_only();
+    // A message of another priority is NotSupportedPriority (O01.FR.01).
+    // 001.FR.21 (errata): the displays a message's `display` may name: the main one, and one
+    // per EVSE (the integrator's HMI shows each EVSE's screen where it has one).
+    MainDisplayAvailable => var("Display", "Available", Boolean, "true").read_only();
+    EvseDisplayAvailable => var("Display", "Available", Boolean, "true").read_only().per_evse();
+    DisplayMessageSupportedPriorities => var("DisplayMessageCtrlr", "SupportedPriorities", MemberList(&["AlwaysFront", "InFront", "NormalCycle"]), "AlwaysFront,InFront,NormalCycle").read_only();
 }
 
 /// A bad value for a variable, with the key it concerns.
@@ -755,6 +771,10 @@ mod tests {
             ("SmartChargingCtrlr", "PeriodsPerSchedule", None),
             ("SmartChargingCtrlr", "ProfileStackLevel", None),
             ("SmartChargingCtrlr", "RateUnit", None),
+            // The Advanced User Interface profile's display messages (issue 15).
+            ("DisplayMessageCtrlr", "DisplayMessages", None),
+            ("DisplayMessageCtrlr", "SupportedFormats", None),
+            ("DisplayMessageCtrlr", "SupportedPriorities", None),
             ("TxCtrlr", "EVConnectionTimeOut", None),
             ("TxCtrlr", "StopTxOnEVSideDisconnect", None),
             ("TxCtrlr", "StopTxOnInvalidId", None),
@@ -845,6 +865,8 @@ mod tests {
                 Scope::Station,
             ),
             ("SecurityCtrlr", "Identity", None, Scope::Station),
+            ("DisplayMessageCtrlr", "Available", None, Scope::Station),
+            ("DisplayMessageCtrlr", "Enabled", None, Scope::Station),
         ] {
             assert!(
                 VARIABLES.iter().any(|d| d.component == component

@@ -1,6 +1,8 @@
 //! What `ctl status` shows of a station (and what the logs say of it).
 
+use super::blocks::display::{Priority, ScreenState};
 use super::blocks::firmware::Phase;
+use super::model::MessageContent;
 use super::station::{ConnectionState, Registration};
 use serde::Serialize;
 
@@ -82,4 +84,98 @@ pub struct ConnectorSnapshot {
     pub id: u32,
     pub status: &'static str,
     pub plugged: bool,
+}
+
+/// What the screens show now (`ctl display`, `ctl watch`): the station's main display (EVSE
+/// 0) and each EVSE's, every one with its items in the order to show them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisplaySnapshot {
+    pub screens: Vec<ScreenSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScreenSnapshot {
+    /// 0: the station's main display.
+    pub evse: u32,
+    /// The state the messages are chosen by (a message with a `state` shows only in it).
+    pub state: ScreenState,
+    /// First shown first: by priority (AlwaysFront, InFront, NormalCycle); within one, a
+    /// transaction's messages, then the EVSE's, then the station's, the most recently set
+    /// first; items of the agent's own sources after the CSMS's of the same priority. An
+    /// AlwaysFront item is shown alone while it lasts (O01.FR.15), InFront items cycle before
+    /// the normal cycle (O01.FR.13/14).
+    pub items: Vec<DisplayItem>,
+}
+
+/// One thing to show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisplayItem {
+    pub source: DisplaySource,
+    /// The CSMS's message id (source `csms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    pub priority: Priority,
+    /// ASCII, HTML, URI or UTF8.
+    pub format: String,
+    /// RFC 5646.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    pub content: String,
+    /// Shown while this transaction lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Shown until then (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// Where a display item comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisplaySource {
+    /// A message the CSMS set (SetDisplayMessage, O01-O06).
+    Csms,
+    /// The driver's tariff: the personalMessage of their authorization, or the fallback (I01,
+    /// I04, I06).
+    Tariff,
+    /// The session's cost so far or its total (I02, I03), or the fallback when it ended
+    /// offline (I05).
+    Cost,
+}
+
+impl DisplayItem {
+    /// The items of the price the driver at an EVSE is to be shown: the tariff, then the cost
+    /// (InFront: for the driver, before the normal cycle).
+    pub fn of_price(price: &super::blocks::tariff::DriverPrice) -> Vec<DisplayItem> {
+        let item = |source, content: &MessageContent| DisplayItem {
+            source,
+            id: None,
+            priority: Priority::InFront,
+            format: content.format.clone(),
+            language: content.language.clone(),
+            content: content.content.clone(),
+            transaction_id: None,
+            until: None,
+        };
+        let mut items = Vec::new();
+        if let Some(t) = &price.tariff {
+            items.push(item(DisplaySource::Tariff, t));
+        }
+        if let Some(cost) = price.cost {
+            let what = if price.cost_final {
+                "Total"
+            } else {
+                "Cost so far"
+            };
+            let text = MessageContent {
+                format: "UTF8".into(),
+                language: Some("en".into()),
+                content: format!("{what}: {cost:.2} {}", price.currency),
+            };
+            items.push(item(DisplaySource::Cost, &text));
+        } else if let Some(f) = &price.cost_fallback {
+            items.push(item(DisplaySource::Cost, f));
+        }
+        items
+    }
 }

@@ -31,6 +31,7 @@ use super::blocks::authorization::Authorization;
 use super::blocks::availability::Availability;
 use super::blocks::data_transfer::DataTransfer;
 use super::blocks::diagnostics::Diagnostics;
+use super::blocks::display::{self, Display, ScreenScope, ScreenState};
 use super::blocks::firmware::Firmware;
 use super::blocks::provisioning::{LiveValues, Provisioning};
 use super::blocks::reservations::Reservations;
@@ -49,6 +50,7 @@ use super::session::{InFlightKind, RequestKind, Session};
 use super::timer::{Rng, Timer};
 use super::v201::adapter::{self, answer};
 use super::v201::charging;
+use super::v201::display as v201_display;
 use super::v201::reservation;
 use super::v201::{self, Action};
 use serde_json::Value;
@@ -72,6 +74,7 @@ pub struct Station {
     firmware: Firmware,
     diagnostics: Diagnostics,
     smart_charging: SmartCharging,
+    display: Display,
     reservations: Reservations,
     tariff: TariffCost,
 }
@@ -110,6 +113,7 @@ impl Station {
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
+        let display = Display::restore(&mut cx, now, &persisted);
         let reservations = Reservations::restore(&mut cx, &persisted);
         let mut station = Station {
             cx,
@@ -122,6 +126,7 @@ impl Station {
             firmware: Firmware::new(config.firmware),
             diagnostics: Diagnostics::new(config.diagnostics_log),
             smart_charging,
+            display,
             reservations,
             tariff: TariffCost::new(config.evses.len()),
         };
@@ -137,6 +142,8 @@ impl Station {
         // Reserved connectors, and what expired while the agent was down (H04).
         station.refresh_reservations(now);
         station.route_events(now);
+        // O02.FR.02: the messages of transactions that did not survive the restart.
+        station.display.transactions_changed(&mut station.cx, now);
         station
             .firmware
             .restore_firmware(&mut station.cx, now, &persisted);
@@ -171,6 +178,7 @@ impl Station {
                 Timer::Firmware => self.firmware.firmware_timer(&mut self.cx, now),
                 Timer::LogRetry => self.diagnostics.log_retry_timer(&mut self.cx, now),
                 Timer::ChargingLimit => self.smart_charging.limit_timer(&mut self.cx, now),
+                Timer::DisplayMessage => self.display.expire(&mut self.cx, now),
                 Timer::ReservationExpiry => {
                     self.transactions.publish_authorized(&mut self.cx);
                     self.reservations.expiry_timer(&mut self.cx, now)
@@ -419,6 +427,65 @@ impl Station {
         }
     }
 
+    /// What the screens show now: the station's main display (EVSE 0), then each EVSE's, with
+    /// the items in the order to show them (see [`ScreenSnapshot::items`]).
+    pub fn display(&self, now: Instant) -> DisplaySnapshot {
+        let model = &self.cx.model;
+        let states: Vec<ScreenState> = (0..model.evses.len())
+            .map(|i| ScreenState::of_evse(model, &self.cx.vars, i))
+            .collect();
+        let station = (0, ScreenState::of_station(&states), None);
+        let evses = model.evses.iter().zip(&states).map(|(e, s)| {
+            let tx = e.active_transaction.as_ref().map(|t| t.id.as_str());
+            (e.id, *s, tx)
+        });
+        let screens = std::iter::once(station)
+            .chain(evses)
+            .map(|(evse, state, transaction_id)| {
+                let scope = ScreenScope {
+                    evse,
+                    state,
+                    transaction_id,
+                };
+                let mut messages: Vec<_> = self.display.showing(&self.cx, now, scope).collect();
+                messages.sort_by_key(|m| {
+                    (
+                        m.priority,
+                        display::specificity(m),
+                        std::cmp::Reverse(m.seq),
+                    )
+                });
+                let mut items: Vec<DisplayItem> = messages
+                    .into_iter()
+                    .map(|m| DisplayItem {
+                        source: DisplaySource::Csms,
+                        id: Some(m.id),
+                        priority: m.priority,
+                        format: m.content.format.clone(),
+                        language: m.content.language.clone(),
+                        content: m.content.content.clone(),
+                        transaction_id: m.transaction_id.clone(),
+                        until: m
+                            .end_ms
+                            .map(|ms| UtcTime::from_unix_millis(ms).to_rfc3339()),
+                    })
+                    .collect();
+                // The driver's price at an EVSE (I); a stable sort keeps the CSMS's messages
+                // first within a priority.
+                if let Some(price) = model
+                    .evse_index(evse)
+                    .filter(|_| evse != 0)
+                    .and_then(|i| self.tariff.price(&self.cx, i))
+                {
+                    items.extend(DisplayItem::of_price(&price));
+                }
+                items.sort_by_key(|i| i.priority);
+                ScreenSnapshot { evse, state, items }
+            })
+            .collect();
+        DisplaySnapshot { screens }
+    }
+
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
     fn handle_result(&mut self, now: Instant, id: &str, payload: Value) {
         let Some(kind) = self.cx.take_answered(id) else {
@@ -524,6 +591,7 @@ impl Station {
                     if delta_ms.abs() > 1000 {
                         self.transactions.schedule_aligned(&mut self.cx, now);
                         self.smart_charging.apply(&mut self.cx, now);
+                        self.display.expire(&mut self.cx, now);
                         self.refresh_reservations(now);
                     }
                 }
@@ -553,6 +621,7 @@ impl Station {
                     self.firmware.on_event(&mut self.cx, now, &event);
                     self.provisioning.apply_waiting_reset(&mut self.cx, now);
                     self.smart_charging.on_event(&mut self.cx, now, &event);
+                    self.display.transactions_changed(&mut self.cx, now);
                     self.refresh_reservations(now);
                     if let CoreEvent::TransactionEnded { evse } = event {
                         if let Some(idx) = self.cx.model.evse_index(evse) {
@@ -654,6 +723,7 @@ impl Station {
             firmware,
             diagnostics,
             smart_charging,
+            display,
             reservations,
             tariff,
         } = self;
@@ -742,6 +812,15 @@ impl Station {
             Action::GetCompositeSchedule => answer(payload, |r| {
                 charging::get_composite_schedule(smart_charging, cx, now, r)
             }),
+            Action::SetDisplayMessage => answer(payload, |r| {
+                v201_display::set_display_message(display, cx, now, r)
+            }),
+            Action::GetDisplayMessages => answer(payload, |r| {
+                v201_display::get_display_messages(display, cx, now, r)
+            }),
+            Action::ClearDisplayMessage => answer(payload, |r| {
+                v201_display::clear_display_message(display, cx, now, r)
+            }),
             // I02.FR.02: answered whatever the transaction; shown if it is one of ours.
             Action::CostUpdated => answer(payload, |r: v201::CostUpdatedRequest| {
                 if !tariff.cost_updated(cx, &r.transaction_id, r.total_cost) {
@@ -783,6 +862,7 @@ impl Station {
             certificate_entries: self.security.certificate_entries(),
             local_list_entries: self.authorization.local_list_entries(),
             charging_profile_entries: self.smart_charging.entries(),
+            display_messages: self.display.entries(),
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Timer {
     MeterCheckpoint(u32),
     /// The next instant a charging profile changes a limit (K01, K08).
     ChargingLimit,
+    /// The next start or end of a display message's window (O01.FR.06/07).
+    DisplayMessage,
     /// The earliest reservation's expiryDateTime (H04).
     ReservationExpiry,
 }

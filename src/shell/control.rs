@@ -1,10 +1,12 @@
 //! The local control socket: a Unix stream socket speaking JSON lines, one request and one
 //! response per line. `ocpp-agent ctl` is its client.
 
+use super::watch::{self, Subscriber};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +46,11 @@ pub enum Request {
         #[serde(default = "iso14443")]
         token_type: String,
     },
+    /// What the screens show now (display messages), per EVSE.
+    Display,
+    /// JSON lines of what changes, after the response line, until the client goes
+    /// (`shell::watch`).
+    Watch,
 }
 
 fn iso14443() -> String {
@@ -95,6 +102,8 @@ pub struct Job {
     pub station: Option<String>,
     pub request: Request,
     pub reply: oneshot::Sender<Response>,
+    /// For [`Request::Watch`]: where the station sends its lines.
+    pub stream: Option<Subscriber>,
 }
 
 /// A request line: a [`Request`], optionally with the `"station"` it is for. Public for the
@@ -180,16 +189,31 @@ async fn handle_client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
                 Err(e) => Response::error(format!("bad request: {e}")),
                 Ok((station, request)) => {
                     let (tx, rx) = oneshot::channel();
+                    let (stream, feed) = if request == Request::Watch {
+                        let (s, f) = mpsc::channel(watch::BUFFER);
+                        (Some(s), Some(f))
+                    } else {
+                        (None, None)
+                    };
                     let job = Job {
                         station,
                         request,
                         reply: tx,
+                        stream,
                     };
                     if jobs.send(job).await.is_err() {
                         return;
                     }
-                    rx.await
-                        .unwrap_or_else(|_| Response::error("the agent is shutting down"))
+                    let response = rx
+                        .await
+                        .unwrap_or_else(|_| Response::error("the agent is shutting down"));
+                    match feed {
+                        Some(feed) if response.ok => {
+                            stream_watch(&response, feed, &mut lines, &mut write).await;
+                            return;
+                        }
+                        _ => response,
+                    }
                 }
             }
         };
@@ -202,6 +226,67 @@ async fn handle_client(stream: UnixStream, jobs: mpsc::Sender<Job>) {
             return;
         }
     }
+}
+
+/// A watch: the response line, then the station's lines as they come, until the station lets
+/// the reader go (the last line says why) or the client closes its end.
+async fn stream_watch<R: tokio::io::AsyncRead + Unpin>(
+    response: &Response,
+    mut feed: mpsc::Receiver<Arc<str>>,
+    client: &mut R,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    let mut text = serde_json::to_string(response).unwrap_or_default();
+    text.push('\n');
+    if write.write_all(text.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 64];
+    loop {
+        tokio::select! {
+            line = feed.recv() => {
+                let Some(line) = line else { return };
+                let mut text = String::with_capacity(line.len() + 1);
+                text.push_str(&line);
+                text.push('\n');
+                if write.write_all(text.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            // What the client sends is ignored; its end closing ends the watch.
+            read = client.read(&mut scratch) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Client side of a watch: sends the request and hands every line after the response to
+/// `each` until the agent closes the stream; the response's error if it refused.
+pub async fn watch(
+    path: &Path,
+    request: &Request,
+    mut each: impl FnMut(&str),
+) -> std::io::Result<Result<(), String>> {
+    let stream = UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut lines = BufReader::new(read).lines();
+    let Some(first) = lines.next_line().await? else {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    };
+    let response: Response = serde_json::from_str(&first).map_err(std::io::Error::other)?;
+    if !response.ok {
+        return Ok(Err(response.error.unwrap_or_default()));
+    }
+    while let Some(line) = lines.next_line().await? {
+        each(&line);
+    }
+    Ok(Ok(()))
 }
 
 /// Client side: sends one request and returns the response.
@@ -246,6 +331,49 @@ mod tests {
         );
         assert!(parse_line(r#"{"cmd":"status","station":7}"#).is_err());
         assert!(parse_line(r#"{"cmd":"plug","evse":1,"state":"in","stat":"x"}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_watch_streams_lines_until_the_reader_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let listener = bind(&path).unwrap();
+        let (tx, mut rx) = mpsc::channel::<Job>(4);
+        tokio::spawn(serve(listener, tx));
+        let (closed_tx, closed_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let job = rx.recv().await.unwrap();
+            assert_eq!(job.request, Request::Watch);
+            let stream = job.stream.expect("a watch gets a stream");
+            let _ = job
+                .reply
+                .send(Response::ok(serde_json::json!({"watch": "CP1"})));
+            for n in 0..3 {
+                stream.send(format!("{{\"n\":{n}}}").into()).await.unwrap();
+            }
+            // The reader goes: the stream closes without another line being sent.
+            stream.closed().await;
+            let _ = closed_tx.send(());
+        });
+        let stream = UnixStream::connect(&path).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"{\"cmd\":\"watch\"}\n").await.unwrap();
+        let mut lines = BufReader::new(read).lines();
+        let first: Response =
+            serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert!(first.ok);
+        for n in 0..3 {
+            assert_eq!(
+                lines.next_line().await.unwrap().unwrap(),
+                format!("{{\"n\":{n}}}")
+            );
+        }
+        drop(lines);
+        drop(write);
+        tokio::time::timeout(std::time::Duration::from_secs(5), closed_rx)
+            .await
+            .expect("the station learns that the reader went")
+            .unwrap();
     }
 
     #[tokio::test]

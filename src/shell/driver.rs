@@ -232,15 +232,16 @@ fn route(handles: &[Handle], job: control::Job) {
     }
     // Never waits: a station busy for a while (a slow journal write) must hold up neither
     // the other stations nor the signals; it has room for a few requests queued meanwhile.
-    if let Err(e) = handle
-        .commands
-        .try_send(Command::Control(job.request, job.reply))
-    {
+    let command = match job.stream {
+        Some(stream) => Command::Watch(stream, job.reply),
+        None => Command::Control(job.request, job.reply),
+    };
+    if let Err(e) = handle.commands.try_send(command) {
         let (message, command) = match e {
             mpsc::error::TrySendError::Full(c) => ("the station is busy: try again", c),
             mpsc::error::TrySendError::Closed(c) => ("the agent is shutting down", c),
         };
-        if let Command::Control(_, reply) = command {
+        if let Command::Control(_, reply) | Command::Watch(_, reply) = command {
             let _ = reply.send(control::Response::error(message));
         }
     }
@@ -279,6 +280,7 @@ mod tests {
             station: station.map(str::to_owned),
             request: Request::Status,
             reply,
+            stream: None,
         };
         (job, rx)
     }

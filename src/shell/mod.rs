@@ -19,4 +19,5 @@ pub mod station_task;
 pub mod store;
 pub mod systemd;
 pub mod tls;
+pub mod watch;
 pub mod ws;

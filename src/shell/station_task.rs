@@ -19,6 +19,7 @@ use super::journal_backend::{JournalBackend, SqliteJournal};
 use super::logs::{LogUploader, SecurityLog};
 use super::pilot::LimitOutput;
 use super::tls::TlsCache;
+use super::watch::{Subscriber, View, Watch};
 use super::ws::{ConnectError, Connector, Credentials, Ws};
 use crate::config::{Config, PlugConfig};
 use crate::ocpp::blocks::provisioning::stored_basic_auth_password;
@@ -186,6 +187,9 @@ pub enum StationExit {
 pub enum Command {
     /// A control-socket request, with where to send the answer.
     Control(ControlRequest, oneshot::Sender<ControlResponse>),
+    /// `ctl watch`: a subscriber for the station's changes (`shell::watch`), and where to say
+    /// whether it was taken.
+    Watch(Subscriber, oneshot::Sender<ControlResponse>),
     /// A watchdog probe: the task stores the number in its liveness counter when its loop gets
     /// to it, so a loop stuck (e.g. on a journal write) withholds systemd's WATCHDOG=1.
     Probe(u64),
@@ -391,6 +395,7 @@ async fn build<J: JournalBackend>(
         ready_sent: false,
         reboot: false,
         storage_degraded: false,
+        watch: None,
     };
     Ok(StationTask {
         agent,
@@ -430,6 +435,8 @@ struct Agent<J> {
     reboot: bool,
     /// The journal was failing when last looked at.
     storage_degraded: bool,
+    /// `ctl watch` readers; None (nothing built or compared) while nobody watches.
+    watch: Option<Box<Watch>>,
 }
 
 impl<J: JournalBackend> Agent<J> {
@@ -449,6 +456,7 @@ impl<J: JournalBackend> Agent<J> {
         self.station.handle_timeout(self.clock.now());
         loop {
             self.execute_outputs().await;
+            self.update_watch();
             if self.reboot {
                 info!("restarting for a Reset");
                 return Ok(StationExit::Reboot);
@@ -506,6 +514,10 @@ impl<J: JournalBackend> Agent<J> {
                         self.feed_meters();
                         let response = self.control(request);
                         let _ = reply.send(response);
+                    }
+                    Some(Command::Watch(subscriber, reply)) => {
+                        self.feed_meters();
+                        let _ = reply.send(self.subscribe(subscriber));
                     }
                     Some(Command::Probe(n)) => self.liveness.store(n, Ordering::Relaxed),
                     Some(Command::Stop) | None => return Ok(StationExit::Stopped),
@@ -772,6 +784,44 @@ impl<J: JournalBackend> Agent<J> {
         }
     }
 
+    /// The view `ctl watch` follows, as `ctl status` and `ctl display` show it.
+    fn watch_view(&self) -> (View, String) {
+        let now = self.clock.now();
+        let status = serde_json::to_value(self.station.snapshot(now)).unwrap_or_default();
+        let display = serde_json::to_value(self.station.display(now)).unwrap_or_default();
+        let ts = status["utc"].as_str().unwrap_or_default().to_owned();
+        (View::new(status, display), ts)
+    }
+
+    /// Tells the watch readers what changed; forgets the watch when the last one is gone.
+    fn update_watch(&mut self) {
+        if self.watch.is_none() {
+            return;
+        }
+        let (view, ts) = self.watch_view();
+        if let Some(w) = &mut self.watch {
+            w.update(view, &ts);
+            if w.is_empty() {
+                self.watch = None;
+            }
+        }
+    }
+
+    fn subscribe(&mut self, subscriber: Subscriber) -> ControlResponse {
+        // Those already watching get what changed first, so the newcomer's whole view is the
+        // one the next changes are counted from.
+        self.update_watch();
+        let (view, ts) = self.watch_view();
+        let id = self.config.station.id.clone();
+        let watch = self
+            .watch
+            .get_or_insert_with(|| Box::new(Watch::new(&id, view)));
+        match watch.subscribe(subscriber, &ts) {
+            Ok(()) => ControlResponse::ok(json!({"watch": id})),
+            Err(e) => ControlResponse::error(e),
+        }
+    }
+
     fn control(&mut self, request: ControlRequest) -> ControlResponse {
         let now = self.clock.now();
         match request {
@@ -850,6 +900,11 @@ impl<J: JournalBackend> Agent<J> {
                     Err(e) => ControlResponse::error(e.to_string()),
                 }
             }
+            ControlRequest::Display => ControlResponse::ok(
+                serde_json::to_value(self.station.display(now)).unwrap_or_default(),
+            ),
+            // Routed as Command::Watch, with the subscriber.
+            ControlRequest::Watch => ControlResponse::error("watch needs a stream"),
             ControlRequest::Token {
                 evse,
                 id_token,

@@ -5,6 +5,7 @@ pub mod authorization;
 pub mod availability;
 pub mod data_transfer;
 pub mod diagnostics;
+pub mod display;
 pub mod firmware;
 pub mod local_list;
 pub mod provisioning;

@@ -30,6 +30,7 @@ pub struct LiveValues {
     pub certificate_entries: usize,
     pub local_list_entries: usize,
     pub charging_profile_entries: usize,
+    pub display_messages: usize,
 }
 
 /// The provisioning block (B): the device model over OCPP, network connection profiles and
@@ -343,6 +344,7 @@ impl Provisioning {
                 live.charging_profile_entries.to_string()
             }
             "Entries" => live.local_list_entries.to_string(),
+            "DisplayMessages" => live.display_messages.to_string(),
             _ => def.default.to_owned(),
         }
     }

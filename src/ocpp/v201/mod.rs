@@ -52,6 +52,7 @@
 
 pub mod adapter;
 pub mod charging;
+pub mod display;
 pub mod generated;
 pub mod reservation;
 /// The table node types and the validator, shared with OCPP 1.6 (they live in `crate::ocpp`;
