@@ -187,3 +187,51 @@ fn tariff_cost_variables_are_in_the_device_model() {
     ]);
     assert_eq!(values, vec!["CHF", "true", "true", ""]);
 }
+
+#[test]
+fn the_next_driver_sees_nothing_of_the_last_ones_session() {
+    let mut h = station(&[]);
+    h.csms.personal_message = Some("Hello Alice: 0.30 EUR/kWh".into());
+    h.token(1, "ALICE");
+    h.plug(1, 1, true);
+    let tx = tx_id(&h, 1);
+    result(h.call(
+        "CostUpdated",
+        json!({"totalCost": 7.5, "transactionId": tx}),
+    ));
+    assert_eq!(cost(&h, 1), (Some(7.5), false));
+    // The CSMS gives no total (I03.FR.04 allows it): her tariff and running cost go with the
+    // session.
+    h.plug(1, 1, false);
+    assert_eq!(price(&h, 1), None);
+    // The next EV plugs in first (TxStartPoint EVConnected): nothing of Alice's.
+    h.csms.personal_message = None;
+    h.plug(1, 1, true);
+    assert_eq!(price(&h, 1), None);
+    // A late CostUpdated for her transaction is answered and not shown.
+    result(h.call(
+        "CostUpdated",
+        json!({"totalCost": 8.0, "transactionId": tx}),
+    ));
+    assert_eq!(price(&h, 1), None);
+}
+
+#[test]
+fn the_currency_and_fallback_messages_are_checked() {
+    let mut h = station(&[]);
+    let answer = result(h.call(
+        "SetVariables",
+        json!({"setVariableData": [
+            {"component": {"name": "TariffCostCtrlr"}, "variable": {"name": "Currency"}, "attributeValue": "euro"},
+            {"component": {"name": "TariffCostCtrlr"}, "variable": {"name": "Currency"}, "attributeValue": "CHF"},
+            {"component": {"name": "TariffCostCtrlr"}, "variable": {"name": "TariffFallbackMessage"}, "attributeValue": "x".repeat(256)},
+        ]}),
+    ));
+    let statuses: Vec<&str> = answer["setVariableResult"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attributeStatus"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["Rejected", "Accepted", "Rejected"]);
+}

@@ -169,6 +169,27 @@ fn password_string(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// ISO 4217: three capital letters (TariffCostCtrlr.Currency).
+fn currency_code(value: &str) -> Result<(), String> {
+    if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not an ISO 4217 currency code (e.g. EUR)"
+        ))
+    }
+}
+
+/// A message for the driver: what a personalMessage may hold, at most 255 characters here.
+fn driver_message(value: &str) -> Result<(), String> {
+    let n = value.chars().count();
+    if n <= 255 {
+        Ok(())
+    } else {
+        Err(format!("at most 255 characters, not {n}"))
+    }
+}
+
 impl VariableDef {
     const fn instance(mut self, instance: &'static str) -> Self {
         self.instance = Some(instance);
@@ -462,11 +483,11 @@ variables! {
     TariffEnabled => var("TariffCostCtrlr", "Enabled", Boolean, "true").instance("Tariff");
     CostAvailable => var("TariffCostCtrlr", "Available", Boolean, "true").instance("Cost").read_only();
     CostEnabled => var("TariffCostCtrlr", "Enabled", Boolean, "true").instance("Cost");
-    Currency => var("TariffCostCtrlr", "Currency", DataType::String, "EUR");
+    Currency => var("TariffCostCtrlr", "Currency", DataType::String, "EUR").validate(currency_code);
     // I04.FR.01: shown when there is no driver-specific tariff (or the station is offline).
-    TariffFallbackMessage => var("TariffCostCtrlr", "TariffFallbackMessage", DataType::String, "");
+    TariffFallbackMessage => var("TariffCostCtrlr", "TariffFallbackMessage", DataType::String, "").validate(driver_message);
     // I05.FR.02: shown when a transaction ended offline, so its cost is not known here.
-    TotalCostFallbackMessage => var("TariffCostCtrlr", "TotalCostFallbackMessage", DataType::String, "");
+    TotalCostFallbackMessage => var("TariffCostCtrlr", "TotalCostFallbackMessage", DataType::String, "").validate(driver_message);
 
     // K01-K10: charging profiles (blocks/smart_charging.rs). false: the K messages are answered
     // NotSupported (K01.FR.29) and no profile limits charging.

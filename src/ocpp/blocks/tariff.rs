@@ -30,6 +30,9 @@ pub struct DriverPrice {
     pub cost_fallback: Option<MessageContent>,
     #[serde(skip_serializing)]
     transaction_id: Option<String>,
+    /// The session ended: only its total (or the fallback) is left, until the next one.
+    #[serde(skip_serializing)]
+    ended: bool,
 }
 
 impl DriverPrice {
@@ -101,30 +104,34 @@ impl TariffCost {
         }
     }
 
-    /// A transaction started at the EVSE: later costs name it.
+    /// A transaction started at the EVSE: later costs name it. A new session unless the
+    /// driver was authorized for it just before: nothing of the last driver's is shown.
     pub(crate) fn transaction_started(&mut self, cx: &Ctx, idx: usize) {
         let id = cx.model.evses[idx]
             .active_transaction
             .as_ref()
             .map(|t| t.id.clone());
         if let Some(price) = self.evses.get_mut(idx) {
-            if price.cost_final {
-                // A new session where the last one's total was shown.
+            if price.ended || price.transaction_id.is_some() && price.transaction_id != id {
                 *price = DriverPrice::default();
             }
             price.transaction_id = id;
         }
     }
 
-    /// A transaction ended at the EVSE. Offline, its cost cannot come: the fallback message
-    /// says so (I05.FR.02).
+    /// A transaction ended at the EVSE: the tariff and the running cost go; the total comes
+    /// with the answer to the Ended event, or, offline, cannot come: the fallback message says
+    /// so (I05.FR.02).
     pub(crate) fn transaction_ended(&mut self, cx: &Ctx, idx: usize) {
         let online = cx.can_send_normal();
         let Some(price) = self.evses.get_mut(idx) else {
             return;
         };
+        price.ended = true;
+        price.tariff = None;
+        price.cost = None;
+        price.cost_final = false;
         if !online && Self::cost_on(cx) {
-            price.cost = None;
             price.cost_final = true;
             price.cost_fallback = fallback(cx, Var::TotalCostFallbackMessage);
         }
@@ -141,7 +148,7 @@ impl TariffCost {
         let Some(idx) = self.evse_of(transaction_id) else {
             return false;
         };
-        if Self::cost_on(cx) && !self.evses[idx].cost_final {
+        if Self::cost_on(cx) && !self.evses[idx].ended {
             self.evses[idx].cost = Some(total);
             info!(evse = cx.model.evses[idx].id, cost = total, "running cost");
         }
@@ -164,6 +171,9 @@ impl TariffCost {
         let currency = cx.vars.get(Var::Currency).to_owned();
         let evse = cx.model.evses[idx].id;
         let price = &mut self.evses[idx];
+        if price.ended && !ended {
+            return; // a late answer to an Updated event of a session that is over
+        }
         if let (Some(total), true) = (total_cost, Self::cost_on(cx)) {
             price.cost = Some(total);
             price.cost_final = ended;
@@ -176,7 +186,7 @@ impl TariffCost {
                 "transaction cost"
             );
         }
-        if let (Some(m), true) = (message, Self::tariff_on(cx)) {
+        if let (Some(m), true, false) = (message, Self::tariff_on(cx), price.ended) {
             price.tariff = Some(m);
         }
     }

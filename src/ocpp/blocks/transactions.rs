@@ -1490,7 +1490,10 @@ impl Transactions {
                 .and_then(|m| serde_json::from_value(v201::to_payload(m)).ok());
             if let (Some(info), Some(tx_id)) = (response.id_token_info, &meta.tx_id) {
                 let info = v201::authorization_info(&info);
-                message = message.or(info.personal_message.clone());
+                // Only the driver's own, accepted token speaks to them (I01/I06).
+                if info.accepted() {
+                    message = message.or(info.personal_message.clone());
+                }
                 self.token_info_received(cx, auth, now, tx_id, info);
             }
             // I02/I03/I06: for the driver.
