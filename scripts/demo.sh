@@ -8,8 +8,10 @@
 # It sets up the Python venv (scripts/setup-python.sh), builds the agent
 # (cargo build --release), starts tests/csms/csms.py on 127.0.0.1:$DEMO_PORT
 # (log: .demo/csms.jsonl), starts `ocpp-agent run --config config/demo.toml`,
-# then plugs the simulated cable into connector 1, shows the agent's status and
-# unplugs it again (a transaction with meter values). Heartbeats keep coming until Ctrl-C (or DEMO_SECONDS).
+# then plugs the simulated cable into connector 1, presents a card, shows the agent's
+# status, a charging profile lowering the power, a display message with the driver's tariff
+# and running cost on the screen (`ctl display`), and unplugs it again (a transaction with
+# meter values, then its total cost). Heartbeats keep coming until Ctrl-C (or DEMO_SECONDS).
 # Output lines are prefixed [csms], [agent], [ctl] and [demo].
 #
 # With DEMO_SECONDS set the run is checked at the end: it fails unless the CSMS
@@ -169,22 +171,32 @@ ctl() { # ctl ARGS...: run `ocpp-agent ctl`, output prefixed [ctl]
     [ "$rc" = 0 ] || die "'ocpp-agent ctl $*' failed (status $rc)"
 }
 
-# csms_call ACTION PAYLOAD: the CSMS sends a CALL to the station (through its admin port);
-# its answer is printed prefixed [csms-admin]
-csms_call() {
+# csms_admin REQUEST: a request to the CSMS's admin port (see tests/csms/README.md); what it
+# answers (the station's answer, for a call) is printed prefixed [csms-admin]
+csms_admin() {
     local out
-    out="$("$PY" - "$(cat "$ADMIN_PORT_FILE")" "$1" "$2" <<'EOF'
+    out="$("$PY" - "$(cat "$ADMIN_PORT_FILE")" "$1" <<'EOF'
 import json, socket, sys
-port, action, payload = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-request = {"cmd": "call", "station": "CP001", "action": action, "payload": payload}
+port, request = int(sys.argv[1]), json.loads(sys.argv[2])
 with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
     s.sendall((json.dumps(request) + "\n").encode())
     answer = json.loads(s.makefile().readline())
 print(json.dumps(answer.get("response", answer)))
 sys.exit(0 if answer.get("ok") else 1)
 EOF
-)" || die "the CSMS's $1 failed: $out"
+)" || die "the CSMS refused $1: $out"
     printf '%s\n' "$out" | sed 's/^/[csms-admin] /' >&2
+}
+
+# csms_call ACTION PAYLOAD: the CSMS sends a CALL to the station
+csms_call() {
+    csms_admin "{\"cmd\": \"call\", \"station\": \"CP001\", \"action\": \"$1\", \"payload\": $2}"
+}
+
+# transaction_id EVSE: the id of the EVSE's open transaction, from ctl status
+transaction_id() {
+    env ${AGENT_ENV[@]+"${AGENT_ENV[@]}"} "$AGENT" ctl --config "$CONFIG" status |
+        "$PY" -c "import json, sys; print(json.load(sys.stdin)['evses'][$1 - 1]['transaction']['id'])"
 }
 
 # --- 1. Python venv for the CSMS -----------------------------------------
@@ -236,6 +248,9 @@ pause 4
 say "plugging the cable into connector 1: ocpp-agent ctl --config $CONFIG plug 1 in"
 ctl plug 1 in
 pause 2
+say "the CSMS will give DEMO-CARD its tariff (personalMessage) and the session a total cost of 2.50"
+csms_admin '{"cmd": "set", "total_cost": 2.5,
+    "auth": {"DEMO-CARD": {"status": "Accepted", "message": "Your tariff: 0.35 EUR/kWh"}}}'
 say "presenting RFID card DEMO-CARD at EVSE 1: ocpp-agent ctl --config $CONFIG token 1 DEMO-CARD"
 ctl token 1 DEMO-CARD
 pause 5
@@ -252,6 +267,8 @@ ctl status
 say "the CSMS puts a message on the screens (SetDisplayMessage); what the HMI shows: ocpp-agent ctl --config $CONFIG display"
 csms_call SetDisplayMessage '{"message": {"id": 1, "priority": "InFront",
     "message": {"format": "UTF8", "language": "en", "content": "Charging at 8 A: the building needs the rest"}}}'
+say "the CSMS tells the running cost (CostUpdated): the screen shows the message, the driver's tariff and the cost"
+csms_call CostUpdated "{\"totalCost\": 1.15, \"transactionId\": \"$(transaction_id 1)\"}"
 ctl display
 say "the CSMS removes the profile and the message again (ClearChargingProfile, ClearDisplayMessage)"
 csms_call ClearDisplayMessage '{"id": 1}'
@@ -260,6 +277,9 @@ csms_call ClearChargingProfile '{"chargingProfileId": 1}'
 pause 1
 say "unplugging connector 1: ocpp-agent ctl --config $CONFIG plug 1 out"
 ctl plug 1 out
+pause 1
+say "the session's total, from the CSMS's answer to the Ended event: ocpp-agent ctl --config $CONFIG display"
+ctl display
 
 # --- 6. keep running -----------------------------------------------------------------
 if [ -n "$DEMO_SECONDS" ]; then
