@@ -4,6 +4,7 @@
 
 pub mod fileserver;
 pub mod pki;
+pub mod vm;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
