@@ -11,6 +11,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug
 while read -r m; do
     insmod "/lib/modules/$m" || echo "init: insmod $m failed"
 done </lib/modules/load-order

@@ -252,39 +252,42 @@ impl Vm {
     }
 
     fn sh_timeout(&mut self, cmd: &str, timeout: Duration) -> (i32, String) {
+        self.run(cmd, timeout)
+            .unwrap_or_else(|e| panic!("{e} ({cmd:?})\n--- console ---\n{}", self.console_text()))
+    }
+
+    fn run(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String), String> {
         let line = format!("{}\n", base64(cmd.as_bytes()));
-        let console = self.console_text();
-        let stream = self.ctl.as_mut().expect("no control channel");
-        stream.write_all(line.as_bytes()).unwrap();
+        let stream = self.ctl.as_mut().ok_or("no control channel")?;
+        stream
+            .write_all(line.as_bytes())
+            .map_err(|e| e.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         let start = Instant::now();
         let mut buf = Vec::new();
         loop {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
-                Ok(0) => panic!("the control channel closed during {cmd:?}\n{console}"),
+                Ok(0) => return Err("the control channel closed".into()),
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
-                Err(e) => panic!("control channel: {e}"),
+                Err(e) => return Err(format!("control channel: {e}")),
             }
             if let Some(at) = buf.iter().rposition(|&b| b == 0x1e) {
                 let tail = String::from_utf8_lossy(&buf[at + 1..]).into_owned();
                 if let Some(rc) = tail.strip_prefix("rc=").and_then(|t| t.strip_suffix('\n')) {
                     let out = String::from_utf8_lossy(&buf[..at]).into_owned();
-                    return (rc.parse().unwrap(), out);
+                    return Ok((rc.parse().map_err(|_| format!("bad rc {rc:?}"))?, out));
                 }
             }
             if start.elapsed() > timeout {
-                panic!(
-                    "no answer to {cmd:?} in {timeout:?}\n--- console ---\n{}",
-                    self.console_text()
-                );
+                return Err(format!("no answer in {timeout:?}"));
             }
         }
     }
@@ -327,6 +330,15 @@ impl Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // the kernel's view of the GPIO lines and interrupts, for a failed GPIO check
+            if let Ok((_, out)) = self.run(
+                "cat /sys/kernel/debug/gpio /proc/interrupts",
+                Duration::from_secs(10),
+            ) {
+                eprintln!("--- guest: /sys/kernel/debug/gpio, /proc/interrupts ---\n{out}");
+            }
+        }
         self.power_cut();
         if std::thread::panicking() {
             let text = self.console_text();
