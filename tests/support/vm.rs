@@ -331,12 +331,18 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // the kernel's view of the GPIO lines and interrupts, for a failed GPIO check
+            // the kernel's view of the GPIO lines and interrupts, where the agent's threads
+            // wait, and whether its event loop answers: for a failed check
             if let Ok((_, out)) = self.run(
-                "cat /sys/kernel/debug/gpio /proc/interrupts",
+                "cat /sys/kernel/debug/gpio /proc/interrupts; \
+                 for t in /proc/$(pidof ocpp-agent)/task/*; do \
+                 echo \"$t $(cat $t/comm) $(cat $t/wchan)\"; done; \
+                 timeout 5 /data/ocpp-agent ctl --config /data/agent.toml status",
                 Duration::from_secs(10),
             ) {
-                eprintln!("--- guest: /sys/kernel/debug/gpio, /proc/interrupts ---\n{out}");
+                eprintln!(
+                    "--- guest: GPIO lines, interrupts, agent threads, ctl status ---\n{out}"
+                );
             }
         }
         self.power_cut();
