@@ -156,7 +156,8 @@ fn power_cuts_lose_nothing_the_agent_accepted() {
             || (vm.sh(&format!("{CTL} status")).0 == 0).then_some(()),
         );
         // A transaction charging on each EVSE (meter values every second), then random
-        // plugging until the cut.
+        // plugging on EVSE 2 until the cut; EVSE 1's stays open and charging, so every cut
+        // falls inside a transaction that writes every second.
         for evse in [1, 2] {
             let token = format!("T{}", rng.below(5));
             vm.ok(&format!(
@@ -171,7 +172,7 @@ fn power_cuts_lose_nothing_the_agent_accepted() {
                 outages += 1;
                 online = false;
             }
-            let evse = 1 + rng.below(2);
+            let evse = 2;
             let cmd = match rng.below(5) {
                 0 => format!("{CTL} plug {evse} out"),
                 1 => format!(
@@ -329,7 +330,7 @@ fn power_cuts_lose_nothing_the_agent_accepted() {
         "{duplicates} duplicates for {cuts} cuts and {outages} CSMS outages (seed {seed})"
     );
     assert!(
-        power_loss >= cuts / 2,
+        power_loss >= cuts,
         "only {power_loss} transactions were open at the {cuts} cuts (seed {seed})"
     );
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
