@@ -13,26 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Agent, Csms, wait_for};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
-}
+use support::{Agent, Csms, Rng, transaction_events, wait_for};
 
 const CONFIG: &str = r#""SampledDataCtrlr.TxUpdatedInterval" = 1
 "AuthCtrlr.OfflineTxForUnknownIdEnabled" = true
@@ -124,31 +105,7 @@ fn kill_9_at_random_instants_loses_and_duplicates_nothing() {
     });
 
     let csms = csms.lock().unwrap();
-    let records: Vec<Value> = csms
-        .calls("TransactionEvent")
-        .into_iter()
-        .map(|r| r["payload"].clone())
-        .collect();
-    let mut unique: BTreeMap<(String, u64), Value> = BTreeMap::new();
-    let mut duplicates = 0;
-    for e in &records {
-        let key = (
-            e["transactionInfo"]["transactionId"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            e["seqNo"].as_u64().unwrap(),
-        );
-        if let Some(previous) = unique.get(&key) {
-            assert_eq!(
-                previous, e,
-                "a duplicate must be identical in content (seed {seed})"
-            );
-            duplicates += 1;
-        } else {
-            unique.insert(key, e.clone());
-        }
-    }
+    let (unique, duplicates) = transaction_events(&csms, &format!("seed {seed}"));
     let mut by_tx: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for ((id, _), e) in &unique {
         by_tx.entry(id.clone()).or_default().push(e);

@@ -13,6 +13,10 @@ use tracing::{error, info};
 /// How long to wait before retrying a line that could not be opened or failed.
 const RETRY: Duration = Duration::from_secs(5);
 
+/// How often a watched line is read back even without an edge: a kernel may not wake the
+/// poller when the chip goes away (Linux 6.1 does not), and only a read then sees the error.
+const READ_BACK: Duration = Duration::from_secs(5);
+
 /// A resolved line: the chip device and the offset on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedLine {
@@ -141,12 +145,18 @@ async fn watch_once(
     // and always returns the same fd; the AsyncFd owns the Request for its whole life.
     let fd = unsafe { AsyncFd::register(request) }.map_err(|e| format!("polling line: {e}"))?;
     loop {
-        let mut guard = fd.readable().await.map_err(|e| e.to_string())?;
-        // Drain the events; the level after the (kernel-debounced) edges is what counts.
-        while fd.get_ref().has_edge_event().map_err(|e| e.to_string())? {
-            fd.get_ref().read_edge_event().map_err(|e| e.to_string())?;
+        tokio::select! {
+            guard = fd.readable() => {
+                let mut guard = guard.map_err(|e| e.to_string())?;
+                // Drain the events; the level after the (kernel-debounced) edges is what
+                // counts.
+                while fd.get_ref().has_edge_event().map_err(|e| e.to_string())? {
+                    fd.get_ref().read_edge_event().map_err(|e| e.to_string())?;
+                }
+                guard.clear_ready();
+            }
+            _ = tokio::time::sleep(READ_BACK) => {}
         }
-        guard.clear_ready();
         let now = read(fd.get_ref())?;
         if now != last {
             last = now;

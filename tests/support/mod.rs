@@ -4,6 +4,7 @@
 
 pub mod fileserver;
 pub mod pki;
+pub mod vm;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
@@ -286,6 +287,56 @@ impl Drop for Csms {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
+}
+
+/// A xorshift generator: random instants and actions that a seed replays.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo))
+    }
+}
+
+/// The TransactionEvents the CSMS received, by (transaction id, seqNo), and how many arrived
+/// more than once; a message that arrived twice must be identical (`context` names the run).
+pub fn transaction_events(
+    csms: &Csms,
+    context: &str,
+) -> (std::collections::BTreeMap<(String, u64), Value>, usize) {
+    let mut unique = std::collections::BTreeMap::new();
+    let mut duplicates = 0;
+    for e in csms
+        .calls("TransactionEvent")
+        .into_iter()
+        .map(|r| r["payload"].clone())
+    {
+        let key = (
+            e["transactionInfo"]["transactionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            e["seqNo"].as_u64().unwrap(),
+        );
+        if let Some(previous) = unique.get(&key) {
+            assert_eq!(previous, &e, "a duplicate must be identical ({context})");
+            duplicates += 1;
+        } else {
+            unique.insert(key, e);
+        }
+    }
+    (unique, duplicates)
 }
 
 /// A config for the agent against `url` with two sim EVSEs, quick reconnects, files in `dir`.
