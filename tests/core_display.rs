@@ -346,6 +346,33 @@ fn tc_o_15_a_messages_language_reaches_the_screen() {
 }
 
 #[test]
+fn tc_o_15_the_drivers_language_comes_first_on_their_screen() {
+    // C01.FR.08/09, O01.FR.08: language1 of the authorization, then language2.
+    let mut h = Harness::new(default_config());
+    h.advance_secs(1);
+    for (id, language, content) in [
+        (1, "en", "Welcome"),
+        (2, "de-DE", "Willkommen"),
+        (3, "fr", "Bienvenue"),
+    ] {
+        let m = json!({"id": id, "priority": "InFront",
+            "message": {"format": "UTF8", "language": language, "content": content}});
+        assert_eq!(set(&mut h, m), "Accepted");
+    }
+    // No driver: the order they were set in, newest first.
+    assert_eq!(shown(&h, 1), vec!["Bienvenue", "Willkommen", "Welcome"]);
+    h.csms.languages = vec!["de", "en"];
+    h.token(1, "TOKEN1");
+    assert_eq!(screen(&h, 1).languages, vec!["de", "en"]);
+    assert_eq!(shown(&h, 1), vec!["Willkommen", "Welcome", "Bienvenue"]);
+    // Not on the other EVSE's screen, and not after the session.
+    assert_eq!(shown(&h, 2), vec!["Bienvenue", "Willkommen", "Welcome"]);
+    h.plug(1, 1, true);
+    h.plug(1, 1, false);
+    assert!(screen(&h, 1).languages.is_empty());
+}
+
+#[test]
 fn tc_o_17_a_priority_not_supported_is_refused() {
     let mut h = Harness::new(config_with(&[(
         "DisplayMessageCtrlr.SupportedPriorities",

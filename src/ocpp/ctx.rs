@@ -56,10 +56,11 @@ pub enum CoreEvent {
     /// (LimitChangeSignificance): the transaction reports ChargingRateChanged.
     ChargingRateChanged { evse: u32 },
     /// A driver was authorized to charge at this EVSE (C01, F01), with the personal message
-    /// the CSMS gave with the authorization, if any (I01).
+    /// (I01) and the preferred languages (C01.FR.08/09) the CSMS gave with the authorization.
     DriverAuthorized {
         evse: u32,
         personal_message: Option<super::model::MessageContent>,
+        languages: Vec<String>,
     },
     /// The CSMS answered a TransactionEvent with a cost or a message for the driver (I02, I03,
     /// I06); `ended`: it answered the Ended event.

@@ -99,6 +99,10 @@ pub struct ScreenSnapshot {
     pub evse: u32,
     /// The state the messages are chosen by (a message with a `state` shows only in it).
     pub state: ScreenState,
+    /// The driver's preferred languages (language1, language2 of their authorization): show
+    /// the messages in the first of them there is (C01.FR.08/09).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
     /// First shown first: by priority (AlwaysFront, InFront, NormalCycle); within one, a
     /// transaction's messages, then the EVSE's, then the station's, the most recently set
     /// first; items of the agent's own sources after the CSMS's of the same priority. An

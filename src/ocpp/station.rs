@@ -471,16 +471,26 @@ impl Station {
                     })
                     .collect();
                 // The driver's price at an EVSE (I); a stable sort keeps the CSMS's messages
-                // first within a priority.
-                if let Some(price) = model
+                // first within a priority, those in the driver's languages before the others
+                // (C01.FR.08/09, O01.FR.08).
+                let price = model
                     .evse_index(evse)
                     .filter(|_| evse != 0)
-                    .and_then(|i| self.tariff.price(&self.cx, i))
-                {
-                    items.extend(DisplayItem::of_price(&price));
+                    .and_then(|i| self.tariff.price(&self.cx, i));
+                let languages = price
+                    .as_ref()
+                    .map(|p| p.languages.clone())
+                    .unwrap_or_default();
+                if let Some(price) = &price {
+                    items.extend(DisplayItem::of_price(price));
                 }
-                items.sort_by_key(|i| i.priority);
-                ScreenSnapshot { evse, state, items }
+                items.sort_by_key(|i| (i.priority, language_rank(&languages, i)));
+                ScreenSnapshot {
+                    evse,
+                    state,
+                    languages,
+                    items,
+                }
             })
             .collect();
         DisplaySnapshot { screens }
@@ -632,10 +642,11 @@ impl Station {
                 CoreEvent::DriverAuthorized {
                     evse,
                     personal_message,
+                    languages,
                 } => {
                     if let Some(idx) = self.cx.model.evse_index(evse) {
                         self.tariff
-                            .session_authorized(&self.cx, idx, personal_message);
+                            .session_authorized(&self.cx, idx, personal_message, languages);
                     }
                 }
                 CoreEvent::TransactionAnswered {
@@ -953,6 +964,16 @@ impl Station {
             status_info: None,
         }
     }
+}
+
+/// Where an item's language stands in the driver's preference: 0 for language1, 1 for
+/// language2 (`de` matches `de-CH`), 2 for any other or none.
+fn language_rank(languages: &[String], item: &DisplayItem) -> usize {
+    let primary = |tag: &str| tag.split('-').next().unwrap_or("").to_ascii_lowercase();
+    item.language
+        .as_deref()
+        .and_then(|l| languages.iter().position(|p| primary(p) == primary(l)))
+        .unwrap_or(2)
 }
 
 fn accepted(done: bool) -> v201::TriggerMessageStatusEnum {

@@ -54,6 +54,8 @@ pub struct FakeCsms {
     pub auth: Vec<(String, &'static str, Option<&'static str>)>,
     /// The personalMessage of every idTokenInfo it gives (the driver's tariff, I01).
     pub personal_message: Option<String>,
+    /// language1 and language2 of every idTokenInfo it gives (C01.FR.08/09).
+    pub languages: Vec<&'static str>,
     /// Fields added to its TransactionEvent answers, per eventType (`totalCost`,
     /// `updatedPersonalMessage`, I02/I03/I06).
     pub transaction_answers: Vec<(&'static str, Value)>,
@@ -78,6 +80,7 @@ impl Default for FakeCsms {
             failing: Vec::new(),
             auth: Vec::new(),
             personal_message: None,
+            languages: Vec::new(),
             transaction_answers: Vec::new(),
             epoch_ms: CSMS_EPOCH_MS,
             received: Vec::new(),
@@ -106,6 +109,9 @@ impl FakeCsms {
         }
         if let Some(m) = &self.personal_message {
             info["personalMessage"] = json!({"format": "UTF8", "content": m});
+        }
+        for (key, language) in ["language1", "language2"].iter().zip(&self.languages) {
+            info[*key] = json!(language);
         }
         info
     }

@@ -30,6 +30,9 @@ pub struct DriverPrice {
     pub cost_fallback: Option<MessageContent>,
     #[serde(skip_serializing)]
     transaction_id: Option<String>,
+    /// The driver's preferred languages (language1, language2), for their screen (C01.FR.08).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
     /// The session ended: only its total (or the fallback) is left, until the next one.
     #[serde(skip_serializing)]
     ended: bool,
@@ -37,7 +40,10 @@ pub struct DriverPrice {
 
 impl DriverPrice {
     fn is_empty(&self) -> bool {
-        self.tariff.is_none() && self.cost.is_none() && self.cost_fallback.is_none()
+        self.tariff.is_none()
+            && self.cost.is_none()
+            && self.cost_fallback.is_none()
+            && self.languages.is_empty()
     }
 }
 
@@ -79,6 +85,7 @@ impl TariffCost {
         cx: &Ctx,
         idx: usize,
         personal_message: Option<MessageContent>,
+        languages: Vec<String>,
     ) {
         let Some(price) = self.evses.get_mut(idx) else {
             return;
@@ -90,6 +97,7 @@ impl TariffCost {
             .map(|t| t.id.clone());
         *price = DriverPrice {
             transaction_id,
+            languages,
             ..Default::default()
         };
         if Self::tariff_on(cx) {
@@ -129,6 +137,7 @@ impl TariffCost {
         };
         price.ended = true;
         price.tariff = None;
+        price.languages.clear();
         price.cost = None;
         price.cost_final = false;
         if !online && Self::cost_on(cx) {

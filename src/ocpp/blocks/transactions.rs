@@ -84,8 +84,9 @@ pub struct Transactions {
     reported_tokens: Vec<(String, IdToken)>,
     /// Per clock-aligned timer ([`Aligned`]), the UTC boundary (ms) that had its reading.
     aligned_done: [Option<i64>; 2],
-    /// The personal message of the authorization being decided (I01), for the grant.
-    personal_message: Option<MessageContent>,
+    /// The personal message (I01) and preferred languages (C01.FR.08/09) of the
+    /// authorization being decided, for the grant.
+    driver: (Option<MessageContent>, Vec<String>),
 }
 
 /// The two clock-aligned timers: MeterValues / Updated events (AlignedDataCtrlr.Interval) and
@@ -111,7 +112,7 @@ impl Transactions {
             evses: evses.into_iter().map(Evse::new).collect(),
             reported_tokens: Vec::new(),
             aligned_done: [None; 2],
-            personal_message: None,
+            driver: (None, Vec::new()),
         }
     }
 
@@ -456,9 +457,10 @@ impl Transactions {
             format!("rejected: {status}")
         };
         let group = info.group_id_token.clone();
-        self.personal_message = info.personal_message;
+        let languages = [info.language1, info.language2].into_iter().flatten();
+        self.driver = (info.personal_message, languages.collect());
         self.authorization_result(cx, now, idx, id_token, purpose, accepted, group, &note);
-        self.personal_message = None;
+        self.driver = (None, Vec::new());
         cx.pump(now);
     }
 
@@ -544,7 +546,8 @@ impl Transactions {
         }
         cx.emit(CoreEvent::DriverAuthorized {
             evse: self.evses[idx].id,
-            personal_message: self.personal_message.take(),
+            personal_message: self.driver.0.take(),
+            languages: std::mem::take(&mut self.driver.1),
         });
         self.evses[idx].auth = Some(Auth {
             id_token,
