@@ -188,7 +188,7 @@ fn two_gpio_lines_are_two_connectors_on_an_armv7_kernel() {
     ));
     check.quiet("a 100 ms glitch on EVSE 1", Duration::from_secs(3));
     vm.ok(&format!(
-        "{} && usleep 1000000 && {}",
+        "{} && usleep 4000000 && {}",
         pull(0, "pull-up"),
         pull(0, "pull-down")
     ));
