@@ -86,16 +86,8 @@ fn shown(h: &Harness, evse: u32) -> Vec<String> {
 
 /// DisplayMessageCtrlr.DisplayMessages as GetVariables reports it.
 fn count(h: &mut Harness) -> String {
-    let r = result(h.call(
-        "GetVariables",
-        json!({"getVariableData": [
-            {"component": {"name": "DisplayMessageCtrlr"}, "variable": {"name": "DisplayMessages"}}
-        ]}),
-    ));
-    r["getVariableResult"][0]["attributeValue"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    h.variable_values(&["DisplayMessageCtrlr.DisplayMessages"])
+        .remove(0)
 }
 
 /// A transaction on EVSE 1: plugged in and authorized; its id.

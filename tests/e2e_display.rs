@@ -6,27 +6,14 @@
 
 mod support;
 
-use ocpp_agent::ocpp::clock::UtcTime;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{Agent, Csms, admin_call, agent_binary, call_response, wait_for};
+use std::time::Duration;
+use support::{Agent, Csms, agent_binary, utc_in_secs, wait_for};
 
 const T: Duration = Duration::from_secs(30);
-
-fn in_s(s: i64) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    UtcTime::from_unix_millis(ms + s * 1000).to_rfc3339()
-}
-
-fn call(csms: &Csms, action: &str, payload: Value) -> Value {
-    call_response(csms.admin(admin_call(action, payload)))
-}
 
 /// The contents the screen of `evse` (0: the main display) shows, per `ctl display --json`.
 fn shown(agent: &Agent, evse: u64) -> Vec<String> {
@@ -56,11 +43,11 @@ fn a_message_with_a_time_window_appears_and_goes() {
     let message = json!({
         "id": 1,
         "priority": "InFront",
-        "startDateTime": in_s(6),
-        "endDateTime": in_s(12),
+        "startDateTime": utc_in_secs(6),
+        "endDateTime": utc_in_secs(12),
         "message": {"format": "UTF8", "language": "en", "content": "Free charging tonight"},
     });
-    let r = call(&csms, "SetDisplayMessage", json!({"message": message}));
+    let r = csms.call("SetDisplayMessage", json!({"message": message}));
     assert_eq!(r["status"], "Accepted", "{r}");
     // O01.FR.06: not before its start.
     assert!(shown(&agent, 0).is_empty());
@@ -77,11 +64,7 @@ fn a_message_with_a_time_window_appears_and_goes() {
         "{text}"
     );
     // GetDisplayMessages reports it (O04).
-    let r = call(
-        &csms,
-        "GetDisplayMessages",
-        json!({"requestId": 3, "id": [1]}),
-    );
+    let r = csms.call("GetDisplayMessages", json!({"requestId": 3, "id": [1]}));
     assert_eq!(r["status"], "Accepted", "{r}");
     let notify = csms.wait_calls("NotifyDisplayMessages", 1, T);
     assert_eq!(notify[0]["payload"]["requestId"], 3);
@@ -93,9 +76,9 @@ fn a_message_with_a_time_window_appears_and_goes() {
     wait_for(T, "the message to go", || {
         shown(&agent, 1).is_empty().then_some(())
     });
-    let r = call(&csms, "GetDisplayMessages", json!({"requestId": 4}));
+    let r = csms.call("GetDisplayMessages", json!({"requestId": 4}));
     assert_eq!(r["status"], "Unknown", "{r}");
-    let r = call(&csms, "ClearDisplayMessage", json!({"id": 1}));
+    let r = csms.call("ClearDisplayMessage", json!({"id": 1}));
     assert_eq!(r["status"], "Unknown", "{r}");
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
@@ -183,7 +166,7 @@ fn ctl_watch_streams_a_status_change_and_a_display_message() {
     let message = json!({"id": 9, "priority": "AlwaysFront",
         "display": {"name": "Display", "evse": {"id": 2}},
         "message": {"format": "ASCII", "content": "Out of service soon"}});
-    let r = call(&csms, "SetDisplayMessage", json!({"message": message}));
+    let r = csms.call("SetDisplayMessage", json!({"message": message}));
     assert_eq!(r["status"], "Accepted", "{r}");
     let line = watch.wait("the message on EVSE 2's screen", |l| {
         l["kind"] == "display" && l["evse"] == 2
@@ -201,8 +184,7 @@ fn ctl_watch_streams_a_status_change_and_a_display_message() {
     });
     let tx = line["transaction"]["id"].as_str().unwrap().to_owned();
     // The running cost (I02) reaches the stream, and EVSE 1's screen.
-    let r = call(
-        &csms,
+    let r = csms.call(
         "CostUpdated",
         json!({"totalCost": 3.75, "transactionId": tx}),
     );

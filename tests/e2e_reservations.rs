@@ -5,30 +5,16 @@
 
 mod support;
 
-use ocpp_agent::ocpp::clock::UtcTime;
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{Agent, Csms, admin_call, call_response, wait_for};
+use std::time::Duration;
+use support::{Agent, Csms, utc_in_secs, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
-fn in_secs(s: i64) -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    UtcTime::from_unix_millis(ms + s * 1000).to_rfc3339()
-}
-
-fn call(csms: &Csms, action: &str, payload: Value) -> Value {
-    call_response(csms.admin(admin_call(action, payload)))
-}
-
 fn reserve(csms: &Csms, id: i64, evse: i64, id_token: &str, expiry_s: i64) -> Value {
-    call(
-        csms,
+    csms.call(
         "ReserveNow",
-        json!({"id": id, "evseId": evse, "expiryDateTime": in_secs(expiry_s),
+        json!({"id": id, "evseId": evse, "expiryDateTime": utc_in_secs(expiry_s),
                "idToken": {"idToken": id_token, "type": "ISO14443"}}),
     )
 }
@@ -78,8 +64,7 @@ fn a_reserved_evse_refuses_another_idtoken_and_charges_its_own() {
     assert_eq!(agent.status()["evses"][0]["power_path_closed"], false);
     assert_eq!(count_status(&csms, 1, 1, "Occupied"), 0);
     // A remote start for them is Rejected too (TC_H_02_CS B).
-    let r = call(
-        &csms,
+    let r = csms.call(
         "RequestStartTransaction",
         json!({"idToken": {"idToken": "TOKEN2", "type": "ISO14443"}, "evseId": 1,
                "remoteStartId": 1}),
@@ -99,7 +84,7 @@ fn a_reserved_evse_refuses_another_idtoken_and_charges_its_own() {
         (agent.status()["evses"][0]["power_path_closed"] == true).then_some(())
     });
     // Used: CancelReservation no longer knows it.
-    let r = call(&csms, "CancelReservation", json!({"reservationId": 31}));
+    let r = csms.call("CancelReservation", json!({"reservationId": 31}));
     assert_eq!(r["status"], "Rejected", "{r}");
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
 }
@@ -116,7 +101,7 @@ fn reservations_are_cancelled_expire_and_survive_a_kill_9() {
     // Cancel (H02): Available again, and no ReservationStatusUpdate.
     assert_eq!(reserve(&csms, 1, 2, "TOKEN1", 600)["status"], "Accepted");
     wait_status(&csms, 2, 1, "Reserved", 1);
-    let r = call(&csms, "CancelReservation", json!({"reservationId": 1}));
+    let r = csms.call("CancelReservation", json!({"reservationId": 1}));
     assert_eq!(r["status"], "Accepted", "{r}");
     wait_for(T, "EVSE 2 available", || {
         (count_status(&csms, 2, 1, "Available") >= 2).then_some(())

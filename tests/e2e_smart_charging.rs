@@ -6,25 +6,15 @@
 
 mod support;
 
-use ocpp_agent::ocpp::clock::UtcTime;
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{Agent, Csms, admin_call, call_response, wait_for};
+use std::time::Duration;
+use support::{Agent, Csms, utc_in_secs, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
 /// Power in the periodic meter values, every second.
 const FAST: &str = r#""SampledDataCtrlr.TxUpdatedInterval" = 1
 "SampledDataCtrlr.TxUpdatedMeasurands" = "Power.Active.Import,Power.Offered""#;
-
-/// A little in the past: the agent's clock follows the CSMS's, which may lag ours by a moment.
-fn start_time() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    UtcTime::from_unix_millis(ms - 5_000).to_rfc3339()
-}
 
 fn profile(id: i64, purpose: &str, amps: f64) -> Value {
     json!({
@@ -34,20 +24,15 @@ fn profile(id: i64, purpose: &str, amps: f64) -> Value {
         "chargingProfileKind": "Absolute",
         "chargingSchedule": [{
             "id": id,
-            "startSchedule": start_time(),
+            "startSchedule": utc_in_secs(-5),
             "chargingRateUnit": "A",
             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": amps}],
         }],
     })
 }
 
-fn call(csms: &Csms, action: &str, payload: Value) -> Value {
-    call_response(csms.admin(admin_call(action, payload)))
-}
-
 fn set(csms: &Csms, evse: i64, profile: Value) -> Value {
-    call(
-        csms,
+    csms.call(
         "SetChargingProfile",
         json!({"evseId": evse, "chargingProfile": profile}),
     )
@@ -80,8 +65,7 @@ fn wait_power(csms: &Csms, watts: f64) {
 
 /// The profile ids the ReportChargingProfiles of one GetChargingProfiles carried.
 fn reported_ids(csms: &Csms, request_id: i64) -> Vec<i64> {
-    let status = call(
-        csms,
+    let status = csms.call(
         "GetChargingProfiles",
         json!({"requestId": request_id, "chargingProfile": {"chargingLimitSource": ["CSO"]}}),
     );
@@ -119,8 +103,7 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
         set(&csms, 1, profile(1, "TxDefaultProfile", 10.0))["status"],
         "Accepted"
     );
-    let r = call(
-        &csms,
+    let r = csms.call(
         "GetCompositeSchedule",
         json!({"evseId": 1, "duration": 600, "chargingRateUnit": "A"}),
     );
@@ -129,8 +112,7 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
         r["schedule"]["chargingSchedulePeriod"][0]["limit"], 10.0,
         "{r}"
     );
-    let r = call(
-        &csms,
+    let r = csms.call(
         "GetCompositeSchedule",
         json!({"evseId": 1, "duration": 600, "chargingRateUnit": "W"}),
     );
@@ -168,11 +150,7 @@ fn profiles_limit_a_running_transaction_and_survive_a_kill_9() {
 
     // TC_K_05: clearing both gives the EV its own 11 kW again (the rating is 32 A).
     for id in [1, 2] {
-        let r = call(
-            &csms,
-            "ClearChargingProfile",
-            json!({"chargingProfileId": id}),
-        );
+        let r = csms.call("ClearChargingProfile", json!({"chargingProfileId": id}));
         assert_eq!(r["status"], "Accepted", "{r}");
     }
     wait_power(&csms, 11_000.0);
@@ -213,8 +191,7 @@ fn refused_profiles_carry_a_reason_code() {
     let r = set(&csms, 9, profile(2, "TxDefaultProfile", 6.0));
     assert_eq!(r["statusInfo"]["reasonCode"], "UnknownEvse", "{r}");
     // TC_K_08: nothing to clear.
-    let r = call(
-        &csms,
+    let r = csms.call(
         "ClearChargingProfile",
         json!({"chargingProfileCriteria": {"chargingProfilePurpose": "TxDefaultProfile"}}),
     );

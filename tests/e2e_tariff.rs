@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Agent, Csms, admin_call, call_response, wait_for};
+use support::{Agent, Csms, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -39,10 +39,10 @@ fn the_drivers_tariff_running_cost_and_total_reach_the_hmi() {
     });
 
     // I02: the CSMS tells the running cost.
-    let r = call_response(csms.admin(admin_call(
+    let r = csms.call(
         "CostUpdated",
         json!({"totalCost": 1.25, "transactionId": tx}),
-    )));
+    );
     assert_eq!(r, json!({}));
     let p = price(&agent, 1);
     assert_eq!(p["cost"], 1.25, "{p}");

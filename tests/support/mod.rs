@@ -534,3 +534,20 @@ pub fn call_response(answer: Value) -> Value {
     assert_eq!(answer["ok"], true, "{answer}");
     answer["response"].clone()
 }
+
+impl Csms {
+    /// The CSMS sends `action` to the station; the station's answer (fails the test on an
+    /// error).
+    pub fn call(&self, action: &str, payload: Value) -> Value {
+        call_response(self.admin(admin_call(action, payload)))
+    }
+}
+
+/// This host's UTC `secs` from now (negative: ago), RFC 3339.
+pub fn utc_in_secs(secs: i64) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    ocpp_agent::ocpp::clock::UtcTime::from_unix_millis(ms + secs * 1000).to_rfc3339()
+}
