@@ -49,7 +49,11 @@
 //! `FormationViolation` and `OccurenceConstraintViolation`. [`call_error_code`] and
 //! [`error_code`] give the 1.6 wire string.
 
+pub mod adapter;
+pub mod core_profile;
 pub mod generated;
+pub mod keys;
+pub mod profiles;
 
 pub use crate::ocpp::{schema, validate};
 pub use generated::*;
