@@ -68,6 +68,9 @@ fn default_evse_phases() -> u8 {
 #[serde(deny_unknown_fields)]
 pub struct CsmsSection {
     pub url: String,
+    /// "2.0.1" (the default) or "1.6": the version spoken, and the subprotocol required.
+    #[serde(default)]
+    pub ocpp_version: crate::ocpp::station::Protocol,
     #[serde(default = "default_security_profile")]
     pub security_profile: u8,
     pub password: Option<String>,
@@ -672,6 +675,33 @@ impl Config {
         }
         if self.evse.is_empty() {
             problem("evse", "at least one [[evse]] is required".into());
+        }
+        if self.csms.ocpp_version == crate::ocpp::station::Protocol::V16 {
+            // OCPP 1.6 numbers connectors 1..n across the charge point with no EVSE level:
+            // each EVSE is one 1.6 connector, so an EVSE cannot have two.
+            for (i, evse) in self.evse.iter().enumerate() {
+                if evse.plugs().len() > 1 {
+                    problem(
+                        &format!("evse[{i}].connectors"),
+                        "OCPP 1.6 (csms.ocpp_version) has one connector per EVSE: give each \
+                         connector its own [[evse]]"
+                            .into(),
+                    );
+                }
+            }
+            // BootNotification.req in 1.6: chargePointVendor and chargePointModel are
+            // CiString20Type.
+            for (key, value) in [
+                ("station.vendor", &self.station.vendor),
+                ("station.model", &self.station.model),
+            ] {
+                if value.chars().count() > 20 {
+                    problem(
+                        key,
+                        "must be at most 20 characters in OCPP 1.6 (csms.ocpp_version)".into(),
+                    );
+                }
+            }
         }
         for (i, evse) in self.evse.iter().enumerate() {
             let key = format!("evse[{i}]");

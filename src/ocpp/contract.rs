@@ -39,6 +39,37 @@ impl Identity {
     }
 }
 
+/// The OCPP version of the link: the WebSocket subprotocol offered and required, and how the
+/// core's messages are spelled on the wire (2.0.1 as the blocks make them, or 1.6J through
+/// `v16::adapter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "2.0.1")]
+    V201,
+    #[serde(rename = "1.6")]
+    V16,
+}
+
+impl Protocol {
+    /// The WebSocket subprotocol (OCPP-J: `ocpp2.0.1`, `ocpp1.6`), also the protocol of
+    /// the messages queued in the journal.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Protocol::V201 => crate::ocpp::v201::PROTOCOL,
+            Protocol::V16 => crate::ocpp::v16::PROTOCOL,
+        }
+    }
+
+    /// As `[csms] ocpp_version` writes it.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::V201 => "2.0.1",
+            Protocol::V16 => "1.6",
+        }
+    }
+}
+
 /// An EVSE and the ids of its connectors.
 #[derive(Debug, Clone)]
 pub struct EvseLayout {
@@ -52,6 +83,8 @@ pub struct EvseLayout {
 #[derive(Debug, Clone)]
 pub struct StationConfig {
     pub identity: Identity,
+    /// The OCPP version spoken with the CSMS (`[csms] ocpp_version`).
+    pub protocol: Protocol,
     pub evses: Vec<EvseLayout>,
     pub boot_reason: v201::BootReasonEnum,
     pub variables: DeviceModel,

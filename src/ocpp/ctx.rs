@@ -98,6 +98,10 @@ pub struct Ctx {
     pub(crate) link: Session,
     /// The EVSEs and connectors, as every block sees them.
     pub(crate) model: Model,
+    /// The OCPP version spoken with the CSMS.
+    pub(crate) protocol: super::station::Protocol,
+    /// What 1.6 needs beside the blocks (see `v16::link`).
+    pub(crate) link16: super::v16::link::Link16,
 }
 
 impl Ctx {
@@ -122,6 +126,8 @@ impl Ctx {
             raised_once: Vec::new(),
             link,
             model,
+            protocol: Default::default(),
+            link16: Default::default(),
         }
     }
 

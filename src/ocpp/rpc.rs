@@ -248,9 +248,14 @@ pub fn encode_result(id: &str, payload: &Value) -> String {
 }
 
 pub fn encode_error(id: &str, error: &CallError) -> String {
+    encode_error_as(id, error.code.as_str(), error)
+}
+
+/// A CALLERROR with the error code spelled `code` (OCPP 1.6 spells two differently).
+pub fn encode_error_as(id: &str, code: &str, error: &CallError) -> String {
     // The description is informative; keep it within what CSMSs commonly store (255).
     let description: String = error.description.chars().take(255).collect();
-    json!([4, id, error.code.as_str(), description, error.details]).to_string()
+    json!([4, id, code, description, error.details]).to_string()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::outbox::{Failure, Outbox};
 use super::persist::{Batch, EventKind, PersistOp, QueuedMessage, QueuedMeta};
 use super::rpc;
 use super::snapshot::QueueSnapshot;
-use super::station::{ConnectFailure, ConnectionState, Output, Registration};
+use super::station::{ConnectFailure, ConnectionState, Output, Protocol, Registration};
 use super::timer::Timer;
 use super::v201::to_payload;
 use super::v201::{self, Action};
@@ -83,6 +83,9 @@ pub(crate) enum InFlightKind {
 pub(crate) struct InFlight {
     id: String,
     kind: InFlightKind,
+    /// What went on the wire when it was translated to 1.6: the action and payload its answer
+    /// is read against.
+    pub(crate) sent16: Option<(super::v16::Action, Value)>,
 }
 
 impl InFlight {
@@ -208,6 +211,7 @@ impl Ctx {
         for c in &mut self.model.connectors {
             c.queued = None;
         }
+        self.forget_statuses16();
         self.mark_queue_offline();
         self.schedule_reconnect(now);
     }
@@ -455,13 +459,17 @@ impl Ctx {
                     if q.request.triggered && self.link.registration == Registration::Pending =>
                 {
                     let queued = self.link.queue.pop_front().expect("front exists");
-                    self.send_request(queued.request);
+                    if !self.send_request(queued.request) {
+                        return self.pump(now);
+                    }
                 }
                 _ => return,
             }
         } else if self.volatile_goes_first(now) {
             let queued = self.link.queue.pop_front().expect("front exists");
-            self.send_request(queued.request);
+            if !self.send_request(queued.request) {
+                return self.pump(now);
+            }
         } else if self.link.outbox.ready(now) {
             let meta = self
                 .link
@@ -484,6 +492,7 @@ impl Ctx {
             self.link.in_flight = Some(InFlight {
                 id,
                 kind: InFlightKind::Queued(meta),
+                sent16: None,
             });
         } else {
             if let Some(at) = self.link.outbox.retry_at() {
@@ -509,32 +518,55 @@ impl Ctx {
         }
     }
 
-    fn send_request(&mut self, request: Request) {
+    /// Sends a volatile request; `false` when 1.6 has no such message (nothing was sent).
+    fn send_request(&mut self, request: Request) -> bool {
         let id = self.rng.uuid_v4();
         debug_assert!(
             v201::validate::validate(request.action.request_schema(), &request.payload).is_ok(),
             "we built an invalid {} payload",
             request.action.as_str()
         );
+        let sent16 = match self.protocol {
+            Protocol::V201 => None,
+            Protocol::V16 => match self.outgoing16(request.action, &request.payload) {
+                Some(sent) => Some(sent),
+                None => {
+                    debug!(
+                        action = request.action.as_str(),
+                        "not a message of OCPP 1.6; not sent"
+                    );
+                    return false;
+                }
+            },
+        };
         debug!(
             action = request.action.as_str(),
             message_id = id,
             "sending request"
         );
-        self.send_raw(rpc::encode_call(
-            &id,
-            request.action.as_str(),
-            &request.payload,
-        ));
+        let frame = match &sent16 {
+            Some((action, payload)) => rpc::encode_call(&id, action.as_str(), payload),
+            None => rpc::encode_call(&id, request.action.as_str(), &request.payload),
+        };
+        self.send_raw(frame);
         self.link.in_flight = Some(InFlight {
             id,
             kind: InFlightKind::Volatile(request),
+            sent16,
         });
+        true
     }
 
     pub(crate) fn send_raw(&mut self, frame: String) {
         if self.link.connection == ConnectionState::Connected {
             self.outputs.push_back(Output::Send(frame));
+        }
+    }
+
+    /// The queued message in flight (`id`) went out translated to 1.6.
+    pub(crate) fn set_sent16(&mut self, id: &str, action: super::v16::Action, payload: Value) {
+        if let Some(f) = self.link.in_flight.as_mut().filter(|f| f.id == id) {
+            f.sent16 = Some((action, payload));
         }
     }
 
@@ -875,7 +907,16 @@ impl Ctx {
     /// A CALLRESULT: the request it answers, if it was ours. A working exchange proves the
     /// link: the next outage starts back-off from scratch, and this profile is the one to fall
     /// back to (B10.FR.07).
-    pub(crate) fn take_answered(&mut self, id: &str) -> Option<InFlightKind> {
+    pub(crate) fn take_answered(
+        &mut self,
+        id: &str,
+    ) -> Option<(InFlightKind, Option<(super::v16::Action, Value)>)> {
+        let sent16 = self
+            .link
+            .in_flight
+            .as_mut()
+            .filter(|f| f.id == id)
+            .and_then(|f| f.sent16.take());
         let kind = self.take_in_flight(id)?;
         self.link.reconnect_attempts = 0;
         if let Some(slot) = self.link.network.succeeded() {
@@ -885,7 +926,7 @@ impl Ctx {
                     value: slot.to_string(),
                 }]));
         }
-        Some(kind)
+        Some((kind, sent16))
     }
 
     pub(crate) fn link_call_error(
@@ -932,14 +973,21 @@ impl Ctx {
 
     /// A StatusNotification of a connector (G01), asked for by the CSMS (F06).
     pub(crate) fn queue_status_triggered(&mut self, now: Instant, index: usize) {
-        self.queue_status(now, index);
-        if let Some(last) = self.link.queue.back_mut() {
-            last.request.triggered = true;
-        }
+        self.queue_status_as(now, index, true);
     }
 
     /// A StatusNotification of a connector's current status (G01).
     pub(crate) fn queue_status(&mut self, now: Instant, index: usize) {
+        self.queue_status_as(now, index, false);
+    }
+
+    fn queue_status_as(&mut self, now: Instant, index: usize, triggered: bool) {
+        // 1.6 reports each change of its finer status once (`sync_statuses16`); a change
+        // 2.0.1 sees may be none in 1.6, or be seen mid-way (a plug-out before the transaction
+        // it ends has ended).
+        if self.protocol == Protocol::V16 && !triggered && !self.status_changed16(index) {
+            return;
+        }
         let status = self.model.connector_status(index, &self.vars);
         if self.link.connection == ConnectionState::Connected {
             self.model.connectors[index].queued = Some(status);
@@ -952,14 +1000,21 @@ impl Ctx {
             evse_id: i64::from(c.evse),
             connector_id: i64::from(c.id),
         };
-        self.enqueue(
-            RequestKind::StatusNotification {
-                connector: index,
-                status,
-            },
-            Action::StatusNotification,
-            to_payload(&request),
-        );
+        let mut payload = to_payload(&request);
+        if self.protocol == Protocol::V16 {
+            if let Some(data) = self.status_data16(index) {
+                payload["customData"] = data;
+            }
+        }
+        let kind = RequestKind::StatusNotification {
+            connector: index,
+            status,
+        };
+        if triggered {
+            self.enqueue_triggered(kind, Action::StatusNotification, payload);
+        } else {
+            self.enqueue(kind, Action::StatusNotification, payload);
+        }
     }
 
     /// StatusNotifications of every connector (`all`), or of those whose status differs from

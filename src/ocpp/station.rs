@@ -41,7 +41,7 @@ use super::blocks::tariff::TariffCost;
 use super::blocks::transactions::Transactions;
 use super::clock::{Instant, TimeSource, UtcTime, WallClock};
 use super::ctx::{CoreEvent, Ctx};
-use super::devmodel::Var;
+use super::devmodel::{DeviceModel, Var};
 use super::model::Model;
 use super::outbox::Outbox;
 use super::persist::Persisted;
@@ -110,6 +110,8 @@ impl Station {
             link,
             model,
         );
+        cx.protocol = config.protocol;
+        cx.restore16(&persisted);
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
         let smart_charging = SmartCharging::restore(&mut cx, &persisted, config.charging);
@@ -130,6 +132,13 @@ impl Station {
             reservations,
             tariff: TariffCost::new(config.evses.len()),
         };
+        if config.protocol == Protocol::V16 {
+            // 1.6 has one transaction per charging session that starts when the driver is
+            // authorized and the EV plugged in, both (StartTransaction carries the idTag).
+            if let Some(i) = DeviceModel::lookup("TxCtrlr.TxStartPoint") {
+                station.cx.vars.set_index(i, "PowerPathClosed");
+            }
+        }
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.
         station
@@ -263,7 +272,18 @@ impl Station {
                     .model
                     .evse_index(evse)
                     .ok_or(InputError::UnknownEvse { evse })?;
-                let token = adapter::id_token(&id_token).map_err(InputError::BadToken)?;
+                let mut token = adapter::id_token(&id_token).map_err(InputError::BadToken)?;
+                if self.cx.protocol == Protocol::V16 {
+                    // 1.6 idTags are strings of up to 20 characters (IdToken, 7.28), all of
+                    // one kind.
+                    if token.id_token.chars().count() > 20 {
+                        return Err(InputError::BadToken(
+                            "an OCPP 1.6 idTag has at most 20 characters".into(),
+                        ));
+                    }
+                    token.kind = super::v16::core_profile::TOKEN_TYPE.into();
+                    token.additional_info.clear();
+                }
                 self.transactions.present_token(
                     &mut self.cx,
                     &mut self.authorization,
@@ -351,7 +371,8 @@ impl Station {
                 self.cx
                     .security_event_once(now, "InvalidMessages", Some(&e.error.description));
                 if e.answer {
-                    self.cx.send_raw(rpc::encode_error(&e.id, &e.error));
+                    let frame = self.cx.encode_error(&e.id, &e.error);
+                    self.cx.send_raw(frame);
                 }
             }
             Ok(Frame::Call {
@@ -359,11 +380,15 @@ impl Station {
                 action,
                 payload,
             }) => {
-                let frame = match self.handle_call(now, &action, payload) {
+                let answer = match self.cx.protocol {
+                    Protocol::V201 => self.handle_call(now, &action, payload),
+                    Protocol::V16 => self.handle_call16(now, &action, payload),
+                };
+                let frame = match answer {
                     Ok(result) => rpc::encode_result(&id, &result),
                     Err(error) => {
                         warn!(action, message_id = id, code = %error.code, "answering a CSMS call with CALLERROR");
-                        rpc::encode_error(&id, &error)
+                        self.cx.encode_error(&id, &error)
                     }
                 };
                 self.cx.send_raw(frame);
@@ -381,6 +406,65 @@ impl Station {
         }
         self.route_events(now);
         self.cx.pump(now);
+    }
+
+    /// The frame of the queued message the core asked to send (`Output::SendQueued`), as
+    /// the journal gave it back: the shell sends it. `None` when 1.6 has no such message:
+    /// nothing is sent, it counts as delivered, and the outputs that follow from that
+    /// (journal, next message) are queued.
+    pub fn queued_frame(
+        &mut self,
+        now: Instant,
+        message_id: &str,
+        message: &super::persist::QueuedMessage,
+    ) -> Option<String> {
+        let meta = &message.meta;
+        if self.cx.protocol == Protocol::V201 {
+            return Some(rpc::encode_call(message_id, &meta.action, &message.payload));
+        }
+        let frame = self.cx.queued_frame16(
+            message_id,
+            &meta.action,
+            meta.tx_id.as_deref(),
+            &message.payload,
+        );
+        if frame.is_none() {
+            self.handle_result(now, message_id, serde_json::json!({}));
+            self.route_events(now);
+            self.cx.pump(now);
+        }
+        frame
+    }
+
+    /// A CSMS call in 1.6: translated to the 2.0.1 call of the block that answers it, and its
+    /// answer back (or answered by the adapter).
+    fn handle_call16(
+        &mut self,
+        now: Instant,
+        action: &str,
+        payload: Value,
+    ) -> Result<Value, CallError> {
+        if self.cx.link.registration == Registration::Rejected {
+            return Err(CallError::new(
+                CallErrorCode::SecurityError,
+                "the charging station is not accepted by the CSMS",
+            ));
+        }
+        let (known, inbound) = self
+            .cx
+            .lookup16(|lk| super::v16::adapter::request(action, payload.clone(), lk))?;
+        match inbound {
+            super::v16::adapter::Inbound::Answer(answer) => Ok(answer),
+            super::v16::adapter::Inbound::Call {
+                action: call,
+                payload: call_payload,
+            } => {
+                let answer = self.handle_call(now, call.as_str(), call_payload)?;
+                Ok(self
+                    .cx
+                    .lookup16(|lk| super::v16::adapter::response(known, &payload, answer, lk)))
+            }
+        }
     }
 
     // ----- queries ---------------------------------------------------------------------------
@@ -498,8 +582,33 @@ impl Station {
 
     /// A CALLRESULT: the link takes its request back, the block that asked applies it.
     fn handle_result(&mut self, now: Instant, id: &str, payload: Value) {
-        let Some(kind) = self.cx.take_answered(id) else {
+        let Some((kind, sent16)) = self.cx.take_answered(id) else {
             return;
+        };
+        // An answer to a message sent in 1.6: checked against the 1.6 schema, then in the
+        // 2.0.1 shape the block that made the message reads.
+        let payload = match sent16 {
+            None => Ok(payload),
+            Some((sent, request)) => {
+                let tx = match &kind {
+                    InFlightKind::Queued(meta) => meta.tx_id.as_deref(),
+                    InFlightKind::Volatile(_) => None,
+                };
+                self.cx.answer16(tx, sent, &request, payload)
+            }
+        };
+        let payload = match payload {
+            Ok(payload) => payload,
+            Err(v) => {
+                warn!(
+                    message_id = id,
+                    path = v.path,
+                    problem = v.message,
+                    "CSMS answered with an invalid payload"
+                );
+                self.cx.request_failed(now, kind);
+                return;
+            }
         };
         let outcome = match &kind {
             InFlightKind::Queued(meta) => {
@@ -574,6 +683,13 @@ impl Station {
 
     /// Delivers the core events raised so far, in order, to the blocks that react to them.
     fn route_events(&mut self, now: Instant) {
+        self.route_core_events(now);
+        if self.cx.protocol == Protocol::V16 {
+            self.cx.sync_statuses16(now);
+        }
+    }
+
+    fn route_core_events(&mut self, now: Instant) {
         while let Some(event) = self.cx.events.pop_front() {
             match event {
                 CoreEvent::RegistrationAccepted => {

@@ -9,7 +9,7 @@ use super::meter::MeterReading;
 use super::model::schedule::Limit;
 use super::persist::MemoryJournal;
 use super::rpc::{self, Frame};
-use super::station::{EvseLayout, Identity, Input, Output, Station, StationConfig};
+use super::station::{EvseLayout, Identity, Input, Output, Protocol, Station, StationConfig};
 use super::v201::{self, Action};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -63,6 +63,10 @@ pub struct FakeCsms {
     /// certificates sets the real time.
     pub epoch_ms: i64,
     pub received: Vec<Received>,
+    /// The version it speaks (the station's): in 1.6 it validates against the 1.6 schemas,
+    /// answers as a 1.6 CSMS and assigns transactionIds from `next_transaction_id`.
+    pub protocol: Protocol,
+    pub next_transaction_id: i64,
 }
 
 impl Default for FakeCsms {
@@ -84,6 +88,8 @@ impl Default for FakeCsms {
             transaction_answers: Vec::new(),
             epoch_ms: CSMS_EPOCH_MS,
             received: Vec::new(),
+            protocol: Protocol::V201,
+            next_transaction_id: 1,
         }
     }
 }
@@ -116,9 +122,42 @@ impl FakeCsms {
         info
     }
 
-    fn answer(&self, now: Instant, action: &str, payload: &Value) -> Value {
+    /// The 1.6 idTagInfo of an idTag.
+    fn tag_info(&self, id_tag: &Value) -> Value {
+        let info = self.token_info(&json!({ "idToken": id_tag }));
+        let mut out = json!({ "status": info["status"] });
+        if let Some(group) = info["groupIdToken"]["idToken"].as_str() {
+            out["parentIdTag"] = json!(group);
+        }
+        out
+    }
+
+    fn answer(&mut self, now: Instant, action: &str, payload: &Value) -> Value {
         let current_time =
             UtcTime::from_unix_millis(self.epoch_ms + now.as_millis() as i64).to_rfc3339();
+        if self.protocol == Protocol::V16 {
+            return match action {
+                "BootNotification" => json!({
+                    "currentTime": current_time,
+                    "interval": self.interval,
+                    "status": self.boot_status,
+                }),
+                "Heartbeat" => json!({ "currentTime": current_time }),
+                "Authorize" => json!({ "idTagInfo": self.tag_info(&payload["idTag"]) }),
+                "StartTransaction" => {
+                    let id = self.next_transaction_id;
+                    self.next_transaction_id += 1;
+                    json!({ "transactionId": id, "idTagInfo": self.tag_info(&payload["idTag"]) })
+                }
+                "StopTransaction" => match payload.get("idTag") {
+                    Some(tag) => json!({ "idTagInfo": self.tag_info(tag) }),
+                    None => json!({}),
+                },
+                "DataTransfer" => json!({ "status": "UnknownVendorId" }),
+                "SignCertificate" => json!({ "status": "Accepted" }),
+                _ => json!({}),
+            };
+        }
         match action {
             "BootNotification" => json!({
                 "currentTime": current_time,
@@ -143,6 +182,29 @@ impl FakeCsms {
                 answer
             }
             _ => json!({}),
+        }
+    }
+
+    /// The request and response schemas of an action the station sent, in the version
+    /// spoken.
+    fn schemas(
+        &self,
+        action: &str,
+    ) -> (
+        &'static super::schema::Schema,
+        &'static super::schema::Schema,
+    ) {
+        match self.protocol {
+            Protocol::V201 => {
+                let known = Action::from_name(action)
+                    .unwrap_or_else(|| panic!("station sent unknown action {action}"));
+                (known.request_schema(), known.response_schema())
+            }
+            Protocol::V16 => {
+                let known = super::v16::Action::from_name(action)
+                    .unwrap_or_else(|| panic!("station sent unknown 1.6 action {action}"));
+                (known.request_schema(), known.response_schema())
+            }
         }
     }
 
@@ -230,6 +292,7 @@ pub struct Harness {
 /// A typical station: one EVSE with one connector, a second EVSE with two.
 pub fn default_config() -> StationConfig {
     StationConfig {
+        protocol: Default::default(),
         identity: Identity {
             station_id: "CP001".into(),
             vendor: "Example".into(),
@@ -294,7 +357,10 @@ impl Harness {
         let mut h = Harness {
             station,
             now,
-            csms: FakeCsms::default(),
+            csms: FakeCsms {
+                protocol: config.protocol,
+                ..FakeCsms::default()
+            },
             connected: false,
             connect_attempts: Vec::new(),
             connect_urls: Vec::new(),
@@ -380,9 +446,9 @@ impl Harness {
                             panic!("queued message {queue_seq} was not persisted before sending")
                         })
                         .clone();
-                    let text =
-                        rpc::encode_call(&message_id, &message.meta.action, &message.payload);
-                    self.receive(&text);
+                    if let Some(text) = self.station.queued_frame(self.now, &message_id, &message) {
+                        self.receive(&text);
+                    }
                 }
                 Output::Persist(batch) => {
                     self.journal.apply(&batch);
@@ -524,9 +590,8 @@ impl Harness {
                 action,
                 payload,
             } => {
-                let known = Action::from_name(&action)
-                    .unwrap_or_else(|| panic!("station sent unknown action {action}"));
-                if let Err(v) = v201::validate::validate(known.request_schema(), &payload) {
+                let schemas = self.csms.schemas(&action);
+                if let Err(v) = v201::validate::validate(schemas.0, &payload) {
                     panic!("station sent an invalid {action}: {v:?}\n{payload}");
                 }
                 assert!(
@@ -549,7 +614,7 @@ impl Harness {
                 } else if self.csms.answering {
                     let answer = self.csms.answer(self.now, &action, &payload);
                     assert!(
-                        v201::validate::validate(known.response_schema(), &answer).is_ok(),
+                        v201::validate::validate(schemas.1, &answer).is_ok(),
                         "the fake CSMS built an invalid answer"
                     );
                     self.station
@@ -615,12 +680,12 @@ impl Harness {
             return false;
         }
         let request = self.csms.held.remove(0);
-        let known = Action::from_name(&request.action).expect("checked when received");
+        let schemas = self.csms.schemas(&request.action);
         let answer = self
             .csms
             .answer(self.now, &request.action, &request.payload);
         assert!(
-            v201::validate::validate(known.response_schema(), &answer).is_ok(),
+            v201::validate::validate(schemas.1, &answer).is_ok(),
             "the fake CSMS built an invalid answer"
         );
         self.station

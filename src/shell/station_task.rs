@@ -106,6 +106,7 @@ fn station_config(
             )
         })?;
     Ok(StationConfig {
+        protocol: config.csms.ocpp_version,
         identity: Identity {
             station_id: config.station.id.clone(),
             vendor: config.station.vendor.clone(),
@@ -627,8 +628,11 @@ impl<J: JournalBackend> Agent<J> {
                     message_id,
                 } => match self.journal.queued(queue_seq).await {
                     Some(m) => {
-                        let text = rpc::encode_call(&message_id, &m.meta.action, &m.payload);
-                        self.send(Message::text(text)).await;
+                        // None: 1.6 has no such message; the core took it as delivered.
+                        let now = self.clock.now();
+                        if let Some(text) = self.station.queued_frame(now, &message_id, &m) {
+                            self.send(Message::text(text)).await;
+                        }
                     }
                     // Cannot happen while the journal keeps what it could not write; if it
                     // does, the core's MessageTimeout counts a failed attempt.

@@ -1,5 +1,5 @@
 //! Opening the OCPP-J WebSocket (part 4, chapter 3 and 7): the station id in the path, the
-//! `ocpp2.0.1` subprotocol offered and required, HTTP Basic auth for security profiles 1 and 2,
+//! `ocpp2.0.1` or `ocpp1.6` subprotocol offered and required, HTTP Basic auth for security profiles 1 and 2,
 //! TLS 1.2+ with server verification for 2 and 3 and a client certificate for 3.
 
 use crate::config::Config;
@@ -15,7 +15,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-pub const SUBPROTOCOL: &str = crate::ocpp::v201::PROTOCOL;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -31,6 +30,8 @@ pub struct Connector {
     station_id: String,
     password: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// `ocpp2.0.1` or `ocpp1.6` (`[csms] ocpp_version`): offered, and required in the answer.
+    subprotocol: &'static str,
 }
 
 /// Why a connection attempt failed.
@@ -38,7 +39,7 @@ pub struct Connector {
 pub enum ConnectError {
     /// DNS, TCP, TLS or HTTP trouble: retried with back-off.
     Transport(String),
-    /// The CSMS does not speak OCPP 2.0.1 with us (subprotocol missing).
+    /// The CSMS does not speak our OCPP version with us (subprotocol missing).
     Protocol(String),
     /// The CSMS refused our credentials (HTTP 401/403 to the upgrade).
     AuthRejected(String),
@@ -152,6 +153,7 @@ impl Connector {
             station_id: config.station.id.clone(),
             password: if profile <= 2 { password } else { None },
             tls,
+            subprotocol: config.csms.ocpp_version.subprotocol(),
         }
     }
 
@@ -187,7 +189,7 @@ impl Connector {
         let headers = request.headers_mut();
         headers.insert(
             "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(SUBPROTOCOL),
+            HeaderValue::from_static(self.subprotocol),
         );
         if let Some(password) = &self.password {
             let credentials =
@@ -238,9 +240,11 @@ impl Connector {
             .headers()
             .get("Sec-WebSocket-Protocol")
             .and_then(|v| v.to_str().ok());
-        if agreed != Some(SUBPROTOCOL) {
+        if agreed != Some(self.subprotocol) {
             return Err(ConnectError::Protocol(format!(
-                "the CSMS did not agree to the {SUBPROTOCOL} subprotocol (got {agreed:?})"
+                "the CSMS did not agree to the {} subprotocol (got {agreed:?}); \
+                 is [csms] ocpp_version the version this CSMS speaks?",
+                self.subprotocol
             )));
         }
         Ok(ws)

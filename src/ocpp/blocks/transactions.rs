@@ -18,6 +18,8 @@ use crate::ocpp::model::{
 use crate::ocpp::persist::{Batch, EventKind, PersistOp, Persisted, TxRecord};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::session::RequestKind;
+
+const ENERGY_REGISTER: &str = "Energy.Active.Import.Register";
 use crate::ocpp::snapshot::{ConnectorSnapshot, EvseSnapshot, MeterSnapshot, TransactionSnapshot};
 use crate::ocpp::station::{CLEAN_SHUTDOWN_KEY, Output};
 use crate::ocpp::timer::Timer;
@@ -223,6 +225,9 @@ impl Transactions {
         let Some(idx) = cx.model.evse_index(evse) else {
             return;
         };
+        if !plugged && cx.model.plugged_connector(idx).is_none() {
+            cx.model.evses[idx].finishing = false;
+        }
         if plugged {
             // C01 with AuthCtrlr.Enabled = false: free charging, no idToken needed (C02); not
             // where a reservation holds the EVSE for someone.
@@ -791,6 +796,7 @@ impl Transactions {
             "transaction started"
         );
         let started_ms = self.now_ms(cx, now);
+        cx.model.evses[idx].finishing = false;
         cx.model.evses[idx].active_transaction = Some(ActiveTransaction {
             id: id.clone(),
             started_ms,
@@ -873,6 +879,8 @@ impl Transactions {
             values,
             stop_token,
         );
+        cx.model.evses[idx].finishing = self.ev_connected(cx, idx);
+        cx.model.evses[idx].charging_state = "";
         let tx = self.evses[idx].tx.take();
         cx.model.evses[idx].transaction = None;
         cx.model.evses[idx].active_transaction = None;
@@ -1007,10 +1015,16 @@ impl Transactions {
         if !enabled {
             return None;
         }
+        // OCPP 1.6 StartTransaction and StopTransaction carry the energy register
+        // (meterStart, meterStop) whatever the measurands configured.
+        let register = (cx.protocol == crate::ocpp::station::Protocol::V16
+            && matches!(context, Context::TransactionBegin | Context::TransactionEnd)
+            && !cx.vars.contains(var, ENERGY_REGISTER))
+        .then_some(ENERGY_REGISTER);
         meter::meter_value(
             self.evses[idx].meter.as_ref(),
             cx.model.evses[idx].offered_w,
-            cx.vars.list(var),
+            cx.vars.list(var).chain(register),
             context,
             at,
         )
@@ -1056,6 +1070,7 @@ impl Transactions {
         if kind == EventKind::Started || tx.charging_state != charging_state {
             info["chargingState"] = json!(charging_state);
             tx.charging_state = charging_state;
+            cx.model.evses[idx].charging_state = charging_state;
         }
         if let Some(reason) = stopped_reason {
             info["stoppedReason"] = json!(reason);

@@ -241,6 +241,12 @@ pub struct Evse {
     /// A driver is authorized here, with or without a transaction yet (kept by the
     /// transaction block).
     pub authorized: bool,
+    /// The open transaction's chargingState as last reported (`Charging`, `SuspendedEV`,
+    /// ...; kept by the transaction block): OCPP 1.6 reports it as the connector status.
+    pub charging_state: &'static str,
+    /// A transaction ended here and the EV is still plugged in (1.6 `Finishing`; kept by the
+    /// transaction block).
+    pub finishing: bool,
 }
 
 /// What reservations mean for one EVSE (H01, H03), as the reservation block decides it.
@@ -324,6 +330,8 @@ impl Model {
                 offered_w: None,
                 reservation: ReservationGate::default(),
                 authorized: false,
+                charging_state: "",
+                finishing: false,
             });
             model
                 .connectors
@@ -370,7 +378,7 @@ impl Model {
     }
 
     /// Whether idle EVSEs are held Unavailable by a firmware update (L01.FR.07).
-    fn sessions_blocked(&self, vars: &DeviceModel) -> bool {
+    pub fn sessions_blocked(&self, vars: &DeviceModel) -> bool {
         match self.firmware_hold {
             FirmwareHold::None => false,
             FirmwareHold::WaitingForIdle => !vars.bool(Var::AllowNewSessionsPendingFirmwareUpdate),

@@ -27,13 +27,18 @@ pub struct Lookup<'a> {
     pub local_tx: &'a dyn Fn(i64) -> Option<String>,
     /// The 1.6 transactionId the CSMS assigned to our transaction `tx`, once it did.
     pub tx16: &'a dyn Fn(&str) -> Option<i64>,
+    /// What 1.6 knows of our transaction `tx` (sent as a StartTransaction).
+    pub transaction: &'a dyn Fn(&str) -> Option<super::core_profile::Tx16>,
 }
 
 /// A 1.6 CSMS call, as the station will handle it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     /// The 2.0.1 call a block answers; [`response`] turns its answer into the 1.6 one.
-    Call { action: v201::Action, payload: Value },
+    Call {
+        action: v201::Action,
+        payload: Value,
+    },
     /// The 1.6 answer, made here.
     Answer(Value),
 }
@@ -41,7 +46,10 @@ pub enum Inbound {
 /// A message of ours, as it goes to a 1.6 CSMS.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
-    Send { action: Action, payload: Value },
+    Send {
+        action: Action,
+        payload: Value,
+    },
     /// 1.6 has no such message: not sent, taken as delivered.
     Skip,
 }

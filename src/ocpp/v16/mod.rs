@@ -53,6 +53,7 @@ pub mod adapter;
 pub mod core_profile;
 pub mod generated;
 pub mod keys;
+pub(crate) mod link;
 pub mod profiles;
 
 pub use crate::ocpp::{schema, validate};

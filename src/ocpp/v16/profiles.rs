@@ -1,8 +1,8 @@
 //! STUB (being written).
 #![allow(unused_variables)]
 
-use super::adapter::{Inbound, Lookup, Outbound};
 use super::Action;
+use super::adapter::{Inbound, Lookup, Outbound};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::v201;
 use serde_json::Value;
