@@ -382,6 +382,15 @@ plug = {{ backend = "sim" }}
     )
 }
 
+/// `agent_config` for OCPP 1.6J (`[csms] ocpp_version = "1.6"`).
+pub fn agent_config_v16(dir: &Path, url: &str, extra: &str) -> String {
+    agent_config(dir, url, extra).replacen(
+        "security_profile = 1\n",
+        "security_profile = 1\nocpp_version = \"1.6\"\n",
+        1,
+    )
+}
+
 /// The real agent binary, running.
 pub struct Agent {
     child: Option<Child>,
@@ -394,6 +403,13 @@ impl Agent {
     pub fn start(url: &str, extra_variables: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let text = agent_config(dir.path(), url, extra_variables);
+        Self::start_with_config(dir, &text, &[])
+    }
+
+    /// Like `start`, speaking OCPP 1.6J.
+    pub fn start_v16(url: &str, extra_variables: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let text = agent_config_v16(dir.path(), url, extra_variables);
         Self::start_with_config(dir, &text, &[])
     }
 
