@@ -4,6 +4,7 @@
 #   scripts/demo.sh                  # runs until Ctrl-C
 #   DEMO_SECONDS=30 scripts/demo.sh  # stops by itself 30 s after the agent started (CI smoke run)
 #   DEMO_PORT=9100 scripts/demo.sh   # CSMS on another port (agent URL overridden)
+#   scripts/demo.sh --ocpp 1.6       # the same session in OCPP 1.6J (CSMS and agent)
 #
 # It sets up the Python venv (scripts/setup-python.sh), builds the agent
 # (cargo build --release), starts tests/csms/csms.py on 127.0.0.1:$DEMO_PORT
@@ -16,11 +17,25 @@
 #
 # With DEMO_SECONDS set the run is checked at the end: it fails unless the CSMS
 # got a BootNotification and sent no CALLERROR (every agent message was valid
-# OCPP 2.0.1) and logged no protocol violation.
+# OCPP 2.0.1, or 1.6 with --ocpp 1.6) and logged no protocol violation.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+
+OCPP_VERSION="2.0.1"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --ocpp)
+        [ $# -ge 2 ] || { echo "[demo] error: --ocpp needs 2.0.1 or 1.6" >&2; exit 1; }
+        OCPP_VERSION="$2"
+        shift 2
+        ;;
+    --ocpp=*) OCPP_VERSION="${1#--ocpp=}"; shift ;;
+    *) echo "[demo] error: unknown argument '$1' (usage: $0 [--ocpp 2.0.1|1.6])" >&2; exit 1 ;;
+    esac
+done
+case "$OCPP_VERSION" in 2.0.1 | 1.6) ;; *) echo "[demo] error: --ocpp must be 2.0.1 or 1.6, got '$OCPP_VERSION'" >&2; exit 1 ;; esac
 
 DEMO_PORT_GIVEN="${DEMO_PORT:+yes}"
 DEMO_PORT="${DEMO_PORT:-9000}"
@@ -47,6 +62,10 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://
 AGENT_ENV=()
 if [ -n "$DEMO_PORT_GIVEN" ]; then
     AGENT_ENV=("OCPP_AGENT_CSMS__URL=ws://127.0.0.1:$DEMO_PORT/ocpp")
+fi
+# --ocpp 1.6: the same config with [csms] ocpp_version = "1.6" (the figment env override).
+if [ "$OCPP_VERSION" = 1.6 ]; then
+    AGENT_ENV+=("OCPP_AGENT_CSMS__OCPP_VERSION=1.6")
 fi
 
 CSMS_PID="" AGENT_PID="" CSMS_SED="" AGENT_SED=""
@@ -212,12 +231,12 @@ cargo build --release --bin ocpp-agent
 # --- 3. start the CSMS ---------------------------------------------------------
 mkdir -p "$DEMO_DIR"
 rm -f "$CSMS_LOG" "$PORT_FILE" "$ADMIN_PORT_FILE"
-say "starting the CSMS on ws://127.0.0.1:$DEMO_PORT/ocpp (log: ${CSMS_LOG#"$ROOT"/})"
+say "starting the CSMS (OCPP $OCPP_VERSION) on ws://127.0.0.1:$DEMO_PORT/ocpp (log: ${CSMS_LOG#"$ROOT"/})"
 exec 3> >(trap '' INT; exec sed -u 's/^/[csms] /' >&2)
 CSMS_SED=$!
 # The password is the one in config/demo.toml: the CSMS checks HTTP Basic auth CP001:<password>.
 "$PY" -u "$ROOT/tests/csms/csms.py" --host 127.0.0.1 --port "$DEMO_PORT" --interval 10 \
-    --password 0123456789abcdef \
+    --ocpp "$OCPP_VERSION" --password 0123456789abcdef \
     --log "$CSMS_LOG" --port-file "$PORT_FILE" --admin-port-file "$ADMIN_PORT_FILE" \
     </dev/null >&3 2>&3 &
 CSMS_PID=$!
@@ -245,6 +264,31 @@ START=$SECONDS
 
 # --- 5. drive the simulated plug, RFID reader and meter ---------------------------
 pause 4
+if [ "$OCPP_VERSION" = 1.6 ]; then
+    say "plugging the cable into connector 1: ocpp-agent ctl --config $CONFIG plug 1 in"
+    ctl plug 1 in
+    pause 2
+    say "presenting RFID card DEMO-CARD at connector 1: Authorize, then StartTransaction (the CSMS assigns the transactionId)"
+    ctl token 1 DEMO-CARD
+    pause 5
+    say "agent status (charging at 11 kW; MeterValues every 10 s carry the CSMS's transactionId): ocpp-agent ctl --config $CONFIG status"
+    ctl status
+    say "the CSMS asks two configuration keys (GetConfiguration)"
+    csms_call GetConfiguration '{"key": ["HeartbeatInterval", "MeterValueSampleInterval"]}'
+    say "the CSMS limits connector 1 to 8 A (SetChargingProfile, TxDefaultProfile); the meter follows: 5520 W"
+    csms_call SetChargingProfile '{"connectorId": 1, "csChargingProfiles": {"chargingProfileId": 1,
+        "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative",
+        "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 8.0}]}}}'
+    pause 6
+    ctl status
+    csms_call ClearChargingProfile '{"id": 1}'
+    pause 1
+    say "unplugging connector 1: StopTransaction with the CSMS's transactionId"
+    ctl plug 1 out
+    pause 1
+    say "the transactions as the CSMS recorded them (admin transactions)"
+    csms_admin '{"cmd": "transactions"}'
+else
 say "plugging the cable into connector 1: ocpp-agent ctl --config $CONFIG plug 1 in"
 ctl plug 1 in
 pause 2
@@ -280,6 +324,7 @@ ctl plug 1 out
 pause 1
 say "the session's total, from the CSMS's answer to the Ended event: ocpp-agent ctl --config $CONFIG display"
 ctl display
+fi
 
 # --- 6. keep running -----------------------------------------------------------------
 if [ -n "$DEMO_SECONDS" ]; then

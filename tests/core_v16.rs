@@ -332,3 +332,70 @@ fn errors_in_1_6_spelling() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_session_queued_in_2_0_1_is_delivered_in_1_6_after_a_switch() {
+    // Offline in 2.0.1: the whole session waits in the journal as TransactionEvents.
+    let mut config201 = config_with(&[("AuthCtrlr.OfflineTxForUnknownIdEnabled", "true")]);
+    config201.protocol = Protocol::V201;
+    let mut h = Harness::new(config201);
+    h.csms.online = false;
+    h.drop_connection();
+    h.plug(1, 1, true);
+    h.token(1, "TAG9");
+    h.advance_secs(65);
+    h.plug(1, 1, false);
+    h.advance_secs(1);
+    assert!(!h.journal.queue.is_empty());
+    // The integrator switches the station to 1.6 and restarts it.
+    h.set_config(config_with(&[(
+        "AuthCtrlr.OfflineTxForUnknownIdEnabled",
+        "true",
+    )]));
+    h.power_cycle(true);
+    h.csms.protocol = Protocol::V16;
+    h.csms.online = true;
+    h.advance_secs(300);
+    // Every message the CSMS got was 1.6 (the fake CSMS validated each against the 1.6
+    // schemas), the session included.
+    assert!(h.csms.of("TransactionEvent").is_empty());
+    let messages = transaction_messages(&h);
+    assert_eq!(
+        messages.first().unwrap(),
+        &("StartTransaction".to_string(), 0)
+    );
+    assert_eq!(
+        messages.last().unwrap(),
+        &("StopTransaction".to_string(), 1)
+    );
+    assert!(messages[1..].iter().all(|(_, id)| *id == 1), "{messages:?}");
+    // 2.0.1 started it at the plug-in (TxStartPoint EVConnected), before any idToken: 1.6
+    // has no tag to name, and the journal holds only that Started event when it is sent.
+    assert_eq!(h.csms.of("StartTransaction")[0].payload["idTag"], "");
+    assert!(h.journal.queue.is_empty());
+}
+
+#[test]
+fn start_transaction_answered_invalid_stops_the_offline_session() {
+    let mut h = Harness::new(config_with(&[(
+        "AuthCtrlr.OfflineTxForUnknownIdEnabled",
+        "true",
+    )]));
+    h.csms.set_auth("STOLEN", "Invalid", None);
+    h.csms.online = false;
+    h.drop_connection();
+    h.plug(1, 1, true);
+    h.token(1, "STOLEN");
+    h.advance_secs(5);
+    assert!(h.power_path(1), "charging offline for an unknown id (C15)");
+    h.csms.online = true;
+    h.advance_secs(120);
+    // StopTransactionOnInvalidId (default true): the CSMS's Invalid in the StartTransaction
+    // answer ends the session (1.6 5.16 / 2.0.1 E05).
+    assert!(!h.power_path(1));
+    let stop = &h.csms.of("StopTransaction")[0].payload;
+    assert_eq!(
+        (stop["transactionId"].clone(), stop["reason"].clone()),
+        (json!(1), json!("DeAuthorized"))
+    );
+}
