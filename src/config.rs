@@ -689,18 +689,12 @@ impl Config {
                     );
                 }
             }
-            // BootNotification.req in 1.6: chargePointVendor and chargePointModel are
-            // CiString20Type.
-            for (key, value) in [
-                ("station.vendor", &self.station.vendor),
-                ("station.model", &self.station.model),
-            ] {
-                if value.chars().count() > 20 {
-                    problem(
-                        key,
-                        "must be at most 20 characters in OCPP 1.6 (csms.ocpp_version)".into(),
-                    );
-                }
+            // BootNotification.req in 1.6: chargePointVendor is CiString20Type (50 in 2.0.1).
+            if self.station.vendor.chars().count() > 20 {
+                problem(
+                    "station.vendor",
+                    "must be at most 20 characters in OCPP 1.6 (csms.ocpp_version)".into(),
+                );
             }
         }
         for (i, evse) in self.evse.iter().enumerate() {
@@ -922,6 +916,45 @@ mod tests {
         let c = Config::from_toml_str(GOOD).unwrap();
         assert_eq!(c.connection_url(), "ws://127.0.0.1:9000/ocpp/CP001");
         assert_eq!(c.evse[0].plugs(), vec![(1, &PlugConfig::Sim)]);
+    }
+
+    #[test]
+    fn ocpp_version_is_2_0_1_or_1_6() {
+        use crate::ocpp::station::Protocol;
+        assert_eq!(
+            Config::from_toml_str(GOOD).unwrap().csms.ocpp_version,
+            Protocol::V201
+        );
+        for spelling in ["\"1.6\"", "1.6"] {
+            let text = GOOD.replace(
+                "password =",
+                &format!("ocpp_version = {spelling}\npassword ="),
+            );
+            let c = Config::from_toml_str(&text).unwrap();
+            assert_eq!(c.csms.ocpp_version, Protocol::V16, "{spelling}");
+        }
+        let e = Config::from_toml_str(
+            &GOOD.replace("password =", "ocpp_version = \"2.0\"\npassword ="),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("csms.ocpp_version") && e.contains("\"2.0.1\" or \"1.6\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ocpp_1_6_has_one_connector_per_evse_and_shorter_names() {
+        let text = GOOD
+            .replace("password =", "ocpp_version = \"1.6\"\npassword =")
+            .replace("vendor = \"Example\"", "vendor = \"Example Charging Systems\"")
+            .replace(
+                r#"plug = { backend = "sim" }"#,
+                r#"connectors = [{ id = 1, plug = { backend = "sim" } }, { id = 2, plug = { backend = "sim" } }]"#,
+            );
+        let keys: Vec<String> = problems(&text).into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["evse[0].connectors", "station.vendor"]);
     }
 
     #[test]

@@ -42,13 +42,42 @@ impl Identity {
 /// The OCPP version of the link: the WebSocket subprotocol offered and required, and how the
 /// core's messages are spelled on the wire (2.0.1 as the blocks make them, or 1.6J through
 /// `v16::adapter`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "2.0.1")]
     V201,
     #[serde(rename = "1.6")]
     V16,
+}
+
+/// `"2.0.1"` or `"1.6"`; also the number 1.6, as TOML `ocpp_version = 1.6` and the environment
+/// (`OCPP_AGENT_CSMS__OCPP_VERSION=1.6`, which figment reads as a float) give it.
+impl<'de> serde::Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Version;
+        impl serde::de::Visitor<'_> for Version {
+            type Value = Protocol;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"2.0.1\" or \"1.6\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Protocol, E> {
+                match v {
+                    "2.0.1" => Ok(Protocol::V201),
+                    "1.6" => Ok(Protocol::V16),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Protocol, E> {
+                if v == 1.6 {
+                    Ok(Protocol::V16)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(Version)
+    }
 }
 
 impl Protocol {

@@ -39,8 +39,8 @@ impl EventKind {
 pub struct QueuedMeta {
     /// Position in the FIFO (strictly increasing, never reused).
     pub queue_seq: u64,
-    /// The protocol the payload is written in (`ocpp2.0.1`): a message is sent only over a
-    /// connection that speaks it.
+    /// The protocol the payload is written in (`ocpp2.0.1`, the blocks' spelling): over a 1.6
+    /// connection it is translated when sent (`v16::adapter::outgoing`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
     /// The OCPP action (`TransactionEvent`, ...).

@@ -108,8 +108,9 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// The protocol of the messages this agent queues, in the queue's `protocol` column (the
-/// WebSocket subprotocol name). The core speaks OCPP 2.0.1 only so far; once it speaks several,
-/// it says which one per message (`QueuedMeta`) and this constant goes.
+/// WebSocket subprotocol name): the spelling of the stored payload. The blocks make their
+/// messages in 2.0.1 spelling whatever the version spoken; a station speaking 1.6 translates
+/// a row when it sends it (`Station::queued_frame`), so a queue outlives a switch of version.
 pub const QUEUE_PROTOCOL: &str = crate::ocpp::v201::PROTOCOL;
 
 /// A queued message's role in a transaction, as stored in `queue.role`: the schema names no
