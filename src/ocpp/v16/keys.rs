@@ -1019,6 +1019,105 @@ mod tests {
         assert_eq!(variables_of_key("Colour"), None);
     }
 
+    const CONFIG: &str = r#"
+        [station]
+        id = "CP001"
+        vendor = "Example"
+        model = "AC-2"
+
+        [csms]
+        url = "ws://127.0.0.1:9000/ocpp"
+        password = "0123456789abcdef"
+
+        [variables]
+        VARIABLES
+
+        [[evse]]
+        id = 1
+        plug = { backend = "sim" }
+    "#;
+
+    fn config(variables: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::from_toml_str(&CONFIG.replace("VARIABLES", variables))
+    }
+
+    fn config_problems(variables: &str) -> Vec<(String, String)> {
+        match config(variables) {
+            Err(crate::config::ConfigError::Invalid(p)) => {
+                p.into_iter().map(|p| (p.key, p.message)).collect()
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_variables_take_1_6_names() {
+        let c = config(
+            r#"HeartbeatInterval = 300
+            MeterValuesSampledData = "Energy.Active.Import.Register, Power.Active.Import"
+            meterValueSampleInterval = 20
+            StopTransactionOnInvalidId = false
+            "OCPPCommCtrlr.WebSocketPingInterval" = 10"#,
+        )
+        .unwrap();
+        let pairs = c.variable_pairs();
+        let model =
+            DeviceModel::with_initial(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        assert_eq!(model.int(Var::HeartbeatInterval), 300);
+        assert_eq!(
+            model.get(Var::TxUpdatedMeasurands),
+            "Energy.Active.Import.Register,Power.Active.Import"
+        );
+        assert_eq!(model.int(Var::TxUpdatedInterval), 20);
+        assert_eq!(model.int(Var::TxEndedInterval), 20);
+        assert!(!model.bool(Var::StopTxOnInvalidId));
+        assert_eq!(model.int(Var::WebSocketPingInterval), 10);
+    }
+
+    #[test]
+    fn config_problems_name_the_entry_as_written() {
+        let p = config_problems(
+            r#"Colour = "red"
+            NumberOfConnectors = 2
+            HeartbeatInterval = "soon"
+            MeterValueSampleInterval = 30
+            "SampledDataCtrlr.TxEndedInterval" = 0"#,
+        );
+        let of = |key: &str| {
+            p.iter()
+                .filter(|(k, _)| k == &format!("variables.\"{key}\""))
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+        };
+        // Unknown in both spellings.
+        assert!(
+            of("Colour")[0].contains("OCPP 1.6 configuration key"),
+            "{p:?}"
+        );
+        assert!(
+            of("NumberOfConnectors")[0].contains("cannot be configured"),
+            "{p:?}"
+        );
+        assert!(
+            of("HeartbeatInterval")[0].contains("OCPPCommCtrlr.HeartbeatInterval: \"soon\""),
+            "{p:?}"
+        );
+        // One variable, two values.
+        assert!(
+            of("SampledDataCtrlr.TxEndedInterval")[0].contains("MeterValueSampleInterval"),
+            "{p:?}"
+        );
+        assert_eq!(p.len(), 4, "{p:?}");
+        // The same value twice is no conflict.
+        assert!(
+            config(
+                r#"MeterValueSampleInterval = 30
+            "SampledDataCtrlr.TxEndedInterval" = 30"#
+            )
+            .is_ok()
+        );
+    }
+
     #[test]
     fn the_readme_lists_every_key() {
         let readme =
