@@ -531,7 +531,7 @@ pub fn answer_to_v201(_sent: Action, _request: &Value, _answer: &Value) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ocpp::devmodel::{Scope, VARIABLES};
+    use crate::ocpp::devmodel::Scope;
     use crate::ocpp::rpc::Frame;
     use crate::ocpp::testkit::{Harness, config_with, default_config};
     use serde_json::json;
@@ -651,7 +651,7 @@ mod tests {
             .map(|k| k.name)
             .collect();
         assert_eq!(written_only, ["AuthorizationKey"]);
-        assert!(VARIABLES.iter().any(|d| d.is_secret()));
+        assert!(!find("AuthorizationKey").unwrap().readonly);
     }
 
     #[test]
@@ -690,6 +690,16 @@ mod tests {
             "AuthorizationKey",
         ] {
             assert!(find(name).is_some(), "{name}");
+        }
+        // Each key's profile is one SupportedFeatureProfiles reports (the whitepaper's are
+        // outside the feature profiles).
+        for key in KEYS.iter().filter(|k| k.profile != Profile::Security) {
+            let profile = format!("{:?}", key.profile);
+            assert!(
+                SUPPORTED_FEATURE_PROFILES.split(',').any(|p| p == profile),
+                "{}",
+                key.name
+            );
         }
     }
 
