@@ -5,6 +5,7 @@
 //! concerns, so `check-config` can print them all at once.
 
 use crate::ocpp::devmodel::DeviceModel;
+use crate::ocpp::v16::keys;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
@@ -652,13 +653,39 @@ impl Config {
             );
         }
 
-        if let Err(errors) = DeviceModel::with_initial(
-            self.variable_pairs()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        ) {
-            for e in errors {
-                problem(&format!("variables.\"{}\"", e.key), e.problem);
+        // Each entry checked alone, so that a problem names the entry as written (a 1.6 key
+        // stands for its variables).
+        let mut set_by: BTreeMap<String, (&str, String)> = BTreeMap::new();
+        for (name, value) in &self.variables {
+            let key = format!("variables.\"{name}\"");
+            let pairs = match Self::variable_entry(name, value) {
+                Ok(pairs) => pairs,
+                Err(message) => {
+                    problem(&key, message);
+                    continue;
+                }
+            };
+            for (var, v) in &pairs {
+                if let Some((other, w)) = set_by.insert(var.clone(), (name, v.clone())) {
+                    if w != *v {
+                        problem(
+                            &key,
+                            format!("sets {var}, which variables.\"{other}\" sets otherwise"),
+                        );
+                    }
+                }
+            }
+            if let Err(errors) =
+                DeviceModel::with_initial(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            {
+                for e in errors {
+                    let message = if e.key == *name {
+                        e.problem
+                    } else {
+                        format!("{}: {}", e.key, e.problem)
+                    };
+                    problem(&key, message);
+                }
             }
         }
 
@@ -811,12 +838,31 @@ impl Config {
         self.csms.url.split_once("://").map(|(s, _)| s)
     }
 
-    /// `[variables]` as `(key, value)` strings.
+    /// `[variables]` as device-model `("Component.Variable", value)` strings: an entry named
+    /// with an OCPP 1.6 configuration key stands for the variables the key maps to.
     pub fn variable_pairs(&self) -> Vec<(String, String)> {
         self.variables
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .flat_map(|(name, value)| {
+                // A bad entry (`check` reports it) as written, for `with_initial` to refuse.
+                Self::variable_entry(name, value)
+                    .unwrap_or_else(|_| vec![(name.clone(), value.to_string())])
+            })
             .collect()
+    }
+
+    /// The device-model pairs of one `[variables]` entry, or why it has none.
+    fn variable_entry(name: &str, value: &VariableValue) -> Result<Vec<(String, String)>, String> {
+        let value = value.to_string();
+        if DeviceModel::lookup(name).is_some() {
+            return Ok(vec![(name.to_owned(), value)]);
+        }
+        keys::config_variables(name, &value).unwrap_or_else(|| {
+            Err("unknown variable (expected \"Component.Variable\" or \
+                 \"Component.Variable[Instance]\" of the device model, or an OCPP 1.6 \
+                 configuration key)"
+                .into())
+        })
     }
 
     /// The WebSocket URL: `csms.url` + `/` + the percent-encoded station id (part 4, 3.1.1).
