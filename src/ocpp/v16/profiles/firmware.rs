@@ -1,4 +1,4 @@
-//! Firmware Management (1.6 section 4.5/4.4, 5.19/5.7) and the whitepaper's secure firmware
+//! Firmware Management (1.6 sections 5.19, 4.5, 5.9, 4.4) and the whitepaper's secure firmware
 //! update and log upload (whitepaper L01, N01), all on the 2.0.1 firmware and diagnostics
 //! blocks.
 //!
@@ -67,7 +67,7 @@ pub(super) fn request(action: Action, payload: &Value) -> Option<Result<Inbound,
             call(v201::Action::UpdateFirmware, payload.clone())
         }
         Action::GetDiagnostics => {
-            // No fileName: nothing will be uploaded (1.6 section 6.29).
+            // No fileName: nothing will be uploaded (1.6 section 6.26).
             if location_too_long(&payload["location"]) {
                 return answer(json!({}));
             }
@@ -146,21 +146,22 @@ pub(super) fn outgoing(action: v201::Action, payload: &Value) -> Outbound {
     }
 }
 
-/// A 2.0.1 FirmwareStatusEnum in 1.6 (section 7.25); None: a step 1.6 does not report.
+/// A 2.0.1 FirmwareStatusEnum in 1.6 (section 7.25): the 1.6 state the station is still
+/// in, so that a triggered notification says something (a repeated state is harmless);
+/// None before the download starts, where 1.6 has only Idle, which is for triggers alone.
 fn core_firmware_status(status: &str) -> Option<&'static str> {
     Some(match status {
-        "Downloaded" => "Downloaded",
+        "Downloading" | "DownloadPaused" => "Downloading",
+        "Downloaded" | "SignatureVerified" | "InstallScheduled" => "Downloaded",
         "DownloadFailed" => "DownloadFailed",
-        "Downloading" => "Downloading",
         "Idle" => "Idle",
-        "Installing" => "Installing",
+        "Installing" | "InstallRebooting" => "Installing",
         "Installed" => "Installed",
         // The update ended without an install: the nearest failure 1.6 has.
         "InstallationFailed" | "InstallVerificationFailed" | "InvalidSignature" => {
             "InstallationFailed"
         }
-        // Waiting or intermediate steps (DownloadScheduled, DownloadPaused, SignatureVerified,
-        // InstallScheduled, InstallRebooting): 1.6 goes from one reported state to the next.
+        // DownloadScheduled
         _ => return None,
     })
 }
@@ -326,16 +327,16 @@ mod tests {
             ("DownloadFailed", Some("DownloadFailed")),
             ("Downloading", Some("Downloading")),
             ("DownloadScheduled", None),
-            ("DownloadPaused", None),
+            ("DownloadPaused", Some("Downloading")),
             ("Idle", Some("Idle")),
             ("InstallationFailed", Some("InstallationFailed")),
             ("Installing", Some("Installing")),
             ("Installed", Some("Installed")),
-            ("InstallRebooting", None),
-            ("InstallScheduled", None),
+            ("InstallRebooting", Some("Installing")),
+            ("InstallScheduled", Some("Downloaded")),
             ("InstallVerificationFailed", Some("InstallationFailed")),
             ("InvalidSignature", Some("InstallationFailed")),
-            ("SignatureVerified", None),
+            ("SignatureVerified", Some("Downloaded")),
         ];
         assert_eq!(expected.len(), ALL_FIRMWARE_STATUSES.len());
         for (status, core) in expected {

@@ -1,4 +1,4 @@
-//! Local Auth List Management (1.6 sections 5.10, 5.15) and Reservation (5.4, 5.13) on the
+//! Local Auth List Management (1.6 sections 5.10, 5.15) and Reservation (5.1, 5.13) on the
 //! 2.0.1 local list and reservation blocks. Every idTag is a `Central` idToken (see the
 //! parent module).
 
@@ -40,8 +40,8 @@ pub(super) fn request(
             });
             match connector(payload["connectorId"].as_i64().unwrap_or(-1), lk) {
                 Connector::Evse(n) => v["evseId"] = json!(n),
-                // 1.6 5.13: connector 0 reserves any; the block accepts it only where
-                // reservations without an EVSE are allowed (H01.FR.19).
+                // 1.6 5.13: connector 0 reserves any (ReserveConnectorZeroSupported); the block
+                // accepts it only where reservations without an EVSE are allowed (H01.FR.19).
                 Connector::Station => {}
                 // H01: a reservation the block could not place is Rejected.
                 Connector::Unknown => return answer(json!({"status": "Rejected"})),
@@ -59,7 +59,7 @@ pub(super) fn request(
     }
 }
 
-/// A 1.6 AuthorizationData (7.2) as 2.0.1's: idTagInfo without status is not possible in
+/// A 1.6 AuthorizationData (7.1) as 2.0.1's: idTagInfo without status is not possible in
 /// 1.6, and an entry without idTagInfo removes the idTag in a Differential update in both.
 fn authorization_data(e: &Value) -> Value {
     let mut v = json!({ "idToken": id_token(&e["idTag"]) });

@@ -26,7 +26,7 @@ pub(super) fn request(
                 Connector::Unknown => return rejected(),
             };
             let purpose = match p["chargingProfilePurpose"].as_str() {
-                // 1.6 3.13.2: the station's limit, on connector 0 only.
+                // 1.6 3.13.1: the station's limit, on connector 0 only.
                 Some("ChargePointMaxProfile") if at != 0 => return rejected(),
                 Some("ChargePointMaxProfile") => "ChargingStationMaxProfile",
                 Some(other) => other,
@@ -76,7 +76,7 @@ pub(super) fn request(
             )
         }
         Action::ClearChargingProfile => {
-            // 1.6 5.5: an id names one profile; otherwise the other fields select.
+            // 1.6 6.13: an id names one profile; otherwise the other fields select.
             if let Some(id) = payload.get("id") {
                 return call(
                     v201::Action::ClearChargingProfile,
@@ -131,7 +131,7 @@ pub(super) fn response(action: Action, request: &Value, answer: &Value) -> Optio
     }
 }
 
-/// 2.0.1 GetCompositeScheduleResponse → 1.6 GetCompositeSchedule.conf (6.24).
+/// 2.0.1 GetCompositeScheduleResponse → 1.6 GetCompositeSchedule.conf (6.22).
 fn composite(request: &Value, answer: &Value) -> Value {
     let Some(s) = answer
         .get("schedule")
