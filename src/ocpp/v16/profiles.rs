@@ -16,6 +16,8 @@ mod firmware;
 mod local;
 mod security;
 mod smart;
+#[cfg(all(test, feature = "testkit"))]
+mod with_blocks;
 
 use super::Action;
 use super::adapter::{Inbound, Lookup, Outbound};
@@ -236,6 +238,48 @@ mod tests {
             assert_eq!(connector(3, lk), Connector::Unknown);
             assert_eq!(connector(-1, lk), Connector::Unknown);
             assert_eq!(connector(i64::MAX, lk), Connector::Unknown);
+        });
+    }
+
+    /// Through the adapter: the other modules leave these actions to this one.
+    #[test]
+    fn the_adapter_reaches_this_module() {
+        use super::super::adapter;
+        with_lookup(|lk| {
+            let (action, inbound) = adapter::request(
+                "ReserveNow",
+                json!({"connectorId": 1, "expiryDate": "2026-12-06T23:00:00Z",
+                       "idTag": "T", "reservationId": 1}),
+                lk,
+            )
+            .unwrap();
+            assert_eq!(action, Action::ReserveNow);
+            assert!(matches!(
+                inbound,
+                Inbound::Call {
+                    action: v201::Action::ReserveNow,
+                    ..
+                }
+            ));
+            let out = adapter::outgoing(
+                v201::Action::FirmwareStatusNotification,
+                &json!({"status": "Installed", "requestId": 3}),
+                lk,
+            );
+            assert_eq!(
+                out,
+                Outbound::Send {
+                    action: Action::SignedFirmwareStatusNotification,
+                    payload: json!({"status": "Installed", "requestId": 3}),
+                }
+            );
+            let answer = adapter::response(
+                Action::GetLocalListVersion,
+                &json!({}),
+                json!({"versionNumber": 3}),
+                lk,
+            );
+            assert_eq!(answer, json!({"listVersion": 3}));
         });
     }
 
