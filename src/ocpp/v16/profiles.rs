@@ -1,7 +1,7 @@
 //! The 1.6 profiles besides Core and Remote Trigger, spelled in 2.0.1 for the blocks:
-//! Firmware Management and diagnostics ([`firmware`]), Local Auth List Management and
-//! Reservation ([`local`]), Smart Charging ([`smart`]) and the security whitepaper
-//! (edition 3) messages ([`security`]; its GetLog, SignedUpdateFirmware and status
+//! Firmware Management and diagnostics (`firmware`), Local Auth List Management and
+//! Reservation (`local`), Smart Charging (`smart`) and the security whitepaper
+//! (edition 3) messages (`security`; its GetLog, SignedUpdateFirmware and status
 //! notifications are with firmware).
 //!
 //! Shared conventions:
@@ -9,7 +9,7 @@
 //!   have is answered here as the block would refuse it.
 //! * Every 1.6 idTag is an idToken of type `Central`, in the local list, reservations and
 //!   wherever a 1.6 token is presented, so that the blocks compare like with like.
-//! * requestIds below 0 are ours (see [`firmware`]): they mark a firmware update or log
+//! * requestIds below 0 are ours (see `firmware`): they mark a firmware update or log
 //!   upload that a 1.6 core message (UpdateFirmware, GetDiagnostics) started.
 
 mod firmware;
