@@ -399,3 +399,91 @@ fn start_transaction_answered_invalid_stops_the_offline_session() {
         (json!(1), json!("DeAuthorized"))
     );
 }
+
+#[test]
+fn charging_profiles_in_1_6() {
+    let mut h = Harness::new(config());
+    h.plug(1, 1, true);
+    let profile = |id: i64, purpose: &str| {
+        json!({"chargingProfileId": id, "stackLevel": 1, "chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": {"chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10.0}]}})
+    };
+    // RemoteStartTransaction with its TxProfile (5.11): bound to the transaction it starts.
+    let answer = result(h.call(
+        "RemoteStartTransaction",
+        json!({"connectorId": 1, "idTag": "REMOTE1", "chargingProfile": profile(7, "TxProfile")}),
+    ));
+    assert_eq!(answer, json!({ "status": "Accepted" }));
+    h.advance_secs(5);
+    assert_eq!(h.charging_limit(1).map(|l| l.amps), Some(10.0));
+    // A TxProfile without transactionId is for the transaction on that connector (3.13.1),
+    // and Rejected on a connector without one.
+    let set = |connector: i64, p: Value| json!({"connectorId": connector, "csChargingProfiles": p});
+    let mut lower = profile(8, "TxProfile");
+    lower["stackLevel"] = json!(2);
+    lower["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = json!(6.0);
+    assert_eq!(
+        result(h.call("SetChargingProfile", set(1, lower.clone()))),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    assert_eq!(h.charging_limit(1).map(|l| l.amps), Some(6.0));
+    assert_eq!(
+        result(h.call("SetChargingProfile", set(2, lower))),
+        json!({ "status": "Rejected" })
+    );
+    // With the CSMS's transactionId.
+    let mut by_id = profile(9, "TxProfile");
+    by_id["stackLevel"] = json!(3);
+    by_id["transactionId"] = json!(1);
+    by_id["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = json!(8.0);
+    assert_eq!(
+        result(h.call("SetChargingProfile", set(1, by_id))),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    assert_eq!(h.charging_limit(1).map(|l| l.amps), Some(8.0));
+    let composite = result(h.call(
+        "GetCompositeSchedule",
+        json!({"connectorId": 1, "duration": 60, "chargingRateUnit": "A"}),
+    ));
+    assert_eq!(composite["status"], "Accepted", "{composite}");
+    assert_eq!(composite["connectorId"], 1);
+    assert_eq!(
+        composite["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"],
+        json!(8.0)
+    );
+    // The transaction's profiles go with it (K02.FR.05).
+    let stop = result(h.call("RemoteStopTransaction", json!({ "transactionId": 1 })));
+    assert_eq!(stop, json!({ "status": "Accepted" }));
+    h.advance_secs(1);
+    assert_eq!(
+        result(h.call("ClearChargingProfile", json!({ "id": 9 }))),
+        json!({ "status": "Unknown" })
+    );
+}
+
+#[test]
+fn smart_charging_off_is_not_supported_and_unsigned_firmware_refused() {
+    let mut h = Harness::new(config_with(&[("SmartChargingCtrlr.Enabled", "false")]));
+    let profile = json!({"connectorId": 0, "csChargingProfiles": {"chargingProfileId": 1,
+        "stackLevel": 0, "chargingProfilePurpose": "ChargePointMaxProfile",
+        "chargingProfileKind": "Absolute", "chargingSchedule": {"chargingRateUnit": "A",
+            "startSchedule": "2030-01-01T00:00:00Z",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}}});
+    assert_eq!(
+        result(h.call("SetChargingProfile", profile)),
+        json!({ "status": "NotSupported" })
+    );
+    // Whitepaper L01.FR.20: 1.6's unsigned UpdateFirmware is NotSupported unless the
+    // integrator allows unsigned firmware.
+    match h.call(
+        "UpdateFirmware",
+        json!({"location": "https://example.com/fw.bin", "retrieveDate": "2030-01-01T00:00:00Z"}),
+    ) {
+        Frame::CallError { code, .. } => assert_eq!(code, "NotSupported"),
+        other => panic!("{other:?}"),
+    }
+}

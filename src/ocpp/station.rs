@@ -111,6 +111,7 @@ impl Station {
             model,
         );
         cx.protocol = config.protocol;
+        cx.link16.unsigned_firmware = config.firmware.allow_unsigned;
         cx.restore16(&persisted);
         let availability = Availability::restore(&mut cx, &persisted);
         let provisioning = Provisioning::restore(&mut cx, &persisted, config.client_certificate);
@@ -459,7 +460,10 @@ impl Station {
                 action: call,
                 payload: call_payload,
             } => {
-                let answer = self.handle_call(now, call.as_str(), call_payload)?;
+                let answer = match self.handle_call(now, call.as_str(), call_payload) {
+                    Ok(answer) => answer,
+                    Err(e) => return super::v16::adapter::error_answer(known, &e).ok_or(e),
+                };
                 Ok(self
                     .cx
                     .lookup16(|lk| super::v16::adapter::response(known, &payload, answer, lk)))

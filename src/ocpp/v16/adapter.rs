@@ -29,6 +29,11 @@ pub struct Lookup<'a> {
     pub tx16: &'a dyn Fn(&str) -> Option<i64>,
     /// What 1.6 knows of our transaction `tx` (sent as a StartTransaction).
     pub transaction: &'a dyn Fn(&str) -> Option<super::core_profile::Tx16>,
+    /// Our open transaction on an EVSE (1.6 connector).
+    pub evse_tx: &'a dyn Fn(u32) -> Option<String>,
+    /// The integrator allows firmware without a signature (`[firmware] allow_unsigned`):
+    /// 1.6's own UpdateFirmware is taken; else it is NotSupported (whitepaper L01.FR.20).
+    pub unsigned_firmware: bool,
 }
 
 /// A 1.6 CSMS call, as the station will handle it.
@@ -94,6 +99,17 @@ pub fn outgoing(action: v201::Action, payload: &Value, lk: &Lookup) -> Outbound 
     super::core_profile::outgoing(action, payload, lk)
         .or_else(|| super::profiles::outgoing(action, payload, lk))
         .unwrap_or(Outbound::Skip)
+}
+
+/// The 1.6 answer when the block refused the 2.0.1 call with `error`, where 1.6 has a status
+/// for it instead of an error (smart charging switched off: SetChargingProfile NotSupported).
+pub fn error_answer(action: Action, error: &CallError) -> Option<Value> {
+    match (action, error.code) {
+        (Action::SetChargingProfile, CallErrorCode::NotSupported) => {
+            Some(serde_json::json!({ "status": "NotSupported" }))
+        }
+        _ => None,
+    }
 }
 
 /// The CSMS's answer to a 1.6 message we sent (`sent`, its payload `request`), in the 2.0.1

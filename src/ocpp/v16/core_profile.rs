@@ -16,8 +16,10 @@ use tracing::{error, warn};
 pub const VENDOR: &str = "ocpp-agent.v16";
 
 /// The idToken type every 1.6 idTag gets: 1.6 tokens are bare strings, so the authorization
-/// cache, the local list and reservations compare them under one type.
-pub const TOKEN_TYPE: &str = "Central";
+/// cache, the local list and reservations compare them under one type. Not `Central`: the
+/// blocks never cache a Central token and never Authorize one of a remote start (2.0.1 C10,
+/// F01), where 1.6 caches every idTag and AuthorizeRemoteTxRequests decides.
+pub const TOKEN_TYPE: &str = "ISO14443";
 
 /// What a transaction of ours is in 1.6: its connector, its meterStart, and the
 /// transactionId the CSMS gave in its StartTransaction answer (once it did).
@@ -88,12 +90,13 @@ pub fn status_data(connector: u32, status: &str, error_code: &str, info: Option<
     data
 }
 
-/// A TxProfile given with RemoteStartTransaction, in 2.0.1 form.
-fn charging_profile(_profile: &Value, _lk: &Lookup) -> Result<Value, CallError> {
-    Err(CallError::new(
-        crate::ocpp::rpc::CallErrorCode::NotSupported,
-        "chargingProfile in RemoteStartTransaction",
-    ))
+/// A TxProfile given with RemoteStartTransaction (5.11: its purpose is TxProfile, with no
+/// transactionId), in 2.0.1 form; `None` when it cannot be one.
+fn charging_profile(profile: &Value, lk: &Lookup) -> Option<Value> {
+    if profile["chargingProfilePurpose"] != "TxProfile" || profile.get("transactionId").is_some() {
+        return None;
+    }
+    super::profiles::charging_profile(profile, "TxProfile", lk)
 }
 
 fn token(id_tag: &str) -> Value {
@@ -123,8 +126,8 @@ pub fn request(action: Action, payload: &Value, lk: &Lookup) -> Option<Result<In
             }
             if let Some(profile) = payload.get("chargingProfile") {
                 match charging_profile(profile, lk) {
-                    Ok(p) => start["chargingProfile"] = p,
-                    Err(e) => return Some(Err(e)),
+                    Some(p) => start["chargingProfile"] = p,
+                    None => return Some(Ok(Inbound::Answer(json!({"status": "Rejected"})))),
                 }
             }
             call(v201::Action::RequestStartTransaction, start)

@@ -542,6 +542,8 @@ mod tests {
             local_tx: &|_| None,
             tx16: &|_| None,
             transaction: &|_| None,
+            evse_tx: &|_| None,
+            unsigned_firmware: false,
         })
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct Link16 {
     transactions: BTreeMap<String, Tx16>,
     /// The status (with errorCode and info) last queued for connector 0 and each EVSE.
     statuses: Vec<Option<(&'static str, &'static str, Option<String>)>>,
+    /// `[firmware] allow_unsigned` (see `Lookup::unsigned_firmware`).
+    pub(crate) unsigned_firmware: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,11 +101,20 @@ impl Ctx {
         };
         let tx16 = |tx: &str| transactions.get(tx).and_then(|t| t.id);
         let transaction = |tx: &str| transactions.get(tx).cloned();
+        let evse_tx = |evse: u32| {
+            let idx = model.evse_index(evse)?;
+            model.evses[idx]
+                .active_transaction
+                .as_ref()
+                .map(|a| a.id.clone())
+        };
         f(&Lookup {
             evses: self.model.evses.len() as u32,
             local_tx: &local_tx,
             tx16: &tx16,
             transaction: &transaction,
+            evse_tx: &evse_tx,
+            unsigned_firmware: self.link16.unsigned_firmware,
         })
     }
 

@@ -25,12 +25,14 @@ use crate::ocpp::rpc::CallError;
 use crate::ocpp::v201;
 use serde_json::{Value, json};
 
-/// The idToken type of every 1.6 idTag.
-pub const ID_TAG_TYPE: &str = "Central";
+/// The idToken type of every 1.6 idTag (see `core_profile::TOKEN_TYPE`).
+pub const ID_TAG_TYPE: &str = super::core_profile::TOKEN_TYPE;
+
+pub(super) use smart::charging_profile;
 
 /// A 1.6 call of this module's actions as a 2.0.1 call or an answer; `None`: not one of them.
 pub fn request(action: Action, payload: &Value, lk: &Lookup) -> Option<Result<Inbound, CallError>> {
-    firmware::request(action, payload)
+    firmware::request(action, payload, lk)
         .or_else(|| local::request(action, payload, lk))
         .or_else(|| smart::request(action, payload, lk))
         .or_else(|| security::request(action, payload, lk))
@@ -145,6 +147,9 @@ mod testkit {
             evses: 2,
             local_tx: &local_tx,
             tx16: &tx16,
+            transaction: &|_| None,
+            evse_tx: &|_| None,
+            unsigned_firmware: true,
         })
     }
 

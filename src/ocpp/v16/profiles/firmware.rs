@@ -9,7 +9,7 @@
 //! across the reboot of a firmware install: the ids we make for UpdateFirmware and
 //! GetDiagnostics are negative, and a whitepaper request with a negative id is refused.
 
-use super::{Inbound, Outbound, answer, call, copy, status_only};
+use super::{Inbound, Lookup, Outbound, answer, call, copy, status_only};
 use crate::ocpp::rpc::CallError;
 use crate::ocpp::v16::Action;
 use crate::ocpp::v201;
@@ -40,9 +40,21 @@ fn location_too_long(location: &Value) -> bool {
         .is_some_and(|s| s.chars().count() > MAX_LOCATION)
 }
 
-pub(super) fn request(action: Action, payload: &Value) -> Option<Result<Inbound, CallError>> {
+pub(super) fn request(
+    action: Action,
+    payload: &Value,
+    lk: &Lookup,
+) -> Option<Result<Inbound, CallError>> {
     match action {
         Action::UpdateFirmware => {
+            // Whitepaper L01.FR.20: a station that installs signed firmware only answers 1.6's
+            // own UpdateFirmware with NotSupported and starts nothing.
+            if !lk.unsigned_firmware {
+                return Some(Err(CallError::new(
+                    crate::ocpp::rpc::CallErrorCode::NotSupported,
+                    "unsigned firmware is not accepted: use SignedUpdateFirmware",
+                )));
+            }
             // 1.6 UpdateFirmware.conf has no status: an update the block cannot take is
             // refused the only way 1.6 allows, by not doing it.
             if location_too_long(&payload["location"]) {

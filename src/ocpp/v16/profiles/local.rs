@@ -93,7 +93,7 @@ mod tests {
     use v201::Action as A;
 
     #[test]
-    fn send_local_list_entries_are_central_tokens() {
+    fn send_local_list_entries_are_tokens_of_the_1_6_type() {
         let req = json!({
             "listVersion": 5,
             "updateType": "Differential",
@@ -113,13 +113,13 @@ mod tests {
                 "versionNumber": 5,
                 "updateType": "Differential",
                 "localAuthorizationList": [
-                    {"idToken": {"idToken": "TAG1", "type": "Central"}, "idTokenInfo": {
+                    {"idToken": {"idToken": "TAG1", "type": "ISO14443"}, "idTokenInfo": {
                         "status": "Accepted",
                         "cacheExpiryDateTime": "2027-01-01T00:00:00Z",
-                        "groupIdToken": {"idToken": "FLEET", "type": "Central"}}},
-                    {"idToken": {"idToken": "TAG2", "type": "Central"},
+                        "groupIdToken": {"idToken": "FLEET", "type": "ISO14443"}}},
+                    {"idToken": {"idToken": "TAG2", "type": "ISO14443"},
                      "idTokenInfo": {"status": "Blocked"}},
-                    {"idToken": {"idToken": "TAG3", "type": "Central"}},
+                    {"idToken": {"idToken": "TAG3", "type": "ISO14443"}},
                 ],
             })
         );
@@ -195,9 +195,9 @@ mod tests {
             json!({
                 "id": 31,
                 "expiryDateTime": "2026-12-06T23:00:00Z",
-                "idToken": {"idToken": "TAG1", "type": "Central"},
+                "idToken": {"idToken": "TAG1", "type": "ISO14443"},
                 "evseId": 2,
-                "groupIdToken": {"idToken": "FLEET", "type": "Central"},
+                "groupIdToken": {"idToken": "FLEET", "type": "ISO14443"},
             })
         );
         for status in ["Accepted", "Faulted", "Occupied", "Rejected", "Unavailable"] {

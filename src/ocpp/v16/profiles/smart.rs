@@ -32,42 +32,21 @@ pub(super) fn request(
                 Some(other) => other,
                 None => return rejected(),
             };
-            let schedule = &p["chargingSchedule"];
-            let periods = schedule["chargingSchedulePeriod"]
-                .as_array()
-                .map_or(0, Vec::len);
-            // 2.0.1 wants 1..=1024 periods; the block refuses what does not start at 0.
-            if periods == 0 || periods > MAX_PERIODS {
+            let Some(mut v) = charging_profile(p, purpose, lk) else {
                 return rejected();
-            }
-            // One schedule per profile: it takes the profile's id.
-            let mut s = json!({
-                "id": p["chargingProfileId"],
-                "chargingRateUnit": schedule["chargingRateUnit"],
-                "chargingSchedulePeriod": schedule["chargingSchedulePeriod"],
-            });
-            for key in ["startSchedule", "duration", "minChargingRate"] {
-                copy(schedule, key, &mut s, key);
-            }
-            let mut v = json!({
-                "id": p["chargingProfileId"],
-                "stackLevel": p["stackLevel"],
-                "chargingProfilePurpose": purpose,
-                "chargingProfileKind": p["chargingProfileKind"],
-                "chargingSchedule": [s],
-            });
-            for key in ["recurrencyKind", "validFrom", "validTo"] {
-                copy(p, key, &mut v, key);
-            }
+            };
             // 7.8: transactionId only matters for a TxProfile. The CSMS's integer is ours
             // only once StartTransaction.conf gave it; otherwise no transaction has it
-            // (K01.FR.09: TxNotFound).
+            // (K01.FR.09: TxNotFound). Without one it is for the transaction on the
+            // connector (3.13.1), and Rejected when there is none.
             if purpose == "TxProfile" {
-                if let Some(id) = p.get("transactionId").and_then(Value::as_i64) {
-                    match (lk.local_tx)(id) {
-                        Some(tx) => v["transactionId"] = json!(tx),
-                        None => return rejected(),
-                    }
+                let tx = match p.get("transactionId").and_then(Value::as_i64) {
+                    Some(id) => (lk.local_tx)(id),
+                    None => (lk.evse_tx)(at),
+                };
+                match tx {
+                    Some(tx) => v["transactionId"] = json!(tx),
+                    None => return rejected(),
                 }
             }
             call(
@@ -119,6 +98,43 @@ pub(super) fn request(
         }
         _ => None,
     }
+}
+
+/// A 1.6 ChargingProfile as the 2.0.1 one with `purpose` (its transactionId left to the
+/// caller); `None` when 2.0.1 cannot hold it.
+pub(in crate::ocpp::v16) fn charging_profile(
+    p: &Value,
+    purpose: &str,
+    _lk: &Lookup,
+) -> Option<Value> {
+    let schedule = &p["chargingSchedule"];
+    let periods = schedule["chargingSchedulePeriod"]
+        .as_array()
+        .map_or(0, Vec::len);
+    // 2.0.1 wants 1..=1024 periods; the block refuses what does not start at 0.
+    if periods == 0 || periods > MAX_PERIODS {
+        return None;
+    }
+    // One schedule per profile: it takes the profile's id.
+    let mut s = json!({
+        "id": p["chargingProfileId"],
+        "chargingRateUnit": schedule["chargingRateUnit"],
+        "chargingSchedulePeriod": schedule["chargingSchedulePeriod"],
+    });
+    for key in ["startSchedule", "duration", "minChargingRate"] {
+        copy(schedule, key, &mut s, key);
+    }
+    let mut v = json!({
+        "id": p["chargingProfileId"],
+        "stackLevel": p["stackLevel"],
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": p["chargingProfileKind"],
+        "chargingSchedule": [s],
+    });
+    for key in ["recurrencyKind", "validFrom", "validTo"] {
+        copy(p, key, &mut v, key);
+    }
+    Some(v)
 }
 
 pub(super) fn response(action: Action, request: &Value, answer: &Value) -> Option<Value> {
@@ -291,13 +307,12 @@ mod tests {
             answered(Action::SetChargingProfile, set(1, p)),
             json!({"status": "Rejected"})
         );
-        // Without one: left to the block.
-        let v = call(
-            Action::SetChargingProfile,
-            set(1, profile("TxProfile")),
-            A::SetChargingProfile,
+        // Without one: the transaction on the connector (3.13.1), Rejected when none runs
+        // there (the test lookup has none on connector 1).
+        assert_eq!(
+            answered(Action::SetChargingProfile, set(1, profile("TxProfile"))),
+            json!({"status": "Rejected"})
         );
-        assert!(v["chargingProfile"].get("transactionId").is_none());
         // Not a TxProfile: the transactionId means nothing (7.8).
         let mut p = profile("TxDefaultProfile");
         p["transactionId"] = json!(43);
