@@ -487,3 +487,37 @@ fn smart_charging_off_is_not_supported_and_unsigned_firmware_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn pending_and_rejected_in_1_6() {
+    let mut h = Harness::new_with(config(), |csms| {
+        csms.boot_status = "Pending";
+        csms.interval = 60;
+    });
+    h.plug(1, 1, true);
+    h.advance_secs(59);
+    // 4.2: nothing but BootNotification before Accepted; the CSMS may configure a pending
+    // station.
+    assert_eq!(h.csms.actions(), vec!["BootNotification"]);
+    let answer = result(h.call("GetConfiguration", json!({"key": ["HeartbeatInterval"]})));
+    assert_eq!(answer["configurationKey"][0]["key"], "HeartbeatInterval");
+    h.csms.boot_status = "Rejected";
+    h.advance_secs(1);
+    assert_eq!(h.csms.of("BootNotification").len(), 2);
+    // 4.2: while Rejected the station does not answer the CSMS at all.
+    let answers = h.answers.len();
+    h.send_raw(&ocpp_agent::ocpp::rpc::encode_call(
+        "r1",
+        "ClearCache",
+        &json!({}),
+    ));
+    assert_eq!(h.answers.len(), answers);
+    h.csms.boot_status = "Accepted";
+    h.advance_secs(60);
+    // Accepted: the statuses, connector 1 already Preparing.
+    assert!(
+        statuses(&h).contains(&(1, "Preparing".to_string())),
+        "{:?}",
+        statuses(&h)
+    );
+}

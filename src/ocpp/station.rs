@@ -383,6 +383,15 @@ impl Station {
             }) => {
                 let answer = match self.cx.protocol {
                     Protocol::V201 => self.handle_call(now, &action, payload),
+                    // 1.6 4.2: while Rejected, no answer at all (2.0.1 answers SecurityError).
+                    Protocol::V16 if self.cx.link.registration == Registration::Rejected => {
+                        warn!(
+                            action,
+                            message_id = id,
+                            "a CSMS call while Rejected: not answered (1.6 4.2)"
+                        );
+                        return;
+                    }
                     Protocol::V16 => self.handle_call16(now, &action, payload),
                 };
                 let frame = match answer {
@@ -445,12 +454,6 @@ impl Station {
         action: &str,
         payload: Value,
     ) -> Result<Value, CallError> {
-        if self.cx.link.registration == Registration::Rejected {
-            return Err(CallError::new(
-                CallErrorCode::SecurityError,
-                "the charging station is not accepted by the CSMS",
-            ));
-        }
         let (known, inbound) = self
             .cx
             .lookup16(|lk| super::v16::adapter::request(action, payload.clone(), lk))?;
