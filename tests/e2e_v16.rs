@@ -101,6 +101,15 @@ fn charging_session_in_1_6() {
     assert_eq!(stops[1]["payload"]["reason"], "Remote");
     assert_eq!(stops[1]["payload"]["transactionId"], id);
     assert!(csms.errors_sent().is_empty(), "{:?}", csms.errors_sent());
+    // `ctl variables` names each variable's 1.6 keys.
+    let vars = agent.ctl_json(&["variables", "OCPPCommCtrlr"]);
+    let heartbeat = vars
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variable"]["name"] == "HeartbeatInterval")
+        .unwrap();
+    assert_eq!(heartbeat["ocpp16Keys"], json!(["HeartbeatInterval"]));
 }
 
 #[test]

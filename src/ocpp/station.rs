@@ -1003,8 +1003,28 @@ impl Station {
     /// The device model as it is now (for `ctl variables`): one entry per variable instance,
     /// optionally only for one component.
     pub fn device_model(&self, now: Instant, component: Option<&str>) -> Vec<Value> {
-        self.provisioning
-            .device_model(&self.cx, now, &self.live_values(), component)
+        let mut entries =
+            self.provisioning
+                .device_model(&self.cx, now, &self.live_values(), component);
+        // Each variable's 1.6 configuration keys, for an integrator whose CSMS speaks 1.6.
+        for entry in &mut entries {
+            let key = format!(
+                "{}.{}{}",
+                entry["component"]["name"].as_str().unwrap_or_default(),
+                entry["variable"]["name"].as_str().unwrap_or_default(),
+                entry["variable"]["instance"]
+                    .as_str()
+                    .map(|i| format!("[{i}]"))
+                    .unwrap_or_default()
+            );
+            let keys = DeviceModel::lookup(&key)
+                .map(super::v16::keys::keys_of_variable)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                entry["ocpp16Keys"] = serde_json::json!(keys);
+            }
+        }
+        entries
     }
 
     /// F06: TriggerMessage, routed to the block that sends what is asked for. The response

@@ -275,6 +275,15 @@ pub fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name))
 }
 
+/// The 1.6 keys that read or set the device-model variable with index `index`
+/// (`ctl variables` shows them).
+pub fn keys_of_variable(index: usize) -> Vec<&'static str> {
+    KEYS.iter()
+        .filter(|k| k.variables().iter().any(|v| *v as usize == index))
+        .map(|k| k.name)
+        .collect()
+}
+
 /// The device-model variables a 1.6 key maps to: `None` for an unknown key, empty for one
 /// the agent computes.
 pub fn variables_of_key(name: &str) -> Option<&'static [Var]> {
