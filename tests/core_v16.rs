@@ -264,6 +264,9 @@ fn remote_start_and_stop_with_the_csms_ids() {
         (start["connectorId"].clone(), start["idTag"].clone()),
         (json!(2), json!("REMOTE1"))
     );
+    let snapshot = h.station.snapshot(h.now);
+    let tx = snapshot.evses[1].transaction.as_ref().unwrap();
+    assert_eq!(tx.ocpp16_id, Some(1), "ctl status shows the CSMS's id");
     let unknown = result(h.call("RemoteStopTransaction", json!({ "transactionId": 99 })));
     assert_eq!(unknown, json!({ "status": "Rejected" }));
     let stop = result(h.call("RemoteStopTransaction", json!({ "transactionId": 1 })));

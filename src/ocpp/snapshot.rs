@@ -77,6 +77,9 @@ pub struct TransactionSnapshot {
     pub charging_state: String,
     pub next_seq_no: u64,
     pub energy_wh: Option<f64>,
+    /// OCPP 1.6: the transactionId the CSMS gave in its StartTransaction answer, once it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocpp16_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

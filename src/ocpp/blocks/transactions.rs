@@ -1867,6 +1867,7 @@ impl Transactions {
                     charging_state: t.charging_state.to_owned(),
                     next_seq_no: t.next_seq_no,
                     energy_wh: e.meter.map(|m| m.energy_wh - t.meter_start_wh),
+                    ocpp16_id: cx.transaction16_id(&t.id),
                 }),
                 last_authorization: e.last_authorization.clone(),
                 connectors: (0..cx.model.connectors.len())

@@ -83,6 +83,11 @@ impl Ctx {
         self.persist(vec![op]);
     }
 
+    /// The 1.6 transactionId the CSMS gave our transaction `tx`, once it did.
+    pub(crate) fn transaction16_id(&self, tx: &str) -> Option<i64> {
+        self.link16.transactions.get(tx).and_then(|t| t.id)
+    }
+
     /// Runs `f` with what the 1.6 translations may look up.
     pub(crate) fn lookup16<R>(&self, f: impl FnOnce(&Lookup) -> R) -> R {
         let transactions = &self.link16.transactions;
