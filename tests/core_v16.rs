@@ -313,6 +313,22 @@ fn core_calls_answer_in_1_6() {
     );
     h.advance_secs(1);
     assert_eq!(h.csms.of("Heartbeat").len(), before + 1);
+    // 5.17: StatusNotification without a connector: connector 0 and every connector.
+    let before = statuses(&h).len();
+    assert_eq!(
+        result(h.call(
+            "TriggerMessage",
+            json!({"requestedMessage": "StatusNotification"})
+        )),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    let mut triggered = statuses(&h)[before..].to_vec();
+    triggered.sort();
+    assert_eq!(
+        triggered,
+        status_pairs(&[(0, "Available"), (1, "Unavailable"), (2, "Available")])
+    );
     assert_eq!(
         result(h.call("Reset", json!({"type": "Soft"}))),
         json!({ "status": "Accepted" })

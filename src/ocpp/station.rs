@@ -457,6 +457,15 @@ impl Station {
         let (known, inbound) = self
             .cx
             .lookup16(|lk| super::v16::adapter::request(action, payload.clone(), lk))?;
+        // 1.6 5.17: a TriggerMessage for StatusNotification without a connector is for the
+        // charge point and every connector (2.0.1 asks for one connector only, F06.FR.12).
+        if known == super::v16::Action::TriggerMessage
+            && payload["requestedMessage"] == "StatusNotification"
+            && payload["connectorId"].as_i64().unwrap_or(0) == 0
+        {
+            self.cx.forget_statuses16();
+            return Ok(serde_json::json!({ "status": "Accepted" }));
+        }
         match inbound {
             super::v16::adapter::Inbound::Answer(answer) => Ok(answer),
             super::v16::adapter::Inbound::Call {
