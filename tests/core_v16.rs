@@ -540,3 +540,24 @@ fn pending_and_rejected_in_1_6() {
         statuses(&h)
     );
 }
+
+#[test]
+fn a_reset_stops_the_transaction_with_its_kind_as_reason() {
+    for (kind, reason) in [("Soft", "SoftReset"), ("Hard", "HardReset")] {
+        let mut h = Harness::new(config());
+        h.plug(1, 1, true);
+        h.token(1, "TAG1");
+        h.advance_secs(5);
+        assert_eq!(
+            result(h.call("Reset", json!({ "type": kind }))),
+            json!({ "status": "Accepted" })
+        );
+        h.advance_secs(5);
+        let stop = &h.csms.of("StopTransaction")[0].payload;
+        assert_eq!(
+            (stop["transactionId"].clone(), stop["reason"].clone()),
+            (json!(1), json!(reason))
+        );
+        assert_eq!(h.reboots, 1, "{kind}");
+    }
+}

@@ -334,9 +334,12 @@ impl Ctx {
         action: Action,
         tx_id: Option<String>,
         kind: EventKind,
-        payload: Value,
+        mut payload: Value,
         mut batch: Batch,
     ) {
+        if self.protocol == Protocol::V16 {
+            self.annotate16(action, &mut payload);
+        }
         debug_assert!(
             v201::validate::validate(action.request_schema(), &payload).is_ok(),
             "we built an invalid {} payload: {payload}",

@@ -472,7 +472,16 @@ impl Station {
                 action: call,
                 payload: call_payload,
             } => {
-                let answer = match self.handle_call(now, call.as_str(), call_payload) {
+                if known == super::v16::Action::Reset {
+                    self.cx.link16.reset = Some(if payload["type"] == "Soft" {
+                        "Soft"
+                    } else {
+                        "Hard"
+                    });
+                }
+                let answer = self.handle_call(now, call.as_str(), call_payload);
+                self.cx.link16.reset = None;
+                let answer = match answer {
                     Ok(answer) => answer,
                     Err(e) => return super::v16::adapter::error_answer(known, &e).ok_or(e),
                 };

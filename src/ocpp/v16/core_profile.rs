@@ -449,7 +449,10 @@ fn transaction_event(payload: &Value, lk: &Lookup) -> Outbound {
                     "transactionId": id,
                     "meterStop": register_wh(values, "Transaction.End").unwrap_or(t.meter_start_wh),
                     "timestamp": payload["timestamp"],
-                    "reason": stop_reason(payload["transactionInfo"]["stoppedReason"].as_str().unwrap_or("Local")),
+                    "reason": match payload["customData"]["reason"].as_str() {
+                        Some(r @ ("SoftReset" | "HardReset")) => r,
+                        _ => stop_reason(payload["transactionInfo"]["stoppedReason"].as_str().unwrap_or("Local")),
+                    },
                 });
                 if let Some(tag) = payload["idToken"]["idToken"].as_str() {
                     stop["idTag"] = json!(tag);

@@ -26,6 +26,9 @@ pub(crate) struct Link16 {
     statuses: Vec<Option<(&'static str, &'static str, Option<String>)>>,
     /// `[firmware] allow_unsigned` (see `Lookup::unsigned_firmware`).
     pub(crate) unsigned_firmware: bool,
+    /// The 1.6 Reset being carried out (`Hard` or `Soft`): the transactions it ends stop
+    /// with reason HardReset or SoftReset (2.0.1 has one reason, ImmediateReset).
+    pub(crate) reset: Option<&'static str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +84,22 @@ impl Ctx {
             }))
         };
         self.persist(vec![op]);
+    }
+
+    /// What a durable 2.0.1 message of ours needs for its 1.6 spelling, in its customData: the
+    /// 1.6 reason of a transaction a 1.6 Reset ended.
+    pub(crate) fn annotate16(&self, action: v201::Action, payload: &mut Value) {
+        if let (v201::Action::TransactionEvent, Some(kind)) = (action, self.link16.reset) {
+            if payload["transactionInfo"]["stoppedReason"] == "ImmediateReset" {
+                let reason = if kind == "Soft" {
+                    "SoftReset"
+                } else {
+                    "HardReset"
+                };
+                payload["customData"] =
+                    json!({ "vendorId": core_profile::VENDOR, "reason": reason });
+            }
+        }
     }
 
     /// The 1.6 transactionId the CSMS gave our transaction `tx`, once it did.
