@@ -561,3 +561,29 @@ fn a_reset_stops_the_transaction_with_its_kind_as_reason() {
         assert_eq!(h.reboots, 1, "{kind}");
     }
 }
+
+#[test]
+fn a_transaction_open_at_a_power_cut_stops_with_its_id() {
+    let mut h = Harness::new(config());
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    // Everything delivered: the StartTransaction answered, nothing queued.
+    assert!(h.journal.queue.is_empty());
+    h.power_cycle(false);
+    h.advance_secs(30);
+    let stop = &h.csms.of("StopTransaction")[0].payload;
+    assert_eq!(
+        (stop["transactionId"].clone(), stop["reason"].clone()),
+        (json!(1), json!("PowerLoss"))
+    );
+    // Delivered, the id is forgotten.
+    assert!(
+        !h.journal
+            .meta
+            .iter()
+            .any(|(k, v)| k == "v16_transactions" && v.contains("\"id\":1")),
+        "{:?}",
+        h.journal.meta
+    );
+}
