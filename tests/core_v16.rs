@@ -313,6 +313,16 @@ fn core_calls_answer_in_1_6() {
     );
     h.advance_secs(1);
     assert_eq!(h.csms.of("Heartbeat").len(), before + 1);
+    // 5.17: a BootNotification may be triggered once accepted too (2.0.1 refuses it).
+    assert_eq!(
+        result(h.call(
+            "TriggerMessage",
+            json!({"requestedMessage": "BootNotification"})
+        )),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    assert_eq!(h.csms.of("BootNotification").len(), 2);
     // 5.17: StatusNotification without a connector: connector 0 and every connector.
     let before = statuses(&h).len();
     assert_eq!(
@@ -586,4 +596,36 @@ fn a_transaction_open_at_a_power_cut_stops_with_its_id() {
         "{:?}",
         h.journal.meta
     );
+}
+
+#[test]
+fn a_reset_restarts_once_the_stop_transaction_was_answered() {
+    let mut h = Harness::new(config());
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    h.csms.holding = true;
+    assert_eq!(
+        result(h.call("Reset", json!({ "type": "Hard" }))),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    // The StopTransaction is out but not answered: no restart yet (else it would be sent
+    // again after it, and 1.6 has no seqNo to tell a repeat).
+    assert_eq!(h.csms.held.last().unwrap().action, "StopTransaction");
+    assert_eq!(h.reboots, 0);
+    h.csms.holding = false;
+    h.release_all();
+    assert_eq!(h.reboots, 1);
+    // Unanswered, the restart comes after MessageTimeout.
+    let mut h = Harness::new(config());
+    h.csms.answering = false;
+    assert_eq!(
+        result(h.call("Reset", json!({ "type": "Soft" }))),
+        json!({ "status": "Accepted" })
+    );
+    h.advance_secs(1);
+    assert_eq!(h.reboots, 0);
+    h.advance_secs(60);
+    assert_eq!(h.reboots, 1);
 }

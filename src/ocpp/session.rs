@@ -122,6 +122,8 @@ pub struct Session {
     /// Close the connection shortly after the answer to the current CSMS call is out (new
     /// credentials).
     pub(crate) reconnect_after_answer: bool,
+    /// A station Reset waits for what is queued to be answered (see `reboot_after_delivery`).
+    pub(crate) reboot_pending: bool,
 }
 
 impl Session {
@@ -149,6 +151,7 @@ impl Session {
             network,
             accepted_slot: None,
             reconnect_after_answer: false,
+            reboot_pending: false,
         }
     }
 }
@@ -253,6 +256,33 @@ impl Ctx {
         self.timers.set(Timer::Connect, now + delay);
     }
 
+    /// A station Reset (B11/B12, 1.6 5.14): the restart waits until what is queued (the
+    /// Ended events or StopTransactions of the transactions it ended) was answered, at most
+    /// MessageTimeout, so nothing the CSMS already has is sent again after the restart (1.6
+    /// messages carry no seqNo to recognise a repeat by). Offline it restarts at once: the
+    /// journal keeps the queue.
+    pub(crate) fn reboot_after_delivery(&mut self, now: Instant) {
+        self.link.reboot_pending = true;
+        self.timers.set(Timer::Reboot, now + self.message_timeout());
+        self.check_reboot();
+    }
+
+    fn check_reboot(&mut self) {
+        let delivered = self.link.in_flight.is_none() && self.link.outbox.is_empty();
+        if self.link.reboot_pending
+            && (delivered || self.link.connection != ConnectionState::Connected)
+        {
+            self.reboot_now();
+        }
+    }
+
+    fn reboot_now(&mut self) {
+        if std::mem::take(&mut self.link.reboot_pending) {
+            self.timers.stop(Timer::Reboot);
+            self.outputs.push_back(Output::Reboot);
+        }
+    }
+
     /// A new WebSocketPingInterval: the next ping follows it.
     pub(crate) fn restart_ping(&mut self, now: Instant) {
         if self.link.connection == ConnectionState::Connected {
@@ -269,6 +299,16 @@ impl Ctx {
 
     pub(crate) fn set_boot_reason(&mut self, reason: v201::BootReasonEnum) {
         self.link.boot_reason = reason;
+    }
+
+    /// 1.6 TriggerMessage(BootNotification) once accepted (5.17 allows it; 2.0.1 F06.FR.17
+    /// does not): a BootNotification with reason Triggered, in the queue's order.
+    pub(crate) fn trigger_boot_when_accepted(&mut self) {
+        self.link.boot_triggered = true;
+        let mut request = self.boot_request();
+        self.link.boot_triggered = false;
+        request.triggered = true;
+        self.push_volatile(request);
     }
 
     /// TriggerMessage(BootNotification) before acceptance: send one now (B02.FR.04 allows it).
@@ -447,6 +487,7 @@ impl Ctx {
     ///   during that interval a volatile request may overtake durable messages queued behind
     ///   the failed head (say, the Ended after a refused Updated).
     pub(crate) fn pump(&mut self, now: Instant) {
+        self.check_reboot();
         if self.link.connection != ConnectionState::Connected || self.link.in_flight.is_some() {
             return;
         }
@@ -812,6 +853,10 @@ impl Ctx {
                 }
             }
             Timer::CallTimeout => self.call_timed_out(now),
+            Timer::Reboot => {
+                warn!("restarting for the Reset before the CSMS answered what was sent");
+                self.reboot_now();
+            }
             Timer::Ping => {
                 if self.link.connection == ConnectionState::Connected {
                     if !self.link.awaiting_pong {

@@ -466,6 +466,13 @@ impl Station {
             self.cx.forget_statuses16();
             return Ok(serde_json::json!({ "status": "Accepted" }));
         }
+        if known == super::v16::Action::TriggerMessage
+            && payload["requestedMessage"] == "BootNotification"
+            && self.cx.is_accepted()
+        {
+            self.cx.trigger_boot_when_accepted();
+            return Ok(serde_json::json!({ "status": "Accepted" }));
+        }
         match inbound {
             super::v16::adapter::Inbound::Answer(answer) => Ok(answer),
             super::v16::adapter::Inbound::Call {

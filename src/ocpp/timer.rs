@@ -48,6 +48,8 @@ pub enum Timer {
     DisplayMessage,
     /// The earliest reservation's expiryDateTime (H04).
     ReservationExpiry,
+    /// A station Reset restarts now, even if what it queued is not answered yet.
+    Reboot,
 }
 
 /// The deadlines of the running timers. Few timers run at once (a handful per EVSE), so a

@@ -194,7 +194,7 @@ impl Provisioning {
                         key: META_BOOT_REASON.into(),
                         value: "RemoteReset".into(),
                     }]));
-                cx.outputs.push_back(Output::Reboot);
+                cx.reboot_after_delivery(now);
             }
         }
     }
