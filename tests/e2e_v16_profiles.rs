@@ -399,6 +399,56 @@ fn local_list_full_and_differential_and_a_listed_tag_charging_offline() {
     assert!(errors(&csms).is_empty(), "{:?}", errors(&csms));
 }
 
+/// The authorization note of `evse` once it changed from `before`.
+fn wait_note(agent: &Agent, evse: usize, before: &Value) -> Value {
+    wait_for(T, "an authorization decision", || {
+        let note = agent.status()["evses"][evse - 1]["last_authorization"].clone();
+        (note.is_string() && &note != before).then_some(note)
+    })
+}
+
+#[test]
+fn clear_cache_forgets_the_cached_tags() {
+    let Some((mut csms, agent)) =
+        start("AuthorizationCacheEnabled = true\nLocalAuthorizeOffline = true")
+    else {
+        return;
+    };
+    // Authorize.conf fills the cache (3.4); presenting the tag again cancels the authorization.
+    let present_online = |tag: &str, authorizes: usize| {
+        ctl(&agent, &["token", "2", tag]);
+        csms.wait_calls("Authorize", authorizes, T);
+        wait_for(T, "authorized", || {
+            (agent.status()["evses"][1]["last_authorization"] != Value::Null).then_some(())
+        });
+        ctl(&agent, &["token", "2", tag]);
+        wait_for(T, "cancelled", || {
+            (agent.status()["evses"][1]["last_authorization"] == "cancelled").then_some(())
+        });
+    };
+    present_online("CACHED1", 1);
+    assert_eq!(
+        csms.call("ClearCache", json!({})),
+        json!({"status": "Accepted"})
+    );
+    present_online("CACHED2", 2);
+    csms.stop();
+    wait_for(T, "offline", || {
+        (agent.status()["connection"] != "connected").then_some(())
+    });
+    // Offline: the tag cached after the ClearCache is accepted, the one before it is not.
+    ctl(&agent, &["token", "2", "CACHED1"]);
+    let note = wait_note(&agent, 2, &json!("cancelled"));
+    assert_eq!(note, "rejected: offline");
+    ctl(&agent, &["plug", "2", "in"]);
+    ctl(&agent, &["token", "2", "CACHED2"]);
+    wait_for(T, "charging offline", || power(&agent, 2).then_some(()));
+    csms.restart();
+    let starts = csms.wait_calls("StartTransaction", 1, T);
+    assert_eq!(starts[0]["payload"]["idTag"], "CACHED2");
+    assert!(errors(&csms).is_empty(), "{:?}", errors(&csms));
+}
+
 #[test]
 fn a_reservation_serves_its_tag_only_and_is_cancelled() {
     let Some((csms, agent)) = start("") else {
