@@ -14,7 +14,7 @@ use support::{Agent, Csms, admin_call, agent_config_v16, utc_in_secs, wait_for};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Quick meter values, and no offline starts for unknown tags unless a test says so.
+/// Meter values every second, no WebSocket pings.
 const CONFIG: &str = r#"MeterValueSampleInterval = 1
 "OCPPCommCtrlr.WebSocketPingInterval" = 0"#;
 
