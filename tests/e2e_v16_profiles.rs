@@ -169,7 +169,7 @@ fn configuration_keys_are_read_changed_and_take_effect() {
     };
     // The mean of two gaps after the first beat (which may come early, at the change).
     let gap = (at(&beats[before + 3]) - at(&beats[before + 1])).rem_euclid(3600.0) / 2.0;
-    assert!((1.5..2.8).contains(&gap), "{gap} s between heartbeats");
+    assert!((1.0..4.0).contains(&gap), "{gap} s between heartbeats");
     assert!(errors(&csms).is_empty(), "{:?}", errors(&csms));
     drop(agent);
 }
@@ -212,8 +212,6 @@ fn hard_reset_stops_the_session_with_hard_reset_and_boots_again() {
 }
 
 #[test]
-#[ignore = "bug: a 1.6 Soft reset is the blocks' Immediate reset, so its StopTransaction says \
-            HardReset (5.14, 7.37: SoftReset)"]
 fn soft_reset_stops_the_session_with_soft_reset_and_boots_again() {
     if support::peer_command().is_none() {
         return;
@@ -223,8 +221,6 @@ fn soft_reset_stops_the_session_with_soft_reset_and_boots_again() {
 }
 
 #[test]
-#[ignore = "bug: the agent exits for a Reset right after sending StopTransaction, without its \
-            answer, and sends it again after the restart: 1.6 has no seqNo, the CSMS sees two stops"]
 fn a_reset_delivers_the_stop_transaction_once() {
     if support::peer_command().is_none() {
         return;
@@ -325,8 +321,6 @@ fn availability_unlock_clear_cache_and_trigger_message() {
 }
 
 #[test]
-#[ignore = "bug: TriggerMessage BootNotification after an Accepted boot is Rejected (2.0.1 \
-            F06.FR.17); 1.6 5.17 has no such rule and lists BootNotification as triggerable"]
 fn a_triggered_boot_notification_is_sent() {
     let Some((csms, _agent)) = start("") else {
         return;
