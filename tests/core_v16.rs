@@ -629,3 +629,84 @@ fn a_reset_restarts_once_the_stop_transaction_was_answered() {
     h.advance_secs(60);
     assert_eq!(h.reboots, 1);
 }
+
+#[test]
+fn meter_values_follow_the_1_6_keys() {
+    let mut h = Harness::new(config());
+    for (key, value) in [
+        ("MeterValueSampleInterval", "60"),
+        (
+            "MeterValuesSampledData",
+            "Energy.Active.Import.Register,Power.Active.Import",
+        ),
+        ("StopTxnSampledData", "Energy.Active.Import.Register"),
+        ("ClockAlignedDataInterval", "900"),
+        ("MeterValuesAlignedData", "Energy.Active.Import.Register"),
+        ("StopTxnAlignedData", ""),
+    ] {
+        let answer = result(h.call("ChangeConfiguration", json!({"key": key, "value": value})));
+        assert_eq!(answer, json!({"status": "Accepted"}), "{key}");
+    }
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(130);
+    h.plug(1, 1, false);
+    h.advance_secs(1);
+    // MeterValues every MeterValueSampleInterval with MeterValuesSampledData (9.1.19/20).
+    let periodic: Vec<&Value> = h
+        .csms
+        .of("MeterValues")
+        .into_iter()
+        .map(|r| &r.payload)
+        .filter(|p| p["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Periodic")
+        .collect();
+    assert_eq!(periodic.len(), 2, "{periodic:?}");
+    for p in &periodic {
+        assert_eq!(p["transactionId"], 1);
+        let measurands: Vec<&str> = p["meterValue"][0]["sampledValue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["measurand"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            measurands,
+            ["Energy.Active.Import.Register", "Power.Active.Import"]
+        );
+    }
+    // StopTxnSampledData every MeterValueSampleInterval in transactionData (9.1.27), and the
+    // register at the end.
+    let stop = &h.csms.of("StopTransaction")[0].payload;
+    let contexts: Vec<&str> = stop["transactionData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["sampledValue"][0]["context"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contexts,
+        ["Sample.Periodic", "Sample.Periodic", "Transaction.End"],
+        "{stop}"
+    );
+    let register = |m: &Value| -> f64 {
+        m["sampledValue"][0]["value"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let data = stop["transactionData"].as_array().unwrap();
+    assert_eq!(
+        register(data.last().unwrap()).round() as i64,
+        stop["meterStop"].as_i64().unwrap()
+    );
+    // Clock-aligned data at the quarter hour while idle (ClockAlignedDataInterval).
+    h.advance_secs(900);
+    let aligned = h
+        .csms
+        .of("MeterValues")
+        .into_iter()
+        .filter(|r| r.payload["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock")
+        .count();
+    assert!(aligned >= 1);
+}
