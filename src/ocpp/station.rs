@@ -1,6 +1,7 @@
 //! The charging station: it owns the link ([`Session`], inside the [`Ctx`] every block gets)
 //! and the functional blocks (`blocks/`), and routes: CSMS calls to the block that answers
-//! them (through the 2.0.1 adapter), answers to the block that asked, hardware inputs and
+//! them (through the 2.0.1 adapter, or the 1.6 one in `v16/` that spells them as 2.0.1 calls
+//! first), answers to the block that asked, hardware inputs and
 //! timers to their block, and the core events one block raises to the blocks that react.
 //! No OCPP rule lives here.
 //!
@@ -454,47 +455,27 @@ impl Station {
         action: &str,
         payload: Value,
     ) -> Result<Value, CallError> {
+        use super::v16::adapter::{self as v16, Inbound};
         let (known, inbound) = self
             .cx
-            .lookup16(|lk| super::v16::adapter::request(action, payload.clone(), lk))?;
-        // 1.6 5.17: a TriggerMessage for StatusNotification without a connector is for the
-        // charge point and every connector (2.0.1 asks for one connector only, F06.FR.12).
-        if known == super::v16::Action::TriggerMessage
-            && payload["requestedMessage"] == "StatusNotification"
-            && payload["connectorId"].as_i64().unwrap_or(0) == 0
-        {
-            self.cx.forget_statuses16();
-            return Ok(serde_json::json!({ "status": "Accepted" }));
-        }
-        if known == super::v16::Action::TriggerMessage
-            && payload["requestedMessage"] == "BootNotification"
-            && self.cx.is_accepted()
-        {
-            self.cx.trigger_boot_when_accepted();
-            return Ok(serde_json::json!({ "status": "Accepted" }));
-        }
+            .lookup16(|lk| v16::request(action, payload.clone(), lk))?;
         match inbound {
-            super::v16::adapter::Inbound::Answer(answer) => Ok(answer),
-            super::v16::adapter::Inbound::Call {
+            Inbound::Answer(answer) => Ok(answer),
+            Inbound::Link(request) => Ok(self.cx.link_request16(request)),
+            Inbound::Call {
                 action: call,
                 payload: call_payload,
             } => {
-                if known == super::v16::Action::Reset {
-                    self.cx.link16.reset = Some(if payload["type"] == "Soft" {
-                        "Soft"
-                    } else {
-                        "Hard"
-                    });
-                }
+                self.cx.calling16(known, &payload);
                 let answer = self.handle_call(now, call.as_str(), call_payload);
-                self.cx.link16.reset = None;
+                self.cx.called16();
                 let answer = match answer {
                     Ok(answer) => answer,
-                    Err(e) => return super::v16::adapter::error_answer(known, &e).ok_or(e),
+                    Err(e) => return v16::error_answer(known, &e).ok_or(e),
                 };
                 Ok(self
                     .cx
-                    .lookup16(|lk| super::v16::adapter::response(known, &payload, answer, lk)))
+                    .lookup16(|lk| v16::response(known, &payload, answer, lk)))
             }
         }
     }

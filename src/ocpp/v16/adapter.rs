@@ -46,6 +46,18 @@ pub enum Inbound {
     },
     /// The 1.6 answer, made here.
     Answer(Value),
+    /// Something of the link's own, which 2.0.1 does not ask for.
+    Link(LinkRequest),
+}
+
+/// 1.6 calls the link answers itself (see `v16::link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRequest {
+    /// TriggerMessage StatusNotification without a connector: connector 0 and every
+    /// connector (5.17; 2.0.1 triggers one connector only, F06.FR.12).
+    ReportAllStatuses,
+    /// TriggerMessage BootNotification (5.17; once accepted 2.0.1 refuses it, F06.FR.17).
+    Boot,
 }
 
 /// A message of ours, as it goes to a 1.6 CSMS.

@@ -3,7 +3,7 @@
 //! transaction events as StartTransaction / MeterValues / StopTransaction).
 
 use super::Action;
-use super::adapter::{Inbound, Lookup, Outbound};
+use super::adapter::{Inbound, LinkRequest, Lookup, Outbound};
 use crate::ocpp::devmodel::DeviceModel;
 use crate::ocpp::model::{ConnectorStatus, Model};
 use crate::ocpp::rpc::CallError;
@@ -167,6 +167,15 @@ pub fn request(action: Action, payload: &Value, lk: &Lookup) -> Option<Result<In
         Action::ClearCache => call(v201::Action::ClearCache, json!({})),
         Action::DataTransfer => call(v201::Action::DataTransfer, payload.clone()),
         Action::TriggerMessage => {
+            match (payload["requestedMessage"].as_str(), connector.unwrap_or(0)) {
+                (Some("StatusNotification"), 0) => {
+                    return Some(Ok(Inbound::Link(LinkRequest::ReportAllStatuses)));
+                }
+                (Some("BootNotification"), _) => {
+                    return Some(Ok(Inbound::Link(LinkRequest::Boot)));
+                }
+                _ => {}
+            }
             let requested = match payload["requestedMessage"].as_str().unwrap_or_default() {
                 "DiagnosticsStatusNotification" => "LogStatusNotification",
                 other => other,

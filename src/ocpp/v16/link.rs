@@ -4,7 +4,7 @@
 //! the translation of what the link sends and receives.
 
 use super::Action;
-use super::adapter::{self, Lookup, Outbound};
+use super::adapter::{self, LinkRequest, Lookup, Outbound};
 use super::core_profile::{self, Tx16};
 use crate::ocpp::clock::Instant;
 use crate::ocpp::ctx::Ctx;
@@ -88,6 +88,33 @@ impl Ctx {
             }))
         };
         self.persist(vec![op]);
+    }
+
+    /// A 1.6 call the link answers itself.
+    pub(crate) fn link_request16(&mut self, request: LinkRequest) -> Value {
+        match request {
+            LinkRequest::ReportAllStatuses => self.forget_statuses16(),
+            LinkRequest::Boot if self.is_accepted() => self.trigger_boot_when_accepted(),
+            LinkRequest::Boot => self.trigger_boot(),
+        }
+        json!({ "status": "Accepted" })
+    }
+
+    /// A 1.6 call is about to go to the blocks as a 2.0.1 call: a Reset notes its kind for
+    /// the transactions it ends (see `annotate16`).
+    pub(crate) fn calling16(&mut self, action: Action, payload: &Value) {
+        if action == Action::Reset {
+            self.link16.reset = Some(if payload["type"] == "Soft" {
+                "Soft"
+            } else {
+                "Hard"
+            });
+        }
+    }
+
+    /// ... and the blocks have answered it.
+    pub(crate) fn called16(&mut self) {
+        self.link16.reset = None;
     }
 
     /// What a durable 2.0.1 message of ours needs for its 1.6 spelling, in its customData: the

@@ -28,6 +28,7 @@ fn call16(h: &mut Harness, action: Action, payload: Value) -> Value {
             other => panic!("{action:?}: {other:?}"),
         },
         Inbound::Answer(answer) => answer,
+        Inbound::Link(request) => panic!("{action:?}: not a profiles call: {request:?}"),
     };
     valid16_response(action, &out);
     out
