@@ -137,7 +137,7 @@ mod testkit {
     use super::super::Action;
     use super::super::adapter::{Inbound, Lookup};
     use crate::ocpp::v201;
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     /// Two EVSEs; the CSMS's transaction 42 is our "tx-a".
     pub fn with_lookup<R>(f: impl FnOnce(&Lookup) -> R) -> R {
@@ -214,6 +214,20 @@ mod testkit {
             .expect("this module answers it");
         valid16_response(action, &out);
         out
+    }
+
+    /// Each 2.0.1 answer status of `to` (with a statusInfo 1.6 has no room for) gives the 1.6
+    /// answer with the same status.
+    pub fn statuses_pass(action: Action, request: &Value, to: v201::Action, statuses: &[&str]) {
+        for status in statuses {
+            let out = response(
+                action,
+                request,
+                to,
+                json!({"status": status, "statusInfo": {"reasonCode": "X"}}),
+            );
+            assert_eq!(out, json!({ "status": status }), "{action:?} {status}");
+        }
     }
 
     /// Our 2.0.1 message as it goes to a 1.6 CSMS: `(action, payload)`, None when skipped.
