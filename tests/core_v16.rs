@@ -57,6 +57,15 @@ fn status_pairs(list: &[(i64, &str)]) -> Vec<(i64, String)> {
     list.iter().map(|(c, s)| (*c, s.to_string())).collect()
 }
 
+/// The first StopTransaction's transactionId and reason.
+fn stopped(h: &Harness) -> (i64, &str) {
+    let stop = &h.csms.of("StopTransaction")[0].payload;
+    (
+        stop["transactionId"].as_i64().unwrap(),
+        stop["reason"].as_str().unwrap(),
+    )
+}
+
 /// The transaction messages received: (action, transactionId or 0).
 fn transaction_messages(h: &Harness) -> Vec<(String, i64)> {
     h.csms
@@ -272,11 +281,7 @@ fn remote_start_and_stop_with_the_csms_ids() {
     let stop = result(h.call("RemoteStopTransaction", json!({ "transactionId": 1 })));
     assert_eq!(stop, json!({ "status": "Accepted" }));
     h.advance_secs(5);
-    let stop = &h.csms.of("StopTransaction")[0].payload;
-    assert_eq!(
-        (stop["transactionId"].clone(), stop["reason"].clone()),
-        (json!(1), json!("Remote"))
-    );
+    assert_eq!(stopped(&h), (1, "Remote"));
 }
 
 #[test]
@@ -422,11 +427,7 @@ fn start_transaction_answered_invalid_stops_the_offline_session() {
     // StopTransactionOnInvalidId (default true): the CSMS's Invalid in the StartTransaction
     // answer ends the session (1.6 5.16 / 2.0.1 E05).
     assert!(!h.power_path(1));
-    let stop = &h.csms.of("StopTransaction")[0].payload;
-    assert_eq!(
-        (stop["transactionId"].clone(), stop["reason"].clone()),
-        (json!(1), json!("DeAuthorized"))
-    );
+    assert_eq!(stopped(&h), (1, "DeAuthorized"));
 }
 
 #[test]
@@ -563,11 +564,7 @@ fn a_reset_stops_the_transaction_with_its_kind_as_reason() {
             json!({ "status": "Accepted" })
         );
         h.advance_secs(5);
-        let stop = &h.csms.of("StopTransaction")[0].payload;
-        assert_eq!(
-            (stop["transactionId"].clone(), stop["reason"].clone()),
-            (json!(1), json!(reason))
-        );
+        assert_eq!(stopped(&h), (1, reason));
         assert_eq!(h.reboots, 1, "{kind}");
     }
 }
@@ -582,11 +579,7 @@ fn a_transaction_open_at_a_power_cut_stops_with_its_id() {
     assert!(h.journal.queue.is_empty());
     h.power_cycle(false);
     h.advance_secs(30);
-    let stop = &h.csms.of("StopTransaction")[0].payload;
-    assert_eq!(
-        (stop["transactionId"].clone(), stop["reason"].clone()),
-        (json!(1), json!("PowerLoss"))
-    );
+    assert_eq!(stopped(&h), (1, "PowerLoss"));
     // Delivered, the id is forgotten.
     assert!(
         !h.journal
