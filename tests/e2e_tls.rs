@@ -421,3 +421,66 @@ fn certificate_management_and_key_update_over_mutual_tls() {
     assert_eq!(csms.errors_sent(), Vec::<Value>::new());
     drop(agent);
 }
+
+/// Security profiles 2 and 3 in OCPP 1.6J (security whitepaper 2.4, 2.5): the same TLS and
+/// credentials, the `ocpp1.6` subprotocol.
+#[test]
+fn profiles_2_and_3_in_ocpp_1_6() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "cso");
+    let server = ca.issue(
+        "server",
+        "/O=Test CSO/CN=localhost",
+        Some("DNS:localhost"),
+        None,
+    );
+    let client = ca.issue("station", "/O=Test CSO/CN=SN-0001", None, None);
+    let tls = [
+        "--tls-cert".to_string(),
+        server.cert.display().to_string(),
+        "--tls-key".to_string(),
+        server.key.display().to_string(),
+    ];
+    for profile in [2u8, 3] {
+        let mut args = tls.to_vec();
+        if profile == 3 {
+            args.extend(["--tls-client-ca".to_string(), ca.cert.display().to_string()]);
+            args.extend(["--ocpp".to_string(), "1.6".to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // Profile 3: the client certificate is the credential, no Basic auth.
+        let csms = if profile == 2 {
+            Csms::start_v16(&args)
+        } else {
+            Csms::start_plain(&args)
+        };
+        let Some(csms) = csms else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let text = tls_config(
+            dir.path(),
+            csms.port,
+            profile,
+            &ca.cert,
+            (profile == 3).then_some(&client),
+        )
+        .replacen("[csms]\n", "[csms]\nocpp_version = \"1.6\"\n", 1);
+        let agent = Agent::start_with_config(dir, &text, &[]);
+        let boot = csms.wait_calls("BootNotification", 1, T);
+        assert_eq!(boot[0]["payload"]["chargePointModel"], "AC-2");
+        let connected = &csms.events("connected")[0];
+        let version = connected["tls"].as_str().unwrap();
+        assert!(version == "TLSv1.3" || version == "TLSv1.2", "{version}");
+        if profile == 2 {
+            assert_eq!(connected["auth_user"], "CP001");
+        }
+        agent.wait_ready();
+        assert_eq!(
+            agent.status()["connection"],
+            "connected",
+            "profile {profile}"
+        );
+        assert!(csms.errors_sent().is_empty(), "{:?}", csms.errors_sent());
+    }
+}
