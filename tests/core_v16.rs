@@ -399,3 +399,29 @@ fn start_transaction_answered_invalid_stops_the_offline_session() {
         (json!(1), json!("DeAuthorized"))
     );
 }
+
+#[test]
+fn power_loss_after_the_start_was_delivered_stops_with_the_csms_id() {
+    // Found by the property test in 1.6: every message of an open transaction delivered,
+    // then a power cut. The restart dropped the transaction's id (it kept only those with
+    // queued messages), so the PowerLoss StopTransaction was never sent.
+    let mut h = Harness::new(config());
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    assert_eq!(
+        transaction_messages(&h),
+        vec![("StartTransaction".to_string(), 0)]
+    );
+    assert!(h.journal.queue.is_empty(), "everything delivered");
+    h.power_cycle(false);
+    h.advance_secs(60);
+    assert_eq!(
+        transaction_messages(&h).last().unwrap(),
+        &("StopTransaction".to_string(), 1)
+    );
+    assert_eq!(
+        h.csms.of("StopTransaction")[0].payload["reason"],
+        "PowerLoss"
+    );
+}

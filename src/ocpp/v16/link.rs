@@ -47,7 +47,8 @@ impl Ctx {
         }
     }
 
-    /// Start-up: the transactionIds of transactions that still have messages to send.
+    /// Start-up: the transactionIds of transactions that still have messages to send, or are
+    /// still open (their StopTransaction, queued after this, needs the id).
     pub(crate) fn restore16(&mut self, persisted: &Persisted) {
         self.link16.statuses = vec![None; self.model.evses.len() + 1];
         let Some(record) = self.restore_record::<Transactions16>(persisted) else {
@@ -57,7 +58,10 @@ impl Ctx {
         self.link16.transactions = record
             .transactions
             .into_iter()
-            .filter(|(tx, _)| self.link.outbox.has_messages_for(tx))
+            .filter(|(tx, _)| {
+                self.link.outbox.has_messages_for(tx)
+                    || persisted.transactions.iter().any(|t| t.tx_id == *tx)
+            })
             .collect();
         if self.link16.transactions.len() != before {
             self.persist_transactions16();
