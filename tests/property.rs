@@ -40,6 +40,20 @@
 //!
 //! The summary line reports the discards and that bound.
 //!
+//! One case in three runs in OCPP 1.6J ([`config16_for`]: the same variants, one connector per
+//! EVSE): the CSMS's calls are 1.6 (RemoteStart/StopTransaction with the transactionId it
+//! assigned, Reset, ChangeAvailability, TriggerMessage, Get/ChangeConfiguration, ...), invalid
+//! 1.6 payloads must get the 1.6 spelling of the violation's code (FormationViolation,
+//! OccurenceConstraintViolation, ...), unknown actions (2.0.1 ones among them) NotImplemented,
+//! and the end-of-run check is [`check_delivery16`]: per transaction (the test kit says which
+//! queued event each 1.6 message was made from) StartTransaction first, retransmitted only
+//! identically, then MeterValues and one StopTransaction carrying exactly the transactionId
+//! the CSMS assigned to its StartTransaction (the last assignment, if it was sent again), never
+//! an id the CSMS had not assigned; every transaction that got an id stopped, those open at a
+//! power cycle with reason Reboot/PowerLoss; losses only as counted discards (a StartTransaction
+//! discarded after MessageAttempts takes the rest of its transaction with it: 1.6 cannot name
+//! it).
+//!
 //! `PROPERTY_CASES=n` runs more cases (default 300), `PROPERTY_STEPS=n` longer ones (default
 //! 200), `PROPERTY_SEED=0x...` replays one case (the seed a failure prints).
 //!
@@ -206,8 +220,10 @@ pub struct Stats {
     pub late_answers: usize,
     /// Cases in OCPP 1.6 (their transactions are in `transactions` too) ...
     pub v16_cases: usize,
-    /// ... and their transactions.
+    /// ... and their transactions ...
     pub v16_transactions: usize,
+    /// ... and discards.
+    pub v16_discarded: u64,
 }
 
 impl Stats {
@@ -225,6 +241,7 @@ impl Stats {
         self.late_answers += other.late_answers;
         self.v16_cases += other.v16_cases;
         self.v16_transactions += other.v16_transactions;
+        self.v16_discarded += other.v16_discarded;
     }
 }
 
@@ -617,38 +634,25 @@ impl Driver {
                 self.evses.iter().map(|(id, _)| id).collect::<Vec<_>>()
             ))
         };
-        match action {
+        let missing = |c: Option<f64>| c.is_some_and(|c| !exists(c));
+        let ok = match action {
             // 5.11: a connector that does not exist cannot start anything.
-            "RemoteStartTransaction" => {
-                if connector.is_some_and(|c| !exists(c)) && status != "Rejected" {
-                    return fail();
-                }
-            }
+            "RemoteStartTransaction" => !missing(connector) || status == "Rejected",
             // 5.12: only a running transaction can be stopped; an accepted stop ends it.
             "RemoteStopTransaction" => {
                 let id = payload["transactionId"].as_i64();
                 let known = id.is_some_and(|id| open_before.contains(&id));
-                if !known && status != "Rejected" {
-                    return fail();
-                }
-                if status == "Accepted" && id.is_some_and(|id| self.open16().contains(&id)) {
-                    return fail();
-                }
+                let ended = !id.is_some_and(|id| self.open16().contains(&id));
+                (known || status == "Rejected") && (status != "Accepted" || ended)
             }
-            // 5.2, 5.17, 6.2: a connector that does not exist is refused.
+            // 5.2, 5.17, 6.2: a connector that does not exist is refused (0: the charge point).
             "ChangeAvailability" | "TriggerMessage" => {
-                if connector.is_some_and(|c| c != 0.0 && !exists(c)) && status != "Rejected" {
-                    return fail();
-                }
+                !missing(connector.filter(|c| *c != 0.0)) || status == "Rejected"
             }
-            "UnlockConnector" => {
-                if connector.is_some_and(|c| !exists(c)) && status != "NotSupported" {
-                    return fail();
-                }
-            }
-            _ => {}
-        }
-        Ok(())
+            "UnlockConnector" => !missing(connector) || status == "NotSupported",
+            _ => true,
+        };
+        if ok { Ok(()) } else { fail() }
     }
 
     /// What the answers of the remote-control calls say agrees with the station's state.
@@ -923,6 +927,7 @@ impl Driver {
         self.stats.transactions += report.transactions;
         self.stats.v16_transactions += report.transactions;
         self.stats.v16_cases += 1;
+        self.stats.v16_discarded += discarded;
         self.stats.transaction_events += report.events;
         self.stats.discarded += discarded;
         self.stats.lossy_cases += usize::from(discarded > 0);
@@ -2248,8 +2253,8 @@ fn run_shard(shard: u64) {
     println!(
         "shard {shard}: {} cases x {steps} steps ({} in 1.6): {} transactions ({} in 1.6; {} \
          TransactionEvents, as 1.6 messages there), {} power cycles, {} CSMS frames, {} CALLs after an unanswered one, {} late answers; {} \
-         messages discarded as E13/E04 allow (bound {}), in {} cases, at most {} in one, {} \
-         seqNos never sent",
+         messages discarded as E13/E04 allow ({} in 1.6; bound {}), in {} cases, at most {} in \
+         one, {} seqNos never sent",
         seeds.len(),
         total.v16_cases,
         total.transactions,
@@ -2260,6 +2265,7 @@ fn run_shard(shard: u64) {
         total.after_unanswered,
         total.late_answers,
         total.discarded,
+        total.v16_discarded,
         total.discard_bound,
         total.lossy_cases,
         total.max_case_discards,
@@ -2475,6 +2481,114 @@ mod delivery_check {
         // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
         fails(&log, 3, tiny_many, "only 1 were not delivered");
         assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    }
+
+    /// A 1.6 log: (1.6 action, transactionId it names or was given, answer, queued event).
+    type Log16 = Vec<(&'static str, i64, Answer, Value)>;
+
+    fn deliver16(
+        log: &Log16,
+        discarded: u64,
+        cycled: &[(String, bool)],
+    ) -> Result<DeliveryReport, String> {
+        let payloads: Vec<Value> = log
+            .iter()
+            .map(|(action, id, _, q)| match *action {
+                "StartTransaction" => json!({"connectorId": 1, "idTag": "A", "meterStart": 0,
+                    "timestamp": "2025-01-01T00:00:00Z"}),
+                "StopTransaction" => json!({"transactionId": id, "meterStop": 0,
+                    "timestamp": "2025-01-01T00:00:00Z",
+                    "reason": q["transactionInfo"]["stoppedReason"].as_str().unwrap_or("Local")}),
+                _ => json!({"connectorId": 1, "transactionId": id, "meterValue": [], "seq": q["seqNo"]}),
+            })
+            .collect();
+        let sent: Vec<Sent16> = log
+            .iter()
+            .zip(&payloads)
+            .map(|((action, id, answer, q), payload)| Sent16 {
+                action,
+                payload,
+                queued: q,
+                answer: *answer,
+                assigned: (*action == "StartTransaction" && *answer != Answer::Failed)
+                    .then_some(*id),
+            })
+            .collect();
+        check_delivery16(&sent, discarded, &LIMITS, cycled)
+    }
+
+    #[test]
+    fn the_1_6_delivery_check_accepts_a_complete_log_and_catches_bad_ones() {
+        let start = |id, answer| ("StartTransaction", id, answer, te("a", 0, "Started"));
+        let meter = |id, seq| ("MeterValues", id, Ok_, te("a", seq, "Updated"));
+        let stop = |id, seq| ("StopTransaction", id, Ok_, te("a", seq, "Ended"));
+        let fails = |log: &Log16, discarded, cycled: &[(String, bool)], want: &str| {
+            let err = deliver16(log, discarded, cycled).expect_err(want);
+            assert!(err.contains(want), "want {want:?}, got {err}");
+        };
+        // Sent again after a lost answer: the id of the answer taken (2) from then on.
+        let ok: Log16 = vec![
+            start(1, Fail),
+            start(2, Ok_),
+            meter(2, 1),
+            meter(2, 3),
+            stop(2, 4),
+        ];
+        let r = deliver16(&ok, 0, &[]).unwrap();
+        assert_eq!((r.transactions, r.events, r.gaps, r.lost), (1, 5, 1, 0));
+        // A late answer the station may have taken.
+        assert!(deliver16(&vec![start(7, Answer::Late), stop(7, 1)], 0, &[]).is_ok());
+
+        // An id the CSMS gave another StartTransaction, or never gave.
+        let other: Log16 = vec![
+            ("StartTransaction", 1, Ok_, te("b", 0, "Started")),
+            start(2, Ok_),
+            stop(1, 1),
+        ];
+        fails(&other, 0, &[], "answered its StartTransaction with");
+        fails(
+            &vec![start(1, Ok_), stop(5, 1)],
+            0,
+            &[],
+            "which the CSMS had not assigned",
+        );
+        // Mixed ids, a stop missing, a start sent again after it was accepted.
+        fails(
+            &vec![start(1, Ok_), meter(1, 1), stop(2, 2)],
+            0,
+            &[],
+            "had not assigned",
+        );
+        fails(
+            &vec![start(1, Ok_), meter(1, 1)],
+            0,
+            &[],
+            "want StartTransaction",
+        );
+        fails(
+            &vec![start(1, Ok_), start(2, Ok_), stop(2, 1)],
+            0,
+            &[],
+            "after the CSMS accepted it",
+        );
+        // A StartTransaction never answered: counted after MessageAttempts (3) failures only,
+        // and then nothing else of it can be sent.
+        let lost: Log16 = vec![start(0, Fail), start(0, Fail), start(0, Fail)];
+        assert_eq!(deliver16(&lost, 1, &[]).unwrap().lost, 1);
+        fails(&lost, 0, &[], "silent loss");
+        fails(&lost[..2].to_vec(), 1, &[], "want StartTransaction");
+        // A MeterValues never accepted and not discarded.
+        let mut silent = ok.clone();
+        silent[2].2 = Fail;
+        fails(&silent, 0, &[], "never accepted after 1 failed sends");
+        // Open at a power cycle: PowerLoss (unclean) or Reboot (clean).
+        let mut cut = te("a", 4, "Ended");
+        cut["transactionInfo"]["stoppedReason"] = json!("PowerLoss");
+        let mut cycled = ok.clone();
+        cycled[4].3 = cut;
+        assert!(deliver16(&cycled, 0, &[("a".into(), false)]).is_ok());
+        fails(&cycled, 0, &[("a".into(), true)], "open at a power cycle");
+        fails(&ok, 0, &[("a".into(), false)], "open at a power cycle");
     }
 
     #[test]
