@@ -317,7 +317,8 @@ def main():
     # OCPP 1.6J: the variant line, and the 1.6 calls the CSMS makes.
     ops += ["J0\n", "J3\n", '\n>[2,"a","RemoteStartTransaction",{"idTag":"TAG-A"}]',
             '\n>[2,"a","RemoteStopTransaction",{"transactionId":1}]', '"connectorId":',
-            '"idTag":', '"GetConfiguration"', '"ChangeConfiguration"']
+            '"idTag":', '"GetConfiguration"', '"ChangeConfiguration"',
+            '\n<{"transactionId":1,"idTagInfo":{"status":"Accepted"}}']
     dict_lines += [dict_entry(o) for o in ops]
     (HERE / "station_frames.dict").write_text("\n".join(dict_lines) + "\n")
 

@@ -449,16 +449,19 @@ impl Driver {
             Op::Raw(text) => self.send(text)?,
             Op::LateResult(payload) => {
                 if let Some((id, action, _)) = self.pending.clone() {
+                    let at = self.h.csms.received.iter().rposition(|r| r.id == id);
+                    // A late StartTransaction answer carries the number the CSMS gave it.
+                    let number = at.and_then(|i| self.assigned.get(i).copied().flatten());
                     let payload = match (payload, self.protocol) {
                         (Some(p), _) => p.clone(),
                         (None, Protocol::V201) => valid_answer(&action, now, &self.h),
-                        (None, Protocol::V16) => valid_answer16(&action, now, &mut self.h),
+                        (None, Protocol::V16) => valid_answer16(&action, now, &self.h, number),
                     };
                     self.pending = None;
                     self.stats.late_answers += 1;
                     // Delivered if it came within MessageTimeout; the station may also have
                     // given up on it already (or find the payload invalid): undecided.
-                    if let Some(i) = self.h.csms.received.iter().rposition(|r| r.id == id) {
+                    if let Some(i) = at {
                         self.answers[i] = Answer::Late;
                         if self.protocol == Protocol::V16 && action == "StartTransaction" {
                             // The id it names, if the station can take the answer at all.
@@ -466,7 +469,6 @@ impl Driver {
                             self.assigned[i] = v16::validate::validate(schema, &payload)
                                 .ok()
                                 .and_then(|()| payload["transactionId"].as_i64());
-                            self.next16 = self.h.csms.next_transaction_id;
                         }
                     }
                     self.send(&rpc::encode_result(&id, &payload))?;
@@ -638,12 +640,13 @@ impl Driver {
         let ok = match action {
             // 5.11: a connector that does not exist cannot start anything.
             "RemoteStartTransaction" => !missing(connector) || status == "Rejected",
-            // 5.12: only a running transaction can be stopped; an accepted stop ends it.
+            // 5.12: only a running transaction can be stopped; an accepted stop ends it (unless
+            // a late answer of the fuzzer gave two open transactions that id).
             "RemoteStopTransaction" => {
                 let id = payload["transactionId"].as_i64();
-                let known = id.is_some_and(|id| open_before.contains(&id));
-                let ended = !id.is_some_and(|id| self.open16().contains(&id));
-                (known || status == "Rejected") && (status != "Accepted" || ended)
+                let named = open_before.iter().filter(|t| Some(**t) == id).count();
+                let ended = named > 1 || !id.is_some_and(|id| self.open16().contains(&id));
+                (named > 0 || status == "Rejected") && (status != "Accepted" || ended)
             }
             // 5.2, 5.17, 6.2: a connector that does not exist is refused (0: the charge point).
             "ChangeAvailability" | "TriggerMessage" => {
@@ -749,6 +752,7 @@ impl Driver {
     /// late answer, MessageTimeout after it was sent, or a new connection.
     fn check_calls(&mut self) -> Check {
         let csms = &self.h.csms;
+        let mut unanswered = 0;
         for r in &csms.received[self.seen_received..] {
             if let Some((id, action, at)) = &self.pending {
                 let timed_out = r.at >= *at + self.message_timeout;
@@ -777,12 +781,14 @@ impl Driver {
                 (false, true) => Answer::Accepted,
                 _ => Answer::Failed,
             });
-            // The fake CSMS numbers the StartTransactions it answers.
-            let numbered = self.protocol == Protocol::V16
-                && r.action == "StartTransaction"
-                && !failing
-                && csms.answering
-                && !csms.holding;
+            // The fake CSMS numbers the StartTransactions it answers; one it leaves unanswered
+            // gets a number too (a CSMS that took it but whose answer is lost or late), which
+            // the driver takes from the fake CSMS's count below.
+            let numbered =
+                self.protocol == Protocol::V16 && r.action == "StartTransaction" && !failing;
+            if numbered && !csms.answering {
+                unanswered += 1;
+            }
             self.assigned.push(numbered.then(|| {
                 self.next16 += 1;
                 self.next16 - 1
@@ -795,12 +801,14 @@ impl Driver {
             };
         }
         self.seen_received = csms.received.len();
-        if csms.next_transaction_id != self.next16 {
+        if csms.next_transaction_id + unanswered != self.next16 {
             return Err(format!(
-                "the CSMS's next transactionId is {}, the driver counted {}",
+                "the CSMS's next transactionId is {} (+{unanswered} unanswered), the driver \
+                 counted {}",
                 csms.next_transaction_id, self.next16
             ));
         }
+        self.h.csms.next_transaction_id = self.next16;
         Ok(())
     }
 
@@ -1670,8 +1678,8 @@ fn check_answer16(expect: &Expect, answers: &[Frame], raw: &[String]) -> Check {
 }
 
 /// A valid answer of a 1.6 CSMS to one of the station's requests; a StartTransaction gets the
-/// fake CSMS's next transactionId.
-pub fn valid_answer16(action: &str, now: Instant, h: &mut Harness) -> Value {
+/// number the CSMS gave it when it came.
+pub fn valid_answer16(action: &str, now: Instant, h: &Harness, number: Option<i64>) -> Value {
     let time = UtcTime::from_unix_millis(CSMS_EPOCH_MS + now.as_millis() as i64).to_rfc3339();
     let accepted = json!({"status": "Accepted"});
     match action {
@@ -1681,9 +1689,7 @@ pub fn valid_answer16(action: &str, now: Instant, h: &mut Harness) -> Value {
         "Heartbeat" => json!({ "currentTime": time }),
         "Authorize" => json!({ "idTagInfo": accepted }),
         "StartTransaction" => {
-            let id = h.csms.next_transaction_id;
-            h.csms.next_transaction_id += 1;
-            json!({ "transactionId": id, "idTagInfo": accepted })
+            json!({ "transactionId": number.unwrap_or(i64::MAX), "idTagInfo": accepted })
         }
         "DataTransfer" => json!({ "status": "UnknownVendorId" }),
         _ => json!({}),
