@@ -175,6 +175,68 @@ T1 {"idToken":"TAG-D","type":"Bogus"}
 +130
 U1 1
 """,
+    # OCPP 1.6J (J: the variant in 1.6).
+    "v16_lifecycle": """J0
++5
+P1 1
+T1 TAG-A
++180
+U1 1
++60
+""",
+    "v16_remote_start_stop": """J4
++5
+S1 7 TAG-B
+P1 1
++65
+X1
+X-
+Q1
+U1 1
++60
+""",
+    "v16_offline_and_power_loss": """J2
++5
+P2 1
+T2 TAG-C
++30
+O0
+D
++120
+U2 1
+R0
++300
+O1
++600
+""",
+    "v16_silent_csms_and_late_answer": """J0
++5
+N0
+P1 1
+T1 TAG-A
++10
+<
++40
+N1
++120
+U1 1
+""",
+    "v16_garbage_frames": """J0
++1
+>[2,"a","NoSuchAction",{}]
+>[2,"b","RemoteStartTransaction",{}]
+>[2,"c","RemoteStartTransaction",{"idTag":5}]
+>[2,"d","GetTransactionStatus",{}]
+>[2,"e","Reset",{"type":"Immediate"}]
+>[2,"f","RemoteStopTransaction",{"transactionId":99}]
+>[2,"g","ChangeAvailability",{"connectorId":3,"type":"Inoperative"}]
+>[2,"h","UnlockConnector",{"connectorId":0}]
+>[2,"i","GetConfiguration",{"key":["HeartbeatInterval"]}]
+>[2,"j","ChangeConfiguration",{"key":"HeartbeatInterval","value":"x"}]
+>[2,"k","TriggerMessage",{"requestedMessage":"MeterValues","connectorId":1}]
+>not json
+C
+""",
     "failing_transaction_events": """V3
 +5
 F5
@@ -252,6 +314,11 @@ def main():
            "\nA4 TAG-A", "\nS1 7 TAG-A", "\nS- 7 TAG-A", "\nX1", "\nX-", "\nQ1", "\nQ", "\nC",
            '\n>[2,"', "\n<", "\n!InternalError", "\nO0", "\nO1", "\nN0", "\nN1", "\nG0",
            "\nG1", "\nF5", "\nF", "\nB1", "\nB2", "\nD", "\nR0", "\nR1"]
+    # OCPP 1.6J: the variant line, and the 1.6 calls the CSMS makes.
+    ops += ["J0\n", "J3\n", '\n>[2,"a","RemoteStartTransaction",{"idTag":"TAG-A"}]',
+            '\n>[2,"a","RemoteStopTransaction",{"transactionId":1}]', '"connectorId":',
+            '"idTag":', '"GetConfiguration"', '"ChangeConfiguration"',
+            '\n<{"transactionId":1,"idTagInfo":{"status":"Accepted"}}']
     dict_lines += [dict_entry(o) for o in ops]
     (HERE / "station_frames.dict").write_text("\n".join(dict_lines) + "\n")
 

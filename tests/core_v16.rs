@@ -571,6 +571,9 @@ fn a_reset_stops_the_transaction_with_its_kind_as_reason() {
 
 #[test]
 fn a_transaction_open_at_a_power_cut_stops_with_its_id() {
+    // Every message of an open transaction delivered, then a power cut: the restart dropped
+    // the transaction's id (it kept only those with queued messages), so the PowerLoss
+    // StopTransaction was never sent (found here and by the 1.6 property test).
     let mut h = Harness::new(config());
     h.plug(1, 1, true);
     h.token(1, "TAG1");

@@ -40,6 +40,20 @@
 //!
 //! The summary line reports the discards and that bound.
 //!
+//! One case in three runs in OCPP 1.6J ([`config16_for`]: the same variants, one connector per
+//! EVSE): the CSMS's calls are 1.6 (RemoteStart/StopTransaction with the transactionId it
+//! assigned, Reset, ChangeAvailability, TriggerMessage, Get/ChangeConfiguration, ...), invalid
+//! 1.6 payloads must get the 1.6 spelling of the violation's code (FormationViolation,
+//! OccurenceConstraintViolation, ...), unknown actions (2.0.1 ones among them) NotImplemented,
+//! and the end-of-run check is [`check_delivery16`]: per transaction (the test kit says which
+//! queued event each 1.6 message was made from) StartTransaction first, retransmitted only
+//! identically, then MeterValues and one StopTransaction carrying exactly the transactionId
+//! the CSMS assigned to its StartTransaction (the last assignment, if it was sent again), never
+//! an id the CSMS had not assigned; every transaction that got an id stopped, those open at a
+//! power cycle with reason Reboot/PowerLoss; losses only as counted discards (a StartTransaction
+//! discarded after MessageAttempts takes the rest of its transaction with it: 1.6 cannot name
+//! it).
+//!
 //! `PROPERTY_CASES=n` runs more cases (default 300), `PROPERTY_STEPS=n` longer ones (default
 //! 200), `PROPERTY_SEED=0x...` replays one case (the seed a failure prints).
 //!
@@ -50,11 +64,14 @@
 use ocpp_agent::ocpp::clock::{Instant, UtcTime};
 use ocpp_agent::ocpp::devmodel::Var;
 use ocpp_agent::ocpp::rpc::{self, CallErrorCode, Frame};
-use ocpp_agent::ocpp::station::{Input, InputError, Registration, StationConfig};
+use ocpp_agent::ocpp::station::{
+    EvseLayout, Input, InputError, Protocol, Registration, StationConfig,
+};
 use ocpp_agent::ocpp::testkit::{CSMS_EPOCH_MS, Harness, config_with};
+use ocpp_agent::ocpp::v16;
 use ocpp_agent::ocpp::v201::{self, Action};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -75,6 +92,9 @@ pub const AUTH_STATUSES: &[&str] = &[
     "NotAtThisTime",
     "Unknown",
 ];
+
+/// The idTag statuses of a 1.6 CSMS (`AuthorizationStatus`).
+pub const AUTH_STATUSES16: &[&str] = &["Accepted", "Blocked", "ConcurrentTx", "Expired", "Invalid"];
 
 /// The actions the station sends (what the fake CSMS can be told to fail).
 pub const STATION_ACTIONS: &[Action] = &[
@@ -198,6 +218,12 @@ pub struct Stats {
     pub after_unanswered: usize,
     /// Late answers to the station's unanswered CALL.
     pub late_answers: usize,
+    /// Cases in OCPP 1.6 (their transactions are in `transactions` too) ...
+    pub v16_cases: usize,
+    /// ... and their transactions ...
+    pub v16_transactions: usize,
+    /// ... and discards.
+    pub v16_discarded: u64,
 }
 
 impl Stats {
@@ -213,6 +239,9 @@ impl Stats {
         self.seq_gaps += other.seq_gaps;
         self.after_unanswered += other.after_unanswered;
         self.late_answers += other.late_answers;
+        self.v16_cases += other.v16_cases;
+        self.v16_transactions += other.v16_transactions;
+        self.v16_discarded += other.v16_discarded;
     }
 }
 
@@ -236,6 +265,12 @@ pub struct Driver {
     answers: Vec<Answer>,
     limits: QueueLimits,
     pub stats: Stats,
+    protocol: Protocol,
+    /// 1.6: the transactionId the CSMS gave in its answer to each of `csms.received` (a
+    /// StartTransaction answered at once or late).
+    assigned: Vec<Option<i64>>,
+    /// 1.6: the fake CSMS's `next_transaction_id` as the answers counted so far make it.
+    next16: i64,
 }
 
 type Check = Result<(), String>;
@@ -258,6 +293,7 @@ impl Driver {
                 .max(1) as u64,
             max_queue_bytes: config.max_queue_bytes,
         };
+        let protocol = config.protocol;
         let mut d = Driver {
             h: Harness::new_with(config, setup),
             evses,
@@ -271,6 +307,9 @@ impl Driver {
             answers: Vec::new(),
             limits,
             stats: Stats::default(),
+            protocol,
+            assigned: Vec::new(),
+            next16: 1,
         };
         d.check_calls().expect("start-up");
         d
@@ -293,6 +332,19 @@ impl Driver {
             .find(|e| e.id == evse)
             .and_then(|e| e.transaction.as_ref())
             .map(|t| t.id.clone())
+    }
+
+    /// 1.6: the transactionId the station keeps for our transaction `tx` (its durable
+    /// `v16_transactions` record), once the CSMS assigned one.
+    pub fn tx16(&self, tx: &str) -> Option<i64> {
+        let (_, text) = self
+            .h
+            .journal
+            .meta
+            .iter()
+            .find(|(k, _)| k == "v16_transactions")?;
+        let record: Value = serde_json::from_str(text).ok()?;
+        record["record"]["transactions"][tx]["id"].as_i64()
     }
 
     fn new_id(&mut self) -> String {
@@ -324,7 +376,10 @@ impl Driver {
             }
             Op::Token { evse, id_token } => {
                 let known = self.evses.iter().any(|(e, _)| e == evse);
-                let valid = v201::validate::validate(&v201::tables::ID_TOKEN, id_token).is_ok();
+                let valid = v201::validate::validate(&v201::tables::ID_TOKEN, id_token).is_ok()
+                    // A 1.6 idTag has at most 20 characters.
+                    && (self.protocol == Protocol::V201
+                        || id_token["idToken"].as_str().is_some_and(|t| t.chars().count() <= 20));
                 let result = self.input(Input::Token {
                     evse: *evse,
                     id_token: id_token.clone(),
@@ -336,7 +391,21 @@ impl Driver {
                     (_, _, r) => return Err(format!("token {id_token} at {evse}: {r:?}")),
                 }
             }
-            Op::SetAuth { token, status } => self.h.csms.set_auth(token, status, None),
+            Op::SetAuth { token, status } => {
+                // 1.6 has five of the statuses (7.2); the others mean Invalid there.
+                let status = match (self.protocol, *status) {
+                    (Protocol::V16, s) if !AUTH_STATUSES16.contains(&s) => "Invalid",
+                    (_, s) => s,
+                };
+                self.h.csms.set_auth(token, status, None)
+            }
+            Op::RemoteStart { evse, token, .. } if self.protocol == Protocol::V16 => {
+                let mut payload = json!({ "idTag": token });
+                if let Some(e) = evse {
+                    payload["connectorId"] = json!(e);
+                }
+                self.call("RemoteStartTransaction", payload)?;
+            }
             Op::RemoteStart {
                 evse,
                 token,
@@ -350,6 +419,14 @@ impl Driver {
                     payload["evseId"] = json!(e);
                 }
                 self.call("RequestStartTransaction", payload)?;
+            }
+            Op::RemoteStop { evse } if self.protocol == Protocol::V16 => {
+                // An id the CSMS never assigns (it counts from 1) when there is none.
+                let id = evse
+                    .and_then(|e| self.tx_on(e))
+                    .and_then(|tx| self.tx16(&tx))
+                    .unwrap_or(1_000_000 + self.next_id as i64);
+                self.call("RemoteStopTransaction", json!({ "transactionId": id }))?;
             }
             Op::RemoteStop { evse } => {
                 let id = evse
@@ -372,15 +449,27 @@ impl Driver {
             Op::Raw(text) => self.send(text)?,
             Op::LateResult(payload) => {
                 if let Some((id, action, _)) = self.pending.clone() {
-                    let payload = payload
-                        .clone()
-                        .unwrap_or_else(|| valid_answer(&action, now, &self.h));
+                    let at = self.h.csms.received.iter().rposition(|r| r.id == id);
+                    // A late StartTransaction answer carries the number the CSMS gave it.
+                    let number = at.and_then(|i| self.assigned.get(i).copied().flatten());
+                    let payload = match (payload, self.protocol) {
+                        (Some(p), _) => p.clone(),
+                        (None, Protocol::V201) => valid_answer(&action, now, &self.h),
+                        (None, Protocol::V16) => valid_answer16(&action, now, &self.h, number),
+                    };
                     self.pending = None;
                     self.stats.late_answers += 1;
                     // Delivered if it came within MessageTimeout; the station may also have
                     // given up on it already (or find the payload invalid): undecided.
-                    if let Some(i) = self.h.csms.received.iter().rposition(|r| r.id == id) {
+                    if let Some(i) = at {
                         self.answers[i] = Answer::Late;
+                        if self.protocol == Protocol::V16 && action == "StartTransaction" {
+                            // The id it names, if the station can take the answer at all.
+                            let schema = v16::Action::StartTransaction.response_schema();
+                            self.assigned[i] = v16::validate::validate(schema, &payload)
+                                .ok()
+                                .and_then(|()| payload["transactionId"].as_i64());
+                        }
                     }
                     self.send(&rpc::encode_result(&id, &payload))?;
                 }
@@ -396,7 +485,19 @@ impl Driver {
             Op::Answering(on) => self.h.csms.answering = *on,
             Op::Pings(on) => self.h.csms.answering_pings = *on,
             Op::Failing(actions) => {
-                self.h.csms.failing = actions.iter().map(|a| a.as_str()).collect();
+                self.h.csms.failing = match self.protocol {
+                    Protocol::V201 => actions.iter().map(|a| a.as_str()).collect(),
+                    // 1.6 spells TransactionEvent as three messages.
+                    Protocol::V16 => actions
+                        .iter()
+                        .flat_map(|a| match a {
+                            Action::TransactionEvent => {
+                                vec!["StartTransaction", "MeterValues", "StopTransaction"]
+                            }
+                            other => vec![other.as_str()],
+                        })
+                        .collect(),
+                };
             }
             Op::BootStatus(status) => self.h.csms.boot_status = status,
             Op::Drop => {
@@ -447,7 +548,10 @@ impl Driver {
             return Ok(());
         }
         self.stats.csms_frames += 1;
+        let rejected = self.h.station.registration() == Registration::Rejected;
         let expect = match rpc::decode(text) {
+            // 1.6 4.2: while Rejected the station answers no CSMS call at all.
+            Ok(Frame::Call { .. }) if rejected && self.protocol == Protocol::V16 => Expect::Nothing,
             Ok(Frame::Call {
                 id,
                 action,
@@ -456,7 +560,7 @@ impl Driver {
                 id,
                 action,
                 payload,
-                rejected: self.h.station.registration() == Registration::Rejected,
+                rejected,
             },
             Err(e) if e.answer => Expect::Error {
                 id: e.id,
@@ -465,12 +569,25 @@ impl Driver {
             _ => Expect::Nothing,
         };
         let open_before = self.open_transactions();
+        let open16_before = self.open16();
         let before = self.h.answers.len();
         self.h.send_raw(text);
         let answers = &self.h.answers[before..];
         let raw = &self.h.raw_answers[before..];
-        check_answer(&expect, answers, raw)
+        check_answer(&expect, answers, raw, self.protocol)
             .and_then(|()| match (&expect, answers) {
+                (
+                    Expect::Call {
+                        action, payload, ..
+                    },
+                    [
+                        Frame::CallResult {
+                            payload: result, ..
+                        },
+                    ],
+                ) if self.protocol == Protocol::V16 => {
+                    self.check_semantics16(action, payload, result, &open16_before)
+                }
                 (
                     Expect::Call {
                         action, payload, ..
@@ -494,6 +611,54 @@ impl Driver {
             .iter()
             .filter_map(|e| e.transaction.as_ref().map(|t| t.id.clone()))
             .collect()
+    }
+
+    /// 1.6: the transactionIds of the open transactions that have one.
+    fn open16(&self) -> Vec<i64> {
+        self.open_transactions()
+            .iter()
+            .filter_map(|tx| self.tx16(tx))
+            .collect()
+    }
+
+    /// 1.6: what the answers of the remote-control calls say agrees with the station's state.
+    fn check_semantics16(
+        &self,
+        action: &str,
+        payload: &Value,
+        result: &Value,
+        open_before: &[i64],
+    ) -> Check {
+        let status = result["status"].as_str().unwrap_or("");
+        let connector = payload["connectorId"].as_f64();
+        // 1.6 connectors are our EVSEs (one connector each); 0 is the charge point.
+        let exists = |c: f64| self.evses.iter().any(|(id, _)| f64::from(*id) == c);
+        let fail = || {
+            Err(format!(
+                "{action} {payload} answered {result} (connectors {:?}, open transactions {open_before:?})",
+                self.evses.iter().map(|(id, _)| id).collect::<Vec<_>>()
+            ))
+        };
+        let missing = |c: Option<f64>| c.is_some_and(|c| !exists(c));
+        let ok = match action {
+            // 5.11: a connector that does not exist cannot start anything.
+            "RemoteStartTransaction" => !missing(connector) || status == "Rejected",
+            // 5.12: only a running transaction can be stopped; an accepted stop ends it (unless
+            // a late answer of the fuzzer gave two open transactions that id).
+            "RemoteStopTransaction" => {
+                let id = payload["transactionId"].as_i64();
+                let named = open_before.iter().filter(|t| Some(**t) == id).count();
+                let ended = named > 1 || !id.is_some_and(|id| self.open16().contains(&id));
+                (named > 0 || status == "Rejected") && (status != "Accepted" || ended)
+            }
+            // 5.2, 5.17, 6.2: a connector that does not exist is refused (0: the charge point).
+            "ChangeAvailability" | "TriggerMessage" => {
+                !missing(connector.filter(|c| *c != 0.0)) || status == "Rejected"
+            }
+            "UnlockConnector" => !missing(connector) || status == "NotSupported",
+            _ => true,
+        };
+        if ok { Ok(()) } else { fail() }
     }
 
     /// What the answers of the remote-control calls say agrees with the station's state.
@@ -590,6 +755,7 @@ impl Driver {
     /// late answer, MessageTimeout after it was sent, or a new connection.
     fn check_calls(&mut self) -> Check {
         let csms = &self.h.csms;
+        let mut unanswered = 0;
         for r in &csms.received[self.seen_received..] {
             if let Some((id, action, at)) = &self.pending {
                 let timed_out = r.at >= *at + self.message_timeout;
@@ -618,6 +784,18 @@ impl Driver {
                 (false, true) => Answer::Accepted,
                 _ => Answer::Failed,
             });
+            // The fake CSMS numbers the StartTransactions it answers; one it leaves unanswered
+            // gets a number too (a CSMS that took it but whose answer is lost or late), which
+            // the driver takes from the fake CSMS's count below.
+            let numbered =
+                self.protocol == Protocol::V16 && r.action == "StartTransaction" && !failing;
+            if numbered && !csms.answering {
+                unanswered += 1;
+            }
+            self.assigned.push(numbered.then(|| {
+                self.next16 += 1;
+                self.next16 - 1
+            }));
             let answered = csms.answering || failing;
             self.pending = if answered {
                 None
@@ -626,6 +804,14 @@ impl Driver {
             };
         }
         self.seen_received = csms.received.len();
+        if csms.next_transaction_id + unanswered != self.next16 {
+            return Err(format!(
+                "the CSMS's next transactionId is {} (+{unanswered} unanswered), the driver \
+                 counted {}",
+                csms.next_transaction_id, self.next16
+            ));
+        }
+        self.h.csms.next_transaction_id = self.next16;
         Ok(())
     }
 
@@ -703,6 +889,9 @@ impl Driver {
             ));
         }
         let discarded = self.dropped_before + snapshot.queue.dropped;
+        if self.protocol == Protocol::V16 {
+            return self.finish16(discarded);
+        }
         let sent: Vec<Sent> = self
             .h
             .csms
@@ -718,6 +907,38 @@ impl Driver {
             .collect();
         let report = check_delivery(&sent, discarded, &self.limits, &self.cycled)?;
         self.stats.transactions += report.transactions;
+        self.stats.transaction_events += report.events;
+        self.stats.discarded += discarded;
+        self.stats.lossy_cases += usize::from(discarded > 0);
+        self.stats.max_case_discards = self.stats.max_case_discards.max(discarded);
+        self.stats.discard_bound += report.bound;
+        self.stats.seq_gaps += report.gaps;
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// The end-of-run delivery check in 1.6 terms ([`check_delivery16`]).
+    fn finish16(&mut self, discarded: u64) -> Check {
+        let received = &self.h.csms.received;
+        let sent: Vec<Sent16> = received
+            .iter()
+            .zip(&self.answers)
+            .zip(&self.assigned)
+            .filter(|((r, _), _)| r.queued.is_some() && DURABLE16.contains(&r.action.as_str()))
+            .map(|((r, a), id)| Sent16 {
+                action: &r.action,
+                payload: &r.payload,
+                queued: r.queued.as_ref().expect("filtered"),
+                answer: *a,
+                assigned: *id,
+            })
+            .collect();
+        let report = check_delivery16(&sent, discarded, &self.limits, &self.cycled)?;
+        self.stats.transactions += report.transactions;
+        self.stats.v16_transactions += report.transactions;
+        self.stats.v16_cases += 1;
+        self.stats.v16_discarded += discarded;
         self.stats.transaction_events += report.events;
         self.stats.discarded += discarded;
         self.stats.lossy_cases += usize::from(discarded > 0);
@@ -993,6 +1214,277 @@ pub fn check_delivery(
     Ok(report)
 }
 
+/// The 1.6 messages of the durable queue: a TransactionEvent is sent as one of the first
+/// three (or not at all: an Updated without 1.6 meter values), a security event as itself.
+pub const DURABLE16: &[&str] = &[
+    "StartTransaction",
+    "MeterValues",
+    "StopTransaction",
+    "SecurityEventNotification",
+];
+
+/// One 1.6 CALL of a queued message, as the CSMS saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent16<'a> {
+    pub action: &'a str,
+    pub payload: &'a Value,
+    /// The queued 2.0.1 message it was made from (which transaction, which seqNo).
+    pub queued: &'a Value,
+    pub answer: Answer,
+    /// The transactionId the CSMS answered a StartTransaction with (at once or late).
+    pub assigned: Option<i64>,
+}
+
+/// One transaction as a 1.6 CSMS saw it.
+#[derive(Default)]
+struct Tx16Log<'a> {
+    /// Its messages by seqNo of the queued event, in the order of their first transmission.
+    msgs: Vec<(u64, Msg<'a>)>,
+    /// (answer, transactionId given) of each StartTransaction transmission.
+    starts: Vec<(Answer, Option<i64>)>,
+    /// The transactionId each MeterValues / StopTransaction named.
+    ids: Vec<i64>,
+}
+
+/// [`check_delivery`] in 1.6 terms, given every transactionId the CSMS assigned:
+/// * per transaction, StartTransaction first (retransmissions identical, never after the
+///   CSMS accepted it), then MeterValues and one StopTransaction, all with the id the CSMS
+///   assigned to its StartTransaction (the last one if it was sent again), never an id the
+///   CSMS did not assign (or had not yet);
+/// * a transaction whose StartTransaction got an id stopped; one open at a power cycle stopped
+///   with reason Reboot (clean) or PowerLoss;
+/// * a StartTransaction that never got an id was discarded after MessageAttempts failed sends
+///   (counted); its later messages cannot name it and are not sent;
+/// * the discard bounds of [`check_delivery`]; seqNos never sent are no loss here (an Updated
+///   without meter values has no 1.6 message), but count as possible E04.FR.08 discards.
+pub fn check_delivery16(
+    sent: &[Sent16],
+    discarded: u64,
+    limits: &QueueLimits,
+    cycled: &[(String, bool)],
+) -> Result<DeliveryReport, String> {
+    let mut txs: BTreeMap<&str, Tx16Log> = BTreeMap::new();
+    let mut others: Vec<Msg> = Vec::new();
+    let mut report = DeliveryReport::default();
+    // The ids assigned before the message at hand was sent.
+    let mut given: BTreeSet<i64> = BTreeSet::new();
+    let mut seen_bytes = 0u64;
+    for s in sent {
+        let q = s.queued;
+        let Some(tx) = q["transactionInfo"]["transactionId"].as_str() else {
+            seen_bytes += q.to_string().len() as u64;
+            match others.iter_mut().find(|m| m.payload == s.payload) {
+                Some(m) => m.record(s.answer),
+                None => {
+                    let mut m = Msg::new(s.payload, s.action);
+                    m.record(s.answer);
+                    others.push(m);
+                }
+            }
+            continue;
+        };
+        report.events += 1;
+        let seq = q["seqNo"]
+            .as_u64()
+            .ok_or_else(|| format!("queued TransactionEvent without seqNo: {q}"))?;
+        let kind = q["eventType"].as_str().unwrap_or("?");
+        let want = match kind {
+            "Started" => "StartTransaction",
+            "Ended" => "StopTransaction",
+            _ => "MeterValues",
+        };
+        if s.action != want {
+            return Err(format!(
+                "transaction {tx}: its {kind} event sent as {}: {}",
+                s.action, s.payload
+            ));
+        }
+        let log = txs.entry(tx).or_default();
+        if s.action == "StartTransaction" {
+            log.starts.push((s.answer, s.assigned));
+        } else {
+            let id = s.payload["transactionId"]
+                .as_i64()
+                .ok_or_else(|| format!("{} without transactionId: {}", s.action, s.payload))?;
+            if !given.contains(&id) {
+                return Err(format!(
+                    "transaction {tx}: {} with transactionId {id}, which the CSMS had not \
+                     assigned (it had {given:?}): {}",
+                    s.action, s.payload
+                ));
+            }
+            log.ids.push(id);
+        }
+        given.extend(s.assigned);
+        if let Some((_, m)) = log.msgs.iter_mut().find(|(q, _)| *q == seq) {
+            if m.payload != s.payload {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} sent twice, differently:\n  {}\n  {}",
+                    m.payload, s.payload
+                ));
+            }
+            if m.accepted {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} ({}) sent again after the CSMS accepted it",
+                    s.action
+                ));
+            }
+            m.record(s.answer);
+            continue;
+        }
+        seen_bytes += q.to_string().len() as u64;
+        match log.msgs.last() {
+            None if seq != 0 => {
+                return Err(format!(
+                    "transaction {tx}: first message sent is seqNo {seq} ({}), not its \
+                     StartTransaction",
+                    s.action
+                ));
+            }
+            Some((last, _)) if seq <= *last => {
+                return Err(format!(
+                    "transaction {tx}: seqNo {seq} ({}) first sent after {last} (out of order)",
+                    s.action
+                ));
+            }
+            _ => {}
+        }
+        let mut m = Msg::new(s.payload, kind);
+        m.record(s.answer);
+        log.msgs.push((seq, m));
+    }
+    report.transactions = txs.len();
+
+    let mut updated_slots = 0;
+    let mut never_started = 0;
+    for (tx, log) in &txs {
+        let kinds: Vec<&str> = log.msgs.iter().map(|(_, m)| m.kind).collect();
+        // The ids the station may have taken: that of the StartTransaction the CSMS accepted
+        // (sent last, checked above), else any of those answered late.
+        let allowed: Vec<i64> = match log
+            .starts
+            .iter()
+            .rev()
+            .find(|(a, _)| *a == Answer::Accepted)
+        {
+            Some((_, id)) => id.iter().copied().collect(),
+            None => log
+                .starts
+                .iter()
+                .filter(|(a, _)| *a == Answer::Late)
+                .filter_map(|(_, id)| *id)
+                .collect(),
+        };
+        let accepted = log.starts.iter().any(|(a, _)| *a == Answer::Accepted);
+        if let Some(id) = log
+            .ids
+            .iter()
+            .find(|id| !allowed.contains(id) || **id != log.ids[0])
+        {
+            return Err(format!(
+                "transaction {tx}: named transactionId {id} (all: {:?}), but the CSMS answered \
+                 its StartTransaction with {:?}",
+                log.ids, log.starts
+            ));
+        }
+        let ended = kinds.len() >= 2
+            && kinds[0] == "Started"
+            && kinds[kinds.len() - 1] == "Ended"
+            && kinds[1..kinds.len() - 1].iter().all(|k| *k == "Updated");
+        if !ended {
+            // Only a StartTransaction that never got an id (discarded) leaves the rest unsent.
+            let start = &log.msgs[0].1;
+            if kinds != ["Started"] || accepted || start.failed_sends < limits.attempts {
+                return Err(format!(
+                    "transaction {tx}: sent {kinds:?} (want StartTransaction, MeterValues..., \
+                     StopTransaction; StartTransaction answers {:?}, MessageAttempts {})",
+                    log.starts, limits.attempts
+                ));
+            }
+            never_started += 1;
+            continue;
+        }
+        let last = log.msgs[log.msgs.len() - 1].0;
+        report.gaps += last + 1 - log.msgs.len() as u64;
+        updated_slots += last - 1;
+    }
+
+    // As in check_delivery: E04.FR.08 drops only from a queue near its bound.
+    let e04_possible = seen_bytes > limits.max_queue_bytes / 2;
+    let all = || {
+        txs.values()
+            .flat_map(|log| log.msgs.iter().map(|(_, m)| m))
+            .chain(others.iter())
+    };
+    let mut undecided = 0;
+    let mut failed_sends = 0;
+    for m in all() {
+        failed_sends += m.failed_sends;
+        let other = m.kind == "SecurityEventNotification";
+        if other {
+            undecided += m.failed_sends / limits.attempts;
+        }
+        if m.accepted {
+            continue;
+        }
+        if m.late {
+            undecided += u64::from(!other);
+            continue;
+        }
+        report.lost += 1;
+        if m.failed_sends < limits.attempts && (m.kind != "Updated" || !e04_possible) {
+            return Err(format!(
+                "never accepted after {} failed sends (MessageAttempts {}; E04.FR.08 \
+                 possible: {e04_possible}): {}",
+                m.failed_sends, limits.attempts, m.payload
+            ));
+        }
+    }
+    if discarded < report.lost {
+        return Err(format!(
+            "{} messages never accepted ({never_started} StartTransactions), but the station \
+             discarded only {discarded}: silent loss",
+            report.lost
+        ));
+    }
+    // Never sent: an Updated without meter values (no 1.6 message), or dropped by E04.FR.08.
+    let dropped_unsent = if e04_possible { report.gaps } else { 0 };
+    let others_lost = others.iter().filter(|m| !m.accepted && !m.late).count() as u64;
+    let possible = report.lost - others_lost + undecided + dropped_unsent;
+    if discarded > possible {
+        return Err(format!(
+            "the station discarded {discarded} messages, but only {} were not delivered (at \
+             most {possible}, with late answers, repeated security events and E04.FR.08)",
+            report.lost
+        ));
+    }
+    report.bound = failed_sends / limits.attempts + if e04_possible { updated_slots } else { 0 };
+    if discarded > report.bound {
+        return Err(format!(
+            "{discarded} messages discarded, more than the configuration allows ({} failed \
+             sends / MessageAttempts {}, E04.FR.08 possible: {e04_possible})",
+            failed_sends, limits.attempts
+        ));
+    }
+
+    for (tx, clean) in cycled {
+        let log = txs
+            .get(tx.as_str())
+            .ok_or_else(|| format!("transaction {tx} open at a power cycle was never sent"))?;
+        let Some((_, stop)) = log.msgs.iter().find(|(_, m)| m.kind == "Ended") else {
+            continue; // its StartTransaction was discarded (checked above)
+        };
+        let reason = if *clean { "Reboot" } else { "PowerLoss" };
+        if stop.payload["reason"] != reason {
+            return Err(format!(
+                "transaction {tx} open at a power cycle (clean: {clean}) stopped with {}",
+                stop.payload
+            ));
+        }
+    }
+    Ok(report)
+}
+
 /// A valid answer of the CSMS to one of the station's requests.
 pub fn valid_answer(action: &str, now: Instant, h: &Harness) -> Value {
     let time = UtcTime::from_unix_millis(CSMS_EPOCH_MS + now.as_millis() as i64).to_rfc3339();
@@ -1006,7 +1498,44 @@ pub fn valid_answer(action: &str, now: Instant, h: &Harness) -> Value {
     }
 }
 
-fn check_answer(expect: &Expect, answers: &[Frame], raw: &[String]) -> Check {
+/// The CALLERROR codes of OCPP-J 1.6 (table 7), as the wire spells them.
+const V16_CODES: &[&str] = &[
+    "NotImplemented",
+    "NotSupported",
+    "InternalError",
+    "ProtocolError",
+    "SecurityError",
+    "FormationViolation",
+    "PropertyConstraintViolation",
+    "OccurenceConstraintViolation",
+    "TypeConstraintViolation",
+    "GenericError",
+];
+
+/// 1.6 CSMS calls the station implements: a valid payload must get a CALLRESULT (a
+/// RemoteStartTransaction's chargingProfile is not supported).
+fn supported16(action: &str, payload: &Value) -> bool {
+    match action {
+        "RemoteStartTransaction" => payload.get("chargingProfile").is_none(),
+        _ => [
+            "RemoteStopTransaction",
+            "ClearCache",
+            "Reset",
+            "ChangeAvailability",
+            "UnlockConnector",
+            "TriggerMessage",
+            "GetConfiguration",
+            "ChangeConfiguration",
+            "DataTransfer",
+        ]
+        .contains(&action),
+    }
+}
+
+fn check_answer(expect: &Expect, answers: &[Frame], raw: &[String], protocol: Protocol) -> Check {
+    if protocol == Protocol::V16 {
+        return check_answer16(expect, answers, raw);
+    }
     let too_long = |text: &&String| {
         matches!(rpc::decode(text), Ok(Frame::CallError { description, .. })
             if description.chars().count() > 255)
@@ -1072,6 +1601,101 @@ fn check_answer(expect: &Expect, answers: &[Frame], raw: &[String]) -> Check {
                 )),
             }
         }
+    }
+}
+
+/// [`check_answer`] in 1.6: the 1.6 schemas and the 1.6 spelling of the error codes.
+fn check_answer16(expect: &Expect, answers: &[Frame], raw: &[String]) -> Check {
+    let (id, answer) = match (expect, answers) {
+        (Expect::Nothing, []) => return Ok(()),
+        (Expect::Nothing, _) => {
+            return Err(format!("answered a CALLRESULT/CALLERROR with {raw:?}"));
+        }
+        (Expect::Error { id, .. } | Expect::Call { id, .. }, [answer]) => (id, answer),
+        (_, _) => return Err(format!("want exactly one answer, got {raw:?}")),
+    };
+    let (answer_id, result) = match answer {
+        Frame::CallResult { id, payload } => (id, Ok(payload)),
+        Frame::CallError {
+            id,
+            code,
+            description,
+            ..
+        } => {
+            if !V16_CODES.contains(&code.as_str()) {
+                return Err(format!("not a 1.6 CALLERROR code in {raw:?}"));
+            }
+            if description.chars().count() > 255 {
+                return Err(format!(
+                    "CALLERROR description over 255 characters: {raw:?}"
+                ));
+            }
+            (id, Err(code.as_str()))
+        }
+        Frame::Call { .. } => return Err(format!("answered with a CALL: {raw:?}")),
+    };
+    if answer_id != id {
+        return Err(format!("answer {raw:?} does not carry the id {id:?}"));
+    }
+    match expect {
+        Expect::Nothing => unreachable!(),
+        Expect::Error { code, .. } => match result {
+            Err(c) if c == v16::call_error_code(*code) => Ok(()),
+            _ => Err(format!(
+                "want CALLERROR {}, got {raw:?}",
+                v16::call_error_code(*code)
+            )),
+        },
+        Expect::Call {
+            action,
+            payload,
+            rejected,
+            ..
+        } => {
+            let known = v16::Action::from_name(action);
+            let want_error = if *rejected {
+                Some("SecurityError")
+            } else {
+                match known {
+                    None => Some("NotImplemented"),
+                    Some(a) => v16::validate::validate(a.request_schema(), payload)
+                        .err()
+                        .map(|v| v16::error_code(v.kind)),
+                }
+            };
+            match (result, want_error, known) {
+                (Err(c), Some(want), _) if c == want => Ok(()),
+                (Err(c), None, _) if !supported16(action, payload) => match c {
+                    "NotSupported" | "NotImplemented" | "GenericError" | "InternalError" => Ok(()),
+                    _ => Err(format!("a valid {action} answered {raw:?}")),
+                },
+                (Ok(p), None, Some(a)) => v16::validate::validate(a.response_schema(), p)
+                    .map_err(|v| format!("invalid {action} response {raw:?}: {v}")),
+                _ => Err(format!(
+                    "{action}: want {}, got {raw:?}",
+                    want_error.unwrap_or("a CALLRESULT")
+                )),
+            }
+        }
+    }
+}
+
+/// A valid answer of a 1.6 CSMS to one of the station's requests; a StartTransaction gets the
+/// number the CSMS gave it when it came.
+pub fn valid_answer16(action: &str, now: Instant, h: &Harness, number: Option<i64>) -> Value {
+    let time = UtcTime::from_unix_millis(CSMS_EPOCH_MS + now.as_millis() as i64).to_rfc3339();
+    let accepted = json!({"status": "Accepted"});
+    match action {
+        "BootNotification" => {
+            json!({"currentTime": time, "interval": h.csms.interval, "status": h.csms.boot_status})
+        }
+        "Heartbeat" => json!({ "currentTime": time }),
+        "Authorize" => json!({ "idTagInfo": accepted }),
+        "StartTransaction" => {
+            json!({ "transactionId": number.unwrap_or(i64::MAX), "idTagInfo": accepted })
+        }
+        "DataTransfer" => json!({ "status": "UnknownVendorId" }),
+        _ => json!({}),
     }
 }
 
@@ -1149,6 +1773,21 @@ pub fn config_for(variant: u64) -> StationConfig {
     if variant % 7 == 6 {
         config.max_queue_bytes = 4096;
     }
+    config
+}
+
+/// [`config_for`]'s variant in OCPP 1.6J: two EVSEs of one connector each (1.6 connectors
+/// 1 and 2), the device model as in 2.0.1 (the 1.6 keys are views of it).
+pub fn config16_for(variant: u64) -> StationConfig {
+    let mut config = config_for(variant);
+    config.protocol = Protocol::V16;
+    config.evses = (1..=2)
+        .map(|id| EvseLayout {
+            id,
+            connectors: vec![1],
+            connector_types: Vec::new(),
+        })
+        .collect();
     config
 }
 
@@ -1333,6 +1972,114 @@ fn management(rng: &mut Rng, id: &str, evse: u32) -> String {
     rpc::encode_call(id, action, &payload)
 }
 
+/// [`garbage`] for a 1.6 station: broken frames, unknown actions (2.0.1 ones among them),
+/// invalid 1.6 payloads.
+fn garbage16(rng: &mut Rng, id: &str) -> String {
+    let start = json!({"idTag": "TAG-A", "connectorId": 1});
+    match rng.below(16) {
+        0..=9 => garbage(rng, id).replace("RequestStartTransaction", "RemoteStartTransaction"),
+        10 => rpc::encode_call(id, "GetTransactionStatus", &json!({})),
+        11 => rpc::encode_call(id, "Reset", &json!({"type": "Immediate"})), // 2.0.1's type
+        12 => rpc::encode_call(id, "RemoteStopTransaction", &json!({"transactionId": "1"})),
+        _ => {
+            // A RemoteStartTransaction with one thing wrong.
+            let mut p = start;
+            match rng.below(6) {
+                0 => p["idTag"] = json!(5),
+                1 => p["connectorId"] = json!("1"),
+                2 => p["unexpected"] = json!(1),
+                3 => p["connectorId"] = json!(1.5),
+                4 => {
+                    p.as_object_mut().map(|o| o.remove("idTag"));
+                }
+                _ => p["idTag"] = json!("x".repeat(21)),
+            }
+            rpc::encode_call(id, "RemoteStartTransaction", &p)
+        }
+    }
+}
+
+/// 1.6 configuration keys a CSMS may change, with good and bad values (none can leave a
+/// transaction without a way to end, nor changes MessageAttempts under the driver).
+const KEYS16: &[(&str, &[&str])] = &[
+    ("HeartbeatInterval", &["30", "600", "0", "x"]),
+    ("WebSocketPingInterval", &["0", "20"]),
+    ("MeterValueSampleInterval", &["0", "30", "-1"]),
+    ("MeterValuesSampledData", &["Power.Active.Import", "Bogus"]),
+    ("ClockAlignedDataInterval", &["0", "300"]),
+    ("LocalPreAuthorize", &["true", "false"]),
+    ("AuthorizationCacheEnabled", &["true", "false", "maybe"]),
+    ("ConnectionTimeOut", &["30", "120"]),
+    ("TransactionMessageRetryInterval", &["5"]),
+    ("NumberOfConnectors", &["3"]), // read-only
+    ("NoSuchKey", &["1"]),
+];
+
+/// [`management`] in 1.6: the Core, Local Auth List and Remote Trigger calls.
+fn management16(rng: &mut Rng, id: &str, evse: u32) -> String {
+    // Now and then a connector id beyond u32 that truncates to a real one.
+    let connector: i64 = match rng.below(10) {
+        0 => (1i64 << 32) + i64::from(evse),
+        1 => 0,
+        _ => i64::from(evse),
+    };
+    let (action, payload) = match rng.below(10) {
+        0 => {
+            let mut p = json!({});
+            if rng.chance(70) {
+                let keys: Vec<&str> = (0..rng.range(1, 3)).map(|_| rng.pick(KEYS16).0).collect();
+                p["key"] = json!(keys);
+            }
+            ("GetConfiguration", p)
+        }
+        1 => {
+            let (key, values) = rng.pick(KEYS16);
+            (
+                "ChangeConfiguration",
+                json!({"key": key, "value": rng.pick(values)}),
+            )
+        }
+        2 => ("Reset", json!({"type": rng.pick(&["Hard", "Soft"])})),
+        3 => (
+            "ChangeAvailability",
+            json!({"connectorId": connector, "type": rng.pick(&["Operative", "Inoperative"])}),
+        ),
+        4 => {
+            let message = rng.pick(&[
+                "BootNotification",
+                "DiagnosticsStatusNotification",
+                "FirmwareStatusNotification",
+                "Heartbeat",
+                "MeterValues",
+                "StatusNotification",
+            ]);
+            let mut p = json!({"requestedMessage": message});
+            if rng.chance(60) {
+                p["connectorId"] = json!(connector);
+            }
+            ("TriggerMessage", p)
+        }
+        5 => ("UnlockConnector", json!({"connectorId": connector})),
+        6 => {
+            let entry = json!({
+                "idTag": rng.pick(TOKENS),
+                "idTagInfo": {"status": rng.pick(&["Accepted", "Blocked", "Expired", "Invalid"])},
+            });
+            (
+                "SendLocalList",
+                json!({"listVersion": rng.below(5), "updateType": rng.pick(&["Full", "Differential"]), "localAuthorizationList": [entry]}),
+            )
+        }
+        7 => ("GetLocalListVersion", json!({})),
+        8 => ("ClearCache", json!({})),
+        _ => (
+            "DataTransfer",
+            json!({"vendorId": rng.pick(&["org.example", "x"]), "messageId": "m", "data": "n=1"}),
+        ),
+    };
+    rpc::encode_call(id, action, &payload)
+}
+
 fn random_op(rng: &mut Rng, d: &Driver) -> Op {
     let evse = |rng: &mut Rng| {
         if rng.chance(5) {
@@ -1366,7 +2113,12 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         }
         45..=52 => Op::Token {
             evse: evse(rng),
-            id_token: token_json(rng),
+            id_token: if d.protocol == Protocol::V16 && rng.chance(5) {
+                // Valid in 2.0.1, too long for a 1.6 idTag (20).
+                json!({"idToken": "T".repeat(rng.range(21, 36) as usize), "type": "ISO14443"})
+            } else {
+                token_json(rng)
+            },
         },
         53..=55 => Op::SetAuth {
             token: rng.pick(TOKENS).to_string(),
@@ -1393,12 +2145,18 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
         69 => Op::ClearCache,
         70..=73 => {
             let id = format!("g-{}", rng.below(1 << 20));
-            Op::Raw(garbage(rng, &id))
+            Op::Raw(match d.protocol {
+                Protocol::V201 => garbage(rng, &id),
+                Protocol::V16 => garbage16(rng, &id),
+            })
         }
         74..=76 => {
             let id = format!("m-{}", rng.below(1 << 20));
             let evse = evse(rng);
-            Op::Raw(management(rng, &id, evse))
+            Op::Raw(match d.protocol {
+                Protocol::V201 => management(rng, &id, evse),
+                Protocol::V16 => management16(rng, &id, evse),
+            })
         }
         77..=78 => Op::LateResult(None),
         79 => Op::LateResult(Some(json!({"unexpected": true}))),
@@ -1429,7 +2187,13 @@ fn random_op(rng: &mut Rng, d: &Driver) -> Op {
 /// Runs one case; on failure returns the step (the final drain is step `steps`) and why.
 fn run_case(seed: u64, steps: usize, ops: &mut Vec<Op>) -> Result<Stats, (usize, String)> {
     let mut rng = Rng::new(seed);
-    let config = config_for(rng.next_u64());
+    // One case in three in 1.6; the 2.0.1 cases stay what they were for the same seed.
+    let variant = rng.next_u64();
+    let config = if (variant >> 32) % 3 == 0 {
+        config16_for(variant)
+    } else {
+        config_for(variant)
+    };
     let mut d = Driver::new(config, |_| {});
     for step in 0..steps {
         let op = random_op(&mut rng, &d);
@@ -1496,18 +2260,21 @@ fn run_shard(shard: u64) {
         );
     }
     println!(
-        "shard {shard}: {} cases x {steps} steps: {} transactions ({} TransactionEvents), {} \
-         power cycles, {} CSMS frames, {} CALLs after an unanswered one, {} late answers; {} \
-         messages discarded as E13/E04 allow (bound {}), in {} cases, at most {} in one, {} \
-         seqNos never sent",
+        "shard {shard}: {} cases x {steps} steps ({} in 1.6): {} transactions ({} in 1.6; {} \
+         TransactionEvents, as 1.6 messages there), {} power cycles, {} CSMS frames, {} CALLs after an unanswered one, {} late answers; {} \
+         messages discarded as E13/E04 allow ({} in 1.6; bound {}), in {} cases, at most {} in \
+         one, {} seqNos never sent",
         seeds.len(),
+        total.v16_cases,
         total.transactions,
+        total.v16_transactions,
         total.transaction_events,
         total.power_cycles,
         total.csms_frames,
         total.after_unanswered,
         total.late_answers,
         total.discarded,
+        total.v16_discarded,
         total.discard_bound,
         total.lossy_cases,
         total.max_case_discards,
@@ -1723,6 +2490,114 @@ mod delivery_check {
         // 4 failed sends / 100 attempts = 0, plus 2 Updated slots (E04 possible): at most 2.
         fails(&log, 3, tiny_many, "only 1 were not delivered");
         assert_eq!(deliver(&log, 2, tiny_many).unwrap().bound, 2);
+    }
+
+    /// A 1.6 log: (1.6 action, transactionId it names or was given, answer, queued event).
+    type Log16 = Vec<(&'static str, i64, Answer, Value)>;
+
+    fn deliver16(
+        log: &Log16,
+        discarded: u64,
+        cycled: &[(String, bool)],
+    ) -> Result<DeliveryReport, String> {
+        let payloads: Vec<Value> = log
+            .iter()
+            .map(|(action, id, _, q)| match *action {
+                "StartTransaction" => json!({"connectorId": 1, "idTag": "A", "meterStart": 0,
+                    "timestamp": "2025-01-01T00:00:00Z"}),
+                "StopTransaction" => json!({"transactionId": id, "meterStop": 0,
+                    "timestamp": "2025-01-01T00:00:00Z",
+                    "reason": q["transactionInfo"]["stoppedReason"].as_str().unwrap_or("Local")}),
+                _ => json!({"connectorId": 1, "transactionId": id, "meterValue": [], "seq": q["seqNo"]}),
+            })
+            .collect();
+        let sent: Vec<Sent16> = log
+            .iter()
+            .zip(&payloads)
+            .map(|((action, id, answer, q), payload)| Sent16 {
+                action,
+                payload,
+                queued: q,
+                answer: *answer,
+                assigned: (*action == "StartTransaction" && *answer != Answer::Failed)
+                    .then_some(*id),
+            })
+            .collect();
+        check_delivery16(&sent, discarded, &LIMITS, cycled)
+    }
+
+    #[test]
+    fn the_1_6_delivery_check_accepts_a_complete_log_and_catches_bad_ones() {
+        let start = |id, answer| ("StartTransaction", id, answer, te("a", 0, "Started"));
+        let meter = |id, seq| ("MeterValues", id, Ok_, te("a", seq, "Updated"));
+        let stop = |id, seq| ("StopTransaction", id, Ok_, te("a", seq, "Ended"));
+        let fails = |log: &Log16, discarded, cycled: &[(String, bool)], want: &str| {
+            let err = deliver16(log, discarded, cycled).expect_err(want);
+            assert!(err.contains(want), "want {want:?}, got {err}");
+        };
+        // Sent again after a lost answer: the id of the answer taken (2) from then on.
+        let ok: Log16 = vec![
+            start(1, Fail),
+            start(2, Ok_),
+            meter(2, 1),
+            meter(2, 3),
+            stop(2, 4),
+        ];
+        let r = deliver16(&ok, 0, &[]).unwrap();
+        assert_eq!((r.transactions, r.events, r.gaps, r.lost), (1, 5, 1, 0));
+        // A late answer the station may have taken.
+        assert!(deliver16(&vec![start(7, Answer::Late), stop(7, 1)], 0, &[]).is_ok());
+
+        // An id the CSMS gave another StartTransaction, or never gave.
+        let other: Log16 = vec![
+            ("StartTransaction", 1, Ok_, te("b", 0, "Started")),
+            start(2, Ok_),
+            stop(1, 1),
+        ];
+        fails(&other, 0, &[], "answered its StartTransaction with");
+        fails(
+            &vec![start(1, Ok_), stop(5, 1)],
+            0,
+            &[],
+            "which the CSMS had not assigned",
+        );
+        // Mixed ids, a stop missing, a start sent again after it was accepted.
+        fails(
+            &vec![start(1, Ok_), meter(1, 1), stop(2, 2)],
+            0,
+            &[],
+            "had not assigned",
+        );
+        fails(
+            &vec![start(1, Ok_), meter(1, 1)],
+            0,
+            &[],
+            "want StartTransaction",
+        );
+        fails(
+            &vec![start(1, Ok_), start(2, Ok_), stop(2, 1)],
+            0,
+            &[],
+            "after the CSMS accepted it",
+        );
+        // A StartTransaction never answered: counted after MessageAttempts (3) failures only,
+        // and then nothing else of it can be sent.
+        let lost: Log16 = vec![start(0, Fail), start(0, Fail), start(0, Fail)];
+        assert_eq!(deliver16(&lost, 1, &[]).unwrap().lost, 1);
+        fails(&lost, 0, &[], "silent loss");
+        fails(&lost[..2].to_vec(), 1, &[], "want StartTransaction");
+        // A MeterValues never accepted and not discarded.
+        let mut silent = ok.clone();
+        silent[2].2 = Fail;
+        fails(&silent, 0, &[], "never accepted after 1 failed sends");
+        // Open at a power cycle: PowerLoss (unclean) or Reboot (clean).
+        let mut cut = te("a", 4, "Ended");
+        cut["transactionInfo"]["stoppedReason"] = json!("PowerLoss");
+        let mut cycled = ok.clone();
+        cycled[4].3 = cut;
+        assert!(deliver16(&cycled, 0, &[("a".into(), false)]).is_ok());
+        fails(&cycled, 0, &[("a".into(), true)], "open at a power cycle");
+        fails(&ok, 0, &[("a".into(), false)], "open at a power cycle");
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //!
 //! ```text
 //! V3                     configuration variant 3 (first line only; default 0)
+//! J3                     variant 3 in OCPP 1.6J (first line only; one connector per EVSE): the
+//!                        CSMS speaks 1.6; S is RemoteStartTransaction (connectorId, idTag), X
+//!                        RemoteStopTransaction with the id the CSMS gave that transaction, Q
+//!                        an action 1.6 lacks (NotImplemented), F5 fails StartTransaction,
+//!                        MeterValues and StopTransaction, A's statuses 1.6 lacks are Invalid
 //! +120                   advance 120 s            m250   advance 250 ms
 //! P1 1 / U2 2            plug in / unplug (EVSE, connector)
 //! T1 TAG-A               idToken TAG-A (ISO14443) at EVSE 1; T1 {"idToken":..} raw IdTokenType
@@ -30,9 +35,11 @@ use std::time::Duration;
 /// Operations per input at most (keeps one execution fast).
 pub const MAX_OPS: usize = 300;
 
-/// A parsed input: the configuration variant and the operations.
+/// A parsed input: the configuration variant, its protocol and the operations.
 pub struct Script {
     pub variant: u64,
+    /// `J` instead of `V`: OCPP 1.6J.
+    pub v16: bool,
     pub ops: Vec<Op>,
 }
 
@@ -69,6 +76,7 @@ fn flag(s: &str) -> bool {
 pub fn parse(data: &[u8]) -> Script {
     let text = String::from_utf8_lossy(data);
     let mut variant = 0;
+    let mut v16 = false;
     let mut ops = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if ops.len() >= MAX_OPS {
@@ -79,8 +87,9 @@ pub fn parse(data: &[u8]) -> Script {
         let rest = chars.as_str();
         let (n, after) = number(rest);
         let op = match c {
-            'V' if i == 0 => {
+            'V' | 'J' if i == 0 => {
                 variant = n.unwrap_or(0);
+                v16 = c == 'J';
                 continue;
             }
             '+' => Op::Advance(Duration::from_secs(n.unwrap_or(1).min(7200))),
@@ -147,13 +156,18 @@ pub fn parse(data: &[u8]) -> Script {
         };
         ops.push(op);
     }
-    Script { variant, ops }
+    Script { variant, v16, ops }
 }
 
 /// Runs a script against a fresh station; panics (a crash for libFuzzer) on a broken invariant.
 pub fn run(data: &[u8]) {
     let script = parse(data);
-    let mut d = crate::property::Driver::new(crate::property::config_for(script.variant), |_| {});
+    let config = if script.v16 {
+        crate::property::config16_for(script.variant)
+    } else {
+        crate::property::config_for(script.variant)
+    };
+    let mut d = crate::property::Driver::new(config, |_| {});
     for (i, op) in script.ops.iter().enumerate() {
         if let Err(e) = d.step(op) {
             panic!("invariant broken at operation {i} ({op:?}): {e}");

@@ -461,7 +461,7 @@ impl Station {
             .lookup16(|lk| v16::request(action, payload.clone(), lk))?;
         match inbound {
             Inbound::Answer(answer) => Ok(answer),
-            Inbound::Link(request) => Ok(self.cx.link_request16(request)),
+            Inbound::Link(request) => Ok(self.cx.link_request16(now, request)),
             Inbound::Call {
                 action: call,
                 payload: call_payload,

@@ -26,6 +26,9 @@ pub struct Received {
     pub id: String,
     pub action: String,
     pub payload: Value,
+    /// The journal payload (2.0.1) of the queued message this was sent for, `None` for a
+    /// volatile one: ties a 1.6 transaction message to our transaction and seqNo.
+    pub queued: Option<Value>,
 }
 
 /// How the fake CSMS behaves; tests change these fields between steps.
@@ -432,7 +435,7 @@ impl Harness {
                 }
                 Output::Send(text) => {
                     assert!(self.connected, "sent while not connected: {text}");
-                    self.receive(&text);
+                    self.receive_queued(&text, None);
                 }
                 Output::SendQueued {
                     queue_seq,
@@ -447,7 +450,7 @@ impl Harness {
                         })
                         .clone();
                     if let Some(text) = self.station.queued_frame(self.now, &message_id, &message) {
-                        self.receive(&text);
+                        self.receive_queued(&text, Some(message.payload));
                     }
                 }
                 Output::Persist(batch) => {
@@ -581,7 +584,7 @@ impl Harness {
         self.fire_due();
     }
 
-    fn receive(&mut self, text: &str) {
+    fn receive_queued(&mut self, text: &str, queued: Option<Value>) {
         let frame =
             rpc::decode(text).unwrap_or_else(|e| panic!("station sent a bad frame {text}: {e:?}"));
         match frame {
@@ -603,6 +606,7 @@ impl Harness {
                     id: id.clone(),
                     action: action.clone(),
                     payload: payload.clone(),
+                    queued,
                 });
                 if self.csms.failing.contains(&action.as_str()) {
                     let error = rpc::CallError::new(rpc::CallErrorCode::InternalError, "test");
@@ -615,7 +619,7 @@ impl Harness {
                     let answer = self.csms.answer(self.now, &action, &payload);
                     assert!(
                         v201::validate::validate(schemas.1, &answer).is_ok(),
-                        "the fake CSMS built an invalid answer"
+                        "the fake CSMS built an invalid {action} answer: {answer}"
                     );
                     self.station
                         .handle_frame(self.now, &rpc::encode_result(&id, &answer));

@@ -53,9 +53,9 @@ pub enum Inbound {
 /// 1.6 calls the link answers itself (see `v16::link`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkRequest {
-    /// TriggerMessage StatusNotification without a connector: connector 0 and every
-    /// connector (5.17; 2.0.1 triggers one connector only, F06.FR.12).
-    ReportAllStatuses,
+    /// TriggerMessage StatusNotification of connector 0, and of every connector when no
+    /// connectorId was given (5.17; 2.0.1 triggers one connector only, F06.FR.12).
+    ReportStatuses { connectors: bool },
     /// TriggerMessage BootNotification (5.17; once accepted 2.0.1 refuses it, F06.FR.17).
     Boot,
 }

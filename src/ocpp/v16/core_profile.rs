@@ -167,9 +167,16 @@ pub fn request(action: Action, payload: &Value, lk: &Lookup) -> Option<Result<In
         Action::ClearCache => call(v201::Action::ClearCache, json!({})),
         Action::DataTransfer => call(v201::Action::DataTransfer, payload.clone()),
         Action::TriggerMessage => {
-            match (payload["requestedMessage"].as_str(), connector.unwrap_or(0)) {
-                (Some("StatusNotification"), 0) => {
-                    return Some(Ok(Inbound::Link(LinkRequest::ReportAllStatuses)));
+            if connector.is_some_and(|c| c != 0 && evse_of(c, lk).is_none()) {
+                return Some(Ok(Inbound::Answer(json!({"status": "Rejected"}))));
+            }
+            match (payload["requestedMessage"].as_str(), connector) {
+                // 5.17: no connectorId is the charge point and every connector, 0 the charge
+                // point alone.
+                (Some("StatusNotification"), None | Some(0)) => {
+                    return Some(Ok(Inbound::Link(LinkRequest::ReportStatuses {
+                        connectors: connector.is_none(),
+                    })));
                 }
                 (Some("BootNotification"), _) => {
                     return Some(Ok(Inbound::Link(LinkRequest::Boot)));

@@ -91,9 +91,17 @@ impl Ctx {
     }
 
     /// A 1.6 call the link answers itself.
-    pub(crate) fn link_request16(&mut self, request: LinkRequest) -> Value {
+    pub(crate) fn link_request16(&mut self, now: Instant, request: LinkRequest) -> Value {
         match request {
-            LinkRequest::ReportAllStatuses => self.forget_statuses16(),
+            LinkRequest::ReportStatuses { connectors } => {
+                // Triggered, so they go out while Pending too (4.2).
+                self.queue_station_status16(now, true);
+                if connectors {
+                    for index in 0..self.model.connectors.len() {
+                        self.queue_status_triggered(now, index);
+                    }
+                }
+            }
             LinkRequest::Boot if self.is_accepted() => self.trigger_boot_when_accepted(),
             LinkRequest::Boot => self.trigger_boot(),
         }
@@ -275,19 +283,7 @@ impl Ctx {
         }
         let station = core_profile::station_status(&self.model, &self.vars);
         if self.link16.statuses.first() != Some(&Some((station, "NoError", None))) {
-            self.link16.statuses[0] = Some((station, "NoError", None));
-            let payload = json!({
-                "timestamp": self.clock.utc(now).to_rfc3339(),
-                "connectorStatus": station,
-                "evseId": 0,
-                "connectorId": 0,
-                "customData": core_profile::status_data(0, station, "NoError", None),
-            });
-            self.enqueue(
-                RequestKind::Other(v201::Action::StatusNotification),
-                v201::Action::StatusNotification,
-                payload,
-            );
+            self.queue_station_status16(now, false);
         }
         for idx in 0..self.model.evses.len() {
             let status = core_profile::evse_status(&self.model, &self.vars, idx);
@@ -298,6 +294,25 @@ impl Ctx {
             if let Some(ci) = self.model.connectors.iter().position(|c| c.evse == evse) {
                 self.queue_status(now, ci);
             }
+        }
+    }
+
+    /// A StatusNotification of connector 0, the charge point as a whole.
+    fn queue_station_status16(&mut self, now: Instant, triggered: bool) {
+        let station = core_profile::station_status(&self.model, &self.vars);
+        self.link16.statuses[0] = Some((station, "NoError", None));
+        let payload = json!({
+            "timestamp": self.clock.utc(now).to_rfc3339(),
+            "connectorStatus": station,
+            "evseId": 0,
+            "connectorId": 0,
+            "customData": core_profile::status_data(0, station, "NoError", None),
+        });
+        let kind = RequestKind::Other(v201::Action::StatusNotification);
+        if triggered {
+            self.enqueue_triggered(kind, v201::Action::StatusNotification, payload);
+        } else {
+            self.enqueue(kind, v201::Action::StatusNotification, payload);
         }
     }
 
