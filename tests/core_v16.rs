@@ -706,3 +706,43 @@ fn meter_values_follow_the_1_6_keys() {
         .count();
     assert!(aligned >= 1);
 }
+
+#[test]
+fn unplugging_ends_the_session_only_with_stop_transaction_on_ev_side_disconnect() {
+    let mut h = Harness::new(config());
+    let answer = result(h.call(
+        "ChangeConfiguration",
+        json!({"key": "StopTransactionOnEVSideDisconnect", "value": "false"}),
+    ));
+    assert_eq!(answer, json!({"status": "Accepted"}));
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    h.plug(1, 1, false);
+    h.advance_secs(5);
+    // 3.6: the transaction goes on, suspended by the EV; the driver ends it.
+    assert!(h.csms.of("StopTransaction").is_empty());
+    assert_eq!(
+        statuses(&h).last().unwrap(),
+        &(1, "SuspendedEV".to_string())
+    );
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    assert_eq!(stopped(&h), (1, "Local"));
+}
+
+#[test]
+fn unlock_connector_finishes_the_transaction_first() {
+    let mut h = Harness::new(config());
+    h.plug(1, 1, true);
+    h.token(1, "TAG1");
+    h.advance_secs(5);
+    // 5.18: the transaction is stopped, then the connector unlocked.
+    assert_eq!(
+        result(h.call("UnlockConnector", json!({"connectorId": 1}))),
+        json!({"status": "Unlocked"})
+    );
+    h.advance_secs(1);
+    assert_eq!(stopped(&h), (1, "UnlockCommand"));
+    assert_eq!(h.unlocks, vec![(1, 1)]);
+}

@@ -137,8 +137,15 @@ impl Station {
         if config.protocol == Protocol::V16 {
             // 1.6 has one transaction per charging session that starts when the driver is
             // authorized and the EV plugged in, both (StartTransaction carries the idTag).
-            if let Some(i) = DeviceModel::lookup("TxCtrlr.TxStartPoint") {
-                station.cx.vars.set_index(i, "PowerPathClosed");
+            // It ends when the driver is no longer authorized; an unplugged EV ends it only
+            // with StopTransactionOnEVSideDisconnect (which then ends the authorization).
+            for (key, value) in [
+                ("TxCtrlr.TxStartPoint", "PowerPathClosed"),
+                ("TxCtrlr.TxStopPoint", "Authorized"),
+            ] {
+                if let Some(i) = DeviceModel::lookup(key) {
+                    station.cx.vars.set_index(i, value);
+                }
             }
         }
         station.security.restore_pending_csr(&persisted);

@@ -916,7 +916,8 @@ impl Transactions {
         }
     }
 
-    /// F05: unlocking the connector of an unauthorized transaction ends it.
+    /// F05: unlocking the connector of an unauthorized transaction ends it (in 1.6 any
+    /// transaction there).
     pub(crate) fn end_transaction_for_unlock(&mut self, cx: &mut Ctx, now: Instant, idx: usize) {
         self.evses[idx].auth = None;
         self.end_transaction(cx, now, idx, "UnlockCommand", "Other", None);
@@ -1916,7 +1917,10 @@ impl Transactions {
                     .tx
                     .as_ref()
                     .is_some_and(|t| t.connector.is_none_or(|c| c == connector));
-                if on_connector && self.evses[idx].auth.is_some() {
+                // 1.6 5.18 differs: the transaction on the connector is finished first, then
+                // the connector unlocked.
+                let v16 = cx.protocol == crate::ocpp::station::Protocol::V16;
+                if on_connector && self.evses[idx].auth.is_some() && !v16 {
                     // F05.FR.02: never under an authorized transaction.
                     v201::UnlockStatusEnum::OngoingAuthorizedTransaction
                 } else {

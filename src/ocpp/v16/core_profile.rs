@@ -53,7 +53,9 @@ pub fn evse_status(
         // connector shows how it charges.
         _ if evse.transaction.is_some() => match evse.charging_state {
             "Charging" => "Charging",
-            "SuspendedEV" => "SuspendedEV",
+            // Idle: the EV was unplugged and the transaction goes on
+            // (StopTransactionOnEVSideDisconnect false, 3.6): SuspendedEV (4.9).
+            "SuspendedEV" | "Idle" => "SuspendedEV",
             "SuspendedEVSE" | "EVConnected" => "SuspendedEVSE",
             _ => "Preparing",
         },
@@ -393,13 +395,21 @@ pub fn outgoing(action: v201::Action, payload: &Value, lk: &Lookup) -> Option<Ou
             Action::Authorize,
             json!({ "idTag": payload["idToken"]["idToken"] }),
         ),
-        v201::Action::MeterValues => send(
-            Action::MeterValues,
-            json!({
+        v201::Action::MeterValues => {
+            let mut values = json!({
                 "connectorId": payload["evseId"],
                 "meterValue": meter_values(&payload["meterValue"]),
-            }),
-        ),
+            });
+            // 4.7: the transaction's id, if the values are of one (a triggered reading).
+            let tx = payload["evseId"]
+                .as_u64()
+                .and_then(|e| (lk.evse_tx)(e as u32))
+                .and_then(|tx| (lk.tx16)(&tx));
+            if let Some(id) = tx {
+                values["transactionId"] = json!(id);
+            }
+            send(Action::MeterValues, values)
+        }
         v201::Action::DataTransfer => {
             let mut out = payload.clone();
             if let Some(data) = out.get("data").filter(|d| !d.is_string()) {
@@ -465,8 +475,10 @@ fn transaction_event(payload: &Value, lk: &Lookup) -> Outbound {
                     "transactionId": id,
                     "meterStop": register_wh(values, "Transaction.End").unwrap_or(t.meter_start_wh),
                     "timestamp": payload["timestamp"],
-                    "reason": match payload["customData"]["reason"].as_str() {
-                        Some(r @ ("SoftReset" | "HardReset")) => r,
+                    "reason": match (payload["customData"]["reason"].as_str(), payload["triggerReason"].as_str()) {
+                        (Some(r @ ("SoftReset" | "HardReset")), _) => r,
+                        // 2.0.1 has no such stoppedReason (Other), only the trigger.
+                        (_, Some("UnlockCommand")) => "UnlockCommand",
                         _ => stop_reason(payload["transactionInfo"]["stoppedReason"].as_str().unwrap_or("Local")),
                     },
                 });

@@ -202,10 +202,13 @@ impl Ctx {
 
     /// Notes a StartTransaction about to be sent for our transaction `tx`.
     pub(crate) fn starting16(&mut self, tx: &str, start: &Value) {
+        // A StartTransaction sent again (its answer lost, or not in the journal yet at a power
+        // cut) keeps the id already given until a new answer brings another.
+        let id = self.link16.transactions.get(tx).and_then(|t| t.id);
         let entry = Tx16 {
             evse: start["connectorId"].as_u64().unwrap_or(0) as u32,
             meter_start_wh: start["meterStart"].as_i64().unwrap_or(0),
-            id: None,
+            id,
         };
         self.link16.transactions.insert(tx.to_owned(), entry);
     }

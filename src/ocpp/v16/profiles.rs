@@ -186,7 +186,7 @@ mod testkit {
         match &inbound {
             Inbound::Call { action, payload } => valid201_request(*action, payload),
             Inbound::Answer(answer) => valid16_response(action, answer),
-            Inbound::Link(request) => panic!("{action:?}: not a profiles call: {request:?}"),
+            Inbound::Link(_) => {}
         }
         inbound
     }

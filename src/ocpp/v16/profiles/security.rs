@@ -68,6 +68,20 @@ pub(super) fn request(
                     Connector::Unknown => return answer(json!({"status": "Rejected"})),
                 }
             }
+            // As TriggerMessage (core_profile): the link answers these two itself.
+            match (requested, v.get("evse")) {
+                ("BootNotification", _) => {
+                    return Some(Ok(Inbound::Link(super::super::adapter::LinkRequest::Boot)));
+                }
+                ("StatusNotification", None) => {
+                    return Some(Ok(Inbound::Link(
+                        super::super::adapter::LinkRequest::ReportStatuses {
+                            connectors: payload.get("connectorId").is_none(),
+                        },
+                    )));
+                }
+                _ => {}
+            }
             call(v201::Action::TriggerMessage, v)
         }
         _ => None,
@@ -152,6 +166,8 @@ pub(super) fn answer_to_v201(sent: Action, answer: &Value) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::adapter::LinkRequest;
+    use super::super::testkit::inbound;
     use super::super::testkit::{
         answered, call, outgoing, response, statuses_pass, valid16_response, valid201_response,
     };
@@ -268,8 +284,28 @@ mod tests {
 
     #[test]
     fn extended_trigger_message() {
+        // The link answers BootNotification and StatusNotification of the charge point
+        // itself (adapter::LinkRequest).
+        for (request, link) in [
+            (
+                json!({"requestedMessage": "BootNotification"}),
+                LinkRequest::Boot,
+            ),
+            (
+                json!({"requestedMessage": "StatusNotification"}),
+                LinkRequest::ReportStatuses { connectors: true },
+            ),
+            (
+                json!({"requestedMessage": "StatusNotification", "connectorId": 0}),
+                LinkRequest::ReportStatuses { connectors: false },
+            ),
+        ] {
+            assert_eq!(
+                inbound(Action::ExtendedTriggerMessage, request),
+                Inbound::Link(link)
+            );
+        }
         for (v16, v201) in [
-            ("BootNotification", "BootNotification"),
             ("LogStatusNotification", "LogStatusNotification"),
             ("FirmwareStatusNotification", "FirmwareStatusNotification"),
             ("Heartbeat", "Heartbeat"),
@@ -278,7 +314,6 @@ mod tests {
                 "SignChargePointCertificate",
                 "SignChargingStationCertificate",
             ),
-            ("StatusNotification", "StatusNotification"),
         ] {
             let v = call(
                 Action::ExtendedTriggerMessage,

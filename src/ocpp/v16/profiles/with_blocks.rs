@@ -290,8 +290,4 @@ fn extended_trigger_message() {
         ),
         json!({"status": "Rejected"})
     );
-    assert_eq!(
-        trigger(&mut h, json!({"requestedMessage": "BootNotification"})),
-        json!({"status": "Rejected"})
-    );
 }
