@@ -235,6 +235,8 @@ impl Station {
     pub fn handle_disconnected(&mut self, now: Instant, reason: &str) {
         self.cx.link_disconnected(now, reason);
         self.route_events(now);
+        // Nothing goes out now, but a Reset waiting for answers restarts at once.
+        self.cx.pump(now);
     }
 
     pub fn handle_pong(&mut self, _now: Instant) {
