@@ -64,8 +64,12 @@ if [ -n "$DEMO_PORT_GIVEN" ]; then
     AGENT_ENV=("OCPP_AGENT_CSMS__URL=ws://127.0.0.1:$DEMO_PORT/ocpp")
 fi
 # --ocpp 1.6: the same config with [csms] ocpp_version = "1.6" (the figment env override).
+# The CSMS keeps the transactionIds it assigned in .demo, as the agent keeps its journal there:
+# a session a previous demo left open ends with the id that CSMS gave it.
+CSMS_STATE=()
 if [ "$OCPP_VERSION" = 1.6 ]; then
     AGENT_ENV+=("OCPP_AGENT_CSMS__OCPP_VERSION=1.6")
+    CSMS_STATE=(--state "$DEMO_DIR/csms-state.json")
 fi
 
 CSMS_PID="" AGENT_PID="" CSMS_SED="" AGENT_SED=""
@@ -236,7 +240,7 @@ exec 3> >(trap '' INT; exec sed -u 's/^/[csms] /' >&2)
 CSMS_SED=$!
 # The password is the one in config/demo.toml: the CSMS checks HTTP Basic auth CP001:<password>.
 "$PY" -u "$ROOT/tests/csms/csms.py" --host 127.0.0.1 --port "$DEMO_PORT" --interval 10 \
-    --ocpp "$OCPP_VERSION" --password 0123456789abcdef \
+    --ocpp "$OCPP_VERSION" ${CSMS_STATE[@]+"${CSMS_STATE[@]}"} --password 0123456789abcdef \
     --log "$CSMS_LOG" --port-file "$PORT_FILE" --admin-port-file "$ADMIN_PORT_FILE" \
     </dev/null >&3 2>&3 &
 CSMS_PID=$!
