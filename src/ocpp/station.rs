@@ -135,18 +135,7 @@ impl Station {
             tariff: TariffCost::new(config.evses.len()),
         };
         if config.protocol == Protocol::V16 {
-            // 1.6 has one transaction per charging session that starts when the driver is
-            // authorized and the EV plugged in, both (StartTransaction carries the idTag).
-            // It ends when the driver is no longer authorized; an unplugged EV ends it only
-            // with StopTransactionOnEVSideDisconnect (which then ends the authorization).
-            for (key, value) in [
-                ("TxCtrlr.TxStartPoint", "PowerPathClosed"),
-                ("TxCtrlr.TxStopPoint", "Authorized"),
-            ] {
-                if let Some(i) = DeviceModel::lookup(key) {
-                    station.cx.vars.set_index(i, value);
-                }
-            }
+            station.cx.transaction_points16();
         }
         station.security.restore_pending_csr(&persisted);
         // A03: the first validity check soon after start-up, then daily.

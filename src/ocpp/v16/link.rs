@@ -90,6 +90,22 @@ impl Ctx {
         self.persist(vec![op]);
     }
 
+    /// 1.6 has one transaction per charging session that starts when the driver is
+    /// authorized and the EV plugged in, both (StartTransaction carries the idTag). It ends
+    /// when the driver is no longer authorized; an unplugged EV ends it only with
+    /// StopTransactionOnEVSideDisconnect (which then ends the authorization). Set after the
+    /// journal's values, which a 2.0.1 CSMS may have set before a switch.
+    pub(crate) fn transaction_points16(&mut self) {
+        for (key, value) in [
+            ("TxCtrlr.TxStartPoint", "PowerPathClosed"),
+            ("TxCtrlr.TxStopPoint", "Authorized"),
+        ] {
+            if let Some(i) = crate::ocpp::devmodel::DeviceModel::lookup(key) {
+                self.vars.set_index(i, value);
+            }
+        }
+    }
+
     /// A 1.6 call the link answers itself.
     pub(crate) fn link_request16(&mut self, now: Instant, request: LinkRequest) -> Value {
         match request {
