@@ -456,7 +456,8 @@ impl Journal {
     /// cache keeps every page read until the connection closes: after the start-up
     /// `quick_check` that is the whole file, tens of kB held for nothing while the agent idles.
     /// A later statement reads the pages it needs again (from the kernel's page cache);
-    /// durability does not depend on it. Best effort: an error only means memory stays held.
+    /// durability does not depend on it. The prepared statements go too (`Store::release_memory`).
+    /// Best effort: an error only means memory stays held.
     pub fn release_memory(&self) {
         if let Some(store) = &self.store {
             store.release_memory();

@@ -92,6 +92,7 @@ impl SqliteJournal {
                     // Between requests the connection holds no page: the agent idles with
                     // none cached (issue 13).
                     journal.release_memory();
+                    give_back_free_heap();
                 }
             })
             .expect("spawning the journal thread");
@@ -121,7 +122,9 @@ impl SqliteJournal {
 /// is the process's largest passing use of memory (SQLite's journal buffers while a file is
 /// created or migrated, the integrity check's pages: about 270 KB at the peak); once freed, malloc
 /// keeps those pages resident for reuse, and what the agent allocates later does not fill them
-/// (issue 13). Called once: in steady state the heap does not grow that way again.
+/// (issue 13). Called after opening and after every request: a request prepares SQLite
+/// statements and frees them when it is done (`Journal::release_memory`), which leaves pages
+/// free that later allocations do not fill (idle heap 248 -> 236 kB).
 fn give_back_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim(3) only releases free memory; it is thread-safe (takes the arena lock).
