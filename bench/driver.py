@@ -451,7 +451,13 @@ def cmd_idle(a) -> int:
     out(f"  CSMS: tests/csms/csms.py on 127.0.0.1:{port}, --interval {a.interval} (heartbeat), "
         f"--ping-interval {a.csms_ping:g} (CSMS WebSocket pings); agent WebSocketPingInterval 30 s")
     out(f"  agent: {' '.join(cmd)}  (log: {work / 'agent.log'})")
-    agent = spawn(cmd, work / "agent.log", agent_env())
+    env = agent_env()
+    if qemu:
+        # What the systemd unit sets on a board. Natively the agent sets it itself (it starts
+        # again with it); under qemu-user that exec of an ARM binary fails, and the figure
+        # would be of an agent with malloc's thread cache.
+        env["GLIBC_TUNABLES"] = "glibc.malloc.tcache_count=0"
+    agent = spawn(cmd, work / "agent.log", env)
     took = wait_accepted(ctl_bin, cfg, agent, 60 if qemu else 30)
     out(f"  connected and BootNotification accepted after {took:.2f} s (polled `ocpp-agent ctl status`)")
     pid = agent.pid

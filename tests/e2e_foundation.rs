@@ -184,6 +184,49 @@ fn env_overrides_the_config_file() {
     csms.wait_calls("BootNotification", 1, T);
 }
 
+/// The running agent's environment as the kernel shows it, entries on lines. glibc writes a
+/// NUL after each tunable's value it parses, in place, so `GLIBC_TUNABLES=a=1:b=2` reads back
+/// as two lines, `GLIBC_TUNABLES=a=1` and `b=2`.
+fn environment_of(agent: &Agent) -> String {
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.pid())).unwrap();
+    String::from_utf8_lossy(&environ).replace('\0', "\n")
+}
+
+/// Issue 13: the agent runs without glibc's per-thread malloc cache (it starts itself again
+/// with the tunable, keeping its pid and the tunables it was given), and a cache size of the
+/// user's own is left as it is.
+#[test]
+fn runs_without_the_malloc_thread_cache_unless_told_otherwise() {
+    let Some(csms) = Csms::start(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = agent_config(dir.path(), &csms.url(), "");
+    let given = [("GLIBC_TUNABLES", "glibc.malloc.arena_max=1")];
+    let agent = Agent::start_with_config(dir, &text, &given);
+    agent.wait_ready();
+    csms.wait_calls("BootNotification", 1, T);
+    let environment = environment_of(&agent);
+    assert!(
+        environment.contains("GLIBC_TUNABLES=glibc.malloc.arena_max=1")
+            && environment.contains("glibc.malloc.tcache_count=0"),
+        "{environment}"
+    );
+    assert!(!agent.log().contains("thread cache"), "{}", agent.log());
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = agent_config(dir.path(), &csms.url(), "");
+    let own = [("GLIBC_TUNABLES", "glibc.malloc.tcache_count=3")];
+    let agent = Agent::start_with_config(dir, &text, &own);
+    agent.wait_ready();
+    let environment = environment_of(&agent);
+    assert!(
+        environment.contains("GLIBC_TUNABLES=glibc.malloc.tcache_count=3")
+            && !environment.contains("tcache_count=0"),
+        "{environment}"
+    );
+}
+
 #[test]
 fn check_config_names_each_problem() {
     let dir = tempfile::tempdir().unwrap();
