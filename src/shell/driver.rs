@@ -63,7 +63,7 @@ pub async fn run(config: Config, notifier: Notifier) -> Result<Exit, RunError> {
     // Before the station's threads (the journal's) exist, so that they inherit the mask.
     super::signals::block_stop_signals().map_err(|e| RunError::Io(e.to_string()))?;
     let span = logging::station_span(&config.station.id);
-    let station = StationTask::new(config).instrument(span.clone()).await?;
+    let station = build_station(config, span.clone()).await?;
     let stations = vec![(station, span)];
 
     let listener = control::bind(&control_path).map_err(|e| {
@@ -113,13 +113,13 @@ pub async fn supervise<J: JournalBackend>(
             ready: false,
             running: true,
         });
-        let reports = reports_tx.clone();
-        // Boxed: FuturesUnordered keeps a stub task as large as its future type, and a
-        // station's future is about 11 KB; boxed, only the box pointer is duplicated.
-        let task: futures_util::future::BoxFuture<'_, _> = Box::pin(
-            async move { (index, station.run(index, commands_rx, reports).await) }.instrument(span),
-        );
-        tasks.push(task);
+        tasks.push(boxed_station(
+            index,
+            station,
+            commands_rx,
+            reports_tx.clone(),
+            span,
+        ));
     }
     drop(reports_tx);
 
@@ -200,6 +200,32 @@ pub async fn supervise<J: JournalBackend>(
         Some(e) => Err(e),
         None => Ok(exit),
     }
+}
+
+/// Opening the journal and building a station, boxed and not inlined: that future is built
+/// on the stack before it moves into the box, and inlined it became part of the stack frame
+/// of `run`, touched on every wake-up (issue 13).
+#[inline(never)]
+fn build_station(
+    config: Config,
+    span: tracing::Span,
+) -> futures_util::future::BoxFuture<'static, Result<StationTask, RunError>> {
+    Box::pin(StationTask::new(config).instrument(span))
+}
+
+/// A station task's future, boxed: FuturesUnordered keeps a stub task as large as its future
+/// type, and a station's future is about 11 KB; boxed, only the box pointer is duplicated.
+/// Not inlined: the future is built on the stack before it moves into the box, and inlined
+/// that space became part of `supervise`'s stack frame, touched on every wake-up (issue 13).
+#[inline(never)]
+fn boxed_station<J: JournalBackend>(
+    index: usize,
+    station: StationTask<J>,
+    commands: mpsc::Receiver<Command>,
+    reports: mpsc::UnboundedSender<(usize, Report)>,
+    span: tracing::Span,
+) -> futures_util::future::BoxFuture<'static, (usize, Result<StationExit, RunError>)> {
+    Box::pin(async move { (index, station.run(index, commands, reports).await) }.instrument(span))
 }
 
 async fn stop_all(handles: &[Handle]) {

@@ -99,7 +99,9 @@ impl FirmwareWorker {
             if tokio::fs::metadata(&image).await.is_ok() {
                 return Ok(()); // downloaded before a restart
             }
-            let size = http::download(&location, &part, &fetch).await?;
+            // Boxed: the download's future (HTTP and TLS state) is large; inline it would be
+            // built on the stack of the station loop that spawns this task (issue 13).
+            let size = Box::pin(http::download(&location, &part, &fetch)).await?;
             tokio::fs::rename(&part, &image)
                 .await
                 .map_err(|e| format!("{}: {e}", image.display()))?;

@@ -166,7 +166,8 @@ impl LogUploader {
                     .and_then(|r| r)
                 };
                 let result = match gathered {
-                    Ok(()) => http::upload(&job.location, &job.filename, &file, &fetch)
+                    // Boxed, as the firmware download (`FirmwareWorker::download`).
+                    Ok(()) => Box::pin(http::upload(&job.location, &job.filename, &file, &fetch))
                         .await
                         .map_err(|e| (failure_kind(e.status), e.message)),
                     Err(why) => Err((UploadFailure::Transfer, why)),

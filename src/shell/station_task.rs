@@ -215,7 +215,10 @@ pub type Reports = mpsc::UnboundedSender<(usize, Report)>;
 /// One station, set up and ready to run, with its journal backend (the SQLite file unless
 /// told otherwise: generic, so the binary holds only the backend it uses).
 pub struct StationTask<J: JournalBackend = SqliteJournal> {
-    agent: Agent<J>,
+    /// Boxed: a station task moves a few times before it runs (into the supervisor's list,
+    /// into its future), and each move of 3.5 KB by value took stack space in the
+    /// supervisor's frame, which every wake-up touches (issue 13).
+    agent: Box<Agent<J>>,
     events: mpsc::Receiver<Event>,
     work_results: mpsc::Receiver<Input>,
 }
@@ -377,7 +380,7 @@ async fn build<J: JournalBackend>(
         security_log_path,
         work_tx,
     );
-    let agent = Agent {
+    let agent = Box::new(Agent {
         firmware,
         security_log,
         log_uploader,
@@ -397,7 +400,7 @@ async fn build<J: JournalBackend>(
         reboot: false,
         storage_degraded: false,
         watch: None,
-    };
+    });
     Ok(StationTask {
         agent,
         events,
@@ -588,40 +591,6 @@ impl<J: JournalBackend> Agent<J> {
         while let Some(output) = self.station.poll_output() {
             self.tls.on_output(&output);
             match output {
-                Output::Connect { profile } => {
-                    let cert_dir = &self.cert_dir;
-                    let tls =
-                        self.tls
-                            .get(&self.config, profile.security_profile, || Credentials {
-                                password: None,
-                                installed_roots: cert_dir.csms_roots(),
-                                identity: cert_dir.station_identity(),
-                            });
-                    match tls.map(|tls| {
-                        Connector::with_tls(
-                            &self.config,
-                            &profile.url,
-                            profile.security_profile,
-                            self.password.clone(),
-                            tls,
-                        )
-                    }) {
-                        Ok(connector) => {
-                            self.link.connecting =
-                                Some(tokio::spawn(async move { connector.connect().await }));
-                        }
-                        Err(e) => self.station.handle_connect_failed(
-                            self.clock.now(),
-                            &format!("network profile {}: {e}", profile.slot),
-                            ConnectFailure::Other,
-                        ),
-                    }
-                    if !self.ready_sent {
-                        // READY once the journal is open and the first connect is under way.
-                        self.report(Report::Ready);
-                        self.ready_sent = true;
-                    }
-                }
                 Output::Send(text) => self.send(Message::text(text)).await,
                 Output::SendQueued {
                     queue_seq,
@@ -644,88 +613,146 @@ impl<J: JournalBackend> Agent<J> {
                     self.persist(batch).await;
                 }
                 Output::PowerPath { evse, closed } => {
-                    let now = std::time::Instant::now();
-                    if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
-                        let was_flowing = hw.meter.is_flowing();
-                        let register = hw.set_power_path(closed, now);
-                        // Save the register when energy stopped flowing (not for the "open"
-                        // every contactor gets at start-up: nothing changed, no fsync).
-                        if !closed && was_flowing {
-                            let op = PersistOp::PutMeta {
-                                key: sim_meter_key(evse),
-                                value: register.to_string(),
-                            };
-                            self.persist(vec![op]).await;
-                        }
+                    if let Some(op) = self.set_power_path(evse, closed) {
+                        self.persist(vec![op]).await;
                     }
                 }
-                Output::ChargingLimit { evse, limit } => {
-                    let now = std::time::Instant::now();
-                    if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
-                        hw.set_limit(limit, now);
-                    }
-                }
-                Output::Unlock { evse, connector } => {
-                    // No lock actuator is configured: the sim lock opens at once.
-                    info!(evse, connector, "connector unlocked");
-                }
-                Output::Reboot => self.reboot = true,
-                Output::BasicAuthPassword(secret) => self.password = Some(secret.0),
-                Output::CreateCsr {
-                    organization,
-                    common_name,
-                } => {
-                    let input = match self.cert_dir.create_csr(&organization, &common_name) {
-                        Ok((csr_pem, spki_der)) => Input::CsrCreated { csr_pem, spki_der },
-                        Err(reason) => Input::CsrFailed { reason },
-                    };
-                    let _ = self.station.handle_input(self.clock.now(), input);
-                }
-                Output::StoreCertificate { kind, id, pem } => {
-                    self.transfer_cache = None;
-                    if let Err(e) = self.cert_dir.store_root(&kind, &id, &pem) {
-                        error!(kind, error = %e, "could not keep an installed certificate");
-                    }
-                }
-                Output::RemoveCertificate { kind, id } => {
-                    self.transfer_cache = None;
-                    if let Err(e) = self.cert_dir.remove_root(&kind, &id) {
-                        error!(kind, error = %e, "could not delete a certificate");
-                    }
-                }
-                Output::ActivateStationCertificate { chain_pem } => {
-                    if let Err(e) = self.cert_dir.activate(&chain_pem) {
-                        error!(error = %e, "could not install the station certificate");
-                    }
-                }
-                Output::FirmwareDownload {
-                    request_id,
-                    location,
-                } => {
-                    let transfer = self.transfer();
-                    self.firmware.download(request_id, location, transfer);
-                }
-                Output::FirmwareVerify {
-                    request_id,
-                    signer_der,
-                    signature,
-                } => self.firmware.verify(request_id, signer_der, signature),
-                Output::FirmwareInstall { request_id } => self.firmware.install(request_id),
-                Output::FirmwareActivate { request_id } => self.firmware.activate(request_id),
-                Output::FirmwareDiscard { request_id } => self.firmware.discard(request_id),
-                Output::UploadLog(request) => {
-                    let transfer = self.transfer();
-                    self.log_uploader.upload(request, transfer);
-                }
-                Output::CancelLogUpload { request_id } => self.log_uploader.cancel(request_id),
-                Output::RecordSecurityEvent {
-                    timestamp,
-                    kind,
-                    tech_info,
-                } => self
-                    .security_log
-                    .record(&timestamp, &kind, tech_info.as_deref()),
+                other => self.execute_local(other),
             }
+        }
+    }
+
+    /// Switches an EVSE's power path; the energy register to save when energy stopped
+    /// flowing (not for the "open" every contactor gets at start-up: nothing changed, no
+    /// fsync).
+    fn set_power_path(&mut self, evse: u32, closed: bool) -> Option<PersistOp> {
+        let now = std::time::Instant::now();
+        let hw = self.hardware.iter_mut().find(|h| h.evse == evse)?;
+        let was_flowing = hw.meter.is_flowing();
+        let register = hw.set_power_path(closed, now);
+        (!closed && was_flowing).then(|| PersistOp::PutMeta {
+            key: sim_meter_key(evse),
+            value: register.to_string(),
+        })
+    }
+
+    /// The outputs that need no waiting. Not inlined: inlined, their locals (TLS
+    /// configurations, CSRs, certificates) became part of the station loop's one poll
+    /// function, whose stack frame every wake-up touches (issue 13: idle stack).
+    #[inline(never)]
+    fn execute_local(&mut self, output: Output) {
+        match output {
+            Output::Connect { profile } => self.connect(profile),
+            Output::ChargingLimit { evse, limit } => {
+                let now = std::time::Instant::now();
+                if let Some(hw) = self.hardware.iter_mut().find(|h| h.evse == evse) {
+                    hw.set_limit(limit, now);
+                }
+            }
+            Output::Unlock { evse, connector } => {
+                // No lock actuator is configured: the sim lock opens at once.
+                info!(evse, connector, "connector unlocked");
+            }
+            Output::Reboot => self.reboot = true,
+            Output::BasicAuthPassword(secret) => self.password = Some(secret.0),
+            Output::CreateCsr {
+                organization,
+                common_name,
+            } => {
+                let input = match self.cert_dir.create_csr(&organization, &common_name) {
+                    Ok((csr_pem, spki_der)) => Input::CsrCreated { csr_pem, spki_der },
+                    Err(reason) => Input::CsrFailed { reason },
+                };
+                let _ = self.station.handle_input(self.clock.now(), input);
+            }
+            Output::StoreCertificate { kind, id, pem } => {
+                self.transfer_cache = None;
+                if let Err(e) = self.cert_dir.store_root(&kind, &id, &pem) {
+                    error!(kind, error = %e, "could not keep an installed certificate");
+                }
+            }
+            Output::RemoveCertificate { kind, id } => {
+                self.transfer_cache = None;
+                if let Err(e) = self.cert_dir.remove_root(&kind, &id) {
+                    error!(kind, error = %e, "could not delete a certificate");
+                }
+            }
+            Output::ActivateStationCertificate { chain_pem } => {
+                if let Err(e) = self.cert_dir.activate(&chain_pem) {
+                    error!(error = %e, "could not install the station certificate");
+                }
+            }
+            Output::FirmwareDownload {
+                request_id,
+                location,
+            } => {
+                let transfer = self.transfer();
+                self.firmware.download(request_id, location, transfer);
+            }
+            Output::FirmwareVerify {
+                request_id,
+                signer_der,
+                signature,
+            } => self.firmware.verify(request_id, signer_der, signature),
+            Output::FirmwareInstall { request_id } => self.firmware.install(request_id),
+            Output::FirmwareActivate { request_id } => self.firmware.activate(request_id),
+            Output::FirmwareDiscard { request_id } => self.firmware.discard(request_id),
+            Output::UploadLog(request) => {
+                let transfer = self.transfer();
+                self.log_uploader.upload(request, transfer);
+            }
+            Output::CancelLogUpload { request_id } => self.log_uploader.cancel(request_id),
+            Output::RecordSecurityEvent {
+                timestamp,
+                kind,
+                tech_info,
+            } => self
+                .security_log
+                .record(&timestamp, &kind, tech_info.as_deref()),
+            // Awaited: `execute_outputs` runs them and never passes them here.
+            Output::Send(_)
+            | Output::SendQueued { .. }
+            | Output::Ping
+            | Output::Disconnect { .. }
+            | Output::Persist(_)
+            | Output::PowerPath { .. } => {}
+        }
+    }
+
+    /// Starts a connection attempt with `profile` (the TLS configuration built or reused).
+    /// Not inlined, as `execute_local`.
+    #[inline(never)]
+    fn connect(&mut self, profile: NetworkProfile) {
+        let cert_dir = &self.cert_dir;
+        let tls = self
+            .tls
+            .get(&self.config, profile.security_profile, || Credentials {
+                password: None,
+                installed_roots: cert_dir.csms_roots(),
+                identity: cert_dir.station_identity(),
+            });
+        match tls.map(|tls| {
+            Connector::with_tls(
+                &self.config,
+                &profile.url,
+                profile.security_profile,
+                self.password.clone(),
+                tls,
+            )
+        }) {
+            Ok(connector) => {
+                self.link.connecting = Some(tokio::spawn(async move { connector.connect().await }));
+            }
+            Err(e) => self.station.handle_connect_failed(
+                self.clock.now(),
+                &format!("network profile {}: {e}", profile.slot),
+                ConnectFailure::Other,
+            ),
+        }
+        if !self.ready_sent {
+            // READY once the journal is open and the first connect is under way.
+            self.report(Report::Ready);
+            self.ready_sent = true;
         }
     }
 
@@ -733,6 +760,7 @@ impl<J: JournalBackend> Agent<J> {
     /// `transfer.ca_file`, else what the CSMS connection trusts (`csms.ca_file` or the system
     /// roots), plus the CSMS roots installed through OCPP; no client certificate. Built per
     /// transfer, so newly installed roots count.
+    #[inline(never)]
     fn transfer(&mut self) -> Transfer {
         if let Some(t) = &self.transfer_cache {
             return t.clone();
