@@ -257,8 +257,9 @@ const TCACHE_TUNABLE: &str = "glibc.malloc.tcache_count";
 /// second and does not need the speed. The cache can only be sized by a tunable glibc reads
 /// when the process starts (`GLIBC_TUNABLES`), hence the exec; the systemd unit sets it, so
 /// no exec happens there, and a value of the user's own is left alone. Returns only if the
-/// exec failed (e.g. a foreign-architecture binary under qemu-user without binfmt_misc):
-/// the agent then runs with the cache.
+/// exec failed (e.g. a foreign-architecture binary under qemu-user without binfmt_misc; the
+/// scripts that run the ARMv7 binary under qemu-arm set the tunable themselves): the agent
+/// then runs with the cache.
 fn without_malloc_thread_cache() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -273,8 +274,13 @@ fn without_malloc_thread_cache() {
         } else {
             format!("{current}:{TCACHE_TUNABLE}=0")
         };
+        // The path, not /proc/self/exe: under qemu-user the latter is the emulator, which
+        // would take `run` for the program to load; the path it reports is the guest binary's.
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
         let mut args = std::env::args_os();
-        let mut command = std::process::Command::new("/proc/self/exe");
+        let mut command = std::process::Command::new(exe);
         if let Some(arg0) = args.next() {
             command.arg0(arg0);
         }
