@@ -264,16 +264,14 @@ fn without_malloc_thread_cache() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;
-        let current = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
-        let current = current.to_string_lossy();
-        if current.contains(TCACHE_TUNABLE) {
+        let mut tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+        if tunables.to_string_lossy().contains(TCACHE_TUNABLE) {
             return;
         }
-        let tunables = if current.is_empty() {
-            format!("{TCACHE_TUNABLE}=0")
-        } else {
-            format!("{current}:{TCACHE_TUNABLE}=0")
-        };
+        if !tunables.is_empty() {
+            tunables.push(":");
+        }
+        tunables.push(format!("{TCACHE_TUNABLE}=0"));
         // The path, not /proc/self/exe: under qemu-user the latter is the emulator, which
         // would take `run` for the program to load; the path it reports is the guest binary's.
         let Ok(exe) = std::env::current_exe() else {
