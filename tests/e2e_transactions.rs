@@ -306,22 +306,31 @@ fn authorization_outcomes() {
 /// The station's CALLs since the CSMS last saw it connect, in arrival order, one short line
 /// each (action and what tells it apart).
 fn since_last_connect(csms: &Csms) -> Vec<String> {
+    // One read of the log for both parts: with two, a transaction that started between them
+    // had its events in the second read and its EVSE in neither (a failed run with the npm
+    // peer, 2026-12-07).
+    let records = csms.records();
+    let is_call = |r: &&Value| r["event"] == "message" && r["dir"] == "in" && r["type"] == 2;
     // A transaction's EVSE is in its first event only.
     let mut evse_of: BTreeMap<String, String> = BTreeMap::new();
-    for e in events(csms) {
+    for r in records
+        .iter()
+        .filter(is_call)
+        .filter(|r| r["action"] == "TransactionEvent")
+    {
+        let e = &r["payload"];
         if let Some(evse) = e["evse"]["id"].as_i64() {
             let id = e["transactionInfo"]["transactionId"].as_str().unwrap();
             evse_of.insert(id.to_owned(), evse.to_string());
         }
     }
-    let records = csms.records();
     let start = records
         .iter()
         .rposition(|r| r["event"] == "connected")
         .expect("the station connected");
     records[start..]
         .iter()
-        .filter(|r| r["event"] == "message" && r["dir"] == "in" && r["type"] == 2)
+        .filter(is_call)
         .map(|r| {
             let p = &r["payload"];
             match r["action"].as_str().unwrap() {
