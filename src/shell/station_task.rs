@@ -709,13 +709,17 @@ impl<J: JournalBackend> Agent<J> {
             } => self
                 .security_log
                 .record(&timestamp, &kind, tech_info.as_deref()),
-            // Awaited: `execute_outputs` runs them and never passes them here.
-            Output::Send(_)
+            // Awaited: `execute_outputs` runs them and never passes them here. Dropping one
+            // would lose a frame or a journal write, so debug builds (every test) stop.
+            awaited @ (Output::Send(_)
             | Output::SendQueued { .. }
             | Output::Ping
             | Output::Disconnect { .. }
             | Output::Persist(_)
-            | Output::PowerPath { .. } => {}
+            | Output::PowerPath { .. }) => {
+                debug_assert!(false, "awaited output passed to execute_local: {awaited:?}");
+                error!("internal: an output that needs waiting was dropped");
+            }
         }
     }
 
