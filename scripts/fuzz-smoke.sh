@@ -4,8 +4,9 @@
 #
 #   scripts/fuzz-smoke.sh [SECONDS]      (default 60 s per target; CI runs it with 20)
 #
-# Needs a nightly toolchain (cargo fuzz builds with -Z sanitizer/coverage flags). Without one it
-# prints "skipped: no nightly toolchain" and exits 0. Installs cargo-fuzz (a pinned version,
+# Needs a nightly toolchain (cargo fuzz builds with -Z sanitizer/coverage flags): without one it
+# asks rustup for a minimal one, and if that fails too it prints "skipped: no nightly toolchain"
+# and exits 0 (so CI's log says so). Installs cargo-fuzz (a pinned version,
 # --locked) from crates.io if it is missing. Starts from the committed seeds (fuzz/seeds/...)
 # plus whatever an earlier run left in fuzz/corpus/<target> (not committed), prints the
 # executions per target, and exits non-zero if a target crashed (panic, broken invariant,
@@ -30,6 +31,10 @@ else
     TARGET_DIR="fuzz/target"
 fi
 
+if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null; then
+    echo "no nightly toolchain: installing one (rustup, minimal profile)"
+    rustup toolchain install nightly --profile minimal --no-self-update || true
+fi
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz smoke run skipped: no nightly toolchain (cargo +nightly does not work here)"
     exit 0
